@@ -1,0 +1,1 @@
+# ClickHouse store targets (owned by collector/tracestore/clickhouse/).

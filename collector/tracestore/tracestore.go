@@ -1,0 +1,101 @@
+package tracestore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/meshscope/meshscope/collector/spans"
+)
+
+// ErrTraceNotFound is returned by TraceReader.Trace when no span of the trace
+// is stored (the query API maps it to 404).
+var ErrTraceNotFound = errors.New("trace not found")
+
+// Writer stores a batch of spans. A nil return is the acknowledgement: the
+// spans survive a crash of the process from then on.
+type Writer interface {
+	WriteSpans(ctx context.Context, batch []spans.Span) error
+}
+
+// TraceReader returns every stored span of one trace, in any order.
+type TraceReader interface {
+	Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, error)
+}
+
+// Searcher finds traces that have at least one span matching every condition
+// of the query, most recent first.
+type Searcher interface {
+	Search(ctx context.Context, q Query) ([]TraceRef, error)
+}
+
+// ServiceLister lists the services that have stored spans.
+type ServiceLister interface {
+	Services(ctx context.Context) ([]string, error)
+}
+
+// OperationLister lists a service's operations, optionally of one span kind.
+type OperationLister interface {
+	Operations(ctx context.Context, q OperationQuery) ([]Operation, error)
+}
+
+// Reader is everything the query layer reads.
+type Reader interface {
+	TraceReader
+	Searcher
+	ServiceLister
+	OperationLister
+}
+
+// Store is a complete backend. Close flushes and releases it; no method may
+// be called after Close.
+type Store interface {
+	Writer
+	Reader
+	Close() error
+}
+
+// StatusFilter restricts a search by span status.
+type StatusFilter uint8
+
+// Status filters.
+const (
+	StatusAny   StatusFilter = iota
+	StatusError              // at least one matching span has status Error
+	StatusOK                 // matching span's status is not Error
+)
+
+// Query is a trace search. Zero fields do not restrict. All conditions must
+// hold for one and the same span (as in Jaeger).
+type Query struct {
+	Service     string
+	Operation   string
+	Attrs       map[string]string // span or resource attribute key → value as text (Attr.String)
+	MinDuration time.Duration
+	MaxDuration time.Duration // 0 = no upper bound
+	Status      StatusFilter
+	Start, End  time.Time // span start time range; zero = unbounded
+	Limit       int       // max traces; 0 = DefaultSearchLimit
+}
+
+// DefaultSearchLimit is the number of traces Search returns when Query.Limit is 0.
+const DefaultSearchLimit = 20
+
+// TraceRef is one search hit: the trace and the start time of its earliest
+// matching span (for ordering and for a time-bounded fetch).
+type TraceRef struct {
+	TraceID spans.TraceID
+	Start   time.Time
+}
+
+// OperationQuery selects operations.
+type OperationQuery struct {
+	Service string
+	Kind    *spans.Kind // nil = all kinds
+}
+
+// Operation is a span name and kind seen for a service.
+type Operation struct {
+	Name string
+	Kind spans.Kind
+}

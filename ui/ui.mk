@@ -1,0 +1,1 @@
+# UI targets (owned by ui/).
