@@ -1,1 +1,26 @@
 # ClickHouse store targets (owned by collector/tracestore/clickhouse/).
+#
+# chdb-deps installs the in-process ClickHouse engine (libchdb.so from the npm
+# package @chdb/lib-linux-x64-gnu, pinned by .chdb/package-lock.json) into
+# collector/tracestore/clickhouse/.chdb/node_modules (git-ignored).
+# test-clickhouse runs the store's tests that need it (build tag chdb):
+# the conformance suite, migrations and the cluster DDL on the real engine.
+# MESHSCOPE_TEST_CLICKHOUSE_DSN=clickhouse://... adds the wire tests against a
+# real server; an installed Debian clickhouse-server adds the refusal test.
+
+CHDB_DIR := collector/tracestore/clickhouse/.chdb
+CHDB_LIB := $(CURDIR)/$(CHDB_DIR)/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so
+
+.PHONY: chdb-deps test-clickhouse
+
+chdb-deps: $(CHDB_LIB)
+
+$(CHDB_LIB): $(CHDB_DIR)/package.json $(CHDB_DIR)/package-lock.json
+	cd $(CHDB_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+test-clickhouse: chdb-deps
+	MESHSCOPE_CHDB_LIB=$(CHDB_LIB) $(GO) test -count=1 -timeout 10m -tags chdb ./collector/tracestore/clickhouse/...
+
+TEST_DEPS  += chdb-deps
+TEST_EXTRA += test-clickhouse

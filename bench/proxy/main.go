@@ -1,0 +1,634 @@
+// Command proxy benchmarks meshscope-proxy against a direct connection and
+// against nginx, HAProxy and Caddy configured as equivalent reverse
+// proxies, all in one run, and writes bench/results/proxy.json.
+//
+//	make bench WHAT=proxy          # full run, about 10 minutes
+//	make bench-quick WHAT=proxy    # sanity run, under a minute
+//	go run ./bench/proxy -h        # flags
+//
+// A Go upstream answers every request with a fixed 1 KB body. The load
+// generator (bench/loadgen) sends constant-rate HTTP/1.1 keep-alive load
+// over 16 connections at 20/200/1000/2000 rps, latency corrected for
+// coordinated omission, then closed-loop load for maximum throughput.
+// Each cell is split into short rounds (5 s constant rate, 2 s closed
+// loop) and the targets take turns round by round, so a busy moment of the
+// shared machine hits all of them alike. Proxy cost is read from /proc: peak RSS
+// (VmHWM, reset before each measurement) and CPU time per 1000 requests.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshscope/meshscope/bench/loadgen"
+	"github.com/meshscope/meshscope/bench/procstat"
+	"github.com/meshscope/meshscope/bench/report"
+)
+
+type options struct {
+	quick          bool
+	proxyBin       string
+	proxyArgs      string
+	connections    int
+	size           int
+	rates          []float64
+	duration       time.Duration
+	warmup         time.Duration
+	closedDuration time.Duration
+	round          time.Duration
+	closedRound    time.Duration
+	targets        []string
+	keepTmp        bool
+}
+
+var allTargets = []string{"direct", "meshscope", "meshscope-off", "nginx", "haproxy", "caddy"}
+
+func parseOptions(args []string) (options, error) {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	var o options
+	var rates, targets string
+	fs.BoolVar(&o.quick, "quick", false, "short sanity run: 1000 rps for every target, 2000 rps for meshscope-proxy, short closed loop")
+	fs.StringVar(&o.proxyBin, "proxy-bin", "", "meshscope-proxy `binary` to use (default: go build ./cmd/meshscope-proxy)")
+	fs.StringVar(&o.proxyArgs, "proxy-args", "", "extra `flags` for meshscope-proxy, space separated")
+	fs.IntVar(&o.connections, "connections", 16, "keep-alive connections of the load generator")
+	fs.IntVar(&o.size, "size", 1024, "response body `bytes`")
+	fs.StringVar(&rates, "rates", "", "constant rates in rps, comma separated (default 20,200,1000,2000; quick 1000,2000)")
+	fs.DurationVar(&o.duration, "duration", 0, "recorded time per constant-rate cell (default 20s, 30s at 1000 rps; quick 4s)")
+	fs.DurationVar(&o.warmup, "warmup", 0, "unrecorded warm-up per cell (default 1s; quick 0.5s)")
+	fs.DurationVar(&o.closedDuration, "closed-duration", 0, "recorded time per closed-loop cell (default 10s; quick 2s)")
+	fs.DurationVar(&o.round, "round", 0, "constant-rate cells are split into rounds of this length, targets interleaved (default 5s; quick 2s)")
+	fs.DurationVar(&o.closedRound, "closed-round", 0, "closed-loop round length (default 2s; quick 1s)")
+	fs.StringVar(&targets, "targets", strings.Join(allTargets, ","), "targets to measure, comma separated (direct is always measured)")
+	fs.BoolVar(&o.keepTmp, "keep-tmp", false, "keep the generated configs and server logs")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if rates == "" {
+		rates = "20,200,1000,2000"
+		if o.quick {
+			rates = "1000,2000"
+		}
+	}
+	for _, s := range strings.Split(rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || v <= 0 {
+			return o, fmt.Errorf("-rates: %q is not a positive number", s)
+		}
+		o.rates = append(o.rates, v)
+	}
+	o.targets = []string{"direct"}
+	for _, s := range strings.Split(targets, ",") {
+		s = strings.TrimSpace(s)
+		if s == "direct" || s == "" {
+			continue
+		}
+		known := false
+		for _, k := range allTargets {
+			known = known || k == s
+		}
+		if !known {
+			return o, fmt.Errorf("-targets: unknown target %q (known: %s)", s, strings.Join(allTargets, ", "))
+		}
+		o.targets = append(o.targets, s)
+	}
+	if o.warmup == 0 {
+		o.warmup = time.Second
+		if o.quick {
+			o.warmup = 500 * time.Millisecond
+		}
+	}
+	if o.closedDuration == 0 {
+		o.closedDuration = 10 * time.Second
+		if o.quick {
+			o.closedDuration = 2 * time.Second
+		}
+	}
+	if o.round <= 0 {
+		o.round = 5 * time.Second
+		if o.quick {
+			o.round = 2 * time.Second
+		}
+	}
+	if o.closedRound <= 0 {
+		o.closedRound = 2 * time.Second
+		if o.quick {
+			o.closedRound = time.Second
+		}
+	}
+	if o.connections <= 0 || o.size < 0 {
+		return o, errors.New("-connections must be positive and -size not negative")
+	}
+	return o, nil
+}
+
+// cellDuration is the recorded time of one constant-rate cell.
+func (o options) cellDuration(rate float64) time.Duration {
+	switch {
+	case o.duration > 0:
+		return o.duration
+	case o.quick && rate >= 2000:
+		return 2 * time.Second
+	case o.quick:
+		return 4 * time.Second
+	case rate == 1000:
+		return 30 * time.Second
+	}
+	return 20 * time.Second
+}
+
+// inCell says whether target key runs at rate (the quick run measures
+// 2000 rps only for meshscope-proxy and the direct baseline, for the
+// proxy's memory target).
+func (o options) inCell(key string, rate float64) bool {
+	if o.quick && rate >= 2000 {
+		return key == "direct" || key == "meshscope" || key == "meshscope-off"
+	}
+	return true
+}
+
+func main() {
+	o, err := parseOptions(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "bench proxy:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench proxy:", err)
+	}
+	os.Exit(code)
+}
+
+// cell is one measurement of one target.
+type cell struct {
+	res     *loadgen.Result
+	cpu     time.Duration
+	peakRSS uint64
+	err     error
+}
+
+// merge adds one round n into c; a failed round fails the cell.
+func (c *cell) merge(n cell) {
+	if n.err != nil {
+		c.err = n.err
+		return
+	}
+	c.cpu += n.cpu
+	c.peakRSS = max(c.peakRSS, n.peakRSS)
+	if c.res == nil {
+		c.res = n.res
+		return
+	}
+	c.res.Requests += n.res.Requests
+	c.res.Errors += n.res.Errors
+	c.res.ResponseBytes += n.res.ResponseBytes
+	c.res.Elapsed += n.res.Elapsed
+	c.res.Latency.Merge(n.res.Latency)
+	c.res.ServiceTime.Merge(n.res.ServiceTime)
+	c.res.SendLag.Merge(n.res.SendLag)
+	if c.res.FirstError == "" {
+		c.res.FirstError = n.res.FirstError
+	}
+}
+
+func (c cell) ok() bool { return c.err == nil && c.res != nil && c.res.Requests > 0 }
+
+func (c cell) cpuPer1000() float64 {
+	if !c.ok() {
+		return math.NaN()
+	}
+	return c.cpu.Seconds() / float64(c.res.Requests+c.res.Errors) * 1000
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, o options) (int, error) {
+	r := report.New("proxy")
+	r.Title = "meshscope-proxy data-plane overhead against a direct connection, nginx, HAProxy and Caddy (issue 3)."
+	r.Quick = o.quick
+
+	base, err := os.MkdirTemp("", "meshscope-bench-proxy-")
+	if err != nil {
+		return 1, err
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		return 1, err
+	}
+	if o.keepTmp {
+		logf("configs and logs in %s", base)
+	} else {
+		defer os.RemoveAll(base)
+	}
+
+	up, err := startUpstream(o.size)
+	if err != nil {
+		return 1, err
+	}
+	defer up.close()
+	sink, err := startSink()
+	if err != nil {
+		return 1, err
+	}
+	defer sink.close()
+
+	want := map[string]bool{}
+	for _, k := range o.targets {
+		want[k] = true
+	}
+	proxyBin := o.proxyBin
+	if proxyBin == "" && (want["meshscope"] || want["meshscope-off"]) {
+		proxyBin, err = buildProxy(ctx, base)
+		if err != nil {
+			r.Note("meshscope-proxy was not measured: %v", err)
+			proxyBin = ""
+		}
+	}
+	var extra []string
+	if o.proxyArgs != "" {
+		extra = strings.Fields(o.proxyArgs)
+	}
+
+	targets := []*target{{key: "direct", name: "direct (no proxy)", addr: up.addr}}
+	for _, k := range o.targets[1:] {
+		logf("starting %s", k)
+		var t *target
+		switch k {
+		case "meshscope":
+			t = startMeshscope(ctx, base, proxyBin, up.addr, sink.addr, true, extra)
+		case "meshscope-off":
+			t = startMeshscope(ctx, base, proxyBin, up.addr, sink.addr, false, extra)
+		case "nginx":
+			t = startNginx(ctx, base, up.addr)
+		case "haproxy":
+			t = startHAProxy(ctx, base, up.addr)
+		case "caddy":
+			t = startCaddy(ctx, base, up.addr)
+		}
+		if t.skipped != "" {
+			logf("%s not measured: %s", k, t.skipped)
+			r.Note("%s was not measured: %s", t.name, t.skipped)
+		}
+		targets = append(targets, t)
+	}
+	defer func() {
+		for _, t := range targets {
+			t.proc.stop()
+		}
+	}()
+	var live []*target
+	for _, t := range targets {
+		if t.skipped == "" {
+			live = append(live, t)
+		}
+	}
+
+	resetOK := true
+	// measure runs one round of load against t; warm-up first if asked.
+	measure := func(t *target, cfg loadgen.Config, closed, warmup bool) cell {
+		runLoad := loadgen.RunConstantRate
+		if closed {
+			runLoad = loadgen.RunClosedLoop
+		}
+		if warmup {
+			warm := cfg
+			warm.Duration, warm.Warmup = o.warmup, 0
+			if _, err := runLoad(ctx, warm); err != nil {
+				return cell{err: fmt.Errorf("warm-up: %w", err)}
+			}
+		}
+		var c cell
+		pid := t.pid()
+		var cpu0 time.Duration
+		if pid != 0 {
+			if err := procstat.ResetPeakRSS(pid); err != nil {
+				resetOK = false
+			}
+			cpu0, _ = procstat.CPUTime(pid)
+		}
+		c.res, c.err = runLoad(ctx, cfg)
+		if pid != 0 {
+			cpu1, err := procstat.CPUTime(pid)
+			if err != nil && c.err == nil {
+				c.err = fmt.Errorf("process gone: %w", err)
+			}
+			c.cpu = cpu1 - cpu0
+			c.peakRSS, _ = procstat.PeakRSS(pid)
+		}
+		if c.err == nil && c.res.Requests == 0 {
+			c.err = fmt.Errorf("no successful request (%d errors, first: %s)", c.res.Errors, c.res.FirstError)
+		}
+		return c
+	}
+	// interleave measures every target in rounds, rotating the order each
+	// round, so that a busy moment of the shared machine hits all targets
+	// alike; the rounds of a target are merged into one cell.
+	interleave := func(label string, total, round time.Duration, include func(*target) bool, cfg func(*target) loadgen.Config, closed bool) (map[string]cell, error) {
+		cells := map[string]cell{}
+		var ts []*target
+		for _, t := range live {
+			if include(t) {
+				ts = append(ts, t)
+			}
+		}
+		rounds := int(math.Ceil(float64(total) / float64(round)))
+		if rounds < 1 {
+			rounds = 1
+		}
+		each := total / time.Duration(rounds)
+		logf("%s: %d target(s), %d round(s) of %v", label, len(ts), rounds, each)
+		for i := 0; i < rounds; i++ {
+			for j := range ts {
+				t := ts[(i+j)%len(ts)]
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				c := cells[t.key]
+				if c.err != nil {
+					continue
+				}
+				rc := cfg(t)
+				rc.Duration = each
+				n := measure(t, rc, closed, i == 0)
+				c.merge(n)
+				cells[t.key] = c
+				if n.err != nil {
+					logf("  %-14s failed: %v", t.key, n.err)
+				} else {
+					logf("  %-14s round %d: p50 %s ms, p99 %s ms, %s req/s", t.key, i+1,
+						ms(n.res.Latency.Quantile(0.5)), ms(n.res.Latency.Quantile(0.99)), report.Num(n.res.Throughput()))
+				}
+			}
+		}
+		return cells, nil
+	}
+
+	rateCells := map[float64]map[string]cell{}
+	for _, rate := range o.rates {
+		cells, err := interleave(fmt.Sprintf("constant %s rps", report.Num(rate)), o.cellDuration(rate), o.round,
+			func(t *target) bool { return o.inCell(t.key, rate) },
+			func(t *target) loadgen.Config {
+				return loadgen.Config{Addr: t.addr, Rate: rate, Connections: o.connections}
+			}, false)
+		if err != nil {
+			return 1, err
+		}
+		rateCells[rate] = cells
+	}
+	closedCells, err := interleave("closed loop", o.closedDuration, o.closedRound,
+		func(*target) bool { return true },
+		func(t *target) loadgen.Config { return loadgen.Config{Addr: t.addr, Connections: o.connections} }, true)
+	if err != nil {
+		return 1, err
+	}
+
+	// Tables.
+	for _, rate := range orderRates(o.rates) {
+		title := fmt.Sprintf("Constant rate %s rps, %d B responses, %d connections", report.Num(rate), o.size, o.connections)
+		if rate == 1000 {
+			title += " (main row)"
+		}
+		tab := r.AddTable(title, "target", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+			"added p50 ms", "added p99 ms", "req/s", "errors", "peak RSS MB", "CPU s / 1000 req")
+		direct := rateCells[rate]["direct"]
+		for _, t := range targets {
+			c, ran := rateCells[rate][t.key]
+			if !ran {
+				continue
+			}
+			if !c.ok() {
+				tab.AddRow(t.name, failed(c), "", "", "", "", "", "", "", "", "", "")
+				continue
+			}
+			s := c.res.Latency.Summary()
+			tab.AddRow(t.name, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), ms(s.Max),
+				added(c, direct, 0.5), added(c, direct, 0.99),
+				report.Num(c.res.Throughput()), strconv.FormatUint(c.res.Errors, 10),
+				mb(t, c), cpuCell(t, c))
+		}
+		if d := rateCells[rate]["direct"]; d.ok() && d.res.SendLag.Count() > 0 {
+			tab.Note("Load generator send lag on idle connections (not charged to latency): p99 %s ms.", ms(d.res.SendLag.Quantile(0.99)))
+		}
+	}
+	ct := r.AddTable(fmt.Sprintf("Closed-loop maximum throughput, %d connections", o.connections),
+		"target", "req/s", "× direct", "p50 ms", "p99 ms", "errors", "peak RSS MB", "CPU s / 1000 req")
+	directClosed := closedCells["direct"]
+	for _, t := range targets {
+		c, ran := closedCells[t.key]
+		if !ran {
+			continue
+		}
+		if !c.ok() {
+			ct.AddRow(t.name, failed(c), "", "", "", "", "", "")
+			continue
+		}
+		ct.AddRow(t.name, report.Num(c.res.Throughput()), ratio(c, directClosed),
+			ms(c.res.Latency.Quantile(0.5)), ms(c.res.Latency.Quantile(0.99)),
+			strconv.FormatUint(c.res.Errors, 10), mb(t, c), cpuCell(t, c))
+	}
+	ct.Note("Load generator, upstream and proxy share the same %d cores, so closed-loop numbers measure the whole system's cost per request.", r.Machine.Cores)
+
+	// Targets of issue 3, for meshscope-proxy with metrics and tracing on.
+	at1000 := rateCells[1000]
+	mesh, direct := at1000["meshscope"], at1000["direct"]
+	r.AtMost("added p50 at 1000 rps (metrics+tracing on)", 0.35, addedMS(mesh, direct, 0.5), "ms")
+	r.AtMost("added p99 at 1000 rps (metrics+tracing on)", 0.5, addedMS(mesh, direct, 0.99), "ms")
+	r.AtLeast("closed-loop throughput vs direct", 0.45, ratioValue(closedCells["meshscope"], directClosed), "×")
+	rss := math.NaN()
+	if c := rateCells[2000]["meshscope"]; c.ok() {
+		rss = float64(c.peakRSS) / 1e6
+	}
+	r.AtMost("max RSS at 2000 rps", 20, rss, "MB")
+	r.AtMost("CPU per 1000 requests at 1000 rps", 0.1, mesh.cpuPer1000(), "s")
+	// Put each target next to what the comparators reached in the same run.
+	comparators := []string{"nginx", "haproxy", "caddy"}
+	notes := []string{
+		compare(targets, comparators, func(k string) string { return signed(addedMS(at1000[k], direct, 0.5)) + " ms" }),
+		compare(targets, comparators, func(k string) string { return signed(addedMS(at1000[k], direct, 0.99)) + " ms" }),
+		compare(targets, comparators, func(k string) string { return report.Num(ratioValue(closedCells[k], directClosed)) + "×" }),
+		compare(targets, comparators, func(k string) string {
+			if c := rateCells[2000][k]; c.ok() {
+				return report.Num(float64(c.peakRSS)/1e6) + " MB"
+			}
+			if c := at1000[k]; c.ok() {
+				return report.Num(float64(c.peakRSS)/1e6) + " MB at 1000 rps"
+			}
+			return "n/a"
+		}),
+		compare(targets, comparators, func(k string) string { return report.Num(at1000[k].cpuPer1000()) + " s" }),
+	}
+	for i := range r.Targets {
+		switch {
+		case strings.Contains(r.Targets[i].Measured, "n/a"):
+			r.Targets[i].Note = "not measured in this run"
+		case i < len(notes):
+			r.Targets[i].Note = notes[i]
+		}
+	}
+
+	// Notes.
+	r.Note("Latency is from the time each request was due to the last byte of its response (constant rate, corrected for coordinated omission: a request held back by a slow response on its connection is charged the wait). Added latency = target quantile − direct quantile at the same rate.")
+	r.Note("Cells are measured in rounds of %v (closed loop %v), the targets taking turns in rotating order each round; a cell's numbers merge its rounds.", o.round, o.closedRound)
+	r.Note("Each proxy gets an outbound listener to one upstream with keep-alive connection pools on both sides; nginx runs one worker per core, HAProxy one thread per core, Caddy and meshscope-proxy use GOMAXPROCS = cores. Servers run as unprivileged foreground processes with generated configs.")
+	r.Note("meshscope-proxy with metrics+tracing on exports spans and pushes metrics over OTLP gRPC to an in-process sink that discards them (it received %d spans and %d metric exports in this run); off = --no-tracing --no-metrics, no collector.", sink.spans.Load(), sink.metricExports.Load())
+	if !resetOK {
+		r.Note("Peak RSS could not be reset per cell (/proc/<pid>/clear_refs not writable): it is the peak since the process started.")
+	} else {
+		r.Note("Peak RSS is VmHWM of the proxy's processes (summed over nginx's master and workers), reset before each cell; CPU is utime+stime of the same processes during the cell.")
+	}
+	end := report.DetectMachine().LoadAverage
+	r.Note("The machine is shared with other work (load average %s at start, %s at end): compare rows of one run, not absolute numbers across runs; tails (p99.9, max) are the noisiest.", r.Machine.LoadAverage, end)
+	if o.quick {
+		r.Note("Quick run: %s per cell, 2000 rps only for meshscope-proxy, closed loop %s. Indicative only.", o.cellDuration(1000), o.closedDuration)
+	}
+	if d := at1000["direct"]; d.ok() {
+		lag := d.res.SendLag.Quantile(0.99)
+		if lag > time.Millisecond || d.res.Latency.Quantile(0.99) > time.Millisecond {
+			r.Note("This run was disturbed by other work on the machine: even the direct baseline had p99 %s ms and the load generator's own send lag reached p99 %s ms at 1000 rps, so p99 and above mostly measure CPU contention, not the proxies. Medians and the comparison with nginx/HAProxy/Caddy in the same run are the meaningful figures.", ms(d.res.Latency.Quantile(0.99)), ms(lag))
+		}
+	}
+	var missed []string
+	for _, t := range r.Targets {
+		if !t.Met {
+			missed = append(missed, t.Name)
+		}
+	}
+	if len(missed) > 0 {
+		r.Note("Targets missed in this run: %s. Each target's note gives the comparators' figures from the same run.", strings.Join(missed, "; "))
+	}
+
+	path, err := report.Write("proxy", r)
+	if err != nil {
+		return 1, err
+	}
+	logf("wrote %s", path)
+	if !direct.ok() {
+		return 1, fmt.Errorf("direct baseline failed: %v", direct.err)
+	}
+	if !mesh.ok() && want["meshscope"] {
+		return 1, errors.New("meshscope-proxy was not measured; see the notes in " + path)
+	}
+	return 0, nil
+}
+
+func buildProxy(ctx context.Context, base string) (string, error) {
+	root, err := report.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(base, "meshscope-proxy")
+	logf("building meshscope-proxy")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/meshscope-proxy")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/meshscope-proxy: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return bin, os.Chmod(bin, 0o755)
+}
+
+func orderRates(rates []float64) []float64 {
+	out := []float64{}
+	for _, r := range rates {
+		if r == 1000 {
+			out = append(out, r)
+		}
+	}
+	for _, r := range rates {
+		if r != 1000 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// compare lists what the comparator targets reached, for a target's note.
+func compare(targets []*target, keys []string, value func(key string) string) string {
+	var parts []string
+	for _, t := range targets {
+		for _, k := range keys {
+			if t.key == k && t.skipped == "" {
+				if v := value(k); !strings.HasPrefix(v, "n/a") {
+					parts = append(parts, t.name+" "+v)
+				}
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "same run: " + strings.Join(parts, "; ")
+}
+
+func signed(v float64) string {
+	if v > 0 {
+		return "+" + report.Num(v)
+	}
+	return report.Num(v)
+}
+
+func ms(d time.Duration) string { return report.Num(float64(d) / 1e6) }
+
+func failed(c cell) string {
+	if c.err != nil {
+		return "failed: " + c.err.Error()
+	}
+	return "failed"
+}
+
+func addedMS(c, direct cell, q float64) float64 {
+	if !c.ok() || !direct.ok() {
+		return math.NaN()
+	}
+	return float64(c.res.Latency.Quantile(q)-direct.res.Latency.Quantile(q)) / 1e6
+}
+
+func added(c, direct cell, q float64) string {
+	if c.res == direct.res {
+		return "–"
+	}
+	return report.Num(addedMS(c, direct, q))
+}
+
+func ratioValue(c, direct cell) float64 {
+	if !c.ok() || !direct.ok() {
+		return math.NaN()
+	}
+	return c.res.Throughput() / direct.res.Throughput()
+}
+
+func ratio(c, direct cell) string { return report.Num(ratioValue(c, direct)) }
+
+func mb(t *target, c cell) string {
+	if t.pid() == 0 {
+		return "–"
+	}
+	return report.Num(float64(c.peakRSS) / 1e6)
+}
+
+func cpuCell(t *target, c cell) string {
+	if t.pid() == 0 {
+		return "–"
+	}
+	return report.Num(c.cpuPer1000())
+}

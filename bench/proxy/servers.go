@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+)
+
+// upstream is the benchmark's application: every request gets a fixed-size
+// response with Content-Length over keep-alive HTTP/1.1.
+type upstream struct {
+	srv  *http.Server
+	addr string
+}
+
+func startUpstream(size int) (*upstream, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("upstream listen: %w", err)
+	}
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	length := strconv.Itoa(size)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", length)
+		_, _ = w.Write(body)
+	})
+	u := &upstream{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}, addr: ln.Addr().String()}
+	go func() { _ = u.srv.Serve(ln) }()
+	return u, nil
+}
+
+func (u *upstream) close() { _ = u.srv.Close() }
+
+// otlpSink is a do-nothing OTLP gRPC collector that counts what it gets,
+// so the proxy's tracing and metric push run as in production without a
+// real collector competing for the CPU.
+type otlpSink struct {
+	colltrace.UnimplementedTraceServiceServer
+	srv           *grpc.Server
+	addr          string
+	spans         atomic.Int64
+	metricExports atomic.Int64
+}
+
+func startSink() (*otlpSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("otlp sink listen: %w", err)
+	}
+	s := &otlpSink{srv: grpc.NewServer(), addr: ln.Addr().String()}
+	colltrace.RegisterTraceServiceServer(s.srv, s)
+	collmetrics.RegisterMetricsServiceServer(s.srv, metricsService{s: s})
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *otlpSink) Export(_ context.Context, req *colltrace.ExportTraceServiceRequest) (*colltrace.ExportTraceServiceResponse, error) {
+	var n int64
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			n += int64(len(ss.GetSpans()))
+		}
+	}
+	s.spans.Add(n)
+	return &colltrace.ExportTraceServiceResponse{}, nil
+}
+
+type metricsService struct {
+	collmetrics.UnimplementedMetricsServiceServer
+	s *otlpSink
+}
+
+func (m metricsService) Export(_ context.Context, _ *collmetrics.ExportMetricsServiceRequest) (*collmetrics.ExportMetricsServiceResponse, error) {
+	m.s.metricExports.Add(1)
+	return &collmetrics.ExportMetricsServiceResponse{}, nil
+}
+
+func (s *otlpSink) close() { s.srv.Stop() }
+
+// freePort returns a loopback address that was free a moment ago, for
+// processes that must be told their listen address.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
+}
+
+// waitHTTP polls GET url until it answers 200 or the timeout passes.
+func waitHTTP(ctx context.Context, url string, timeout time.Duration, exited <-chan struct{}) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("process exited before it was ready")
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %v: %v", timeout, last)
+}

@@ -1,0 +1,49 @@
+// Command meshscope-proxy is the Meshscope sidecar: it forwards a service's
+// inbound and outbound traffic, records spans and golden metrics, and ships
+// them to the collector. See docs/proxy.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshscope/meshscope/cmd/internal/lifecycle"
+	"github.com/meshscope/meshscope/proxy"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, err := proxy.ConfigFromArgs(args, os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
+		With("service", cfg.Service)
+	p, err := proxy.New(cfg, prometheus.NewRegistry(), logger)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+		return 1
+	}
+	ctx, stop := lifecycle.SignalContext(context.Background())
+	defer stop()
+	var g lifecycle.Group
+	g.Add("proxy", p)
+	if err := g.Run(ctx, logger); err != nil {
+		logger.Error("exit", "err", err)
+		return 1
+	}
+	return 0
+}

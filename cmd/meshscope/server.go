@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/alecthomas/units"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/meshscope/meshscope/cmd/internal/flagconfig"
+	"github.com/meshscope/meshscope/cmd/internal/lifecycle"
+	"github.com/meshscope/meshscope/collector"
+	"github.com/meshscope/meshscope/collector/consumer"
+	"github.com/meshscope/meshscope/collector/metricstore"
+	"github.com/meshscope/meshscope/collector/tracestore"
+	"github.com/meshscope/meshscope/collector/tracestore/clickhouse"
+	"github.com/meshscope/meshscope/collector/tracestore/embedded"
+	"github.com/meshscope/meshscope/query"
+	"github.com/meshscope/meshscope/topology"
+	"github.com/meshscope/meshscope/ui"
+)
+
+// Trace store backends.
+const (
+	traceStoreEmbedded   = "embedded"
+	traceStoreClickHouse = "clickhouse"
+)
+
+// serverConfig is the YAML file of `meshscope server --config`. Every field
+// has a flag or sits in a part's own config section.
+type serverConfig struct {
+	// Data is the data directory; metrics/ and traces/ live below it unless
+	// set explicitly. Default ./data.
+	Data string `yaml:"data"`
+	// HTTP is the address of the UI and every HTTP API. Default 127.0.0.1:7070.
+	HTTP string `yaml:"http"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// DrainTimeout bounds the wait for in-flight HTTP requests on shutdown.
+	// Default 10s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+
+	Collector collector.Config   `yaml:"collector"`
+	Traces    traceStoreConfig   `yaml:"traces"`
+	Metrics   metricstore.Config `yaml:"metrics"`
+	Topology  topology.Config    `yaml:"topology"`
+	Query     query.Config       `yaml:"query"`
+}
+
+type traceStoreConfig struct {
+	// Store is "embedded" (default) or "clickhouse".
+	Store      string            `yaml:"store"`
+	Embedded   embedded.Config   `yaml:"embedded"`
+	ClickHouse clickhouse.Config `yaml:"clickhouse"`
+}
+
+func defaultServerConfig() serverConfig {
+	return serverConfig{
+		Data:         "./data",
+		HTTP:         "127.0.0.1:7070",
+		LogLevel:     "info",
+		DrainTimeout: 10 * time.Second,
+		Collector:    collector.Config{OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318"},
+		Traces: traceStoreConfig{
+			Store:      traceStoreEmbedded,
+			Embedded:   embedded.Config{Retention: embedded.DefaultRetention, MaxBytes: embedded.DefaultMaxBytes},
+			ClickHouse: clickhouse.Defaults(),
+		},
+		Metrics: metricstore.Config{Retention: metricstore.DefaultRetention},
+		Query:   query.DefaultConfig(),
+	}
+}
+
+// resolved fills what derives from other fields (directories below Data).
+func (c serverConfig) resolved() serverConfig {
+	if c.Metrics.Dir == "" {
+		c.Metrics.Dir = filepath.Join(c.Data, "metrics")
+	}
+	if c.Traces.Embedded.Dir == "" {
+		c.Traces.Embedded.Dir = filepath.Join(c.Data, "traces")
+	}
+	return c
+}
+
+// Validate names the first bad key.
+func (c *serverConfig) Validate() error {
+	r := c.resolved()
+	switch {
+	case r.Data == "":
+		return errors.New("data: must be set")
+	case r.HTTP == "":
+		return errors.New("http: must be set")
+	case r.DrainTimeout < 0:
+		return errors.New("drain_timeout: must not be negative")
+	}
+	if _, err := newLogger(io.Discard, r.LogLevel); err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	if err := r.Collector.Validate(); err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	switch r.Traces.Store {
+	case traceStoreEmbedded:
+	case traceStoreClickHouse:
+		if err := r.Traces.ClickHouse.Validate(); err != nil {
+			return fmt.Errorf("traces.clickhouse: %w", err)
+		}
+	default:
+		return fmt.Errorf("traces.store: %q is not a trace store (want %s or %s)", r.Traces.Store, traceStoreEmbedded, traceStoreClickHouse)
+	}
+	if err := r.Metrics.Validate(); err != nil {
+		return err
+	}
+	if err := r.Topology.Validate(); err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	if err := r.Query.Validate(); err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	return nil
+}
+
+func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
+	fs.StringVar(&c.Data, "data", c.Data, "data `dir`ectory (metrics/ TSDB and traces/ store below it)")
+	fs.StringVar(&c.HTTP, "http", c.HTTP, "`addr`ess of the UI and all HTTP APIs")
+	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP gRPC receiver `addr`ess (\"off\" disables)")
+	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP HTTP receiver `addr`ess (\"off\" disables)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn, error")
+	fs.StringVar(&c.Traces.Store, "trace-store", c.Traces.Store, "trace store `backend`: embedded or clickhouse")
+	fs.Var(durationValue{&c.Traces.Embedded.Retention, &c.Traces.ClickHouse.Retention}, "trace-retention", "keep traces this long (e.g. 7d, 48h)")
+	fs.Var(bytesValue{&c.Traces.Embedded.MaxBytes}, "trace-max-bytes", "cap the embedded trace store's size on disk (e.g. 10GiB)")
+	fs.Var(durationValue{&c.Metrics.Retention}, "metrics-retention", "keep metrics this long (e.g. 15d)")
+	fs.Var(bytesValue{&c.Metrics.MaxBytes}, "metrics-max-bytes", "cap the TSDB's size on disk (0 = no cap)")
+	fs.StringVar(&c.Traces.ClickHouse.DSN, "clickhouse-dsn", c.Traces.ClickHouse.DSN, "ClickHouse `dsn` (clickhouse://user:pass@host:9000/db) for --trace-store clickhouse")
+	fs.StringVar(&c.Traces.ClickHouse.Cluster, "clickhouse-cluster", c.Traces.ClickHouse.Cluster, "ClickHouse `cluster` name: replicated tables ON CLUSTER")
+	fs.Var(durationValue{&c.Query.Timeout}, "query-timeout", "PromQL query timeout")
+}
+
+// durationValue is a flag accepting Prometheus durations (1d, 2w, 90s) that
+// sets one or more time.Duration fields.
+type durationValue []*time.Duration
+
+func (d durationValue) String() string {
+	if len(d) == 0 || d[0] == nil {
+		return ""
+	}
+	return model.Duration(*d[0]).String()
+}
+
+func (d durationValue) Set(s string) error {
+	v, err := model.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	for _, p := range d {
+		*p = time.Duration(v)
+	}
+	return nil
+}
+
+// bytesValue is a flag accepting sizes such as 512MiB or 10GB.
+type bytesValue struct{ p *int64 }
+
+func (b bytesValue) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return units.Base2Bytes(*b.p).String()
+}
+
+func (b bytesValue) Set(s string) error {
+	v, err := units.ParseBase2Bytes(s)
+	if err != nil {
+		return fmt.Errorf("size %q: want a number with a unit such as 512MiB or 10GiB", s)
+	}
+	*b.p = int64(v)
+	return nil
+}
+
+func runServer(ctx context.Context, args []string, _, stderr io.Writer) int {
+	cfg, err := flagconfig.Parse("meshscope server", args, defaultServerConfig, bindServerFlags, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "meshscope server: %v\n", err)
+		return 2
+	}
+	logger, _ := newLogger(stderr, cfg.LogLevel)
+	if err := serve(ctx, cfg.resolved(), logger); err != nil {
+		logger.Error("server stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve opens the stores, wires the parts and runs them until ctx ends.
+func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// closeOnError releases what was opened if wiring fails half way.
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}
+	}()
+
+	metrics, err := metricstore.New(cfg.Metrics, reg, logger.With("part", "metrics"))
+	if err != nil {
+		return fmt.Errorf("opening metrics store in %s: %w", cfg.Metrics.Dir, err)
+	}
+	closers = append(closers, metrics.Close)
+
+	traces, err := openTraceStore(ctx, cfg.Traces, reg, logger.With("part", "traces"))
+	if err != nil {
+		return err
+	}
+	closers = append(closers, traces.Close)
+
+	engine := promql.NewEngine(cfg.Query.EngineOpts(reg, logger.With("part", "promql")))
+
+	topo, err := topology.New(cfg.Topology, engine, metrics, metrics, reg, logger.With("part", "topology"))
+	if err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	self, err := metricstore.NewSelfMetrics(metricstore.SelfMetricsConfig{}, reg, metrics, logger.With("part", "self-metrics"))
+	if err != nil {
+		return fmt.Errorf("self-metrics: %w", err)
+	}
+	coll, err := collector.New(cfg.Collector, collector.Sinks{
+		Spans:   consumer.FanOut{consumer.SpansFunc(traces.WriteSpans), topo}, // the durable store first: its error is the ack
+		Metrics: metrics,
+	}, reg, logger.With("part", "collector"))
+	if err != nil {
+		return err
+	}
+	api, err := query.New(cfg.Query, engine, metrics, traces, reg, logger.With("part", "query"))
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+
+	ready := lifecycle.NewReady()
+	mux := http.NewServeMux()
+	coll.RegisterRoutes(mux)
+	topo.RegisterRoutes(mux)
+	api.RegisterRoutes(mux)
+	ui.RegisterRoutes(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.IsSet() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /ready", readyHandler)
+	mux.Handle("GET /-/ready", readyHandler)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "healthy\n") })
+
+	ln, err := lifecycle.Listen("http", cfg.HTTP)
+	if err != nil {
+		return err
+	}
+	httpSrv := &lifecycle.HTTPServer{
+		Server: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+		Listener:     ln,
+		DrainTimeout: cfg.DrainTimeout,
+		Ready:        ready,
+	}
+
+	// Sinks first; the group stops them in reverse: HTTP and receivers stop
+	// accepting, the pipeline drains into the stores, the stores close last.
+	var g lifecycle.Group
+	g.Add("metrics store", closerRunner(metrics.Close))
+	g.Add("trace store", closerRunner(traces.Close))
+	g.Add("self-metrics", self)
+	g.Add("topology", topo)
+	g.Add("collector", coll)
+	g.Add("http", httpSrv)
+	closers = nil // the group owns them now
+
+	logger.Info("meshscope server started",
+		"ui", "http://"+ln.Addr().String()+"/",
+		"otlp_grpc", coll.GRPCAddr(), "otlp_http", coll.HTTPAddr(),
+		"data", cfg.Data, "trace_store", cfg.Traces.Store)
+	return g.Run(ctx, logger)
+}
+
+// closerRunner keeps a store open until ctx ends, then closes it.
+func closerRunner(closeFn func() error) lifecycle.Runner {
+	return lifecycle.RunFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		return closeFn()
+	})
+}
+
+func openTraceStore(ctx context.Context, cfg traceStoreConfig, reg prometheus.Registerer, logger *slog.Logger) (tracestore.Store, error) {
+	switch cfg.Store {
+	case traceStoreClickHouse:
+		s, err := clickhouse.New(ctx, cfg.ClickHouse, reg, logger)
+		if err != nil {
+			return nil, fmt.Errorf("opening ClickHouse trace store: %w", err)
+		}
+		return s, nil
+	default:
+		s, err := embedded.New(cfg.Embedded, reg, logger)
+		if err != nil {
+			return nil, fmt.Errorf("opening embedded trace store in %s: %w", cfg.Embedded.Dir, err)
+		}
+		return s, nil
+	}
+}

@@ -1,0 +1,210 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+
+	"github.com/meshscope/meshscope/collector/batch"
+	"github.com/meshscope/meshscope/collector/consumer"
+	"github.com/meshscope/meshscope/collector/otlp"
+)
+
+// Sinks are where the collector delivers what it receives.
+type Sinks struct {
+	// Spans takes every accepted span batch; its nil return is the
+	// acknowledgement sent to the client. Usually consumer.FanOut{traceStore,
+	// topologyBuilder}. Required.
+	Spans consumer.Spans
+	// Metrics takes OTLP and remote-write samples. The embedded
+	// *metricstore.Store (a *tsdb.DB) is one. Required.
+	Metrics storage.AppendableV2
+}
+
+// Collector runs the receivers and the batching stage.
+type Collector struct {
+	cfg    Config
+	logger *slog.Logger
+	sinks  Sinks
+	batch  *batch.Batcher
+	mw     *otlp.MetricsWriter
+	m      *metrics
+
+	grpcLn, httpLn net.Listener
+	grpcSrv        *grpc.Server
+	httpSrv        *http.Server
+	remoteWrite    http.Handler
+}
+
+// New validates cfg and binds the OTLP listeners (so a port in use fails
+// here, naming the address and its flag). Run serves them.
+func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("collector config: %w", err)
+	}
+	if sinks.Spans == nil || sinks.Metrics == nil {
+		return nil, errors.New("collector: Sinks.Spans and Sinks.Metrics are required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	cfg = cfg.withDefaults()
+	b, err := batch.New(cfg.Batch, sinks.Spans, reg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	c := &Collector{
+		cfg:    cfg,
+		logger: logger,
+		sinks:  sinks,
+		batch:  b,
+		mw:     otlp.NewMetricsWriter(sinks.Metrics, logger),
+		m:      newMetrics(reg),
+	}
+	c.remoteWrite = remote.NewWriteHandler(logger, reg, sinks.Metrics,
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
+
+	if cfg.OTLPGRPC != Off {
+		ln, err := net.Listen("tcp", cfg.OTLPGRPC)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP gRPC listener on %s (flag --otlp-grpc): %w", cfg.OTLPGRPC, err)
+		}
+		c.grpcLn = ln
+	}
+	if cfg.OTLPHTTP != Off {
+		ln, err := net.Listen("tcp", cfg.OTLPHTTP)
+		if err != nil {
+			if c.grpcLn != nil {
+				c.grpcLn.Close()
+			}
+			return nil, fmt.Errorf("OTLP HTTP listener on %s (flag --otlp-http): %w", cfg.OTLPHTTP, err)
+		}
+		c.httpLn = ln
+	}
+	c.grpcSrv = grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+	)
+	coltracepb.RegisterTraceServiceServer(c.grpcSrv, &grpcTraces{c: c})
+	pmetricotlp.RegisterGRPCServer(c.grpcSrv, &grpcMetrics{c: c})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/traces", c.handleHTTPTraces)
+	mux.HandleFunc("POST /v1/metrics", c.handleHTTPMetrics)
+	c.httpSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return c, nil
+}
+
+// GRPCAddr is the bound OTLP/gRPC address ("" when off).
+func (c *Collector) GRPCAddr() string {
+	if c.grpcLn == nil {
+		return ""
+	}
+	return c.grpcLn.Addr().String()
+}
+
+// HTTPAddr is the bound OTLP/HTTP address ("" when off).
+func (c *Collector) HTTPAddr() string {
+	if c.httpLn == nil {
+		return ""
+	}
+	return c.httpLn.Addr().String()
+}
+
+// Spans is the entry of the span pipeline (the batching stage). Other
+// in-process span sources may feed it; it applies the same overload bound.
+func (c *Collector) Spans() consumer.Spans { return c.batch }
+
+// RegisterRoutes adds the receivers served on the main HTTP server:
+// Prometheus remote write (POST /api/v1/write) and OTLP/HTTP under
+// Prometheus' path (POST /api/v1/otlp/v1/metrics) plus the OTLP/HTTP paths
+// under /otlp (POST /otlp/v1/traces, /otlp/v1/metrics).
+func (c *Collector) RegisterRoutes(mux *http.ServeMux) {
+	mux.Handle("POST /api/v1/write", http.MaxBytesHandler(c.remoteWrite, c.cfg.MaxRequestBytes))
+	mux.HandleFunc("POST /api/v1/otlp/v1/metrics", c.handleHTTPMetrics)
+	mux.HandleFunc("POST /otlp/v1/traces", c.handleHTTPTraces)
+	mux.HandleFunc("POST /otlp/v1/metrics", c.handleHTTPMetrics)
+}
+
+// Run serves the listeners until ctx is cancelled, then stops taking new
+// requests, waits for in-flight ones (each waits for its acknowledgement),
+// drains the batching stage and returns. Sinks must stay open until Run
+// returns.
+func (c *Collector) Run(ctx context.Context) error {
+	bctx, stopBatch := context.WithCancel(context.WithoutCancel(ctx))
+	batchDone := make(chan error, 1)
+	go func() { batchDone <- c.batch.Run(bctx) }()
+
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	if c.grpcLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.logger.Info("OTLP gRPC receiver listening", "addr", c.GRPCAddr())
+			if err := c.grpcSrv.Serve(c.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("OTLP gRPC on %s: %w", c.GRPCAddr(), err)
+			}
+		}()
+	}
+	if c.httpLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.logger.Info("OTLP HTTP receiver listening", "addr", c.HTTPAddr())
+			if err := c.httpSrv.Serve(c.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("OTLP HTTP on %s: %w", c.HTTPAddr(), err)
+			}
+		}()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	// Sources first: stop accepting, let in-flight requests finish.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		c.grpcSrv.GracefulStop()
+		close(stopped)
+	}()
+	if err := c.httpSrv.Shutdown(sctx); err != nil {
+		c.logger.Warn("OTLP HTTP shutdown", "err", err)
+		c.httpSrv.Close()
+	}
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		c.grpcSrv.Stop()
+		<-stopped
+	}
+	wg.Wait()
+	// Then the batching stage: it flushes everything it accepted.
+	stopBatch()
+	if err := <-batchDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}

@@ -1,0 +1,44 @@
+package collector
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	received      *prometheus.CounterVec // spans, by transport
+	dropped       *prometheus.CounterVec // spans rejected for good, by reason
+	requests      *prometheus.CounterVec // requests, by signal, transport and result
+	metricPoints  *prometheus.CounterVec // OTLP metric data points, by transport
+	requestLength *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshscope_collector_spans_received_total",
+			Help: "Spans received by the OTLP receivers, by transport (grpc, http).",
+		}, []string{"transport"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshscope_collector_spans_dropped_total",
+			Help: "Spans rejected without retry (invalid ids: OTLP partial success), by reason.",
+		}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshscope_collector_requests_total",
+			Help: "OTLP export requests, by signal (traces, metrics), transport and result (ok, invalid, overloaded, too_large, error).",
+		}, []string{"signal", "transport", "result"}),
+		metricPoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshscope_collector_metric_points_received_total",
+			Help: "OTLP metric data points received, by transport.",
+		}, []string{"transport"}),
+		requestLength: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "meshscope_collector_request_bytes",
+			Help:    "Size of OTLP/HTTP request bodies after decompression.",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 10),
+		}, []string{"signal"}),
+	}
+	for _, t := range []string{"grpc", "http"} {
+		m.received.WithLabelValues(t)
+		m.metricPoints.WithLabelValues(t)
+	}
+	m.dropped.WithLabelValues("invalid")
+	reg.MustRegister(m.received, m.dropped, m.requests, m.metricPoints, m.requestLength)
+	return m
+}

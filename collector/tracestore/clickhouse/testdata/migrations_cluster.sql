@@ -1,0 +1,124 @@
+CREATE TABLE IF NOT EXISTS traces.schema_migrations ON CLUSTER meshscope (
+    version UInt32,
+    name String,
+    applied_at DateTime
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/traces/schema_migrations', '{shard}-{replica}')
+ORDER BY version;
+
+-- migration 1: spans table
+CREATE TABLE IF NOT EXISTS traces.spans_local ON CLUSTER meshscope (
+    timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    trace_id FixedString(16) CODEC(ZSTD(1)),
+    span_id FixedString(8) CODEC(ZSTD(1)),
+    parent_span_id FixedString(8) CODEC(ZSTD(1)),
+    trace_state String CODEC(ZSTD(1)),
+    service LowCardinality(String) CODEC(ZSTD(1)),
+    name LowCardinality(String) CODEC(ZSTD(1)),
+    kind UInt8 CODEC(ZSTD(1)),
+    duration Int64 CODEC(T64, ZSTD(1)),
+    status_code UInt8 CODEC(ZSTD(1)),
+    status_message String CODEC(ZSTD(1)),
+    attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    attribute_types Map(LowCardinality(String), UInt8) CODEC(ZSTD(1)),
+    resource Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_types Map(LowCardinality(String), UInt8) CODEC(ZSTD(1)),
+    scope LowCardinality(String) CODEC(ZSTD(1)),
+    scope_version LowCardinality(String) CODEC(ZSTD(1)),
+    event_times Array(DateTime64(9)) CODEC(ZSTD(1)),
+    event_names Array(LowCardinality(String)) CODEC(ZSTD(1)),
+    event_attributes Array(String) CODEC(ZSTD(1)),
+    link_trace_ids Array(FixedString(16)) CODEC(ZSTD(1)),
+    link_span_ids Array(FixedString(8)) CODEC(ZSTD(1)),
+    link_attributes Array(String) CODEC(ZSTD(1)),
+    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_duration duration TYPE minmax GRANULARITY 1
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/traces/spans_local', '{replica}')
+PARTITION BY toDate(timestamp)
+ORDER BY (service, name, toDateTime(timestamp))
+TTL toDateTime(timestamp) + INTERVAL 259200 SECOND
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS traces.spans ON CLUSTER meshscope AS traces.spans_local
+ENGINE = Distributed(meshscope, traces, spans_local, cityHash64(trace_id));
+
+-- migration 2: trace id index table and view
+CREATE TABLE IF NOT EXISTS traces.trace_index_local ON CLUSTER meshscope (
+    trace_id FixedString(16) CODEC(ZSTD(1)),
+    start_min DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    start_max DateTime64(9) CODEC(Delta(8), ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/traces/trace_index_local', '{replica}')
+PARTITION BY toDate(start_min)
+ORDER BY (trace_id, toDateTime(start_min))
+TTL toDateTime(start_min) + INTERVAL 259200 SECOND
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS traces.trace_index ON CLUSTER meshscope AS traces.trace_index_local
+ENGINE = Distributed(meshscope, traces, trace_index_local, cityHash64(trace_id));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS traces.trace_index_mv ON CLUSTER meshscope TO traces.trace_index_local AS
+SELECT trace_id, min(timestamp) AS start_min, max(timestamp) AS start_max
+FROM traces.spans_local
+GROUP BY trace_id;
+
+INSERT INTO traces.trace_index (trace_id, start_min, start_max)
+SELECT trace_id, min(timestamp), max(timestamp) FROM traces.spans GROUP BY trace_id;
+
+-- migration 3: operations table and view
+CREATE TABLE IF NOT EXISTS traces.operations_local ON CLUSTER meshscope (
+    service LowCardinality(String),
+    name LowCardinality(String),
+    kind UInt8,
+    last_seen DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/traces/operations_local', '{replica}', last_seen)
+ORDER BY (service, kind, name)
+TTL last_seen + INTERVAL 259200 SECOND;
+
+CREATE TABLE IF NOT EXISTS traces.operations ON CLUSTER meshscope AS traces.operations_local
+ENGINE = Distributed(meshscope, traces, operations_local, cityHash64(service));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS traces.operations_mv ON CLUSTER meshscope TO traces.operations_local AS
+SELECT service, name, kind, max(toDateTime(timestamp)) AS last_seen
+FROM traces.spans_local
+GROUP BY service, name, kind;
+
+INSERT INTO traces.operations (service, name, kind, last_seen)
+SELECT service, name, kind, max(toDateTime(timestamp)) FROM traces.spans GROUP BY service, name, kind;
+
+-- migration 4: service dependencies per minute
+CREATE TABLE IF NOT EXISTS traces.dependencies_local ON CLUSTER meshscope (
+    minute DateTime CODEC(Delta(4), ZSTD(1)),
+    parent LowCardinality(String),
+    child LowCardinality(String),
+    calls UInt64,
+    errors UInt64
+) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/traces/dependencies_local', '{replica}')
+PARTITION BY toDate(minute)
+ORDER BY (minute, parent, child)
+TTL minute + INTERVAL 259200 SECOND
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS traces.dependencies ON CLUSTER meshscope AS traces.dependencies_local
+ENGINE = Distributed(meshscope, traces, dependencies_local, cityHash64(parent, child));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS traces.dependencies_mv ON CLUSTER meshscope TO traces.dependencies_local AS
+SELECT
+    toStartOfMinute(toDateTime(timestamp)) AS minute,
+    service AS parent,
+    multiIf(attributes['peer.service'] != '', attributes['peer.service'],
+            attributes['server.address'] != '', attributes['server.address'],
+            attributes['net.peer.name']) AS child,
+    count() AS calls,
+    countIf(status_code = 2) AS errors
+FROM traces.spans_local
+WHERE kind IN (3, 4) AND child != ''
+GROUP BY minute, parent, child;
+
+-- migration 5: attribute key and value skip indexes
+ALTER TABLE traces.spans_local ON CLUSTER meshscope ADD INDEX IF NOT EXISTS idx_attribute_keys mapKeys(attributes) TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE traces.spans_local ON CLUSTER meshscope ADD INDEX IF NOT EXISTS idx_attribute_values mapValues(attributes) TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE traces.spans_local ON CLUSTER meshscope ADD INDEX IF NOT EXISTS idx_resource_keys mapKeys(resource) TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE traces.spans_local ON CLUSTER meshscope ADD INDEX IF NOT EXISTS idx_resource_values mapValues(resource) TYPE bloom_filter(0.01) GRANULARITY 1;
+

@@ -1,0 +1,36 @@
+package embedded
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type storeMetrics struct {
+	bytes   prometheus.Gauge
+	spans   prometheus.Gauge
+	fsync   prometheus.Histogram
+	deleted *prometheus.CounterVec
+}
+
+func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
+	m := &storeMetrics{
+		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshscope_collector_trace_store_bytes",
+			Help: "Bytes of span data on disk in the embedded trace store.",
+		}),
+		spans: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshscope_collector_trace_store_spans",
+			Help: "Spans held by the embedded trace store.",
+		}),
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "meshscope_collector_wal_fsync_duration_seconds",
+			Help:    "Duration of one WAL fsync (one group commit) in the embedded trace store.",
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+		}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshscope_collector_trace_segments_deleted_total",
+			Help: "Trace store segments deleted by retention, by reason (age or size).",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.bytes, m.spans, m.fsync, m.deleted)
+	}
+	return m
+}

@@ -1,0 +1,735 @@
+package embedded
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshscope/meshscope/collector/spans"
+	"github.com/meshscope/meshscope/collector/tracestore"
+)
+
+// Config configures the embedded trace store.
+type Config struct {
+	// Dir is the directory holding the segment files (created if missing).
+	// The server uses <data>/traces. Required.
+	Dir string `yaml:"dir"`
+	// Retention deletes sealed segments whose last write is older than this.
+	// Default 168h (7 days); 0 in YAML means the default. Unit: duration.
+	Retention time.Duration `yaml:"retention"`
+	// MaxBytes caps the bytes on disk; the oldest sealed segments are
+	// deleted first. Default 10 GiB. Unit: bytes.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// SegmentBytes is the size at which the active segment is sealed and a
+	// new one started. Default 64 MiB, at most MaxBytes/4. Unit: bytes.
+	SegmentBytes int64 `yaml:"segment_bytes"`
+	// GroupCommitBytes bounds how many bytes of waiting batches one fsync
+	// covers. Default 8 MiB. Unit: bytes.
+	GroupCommitBytes int `yaml:"group_commit_bytes"`
+	// RetentionInterval is how often retention runs. Default 1m.
+	RetentionInterval time.Duration `yaml:"retention_interval"`
+	// NoSync skips fsync (data acknowledged before it is durable). For
+	// benchmarks comparing the cost of durability only. Default false.
+	NoSync bool `yaml:"no_sync"`
+}
+
+// Defaults.
+const (
+	DefaultRetention         = 7 * 24 * time.Hour
+	DefaultMaxBytes          = 10 << 30
+	DefaultSegmentBytes      = 64 << 20
+	DefaultGroupCommitBytes  = 8 << 20
+	DefaultRetentionInterval = time.Minute
+)
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.Retention == 0 {
+		out.Retention = DefaultRetention
+	}
+	if out.MaxBytes == 0 {
+		out.MaxBytes = DefaultMaxBytes
+	}
+	if out.SegmentBytes == 0 {
+		out.SegmentBytes = DefaultSegmentBytes
+		if q := out.MaxBytes / 4; q < out.SegmentBytes {
+			out.SegmentBytes = max(q, 1<<20)
+		}
+	}
+	if out.GroupCommitBytes == 0 {
+		out.GroupCommitBytes = DefaultGroupCommitBytes
+	}
+	if out.RetentionInterval == 0 {
+		out.RetentionInterval = DefaultRetentionInterval
+	}
+	return out
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("traces.dir: must be set")
+	case c.Retention < 0:
+		return fmt.Errorf("traces.retention: %v must not be negative", c.Retention)
+	case c.MaxBytes < 0:
+		return fmt.Errorf("traces.max_bytes: %d must not be negative", c.MaxBytes)
+	case c.MaxBytes > 0 && c.MaxBytes < 4<<20:
+		return fmt.Errorf("traces.max_bytes: %d is below the minimum of 4 MiB", c.MaxBytes)
+	case c.SegmentBytes < 0 || c.SegmentBytes > 1<<31:
+		return fmt.Errorf("traces.segment_bytes: %d out of range (0 to 2 GiB)", c.SegmentBytes)
+	case c.GroupCommitBytes < 0:
+		return fmt.Errorf("traces.group_commit_bytes: %d must not be negative", c.GroupCommitBytes)
+	case c.RetentionInterval < 0:
+		return fmt.Errorf("traces.retention_interval: %v must not be negative", c.RetentionInterval)
+	}
+	return nil
+}
+
+// Store is the embedded trace store. See docs/format/traces.md.
+type Store struct {
+	cfg    Config
+	logger *slog.Logger
+	m      *storeMetrics
+
+	writes  chan *writeReq
+	stop    chan struct{}
+	done    sync.WaitGroup
+	closeMu sync.RWMutex // held shared while enqueueing, exclusively to start Close
+	closing bool
+
+	mu       sync.RWMutex
+	segs     []*segment // oldest first; the last one is active
+	byTrace  map[spans.TraceID][]spanRef
+	names    []string          // interned service and operation names
+	nameIDs  map[string]uint32 // name → index into names
+	ops      map[uint32]map[opKey]struct{}
+	totalLen int64
+	closed   bool
+}
+
+type spanRef struct {
+	seg uint32 // segment id
+	idx uint32 // index into segment.metas
+}
+
+type opKey struct {
+	op   uint32
+	kind spans.Kind
+}
+
+type writeReq struct {
+	payload []byte   // record payload (count + spans)
+	offs    []uint32 // start of each span in payload
+	batch   []spans.Span
+	done    chan error
+}
+
+// New opens (or creates) the store in cfg.Dir, replaying its segments.
+func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("trace store: %w", err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		logger:  logger,
+		m:       newStoreMetrics(reg),
+		writes:  make(chan *writeReq, 1024),
+		stop:    make(chan struct{}),
+		byTrace: map[spans.TraceID][]spanRef{},
+		nameIDs: map[string]uint32{},
+		ops:     map[uint32]map[opKey]struct{}{},
+	}
+	if err := s.replay(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	if err := s.newSegment(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	s.done.Add(2)
+	go s.writeLoop()
+	go s.retentionLoop()
+	return s, nil
+}
+
+func (s *Store) intern(name string) uint32 {
+	if id, ok := s.nameIDs[name]; ok {
+		return id
+	}
+	id := uint32(len(s.names))
+	s.names = append(s.names, name)
+	s.nameIDs[name] = id
+	return id
+}
+
+func (s *Store) replay() error {
+	ids, err := listSegments(s.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for i, id := range ids {
+		path := filepath.Join(s.cfg.Dir, segName(id))
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("trace store: open %s: %w", path, err)
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("trace store: %w", err)
+		}
+		seg := &segment{id: id, path: path, f: f, lastData: st.ModTime()}
+		good, tailErr, err := replaySegment(f, func(sp *spans.Span, off, length uint32) error {
+			s.index(seg, sp, off, length)
+			n++
+			return nil
+		})
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("trace store: replay %s: %w", path, err)
+		}
+		if tailErr != nil {
+			// A torn write at the end of a segment holds no acknowledged
+			// batch (the ack waits for fsync): cut it off.
+			s.logger.Warn("trace store: truncating torn segment tail", "segment", path, "offset", good, "err", tailErr)
+			if good < int64(len(segMagic)) {
+				if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
+					f.Close()
+					return fmt.Errorf("trace store: repair %s: %w", path, err)
+				}
+				good = int64(len(segMagic))
+			}
+			if err := f.Truncate(good); err != nil {
+				f.Close()
+				return fmt.Errorf("trace store: truncate %s: %w", path, err)
+			}
+			if i != len(ids)-1 {
+				s.logger.Warn("trace store: damaged sealed segment; later records lost", "segment", path)
+			}
+		}
+		seg.size = good
+		s.segs = append(s.segs, seg)
+		s.totalLen += good
+		s.m.bytes.Set(float64(s.totalLen))
+	}
+	if n > 0 {
+		s.logger.Info("trace store: replayed", "segments", len(ids), "spans", n)
+	}
+	s.m.spans.Add(float64(n))
+	return nil
+}
+
+// index records a durable span in memory. Caller holds s.mu (or is replay).
+func (s *Store) index(seg *segment, sp *spans.Span, off, length uint32) {
+	svc := s.intern(sp.Service)
+	op := s.intern(sp.Name)
+	m := spanMeta{
+		trace: sp.TraceID, off: off, length: length,
+		start: sp.StartUnixNano, dur: sp.EndUnixNano - sp.StartUnixNano,
+		svc: svc, op: op, kind: sp.Kind, status: sp.StatusCode,
+	}
+	s.byTrace[sp.TraceID] = append(s.byTrace[sp.TraceID], spanRef{seg: seg.id, idx: uint32(len(seg.metas))})
+	seg.note(m)
+	ops := s.ops[svc]
+	if ops == nil {
+		ops = map[opKey]struct{}{}
+		s.ops[svc] = ops
+	}
+	ops[opKey{op, sp.Kind}] = struct{}{}
+}
+
+func (s *Store) newSegment() error {
+	var id uint32 = 1
+	if len(s.segs) > 0 {
+		id = s.segs[len(s.segs)-1].id + 1
+	}
+	path := filepath.Join(s.cfg.Dir, segName(id))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("trace store: create segment: %w", err)
+	}
+	if _, err := f.Write([]byte(segMagic)); err != nil {
+		f.Close()
+		return fmt.Errorf("trace store: write segment header: %w", err)
+	}
+	if err := syncDir(s.cfg.Dir); err != nil {
+		f.Close()
+		return err
+	}
+	s.segs = append(s.segs, &segment{id: id, path: path, f: f, size: int64(len(segMagic)), lastData: time.Now()})
+	s.totalLen += int64(len(segMagic))
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("trace store: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("trace store: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteSpans appends the batch to the WAL and returns once it is fsynced
+// (group commit: concurrent batches share one fsync).
+func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	req := &writeReq{done: make(chan error, 1), offs: make([]uint32, len(batch)), batch: batch}
+	p := binary.AppendUvarint(make([]byte, 0, 256*len(batch)), uint64(len(batch)))
+	for i := range batch {
+		req.offs[i] = uint32(len(p))
+		p = appendSpan(p, &batch[i])
+	}
+	if len(p) > maxRecord {
+		return fmt.Errorf("trace store: batch of %d spans encodes to %d bytes, above the %d-byte record limit; split it", len(batch), len(p), maxRecord)
+	}
+	req.payload = p
+	s.closeMu.RLock()
+	if s.closing {
+		s.closeMu.RUnlock()
+		return errors.New("trace store: closed")
+	}
+	select {
+	case s.writes <- req:
+		s.closeMu.RUnlock()
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	// Once queued the write happens; wait for it regardless of ctx so the
+	// batch slice stays valid while it is indexed.
+	return <-req.done
+}
+
+func (s *Store) writeLoop() {
+	defer s.done.Done()
+	var group []*writeReq
+	var buf []byte
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.writes:
+		case <-s.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case r := <-s.writes:
+					s.commit([]*writeReq{r}, &buf)
+				default:
+					return
+				}
+			}
+		}
+		group = append(group[:0], first)
+		size := len(first.payload)
+	more:
+		for size < s.cfg.GroupCommitBytes {
+			select {
+			case r := <-s.writes:
+				group = append(group, r)
+				size += len(r.payload)
+			default:
+				break more
+			}
+		}
+		s.commit(group, &buf)
+	}
+}
+
+// commit writes a group of batches as consecutive records, fsyncs once,
+// indexes them and acknowledges every waiter.
+func (s *Store) commit(group []*writeReq, bufp *[]byte) {
+	s.mu.RLock()
+	seg := s.segs[len(s.segs)-1]
+	s.mu.RUnlock()
+	if seg.size >= s.cfg.SegmentBytes {
+		s.mu.Lock()
+		err := s.newSegment()
+		if err == nil {
+			seg = s.segs[len(s.segs)-1]
+		}
+		s.mu.Unlock()
+		if err != nil {
+			for _, r := range group {
+				r.done <- err
+			}
+			return
+		}
+	}
+	buf := (*bufp)[:0]
+	bases := make([]int64, len(group))
+	for i, r := range group {
+		bases[i] = seg.size + int64(len(buf)) + recordHeader
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(r.payload)))
+		buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(r.payload, castagnoli))
+		buf = append(buf, r.payload...)
+	}
+	*bufp = buf
+	_, err := seg.f.WriteAt(buf, seg.size)
+	if err == nil && !s.cfg.NoSync {
+		t0 := time.Now()
+		err = seg.f.Sync()
+		s.m.fsync.Observe(time.Since(t0).Seconds())
+	}
+	if err != nil {
+		// The bytes may be partly on disk; the next write overwrites them
+		// (we do not advance size), and replay stops at a bad checksum.
+		err = fmt.Errorf("trace store: write %s: %w", seg.path, err)
+		for _, r := range group {
+			r.done <- err
+		}
+		return
+	}
+	s.mu.Lock()
+	seg.size += int64(len(buf))
+	seg.lastData = time.Now()
+	s.totalLen += int64(len(buf))
+	n := 0
+	for i, r := range group {
+		for j := range r.batch {
+			end := len(r.payload)
+			if j+1 < len(r.offs) {
+				end = int(r.offs[j+1])
+			}
+			s.index(seg, &r.batch[j], uint32(bases[i]+int64(r.offs[j])), uint32(end-int(r.offs[j])))
+		}
+		n += len(r.batch)
+	}
+	s.mu.Unlock()
+	s.m.bytes.Set(float64(s.totalLen))
+	s.m.spans.Add(float64(n))
+	for _, r := range group {
+		r.done <- nil
+	}
+}
+
+func (s *Store) segByID(id uint32) *segment {
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].id >= id })
+	if i < len(s.segs) && s.segs[i].id == id {
+		return s.segs[i]
+	}
+	return nil
+}
+
+func readSpan(seg *segment, m *spanMeta, buf []byte) (spans.Span, []byte, error) {
+	if cap(buf) < int(m.length) {
+		buf = make([]byte, m.length)
+	}
+	buf = buf[:m.length]
+	var sp spans.Span
+	if _, err := seg.f.ReadAt(buf, int64(m.off)); err != nil {
+		return sp, buf, fmt.Errorf("trace store: read %s at %d: %w", seg.path, m.off, err)
+	}
+	if _, err := decodeSpan(buf, &sp); err != nil {
+		return sp, buf, fmt.Errorf("trace store: decode %s at %d: %w", seg.path, m.off, err)
+	}
+	return sp, buf, nil
+}
+
+// Trace returns every stored span of the trace.
+func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errors.New("trace store: closed")
+	}
+	refs := s.byTrace[id]
+	if len(refs) == 0 {
+		return nil, tracestore.ErrTraceNotFound
+	}
+	out := make([]spans.Span, 0, len(refs))
+	var buf []byte
+	seen := make(map[spans.SpanID]struct{}, len(refs))
+	for _, r := range refs {
+		seg := s.segByID(r.seg)
+		if seg == nil {
+			continue
+		}
+		sp, b, err := readSpan(seg, &seg.metas[r.idx], buf)
+		// A client retrying an export whose acknowledgement it lost sends
+		// the same span again: return each span once.
+		if _, dup := seen[sp.SpanID]; dup && err == nil {
+			buf = b
+			continue
+		}
+		seen[sp.SpanID] = struct{}{}
+		buf = b
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sp)
+	}
+	if len(out) == 0 {
+		return nil, tracestore.ErrTraceNotFound
+	}
+	return out, nil
+}
+
+// Search scans the span index newest segment first.
+func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.TraceRef, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = tracestore.DefaultSearchLimit
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errors.New("trace store: closed")
+	}
+	var svc, op uint32
+	var ok bool
+	if q.Service != "" {
+		if svc, ok = s.nameIDs[q.Service]; !ok {
+			return nil, nil
+		}
+	}
+	if q.Operation != "" {
+		if op, ok = s.nameIDs[q.Operation]; !ok {
+			return nil, nil
+		}
+	}
+	var minT, maxT int64 = -1 << 63, 1<<63 - 1
+	if !q.Start.IsZero() {
+		minT = q.Start.UnixNano()
+	}
+	if !q.End.IsZero() {
+		maxT = q.End.UnixNano()
+	}
+	minD, maxD := int64(q.MinDuration), int64(q.MaxDuration)
+	if maxD == 0 {
+		maxD = 1<<63 - 1
+	}
+	found := map[spans.TraceID]int64{}
+	var buf []byte
+	checked := 0
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		seg := s.segs[i]
+		if len(seg.metas) == 0 || seg.maxStart < minT || seg.minStart > maxT {
+			continue
+		}
+		for j := len(seg.metas) - 1; j >= 0; j-- {
+			m := &seg.metas[j]
+			if q.Service != "" && m.svc != svc ||
+				q.Operation != "" && m.op != op ||
+				m.start < minT || m.start > maxT ||
+				m.dur < minD || m.dur > maxD ||
+				q.Status == tracestore.StatusError && m.status != spans.StatusError ||
+				q.Status == tracestore.StatusOK && m.status == spans.StatusError {
+				continue
+			}
+			if prev, ok := found[m.trace]; ok && prev <= m.start {
+				continue
+			}
+			if len(q.Attrs) > 0 {
+				if checked++; checked%1024 == 0 && ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				sp, b, err := readSpan(seg, m, buf)
+				buf = b
+				if err != nil {
+					return nil, err
+				}
+				if !matchAttrs(&sp, q.Attrs) {
+					continue
+				}
+			}
+			found[m.trace] = m.start
+		}
+	}
+	refs := make([]tracestore.TraceRef, 0, len(found))
+	for id, st := range found {
+		refs = append(refs, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, st)})
+	}
+	slices.SortFunc(refs, func(a, b tracestore.TraceRef) int {
+		if c := b.Start.Compare(a.Start); c != 0 {
+			return c
+		}
+		return slices.Compare(a.TraceID[:], b.TraceID[:])
+	})
+	if len(refs) > limit {
+		refs = refs[:limit]
+	}
+	return refs, nil
+}
+
+func matchAttrs(sp *spans.Span, want map[string]string) bool {
+	for k, v := range want {
+		a, ok := sp.Attr(k)
+		if !ok || a.String() != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Services lists every service with stored spans.
+func (s *Store) Services(ctx context.Context) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.ops))
+	for id := range s.ops {
+		out = append(out, s.names[id])
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Operations lists a service's operations.
+func (s *Store) Operations(ctx context.Context, q tracestore.OperationQuery) ([]tracestore.Operation, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	id, ok := s.nameIDs[q.Service]
+	if !ok {
+		return nil, nil
+	}
+	var out []tracestore.Operation
+	for k := range s.ops[id] {
+		if q.Kind != nil && *q.Kind != k.kind {
+			continue
+		}
+		out = append(out, tracestore.Operation{Name: s.names[k.op], Kind: k.kind})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Kind < out[j].Kind
+	})
+	return out, nil
+}
+
+func (s *Store) retentionLoop() {
+	defer s.done.Done()
+	t := time.NewTicker(s.cfg.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.ApplyRetention(time.Now()); err != nil {
+				s.logger.Error("trace store: retention", "err", err)
+			}
+		}
+	}
+}
+
+// ApplyRetention deletes sealed segments older than the retention or
+// beyond the size cap (oldest first). The active segment is never deleted.
+func (s *Store) ApplyRetention(now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	var errs []error
+	for len(s.segs) > 1 {
+		seg := s.segs[0]
+		tooOld := now.Sub(seg.lastData) > s.cfg.Retention
+		tooBig := s.totalLen > s.cfg.MaxBytes
+		if !tooOld && !tooBig {
+			break
+		}
+		for j := range seg.metas {
+			id := seg.metas[j].trace
+			refs := s.byTrace[id]
+			kept := refs[:0]
+			for _, r := range refs {
+				if r.seg != seg.id {
+					kept = append(kept, r)
+				}
+			}
+			if len(kept) == 0 {
+				delete(s.byTrace, id)
+			} else {
+				s.byTrace[id] = kept
+			}
+		}
+		seg.f.Close()
+		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("trace store: delete %s: %w", seg.path, err))
+		}
+		s.totalLen -= seg.size
+		s.m.spans.Sub(float64(len(seg.metas)))
+		reason := "age"
+		if !tooOld {
+			reason = "size"
+		}
+		s.m.deleted.WithLabelValues(reason).Inc()
+		s.logger.Debug("trace store: deleted segment", "segment", seg.path, "reason", reason)
+		s.segs = s.segs[1:]
+	}
+	s.m.bytes.Set(float64(s.totalLen))
+	return errors.Join(errs...)
+}
+
+// DiskBytes is the size of every segment file.
+func (s *Store) DiskBytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.totalLen
+}
+
+// Close waits for queued writes, syncs and closes the files.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closing {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closing = true
+	s.closeMu.Unlock()
+	close(s.stop)
+	s.done.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.closeFiles()
+}
+
+func (s *Store) closeFiles() error {
+	var errs []error
+	for _, seg := range s.segs {
+		if err := seg.f.Sync(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := seg.f.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var _ tracestore.Store = (*Store)(nil)
+
+// ConsumeSpans makes the store a pipeline sink (consumer.Spans): it is
+// WriteSpans.
+func (s *Store) ConsumeSpans(ctx context.Context, batch []spans.Span) error {
+	return s.WriteSpans(ctx, batch)
+}

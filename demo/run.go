@@ -1,0 +1,485 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// instance is one running demo service with its ports.
+type instance struct {
+	spec     ServiceSpec
+	appLn    net.Listener
+	appAddr  string            // where the service itself listens
+	inbound  string            // proxy inbound listener (meshed) or appAddr (unmeshed): where callers send
+	admin    string            // proxy admin address (meshed only)
+	outbound map[string]string // dependency service → this proxy's outbound listener
+	server   *http.Server
+	proxy    *child
+}
+
+// Run runs the demo until ctx is cancelled (or cfg.Duration passed once
+// everything is up): the server, the shop's services and their proxies, and
+// the load. It prints the UI URL and a summary to stdout and logs progress to
+// logger. On return every child process it started has exited.
+func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger) (err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	cfg = cfg.WithDefaults()
+	serverBin, proxyBin, err := resolveBinaries(cfg)
+	if err != nil {
+		return err
+	}
+	logDir := filepath.Join(cfg.DataDir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return fmt.Errorf("demo: creating log directory: %w", err)
+	}
+	r := &run{cfg: cfg, logger: logger, sp: newSpawner(), logDir: logDir, proxyBin: proxyBin}
+	defer func() { err = errors.Join(err, r.stop()) }()
+	startupErr := func(err error) error {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting
+		}
+		return err
+	}
+
+	// 1. The server, on the HTTP address and two free OTLP ports. The HTTP
+	// listener is held while the OTLP ports are chosen, so they differ.
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("demo: http address %s is not available (another meshscope running? choose another with --http): %w", cfg.HTTPAddr, err)
+	}
+	httpAddr := httpLn.Addr().String()
+	otlp, err := freeAddrs(2)
+	httpLn.Close()
+	if err != nil {
+		return err
+	}
+	otlpGRPC, otlpHTTP := otlp[0], otlp[1]
+	serverArgs := []string{"server", "--data", cfg.DataDir, "--http", httpAddr, "--otlp-grpc", otlpGRPC, "--otlp-http", otlpHTTP}
+	if cfg.ServerConfig != "" {
+		serverArgs = append(serverArgs, "--config", cfg.ServerConfig)
+	}
+	logger.Info("starting server", "http", httpAddr, "otlp_grpc", otlpGRPC, "log", filepath.Join(logDir, "server.log"))
+	if r.server, err = r.sp.start("meshscope server", serverBin, serverArgs, filepath.Join(logDir, "server.log")); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, "http://"+httpAddr+"/ready", r.server, cfg.ReadyTimeout); err != nil {
+		return startupErr(err)
+	}
+
+	// 2. The services' listeners, then their proxies.
+	if r.instances, err = listenShop(Shop()); err != nil {
+		return err
+	}
+	if err := r.startProxies(ctx, otlpGRPC); err != nil {
+		return startupErr(err)
+	}
+
+	// 3. The services, calling their dependencies through their proxies.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	for i, in := range r.instances {
+		backends := map[string]string{}
+		for dep, addr := range in.outbound {
+			backends[dep] = "http://" + addr
+		}
+		h, err := NewService(in.spec, backends, client, uint64(i+1))
+		if err != nil {
+			return err
+		}
+		in.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go in.server.Serve(in.appLn)
+	}
+
+	// 4. Load on web's inbound proxy.
+	web := r.instances[0]
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	if cfg.Duration > 0 {
+		var cancelT context.CancelFunc
+		runCtx, cancelT = context.WithTimeout(runCtx, cfg.Duration)
+		defer cancelT()
+	}
+	var load *Load
+	loadDone := make(chan LoadStats, 1)
+	if cfg.Rate > 0 {
+		load, err = NewLoad("http://"+web.inbound, cfg.Rate, 64, nil, 42)
+		if err != nil {
+			return err
+		}
+		go func() { loadDone <- load.Run(runCtx) }()
+	} else {
+		loadDone <- LoadStats{}
+	}
+
+	printSummary(stdout, cfg, httpAddr, otlpGRPC, otlpHTTP, logDir, r.instances, web)
+	logger.Info("demo running", "ui", "http://"+httpAddr+"/", "proxies", countMeshed(r.instances), "rate", cfg.Rate)
+
+	// 5. Run until cancelled, the duration passed, or a child died.
+	children := r.children()
+	died := make(chan *child, len(children))
+	for _, c := range children {
+		go func() {
+			if c.waitDone(runCtx) {
+				died <- c
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-runCtx.Done():
+		logger.Info("stopping demo", "reason", context.Cause(runCtx))
+	case c := <-died:
+		runErr = c.exitError()
+		logger.Error("demo process died, stopping", "process", c.name, "log", c.logPath)
+	}
+	cancelRun()
+	stats := <-loadDone
+	if load != nil {
+		fmt.Fprintf(stdout, "Load: %s\n", stats)
+	}
+	return runErr
+}
+
+// run is the state of one Run, for stopping.
+type run struct {
+	cfg       Config
+	logger    *slog.Logger
+	sp        *spawner
+	logDir    string
+	proxyBin  string
+	server    *child
+	instances []*instance
+}
+
+func (r *run) children() []*child {
+	var out []*child
+	if r.server != nil {
+		out = append(out, r.server)
+	}
+	for _, in := range r.instances {
+		if in.proxy != nil {
+			out = append(out, in.proxy)
+		}
+	}
+	return out
+}
+
+// startProxies chooses the proxies' ports, starts one proxy per meshed
+// instance and waits for all to be ready. Ports are free when chosen but
+// another process may take one before a proxy binds it; then every proxy is
+// stopped and started again on new ports (up to 3 attempts).
+func (r *run) startProxies(ctx context.Context, collector string) error {
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		err := r.tryStartProxies(ctx, collector)
+		if err == nil {
+			return nil
+		}
+		if attempt == attempts || ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		r.logger.Warn("a proxy port was taken; restarting the proxies on new ports", "err", err)
+		if err := r.stopProxies(); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *run) tryStartProxies(ctx context.Context, collector string) error {
+	if err := assignProxyPorts(r.instances); err != nil {
+		return err
+	}
+	for _, in := range r.instances {
+		if !in.spec.Meshed {
+			continue
+		}
+		args := proxyArgs(in, r.instances, collector)
+		logPath := filepath.Join(r.logDir, "proxy-"+in.spec.ID()+".log")
+		c, err := r.sp.start("meshscope-proxy "+in.spec.ID(), r.proxyBin, args, logPath)
+		if err != nil {
+			return err
+		}
+		in.proxy = c
+	}
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, in := range r.instances {
+		if in.proxy == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := waitReady(ctx, "http://"+in.admin+"/ready", in.proxy, r.cfg.ReadyTimeout); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stopProxies stops every proxy at once.
+func (r *run) stopProxies() error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, in := range r.instances {
+		if in.proxy == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := in.proxy.stop(r.cfg.StopTimeout); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			in.proxy = nil
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stop stops everything still running: proxies first, then the services,
+// the server last (so its stores shut down after the last telemetry).
+func (r *run) stop() error {
+	errs := []error{r.stopProxies()}
+	for _, in := range r.instances {
+		if in.server != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopTimeout)
+			in.server.Shutdown(ctx)
+			cancel()
+		} else {
+			in.appLn.Close()
+		}
+	}
+	if r.server != nil {
+		errs = append(errs, r.server.stop(r.cfg.StopTimeout))
+		r.logger.Info("demo stopped")
+	}
+	r.sp.close()
+	return errors.Join(errs...)
+}
+
+// listenShop opens every instance's service listener on a free port.
+func listenShop(specs []ServiceSpec) ([]*instance, error) {
+	var out []*instance
+	for _, s := range specs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			for _, in := range out {
+				in.appLn.Close()
+			}
+			return nil, fmt.Errorf("demo: listening for service %s: %w", s.ID(), err)
+		}
+		out = append(out, &instance{spec: s, appLn: ln, appAddr: ln.Addr().String(), inbound: ln.Addr().String()})
+	}
+	return out, nil
+}
+
+// assignProxyPorts gives every meshed instance free inbound, admin and
+// outbound (one per dependency) addresses, all distinct and distinct from the
+// (open) service listeners.
+func assignProxyPorts(instances []*instance) error {
+	need := 0
+	for _, in := range instances {
+		if in.spec.Meshed {
+			need += 2 + len(in.spec.Dependencies())
+		}
+	}
+	addrs, err := freeAddrs(need)
+	if err != nil {
+		return err
+	}
+	for _, in := range instances {
+		in.outbound = map[string]string{}
+		if !in.spec.Meshed {
+			in.inbound = in.appAddr
+			continue
+		}
+		in.inbound, in.admin = addrs[0], addrs[1]
+		for i, dep := range in.spec.Dependencies() {
+			in.outbound[dep] = addrs[2+i]
+		}
+		addrs = addrs[2+len(in.spec.Dependencies()):]
+	}
+	return nil
+}
+
+// proxyArgs are the meshscope-proxy flags of a meshed instance: its inbound
+// listener in front of the app, and one outbound listener per dependency
+// whose upstream lists every instance of that dependency (round-robin).
+func proxyArgs(in *instance, all []*instance, collector string) []string {
+	args := []string{
+		"--service", in.spec.Name,
+		"--version", in.spec.Version,
+		"--inbound", in.inbound + "=" + in.appAddr,
+		"--collector", collector,
+		"--admin", in.admin,
+		"--mode", "observe",
+	}
+	for _, dep := range in.spec.Dependencies() {
+		var addrs []string
+		for _, o := range all {
+			if o.spec.Name == dep {
+				addrs = append(addrs, o.inbound)
+			}
+		}
+		args = append(args, "--upstream", in.outbound[dep]+"="+dep+"@"+strings.Join(addrs, ","))
+	}
+	return args
+}
+
+func printSummary(w io.Writer, cfg Config, httpAddr, otlpGRPC, otlpHTTP, logDir string, instances []*instance, web *instance) {
+	fmt.Fprintf(w, "Meshscope demo: %d services, %d proxies\n", countServices(instances), countMeshed(instances))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  server\thttp %s\totlp-grpc %s\totlp-http %s\tdata %s\n", httpAddr, otlpGRPC, otlpHTTP, cfg.DataDir)
+	for _, in := range instances {
+		if in.spec.Meshed {
+			fmt.Fprintf(tw, "  %s %s\tapp %s\tproxy %s\tadmin %s\n", in.spec.Name, in.spec.Version, in.appAddr, in.inbound, in.admin)
+		} else {
+			fmt.Fprintf(tw, "  %s %s\tapp %s\t(no proxy)\t\n", in.spec.Name, in.spec.Version, in.appAddr)
+		}
+	}
+	tw.Flush()
+	if cfg.Rate > 0 {
+		fmt.Fprintf(w, "Load: %g requests/s to http://%s/ (web's proxy)\n", cfg.Rate, web.inbound)
+	}
+	fmt.Fprintf(w, "Logs: %s (server.log, proxy-<service>.log)\n", logDir)
+	fmt.Fprintf(w, "Meshscope UI: http://%s/\n", httpAddr)
+	if cfg.Duration > 0 {
+		fmt.Fprintf(w, "Running for %s; Ctrl-C stops earlier.\n", cfg.Duration)
+	} else {
+		fmt.Fprintln(w, "Press Ctrl-C to stop.")
+	}
+}
+
+func countServices(instances []*instance) int {
+	seen := map[string]bool{}
+	for _, in := range instances {
+		seen[in.spec.Name] = true
+	}
+	return len(seen)
+}
+
+func countMeshed(instances []*instance) int {
+	n := 0
+	for _, in := range instances {
+		if in.spec.Meshed {
+			n++
+		}
+	}
+	return n
+}
+
+// waitReady polls url until it answers 200, the child exits, ctx ends or
+// timeout passes.
+func waitReady(ctx context.Context, url string, c *child, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if res, err := client.Do(req); err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-c.done:
+			return c.exitError()
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s not ready at %s within %s; last lines of %s:\n%s", c.name, url, timeout, c.logPath, tailFile(c.logPath, 15))
+			}
+			return fmt.Errorf("waiting for %s: %w", c.name, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+// resolveBinaries finds the server and proxy binaries.
+func resolveBinaries(cfg Config) (server, proxy string, err error) {
+	self, selfErr := os.Executable()
+	server = cfg.ServerBinary
+	if server == "" {
+		if selfErr != nil {
+			return "", "", fmt.Errorf("demo: finding the meshscope binary: %w", selfErr)
+		}
+		server = self
+	}
+	proxy = cfg.ProxyBinary
+	if proxy == "" {
+		var tried []string
+		if selfErr == nil {
+			next := filepath.Join(filepath.Dir(self), "meshscope-proxy")
+			tried = append(tried, next)
+			if st, err := os.Stat(next); err == nil && !st.IsDir() {
+				proxy = next
+			}
+		}
+		if proxy == "" {
+			p, err := exec.LookPath("meshscope-proxy")
+			if err != nil {
+				return "", "", fmt.Errorf("demo: meshscope-proxy binary not found next to the running binary (%s) or in $PATH; run `make build` or set the proxy binary", strings.Join(tried, ", "))
+			}
+			proxy = p
+		}
+	}
+	for _, b := range []string{server, proxy} {
+		if _, err := os.Stat(b); err != nil {
+			return "", "", fmt.Errorf("demo: binary %w", err)
+		}
+	}
+	return server, proxy, nil
+}
+
+// freeAddrs returns n distinct loopback addresses with ports free right now.
+// The listeners are held until all n are chosen, so the ports differ.
+func freeAddrs(n int) ([]string, error) {
+	lns := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	out := make([]string, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("demo: finding a free port: %w", err)
+		}
+		lns = append(lns, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startDemo runs `meshscope demo` on a free HTTP port with a temp data dir.
+func startDemo(t *testing.T, duration string) (p *proc, httpAddr, data string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("process checks need Linux /proc")
+	}
+	bin, _ := binaries(t)
+	httpAddr = freeAddrs(t, 1)[0]
+	data = t.TempDir()
+	p = startProc(t, "meshscope-demo", bin, "demo", "--http", httpAddr, "--data", data, "--duration", duration)
+	// The demo prints the UI URL once the server, services, proxies and load run.
+	poll(t, 120*time.Second, "the demo to print its UI URL", func() (bool, string) {
+		return strings.Contains(p.output(), "Meshscope UI: http://"+httpAddr+"/"), p.tail(3)
+	}, p)
+	return p, httpAddr, data
+}
+
+// TestDemo: the demo's graph shows the shop, and Ctrl-C (SIGINT) stops
+// every process the demo started.
+func TestDemo(t *testing.T) {
+	p, httpAddr, data := startDemo(t, "5m")
+	start := time.Now()
+	var last graph
+	poll(t, 60*time.Second, "the demo shop in /api/mesh/graph", func() (bool, string) {
+		var g graph
+		if err := getJSON("http://"+httpAddr+"/api/mesh/graph", &g); err != nil {
+			return false, err.Error()
+		}
+		last = g
+		kinds := map[string]string{}
+		for _, n := range g.Nodes {
+			kinds[n.ID] = n.Kind
+		}
+		for _, svc := range []string{"web", "catalog", "cart", "checkout", "inventory", "payments", "pricing"} {
+			if _, ok := kinds[svc]; !ok {
+				return false, "missing " + svc + "; " + g.summary()
+			}
+		}
+		edges := map[string]bool{}
+		for _, e := range g.Edges {
+			edges[e.Source+"->"+e.Target] = true
+		}
+		for _, e := range []string{"web->catalog", "web->cart", "web->checkout", "catalog->inventory", "cart->pricing", "checkout->payments"} {
+			if !edges[e] {
+				return false, "missing edge " + e + "; " + g.summary()
+			}
+		}
+		return true, ""
+	}, p)
+	t.Logf("demo graph complete %s after the demo was up: %s", time.Since(start).Round(time.Second), last.summary())
+	for _, n := range last.Nodes {
+		if n.ID == "pricing" && n.Kind != "unmeshed" {
+			t.Errorf("pricing has kind %q, want unmeshed (it runs without a proxy)", n.Kind)
+		}
+		if n.ID == "web" && n.Kind != "service" {
+			t.Errorf("web has kind %q, want service", n.Kind)
+		}
+	}
+	for _, f := range []string{"server.log", "proxy-web.log", "proxy-inventory-v2.log"} {
+		if _, err := os.Stat(filepath.Join(data, "logs", f)); err != nil {
+			t.Errorf("demo log missing: %v", err)
+		}
+	}
+
+	kids := childPIDs(p.cmd.Process.Pid)
+	if len(kids) < 8 {
+		t.Errorf("demo has %d child processes, want 8 (server + 7 proxies)", len(kids))
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("demo did not exit within 60s of SIGINT")
+	}
+	checkCleanExit(t, p)
+	for _, pid := range kids {
+		if procAlive(pid) {
+			t.Errorf("process %d (%s) survived the demo", pid, procCmdline(pid))
+		}
+	}
+}
+
+// TestDemoDuration: with --duration the demo stops by itself, cleanly.
+func TestDemoDuration(t *testing.T) {
+	p, _, _ := startDemo(t, "10s")
+	kids := childPIDs(p.cmd.Process.Pid)
+	select {
+	case <-p.done:
+	case <-time.After(90 * time.Second):
+		t.Fatal("demo did not exit after its duration")
+	}
+	checkCleanExit(t, p)
+	if !strings.Contains(p.output(), "Load: ") {
+		t.Errorf("demo output lacks the load summary:\n%s", p.tail(20))
+	}
+	for _, pid := range kids {
+		if procAlive(pid) {
+			t.Errorf("process %d (%s) survived the demo", pid, procCmdline(pid))
+		}
+	}
+}
+
+func checkCleanExit(t *testing.T, p *proc) {
+	t.Helper()
+	var exit *exec.ExitError
+	if errors.As(p.err, &exit) && exit.ExitCode() != 130 {
+		t.Errorf("demo exited with %v; log:\n%s", p.err, p.tail(30))
+	} else if p.err != nil && !errors.As(p.err, &exit) {
+		t.Errorf("demo: %v", p.err)
+	}
+}
+
+// childPIDs lists the live processes whose parent is pid (Linux /proc).
+func childPIDs(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		var p int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &p); err != nil {
+			continue
+		}
+		if state, ppid, ok := procStat(p); ok && ppid == pid && state != "Z" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// procAlive reports whether pid exists and is not a zombie.
+func procAlive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z" && state != "X"
+}
+
+func procCmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(string(b), "\x00", " ")
+}
+
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	if _, err := fmt.Sscanf(f[1], "%d", &ppid); err != nil {
+		return "", 0, false
+	}
+	return f[0], ppid, true
+}

@@ -1,0 +1,537 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Mode says what the proxy may do to traffic.
+const (
+	// ModeObserve changes nothing about a request except adding trace headers.
+	ModeObserve = "observe"
+	// ModeEnforce is reserved for traffic policies.
+	ModeEnforce = "enforce"
+)
+
+// Listener protocol overrides.
+const (
+	// ProtocolAuto detects the protocol by peeking the first bytes.
+	ProtocolAuto = "auto"
+	// ProtocolOpaque forwards bytes without looking at them (use for
+	// server-speaks-first protocols such as MySQL or SMTP).
+	ProtocolOpaque = "opaque"
+	// ProtocolHTTP skips detection and serves HTTP/1.1 and h2c.
+	ProtocolHTTP = "http"
+)
+
+// Duration is a time.Duration written as a Go duration string ("1.5s") in
+// YAML, JSON and flags.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (like 1.5s or 200ms): %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Inbound is a listener for traffic from the mesh to the local app.
+type Inbound struct {
+	// Listen is the address to accept on (host:port). Required.
+	Listen string `yaml:"listen" json:"listen"`
+	// App is the local application's address (host:port). Required.
+	App string `yaml:"app" json:"app"`
+	// Protocol is auto (default), http or opaque.
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+}
+
+// Upstream is a listener for traffic from the local app to one service.
+type Upstream struct {
+	// Listen is the address the app connects to (host:port). Required.
+	Listen string `yaml:"listen" json:"listen"`
+	// Service is the destination service's name. Required.
+	Service string `yaml:"service" json:"service"`
+	// Addrs are the destination's endpoints (host:port), used round-robin. At least one.
+	Addrs []string `yaml:"addrs" json:"addrs"`
+	// Protocol is auto (default), http or opaque.
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+}
+
+// TLS configures TLS termination on the proxy's listeners.
+type TLS struct {
+	// CertFile is a PEM certificate chain; empty = TLS traffic is forwarded as opaque TCP.
+	CertFile string `yaml:"cert_file" json:"cert_file"`
+	// KeyFile is the PEM private key for CertFile.
+	KeyFile string `yaml:"key_file" json:"key_file"`
+}
+
+// Telemetry configures spans and metric export.
+type Telemetry struct {
+	// Collector is the collector's OTLP gRPC address (host:port); empty = no export. Default empty.
+	Collector string `yaml:"collector" json:"collector"`
+	// PushInterval is how often metrics are pushed to the collector. Default 1s.
+	PushInterval Duration `yaml:"push_interval" json:"push_interval"`
+	// ExportTimeout bounds one export call (spans or metrics). Default 2s.
+	ExportTimeout Duration `yaml:"export_timeout" json:"export_timeout"`
+	// SampleRatio is the fraction (0..1) of new traces recorded; a sampled or
+	// unsampled parent decides for its children. Default 1 (all).
+	SampleRatio float64 `yaml:"sample_ratio" json:"sample_ratio"`
+	// SpanQueueSize is the number of finished spans buffered for export; spans
+	// beyond it are dropped and counted. Default 4096 spans.
+	SpanQueueSize int `yaml:"span_queue_size" json:"span_queue_size"`
+	// SpanBatchSize is the maximum spans per export call. Default 512 spans.
+	SpanBatchSize int `yaml:"span_batch_size" json:"span_batch_size"`
+	// SpanFlushInterval is the longest a finished span waits before export. Default 1s.
+	SpanFlushInterval Duration `yaml:"span_flush_interval" json:"span_flush_interval"`
+	// NoTraceHeaders stops the proxy from adding or changing trace headers
+	// (spans are still recorded; callers then show as unknown). Default false.
+	NoTraceHeaders bool `yaml:"no_trace_headers" json:"no_trace_headers"`
+	// DisableTracing records no spans at all (metrics only). Default false.
+	DisableTracing bool `yaml:"disable_tracing" json:"disable_tracing"`
+	// DisableMetrics records no golden metrics (self-metrics remain). Default false.
+	DisableMetrics bool `yaml:"disable_metrics" json:"disable_metrics"`
+}
+
+// Config is the whole proxy configuration. Every field has a flag of the
+// same meaning; flags override the file.
+type Config struct {
+	// Service is this proxy's service name. Required.
+	Service string `yaml:"service" json:"service"`
+	// Version is this service's version. Default v1.
+	Version string `yaml:"version" json:"version"`
+	// Mode is observe (default) or enforce.
+	Mode string `yaml:"mode" json:"mode"`
+	// Admin is the admin listener (/metrics, /ready, /live, /config). Default 127.0.0.1:4191.
+	Admin string `yaml:"admin" json:"admin"`
+	// Inbound listeners (mesh → local app).
+	Inbound []Inbound `yaml:"inbound" json:"inbound"`
+	// Upstreams are outbound listeners (local app → a service).
+	Upstreams []Upstream `yaml:"upstreams" json:"upstreams"`
+	// HTTPProxy is an HTTP forward-proxy listener (for apps using HTTP_PROXY); empty = off.
+	HTTPProxy string `yaml:"http_proxy" json:"http_proxy"`
+	// Routes maps a Host (without port) to a service name for the forward
+	// proxy; unknown hosts are reported as the destination "external".
+	Routes map[string]string `yaml:"routes" json:"routes"`
+	// RouteTemplates are declared path templates ("/api/items/{id}",
+	// "/static/{path...}") used as the route label; other paths are "unmatched".
+	RouteTemplates []string `yaml:"route_templates" json:"route_templates"`
+	// DetectTimeout is how long the proxy waits for a client's first bytes
+	// before treating the connection as opaque TCP (server speaks first). Default 1s.
+	DetectTimeout Duration `yaml:"detect_timeout" json:"detect_timeout"`
+	// ConnectTimeout bounds connecting to an upstream or the app. Default 5s.
+	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	// ResponseTimeout bounds waiting for response headers (then 504); 0 = none. Default 30s.
+	ResponseTimeout Duration `yaml:"response_timeout" json:"response_timeout"`
+	// IdleTimeout closes idle client and upstream keep-alive connections. Default 90s.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	// DrainTimeout bounds the drain of in-flight requests on shutdown. Default 15s.
+	DrainTimeout Duration `yaml:"drain_timeout" json:"drain_timeout"`
+	// TLS terminates TLS (ALPN h2, http/1.1) on every listener when set.
+	TLS TLS `yaml:"tls" json:"tls"`
+	// Telemetry configures spans and metric export.
+	Telemetry Telemetry `yaml:"telemetry" json:"telemetry"`
+}
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Version:         "v1",
+		Mode:            ModeObserve,
+		Admin:           "127.0.0.1:4191",
+		DetectTimeout:   Duration(time.Second),
+		ConnectTimeout:  Duration(5 * time.Second),
+		ResponseTimeout: Duration(30 * time.Second),
+		IdleTimeout:     Duration(90 * time.Second),
+		DrainTimeout:    Duration(15 * time.Second),
+		Telemetry: Telemetry{
+			PushInterval:      Duration(time.Second),
+			ExportTimeout:     Duration(2 * time.Second),
+			SampleRatio:       1,
+			SpanQueueSize:     4096,
+			SpanBatchSize:     512,
+			SpanFlushInterval: Duration(time.Second),
+		},
+	}
+}
+
+// validName reports whether s can be a service name or version: it must fit
+// in a W3C tracestate value and a Prometheus label without escaping surprises.
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("not host:port: %q", s)
+	}
+	_ = host
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port in %q", s)
+	}
+	return nil
+}
+
+func validProtocol(p string) bool {
+	return p == "" || p == ProtocolAuto || p == ProtocolOpaque || p == ProtocolHTTP
+}
+
+// Validate checks the configuration and names the first bad key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if !validName(c.Service) {
+		bad("service", "required; 1-63 characters of [A-Za-z0-9._-], got %q", c.Service)
+	}
+	if !validName(c.Version) {
+		bad("version", "1-63 characters of [A-Za-z0-9._-], got %q", c.Version)
+	}
+	if c.Mode != ModeObserve && c.Mode != ModeEnforce {
+		bad("mode", "must be observe or enforce, got %q", c.Mode)
+	}
+	if c.Admin != "" {
+		if err := validAddr(c.Admin); err != nil {
+			bad("admin", "%v", err)
+		}
+	}
+	seen := map[string]string{}
+	listen := func(key, addr string) {
+		if err := validAddr(addr); err != nil {
+			bad(key, "%v", err)
+			return
+		}
+		if other, ok := seen[addr]; ok && !strings.HasSuffix(addr, ":0") {
+			bad(key, "address %s is also used by %s", addr, other)
+		}
+		seen[addr] = key
+	}
+	for i, in := range c.Inbound {
+		k := fmt.Sprintf("inbound[%d]", i)
+		listen(k+".listen", in.Listen)
+		if err := validAddr(in.App); err != nil {
+			bad(k+".app", "%v", err)
+		}
+		if !validProtocol(in.Protocol) {
+			bad(k+".protocol", "must be auto, http or opaque, got %q", in.Protocol)
+		}
+	}
+	for i, up := range c.Upstreams {
+		k := fmt.Sprintf("upstreams[%d]", i)
+		listen(k+".listen", up.Listen)
+		if !validName(up.Service) {
+			bad(k+".service", "1-63 characters of [A-Za-z0-9._-], got %q", up.Service)
+		}
+		if len(up.Addrs) == 0 {
+			bad(k+".addrs", "at least one address required")
+		}
+		for j, a := range up.Addrs {
+			if err := validAddr(a); err != nil {
+				bad(fmt.Sprintf("%s.addrs[%d]", k, j), "%v", err)
+			}
+		}
+		if !validProtocol(up.Protocol) {
+			bad(k+".protocol", "must be auto, http or opaque, got %q", up.Protocol)
+		}
+	}
+	if c.HTTPProxy != "" {
+		listen("http_proxy", c.HTTPProxy)
+	}
+	for host, svc := range c.Routes {
+		if host == "" || strings.ContainsAny(host, "/ ") {
+			bad("routes", "bad host %q", host)
+		}
+		if !validName(svc) {
+			bad("routes["+host+"]", "bad service name %q", svc)
+		}
+	}
+	for i, t := range c.RouteTemplates {
+		if _, err := parseRouteTemplate(t); err != nil {
+			bad(fmt.Sprintf("route_templates[%d]", i), "%v", err)
+		}
+	}
+	durs := []struct {
+		key string
+		d   Duration
+		min time.Duration
+	}{
+		{"detect_timeout", c.DetectTimeout, time.Millisecond},
+		{"connect_timeout", c.ConnectTimeout, time.Millisecond},
+		{"response_timeout", c.ResponseTimeout, 0},
+		{"idle_timeout", c.IdleTimeout, time.Millisecond},
+		{"drain_timeout", c.DrainTimeout, 0},
+		{"telemetry.push_interval", c.Telemetry.PushInterval, 10 * time.Millisecond},
+		{"telemetry.export_timeout", c.Telemetry.ExportTimeout, time.Millisecond},
+		{"telemetry.span_flush_interval", c.Telemetry.SpanFlushInterval, time.Millisecond},
+	}
+	for _, d := range durs {
+		if time.Duration(d.d) < d.min {
+			bad(d.key, "must be at least %s, got %s", d.min, time.Duration(d.d))
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together")
+	}
+	if c.Telemetry.Collector != "" {
+		if err := validAddr(c.Telemetry.Collector); err != nil {
+			bad("telemetry.collector", "%v", err)
+		}
+	}
+	if !(c.Telemetry.SampleRatio >= 0 && c.Telemetry.SampleRatio <= 1) {
+		bad("telemetry.sample_ratio", "must be within 0..1, got %v", c.Telemetry.SampleRatio)
+	}
+	if c.Telemetry.SpanQueueSize < 1 || c.Telemetry.SpanQueueSize > 1<<20 {
+		bad("telemetry.span_queue_size", "must be within 1..1048576, got %d", c.Telemetry.SpanQueueSize)
+	}
+	if c.Telemetry.SpanBatchSize < 1 || c.Telemetry.SpanBatchSize > c.Telemetry.SpanQueueSize {
+		bad("telemetry.span_batch_size", "must be within 1..span_queue_size, got %d", c.Telemetry.SpanBatchSize)
+	}
+	if len(c.Inbound) == 0 && len(c.Upstreams) == 0 && c.HTTPProxy == "" {
+		bad("inbound", "no listeners: give at least one of --inbound, --upstream, --http-proxy")
+	}
+	return errors.Join(errs...)
+}
+
+// DecodeConfig reads a YAML configuration over the defaults. Unknown keys
+// are rejected with their name and line.
+func DecodeConfig(r io.Reader) (Config, error) {
+	cfg := DefaultConfig()
+	if err := decodeInto(r, &cfg); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func decodeInto(r io.Reader, cfg *Config) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty file: defaults
+		}
+		return fmt.Errorf("config: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("config: more than one YAML document")
+	}
+	return nil
+}
+
+// ParseInbound parses a --inbound value LISTEN=APP_ADDR.
+func ParseInbound(s string) (Inbound, error) {
+	listen, app, ok := strings.Cut(s, "=")
+	if !ok || listen == "" || app == "" {
+		return Inbound{}, fmt.Errorf("want LISTEN=APP_ADDR, got %q", s)
+	}
+	return Inbound{Listen: listen, App: app}, nil
+}
+
+// ParseUpstream parses a --upstream value LISTEN=SERVICE@ADDR[,ADDR...].
+func ParseUpstream(s string) (Upstream, error) {
+	listen, rest, ok := strings.Cut(s, "=")
+	svc, addrs, ok2 := strings.Cut(rest, "@")
+	if !ok || !ok2 || listen == "" || svc == "" || addrs == "" {
+		return Upstream{}, fmt.Errorf("want LISTEN=SERVICE@ADDR[,ADDR...], got %q", s)
+	}
+	up := Upstream{Listen: listen, Service: svc}
+	for _, a := range strings.Split(addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			up.Addrs = append(up.Addrs, a)
+		}
+	}
+	return up, nil
+}
+
+type listFlag struct{ vals []string }
+
+func (l *listFlag) String() string     { return strings.Join(l.vals, " ") }
+func (l *listFlag) Set(v string) error { l.vals = append(l.vals, v); return nil }
+
+// ConfigFromArgs builds the effective configuration from command-line
+// arguments: defaults, then the --config file, then the flags that were set.
+// Repeatable flags given on the command line replace the file's list.
+func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("meshscope-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := DefaultConfig()
+	var (
+		configFile                            = fs.String("config", "", "YAML config `file` (flags override it)")
+		service                               = fs.String("service", "", "this proxy's service `name` (required)")
+		version                               = fs.String("version", def.Version, "this service's `version`")
+		mode                                  = fs.String("mode", def.Mode, "observe|enforce")
+		admin                                 = fs.String("admin", def.Admin, "admin listen `addr` (/metrics /ready /live /config)")
+		collector                             = fs.String("collector", "", "collector OTLP gRPC `host:port` (empty = no export)")
+		httpProxy                             = fs.String("http-proxy", "", "HTTP forward-proxy listen `addr` (empty = off)")
+		certFile                              = fs.String("tls-cert", "", "PEM certificate `file` for TLS termination (ALPN h2, http/1.1)")
+		keyFile                               = fs.String("tls-key", "", "PEM key `file` for --tls-cert")
+		sample                                = fs.Float64("sample-ratio", def.Telemetry.SampleRatio, "fraction of new traces recorded (0..1)")
+		queue                                 = fs.Int("span-queue", def.Telemetry.SpanQueueSize, "spans buffered for export before dropping")
+		noHeaders                             = fs.Bool("no-trace-headers", false, "never add or change trace headers")
+		noTracing                             = fs.Bool("no-tracing", false, "record no spans (metrics only)")
+		noMetrics                             = fs.Bool("no-metrics", false, "record no golden metrics")
+		inbound, upstream, routes, templates  listFlag
+		opaque                                listFlag
+		drain, detect, connect, resp, push, i = def.DrainTimeout, def.DetectTimeout, def.ConnectTimeout, def.ResponseTimeout, def.Telemetry.PushInterval, def.IdleTimeout
+	)
+	fs.Var(&inbound, "inbound", "inbound listener `LISTEN=APP_ADDR` (repeatable)")
+	fs.Var(&upstream, "upstream", "outbound listener `LISTEN=SERVICE@ADDR[,ADDR...]` (repeatable)")
+	fs.Var(&routes, "route", "forward-proxy route `HOST=SERVICE` (repeatable)")
+	fs.Var(&templates, "route-template", "route `template` such as /api/items/{id} (repeatable)")
+	fs.Var(&opaque, "opaque", "listen `addr` whose traffic is opaque TCP, no detection (repeatable)")
+	fs.TextVar(&drain, "drain-timeout", def.DrainTimeout, "bound on draining in-flight requests at shutdown")
+	fs.TextVar(&detect, "detect-timeout", def.DetectTimeout, "wait for a client's first bytes before treating it as opaque TCP")
+	fs.TextVar(&connect, "connect-timeout", def.ConnectTimeout, "bound on connecting upstream (then 502)")
+	fs.TextVar(&resp, "response-timeout", def.ResponseTimeout, "bound on waiting for response headers (then 504); 0 = none")
+	fs.TextVar(&i, "idle-timeout", def.IdleTimeout, "idle keep-alive connection timeout")
+	fs.TextVar(&push, "push-interval", def.Telemetry.PushInterval, "metric push interval to the collector")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := def
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("--config: %w", err)
+		}
+		if err := decodeInto(bytes.NewReader(b), &cfg); err != nil {
+			return Config{}, fmt.Errorf("--config %s: %w", *configFile, err)
+		}
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		if ferr != nil {
+			return
+		}
+		switch f.Name {
+		case "service":
+			cfg.Service = *service
+		case "version":
+			cfg.Version = *version
+		case "mode":
+			cfg.Mode = *mode
+		case "admin":
+			cfg.Admin = *admin
+		case "collector":
+			cfg.Telemetry.Collector = *collector
+		case "http-proxy":
+			cfg.HTTPProxy = *httpProxy
+		case "tls-cert":
+			cfg.TLS.CertFile = *certFile
+		case "tls-key":
+			cfg.TLS.KeyFile = *keyFile
+		case "sample-ratio":
+			cfg.Telemetry.SampleRatio = *sample
+		case "span-queue":
+			cfg.Telemetry.SpanQueueSize = *queue
+			if cfg.Telemetry.SpanBatchSize > *queue {
+				cfg.Telemetry.SpanBatchSize = *queue
+			}
+		case "no-trace-headers":
+			cfg.Telemetry.NoTraceHeaders = *noHeaders
+		case "no-tracing":
+			cfg.Telemetry.DisableTracing = *noTracing
+		case "no-metrics":
+			cfg.Telemetry.DisableMetrics = *noMetrics
+		case "drain-timeout":
+			cfg.DrainTimeout = drain
+		case "detect-timeout":
+			cfg.DetectTimeout = detect
+		case "connect-timeout":
+			cfg.ConnectTimeout = connect
+		case "response-timeout":
+			cfg.ResponseTimeout = resp
+		case "idle-timeout":
+			cfg.IdleTimeout = i
+		case "push-interval":
+			cfg.Telemetry.PushInterval = push
+		case "inbound":
+			cfg.Inbound = nil
+			for _, v := range inbound.vals {
+				in, err := ParseInbound(v)
+				if err != nil {
+					ferr = fmt.Errorf("--inbound: %w", err)
+					return
+				}
+				cfg.Inbound = append(cfg.Inbound, in)
+			}
+		case "upstream":
+			cfg.Upstreams = nil
+			for _, v := range upstream.vals {
+				up, err := ParseUpstream(v)
+				if err != nil {
+					ferr = fmt.Errorf("--upstream: %w", err)
+					return
+				}
+				cfg.Upstreams = append(cfg.Upstreams, up)
+			}
+		case "route":
+			cfg.Routes = map[string]string{}
+			for _, v := range routes.vals {
+				h, s, ok := strings.Cut(v, "=")
+				if !ok || h == "" || s == "" {
+					ferr = fmt.Errorf("--route: want HOST=SERVICE, got %q", v)
+					return
+				}
+				cfg.Routes[h] = s
+			}
+		case "route-template":
+			cfg.RouteTemplates = append([]string(nil), templates.vals...)
+		}
+	})
+	if ferr != nil {
+		return Config{}, ferr
+	}
+	// --opaque marks listeners (from flags or the file) as opaque TCP.
+	for _, addr := range opaque.vals {
+		found := false
+		for k := range cfg.Inbound {
+			if cfg.Inbound[k].Listen == addr {
+				cfg.Inbound[k].Protocol, found = ProtocolOpaque, true
+			}
+		}
+		for k := range cfg.Upstreams {
+			if cfg.Upstreams[k].Listen == addr {
+				cfg.Upstreams[k].Protocol, found = ProtocolOpaque, true
+			}
+		}
+		if !found {
+			return Config{}, fmt.Errorf("--opaque %s: no --inbound or --upstream listens on that address", addr)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}

@@ -1,0 +1,426 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Status codes the proxy reports for its own failures.
+const (
+	statusClientGone      = 499
+	statusUpstreamConnect = http.StatusBadGateway
+	statusTimeout         = http.StatusGatewayTimeout
+)
+
+// target says where one listener's requests go and how they are labelled.
+type target struct {
+	kind       string // "inbound", "outbound", "forward"
+	direction  string
+	dstService string // forward proxy: resolved per request
+	dstVersion string
+	addrs      []string
+	next       atomic.Uint64
+	spanKind   trace.SpanKind
+}
+
+// pick returns the next address round-robin.
+func (t *target) pick() string {
+	if len(t.addrs) == 1 {
+		return t.addrs[0]
+	}
+	return t.addrs[(t.next.Add(1)-1)%uint64(len(t.addrs))]
+}
+
+// httpHandler forwards and records the requests of one listener.
+type httpHandler struct {
+	p  *Proxy
+	t  *target
+	rp *httputil.ReverseProxy
+}
+
+// forwardedHeaders are removed by ReverseProxy.Rewrite; observe mode puts
+// them back so the app sees exactly what the client sent.
+var forwardedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
+	h := &httpHandler{p: p, t: t}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			if t.kind == "forward" {
+				pr.Out.URL.Host = forwardHost(pr.In)
+			} else {
+				pr.Out.URL.Host = t.pick()
+			}
+			for _, k := range forwardedHeaders {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
+		},
+		Transport:     p.transport,
+		FlushInterval: -1,
+		ErrorHandler:  h.proxyError,
+		ErrorLog:      p.errorLog,
+		BufferPool:    p.bufPool,
+	}
+	return h
+}
+
+// forwardHost returns host:port a forward-proxy request is for.
+func forwardHost(r *http.Request) string {
+	host := r.Host
+	if r.URL.IsAbs() && r.URL.Host != "" {
+		host = r.URL.Host
+	}
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), "80")
+	}
+	return host
+}
+
+// hostOnly strips the port.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+func isGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/grpc")
+}
+
+func isWebSocket(r *http.Request) bool {
+	return r.ProtoMajor == 1 && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := h.p
+	start := time.Now()
+	p.inflight.Add(1)
+	p.self.inflight.Inc()
+
+	k := requestKey{protocol: protoHTTP1}
+	k.direction = h.t.direction
+	switch {
+	case isGRPC(r):
+		k.protocol = protoGRPC
+	case r.ProtoMajor == 2:
+		k.protocol = protoHTTP2
+	case isWebSocket(r):
+		k.protocol = protoWebSocket
+	}
+	k.route = p.routes.route(r.URL.Path)
+	switch h.t.kind {
+	case "inbound":
+		k.dstService, k.dstVersion = p.cfg.Service, p.cfg.Version
+		if svc, ver, ok := meshCaller(r.Header); ok {
+			k.srcService, k.srcVersion = p.callers.intern(svc), p.callers.intern(ver)
+		} else {
+			k.srcService, k.srcVersion = serviceUnknown, versionUnknown
+		}
+	case "outbound":
+		k.srcService, k.srcVersion = p.cfg.Service, p.cfg.Version
+		k.dstService, k.dstVersion = h.t.dstService, versionUnknown
+	default: // forward proxy
+		if r.Method == http.MethodConnect {
+			p.inflight.Done()
+			p.self.inflight.Dec()
+			p.serveConnect(w, r, h.t)
+			return
+		}
+		k.srcService, k.srcVersion = p.cfg.Service, p.cfg.Version
+		k.dstVersion = versionUnknown
+		if svc, ok := p.cfg.Routes[hostOnly(forwardHost(r))]; ok {
+			k.dstService = svc
+		} else {
+			k.dstService = serviceExternal
+		}
+	}
+
+	// Trace context: continue the caller's trace, start this hop's span,
+	// and hand the hop's context on.
+	ctx, b3 := extractTrace(r.Context(), r.Header)
+	var span trace.Span
+	if p.tracing {
+		ctx, span = p.tel.tracer.Start(ctx, spanName(r.Method, k.route), trace.WithSpanKind(h.t.spanKind), trace.WithTimestamp(start))
+		if span.IsRecording() {
+			span.SetAttributes(
+				attribute.String("http.request.method", r.Method),
+				attribute.String("url.path", r.URL.Path),
+				attribute.String("url.scheme", schemeOf(r)),
+				attribute.String("server.address", hostOnly(r.Host)),
+				attribute.String("network.protocol.version", protoVersion(r)),
+				attribute.String("mesh.source.service", k.srcService),
+				attribute.String("mesh.source.version", k.srcVersion),
+				attribute.String("mesh.destination.service", k.dstService),
+				attribute.String("mesh.destination.version", k.dstVersion),
+				attribute.String("mesh.direction", k.direction),
+				attribute.String("mesh.protocol", k.protocol),
+			)
+			if k.route != routeUnmatched {
+				span.SetAttributes(attribute.String("http.route", k.route))
+			}
+			if ua := r.UserAgent(); ua != "" {
+				span.SetAttributes(attribute.String("user_agent.original", ua))
+			}
+			if h.t.kind == "inbound" {
+				span.SetAttributes(attribute.String("client.address", hostOnly(r.RemoteAddr)))
+			}
+		}
+	}
+	if !p.cfg.Telemetry.NoTraceHeaders {
+		if span != nil {
+			injectTrace(ctx, r.Header, b3)
+		}
+		if h.t.kind != "inbound" {
+			setMeshState(r.Header, p.meshMember)
+		}
+	}
+
+	rec := &recorder{w: w}
+	var body *countingBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{rc: r.Body}
+		r.Body = body
+	}
+	defer func() {
+		v := recover()
+		h.finish(r, rec, body, &k, span, start, v)
+		p.self.inflight.Dec()
+		p.inflight.Done()
+		if v != nil {
+			panic(v)
+		}
+	}()
+	h.rp.ServeHTTP(rec, r)
+}
+
+// finish records the metrics and ends the span of one request.
+func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody, k *requestKey, span trace.Span, start time.Time, panicked any) {
+	code := rec.status
+	reason := ""
+	switch {
+	case rec.errCode != 0:
+		code = rec.errCode
+		reason = rec.errReason
+	case panicked != nil || (r.Context().Err() != nil && code == 0):
+		code = statusClientGone
+		reason = "client gone before the response completed"
+	case rec.hijacked && code == 0:
+		code = http.StatusSwitchingProtocols
+	case code == 0:
+		code = http.StatusOK
+	}
+	if panicked != nil && rec.status != 0 && r.Context().Err() == nil {
+		reason = "response copy aborted"
+	}
+	k.statusCode = statusLabel(code)
+	failed := code >= 500 || code == statusClientGone || panicked != nil
+	if k.protocol == protoGRPC {
+		name, serverErr := grpcStatusLabel(rec.grpcStatus())
+		k.grpcStatus = name
+		if serverErr {
+			failed = true
+			if reason == "" {
+				reason = "grpc-status " + name
+			}
+		}
+	}
+	if failed {
+		k.outcome = outcomeFailure
+	} else {
+		k.outcome = outcomeSuccess
+	}
+	elapsed := time.Since(start)
+	if h.p.metrics != nil {
+		s := h.p.metrics.request(k)
+		s.requests.Inc()
+		s.duration.Observe(elapsed.Seconds())
+		if n := body.count(); n > 0 {
+			s.reqBytes.Add(float64(n))
+		}
+		if rec.bytes > 0 {
+			s.respBytes.Add(float64(rec.bytes))
+		}
+	}
+	if span != nil {
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("http.response.status_code", code))
+			if k.grpcStatus != "" {
+				span.SetAttributes(attribute.String("rpc.grpc.status_code", k.grpcStatus))
+			}
+			if failed {
+				if reason == "" {
+					reason = "HTTP " + k.statusCode
+				}
+				span.SetAttributes(attribute.String("error.type", errorType(code, k.grpcStatus)))
+				span.SetStatus(codes.Error, reason)
+			}
+		}
+		span.End(trace.WithTimestamp(start.Add(elapsed)))
+	}
+}
+
+func errorType(code int, grpc string) string {
+	switch code {
+	case statusClientGone:
+		return "client_gone"
+	case statusUpstreamConnect:
+		return "upstream_connect"
+	case statusTimeout:
+		return "timeout"
+	}
+	if grpc != "" && grpc != "OK" {
+		return grpc
+	}
+	return statusLabel(code)
+}
+
+func spanName(method, route string) string {
+	if route == routeUnmatched {
+		return method
+	}
+	return method + " " + route
+}
+
+func schemeOf(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+func protoVersion(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "2"
+	}
+	if r.ProtoMinor == 0 {
+		return "1.0"
+	}
+	return "1.1"
+}
+
+// proxyError maps a forwarding error to the status the client sees.
+func (h *httpHandler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	rec, _ := w.(*recorder)
+	code, reason := classifyError(r.Context(), err)
+	if rec != nil {
+		rec.errCode, rec.errReason = code, reason
+	}
+	if code == statusClientGone {
+		return
+	}
+	if rec == nil || rec.status == 0 {
+		w.WriteHeader(code)
+	}
+}
+
+// classifyError maps an upstream error to 499 (client gone), 504 (timeout)
+// or 502 (anything else, typically connect failure) and a reason.
+func classifyError(ctx context.Context, err error) (int, string) {
+	if ctx.Err() != nil {
+		return statusClientGone, "client gone: " + err.Error()
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return statusTimeout, "upstream timeout: " + err.Error()
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return statusUpstreamConnect, "upstream connect failure: " + err.Error()
+	}
+	return statusUpstreamConnect, "upstream error: " + err.Error()
+}
+
+// recorder captures status, size and hijacking of a response while passing
+// everything through.
+type recorder struct {
+	w         http.ResponseWriter
+	status    int
+	bytes     int64
+	hijacked  bool
+	errCode   int
+	errReason string
+}
+
+func (rw *recorder) Header() http.Header { return rw.w.Header() }
+
+func (rw *recorder) WriteHeader(code int) {
+	if rw.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		rw.status = code
+	}
+	rw.w.WriteHeader(code)
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	n, err := rw.w.Write(b)
+	rw.bytes += int64(n)
+	return n, err
+}
+
+// FlushError implements the flusher http.ResponseController looks for.
+func (rw *recorder) FlushError() error { return http.NewResponseController(rw.w).Flush() }
+
+// Flush implements http.Flusher.
+func (rw *recorder) Flush() { _ = rw.FlushError() }
+
+// Hijack implements http.Hijacker (WebSocket and other upgrades).
+func (rw *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(rw.w).Hijack()
+	if err == nil {
+		rw.hijacked = true
+	}
+	return c, brw, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (rw *recorder) Unwrap() http.ResponseWriter { return rw.w }
+
+// grpcStatus returns the grpc-status the upstream sent, as a trailer or in
+// a trailers-only response.
+func (rw *recorder) grpcStatus() string {
+	h := rw.w.Header()
+	if v := h.Get("Grpc-Status"); v != "" {
+		return v
+	}
+	return h.Get(http.TrailerPrefix + "Grpc-Status")
+}
+
+// countingBody counts request body bytes.
+type countingBody struct {
+	rc io.ReadCloser
+	n  atomic.Int64 // the transport may still read after the response
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func (b *countingBody) count() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.n.Load()
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }

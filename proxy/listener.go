@@ -1,0 +1,294 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// listener accepts connections on one address, detects their protocol and
+// hands HTTP connections to an http.Server and the rest to the TCP forwarder.
+type listener struct {
+	p        *Proxy
+	flag     string
+	ln       net.Listener
+	protocol string
+	t        *target
+	srv      *http.Server
+	httpLn   *chanListener
+}
+
+func (p *Proxy) addListener(flag, addr, protocol string, t *target) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", flag, addr, err)
+	}
+	if protocol == "" {
+		protocol = ProtocolAuto
+	}
+	l := &listener{p: p, flag: flag, ln: ln, protocol: protocol, t: t}
+	l.httpLn = newChanListener(ln.Addr())
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	l.srv = &http.Server{
+		Handler:           p.newHTTPHandler(t),
+		Protocols:         protos,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       time.Duration(p.cfg.IdleTimeout),
+		ErrorLog:          p.errorLog,
+	}
+	p.listeners = append(p.listeners, l)
+	return nil
+}
+
+// serve runs the accept loop and the HTTP server until stopAccepting.
+func (l *listener) serve() error {
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- l.srv.Serve(l.httpLn) }()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				if err := <-srvErr; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+					return fmt.Errorf("%s %s: %w", l.flag, l.ln.Addr(), err)
+				}
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			l.p.logger.Warn("accept failed", "listener", l.ln.Addr().String(), "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		go l.handleConn(c)
+	}
+}
+
+func (l *listener) stopAccepting() {
+	_ = l.ln.Close()
+	l.httpLn.Close()
+}
+
+// handleConn routes one accepted connection by protocol.
+func (l *listener) handleConn(c net.Conn) {
+	switch l.protocol {
+	case ProtocolOpaque:
+		l.p.forwardTCP(c, l.t, l.t.pick())
+		return
+	case ProtocolHTTP:
+		l.httpLn.push(c)
+		return
+	}
+	br := bufio.NewReaderSize(c, 1024)
+	proto := l.detect(c, br)
+	pc := &peekedConn{Conn: c, r: br}
+	switch proto {
+	case detectedHTTP:
+		l.httpLn.push(pc)
+	case detectedTLS:
+		if l.p.tlsConf != nil {
+			l.httpLn.push(tls.Server(pc, l.p.tlsConf))
+			return
+		}
+		l.forwardOpaque(pc)
+	default:
+		l.forwardOpaque(pc)
+	}
+}
+
+func (l *listener) forwardOpaque(c net.Conn) {
+	if l.t.kind == "forward" {
+		_ = c.Close() // the forward proxy speaks HTTP only
+		return
+	}
+	l.p.forwardTCP(c, l.t, l.t.pick())
+}
+
+// detect peeks at the first bytes, waiting at most detect_timeout for them.
+func (l *listener) detect(c net.Conn, br *bufio.Reader) detected {
+	_ = c.SetReadDeadline(time.Now().Add(time.Duration(l.p.cfg.DetectTimeout)))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	n := 1
+	for {
+		b, err := br.Peek(n)
+		proto, more := detectProtocol(b)
+		if !more || err != nil || len(b) >= br.Size() {
+			if more {
+				return detectedOpaque // undecided when the client stopped or the timeout hit
+			}
+			return proto
+		}
+		n = len(b) + 1
+		if bb := br.Buffered(); bb >= n {
+			n = bb
+		}
+	}
+}
+
+// peekedConn is a connection whose first bytes sit in a bufio.Reader.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// chanListener feeds detected connections to an http.Server.
+type chanListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.closed:
+		_ = c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// forwardTCP splices c to addr as opaque TCP and records the connection.
+func (p *Proxy) forwardTCP(c net.Conn, t *target, addr string) {
+	p.forwardTCPAs(c, t, addr, t.dstService, t.dstVersion, nil)
+}
+
+// forwardTCPAs splices c to addr, labelling the connection with dstService;
+// connected, when set, is called with the outcome of connecting upstream
+// (CONNECT uses it to answer the client) and stops the splice on error.
+func (p *Proxy) forwardTCPAs(c net.Conn, t *target, addr, dstService, dstVersion string, connected func(error) error) {
+	p.tcpWG.Add(1)
+	defer p.tcpWG.Done()
+	p.trackTCP(c, true)
+	defer p.trackTCP(c, false)
+	defer c.Close()
+
+	k := peerLabels{direction: t.direction, dstService: dstService, dstVersion: dstVersion}
+	if t.kind == "inbound" {
+		k.srcService, k.srcVersion = serviceUnknown, versionUnknown
+	} else {
+		k.srcService, k.srcVersion = p.cfg.Service, p.cfg.Version
+	}
+	var s *tcpSeries
+	if p.metrics != nil {
+		s = p.metrics.tcpConn(k)
+		s.conns.Inc()
+		s.open.Inc()
+		defer s.open.Dec()
+	}
+	up, err := p.dialer.Dial("tcp", addr)
+	if err != nil {
+		p.logger.Debug("tcp upstream connect failed", "addr", addr, "err", err)
+		if connected != nil {
+			_ = connected(err)
+		}
+		return
+	}
+	p.trackTCP(up, true)
+	defer p.trackTCP(up, false)
+	defer up.Close()
+	if connected != nil {
+		if err := connected(nil); err != nil {
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	var sent int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sent, _ = io.Copy(up, c)
+		closeWrite(up)
+	}()
+	received, _ := io.Copy(c, up)
+	closeWrite(c)
+	wg.Wait()
+	if s != nil {
+		s.sent.Add(float64(sent))
+		s.received.Add(float64(received))
+	}
+}
+
+func closeWrite(c net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if pc, ok := c.(*peekedConn); ok {
+		c = pc.Conn
+	}
+	if cw, ok := c.(closeWriter); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}
+
+func (p *Proxy) trackTCP(c net.Conn, add bool) {
+	p.tcpMu.Lock()
+	if add {
+		p.tcpConns[c] = struct{}{}
+	} else {
+		delete(p.tcpConns, c)
+	}
+	p.tcpMu.Unlock()
+}
+
+// serveConnect tunnels a forward-proxy CONNECT request as opaque TCP.
+func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, t *target) {
+	hostport := r.Host
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		http.Error(w, "CONNECT needs host:port", http.StatusBadRequest)
+		return
+	}
+	svc, ok := p.cfg.Routes[hostOnly(hostport)]
+	if !ok {
+		svc = serviceExternal
+	}
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "cannot tunnel over this connection", http.StatusBadRequest)
+		return
+	}
+	var conn net.Conn = c
+	if brw.Reader.Buffered() > 0 {
+		conn = &peekedConn{Conn: c, r: brw.Reader}
+	}
+	p.forwardTCPAs(conn, t, hostport, svc, versionUnknown, func(dialErr error) error {
+		if dialErr != nil {
+			_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			return dialErr
+		}
+		_, err := io.WriteString(c, "HTTP/1.1 200 Connection Established\r\n\r\n")
+		return err
+	})
+}

@@ -1,0 +1,357 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// maxCallers bounds the distinct caller service/version names an inbound
+// listener turns into label values.
+const maxCallers = 512
+
+// Proxy is one sidecar: its listeners, telemetry and admin endpoint.
+type Proxy struct {
+	cfg      Config
+	logger   *slog.Logger
+	gatherer prometheus.Gatherer
+	metrics  *goldenMetrics // nil when golden metrics are disabled
+	self     *selfMetrics
+	tel      *telemetry
+	tracing  bool
+	routes   *routeTable
+	callers  *callerSet
+	tlsConf  *tls.Config
+
+	meshMember string // tracestate member naming this proxy's service
+
+	transport http.RoundTripper
+	h1, h2c   *http.Transport
+	dialer    *net.Dialer
+	errorLog  *log.Logger
+	bufPool   *bufferPool
+
+	listeners []*listener
+	adminLn   net.Listener
+	admin     *http.Server
+	ready     *readyLatch
+	draining  atomic.Bool
+	inflight  sync.WaitGroup
+
+	tcpMu    sync.Mutex
+	tcpConns map[net.Conn]struct{}
+	tcpWG    sync.WaitGroup
+}
+
+// New builds a proxy and binds every listener, so an address in use fails
+// here with the flag that named it. reg receives the golden and self
+// metrics; it is also what /metrics serves and what is pushed to the
+// collector. A nil reg makes a private registry.
+func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	p := &Proxy{
+		cfg:        cfg,
+		logger:     logger,
+		callers:    newCallerSet(maxCallers),
+		ready:      newReadyLatch(),
+		tcpConns:   map[net.Conn]struct{}{},
+		meshMember: meshStateKey + "=" + cfg.Service + "/" + cfg.Version,
+		errorLog:   slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		bufPool:    newBufferPool(),
+		tracing:    !cfg.Telemetry.DisableTracing,
+	}
+	var err error
+	if p.self, err = newSelfMetrics(reg, &cfg); err != nil {
+		return nil, fmt.Errorf("register self-metrics: %w", err)
+	}
+	if !cfg.Telemetry.DisableMetrics {
+		if p.metrics, err = newGoldenMetrics(reg); err != nil {
+			return nil, fmt.Errorf("register golden metrics: %w", err)
+		}
+	}
+	runtimeReg := prometheus.NewRegistry()
+	runtimeReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.gatherer = prometheus.Gatherers{reg, runtimeReg}
+	if p.routes, err = newRouteTable(cfg.RouteTemplates); err != nil {
+		return nil, fmt.Errorf("route_templates: %w", err)
+	}
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		p.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+	}
+	p.dialer = &net.Dialer{Timeout: time.Duration(cfg.ConnectTimeout), KeepAlive: 30 * time.Second}
+	p.h1 = &http.Transport{
+		DialContext:           p.dialer.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       time.Duration(cfg.IdleTimeout),
+		ResponseHeaderTimeout: time.Duration(cfg.ResponseTimeout),
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+	}
+	p.h2c = &http.Transport{
+		DialContext:           p.dialer.DialContext,
+		IdleConnTimeout:       time.Duration(cfg.IdleTimeout),
+		ResponseHeaderTimeout: time.Duration(cfg.ResponseTimeout),
+		DisableCompression:    true,
+		Protocols:             new(http.Protocols),
+	}
+	p.h2c.Protocols.SetUnencryptedHTTP2(true)
+	p.transport = protoSwitch{h1: p.h1, h2: p.h2c}
+
+	p.tel, err = newTelemetry(context.Background(), &cfg, reg, p.self, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.bind(); err != nil {
+		p.closeListeners()
+		_ = p.tel.shutdown(context.Background())
+		return nil, err
+	}
+	return p, nil
+}
+
+// protoSwitch sends HTTP/2 requests (h2c, gRPC) over HTTP/2 prior
+// knowledge and everything else over HTTP/1.1.
+type protoSwitch struct{ h1, h2 http.RoundTripper }
+
+func (s protoSwitch) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.ProtoMajor == 2 {
+		return s.h2.RoundTrip(r)
+	}
+	return s.h1.RoundTrip(r)
+}
+
+// bind opens every listener.
+func (p *Proxy) bind() error {
+	for _, in := range p.cfg.Inbound {
+		t := &target{kind: "inbound", direction: dirInbound, dstService: p.cfg.Service, dstVersion: p.cfg.Version,
+			addrs: []string{in.App}, spanKind: trace.SpanKindServer}
+		if err := p.addListener("--inbound", in.Listen, in.Protocol, t); err != nil {
+			return err
+		}
+	}
+	for _, up := range p.cfg.Upstreams {
+		t := &target{kind: "outbound", direction: dirOutbound, dstService: up.Service, dstVersion: versionUnknown,
+			addrs: up.Addrs, spanKind: trace.SpanKindClient}
+		if err := p.addListener("--upstream", up.Listen, up.Protocol, t); err != nil {
+			return err
+		}
+	}
+	if p.cfg.HTTPProxy != "" {
+		t := &target{kind: "forward", direction: dirOutbound, spanKind: trace.SpanKindClient}
+		if err := p.addListener("--http-proxy", p.cfg.HTTPProxy, ProtocolHTTP, t); err != nil {
+			return err
+		}
+	}
+	if p.cfg.Admin != "" {
+		ln, err := net.Listen("tcp", p.cfg.Admin)
+		if err != nil {
+			return fmt.Errorf("--admin %s: %w", p.cfg.Admin, err)
+		}
+		p.adminLn = ln
+		mux := http.NewServeMux()
+		p.RegisterRoutes(mux)
+		p.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+	return nil
+}
+
+func (p *Proxy) closeListeners() {
+	for _, l := range p.listeners {
+		_ = l.ln.Close()
+	}
+	if p.adminLn != nil {
+		_ = p.adminLn.Close()
+	}
+}
+
+// AdminAddr is the bound admin address (useful with port 0).
+func (p *Proxy) AdminAddr() string {
+	if p.adminLn == nil {
+		return ""
+	}
+	return p.adminLn.Addr().String()
+}
+
+// ListenAddrs returns the bound listener addresses in configuration order:
+// inbound, upstreams, then the forward proxy.
+func (p *Proxy) ListenAddrs() []string {
+	out := make([]string, len(p.listeners))
+	for i, l := range p.listeners {
+		out[i] = l.ln.Addr().String()
+	}
+	return out
+}
+
+// Ready is closed once every listener serves.
+func (p *Proxy) Ready() <-chan struct{} { return p.ready.ch }
+
+// readyLatch is closed once, when the listeners serve.
+type readyLatch struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newReadyLatch() *readyLatch { return &readyLatch{ch: make(chan struct{})} }
+
+func (r *readyLatch) Set() { r.once.Do(func() { close(r.ch) }) }
+
+func (r *readyLatch) IsSet() bool {
+	select {
+	case <-r.ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// RegisterRoutes adds the admin endpoints: /metrics, /ready, /live, /config.
+func (p *Proxy) RegisterRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.ready.IsSet() || p.draining.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(p.cfg)
+	})
+}
+
+// Run serves until ctx is cancelled, then stops accepting, drains in-flight
+// requests and connections (bounded by drain_timeout), flushes telemetry and
+// returns.
+func (p *Proxy) Run(ctx context.Context) error {
+	errc := make(chan error, len(p.listeners)+1)
+	var serving sync.WaitGroup
+	for _, l := range p.listeners {
+		serving.Add(1)
+		go func() {
+			defer serving.Done()
+			if err := l.serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	if p.admin != nil {
+		go func() {
+			if err := p.admin.Serve(p.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin %s: %w", p.cfg.Admin, err)
+			}
+		}()
+	}
+	p.ready.Set()
+	p.logger.Info("proxy ready", "version", p.cfg.Version, "mode", p.cfg.Mode,
+		"listeners", p.ListenAddrs(), "admin", p.AdminAddr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	p.drain()
+	serving.Wait()
+
+	flushCtx, cancel := context.WithTimeout(context.Background(), 2*p.tel.timeout+time.Second)
+	defer cancel()
+	if err := p.tel.shutdown(flushCtx); err != nil {
+		p.logger.Warn("telemetry flush incomplete", "err", err)
+	}
+	if p.admin != nil {
+		_ = p.admin.Close()
+	}
+	p.h1.CloseIdleConnections()
+	p.h2c.CloseIdleConnections()
+	return runErr
+}
+
+// drain stops accepting and waits for in-flight work up to drain_timeout,
+// then closes what is left.
+func (p *Proxy) drain() {
+	p.draining.Store(true)
+	deadline := time.Duration(p.cfg.DrainTimeout)
+	p.logger.Info("draining", "timeout", deadline)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	for _, l := range p.listeners {
+		l.stopAccepting()
+	}
+	var wg sync.WaitGroup
+	for _, l := range p.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				_ = l.srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		p.inflight.Wait() // hijacked (WebSocket) requests are not tracked by http.Server
+		p.tcpWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.logger.Warn("drain timeout reached; closing remaining connections")
+		for _, l := range p.listeners {
+			_ = l.srv.Close()
+		}
+		p.tcpMu.Lock()
+		for c := range p.tcpConns {
+			_ = c.Close()
+		}
+		p.tcpMu.Unlock()
+		select { // upgraded connections the server no longer tracks may linger
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// bufferPool recycles ReverseProxy copy buffers.
+type bufferPool struct{ pool sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.pool.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.pool.Put(&x) }

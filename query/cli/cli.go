@@ -1,0 +1,209 @@
+// Package cli implements the read-side subcommands of the `meshscope`
+// binary — stat, top, traces, graph and check — which talk to a running
+// server's HTTP API (--server, default http://127.0.0.1:7070) and print
+// tables, JSON, DOT or a terminal trace waterfall.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultServer is the server URL used when --server is not given.
+const DefaultServer = "http://127.0.0.1:7070"
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // the server answered with an error, or `check` found problems
+	ExitUsage   = 2 // bad flags or arguments
+)
+
+// Command is one subcommand.
+type Command struct {
+	Name    string
+	Summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+// Commands lists the subcommands this package implements, for the
+// binary's help text.
+func Commands() []Command {
+	return []Command{
+		{"stat", "RED table per service, version or edge (success rate, rps, p50/p95/p99, mode)", runStat},
+		{"top", "live view of the busiest routes (--once prints one frame)", runTop},
+		{"traces", "search traces; `traces get ID` prints a waterfall", runTraces},
+		{"graph", "service graph edges as a table, JSON or DOT", runGraph},
+		{"check", "verify server health, stores and reporting proxies (exit 1 on problems)", runCheck},
+	}
+}
+
+// Run runs the subcommand name with its arguments (without the name) and
+// returns the process exit code. ctx cancellation (SIGINT) stops `top`.
+func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	for _, c := range Commands() {
+		if c.Name == name {
+			return c.run(ctx, args, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)
+	return ExitUsage
+}
+
+// client talks to the server.
+type client struct {
+	base    *url.URL
+	http    *http.Client
+	timeout time.Duration
+}
+
+// commonFlags registers --server and --timeout on fs.
+type commonFlags struct {
+	server  string
+	timeout time.Duration
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.server, "server", DefaultServer, "base URL of the meshscope server")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request to the server")
+}
+
+func (c *commonFlags) client() (*client, error) {
+	u, err := url.Parse(c.server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: want an http:// or https:// URL", c.server)
+	}
+	if c.timeout <= 0 {
+		return nil, fmt.Errorf("--timeout %s: must be positive", c.timeout)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return &client{base: u, http: &http.Client{}, timeout: c.timeout}, nil
+}
+
+// apiError is an error answer of the server.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("server answered %d: %s", e.code, e.msg) }
+
+// get fetches path?q and decodes the JSON body into out. With okCodes the
+// body of those non-200 codes is decoded too (health's 503).
+func (c *client) get(ctx context.Context, path string, q url.Values, out any, okCodes ...int) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	u := *c.base
+	u.Path += path
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach the server: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("reading %s: %w", u.Path, err)
+	}
+	ok := resp.StatusCode == http.StatusOK
+	for _, c := range okCodes {
+		ok = ok || resp.StatusCode == c
+	}
+	if !ok {
+		var e struct {
+			Error  string `json:"error"`
+			Errors []struct {
+				Msg string `json:"msg"`
+			} `json:"errors"`
+		}
+		msg := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &e) == nil {
+			switch {
+			case e.Error != "":
+				msg = e.Error
+			case len(e.Errors) > 0:
+				msg = e.Errors[0].Msg
+			}
+		}
+		return resp.StatusCode, &apiError{resp.StatusCode, msg}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return resp.StatusCode, fmt.Errorf("decoding %s: %w", u.Path, err)
+	}
+	return resp.StatusCode, nil
+}
+
+// parse parses fs, reporting errors on stderr; ok=false means exit with code.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, false
+		}
+		return ExitUsage, false
+	}
+	return 0, true
+}
+
+func usageError(stderr io.Writer, cmd, format string, args ...any) int {
+	fmt.Fprintf(stderr, "meshscope %s: %s\n", cmd, fmt.Sprintf(format, args...))
+	return ExitUsage
+}
+
+func failure(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "meshscope %s: %v\n", cmd, err)
+	return ExitFailure
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// outputFlag registers -o/--output with the allowed formats.
+func outputFlag(fs *flag.FlagSet, formats ...string) *string {
+	v := new(string)
+	*v = formats[0]
+	help := "output format: " + strings.Join(formats, ", ")
+	fs.StringVar(v, "o", formats[0], help)
+	fs.StringVar(v, "output", formats[0], help)
+	return v
+}
+
+func checkFormat(got string, formats ...string) error {
+	for _, f := range formats {
+		if got == f {
+			return nil
+		}
+	}
+	return fmt.Errorf("-o %q: want one of %s", got, strings.Join(formats, ", "))
+}
+
+// argsAndFlags lets flags follow positional arguments (`traces get ID -o json`).
+func argsAndFlags(fs *flag.FlagSet, args []string) (positional []string, err error) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}

@@ -1,0 +1,697 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// Views.
+const (
+	ViewService = "service"
+	ViewVersion = "version"
+)
+
+// UserNodeID is the id of the node standing for callers that are not known:
+// inbound requests with source_service="unknown" and root server spans.
+const UserNodeID = "unknown"
+
+// ExternalNodeID is the node of destination_service="external".
+const ExternalNodeID = "external"
+
+const unknownVersion = "unknown"
+
+// Metric names read by the builder (docs/metrics.md) and written by the span
+// pairing sink (docs/topology.md).
+const (
+	metricRequests     = "mesh_requests_total"
+	metricDuration     = "mesh_request_duration_seconds"
+	metricReqBytes     = "mesh_request_bytes_total"
+	metricRespBytes    = "mesh_response_bytes_total"
+	metricProxyInfo    = "meshscope_proxy_info"
+	spanMetricRequests = "traces_service_graph_request_total"
+	spanMetricFailed   = "traces_service_graph_request_failed_total"
+	spanMetricServer   = "traces_service_graph_request_server_seconds"
+	spanMetricClient   = "traces_service_graph_request_client_seconds"
+)
+
+// Span-derived connection types (label connection_type).
+const (
+	connPaired   = ""             // client and server span paired
+	connVirtual  = "virtual_node" // lone client span; peer named a service
+	connExternal = "external"     // lone client span; peer is an outside host
+	connDatabase = "database"     // client span with db.* attributes
+	connUser     = "user"         // root server span with no caller
+)
+
+const meshBy = "direction, source_service, source_version, destination_service, destination_version, protocol"
+const spanBy = "client, client_version, server, server_version, connection_type, protocol"
+
+type fineKey struct{ src, srcVer, dst, dstVer, proto string }
+
+type spanKey struct {
+	fineKey
+	conn string
+}
+
+type fineStats struct {
+	rps, fail, bytes float64
+	lat              buckets // request duration buckets (seconds), rates
+	clientLat        buckets // span client-side buckets (used when lat is empty)
+}
+
+func (s *fineStats) add(o *fineStats) {
+	s.rps += o.rps
+	s.fail += o.fail
+	s.bytes += o.bytes
+	if len(o.lat) > 0 {
+		if s.lat == nil {
+			s.lat = buckets{}
+		}
+		s.lat.add(o.lat)
+	}
+	if len(o.clientLat) > 0 {
+		if s.clientLat == nil {
+			s.clientLat = buckets{}
+		}
+		s.clientLat.add(o.clientLat)
+	}
+}
+
+type proxyInfo struct{ service, version, mode string }
+
+// rawData is everything the builder reads from the store for one window.
+type rawData struct {
+	at      time.Time
+	window  time.Duration
+	mesh    [2]map[fineKey]*fineStats // by direction: 0 inbound, 1 outbound
+	spans   map[spanKey]*fineStats
+	proxies []proxyInfo
+}
+
+const (
+	dirIn  = 0
+	dirOut = 1
+)
+
+// builder computes graphs from the metrics store with the PromQL engine.
+type builder struct {
+	engine promql.QueryEngine
+	q      storage.Queryable
+	cfg    Config
+}
+
+func windowString(w time.Duration) string { return model.Duration(w).String() }
+
+// query runs one instant query and hands each sample to fn before the
+// result's memory is released.
+func (b *builder) query(ctx context.Context, qs string, at time.Time, fn func(promql.Sample)) error {
+	qry, err := b.engine.NewInstantQuery(ctx, b.q, nil, qs, at)
+	if err != nil {
+		return fmt.Errorf("query %q: %w", qs, err)
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return fmt.Errorf("query %q: %w", qs, res.Err)
+	}
+	vec, err := res.Vector()
+	if err != nil {
+		return fmt.Errorf("query %q: %w", qs, err)
+	}
+	for _, s := range vec {
+		if s.H != nil || math.IsNaN(s.F) || math.IsInf(s.F, 0) {
+			continue
+		}
+		fn(s)
+	}
+	return nil
+}
+
+// fetch reads the golden metrics and the span-derived series for the window
+// (at-window, at].
+func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration) (*rawData, error) {
+	w := windowString(window)
+	secs := window.Seconds()
+	raw := &rawData{
+		at:     at,
+		window: window,
+		mesh:   [2]map[fineKey]*fineStats{{}, {}},
+		spans:  map[spanKey]*fineStats{},
+	}
+	meshStats := func(s promql.Sample) *fineStats {
+		l := s.Metric
+		d := dirIn
+		switch l.Get("direction") {
+		case "inbound":
+		case "outbound":
+			d = dirOut
+		default:
+			return nil
+		}
+		k := fineKey{
+			src: orUnknown(l.Get("source_service")), srcVer: orUnknown(l.Get("source_version")),
+			dst: orUnknown(l.Get("destination_service")), dstVer: orUnknown(l.Get("destination_version")),
+			proto: l.Get("protocol"),
+		}
+		st := raw.mesh[d][k]
+		if st == nil {
+			st = &fineStats{}
+			raw.mesh[d][k] = st
+		}
+		return st
+	}
+	spanStats := func(s promql.Sample) *fineStats {
+		l := s.Metric
+		k := spanKey{fineKey{
+			src: orUnknown(l.Get("client")), srcVer: orUnknown(l.Get("client_version")),
+			dst: orUnknown(l.Get("server")), dstVer: orUnknown(l.Get("server_version")),
+			proto: l.Get("protocol"),
+		}, l.Get("connection_type")}
+		st := raw.spans[k]
+		if st == nil {
+			st = &fineStats{}
+			raw.spans[k] = st
+		}
+		return st
+	}
+	addRate := func(s promql.Sample, st *fineStats, failed bool) {
+		st.rps += s.F
+		if failed {
+			st.fail += s.F
+		}
+	}
+	le := func(s promql.Sample) (float64, bool) {
+		v, err := strconv.ParseFloat(s.Metric.Get("le"), 64)
+		return v, err == nil
+	}
+
+	addBytes := func(s promql.Sample) {
+		if st := meshStats(s); st != nil {
+			st.bytes += s.F
+		}
+	}
+	type step struct {
+		qs string
+		fn func(promql.Sample)
+	}
+	steps := []step{
+		{fmt.Sprintf("sum by (%s, outcome) (rate(%s[%s]))", meshBy, metricRequests, w), func(s promql.Sample) {
+			if st := meshStats(s); st != nil {
+				addRate(s, st, s.Metric.Get("outcome") == "failure")
+			}
+		}},
+		{fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", meshBy, metricDuration, w), func(s promql.Sample) {
+			st := meshStats(s)
+			v, ok := le(s)
+			if st == nil || !ok {
+				return
+			}
+			if st.lat == nil {
+				st.lat = buckets{}
+			}
+			st.lat[v] += s.F
+		}},
+		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", meshBy, metricReqBytes, w), addBytes},
+		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", meshBy, metricRespBytes, w), addBytes},
+		{fmt.Sprintf("max by (service, version, mode) (last_over_time(%s[%s]))", metricProxyInfo, w), func(s promql.Sample) {
+			l := s.Metric
+			if svc := l.Get("service"); svc != "" {
+				raw.proxies = append(raw.proxies, proxyInfo{svc, orUnknown(l.Get("version")), l.Get("mode")})
+			}
+		}},
+		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricRequests, w), func(s promql.Sample) {
+			addRate(s, spanStats(s), false)
+		}},
+		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricFailed, w), func(s promql.Sample) {
+			spanStats(s).fail += s.F
+		}},
+		{fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricServer, w), func(s promql.Sample) {
+			st := spanStats(s)
+			if v, ok := le(s); ok {
+				if st.lat == nil {
+					st.lat = buckets{}
+				}
+				st.lat[v] += s.F
+			}
+		}},
+		{fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricClient, w), func(s promql.Sample) {
+			st := spanStats(s)
+			if v, ok := le(s); ok {
+				if st.clientLat == nil {
+					st.clientLat = buckets{}
+				}
+				st.clientLat[v] += s.F
+			}
+		}},
+	}
+	for _, st := range steps {
+		if err := b.query(ctx, st.qs, at, st.fn); err != nil {
+			return nil, err
+		}
+	}
+
+	// Series with a single sample in the window have no rate yet (a brand-new
+	// edge: the first push of a cumulative counter). They make the edge
+	// appear at once; if the series has no sample before the window either,
+	// it is new and its value is the count since it started, so it also
+	// gives the rate estimate value/window until rate() takes over.
+	single := func(metric, by string) string {
+		return fmt.Sprintf("sum by (%s) (last_over_time(%s[%s]) unless rate(%s[%s]))", by, metric, w, metric, w)
+	}
+	fresh := func(metric, by string) string {
+		return fmt.Sprintf("sum by (%s) ((last_over_time(%s[%s]) unless rate(%s[%s])) unless present_over_time(%s[%s] offset %s))",
+			by, metric, w, metric, w, metric, w, w)
+	}
+	for _, m := range []struct {
+		metric, by string
+		stats      func(promql.Sample) *fineStats
+		failed     func(promql.Sample) bool
+	}{
+		{metricRequests, meshBy + ", outcome", meshStats, func(s promql.Sample) bool { return s.Metric.Get("outcome") == "failure" }},
+		{spanMetricRequests, spanBy, spanStats, func(promql.Sample) bool { return false }},
+	} {
+		n := 0
+		if err := b.query(ctx, single(m.metric, m.by), at, func(s promql.Sample) { m.stats(s); n++ }); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			continue
+		}
+		if err := b.query(ctx, fresh(m.metric, m.by), at, func(s promql.Sample) {
+			if st := m.stats(s); st != nil {
+				addRate(promql.Sample{F: s.F / secs}, st, m.failed(s))
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return raw, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return unknownVersion
+	}
+	return s
+}
+
+// fineEdge is traffic between two service versions after one side was
+// chosen per service pair.
+type fineEdge struct {
+	fineStats
+	protos map[string]bool
+	seenBy string
+	mesh   bool
+}
+
+type pairSides struct{ in, out bool }
+
+func (p pairSides) seenBy() string {
+	switch {
+	case p.in && p.out:
+		return "both"
+	case p.in:
+		return "destination"
+	default:
+		return "source"
+	}
+}
+
+// assembled is rawData resolved into service-version edges and node kinds;
+// both views are projections of it.
+type assembled struct {
+	raw      *rawData
+	edges    map[fineKey]*fineEdge // proto is always ""
+	kinds    map[string]string     // service -> kind
+	modes    map[string][]string   // service -> proxy modes
+	verModes map[[2]string]string  // (service, version) -> mode
+	versions map[string]map[string]bool
+	proxies  map[string]bool
+}
+
+func assemble(raw *rawData) *assembled {
+	a := &assembled{
+		raw:      raw,
+		edges:    map[fineKey]*fineEdge{},
+		kinds:    map[string]string{},
+		modes:    map[string][]string{},
+		verModes: map[[2]string]string{},
+		versions: map[string]map[string]bool{},
+		proxies:  map[string]bool{},
+	}
+	addVersion := func(svc, ver string) {
+		if ver == "" || ver == unknownVersion {
+			return
+		}
+		m := a.versions[svc]
+		if m == nil {
+			m = map[string]bool{}
+			a.versions[svc] = m
+		}
+		m[ver] = true
+	}
+	meshed := map[string]bool{}
+	for _, p := range raw.proxies {
+		meshed[p.service] = true
+		a.proxies[p.service] = true
+		a.modes[p.service] = append(a.modes[p.service], p.mode)
+		key := [2]string{p.service, p.version}
+		if a.verModes[key] != ModeEnforce {
+			a.verModes[key] = normMode(p.mode)
+		}
+		addVersion(p.service, p.version)
+	}
+	pairs := map[[2]string]*pairSides{}
+	for d := range raw.mesh {
+		for k := range raw.mesh[d] {
+			pk := [2]string{k.src, k.dst}
+			p := pairs[pk]
+			if p == nil {
+				p = &pairSides{}
+				pairs[pk] = p
+			}
+			if d == dirIn {
+				p.in = true
+				meshed[k.dst] = true
+			} else {
+				p.out = true
+				meshed[k.src] = true
+			}
+		}
+	}
+	get := func(k fineKey) *fineEdge {
+		k.proto = ""
+		e := a.edges[k]
+		if e == nil {
+			e = &fineEdge{protos: map[string]bool{}}
+			a.edges[k] = e
+		}
+		return e
+	}
+	for d := range raw.mesh {
+		for k, st := range raw.mesh[d] {
+			p := pairs[[2]string{k.src, k.dst}]
+			if (d == dirIn) != p.in { // prefer the destination's (inbound) report
+				continue
+			}
+			e := get(k)
+			e.add(st)
+			if k.proto != "" {
+				e.protos[k.proto] = true
+			}
+			e.seenBy = p.seenBy()
+			e.mesh = true
+			addVersion(k.src, k.srcVer)
+			addVersion(k.dst, k.dstVer)
+		}
+	}
+	hints := map[string]string{}
+	for k, st := range raw.spans {
+		fk := k.fineKey
+		if k.conn == connUser {
+			fk.src, fk.srcVer = UserNodeID, unknownVersion
+		}
+		if pairs[[2]string{fk.src, fk.dst}] != nil {
+			continue // the proxies saw this pair: their numbers win
+		}
+		e := get(fk)
+		e.add(st)
+		if k.proto != "" {
+			e.protos[k.proto] = true
+		}
+		e.seenBy = "spans"
+		switch k.conn {
+		case connDatabase:
+			hints[fk.dst] = KindDatabase
+		case connExternal:
+			if hints[fk.dst] == "" {
+				hints[fk.dst] = KindExternal
+			}
+		}
+		addVersion(fk.src, fk.srcVer)
+		addVersion(fk.dst, fk.dstVer)
+	}
+	kindOf := func(svc string) string {
+		switch {
+		case svc == UserNodeID:
+			return KindUser
+		case meshed[svc]:
+			return KindService
+		case svc == ExternalNodeID:
+			return KindExternal
+		case hints[svc] != "":
+			return hints[svc]
+		default:
+			return KindUnmeshed
+		}
+	}
+	for svc := range meshed {
+		a.kinds[svc] = kindOf(svc)
+	}
+	for k := range a.edges {
+		a.kinds[k.src] = kindOf(k.src)
+		a.kinds[k.dst] = kindOf(k.dst)
+	}
+	return a
+}
+
+func normMode(m string) string {
+	if m == ModeEnforce {
+		return ModeEnforce
+	}
+	return ModeObserve
+}
+
+// serviceMode is enforce when every proxy of svc enforces, observe otherwise.
+func (a *assembled) serviceMode(svc string) string {
+	ms := a.modes[svc]
+	if len(ms) == 0 {
+		return ModeObserve
+	}
+	for _, m := range ms {
+		if m != ModeEnforce {
+			return ModeObserve
+		}
+	}
+	return ModeEnforce
+}
+
+func splitByVersion(kind string) bool { return kind == KindService || kind == KindUnmeshed }
+
+type nodeAcc struct {
+	node   Node
+	stats  fineStats
+	protos map[string]bool
+}
+
+// graph projects a onto view.
+func (a *assembled) graph(view string, th thresholds) *Graph {
+	nodes := map[string]*nodeAcc{}
+	nodeFor := func(svc, ver string) *nodeAcc {
+		kind := a.kinds[svc]
+		id := svc
+		// Unmeshed services usually have no known version: keep them whole.
+		versioned := view == ViewVersion && splitByVersion(kind) && (kind == KindService || ver != unknownVersion)
+		if versioned {
+			id = svc + "@" + ver
+		}
+		n := nodes[id]
+		if n != nil {
+			return n
+		}
+		n = &nodeAcc{node: Node{ID: id, Service: svc, Kind: kind, Mode: ModeNone}, protos: map[string]bool{}}
+		if kind == KindService {
+			n.node.Mode = a.serviceMode(svc)
+		}
+		if versioned {
+			n.node.Version = ver
+			n.node.Versions = []string{ver}
+			if m, ok := a.verModes[[2]string{svc, ver}]; ok {
+				n.node.Mode = m
+			}
+		} else {
+			n.node.Versions = sortedKeys(a.versions[svc])
+		}
+		nodes[id] = n
+		return n
+	}
+	type edgeAcc struct {
+		edge   Edge
+		stats  fineStats
+		protos map[string]bool
+	}
+	edges := map[string]*edgeAcc{}
+	for k, fe := range a.edges {
+		s := nodeFor(k.src, k.srcVer)
+		t := nodeFor(k.dst, k.dstVer)
+		id := s.node.ID + "->" + t.node.ID
+		e := edges[id]
+		if e == nil {
+			e = &edgeAcc{edge: Edge{ID: id, Source: s.node.ID, Target: t.node.ID, SeenBy: fe.seenBy}, protos: map[string]bool{}}
+			edges[id] = e
+		}
+		e.stats.add(&fe.fineStats)
+		t.stats.add(&fe.fineStats)
+		for p := range fe.protos {
+			e.protos[p] = true
+			t.protos[p] = true
+		}
+	}
+	for _, p := range a.raw.proxies { // meshed services show even without traffic
+		nodeFor(p.service, p.version)
+	}
+	g := &Graph{
+		At:     a.raw.at,
+		Window: windowString(a.raw.window),
+		View:   view,
+		Nodes:  make([]Node, 0, len(nodes)),
+		Edges:  make([]Edge, 0, len(edges)),
+	}
+	for _, n := range nodes {
+		n.node.Stats = n.stats.toStats()
+		n.node.Protocols = sortedKeys(n.protos)
+		n.node.Health = th.health(n.node.Stats)
+		g.Nodes = append(g.Nodes, n.node)
+	}
+	for _, e := range edges {
+		e.edge.Stats = e.stats.toStats()
+		e.edge.Protocols = sortedKeys(e.protos)
+		e.edge.Health = th.health(e.edge.Stats)
+		g.Edges = append(g.Edges, e.edge)
+	}
+	sortGraph(g)
+	g.Coverage = a.coverage()
+	return g
+}
+
+// coverage is computed at service level whatever the view.
+func (a *assembled) coverage() Coverage {
+	c := Coverage{UnmeshedServices: []string{}}
+	for svc, kind := range a.kinds {
+		switch kind {
+		case KindService:
+			c.Services++
+			c.MeshedServices++
+			if a.serviceMode(svc) == ModeEnforce {
+				c.EnforceServices++
+			} else {
+				c.ObserveServices++
+			}
+		case KindUnmeshed:
+			c.Services++
+			c.UnmeshedServices = append(c.UnmeshedServices, svc)
+		}
+	}
+	sort.Strings(c.UnmeshedServices)
+	pairs := map[[2]string]string{}
+	var meshRPS, allRPS float64
+	for k, e := range a.edges {
+		pairs[[2]string{k.src, k.dst}] = e.seenBy
+		allRPS += e.rps
+		if e.mesh {
+			meshRPS += e.rps
+		}
+	}
+	c.Edges = len(pairs)
+	for _, s := range pairs {
+		if s == "both" {
+			c.EdgesBothSides++
+		}
+	}
+	if c.Services > 0 {
+		c.ServiceFraction = float64(c.MeshedServices) / float64(c.Services)
+	}
+	if allRPS > 0 {
+		c.RequestFraction = meshRPS / allRPS
+	}
+	return c
+}
+
+func (s *fineStats) toStats() Stats {
+	out := Stats{RPS: clean(s.rps), BytesPerSec: clean(s.bytes)}
+	if s.rps > 0 {
+		out.ErrorRate = clean(math.Min(1, s.fail/s.rps))
+	}
+	lat := s.lat
+	if len(lat) == 0 {
+		lat = s.clientLat
+	}
+	out.P50Ms = clean(lat.quantile(0.50) * 1000)
+	out.P95Ms = clean(lat.quantile(0.95) * 1000)
+	out.P99Ms = clean(lat.quantile(0.99) * 1000)
+	return out
+}
+
+func clean(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+		return 0
+	}
+	return f
+}
+
+type thresholds struct{ degraded, failing float64 }
+
+func (t thresholds) health(s Stats) string {
+	switch {
+	case s.RPS <= 0:
+		return HealthNoData
+	case s.ErrorRate > t.failing:
+		return HealthFailing
+	case s.ErrorRate >= t.degraded:
+		return HealthDegraded
+	default:
+		return HealthHealthy
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortGraph(g *Graph) {
+	sort.Slice(g.Nodes, func(i, j int) bool { return g.Nodes[i].ID < g.Nodes[j].ID })
+	sort.Slice(g.Edges, func(i, j int) bool { return g.Edges[i].ID < g.Edges[j].ID })
+}
+
+// errBadParam is a request parameter error (HTTP 400).
+type errBadParam struct{ param, msg string }
+
+func (e *errBadParam) Error() string { return fmt.Sprintf("invalid parameter %q: %s", e.param, e.msg) }
+
+func badParam(param, format string, args ...any) error {
+	return &errBadParam{param, fmt.Sprintf(format, args...)}
+}
+
+func isBadParam(err error) bool {
+	var e *errBadParam
+	return errors.As(err, &e)
+}
+
+// parseView checks a view name ("" means service).
+func parseView(s string) (string, error) {
+	switch strings.TrimSpace(s) {
+	case "", ViewService:
+		return ViewService, nil
+	case ViewVersion:
+		return ViewVersion, nil
+	}
+	return "", badParam("view", "%q: want service or version", s)
+}

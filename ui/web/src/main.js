@@ -1,0 +1,54 @@
+// Meshscope UI entry: the route table, the navigation and the page frame.
+import 'uplot/dist/uPlot.min.css';
+import './app.css';
+import { render } from 'preact';
+import { html } from './html.js';
+import { useRoute, match, navigate, onLinkClick } from './router.js';
+import { TopologyPage } from './topology.js';
+import { ServicesPage } from './services.js';
+import { TracesPage, TraceView } from './traces.js';
+
+// routes is the page table: adding a page is one entry (nav: shown in the
+// navigation bar, in this order). Paths match with :params.
+export const routes = [
+  { path: '/topology', title: 'Topology', nav: true, page: TopologyPage },
+  { path: '/services', title: 'Services', nav: true, page: ServicesPage },
+  { path: '/traces', title: 'Traces', nav: true, page: TracesPage },
+  { path: '/traces/:id', title: 'Trace', page: TraceView, section: '/traces' },
+];
+
+function NotFound({ path }) {
+  return html`<section class="page"><h1>Not found</h1><p>No page at <code>${path}</code>. <a href="/topology" onClick=${onLinkClick}>Go to the topology</a>.</p></section>`;
+}
+
+function App() {
+  const { path, query } = useRoute();
+  if (path === '/' || path === '/index.html') {
+    queueMicrotask(() => navigate('/topology' + location.search, { replace: true }));
+    return null;
+  }
+  let route = null, params = null;
+  for (const r of routes) {
+    params = match(r.path, path);
+    if (params) {
+      route = r;
+      break;
+    }
+  }
+  const section = route ? route.section || route.path : '';
+  document.title = route ? `${route.title} · Meshscope` : 'Not found · Meshscope';
+  const Page = route ? route.page : NotFound;
+  return html`
+    <a class="skip" href="#main">Skip to content</a>
+    <header class="top">
+      <a class="brand" href="/topology" onClick=${onLinkClick}>Meshscope</a>
+      <nav aria-label="Pages"><ul>
+        ${routes.filter((r) => r.nav).map((r) => html`<li><a href=${r.path} onClick=${onLinkClick} aria-current=${section === r.path ? 'page' : undefined}>${r.title}</a></li>`)}
+      </ul></nav>
+    </header>
+    <main id="main" tabindex="-1"><${Page} key=${route ? route.path : 'nf'} params=${params} query=${query} path=${path} /></main>`;
+}
+
+const root = document.getElementById('app');
+root.textContent = '';
+render(html`<${App} />`, root);

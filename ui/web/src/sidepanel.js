@@ -1,0 +1,156 @@
+// Side panel of the topology page: details of the selected node or edge.
+import { html } from './html.js';
+import { useEffect, useState } from 'preact/hooks';
+import { RangeChart } from './charts.js';
+import { getJSON, promInstant, promString, fmtRate, fmtPct, fmtMs, fmtUs, fmtTime, windowToSeconds } from './api.js';
+import { health, kindInfo } from './graphmodel.js';
+import { summarize } from './traceutil.js';
+import { onLinkClick } from './router.js';
+
+// selector builds the PromQL label matchers for a node or an edge. Requests
+// are counted once: at the destination's proxy (inbound) when it is meshed,
+// else at the caller's proxy (outbound). See docs/metrics.md.
+export function selector(kind, a, b) {
+  const m = [];
+  if (kind === 'node') {
+    m.push(`direction="${a.kind === 'service' ? 'inbound' : 'outbound'}"`);
+    m.push(`destination_service=${promString(a.kind === 'external' ? 'external' : a.service || a.id)}`);
+    if (a.version) m.push(`destination_version=${promString(a.version)}`);
+  } else {
+    m.push(`direction="${b.kind === 'service' ? 'inbound' : 'outbound'}"`);
+    m.push(`source_service=${promString(a.kind === 'user' ? 'unknown' : a.service || a.id)}`);
+    if (a.version) m.push(`source_version=${promString(a.version)}`);
+    m.push(`destination_service=${promString(b.kind === 'external' ? 'external' : b.service || b.id)}`);
+    if (b.version) m.push(`destination_version=${promString(b.version)}`);
+  }
+  return m.join(',');
+}
+
+export function redQueries(sel, rateRange) {
+  const req = `mesh_requests_total{${sel}}`;
+  const fail = `mesh_requests_total{${sel},outcome="failure"}`;
+  const bucket = `mesh_request_duration_seconds_bucket{${sel}}`;
+  const q = (x) => `histogram_quantile(${x}, sum by (le) (rate(${bucket}[${rateRange}])))`;
+  return {
+    rate: [{ label: 'requests/s', query: `sum(rate(${req}[${rateRange}]))` }],
+    errors: [{ label: 'error %', query: `100 * (sum(rate(${fail}[${rateRange}])) or vector(0)) / sum(rate(${req}[${rateRange}]))` }],
+    latency: [
+      { label: 'p50', query: q(0.5), scale: 1000 },
+      { label: 'p95', query: q(0.95), scale: 1000 },
+      { label: 'p99', query: q(0.99), scale: 1000 },
+    ],
+  };
+}
+
+function ByLabelTable({ sel, label, title, window, at, testid }) {
+  const [rows, setRows] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    const ac = new AbortController();
+    const w = window;
+    const req = `mesh_requests_total{${sel}}`;
+    const fail = `mesh_requests_total{${sel},outcome="failure"}`;
+    const bucket = `mesh_request_duration_seconds_bucket{${sel}}`;
+    setRows(null);
+    setError(null);
+    Promise.all([
+      promInstant(`topk(10, sum by (${label}) (rate(${req}[${w}])))`, at, { signal: ac.signal }),
+      promInstant(`sum by (${label}) (rate(${fail}[${w}]))`, at, { signal: ac.signal }),
+      promInstant(`histogram_quantile(0.99, sum by (${label}, le) (rate(${bucket}[${w}])))`, at, { signal: ac.signal }),
+    ]).then(([rps, fails, p99]) => {
+      const f = new Map(fails.map((r) => [r.metric[label], r.value]));
+      const l = new Map(p99.map((r) => [r.metric[label], r.value]));
+      setRows(rps.sort((a, b) => b.value - a.value).map((r) => ({
+        key: r.metric[label] || '(none)', rps: r.value, err: r.value ? (f.get(r.metric[label]) || 0) / r.value : 0, p99: (l.get(r.metric[label]) || NaN) * 1000,
+      })));
+    }).catch((e) => e.name !== 'AbortError' && setError(e.message));
+    return () => ac.abort();
+  }, [sel, label, window, at]);
+  return html`<div class="panel-section" data-testid=${testid}>
+    <h3>${title}</h3>
+    ${error ? html`<p class="error" role="alert">${error}</p>` : rows === null ? html`<p class="muted">loading…</p>` : rows.length === 0 ? html`<p class="muted">no requests in this window</p>` : html`
+    <table class="data compact"><thead><tr><th scope="col">${label}</th><th scope="col" class="num">rps</th><th scope="col" class="num">errors</th><th scope="col" class="num">p99</th></tr></thead>
+    <tbody>${rows.map((r) => html`<tr key=${r.key}><td>${r.key}</td><td class="num">${fmtRate(r.rps)}</td><td class="num">${fmtPct(r.err)}</td><td class="num">${fmtMs(r.p99)}</td></tr>`)}</tbody></table>`}
+  </div>`;
+}
+
+function TraceList({ title, service, extra, window, at, testid }) {
+  const [traces, setTraces] = useState(null);
+  const [error, setError] = useState(null);
+  const key = JSON.stringify([service, extra, window, at]);
+  useEffect(() => {
+    const ac = new AbortController();
+    const end = (at || Math.floor(Date.now() / 1000)) * 1e6;
+    const start = end - windowToSeconds(window) * 1e6;
+    const q = new URLSearchParams({ service, limit: '10', start: String(start), end: String(end), ...extra });
+    setTraces(null);
+    setError(null);
+    getJSON('/jaeger/api/traces?' + q, { signal: ac.signal })
+      .then((b) => setTraces((b.data || []).map(summarize).sort((a, b) => b.duration - a.duration)))
+      .catch((e) => e.name !== 'AbortError' && setError(e.message));
+    return () => ac.abort();
+  }, [key]);
+  return html`<div class="panel-section" data-testid=${testid}>
+    <h3>${title}</h3>
+    ${error ? html`<p class="error" role="alert">${error}</p>` : traces === null ? html`<p class="muted">loading…</p>` : traces.length === 0 ? html`<p class="muted">none in this window</p>` : html`
+    <ul class="trace-mini">${traces.map((t) => html`<li key=${t.traceID}><a href=${'/traces/' + t.traceID} onClick=${onLinkClick}>
+      ${t.rootService}: ${t.rootOperation}</a> <span class="num">${fmtUs(t.duration)}</span> ${t.errors ? html`<span class="badge health-failing">✖ ${t.errors} error${t.errors > 1 ? 's' : ''}</span>` : ''}
+      <span class="muted">${fmtTime(t.start / 1000)}</span></li>`)}</ul>`}
+  </div>`;
+}
+
+export function SidePanel({ sel, graph, window, view, at, onClose }) {
+  const [kind, id] = [sel.slice(0, sel.indexOf(':')), sel.slice(sel.indexOf(':') + 1)];
+  let subject, a, b;
+  if (kind === 'node') {
+    a = graph.nodes.get(id);
+    subject = a;
+  } else if (kind === 'edge') {
+    subject = graph.edges.get(id);
+    if (subject) {
+      a = graph.nodes.get(subject.source);
+      b = graph.nodes.get(subject.target);
+    }
+  }
+  const close = html`<button type="button" class="close" onClick=${onClose} aria-label="Close details">✕</button>`;
+  if (!subject || !a || (kind === 'edge' && !b)) {
+    return html`<aside class="side-panel" aria-label="Details" data-testid="side-panel">${close}
+      <h2>${id}</h2><p class="muted">${graph.nodes.size ? 'Not in the current graph (filtered out, or no traffic in this window).' : 'Loading…'}</p></aside>`;
+  }
+  const rateRange = window === '1h' ? '5m' : '1m';
+  const s = kind === 'node' ? selector('node', a) : selector('edge', a, b);
+  const qs = redQueries(s, rateRange);
+  const h = health(subject.health);
+  const traceService = kind === 'node' ? (a.kind === 'external' ? null : a.service || a.id) : (b.kind === 'external' ? a.service || a.id : b.service || b.id);
+  const minDur = `${Math.max(1, Math.round(subject.p95_ms || 1))}ms`;
+  const title = kind === 'node' ? id : `${subject.source} → ${subject.target}`;
+  return html`<aside class="side-panel" aria-label=${'Details of ' + title} data-testid="side-panel">
+    ${close}
+    <h2>${title}</h2>
+    <p class="facts">
+      <span class=${'badge health-' + subject.health}><span aria-hidden="true">${h.glyph}</span> ${h.word}</span>
+      ${kind === 'node' ? html` <span class="tag">${(kindInfo[a.kind] || {}).label || a.kind}</span> <span class="tag">mode: ${a.mode}</span>${a.group ? html` <span class="tag">group: ${a.group}</span>` : ''}` : html` <span class="tag">seen by: ${subject.seen_by}</span>`}
+      ${(subject.protocols || []).map((p) => html` <span class="tag">${p}</span>`)}
+    </p>
+    <dl class="stats">
+      <div><dt>requests/s</dt><dd>${fmtRate(subject.rps)}</dd></div>
+      <div><dt>errors</dt><dd>${fmtPct(subject.error_rate)}</dd></div>
+      <div><dt>p50</dt><dd>${fmtMs(subject.p50_ms)}</dd></div>
+      <div><dt>p95</dt><dd>${fmtMs(subject.p95_ms)}</dd></div>
+      <div><dt>p99</dt><dd>${fmtMs(subject.p99_ms)}</dd></div>
+    </dl>
+    ${kind === 'node' && a.versions && a.versions.length ? html`<p><b>Versions:</b> ${a.versions.join(', ')}</p>` : ''}
+    ${a.kind === 'user' && kind === 'node' ? html`<p class="muted">Callers outside the mesh; no metrics of their own.</p>` : html`
+    <div class="charts">
+      <${RangeChart} title="Request rate" unit="req/s" series=${qs.rate} window=${window} at=${at} testid="chart-rate" />
+      <${RangeChart} title="Errors" unit="%" series=${qs.errors} window=${window} at=${at} testid="chart-errors" />
+      <${RangeChart} title="Latency" unit="ms" series=${qs.latency} window=${window} at=${at} testid="chart-latency" />
+    </div>
+    <${ByLabelTable} sel=${s} label="route" title="Top routes" window=${window} at=${at} testid="top-routes" />
+    <${ByLabelTable} sel=${s} label="destination_version" title="Versions" window=${window} at=${at} testid="versions" />
+    ${traceService ? html`
+    <${TraceList} title=${`Slow traces (≥ ${minDur}, the p95)`} service=${traceService} extra=${{ minDuration: minDur }} window=${window} at=${at} testid="slow-traces" />
+    <${TraceList} title="Failed traces" service=${traceService} extra=${{ tags: JSON.stringify({ error: 'true' }) }} window=${window} at=${at} testid="failed-traces" />
+    <p><a href=${'/traces?service=' + encodeURIComponent(traceService)} onClick=${onLinkClick}>Search traces of ${traceService} →</a></p>` : ''}`}
+  </aside>`;
+}

@@ -1,0 +1,444 @@
+// Topology page: the live service graph.
+import { html } from './html.js';
+import { useEffect, useMemo, useRef, useState, useCallback } from 'preact/hooks';
+import cytoscape from 'cytoscape';
+import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime } from './api.js';
+import { setQuery, withQuery, onLinkClick } from './router.js';
+import { applyMessage, fromSnapshot, emptyGraph, health, kindInfo, groupGraph } from './graphmodel.js';
+import { compileFind } from './findexpr.js';
+import { StableLayout } from './layout.js';
+import { SidePanel } from './sidepanel.js';
+
+// Above this many drawn nodes the page shows the grouped view (or a table
+// when nodes have no groups) instead of drawing every node.
+export const MAX_DRAWN_NODES = 1000;
+
+export const windows = ['1m', '5m', '1h'];
+const edgeLabels = { rps: 'requests/s', error: 'error %', p99: 'p99 latency', none: 'none' };
+
+function params(q) {
+  return {
+    window: windows.includes(q.get('window')) ? q.get('window') : '1m',
+    view: q.get('view') === 'version' ? 'version' : 'service',
+    at: q.get('at') || '',
+    label: edgeLabels[q.get('label')] ? q.get('label') : 'rps',
+    group: q.get('group') || '',
+    hideHealthy: q.get('hide') === 'healthy',
+    find: q.get('find') || '',
+    paused: q.get('paused') === '1',
+    sel: q.get('sel') || '',
+    mode: ['graph', 'grouped', 'table'].includes(q.get('mode')) ? q.get('mode') : 'auto',
+  };
+}
+
+// atToISO turns the `at` URL value (RFC 3339 or epoch seconds) into RFC 3339.
+function atToISO(at) {
+  if (!at) return '';
+  if (/^\d+(\.\d+)?$/.test(at)) return new Date(Number(at) * 1000).toISOString();
+  const d = new Date(at);
+  return isNaN(d) ? '' : d.toISOString();
+}
+export function atToEpoch(at) {
+  const iso = atToISO(at);
+  return iso ? Math.floor(new Date(iso).getTime() / 1000) : 0;
+}
+
+// useGraphSource keeps the graph state from the stream (live) or from one
+// GET (replay at a past time, or paused on first load).
+function useGraphSource(p) {
+  const ref = useRef(emptyGraph());
+  const [tick, setTick] = useState(0);
+  const [status, setStatus] = useState({ state: 'connecting', error: null });
+  const pausedRef = useRef(p.paused);
+  pausedRef.current = p.paused;
+  const live = !p.at && !p.paused;
+
+  useEffect(() => {
+    let cancelled = false;
+    let ws = null;
+    let retry = null;
+    let raf = 0;
+    const bump = () => {
+      if (raf) return;
+      raf = requestAnimationFrame(() => {
+        raf = 0;
+        if (!cancelled) setTick((t) => t + 1);
+      });
+    };
+    const fetchOnce = () => {
+      const q = new URLSearchParams({ window: p.window, view: p.view });
+      const iso = atToISO(p.at);
+      if (iso) q.set('at', iso);
+      setStatus({ state: 'loading', error: null });
+      getJSON('/api/mesh/graph?' + q)
+        .then((g) => {
+          if (cancelled) return;
+          ref.current = fromSnapshot(g);
+          setStatus({ state: p.at ? 'replay' : 'paused', error: null });
+          bump();
+        })
+        .catch((e) => !cancelled && setStatus({ state: 'error', error: e.message }));
+    };
+    if (!live) {
+      // Paused with a graph already on screen keeps it; otherwise load one.
+      if (p.at || !ref.current.nodes.size || ref.current.window !== p.window || ref.current.view !== p.view) fetchOnce();
+      else setStatus({ state: 'paused', error: null });
+      return () => {
+        cancelled = true;
+      };
+    }
+    let attempt = 0;
+    const connect = () => {
+      const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      const q = new URLSearchParams({ window: p.window, view: p.view });
+      ws = new WebSocket(`${proto}//${location.host}/api/mesh/graph/stream?${q}`);
+      setStatus({ state: 'connecting', error: null });
+      ws.onopen = () => {
+        attempt = 0;
+        setStatus({ state: 'live', error: null });
+      };
+      ws.onmessage = (ev) => {
+        let msg;
+        try {
+          msg = JSON.parse(ev.data);
+        } catch {
+          setStatus({ state: 'live', error: 'stream sent a frame that is not JSON' });
+          return;
+        }
+        if (msg.type === 'diff' && ref.current.seq && msg.seq !== ref.current.seq + 1) {
+          // A lost frame: start over from a fresh snapshot.
+          ws.close();
+          return;
+        }
+        ref.current = applyMessage(ref.current, msg).state;
+        bump();
+      };
+      ws.onclose = () => {
+        if (cancelled) return;
+        attempt++;
+        setStatus({ state: 'reconnecting', error: 'stream closed; reconnecting' });
+        retry = setTimeout(connect, Math.min(5000, 250 * 2 ** attempt));
+      };
+    };
+    connect();
+    return () => {
+      cancelled = true;
+      clearTimeout(retry);
+      cancelAnimationFrame(raf);
+      if (ws) {
+        ws.onclose = null;
+        ws.close();
+      }
+    };
+  }, [p.window, p.view, p.at, live]);
+  return { graph: ref.current, tick, status };
+}
+
+function nodeLabel(n) {
+  const h = health(n.health);
+  const kindTag = n.kind && n.kind !== 'service' ? ` [${kindInfo[n.kind] ? kindInfo[n.kind].label : n.kind}]` : '';
+  const name = n.members ? `${n.service} (${n.members})` : n.id;
+  const stats = n.kind === 'user' ? '' : `\n${fmtRate(n.rps)} rps · ${fmtPct(n.error_rate)} err`;
+  return `${h.glyph} ${name}${kindTag}${stats}`;
+}
+
+function edgeLabel(e, which) {
+  switch (which) {
+    case 'rps': return `${fmtRate(e.rps)} rps`;
+    case 'error': return `${fmtPct(e.error_rate)} err`;
+    case 'p99': return `p99 ${fmtMs(e.p99_ms)}`;
+    default: return '';
+  }
+}
+
+// visibleGraph applies the filters; returns nodes, edges, found ids and the
+// drawing mode.
+function visibleGraph(graph, p, findFn) {
+  let nodes = [...graph.nodes.values()];
+  if (p.group) nodes = nodes.filter((n) => (n.group || '') === p.group || n.kind === 'user');
+  if (p.hideHealthy) {
+    // Keep unhealthy nodes and their direct peers so the problem has context.
+    const bad = new Set(nodes.filter((n) => n.health === 'degraded' || n.health === 'failing').map((n) => n.id));
+    for (const e of graph.edges.values()) if (e.health === 'degraded' || e.health === 'failing') {
+      bad.add(e.source);
+      bad.add(e.target);
+    }
+    nodes = nodes.filter((n) => bad.has(n.id));
+  }
+  const ids = new Set(nodes.map((n) => n.id));
+  let edges = [...graph.edges.values()].filter((e) => ids.has(e.source) && ids.has(e.target));
+  let mode = p.mode;
+  if (mode === 'auto') mode = nodes.length > MAX_DRAWN_NODES ? 'grouped' : 'graph';
+  if (mode === 'grouped') {
+    const hasGroups = nodes.some((n) => n.group);
+    if (!hasGroups) mode = 'table';
+    else ({ nodes, edges } = groupGraph(nodes, edges));
+    if (mode === 'grouped' && nodes.length > MAX_DRAWN_NODES) mode = 'table';
+  }
+  const found = new Set();
+  if (findFn) {
+    for (const n of nodes) if (findFn(n)) found.add(n.id);
+  }
+  return { nodes, edges, found, mode };
+}
+
+const cyStyle = [
+  { selector: 'node', style: {
+    'background-color': 'data(color)', 'border-width': 2, 'border-color': '#1f2328',
+    label: 'data(label)', 'text-wrap': 'wrap', 'text-valign': 'bottom', 'text-margin-y': 4,
+    'font-size': 11, color: '#111', 'text-background-color': '#fff', 'text-background-opacity': 0.85,
+    'text-background-padding': 2, width: 'data(size)', height: 'data(size)', shape: 'data(shape)',
+    'min-zoomed-font-size': 6,
+  } },
+  { selector: 'node.kind-unmeshed', style: { 'border-style': 'dashed', 'border-width': 3, 'background-opacity': 0.55 } },
+  { selector: 'node.kind-external', style: { 'border-style': 'dotted', 'border-width': 3 } },
+  { selector: 'node.kind-database', style: { 'border-width': 3 } },
+  { selector: 'node.kind-user', style: { 'background-color': '#8c959f' } },
+  { selector: 'node.health-failing', style: { 'border-width': 5, 'border-style': 'double', 'border-color': '#7f1d1d' } },
+  { selector: 'node.mode-enforce', style: { 'outline-width': 2, 'outline-color': '#1f6feb', 'outline-offset': 2 } },
+  { selector: 'edge', style: {
+    width: 'data(width)', 'line-color': 'data(color)', 'target-arrow-color': 'data(color)',
+    'target-arrow-shape': 'triangle', 'curve-style': 'bezier', label: 'data(label)', 'font-size': 10,
+    'text-background-color': '#fff', 'text-background-opacity': 0.9, 'text-background-padding': 1,
+    'text-rotation': 'autorotate', color: '#222', 'min-zoomed-font-size': 7,
+  } },
+  { selector: 'edge.health-failing', style: { 'line-style': 'dashed' } },
+  { selector: 'edge.health-degraded', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3] } },
+  { selector: 'edge.seen-spans', style: { 'line-style': 'dotted' } },
+  { selector: '.dimmed', style: { opacity: 0.25 } },
+  { selector: 'node.found', style: { 'overlay-color': '#f5c400', 'overlay-opacity': 0.35, 'overlay-padding': 8 } },
+  { selector: ':selected', style: { 'overlay-color': '#1f6feb', 'overlay-opacity': 0.3, 'overlay-padding': 10 } },
+];
+
+function nodeSize(n, maxRps) {
+  if (n.kind === 'user') return 30;
+  const r = maxRps > 0 ? Math.sqrt((n.rps || 0) / maxRps) : 0;
+  return Math.round(30 + 30 * r);
+}
+
+// GraphCanvas draws nodes and edges with Cytoscape. It keeps one Cytoscape
+// instance and syncs elements in place, so nodes never jump: positions come
+// from a StableLayout that only places new nodes.
+function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layoutKey }) {
+  const box = useRef(null);
+  const cyRef = useRef(null);
+  const layoutRef = useRef(null);
+  const fittedRef = useRef('');
+  const onSelectRef = useRef(onSelect);
+  onSelectRef.current = onSelect;
+
+  useEffect(() => {
+    const big = nodes.length > 300;
+    const cy = cytoscape({
+      container: box.current,
+      style: cyStyle,
+      layout: { name: 'preset' },
+      minZoom: 0.05,
+      maxZoom: 3,
+      wheelSensitivity: 0.3,
+      textureOnViewport: big,
+      hideEdgesOnViewport: big,
+      boxSelectionEnabled: false,
+      autoungrabify: false,
+    });
+    cy.on('tap', 'node', (ev) => onSelectRef.current('node:' + ev.target.id()));
+    cy.on('tap', 'edge', (ev) => onSelectRef.current('edge:' + ev.target.id()));
+    cy.on('tap', (ev) => {
+      if (ev.target === cy) onSelectRef.current('');
+    });
+    cyRef.current = cy;
+    // A debugging and test hook: the Cytoscape instance of the page.
+    window.meshscope = Object.assign(window.meshscope || {}, { cy });
+    return () => {
+      cy.destroy();
+      cyRef.current = null;
+    };
+  }, []);
+
+  useEffect(() => {
+    layoutRef.current = new StableLayout();
+    fittedRef.current = '';
+    const cy = cyRef.current;
+    if (cy) cy.elements().remove();
+  }, [layoutKey]);
+
+  useEffect(() => {
+    const cy = cyRef.current;
+    if (!cy) return;
+    const pos = layoutRef.current.place(nodes, edges);
+    const maxRps = nodes.reduce((m, n) => Math.max(m, n.rps || 0), 0);
+    const maxERps = edges.reduce((m, e) => Math.max(m, e.rps || 0), 0);
+    const findOn = found.size > 0;
+    cy.batch(() => {
+      const want = new Set();
+      for (const n of nodes) {
+        want.add(n.id);
+        const data = { id: n.id, label: nodeLabel(n), color: health(n.health).color, size: nodeSize(n, maxRps), shape: (kindInfo[n.kind] || kindInfo.service).shape };
+        const classes = `kind-${n.kind} health-${n.health} mode-${n.mode}` + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
+        let el = cy.getElementById(n.id);
+        if (el.empty()) {
+          el = cy.add({ group: 'nodes', data, position: { ...pos.get(n.id) }, classes });
+        } else {
+          const old = el.data();
+          if (old.label !== data.label || old.color !== data.color || old.size !== data.size || old.shape !== data.shape) el.data(data);
+          if (el.classes().join(' ') !== classes) el.classes(classes);
+        }
+      }
+      for (const e of edges) {
+        want.add(e.id);
+        const data = { id: e.id, source: e.source, target: e.target, label: edgeLabel(e, label), color: health(e.health).color, width: 1 + (maxERps > 0 ? 4 * Math.sqrt((e.rps || 0) / maxERps) : 0) };
+        const classes = `health-${e.health} seen-${e.seen_by}` + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '');
+        const el = cy.getElementById(e.id);
+        if (el.empty()) cy.add({ group: 'edges', data, classes });
+        else {
+          const old = el.data();
+          if (old.label !== data.label || old.color !== data.color || Math.abs(old.width - data.width) > 0.05) el.data(data);
+          if (el.classes().join(' ') !== classes) el.classes(classes);
+        }
+      }
+      cy.elements().forEach((el) => {
+        if (!want.has(el.id())) el.remove();
+      });
+      cy.elements(':selected').unselect();
+      if (sel) {
+        const id = sel.slice(sel.indexOf(':') + 1);
+        const el = cy.getElementById(id);
+        if (!el.empty()) el.select();
+      }
+    });
+    if (nodes.length && fittedRef.current !== fitKey) {
+      fittedRef.current = fitKey;
+      cy.fit(undefined, 30);
+    }
+    box.current.dataset.nodes = String(cy.nodes().length);
+    box.current.dataset.edges = String(cy.edges().length);
+  });
+
+  return html`<div class="graph-wrap">
+    <div ref=${box} id="graph" class="graph" role="img" aria-label="Service graph (the node list below has the same content as text)"></div>
+    <div class="graph-buttons">
+      <button type="button" onClick=${() => cyRef.current && cyRef.current.fit(undefined, 30)} title="Fit the graph to the screen">Fit</button>
+      <button type="button" onClick=${() => cyRef.current && cyRef.current.zoom({ level: cyRef.current.zoom() * 1.25, renderedPosition: { x: box.current.clientWidth / 2, y: box.current.clientHeight / 2 } })} aria-label="Zoom in">+</button>
+      <button type="button" onClick=${() => cyRef.current && cyRef.current.zoom({ level: cyRef.current.zoom() / 1.25, renderedPosition: { x: box.current.clientWidth / 2, y: box.current.clientHeight / 2 } })} aria-label="Zoom out">−</button>
+    </div>
+  </div>`;
+}
+
+function CoverageStrip({ c }) {
+  if (!c) return html`<div class="coverage muted" data-testid="coverage">coverage: no data yet</div>`;
+  const pct = (f) => `${Math.round((f || 0) * 100)}%`;
+  return html`<div class="coverage" data-testid="coverage" aria-label="Mesh coverage">
+    <span title="services with a proxy / all services"><b>Meshed services</b> ${c.meshed_services}/${c.services} (${pct(c.service_fraction)})
+      <span class="bar" aria-hidden="true"><span style=${{ width: pct(c.service_fraction) }}></span></span></span>
+    <span title="requests through at least one proxy / all requests seen"><b>Requests through proxies</b> ${pct(c.request_fraction)}
+      <span class="bar" aria-hidden="true"><span style=${{ width: pct(c.request_fraction) }}></span></span></span>
+    <span><b>Modes</b> observe ${c.observe_services} · enforce ${c.enforce_services}</span>
+    <span><b>Edges seen by both proxies</b> ${c.edges_both_sides}/${c.edges}</span>
+    ${c.unmeshed_services && c.unmeshed_services.length ? html`<span><b>Needs a proxy:</b> ${c.unmeshed_services.join(', ')}</span>` : ''}
+  </div>`;
+}
+
+function NodeTable({ nodes, found, onSelect, caption }) {
+  const rows = [...nodes].sort((a, b) => (b.rps || 0) - (a.rps || 0)).slice(0, 2000);
+  return html`<div class="table-wrap"><table class="data" data-testid="node-table">
+    <caption>${caption}</caption>
+    <thead><tr><th scope="col">Node</th><th scope="col">Kind</th><th scope="col">Health</th><th scope="col">Group</th><th scope="col" class="num">RPS</th><th scope="col" class="num">Errors</th><th scope="col" class="num">p99</th></tr></thead>
+    <tbody>${rows.map((n) => html`<tr key=${n.id} class=${found.size && !found.has(n.id) ? 'dimmed' : ''}>
+      <td><button class="linklike" type="button" onClick=${() => onSelect('node:' + n.id)}>${n.id}</button></td>
+      <td>${n.kind}</td><td><${HealthBadge} h=${n.health} /></td><td>${n.group || ''}</td>
+      <td class="num">${fmtRate(n.rps)}</td><td class="num">${fmtPct(n.error_rate)}</td><td class="num">${fmtMs(n.p99_ms)}</td></tr>`)}</tbody>
+  </table>${nodes.length > rows.length ? html`<p class="muted">${nodes.length - rows.length} more nodes not listed; narrow with the filters.</p>` : ''}</div>`;
+}
+
+export function HealthBadge({ h }) {
+  const info = health(h);
+  return html`<span class=${'badge health-' + (h || 'no_data')}><span aria-hidden="true">${info.glyph}</span> ${info.word}</span>`;
+}
+
+export function TopologyPage({ query }) {
+  const p = params(query);
+  const { graph, tick, status } = useGraphSource(p);
+  const [findText, setFindText] = useState(p.find);
+  useEffect(() => setFindText(p.find), [p.find]);
+  let findFn = null, findError = null;
+  try {
+    findFn = compileFind(p.find);
+  } catch (e) {
+    findError = e.message;
+  }
+  const vis = useMemo(() => visibleGraph(graph, p, findFn), [graph, tick, p.group, p.hideHealthy, p.find, p.mode]);
+  const groups = useMemo(() => [...new Set([...graph.nodes.values()].map((n) => n.group).filter(Boolean))].sort(), [graph, tick]);
+  const onSelect = useCallback((s) => setQuery({ sel: s || null }), []);
+  const findTimer = useRef(0);
+  const onFind = (v) => {
+    setFindText(v);
+    clearTimeout(findTimer.current);
+    findTimer.current = setTimeout(() => setQuery({ find: v }, { replace: true }), 250);
+  };
+  const atLocal = p.at ? toLocalInput(atToISO(p.at)) : '';
+  const statusText = {
+    live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', paused: 'Paused', replay: 'Replay', loading: 'Loading…', error: 'Error',
+  }[status.state] || status.state;
+
+  return html`<section class="page topology" aria-labelledby="topo-h">
+    <h1 id="topo-h" class="sr-only">Topology</h1>
+    <form class="toolbar" onSubmit=${(e) => e.preventDefault()} aria-label="Graph controls">
+      <label>Window <select value=${p.window} onChange=${(e) => setQuery({ window: e.target.value === '1m' ? null : e.target.value })}>
+        ${windows.map((w) => html`<option value=${w}>${w}</option>`)}</select></label>
+      <label>View <select value=${p.view} onChange=${(e) => setQuery({ view: e.target.value === 'service' ? null : e.target.value, sel: null })}>
+        <option value="service">services</option><option value="version">versions</option></select></label>
+      <label>Edge labels <select value=${p.label} onChange=${(e) => setQuery({ label: e.target.value === 'rps' ? null : e.target.value })}>
+        ${Object.entries(edgeLabels).map(([k, v]) => html`<option value=${k}>${v}</option>`)}</select></label>
+      <label>Group <select value=${p.group} onChange=${(e) => setQuery({ group: e.target.value })}>
+        <option value="">all</option>${groups.map((g) => html`<option value=${g}>${g}</option>`)}</select></label>
+      <label class="check"><input type="checkbox" checked=${p.hideHealthy} onChange=${(e) => setQuery({ hide: e.target.checked ? 'healthy' : null })} /> Hide healthy</label>
+      <label class="find">Find <input type="search" value=${findText} placeholder="name or error_rate > 1%" aria-invalid=${findError ? 'true' : 'false'} aria-describedby="find-help"
+        onInput=${(e) => onFind(e.target.value)} /></label>
+      <label>Replay at <input type="datetime-local" step="1" value=${atLocal} onChange=${(e) => setQuery({ at: e.target.value ? new Date(e.target.value).toISOString() : null })} /></label>
+      ${p.at ? html`<button type="button" onClick=${() => setQuery({ at: null })}>Back to live</button>` : html`
+        <button type="button" aria-pressed=${p.paused ? 'true' : 'false'} onClick=${() => setQuery({ paused: p.paused ? null : '1' })}>${p.paused ? 'Resume' : 'Pause'}</button>`}
+      <label>Draw <select value=${p.mode} onChange=${(e) => setQuery({ mode: e.target.value === 'auto' ? null : e.target.value })}>
+        <option value="auto">auto</option><option value="graph">every node</option><option value="grouped">grouped</option><option value="table">table</option></select></label>
+      <span class="status" role="status" data-testid="stream-status" data-seq=${graph.seq} data-state=${status.state}>
+        <span class=${'dot ' + status.state} aria-hidden="true"></span>${statusText}${graph.at ? ` · ${fmtTime(graph.at)}` : ''}${graph.seq ? ` · #${graph.seq}` : ''}
+      </span>
+    </form>
+    <div id="find-help" class=${findError ? 'error' : 'sr-only'}>${findError || 'Find by name, or by an expression such as error_rate > 1% and p99 > 200ms.'}</div>
+    ${status.error && status.state !== 'live' ? html`<p class="error" role="alert">${status.error}</p>` : ''}
+    <${CoverageStrip} c=${graph.coverage} />
+    <div class="topo-main">
+      <div class="topo-graph">
+        ${vis.mode === 'table'
+          ? html`<${NodeTable} nodes=${vis.nodes} found=${vis.found} onSelect=${onSelect} caption=${vis.nodes.length > MAX_DRAWN_NODES ? `${vis.nodes.length} nodes: too many to draw, shown as a table (use Group or Find to narrow)` : 'Nodes'} />`
+          : html`<${GraphCanvas} nodes=${vis.nodes} edges=${vis.edges} found=${vis.found} label=${p.label} sel=${p.sel} onSelect=${onSelect}
+              fitKey=${p.window + p.view + p.group + p.hideHealthy + vis.mode} layoutKey=${p.view + vis.mode} />
+            ${vis.mode === 'grouped' ? html`<p class="note">${graph.nodes.size} nodes: shown grouped by group. Pick a group to see its nodes.</p>` : ''}
+            <${Legend} />
+            <details class="node-list"><summary>Nodes as a list (${vis.nodes.length})</summary>
+              <ul data-testid="node-list">${vis.nodes.map((n) => html`<li key=${n.id}><button type="button" class="linklike" data-node=${n.id} onClick=${() => onSelect('node:' + n.id)}>
+                ${n.id}</button> <${HealthBadge} h=${n.health} /> ${n.kind !== 'service' ? html`<span class="tag">${n.kind}</span>` : ''} ${fmtRate(n.rps)} rps, ${fmtPct(n.error_rate)} errors, p99 ${fmtMs(n.p99_ms)}</li>`)}</ul>
+            </details>`}
+      </div>
+      ${p.sel ? html`<${SidePanel} sel=${p.sel} graph=${graph} tick=${tick} window=${p.window} view=${p.view} at=${atToEpoch(p.at)} onClose=${() => onSelect('')} />` : ''}
+    </div>
+  </section>`;
+}
+
+function Legend() {
+  return html`<div class="legend" aria-label="Legend">
+    <span><span class="lg-dot healthy" aria-hidden="true">✓</span> healthy</span>
+    <span><span class="lg-dot degraded" aria-hidden="true">!</span> degraded (dashed edge)</span>
+    <span><span class="lg-dot failing" aria-hidden="true">✖</span> failing (double border, dashed edge)</span>
+    <span><span class="lg-dot no_data" aria-hidden="true">?</span> no data</span>
+    <span>● service · ◌ unmeshed (dashed border) · ⬡ external · ⛁ database · ▲ user · dotted edge: seen in spans only</span>
+  </div>`;
+}
+
+function toLocalInput(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export { withQuery, onLinkClick };

@@ -1,0 +1,320 @@
+// A fixture server for the UI tests and for development without a running
+// meshscope: it serves ui/dist like the Go handler (SPA fallback, same CSP)
+// and answers the APIs the UI calls with data in their exact wire shapes
+// (topology/graph.go, Prometheus HTTP API, Jaeger JSON), including the
+// graph stream over a minimal server-side WebSocket.
+//
+//   node test/fixture-server.mjs [port]
+import http from 'node:http';
+import { createHash } from 'node:crypto';
+import { readFileSync, existsSync } from 'node:fs';
+import { join, dirname, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const distDir = join(here, '..', '..', 'dist');
+export const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+// The demo shop: web → catalog, cart, checkout; cart → pricing; catalog →
+// inventory (v1, v2); checkout → payments (~2 % errors, slow tail);
+// reviews has no proxy; checkout calls an external host and a database.
+const baseNodes = [
+  { id: 'user', service: 'user', kind: 'user', mode: 'none', health: 'no_data', rps: 0 },
+  { id: 'web', service: 'web', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 20, error_rate: 0.004, p50_ms: 12, p95_ms: 60, p99_ms: 140 },
+  { id: 'catalog', service: 'catalog', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 12, error_rate: 0, p50_ms: 4, p95_ms: 12, p99_ms: 20 },
+  { id: 'cart', service: 'cart', kind: 'service', mode: 'enforce', health: 'healthy', group: 'shop', versions: ['v1'], rps: 6, error_rate: 0, p50_ms: 3, p95_ms: 9, p99_ms: 15 },
+  { id: 'checkout', service: 'checkout', kind: 'service', mode: 'observe', health: 'degraded', group: 'payments', versions: ['v1'], rps: 2, error_rate: 0.021, p50_ms: 40, p95_ms: 300, p99_ms: 900 },
+  { id: 'pricing', service: 'pricing', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 6, error_rate: 0, p50_ms: 1, p95_ms: 3, p99_ms: 5 },
+  { id: 'inventory', service: 'inventory', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1', 'v2'], rps: 12, error_rate: 0, p50_ms: 2, p95_ms: 6, p99_ms: 9 },
+  { id: 'payments', service: 'payments', kind: 'service', mode: 'observe', health: 'failing', group: 'payments', versions: ['v1'], rps: 2, error_rate: 0.12, p50_ms: 30, p95_ms: 280, p99_ms: 850 },
+  { id: 'reviews', service: 'reviews', kind: 'unmeshed', mode: 'none', health: 'healthy', rps: 3, error_rate: 0, p50_ms: 5, p95_ms: 10, p99_ms: 18 },
+  { id: 'external', service: 'external', kind: 'external', mode: 'none', health: 'healthy', rps: 1, error_rate: 0, p50_ms: 80, p95_ms: 120, p99_ms: 200 },
+  { id: 'orders-db', service: 'orders-db', kind: 'database', mode: 'none', health: 'healthy', rps: 2, error_rate: 0, p50_ms: 2, p95_ms: 4, p99_ms: 8 },
+];
+const baseEdges = [
+  ['user', 'web', 20, 0.004], ['web', 'catalog', 12, 0], ['web', 'cart', 6, 0], ['web', 'checkout', 2, 0.021],
+  ['cart', 'pricing', 6, 0], ['catalog', 'inventory', 12, 0], ['checkout', 'payments', 2, 0.12], ['web', 'reviews', 3, 0],
+  ['checkout', 'external', 1, 0], ['checkout', 'orders-db', 2, 0],
+];
+
+function fill(n) {
+  return { error_rate: 0, p50_ms: 0, p95_ms: 0, p99_ms: 0, bytes_per_sec: (n.rps || 0) * 900, protocols: n.kind === 'user' ? undefined : ['http1'], ...n };
+}
+function edgeHealth(err) {
+  return err > 0.1 ? 'failing' : err > 0.001 ? 'degraded' : 'healthy';
+}
+function mkEdge([s, t, rps, err]) {
+  return { id: `${s}->${t}`, source: s, target: t, protocols: ['http1'], health: edgeHealth(err), seen_by: t === 'reviews' || t === 'external' || t === 'orders-db' ? 'source' : s === 'user' ? 'destination' : 'both', rps, error_rate: err, p50_ms: 5, p95_ms: 40, p99_ms: 90, bytes_per_sec: rps * 900 };
+}
+
+export function demoGraph({ view = 'service', window = '1m', at = new Date(), extra = false, tick = 0 } = {}) {
+  let nodes = baseNodes.map(fill).map((n) => ({ ...n, rps: n.rps ? +(n.rps * (1 + 0.05 * Math.sin(tick))).toFixed(3) : 0 }));
+  let edges = baseEdges.map(mkEdge);
+  if (extra) {
+    nodes.push(fill({ id: 'recommendations', service: 'recommendations', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 4, p50_ms: 3, p95_ms: 8, p99_ms: 12 }));
+    edges.push(mkEdge(['web', 'recommendations', 4, 0]));
+  }
+  if (view === 'version') {
+    const split = (n) => (n.versions && n.versions.length ? n.versions.map((v) => ({ ...n, id: `${n.id}@${v}`, version: v, rps: n.rps / n.versions.length })) : [n]);
+    const idsOf = new Map();
+    nodes = nodes.flatMap((n) => {
+      const vs = split(n);
+      idsOf.set(n.id, vs.map((x) => x.id));
+      return vs;
+    });
+    edges = edges.flatMap((e) => idsOf.get(e.source).flatMap((s) => idsOf.get(e.target).map((t) => ({ ...e, id: `${s}->${t}`, source: s, target: t }))));
+  }
+  const services = nodes.filter((n) => n.kind === 'service' || n.kind === 'unmeshed');
+  const meshed = services.filter((n) => n.kind === 'service');
+  return {
+    at: at.toISOString(), window, view, nodes, edges,
+    coverage: {
+      services: services.length, meshed_services: meshed.length, service_fraction: meshed.length / services.length,
+      request_fraction: 0.94, observe_services: meshed.filter((n) => n.mode === 'observe').length, enforce_services: meshed.filter((n) => n.mode === 'enforce').length,
+      edges: edges.length, edges_both_sides: edges.filter((e) => e.seen_by === 'both').length, unmeshed_services: ['reviews'],
+    },
+  };
+}
+
+// Synthetic graphs for the benchmark: n nodes in groups of 50, a call tree.
+export function syntheticGraph(n, tick = 0) {
+  const nodes = [], edges = [];
+  for (let i = 0; i < n; i++) {
+    const err = (i * 7919 + tick) % 97 === 0 ? 0.05 : 0;
+    nodes.push(fill({ id: `svc-${i}`, service: `svc-${i}`, kind: i % 53 === 7 ? 'unmeshed' : 'service', mode: 'observe', health: err ? 'failing' : 'healthy', group: `g${Math.floor(i / 50)}`, rps: 1 + ((i * 31 + tick) % 17), error_rate: err, p50_ms: 3, p95_ms: 20, p99_ms: 40 + (i % 13) }));
+    if (i > 0) edges.push(mkEdge([`svc-${Math.floor((i - 1) / 3)}`, `svc-${i}`, 1 + (i % 5), err]));
+    if (i > 10 && i % 4 === 0) edges.push(mkEdge([`svc-${i}`, `svc-${(i * 13) % i}`, 0.5, 0]));
+  }
+  return { at: new Date().toISOString(), window: '1m', view: 'service', nodes, edges, coverage: { services: n, meshed_services: n, service_fraction: 1, request_fraction: 1, observe_services: n, enforce_services: 0, edges: edges.length, edges_both_sides: edges.length, unmeshed_services: [] } };
+}
+
+// Traces in Jaeger JSON.
+function hex(n, len) {
+  return n.toString(16).padStart(len, '0').slice(-len);
+}
+export function demoTraces(now = Date.now()) {
+  const traces = [];
+  for (let i = 0; i < 24; i++) {
+    const tid = hex(0xabc000 + i, 32);
+    const start = (now - (i + 1) * 20000) * 1000;
+    const failed = i % 6 === 1;
+    const slow = i % 5 === 2;
+    let sid = 1;
+    const spans = [];
+    const processes = {};
+    const proc = (svc) => {
+      const k = 'p' + svc;
+      processes[k] = { serviceName: svc, tags: [{ key: 'service.version', type: 'string', value: 'v1' }, { key: 'meshscope.proxy', type: 'bool', value: true }] };
+      return k;
+    };
+    const add = (svc, op, parent, off, dur, kind, err, extraTags = []) => {
+      const id = hex(i * 1000 + sid++, 16);
+      const tags = [{ key: 'span.kind', type: 'string', value: kind }, { key: 'http.request.method', type: 'string', value: 'GET' }, ...extraTags];
+      if (err) tags.push({ key: 'error', type: 'bool', value: true }, { key: 'otel.status_code', type: 'string', value: 'ERROR' }, { key: 'http.response.status_code', type: 'int64', value: 500 });
+      spans.push({ traceID: tid, spanID: id, operationName: op, references: parent ? [{ refType: 'CHILD_OF', traceID: tid, spanID: parent }] : [], startTime: start + off, duration: dur, tags, logs: err ? [{ timestamp: start + off + dur - 10, fields: [{ key: 'event', type: 'string', value: 'exception' }, { key: 'exception.message', type: 'string', value: 'payment declined upstream' }] }] : [], processID: proc(svc), warnings: null });
+      return id;
+    };
+    const payDur = slow ? 650000 : 30000;
+    const total = 60000 + payDur;
+    const root = add('web', 'GET /', null, 0, total, 'server', failed);
+    const c1 = add('web', 'GET catalog', root, 1000, 8000, 'client');
+    const s1 = add('catalog', 'GET /api/items', c1, 1500, 7000, 'server');
+    const c2 = add('catalog', 'GET inventory', s1, 2000, 4000, 'client');
+    add('inventory', 'GET /stock/{id}', c2, 2300, 3500, 'server', false, [{ key: 'service.version', type: 'string', value: i % 2 ? 'v2' : 'v1' }]);
+    const c3 = add('web', 'GET cart', root, 10000, 9000, 'client');
+    const s3 = add('cart', 'GET /cart', c3, 10300, 8500, 'server');
+    const c4 = add('cart', 'GET pricing', s3, 11000, 3000, 'client');
+    add('pricing', 'GET /price', c4, 11200, 2500, 'server');
+    const c5 = add('web', 'POST checkout', root, 20000, payDur + 30000, 'client', failed);
+    const s5 = add('checkout', 'POST /checkout', c5, 20300, payDur + 29000, 'server', failed);
+    const c6 = add('checkout', 'POST payments', s5, 22000, payDur, 'client', failed);
+    add('payments', 'POST /charge', c6, 22300, payDur - 600, 'server', failed);
+    traces.push({ traceID: tid, spans, processes, warnings: null });
+  }
+  return traces;
+}
+
+export function bigTrace(n = 5000, now = Date.now()) {
+  const tid = 'b'.repeat(32);
+  const start = (now - 60000) * 1000;
+  const spans = [];
+  const processes = {};
+  for (let s = 0; s < 20; s++) processes['p' + s] = { serviceName: `svc-${s}`, tags: [] };
+  for (let i = 0; i < n; i++) {
+    const parent = i === 0 ? null : Math.floor((i - 1) / 4);
+    const depth = Math.floor(Math.log(3 * i + 1) / Math.log(4));
+    spans.push({ traceID: tid, spanID: hex(i + 1, 16), operationName: `op-${i % 37}`, references: parent === null ? [] : [{ refType: 'CHILD_OF', traceID: tid, spanID: hex(parent + 1, 16) }],
+      startTime: start + depth * 1000 + (i % 4) * 200, duration: Math.max(50, 2000000 / (depth + 1) - (i % 4) * 100), tags: [{ key: 'span.kind', type: 'string', value: 'server' }], logs: [], processID: 'p' + (i % 20) });
+  }
+  return { traceID: tid, spans, processes, warnings: null };
+}
+
+function matchesTags(trace, tags) {
+  return Object.entries(tags).every(([k, v]) => trace.spans.some((s) => s.tags.some((t) => t.key === k && String(t.value) === String(v))));
+}
+function parseDur(s) {
+  const m = /^(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)$/.exec(s || '');
+  if (!m) return null;
+  return parseFloat(m[1]) * { us: 1, 'µs': 1, ms: 1000, s: 1e6, m: 6e7, h: 3.6e9 }[m[2]];
+}
+
+// wsAccept completes a WebSocket handshake and returns a send(text) function.
+function wsAccept(req, socket) {
+  const key = req.headers['sec-websocket-key'];
+  const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  socket.on('data', (buf) => {
+    if ((buf[0] & 0x0f) === 0x8) socket.end(Buffer.from([0x88, 0]));
+  });
+  socket.on('error', () => {});
+  return (text) => {
+    if (socket.destroyed) return false;
+    const payload = Buffer.from(text);
+    let head;
+    if (payload.length < 126) head = Buffer.from([0x81, payload.length]);
+    else if (payload.length < 65536) {
+      head = Buffer.alloc(4);
+      head[0] = 0x81; head[1] = 126; head.writeUInt16BE(payload.length, 2);
+    } else {
+      head = Buffer.alloc(10);
+      head[0] = 0x81; head[1] = 127; head.writeBigUInt64BE(BigInt(payload.length), 2);
+    }
+    socket.write(Buffer.concat([head, payload]));
+    return true;
+  };
+}
+
+// startFixtureServer listens on 127.0.0.1:port (0 = free port). Options:
+// streamInterval (ms between diffs), addNodeAfter (diff number that adds the
+// "recommendations" node), synthetic (node count: serve syntheticGraph).
+export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAfter = 3, synthetic = 0 } = {}) {
+  const traces = demoTraces();
+  const big = bigTrace();
+  const byID = new Map([...traces, big].map((t) => [t.traceID, t]));
+  const stats = { streams: 0, graphGets: 0, queries: [] };
+  const json = (res, code, body) => {
+    res.writeHead(code, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    const p = u.pathname;
+    if (p === '/api/mesh/graph') {
+      stats.graphGets++;
+      const at = u.searchParams.get('at') ? new Date(u.searchParams.get('at')) : new Date();
+      if (isNaN(at)) return json(res, 400, { error: 'bad at' });
+      return json(res, 200, synthetic ? syntheticGraph(synthetic) : demoGraph({ view: u.searchParams.get('view') || 'service', window: u.searchParams.get('window') || '1m', at }));
+    }
+    if (p === '/api/v1/query_range') {
+      const q = u.searchParams.get('query');
+      stats.queries.push(q);
+      const start = Number(u.searchParams.get('start')), end = Number(u.searchParams.get('end')), step = Number(u.searchParams.get('step'));
+      const base = q.includes('histogram_quantile') ? 0.02 : q.includes('failure') ? 2 : 10;
+      const values = [];
+      for (let t = start; t <= end; t += step) values.push([t, String(base * (1 + 0.2 * Math.sin(t / 30)))]);
+      return json(res, 200, { status: 'success', data: { resultType: 'matrix', result: [{ metric: {}, values }] } });
+    }
+    if (p === '/api/v1/query') {
+      const q = u.searchParams.get('query');
+      stats.queries.push(q);
+      const t = Date.now() / 1000;
+      let result = [{ metric: {}, value: [t, '1'] }];
+      if (q.includes('by (route')) result = ['/api/items/{id}', '/api/items', 'unmatched'].map((r, i) => ({ metric: { route: r }, value: [t, String(q.includes('histogram') ? 0.01 * (i + 1) : q.includes('failure') ? 0.1 * i : 8 - 3 * i)] }));
+      if (q.includes('by (destination_version')) result = ['v1', 'v2'].map((v, i) => ({ metric: { destination_version: v }, value: [t, String(q.includes('histogram') ? 0.01 : q.includes('failure') ? 0 : 6 - i)] }));
+      return json(res, 200, { status: 'success', data: { resultType: 'vector', result } });
+    }
+    if (p === '/jaeger/api/services') return json(res, 200, { data: ['web', 'catalog', 'cart', 'checkout', 'pricing', 'inventory', 'payments'], total: 7 });
+    let m;
+    if ((m = /^\/jaeger\/api\/services\/([^/]+)\/operations$/.exec(p))) {
+      const svc = decodeURIComponent(m[1]);
+      const ops = new Set();
+      for (const t of traces) for (const s of t.spans) if (t.processes[s.processID].serviceName === svc) ops.add(s.operationName);
+      return json(res, 200, { data: [...ops], total: ops.size });
+    }
+    if (p === '/jaeger/api/traces') {
+      const svc = u.searchParams.get('service');
+      if (!svc) return json(res, 400, { data: null, errors: [{ code: 400, msg: 'parameter service is required' }] });
+      const tags = u.searchParams.get('tags') ? JSON.parse(u.searchParams.get('tags')) : {};
+      const minD = parseDur(u.searchParams.get('minDuration')), maxD = parseDur(u.searchParams.get('maxDuration'));
+      const op = u.searchParams.get('operation');
+      const out = traces.filter((t) => {
+        const mine = t.spans.filter((s) => t.processes[s.processID].serviceName === svc && (!op || s.operationName === op));
+        if (!mine.length) return false;
+        if (!matchesTags(t, tags)) return false;
+        const d = Math.max(...mine.map((s) => s.duration));
+        if (minD !== null && d < minD) return false;
+        if (maxD !== null && d > maxD) return false;
+        return true;
+      }).slice(0, Number(u.searchParams.get('limit') || 20));
+      return json(res, 200, { data: out, total: out.length, limit: 0, offset: 0, errors: null });
+    }
+    if ((m = /^\/jaeger\/api\/traces\/([0-9a-f]+)$/.exec(p))) {
+      const t = byID.get(m[1]);
+      if (!t) return json(res, 404, { data: null, errors: [{ code: 404, msg: 'trace not found' }] });
+      return json(res, 200, { data: [t], total: 1 });
+    }
+    if (p.startsWith('/api/') || p.startsWith('/jaeger/')) return json(res, 404, { error: 'no API at ' + p });
+    // Static files like ui.Handler.
+    const name = p.replace(/^\/+/, '');
+    const file = join(distDir, name);
+    const types = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8' };
+    const headers = { 'Content-Security-Policy': CSP };
+    if (name && extname(name) && name !== 'index.html') {
+      if (!existsSync(file)) {
+        res.writeHead(404, headers);
+        return res.end('404');
+      }
+      res.writeHead(200, { ...headers, 'Content-Type': types[extname(name)] || 'application/octet-stream' });
+      return res.end(readFileSync(file));
+    }
+    res.writeHead(200, { ...headers, 'Content-Type': types['.html'], 'Cache-Control': 'no-cache' });
+    res.end(readFileSync(join(distDir, 'index.html')));
+  });
+  server.on('upgrade', (req, socket) => {
+    const u = new URL(req.url, 'http://x');
+    if (u.pathname !== '/api/mesh/graph/stream') return socket.destroy();
+    stats.streams++;
+    const send = wsAccept(req, socket);
+    const view = u.searchParams.get('view') || 'service';
+    const window = u.searchParams.get('window') || '1m';
+    let seq = 1, tick = 0;
+    const gen = (t) => (synthetic ? syntheticGraph(synthetic, t) : demoGraph({ view, window, tick: t, extra: t >= addNodeAfter }));
+    let prev = gen(0);
+    send(JSON.stringify({ type: 'snapshot', seq, graph: prev }));
+    const timer = setInterval(() => {
+      tick++;
+      const g = gen(tick);
+      const pn = new Map(prev.nodes.map((n) => [n.id, JSON.stringify(n)]));
+      const pe = new Map(prev.edges.map((e) => [e.id, JSON.stringify(e)]));
+      const gn = new Set(g.nodes.map((n) => n.id)), ge = new Set(g.edges.map((e) => e.id));
+      const msg = {
+        type: 'diff', seq: ++seq, at: new Date().toISOString(),
+        upserted_nodes: g.nodes.filter((n) => pn.get(n.id) !== JSON.stringify(n)),
+        removed_nodes: [...pn.keys()].filter((id) => !gn.has(id)),
+        upserted_edges: g.edges.filter((e) => pe.get(e.id) !== JSON.stringify(e)),
+        removed_edges: [...pe.keys()].filter((id) => !ge.has(id)),
+        coverage: g.coverage,
+      };
+      prev = g;
+      if (!send(JSON.stringify(msg))) clearInterval(timer);
+    }, streamInterval);
+    socket.on('close', () => clearInterval(timer));
+  });
+  return new Promise((resolve) => {
+    server.listen(port, '127.0.0.1', () => {
+      const url = `http://127.0.0.1:${server.address().port}`;
+      resolve({
+        url, stats, traces,
+        close: () => new Promise((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+      });
+    });
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const s = await startFixtureServer({ port: Number(process.argv[2] || 0), synthetic: Number(process.env.SYNTHETIC || 0) });
+  console.log('fixture server at', s.url);
+}

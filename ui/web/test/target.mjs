@@ -1,0 +1,74 @@
+// The server the browser tests drive. By default a fixture server
+// (fixture-server.mjs). With MESHSCOPE_UI_TARGET=demo and bin/meshscope
+// built, the real `meshscope demo` on free ports, with a temporary data dir.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startFixtureServer } from './fixture-server.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const meshscopeBin = process.env.MESHSCOPE_BIN || join(root, 'bin', 'meshscope');
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function wantDemo() {
+  return process.env.MESHSCOPE_UI_TARGET === 'demo';
+}
+
+// startTarget returns {url, kind: 'fixture'|'demo', close()}.
+export async function startTarget(opts = {}) {
+  if (!wantDemo()) {
+    const f = await startFixtureServer(opts);
+    return { ...f, kind: 'fixture' };
+  }
+  if (!existsSync(meshscopeBin)) throw new Error(`MESHSCOPE_UI_TARGET=demo but ${meshscopeBin} is missing: run make build`);
+  const data = mkdtempSync(join(tmpdir(), 'meshscope-ui-demo-'));
+  const http = await freePort();
+  const grpc = await freePort();
+  const ohttp = await freePort();
+  const args = ['demo', '--data', data, '--http', `127.0.0.1:${http}`, '--otlp-grpc', `127.0.0.1:${grpc}`, '--otlp-http', `127.0.0.1:${ohttp}`];
+  const child = spawn(meshscopeBin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  const url = `http://127.0.0.1:${http}`;
+  const deadline = Date.now() + 90000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`meshscope demo exited ${child.exitCode}:\n${log}`);
+    try {
+      const r = await fetch(url + '/api/mesh/graph?window=1m');
+      if (r.ok) {
+        const g = await r.json();
+        if ((g.nodes || []).filter((n) => n.kind === 'service' && n.rps > 0).length >= 5) break;
+      }
+    } catch {}
+    if (Date.now() > deadline) {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch {}
+      throw new Error(`meshscope demo did not show a graph within 90 s:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return {
+    url, kind: 'demo', log: () => log,
+    close: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      try { process.kill(-child.pid, 'SIGINT'); } catch {}
+      const t = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} }, 15000);
+      await exited;
+      clearTimeout(t);
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
+}

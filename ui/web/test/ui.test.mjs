@@ -1,0 +1,201 @@
+// Browser tests: Debian's Chromium driven by playwright-core against a
+// server (fixture by default; the real `meshscope demo` with
+// MESHSCOPE_UI_TARGET=demo). Screenshots go to ui/test-artifacts/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch, watchPage } from './browser.mjs';
+import { startTarget } from './target.mjs';
+import { startFixtureServer } from './fixture-server.mjs';
+
+const artifacts = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test-artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+const demoServices = ['web', 'catalog', 'cart', 'checkout', 'pricing', 'inventory', 'payments'];
+let target, browser, page, problems;
+
+before(async () => {
+  target = await startTarget({ streamInterval: 700, addNodeAfter: 4 });
+  browser = await launch();
+  page = await browser.context.newPage();
+  problems = watchPage(page);
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (target) await target.close();
+});
+
+const shot = (name) => page.screenshot({ path: join(artifacts, name + '.png') });
+
+async function nodeIDs() {
+  return page.evaluate(() => (window.meshscope && window.meshscope.cy ? window.meshscope.cy.nodes().map((n) => n.id()) : []));
+}
+
+async function waitForNodes(ids, timeout = 20000) {
+  await page.waitForFunction((want) => {
+    const cy = window.meshscope && window.meshscope.cy;
+    return cy && want.every((id) => cy.getElementById(id).nonempty());
+  }, ids, { timeout });
+}
+
+// clickNode clicks a node where Cytoscape drew it on the canvas.
+async function clickNode(id) {
+  const pt = await page.evaluate((id) => {
+    const cy = window.meshscope.cy;
+    const n = cy.getElementById(id);
+    const box = cy.container().getBoundingClientRect();
+    const p = n.renderedPosition();
+    return { x: box.left + p.x, y: box.top + p.y };
+  }, id);
+  await page.mouse.click(pt.x, pt.y);
+}
+
+test('the topology renders the demo services with health cues', async () => {
+  await page.goto(target.url + '/');
+  await page.waitForURL(/\/topology/);
+  await waitForNodes(demoServices);
+  const list = await page.locator('[data-testid=node-list]').textContent();
+  for (const s of demoServices) assert.ok(list.includes(s), `node list lacks ${s}`);
+  // Health is given as words too, not by colour alone.
+  assert.match(list, /healthy|degraded|failing/);
+  const labels = await page.evaluate(() => window.meshscope.cy.nodes().map((n) => n.data('label')).join('\n'));
+  assert.match(labels, /[✓!✖?] web/);
+  assert.match(await page.locator('[data-testid=coverage]').textContent(), /Meshed services/);
+  await page.evaluate(() => window.meshscope.cy.fit(undefined, 30));
+  await shot('topology');
+});
+
+test('clicking a node opens its RED charts', async () => {
+  await page.goto(target.url + '/topology');
+  await waitForNodes(['checkout']);
+  await page.waitForTimeout(300);
+  await clickNode('checkout');
+  const panel = page.locator('[data-testid=side-panel]');
+  await panel.locator('h2', { hasText: 'checkout' }).waitFor();
+  assert.match(page.url(), /sel=node%3Acheckout/);
+  for (const c of ['chart-rate', 'chart-errors', 'chart-latency']) {
+    await panel.locator(`[data-testid=${c}] canvas`).first().waitFor({ timeout: 15000 });
+    assert.equal(await panel.locator(`[data-testid=${c}] .error`).count(), 0, `${c} shows an error`);
+  }
+  await panel.locator('[data-testid=top-routes] table, [data-testid=top-routes] p.muted:not(:has-text("loading"))').first().waitFor({ timeout: 15000 });
+  await shot('topology-node-panel');
+});
+
+test('the stream updates the graph without a reload', async () => {
+  await page.goto(target.url + '/topology');
+  await waitForNodes(demoServices);
+  await page.evaluate(() => (window.__notReloaded = true));
+  const seq0 = Number(await page.locator('[data-testid=stream-status]').getAttribute('data-seq'));
+  await page.waitForFunction((s) => Number(document.querySelector('[data-testid=stream-status]').dataset.seq) >= s + 2, seq0, { timeout: 30000 });
+  if (target.kind === 'fixture') {
+    // The fixture adds a node after a few diffs: it must appear in place,
+    // and the nodes already drawn must not move.
+    const before = await page.evaluate(() => Object.fromEntries(window.meshscope.cy.nodes().map((n) => [n.id(), n.position()])));
+    await waitForNodes(['recommendations']);
+    const afterPos = await page.evaluate(() => Object.fromEntries(window.meshscope.cy.nodes().map((n) => [n.id(), n.position()])));
+    for (const [id, p] of Object.entries(before)) assert.deepEqual(afterPos[id], p, `${id} moved`);
+  }
+  assert.equal(await page.evaluate(() => window.__notReloaded), true, 'page reloaded');
+  assert.equal(await page.locator('[data-testid=stream-status]').getAttribute('data-state'), 'live');
+});
+
+test('a trace search finds a trace whose waterfall shows every hop', async () => {
+  await page.goto(target.url + '/traces');
+  await page.locator('select[name=service] option[value=web]').waitFor({ state: 'attached' });
+  await page.selectOption('select[name=service]', 'web');
+  await page.click('button[type=submit]');
+  await page.waitForURL(/service=web/);
+  const results = page.locator('[data-testid=trace-results] li');
+  await results.first().waitFor({ timeout: 20000 });
+  assert.ok((await results.count()) > 0);
+  await shot('traces-search');
+  // The trace with the most spans covers the most hops.
+  const hrefs = await page.locator('[data-testid=trace-results] a').evaluateAll((as) => as.map((a) => [a.getAttribute('href'), Number((a.textContent.match(/(\d+) spans/) || [])[1] || 0)]));
+  hrefs.sort((a, b) => b[1] - a[1]);
+  await page.click(`[data-testid=trace-results] a[href="${hrefs[0][0]}"]`);
+  await page.waitForURL(/\/traces\/[0-9a-f]+/);
+  await page.locator('[data-testid=waterfall] .wf-row').first().waitFor();
+  const services = new Set(await page.locator('[data-testid=waterfall] .wf-row').evaluateAll((rs) => rs.map((r) => r.dataset.service)));
+  for (const s of demoServices) assert.ok(services.has(s), `waterfall lacks a span of ${s} (has ${[...services].join(', ')})`);
+  // Span details: attributes of the clicked span.
+  await page.locator('[data-testid=waterfall] .wf-row[data-service=payments] .span-name').first().click();
+  await page.locator('[data-testid=span-details]').waitFor();
+  assert.match(await page.locator('[data-testid=span-details]').textContent(), /Attributes/);
+  assert.match(page.url(), /span=/);
+  await shot('trace-waterfall');
+  // Back returns to the result list.
+  await page.goBack();
+  await page.goBack();
+  await page.waitForURL(/\/traces\?service=web/);
+  await results.first().waitFor();
+});
+
+test('a deep link restores the view and the back button works', async () => {
+  const deep = '/topology?window=5m&view=version&label=p99&hide=healthy&find=' + encodeURIComponent('error_rate > 1%');
+  await page.goto(target.url + deep);
+  assert.equal(await page.locator('select').nth(0).inputValue(), '5m');
+  assert.equal(await page.locator('select').nth(1).inputValue(), 'version');
+  assert.equal(await page.locator('select').nth(2).inputValue(), 'p99');
+  assert.equal(await page.locator('input[type=checkbox]').first().isChecked(), true);
+  assert.equal(await page.locator('input[type=search]').inputValue(), 'error_rate > 1%');
+  await page.waitForFunction(() => window.meshscope && window.meshscope.cy && window.meshscope.cy.nodes().length > 0, null, { timeout: 20000 });
+  const ids = await nodeIDs();
+  assert.ok(ids.every((id) => id.includes('@') || !/^(web|cart|catalog)$/.test(id)), `version view shows ${ids.join(', ')}`);
+  const labels = await page.evaluate(() => window.meshscope.cy.edges().map((e) => e.data('label')));
+  assert.ok(labels.length > 0 && labels.every((l) => l.startsWith('p99')), `edge labels ${labels.join(', ')}`);
+  // The side panel is part of the URL too.
+  const sel = ids.find((id) => id.startsWith('payments')) || ids[0];
+  await page.goto(target.url + deep + '&sel=' + encodeURIComponent('node:' + sel));
+  await page.locator('[data-testid=side-panel] h2', { hasText: sel }).waitFor();
+  // Services table: sort in the URL.
+  await page.click('nav a[href="/services"]');
+  await page.locator('[data-testid=services-table] tbody tr').first().waitFor();
+  await page.click('button.sort:has-text("p99")');
+  await page.waitForURL(/sort=p99/);
+  const first = await page.locator('[data-testid=services-table] tbody tr').first().getAttribute('data-service');
+  await page.reload();
+  await page.locator('[data-testid=services-table] tbody tr').first().waitFor();
+  assert.equal(await page.locator('[data-testid=services-table] tbody tr').first().getAttribute('data-service'), first);
+  assert.match(await page.locator('th[aria-sort=descending]').textContent(), /p99/);
+  await shot('services');
+  await page.goBack();
+  await page.goBack();
+  await page.waitForURL(/\/topology\?.*sel=/);
+  await page.locator('[data-testid=side-panel] h2', { hasText: sel }).waitFor();
+  assert.equal(await page.locator('select').nth(0).inputValue(), '5m');
+});
+
+test('a 5,000-span trace renders with virtualised rows', async (t) => {
+  if (target.kind !== 'fixture') return t.skip('the big trace exists only in the fixture');
+  await page.goto(target.url + '/traces/' + 'b'.repeat(32));
+  const wf = page.locator('[data-testid=waterfall]');
+  await wf.locator('.wf-row').first().waitFor();
+  assert.equal(await wf.getAttribute('data-rows'), '5000');
+  const drawn = await wf.locator('.wf-row').count();
+  assert.ok(drawn < 200, `${drawn} rows in the DOM`);
+  await page.locator('.wf-scroll').evaluate((el) => (el.scrollTop = el.scrollHeight));
+  await page.waitForFunction(() => [...document.querySelectorAll('.wf-row')].some((r) => Number(r.style.top.replace('px', '')) >= 4999 * 26));
+});
+
+test('meshes above 1,000 nodes fall back to the grouped view', async () => {
+  const big = await startFixtureServer({ synthetic: 1500, streamInterval: 1000 });
+  try {
+    await page.goto(big.url + '/topology');
+    await page.locator('text=shown grouped by group').waitFor({ timeout: 20000 });
+    const n = await page.evaluate(() => window.meshscope.cy.nodes().length);
+    assert.ok(n > 0 && n <= 1000, `${n} nodes drawn`);
+    await page.goto(big.url + '/topology?mode=table');
+    await page.locator('[data-testid=node-table]').waitFor();
+  } finally {
+    await page.goto('about:blank');
+    await big.close();
+  }
+});
+
+test('no script errors or CSP violations on any page', () => {
+  const bad = problems.filter((p) => !/Failed to load resource.*404/.test(p) || target.kind === 'fixture');
+  assert.deepEqual(bad, []);
+});
