@@ -7,7 +7,7 @@ BIN     := bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build binaries demo test test-go lint deps bench bench-quick clean help
+.PHONY: all build binaries demo test test-go test-apt lint deps bench bench-quick clean help
 
 all: build
 
@@ -19,10 +19,33 @@ help:
 	@echo "make bench-quick   a short sanity run of the benchmarks (< 2 minutes)"
 
 # Targets the parts add to: TEST_DEPS are installed before tests run,
-# TEST_EXTRA run after the Go tests, BUILD_DEPS run before the Go build.
-TEST_DEPS  :=
+# TEST_EXTRA run after the Go tests, BUILD_DEPS run before the Go build,
+# TEST_APT are Debian packages the tests need (installed in one apt-get run).
+TEST_DEPS  := test-apt
 TEST_EXTRA :=
 BUILD_DEPS :=
+# promtool (package prometheus) checks the Prometheus-compatible API.
+TEST_APT   := prometheus
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/meshscope/meshscope/cmd/internal/buildinfo.version=$(VERSION)
+
+# apt-install installs the Debian packages in $(1) that are missing, in one
+# apt-get run, without starting their services. Needs root; otherwise it
+# prints the command to run and fails.
+define apt-install
+	@missing=""; for pkg in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run: sudo apt-get install -y$$missing"; exit 1; fi; \
+	  policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy=1; fi; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; rc=$$?; \
+	  if [ -n "$$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$rc; \
+	fi
+endef
 
 include ui/ui.mk
 include bench/bench.mk
@@ -31,8 +54,8 @@ include collector/tracestore/clickhouse/clickhouse.mk
 build: $(BUILD_DEPS) binaries
 
 binaries:
-	$(GO) build -o $(BIN)/meshscope ./cmd/meshscope
-	$(GO) build -o $(BIN)/meshscope-proxy ./cmd/meshscope-proxy
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshscope ./cmd/meshscope
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshscope-proxy ./cmd/meshscope-proxy
 
 demo: build
 	$(BIN)/meshscope demo
@@ -46,7 +69,9 @@ test: deps build lint test-go $(TEST_EXTRA)
 
 deps: $(TEST_DEPS)
 
-# -p 1 keeps the heavy packages (TSDB, e2e) from fighting over 2 cores.
+test-apt:
+	$(call apt-install,$(TEST_APT))
+
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
 

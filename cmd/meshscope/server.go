@@ -188,8 +188,12 @@ func (b bytesValue) Set(s string) error {
 	return nil
 }
 
+func parseServerConfig(args []string, output io.Writer) (serverConfig, error) {
+	return flagconfig.Parse("meshscope server", args, defaultServerConfig, bindServerFlags, output)
+}
+
 func runServer(ctx context.Context, args []string, _, stderr io.Writer) int {
-	cfg, err := flagconfig.Parse("meshscope server", args, defaultServerConfig, bindServerFlags, stderr)
+	cfg, err := parseServerConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
