@@ -73,7 +73,7 @@ test-apt:
 	$(call apt-install,$(TEST_APT))
 
 test-go:
-	$(GO) test -count=1 -timeout 20m ./...
+	MESHSCOPE_E2E_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 20m ./...
 
 clean:
 	rm -rf $(BIN) ui/node_modules

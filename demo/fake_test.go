@@ -65,7 +65,13 @@ func fakeServer(ctx context.Context, args []string) int {
 		return 1
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if os.Getenv(fakeEnv) == "server-never-ready" {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	<-ctx.Done()
@@ -87,6 +93,15 @@ func fakeProxy(ctx context.Context, args []string) int {
 	fs.String("mode", "observe", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	// With MESHSCOPE_DEMO_FAKE_BUSY_ONCE=FILE the first proxy to create FILE
+	// fails as if its port had been taken.
+	if marker := os.Getenv("MESHSCOPE_DEMO_FAKE_BUSY_ONCE"); marker != "" {
+		if f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+			f.Close()
+			fmt.Println("error: listen tcp " + *inbound + ": bind: address already in use")
+			return 1
+		}
 	}
 	var servers []*http.Server
 	serve := func(listen string, h http.Handler) bool {
@@ -125,6 +140,11 @@ func fakeProxy(ctx context.Context, args []string) int {
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
 	if !serve(*admin, mux) {
 		return 1
+	}
+	if os.Getenv(fakeEnv) == "payments-dies" && *service == "payments" {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Println("fatal: something broke")
+		return 3
 	}
 	<-ctx.Done()
 	for _, s := range servers {

@@ -363,7 +363,7 @@ func printSummary(w io.Writer, cfg Config, httpAddr, otlpGRPC, otlpHTTP, logDir 
 		if in.spec.Meshed {
 			fmt.Fprintf(tw, "  %s %s\tapp %s\tproxy %s\tadmin %s\n", in.spec.Name, in.spec.Version, in.appAddr, in.inbound, in.admin)
 		} else {
-			fmt.Fprintf(tw, "  %s %s\tapp %s\t(no proxy)\t\n", in.spec.Name, in.spec.Version, in.appAddr)
+			fmt.Fprintf(tw, "  %s %s\tapp %s\t(no proxy)\n", in.spec.Name, in.spec.Version, in.appAddr)
 		}
 	}
 	tw.Flush()

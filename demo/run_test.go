@@ -137,6 +137,22 @@ func TestRunStopsAfterDuration(t *testing.T) {
 	}
 }
 
+func TestRunRetriesProxiesWhenAPortWasTaken(t *testing.T) {
+	cfg := fakeConfig(t)
+	cfg.Duration = time.Millisecond
+	marker := filepath.Join(t.TempDir(), "busy-once")
+	t.Setenv("MESHSCOPE_DEMO_FAKE_BUSY_ONCE", marker)
+	if err := Run(context.Background(), cfg, io.Discard, nil); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("no proxy failed on the first attempt: %v", err)
+	}
+	if pids := childPIDs(t, os.Getpid()); len(pids) != 0 {
+		t.Errorf("children still running: %v", pids)
+	}
+}
+
 func TestRunReportsServerFailureWithItsLog(t *testing.T) {
 	cfg := fakeConfig(t)
 	t.Setenv(fakeEnv, "server-fails")
@@ -148,6 +164,47 @@ func TestRunReportsServerFailureWithItsLog(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+	if pids := childPIDs(t, os.Getpid()); len(pids) != 0 {
+		t.Errorf("children still running: %v", pids)
+	}
+}
+
+func TestRunServerNeverReady(t *testing.T) {
+	cfg := fakeConfig(t)
+	t.Setenv(fakeEnv, "server-never-ready")
+	cfg.ReadyTimeout = 500 * time.Millisecond
+	err := Run(context.Background(), cfg, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "not ready") || !strings.Contains(err.Error(), "server.log") {
+		t.Fatalf("Run error = %v, want one saying the server was not ready, naming its log", err)
+	}
+	if pids := childPIDs(t, os.Getpid()); len(pids) != 0 {
+		t.Errorf("children still running: %v", pids)
+	}
+}
+
+func TestRunInterruptedWhileStarting(t *testing.T) {
+	cfg := fakeConfig(t)
+	t.Setenv(fakeEnv, "server-never-ready")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, cfg, io.Discard, nil) }()
+	eventually(t, 20*time.Second, "the server to start", func() bool { return len(childPIDs(t, os.Getpid())) == 1 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run after an interrupt while starting = %v, want nil", err)
+	}
+	if pids := childPIDs(t, os.Getpid()); len(pids) != 0 {
+		t.Errorf("children still running: %v", pids)
+	}
+}
+
+func TestRunStopsWhenAProxyDies(t *testing.T) {
+	cfg := fakeConfig(t)
+	t.Setenv(fakeEnv, "payments-dies")
+	err := Run(context.Background(), cfg, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "meshscope-proxy payments exited") || !strings.Contains(err.Error(), "something broke") {
+		t.Fatalf("Run error = %v, want one naming the payments proxy and its last log lines", err)
 	}
 	if pids := childPIDs(t, os.Getpid()); len(pids) != 0 {
 		t.Errorf("children still running: %v", pids)

@@ -1,3 +1,5 @@
+//go:build unix
+
 package e2e
 
 import (
@@ -77,10 +79,37 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
-	kids := childPIDs(p.cmd.Process.Pid)
-	if len(kids) < 8 {
-		t.Errorf("demo has %d child processes, want 8 (server + 7 proxies)", len(kids))
-	}
+	// The services forward trace headers: one trace runs web → catalog → inventory.
+	poll(t, 30*time.Second, "a demo trace spanning web, catalog and inventory", func() (bool, string) {
+		var r jaegerTraces
+		if err := getJSON("http://"+httpAddr+"/jaeger/api/traces?service=inventory&lookback=1h&limit=20", &r); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, tr := range r.Data {
+			svcs := traceServices(tr)
+			if svcs["web"] > 0 && svcs["catalog"] > 0 && svcs["inventory"] > 0 {
+				return true, ""
+			}
+			seen = append(seen, fmt.Sprint(svcs))
+		}
+		return false, strings.Join(seen, " ")
+	}, p)
+	// catalog's proxy splits inventory calls over both versions.
+	poll(t, 30*time.Second, "catalog → inventory v1 and v2 in the version view", func() (bool, string) {
+		var g graph
+		if err := getJSON("http://"+httpAddr+"/api/mesh/graph?view=version", &g); err != nil {
+			return false, err.Error()
+		}
+		v1, v2 := false, false
+		for _, e := range g.Edges {
+			v1 = v1 || e.Source == "catalog@v1" && e.Target == "inventory@v1"
+			v2 = v2 || e.Source == "catalog@v1" && e.Target == "inventory@v2"
+		}
+		return v1 && v2, g.summary()
+	}, p)
+
+	kids := demoChildren(t, p)
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +128,8 @@ func TestDemo(t *testing.T) {
 
 // TestDemoDuration: with --duration the demo stops by itself, cleanly.
 func TestDemoDuration(t *testing.T) {
-	p, _, _ := startDemo(t, "10s")
-	kids := childPIDs(p.cmd.Process.Pid)
+	p, _, _ := startDemo(t, "5s")
+	kids := demoChildren(t, p)
 	select {
 	case <-p.done:
 	case <-time.After(90 * time.Second):
@@ -115,6 +144,40 @@ func TestDemoDuration(t *testing.T) {
 			t.Errorf("process %d (%s) survived the demo", pid, procCmdline(pid))
 		}
 	}
+}
+
+// TestDemoKilled: even SIGKILL of the demo (no chance to clean up) takes
+// every child down with it.
+func TestDemoKilled(t *testing.T) {
+	p, _, _ := startDemo(t, "5m")
+	kids := demoChildren(t, p)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	poll(t, 30*time.Second, "the killed demo's children to die", func() (bool, string) {
+		var alive []string
+		for _, pid := range kids {
+			if procAlive(pid) {
+				alive = append(alive, procCmdline(pid))
+			}
+		}
+		return len(alive) == 0, strings.Join(alive, "; ")
+	})
+}
+
+// demoChildren returns the demo's child processes: the server and 7 proxies.
+func demoChildren(t *testing.T, p *proc) []int {
+	t.Helper()
+	kids := childPIDs(p.cmd.Process.Pid)
+	if len(kids) != 8 {
+		var cmds []string
+		for _, k := range kids {
+			cmds = append(cmds, procCmdline(k))
+		}
+		t.Errorf("demo has %d child processes, want 8 (server + 7 proxies): %q", len(kids), cmds)
+	}
+	return kids
 }
 
 func checkCleanExit(t *testing.T, p *proc) {

@@ -1,3 +1,5 @@
+//go:build unix
+
 package e2e
 
 import (
@@ -80,6 +82,8 @@ func TestBadFlagsAndKeysAreNamed(t *testing.T) {
 		{"server unknown flag", server, []string{"server", "--data", data, "--no-such-flag"}, "no-such-flag"},
 		{"server bad http address", server, []string{"server", "--data", data, "--http", "not-an-address"}, "http"},
 		{"server unknown config key", server, []string{"server", "--data", data, "--config", badConfig}, "bogus_key_xyz"},
+		{"demo bad rate", server, []string{"demo", "--data", data, "--rate", "fast"}, "rate"},
+		{"demo unknown flag", server, []string{"demo", "--data", data, "--no-such-flag"}, "no-such-flag"},
 		{"unknown subcommand", server, []string{"no-such-command"}, "no-such-command"},
 	}
 	for _, tt := range tests {
@@ -121,6 +125,9 @@ func TestPortInUseIsNamed(t *testing.T) {
 		}},
 		{"server otlp-http", server, func() []string {
 			return []string{"server", "--data", t.TempDir(), "--http", free(), "--otlp-grpc", free(), "--otlp-http", b}
+		}},
+		{"demo http", server, func() []string {
+			return []string{"demo", "--data", t.TempDir(), "--http", b, "--duration", "1s"}
 		}},
 		{"proxy admin", proxy, func() []string {
 			return []string{"--service", "a", "--admin", b, "--inbound", free() + "=" + free()}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package e2e
 
 import (
@@ -338,9 +340,10 @@ type graph struct {
 		Kind string `json:"kind"`
 	} `json:"nodes"`
 	Edges []struct {
-		Source string  `json:"source"`
-		Target string  `json:"target"`
-		RPS    float64 `json:"rps"`
+		Source    string  `json:"source"`
+		Target    string  `json:"target"`
+		RPS       float64 `json:"rps"`
+		ErrorRate float64 `json:"error_rate"`
 	} `json:"edges"`
 }
 

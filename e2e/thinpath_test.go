@@ -1,3 +1,5 @@
+//go:build unix
+
 package e2e
 
 import (
@@ -49,8 +51,14 @@ func TestThinPath(t *testing.T) {
 			t.Fatalf("request %d through both proxies: status %d, body %q", i, code, body)
 		}
 	}
+	const failures = 5
+	for i := range failures {
+		if code, body := send(t, frontendOut, "/fail", ""); code != 500 {
+			t.Fatalf("failing request %d: status %d, want the app's 500; body %q", i, code, body)
+		}
+	}
 	// Both proxies continued the caller's trace: the app got our trace id.
-	if seen := backendApp.traceparents(); len(seen) != n || !strings.Contains(seen[0], traceID) {
+	if seen := backendApp.traceparents(); len(seen) != n+failures || !strings.Contains(seen[0], traceID) {
 		t.Fatalf("app saw traceparents %q..., want the first to carry trace id %s", seen[:min(2, len(seen))], traceID)
 	}
 
@@ -120,15 +128,21 @@ func TestThinPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		outcomes := map[string]float64{}
 		for _, s := range res {
 			for _, l := range []string{"source_service", "destination_service", "destination_version", "status_code", "outcome"} {
 				if s.Metric[l] == "" {
 					t.Errorf("series %v lacks label %s", s.Metric, l)
 				}
 			}
-			if s.Metric["status_code"] != "200" || s.Metric["destination_version"] != "v1" {
-				t.Errorf("series %v: want status_code 200 and destination_version v1", s.Metric)
+			want := map[string]string{"success": "200", "failure": "500"}[s.Metric["outcome"]]
+			if s.Metric["status_code"] != want || s.Metric["destination_version"] != "v1" {
+				t.Errorf("series %v: want status_code %s and destination_version v1", s.Metric, want)
 			}
+			outcomes[s.Metric["outcome"]+"/"+s.Metric["status_code"]] += s.float()
+		}
+		if outcomes["failure/500"] < failures {
+			t.Errorf("inbound series by outcome/status = %v, want >= %d failure/500", outcomes, failures)
 		}
 		dq := `sum(mesh_request_duration_seconds_count{direction="inbound",source_service="frontend",destination_service="backend"})`
 		poll(t, 30*time.Second, dq, func() (bool, string) {
@@ -148,7 +162,7 @@ func TestThinPath(t *testing.T) {
 			}
 			for _, e := range g.Edges {
 				if e.Source == "frontend" && e.Target == "backend" {
-					return true, ""
+					return e.RPS > 0 && e.ErrorRate > 0, fmt.Sprintf("edge rps %g error_rate %g", e.RPS, e.ErrorRate)
 				}
 			}
 			return false, g.summary()
