@@ -22,7 +22,7 @@ BENCH_APT   := nginx haproxy caddy
 # bench-run-parts runs every part of BENCH_RUN with flags $(1), recording the make
 # command $(2) in each result, then renders; it fails at the end if any part failed.
 define bench-run-parts
-	@failed=""; for p in $(BENCH_RUN); do \
+	@failed=""; begin=$$(date +%s); for p in $(BENCH_RUN); do \
 	  if [ ! -f bench/$$p/main.go ]; then echo "bench: no part bench/$$p/main.go (parts: $(BENCH_PARTS))"; exit 2; fi; \
 	  echo "== bench $$p $(1)"; start=$$(date +%s); \
 	  if BENCH_COMMAND="$(2) WHAT=$$p" $(GO) run ./bench/$$p $(1) $(BENCH_ARGS); then \
@@ -30,6 +30,7 @@ define bench-run-parts
 	  else echo "== bench $$p FAILED"; failed="$$failed $$p"; fi; \
 	done; \
 	$(GO) run ./bench/render; \
+	echo "== bench: $(words $(BENCH_RUN)) part(s) in $$(( $$(date +%s) - begin )) s"; \
 	if [ -n "$$failed" ]; then echo "bench: failed parts:$$failed"; exit 1; fi
 endef
 

@@ -69,13 +69,17 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
 	c := &Collector{
 		cfg:    cfg,
 		logger: logger,
 		sinks:  sinks,
 		batch:  b,
 		mw:     otlp.NewMetricsWriter(sinks.Metrics, logger),
-		m:      newMetrics(reg),
+		m:      m,
 	}
 	c.remoteWrite = remote.NewWriteHandler(logger, reg, sinks.Metrics,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)

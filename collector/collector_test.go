@@ -9,13 +9,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/promql"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
@@ -197,11 +200,16 @@ func TestGoldenMetricsOverOTLPgRPC(t *testing.T) {
 	res := resource.NewSchemaless(attribute.String("service.name", "catalog"), attribute.String("service.instance.id", "catalog-1"), attribute.String("host.name", "node-7"))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res),
 		sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "mesh_request_duration_seconds"},
-			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: []float64{0.01, 0.1, 1}}})))
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: []float64{0.01, 0.1, 1}}})),
+		sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "payload_size"},
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationBase2ExponentialHistogram{MaxSize: 160, MaxScale: 20}})))
 	m := mp.Meter("meshscope-proxy")
 	reqs, _ := m.Int64Counter("mesh_requests_total")
 	dur, _ := m.Float64Histogram("mesh_request_duration_seconds", otelmetric.WithUnit("s"))
 	open, _ := m.Int64UpDownCounter("mesh_tcp_open_connections")
+	size, _ := m.Float64Histogram("payload_size", otelmetric.WithUnit("By"))
+	size.Record(ctx, 100)
+	size.Record(ctx, 2000)
 	labels := []attribute.KeyValue{
 		attribute.String("direction", "inbound"), attribute.String("source_service", "web"),
 		attribute.String("destination_service", "catalog"), attribute.String("destination_version", "v1"),
@@ -232,6 +240,7 @@ func TestGoldenMetricsOverOTLPgRPC(t *testing.T) {
 		{`mesh_request_duration_seconds_count{job="catalog"}`, 2},
 		{`mesh_request_duration_seconds_sum{job="catalog"}`, 0.55},
 		{`mesh_tcp_open_connections{job="catalog"}`, 3},
+		{`histogram_count(payload_size_bytes{job="catalog"})`, 2}, // exponential → native histogram
 		{`target_info{job="catalog",instance="catalog-1",host_name="node-7"}`, 1},
 	} {
 		v := query(t, e.metrics, c.expr, now)
@@ -251,7 +260,7 @@ func otlpRequest(traceHex string, spanHexes ...string) *coltracepb.ExportTraceSe
 			Kind: tracepb.Span_SPAN_KIND_SERVER})
 	}
 	return &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
-		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "svc"}}}}},
+		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "svc"}}}}},
 		ScopeSpans: []*tracepb.ScopeSpans{{Spans: sps}},
 	}}}
 }
@@ -495,5 +504,38 @@ func TestShutdownLosesNothingAccepted(t *testing.T) {
 		if err != nil || len(got) != 2 {
 			t.Fatalf("acknowledged trace %s: %d spans, %v", tid, len(got), err)
 		}
+	}
+}
+
+func TestRemoteWriteRoute(t *testing.T) {
+	e := startEnv(t, Config{}, nil)
+	mux := http.NewServeMux()
+	e.c.RegisterRoutes(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	now := time.Now()
+	wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: "agent_up"}, {Name: "job", Value: "node"}},
+		Samples: []prompb.Sample{{Value: 1, Timestamp: now.UnixMilli()}},
+	}}}
+	raw, err := wr.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("remote write: %d %s", resp.StatusCode, body)
+	}
+	if v := query(t, e.metrics, `agent_up{job="node"}`, now); len(v) != 1 || v[0].F != 1 {
+		t.Fatalf("agent_up = %v", v)
 	}
 }

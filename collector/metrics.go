@@ -1,6 +1,10 @@
 package collector
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	received      *prometheus.CounterVec // spans, by transport
@@ -10,7 +14,7 @@ type metrics struct {
 	requestLength *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshscope_collector_spans_received_total",
@@ -39,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.metricPoints.WithLabelValues(t)
 	}
 	m.dropped.WithLabelValues("invalid")
-	reg.MustRegister(m.received, m.dropped, m.requests, m.metricPoints, m.requestLength)
-	return m
+	for _, c := range []prometheus.Collector{m.received, m.dropped, m.requests, m.metricPoints, m.requestLength} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register collector metrics: %w", err)
+		}
+	}
+	return m, nil
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -93,7 +94,7 @@ type Telemetry struct {
 	// unsampled parent decides for its children. Default 1 (all).
 	SampleRatio float64 `yaml:"sample_ratio" json:"sample_ratio"`
 	// SpanQueueSize is the number of finished spans buffered for export; spans
-	// beyond it are dropped and counted. Default 4096 spans.
+	// beyond it are dropped and counted. Default 2048 spans.
 	SpanQueueSize int `yaml:"span_queue_size" json:"span_queue_size"`
 	// SpanBatchSize is the maximum spans per export call. Default 512 spans.
 	SpanBatchSize int `yaml:"span_batch_size" json:"span_batch_size"`
@@ -146,6 +147,21 @@ type Config struct {
 	TLS TLS `yaml:"tls" json:"tls"`
 	// Telemetry configures spans and metric export.
 	Telemetry Telemetry `yaml:"telemetry" json:"telemetry"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `yaml:"log_level" json:"log_level"`
+}
+
+// SlogLevel returns LogLevel as a slog.Level.
+func (c *Config) SlogLevel() slog.Level {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }
 
 // DefaultConfig returns the configuration with every default filled in.
@@ -153,6 +169,7 @@ func DefaultConfig() Config {
 	return Config{
 		Version:         "v1",
 		Mode:            ModeObserve,
+		LogLevel:        "info",
 		Admin:           "127.0.0.1:4191",
 		DetectTimeout:   Duration(time.Second),
 		ConnectTimeout:  Duration(5 * time.Second),
@@ -163,7 +180,7 @@ func DefaultConfig() Config {
 			PushInterval:      Duration(time.Second),
 			ExportTimeout:     Duration(2 * time.Second),
 			SampleRatio:       1,
-			SpanQueueSize:     4096,
+			SpanQueueSize:     2048,
 			SpanBatchSize:     512,
 			SpanFlushInterval: Duration(time.Second),
 		},
@@ -203,11 +220,30 @@ func validProtocol(p string) bool {
 	return p == "" || p == ProtocolAuto || p == ProtocolOpaque || p == ProtocolHTTP
 }
 
-// Validate checks the configuration and names the first bad key.
+// flagOfKey names the flag that sets a config key, for error messages.
+var flagOfKey = map[string]string{
+	"service": "--service", "version": "--version", "mode": "--mode", "admin": "--admin",
+	"inbound": "--inbound", "upstreams": "--upstream", "http_proxy": "--http-proxy",
+	"routes": "--route", "route_templates": "--route-template",
+	"detect_timeout": "--detect-timeout", "connect_timeout": "--connect-timeout",
+	"response_timeout": "--response-timeout", "idle_timeout": "--idle-timeout",
+	"drain_timeout": "--drain-timeout", "tls": "--tls-cert/--tls-key", "log_level": "--log-level",
+	"telemetry.collector": "--collector", "telemetry.push_interval": "--push-interval",
+	"telemetry.sample_ratio": "--sample-ratio", "telemetry.span_queue_size": "--span-queue",
+}
+
+// Validate checks the configuration and names every bad key (and the flag
+// that sets it).
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key string, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		name := key
+		top, _, _ := strings.Cut(key, "[")
+		top, _, _ = strings.Cut(top, ".addrs")
+		if f, ok := flagOfKey[top]; ok {
+			name = key + " (" + f + ")"
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
 	}
 	if !validName(c.Service) {
 		bad("service", "required; 1-63 characters of [A-Za-z0-9._-], got %q", c.Service)
@@ -217,6 +253,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Mode != ModeObserve && c.Mode != ModeEnforce {
 		bad("mode", "must be observe or enforce, got %q", c.Mode)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
 	}
 	if c.Admin != "" {
 		if err := validAddr(c.Admin); err != nil {
@@ -398,6 +439,7 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 		noHeaders                             = fs.Bool("no-trace-headers", false, "never add or change trace headers")
 		noTracing                             = fs.Bool("no-tracing", false, "record no spans (metrics only)")
 		noMetrics                             = fs.Bool("no-metrics", false, "record no golden metrics")
+		logLevel                              = fs.String("log-level", def.LogLevel, "debug|info|warn|error")
 		inbound, upstream, routes, templates  listFlag
 		opaque                                listFlag
 		drain, detect, connect, resp, push, i = def.DrainTimeout, def.DetectTimeout, def.ConnectTimeout, def.ResponseTimeout, def.Telemetry.PushInterval, def.IdleTimeout
@@ -464,6 +506,8 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 			cfg.Telemetry.DisableTracing = *noTracing
 		case "no-metrics":
 			cfg.Telemetry.DisableMetrics = *noMetrics
+		case "log-level":
+			cfg.LogLevel = *logLevel
 		case "drain-timeout":
 			cfg.DrainTimeout = drain
 		case "detect-timeout":

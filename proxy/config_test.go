@@ -65,9 +65,9 @@ telemetry:
 					t.Errorf("got %+v", c.Inbound)
 				}
 			}},
-		{name: "missing service", args: []string{"--inbound", "127.0.0.1:1=127.0.0.1:2"}, wantErr: "service: required"},
+		{name: "missing service", args: []string{"--inbound", "127.0.0.1:1=127.0.0.1:2"}, wantErr: "service (--service): required"},
 		{name: "bad upstream", args: []string{"--service", "a", "--upstream", "nope"}, wantErr: "--upstream: want LISTEN=SERVICE@ADDR"},
-		{name: "bad mode", args: []string{"--service", "a", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--mode", "audit"}, wantErr: "mode: must be observe or enforce"},
+		{name: "bad mode", args: []string{"--service", "a", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--mode", "audit"}, wantErr: "mode (--mode): must be observe or enforce"},
 		{name: "unknown flag", args: []string{"--servce", "a"}, wantErr: "servce"},
 		{name: "no listeners", args: []string{"--service", "a"}, wantErr: "no listeners"},
 		{name: "bad template", args: []string{"--service", "a", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--route-template", "/a/x{y}"}, wantErr: "route_templates[0]"},

@@ -73,7 +73,9 @@ type metricsService struct {
 	c *testCollector
 }
 
-func (c *testCollector) metricsServer() colmetricspb.MetricsServiceServer { return metricsService{c: c} }
+func (c *testCollector) metricsServer() colmetricspb.MetricsServiceServer {
+	return metricsService{c: c}
+}
 
 func (m metricsService) Export(_ context.Context, req *colmetricspb.ExportMetricsServiceRequest) (*colmetricspb.ExportMetricsServiceResponse, error) {
 	m.c.mu.Lock()
@@ -314,4 +316,8 @@ func hasPrefixAny(s string, ps ...string) bool {
 		}
 	}
 	return false
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
 }

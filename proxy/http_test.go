@@ -138,13 +138,20 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 // request exactly as sent and the inbound side reports an unknown caller.
 func TestNoTraceHeaders(t *testing.T) {
 	seen := make(chan http.Header, 1)
-	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen <- r.Header.Clone() }))
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("X-Query", r.URL.RawQuery)
+		seen <- h
+	}))
 	_, in, addr := meshPair(t, app, "", func(c *Config) { c.Telemetry.NoTraceHeaders = true })
-	resp, _ := get(t, http.DefaultClient, "http://"+addr+"/x", map[string]string{"X-A": "1"})
+	resp, _ := get(t, http.DefaultClient, "http://"+addr+"/x?a=1;b=2&c=%zz", map[string]string{"X-A": "1"})
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
 	}
 	h := <-seen
+	if q := h.Get("X-Query"); q != "a=1;b=2&c=%zz" {
+		t.Errorf("query changed: %q", q)
+	}
 	if h.Get("Traceparent") != "" || h.Get("Tracestate") != "" {
 		t.Errorf("trace headers added: %v", h)
 	}
@@ -328,5 +335,33 @@ func TestRoundRobin(t *testing.T) {
 		if n != 3 {
 			t.Errorf("address %d got %d requests, want 3", i, n)
 		}
+	}
+}
+
+// TestUpstreamAbortsMidBody: an upstream that dies mid-response is a 502
+// failure, not a client-gone 499.
+func TestUpstreamAbortsMidBody(t *testing.T) {
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+		_ = brw.Flush()
+		c.Close()
+	}))
+	cfg := baseConfig("abort")
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "flaky", Addrs: []string{app}}}
+	p := startProxy(t, cfg)
+	resp, err := http.Get("http://" + p.ListenAddrs()[0] + "/")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Error("client read a complete response")
+	}
+	if got := p.waitValue(t, "mesh_requests_total", map[string]string{"status_code": "502", "outcome": "failure"}, 1); got != 1 {
+		t.Errorf("502 count %v", got)
 	}
 }

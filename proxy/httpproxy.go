@@ -64,6 +64,9 @@ func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
 			} else {
 				pr.Out.URL.Host = t.pick()
 			}
+			// ReverseProxy drops query parameters it cannot parse (such as
+			// ones with ';'); the app must see the query as sent.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			for _, k := range forwardedHeaders {
 				if v, ok := pr.In.Header[k]; ok {
 					pr.Out.Header[k] = v
@@ -71,7 +74,7 @@ func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
 			}
 		},
 		Transport:     p.transport,
-		FlushInterval: -1,
+		FlushInterval: 0, // streaming (unknown length, SSE, gRPC) responses are flushed per write by ReverseProxy
 		ErrorHandler:  h.proxyError,
 		ErrorLog:      p.errorLog,
 		BufferPool:    p.bufPool,
@@ -157,9 +160,10 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, b3 := extractTrace(r.Context(), r.Header)
 	var span trace.Span
 	if p.tracing {
-		ctx, span = p.tel.tracer.Start(ctx, spanName(r.Method, k.route), trace.WithSpanKind(h.t.spanKind), trace.WithTimestamp(start))
+		ctx, span = p.tel.tracer.Start(ctx, h.spanName(r.Method, k.route), trace.WithSpanKind(h.t.spanKind), trace.WithTimestamp(start))
 		if span.IsRecording() {
-			span.SetAttributes(
+			var buf [16]attribute.KeyValue // one SetAttributes call, no slice growth
+			attrs := append(buf[:0],
 				attribute.String("http.request.method", r.Method),
 				attribute.String("url.path", r.URL.Path),
 				attribute.String("url.scheme", schemeOf(r)),
@@ -173,14 +177,15 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				attribute.String("mesh.protocol", k.protocol),
 			)
 			if k.route != routeUnmatched {
-				span.SetAttributes(attribute.String("http.route", k.route))
+				attrs = append(attrs, attribute.String("http.route", k.route))
 			}
 			if ua := r.UserAgent(); ua != "" {
-				span.SetAttributes(attribute.String("user_agent.original", ua))
+				attrs = append(attrs, attribute.String("user_agent.original", ua))
 			}
 			if h.t.kind == "inbound" {
-				span.SetAttributes(attribute.String("client.address", hostOnly(r.RemoteAddr)))
+				attrs = append(attrs, attribute.String("client.address", hostOnly(r.RemoteAddr)))
 			}
+			span.SetAttributes(attrs...)
 		}
 	}
 	if !p.cfg.Telemetry.NoTraceHeaders {
@@ -218,6 +223,9 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 	case rec.errCode != 0:
 		code = rec.errCode
 		reason = rec.errReason
+	case panicked != nil && r.Context().Err() == nil:
+		code = statusUpstreamConnect
+		reason = "upstream response aborted before it completed"
 	case panicked != nil || (r.Context().Err() != nil && code == 0):
 		code = statusClientGone
 		reason = "client gone before the response completed"
@@ -225,9 +233,6 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 		code = http.StatusSwitchingProtocols
 	case code == 0:
 		code = http.StatusOK
-	}
-	if panicked != nil && rec.status != 0 && r.Context().Err() == nil {
-		reason = "response copy aborted"
 	}
 	k.statusCode = statusLabel(code)
 	failed := code >= 500 || code == statusClientGone || panicked != nil
@@ -260,17 +265,19 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 	}
 	if span != nil {
 		if span.IsRecording() {
-			span.SetAttributes(attribute.Int("http.response.status_code", code))
+			var buf [3]attribute.KeyValue
+			attrs := append(buf[:0], attribute.Int("http.response.status_code", code))
 			if k.grpcStatus != "" {
-				span.SetAttributes(attribute.String("rpc.grpc.status_code", k.grpcStatus))
+				attrs = append(attrs, attribute.String("rpc.grpc.status_code", k.grpcStatus))
 			}
 			if failed {
 				if reason == "" {
 					reason = "HTTP " + k.statusCode
 				}
-				span.SetAttributes(attribute.String("error.type", errorType(code, k.grpcStatus)))
+				attrs = append(attrs, attribute.String("error.type", errorType(code, k.grpcStatus)))
 				span.SetStatus(codes.Error, reason)
 			}
+			span.SetAttributes(attrs...)
 		}
 		span.End(trace.WithTimestamp(start.Add(elapsed)))
 	}
@@ -291,11 +298,11 @@ func errorType(code int, grpc string) string {
 	return statusLabel(code)
 }
 
-func spanName(method, route string) string {
+func (h *httpHandler) spanName(method, route string) string {
 	if route == routeUnmatched {
 		return method
 	}
-	return method + " " + route
+	return h.p.routes.spanName(method, route)
 }
 
 func schemeOf(r *http.Request) string {

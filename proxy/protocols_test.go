@@ -466,3 +466,48 @@ func startTLSApp(t *testing.T, certFile, keyFile string) string {
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()
 }
+
+// TestGRPCSlowStreamNotTimedOut: a stream whose server sends headers only
+// with a late first message is not cut by response_timeout.
+func TestGRPCSlowStreamNotTimedOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		var req healthpb.HealthCheckRequest
+		if err := stream.RecvMsg(&req); err != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond) // longer than response_timeout
+		return stream.SendMsg(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING})
+	}))
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(s.Stop)
+	cfg := baseConfig("slowgrpc")
+	cfg.ResponseTimeout = Duration(100 * time.Millisecond)
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "watcher", Addrs: []string{ln.Addr().String()}}}
+	p := startProxy(t, cfg)
+	cc, err := grpc.NewClient(p.ListenAddrs()[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/slow.Watcher/Watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SendMsg(&healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.CloseSend()
+	var resp healthpb.HealthCheckResponse
+	if err := st.RecvMsg(&resp); err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("stream: %v %v", &resp, err)
+	}
+	if got := p.waitValue(t, "mesh_requests_total", map[string]string{"protocol": "grpc", "grpc_status": "OK", "outcome": "success"}, 1); got != 1 {
+		t.Errorf("recorded %v", got)
+	}
+}

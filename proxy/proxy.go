@@ -41,6 +41,7 @@ type Proxy struct {
 
 	transport http.RoundTripper
 	h1, h2c   *http.Transport
+	grpc      *http.Transport
 	dialer    *net.Dialer
 	errorLog  *log.Logger
 	bufPool   *bufferPool
@@ -122,12 +123,14 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 		Protocols:             new(http.Protocols),
 	}
 	p.h2c.Protocols.SetUnencryptedHTTP2(true)
-	p.transport = protoSwitch{h1: p.h1, h2: p.h2c}
+	// gRPC carries its own deadline (grpc-timeout) and servers may send
+	// response headers only with the first message of a long stream, so the
+	// response-header timeout does not apply to it.
+	p.grpc = p.h2c.Clone()
+	p.grpc.ResponseHeaderTimeout = 0
+	p.transport = protoSwitch{h1: p.h1, h2: p.h2c, grpc: p.grpc}
 
-	p.tel, err = newTelemetry(context.Background(), &cfg, reg, p.self, logger)
-	if err != nil {
-		return nil, err
-	}
+	p.tel = newTelemetry(&cfg, reg, p.self, logger)
 	if err := p.bind(); err != nil {
 		p.closeListeners()
 		_ = p.tel.shutdown(context.Background())
@@ -138,10 +141,13 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 
 // protoSwitch sends HTTP/2 requests (h2c, gRPC) over HTTP/2 prior
 // knowledge and everything else over HTTP/1.1.
-type protoSwitch struct{ h1, h2 http.RoundTripper }
+type protoSwitch struct{ h1, h2, grpc http.RoundTripper }
 
 func (s protoSwitch) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.ProtoMajor == 2 {
+		if isGRPC(r) {
+			return s.grpc.RoundTrip(r)
+		}
 		return s.h2.RoundTrip(r)
 	}
 	return s.h1.RoundTrip(r)
@@ -296,6 +302,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
+	p.grpc.CloseIdleConnections()
 	return runErr
 }
 

@@ -87,16 +87,34 @@ func (rt *routeTemplate) match(path string) bool {
 
 // routeTable matches a path against declared templates in order; the first
 // match wins.
-type routeTable struct{ templates []routeTemplate }
+type routeTable struct {
+	templates []routeTemplate
+	names     map[methodRoute]string // span names of common methods, built once
+}
+
+type methodRoute struct{ method, route string }
+
+var commonMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// spanName returns "METHOD ROUTE" without allocating for common methods.
+func (rt *routeTable) spanName(method, route string) string {
+	if n, ok := rt.names[methodRoute{method, route}]; ok {
+		return n
+	}
+	return method + " " + route
+}
 
 func newRouteTable(ts []string) (*routeTable, error) {
-	rt := &routeTable{}
+	rt := &routeTable{names: map[methodRoute]string{}}
 	for _, t := range ts {
 		p, err := parseRouteTemplate(t)
 		if err != nil {
 			return nil, err
 		}
 		rt.templates = append(rt.templates, p)
+		for _, m := range commonMethods {
+			rt.names[methodRoute{m, t}] = m + " " + t
+		}
 	}
 	return rt, nil
 }

@@ -10,28 +10,20 @@ import (
 	"sync"
 	"time"
 
-	promBridge "go.opentelemetry.io/contrib/bridges/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // telemetry owns the tracer and the exporters that ship spans and metrics.
 type telemetry struct {
-	tracer   trace.Tracer
-	tp       *sdktrace.TracerProvider // nil when tracing is disabled
-	spans    *boundedSpanProcessor    // nil without a collector
-	mp       *metric.MeterProvider    // nil without a collector
-	timeout  time.Duration
-	resource *resource.Resource
+	tracer  trace.Tracer
+	tp      *sdktrace.TracerProvider // nil when tracing is disabled
+	spans   *boundedSpanProcessor    // nil without a collector
+	pusher  *metricPusher            // nil without a collector
+	timeout time.Duration
 }
 
 func newInstanceID() string {
@@ -40,32 +32,25 @@ func newInstanceID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func newTelemetry(ctx context.Context, cfg *Config, gatherer prometheus.Gatherer, self *selfMetrics, logger *slog.Logger) (*telemetry, error) {
+func newTelemetry(cfg *Config, gatherer prometheus.Gatherer, self *selfMetrics, logger *slog.Logger) *telemetry {
 	tc := cfg.Telemetry
 	t := &telemetry{timeout: time.Duration(tc.ExportTimeout)}
-	t.resource = resource.NewSchemaless(
+	res := []attribute.KeyValue{
 		attribute.String("service.name", cfg.Service),
 		attribute.String("service.version", cfg.Version),
 		attribute.String("service.instance.id", newInstanceID()),
 		attribute.String("meshscope.proxy.mode", cfg.Mode),
-	)
+		attribute.String("telemetry.sdk.name", "meshscope-proxy"),
+		attribute.String("telemetry.sdk.language", "go"),
+	}
 	if tc.DisableTracing {
 		t.tracer = noop.NewTracerProvider().Tracer("meshscope-proxy")
 	} else {
 		opts := []sdktrace.TracerProviderOption{
-			sdktrace.WithResource(t.resource),
 			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tc.SampleRatio))),
 		}
 		if tc.Collector != "" {
-			exp, err := otlptracegrpc.New(ctx,
-				otlptracegrpc.WithEndpoint(tc.Collector),
-				otlptracegrpc.WithInsecure(),
-				otlptracegrpc.WithTimeout(t.timeout),
-				otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
-			)
-			if err != nil {
-				return nil, fmt.Errorf("telemetry.collector %s: span exporter: %w", tc.Collector, err)
-			}
+			exp := &otlpSpanExporter{c: newOTLPClient(tc.Collector, t.timeout), res: res}
 			t.spans = newBoundedSpanProcessor(exp, tc.SpanQueueSize, tc.SpanBatchSize,
 				time.Duration(tc.SpanFlushInterval), t.timeout, self, logger)
 			opts = append(opts, sdktrace.WithSpanProcessor(t.spans))
@@ -74,23 +59,10 @@ func newTelemetry(ctx context.Context, cfg *Config, gatherer prometheus.Gatherer
 		t.tracer = t.tp.Tracer("meshscope-proxy")
 	}
 	if tc.Collector != "" {
-		exp, err := otlpmetricgrpc.New(ctx,
-			otlpmetricgrpc.WithEndpoint(tc.Collector),
-			otlpmetricgrpc.WithInsecure(),
-			otlpmetricgrpc.WithTimeout(t.timeout),
-			otlpmetricgrpc.WithRetry(otlpmetricgrpc.RetryConfig{Enabled: false}),
-		)
-		if err != nil {
-			return nil, fmt.Errorf("telemetry.collector %s: metric exporter: %w", tc.Collector, err)
-		}
-		reader := metric.NewPeriodicReader(&countingMetricExporter{Exporter: exp, self: self, logger: logger},
-			metric.WithInterval(time.Duration(tc.PushInterval)),
-			metric.WithTimeout(t.timeout),
-			metric.WithProducer(promBridge.NewMetricProducer(promBridge.WithGatherer(gatherer))),
-		)
-		t.mp = metric.NewMeterProvider(metric.WithReader(reader), metric.WithResource(t.resource))
+		t.pusher = newMetricPusher(newOTLPClient(tc.Collector, t.timeout), gatherer, res,
+			time.Duration(tc.PushInterval), t.timeout, self, logger)
 	}
-	return t, nil
+	return t
 }
 
 // shutdown flushes pending spans and pushes metrics one last time.
@@ -101,38 +73,99 @@ func (t *telemetry) shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("flush spans: %w", err))
 		}
 	}
-	if t.mp != nil {
-		if err := t.mp.Shutdown(ctx); err != nil {
+	if t.pusher != nil {
+		if err := t.pusher.shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush metrics: %w", err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// countingMetricExporter counts metric export failures and swallows them,
-// so a missing collector is visible in self-metrics instead of log noise.
-type countingMetricExporter struct {
-	metric.Exporter
-	self   *selfMetrics
-	logger *slog.Logger
-	mu     sync.Mutex
-	last   time.Time
+// rateLimitedWarn logs at most once a minute.
+type rateLimitedWarn struct {
+	mu   sync.Mutex
+	last time.Time
 }
 
-func (e *countingMetricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
-	if err := e.Exporter.Export(ctx, rm); err != nil {
-		e.self.exportErrors.WithLabelValues("metrics").Inc()
-		e.self.droppedMetrics.Inc()
-		e.mu.Lock()
-		if time.Since(e.last) > time.Minute {
-			e.last = time.Now()
-			e.logger.Warn("metric export to collector failed (dropped; next warning in 1m)", "err", err)
-		}
-		e.mu.Unlock()
-		return nil
+func (r *rateLimitedWarn) warn(logger *slog.Logger, msg string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.last) < time.Minute {
+		return
 	}
-	e.self.exported.WithLabelValues("metrics").Inc()
+	r.last = time.Now()
+	logger.Warn(msg+" (dropped; next warning in 1m)", args...)
+}
+
+// metricPusher gathers the registry every interval and pushes it to the
+// collector as one OTLP metrics export. A failed push is counted and
+// dropped; the next push carries the cumulative values again.
+type metricPusher struct {
+	c        *otlpClient
+	gatherer prometheus.Gatherer
+	res      []attribute.KeyValue
+	interval time.Duration
+	timeout  time.Duration
+	self     *selfMetrics
+	logger   *slog.Logger
+	start    time.Time
+	warn     rateLimitedWarn
+	buf      []byte
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+}
+
+func newMetricPusher(c *otlpClient, g prometheus.Gatherer, res []attribute.KeyValue, interval, timeout time.Duration, self *selfMetrics, logger *slog.Logger) *metricPusher {
+	m := &metricPusher{c: c, gatherer: g, res: res, interval: interval, timeout: timeout, self: self, logger: logger,
+		start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	go m.loop()
+	return m
+}
+
+func (m *metricPusher) loop() {
+	defer close(m.done)
+	tick := time.NewTicker(m.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+			_ = m.push(ctx)
+			cancel()
+		case <-m.stop:
+			return
+		}
+	}
+}
+
+func (m *metricPusher) push(ctx context.Context) error {
+	mfs, err := m.gatherer.Gather()
+	if err != nil && len(mfs) == 0 {
+		return err
+	}
+	m.buf = encodeMetricsRequest(m.buf, m.res, mfs, m.start, time.Now())
+	if err := m.c.call(ctx, otlpMetricsPath, m.buf); err != nil {
+		m.self.exportErrors.WithLabelValues("metrics").Inc()
+		m.self.droppedMetrics.Inc()
+		m.warn.warn(m.logger, "metric export to collector failed", "err", err)
+		return err
+	}
+	m.self.exported.WithLabelValues("metrics").Inc()
 	return nil
+}
+
+// shutdown stops the loop and pushes once more, bounded by ctx.
+func (m *metricPusher) shutdown(ctx context.Context) error {
+	m.once.Do(func() { close(m.stop) })
+	select {
+	case <-m.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	err := m.push(ctx)
+	m.c.close()
+	return err
 }
 
 // boundedSpanProcessor queues finished spans in a bounded channel and
@@ -150,7 +183,7 @@ type boundedSpanProcessor struct {
 	stop     chan struct{}
 	done     chan struct{}
 	once     sync.Once
-	lastWarn time.Time
+	warn     rateLimitedWarn
 }
 
 func newBoundedSpanProcessor(exp sdktrace.SpanExporter, queue, batch int, interval, timeout time.Duration, self *selfMetrics, logger *slog.Logger) *boundedSpanProcessor {
@@ -218,10 +251,7 @@ func (p *boundedSpanProcessor) export(buf []sdktrace.ReadOnlySpan) []sdktrace.Re
 	if err != nil {
 		p.self.exportErrors.WithLabelValues("spans").Inc()
 		p.self.droppedSpans.Add(float64(len(buf)))
-		if time.Since(p.lastWarn) > time.Minute {
-			p.lastWarn = time.Now()
-			p.logger.Warn("span export to collector failed (dropped; next warning in 1m)", "spans", len(buf), "err", err)
-		}
+		p.warn.warn(p.logger, "span export to collector failed", "spans", len(buf), "err", err)
 	} else {
 		p.self.exported.WithLabelValues("spans").Add(float64(len(buf)))
 	}

@@ -255,27 +255,14 @@ func TestSlowClientDropped(t *testing.T) {
 	key := streamKey{time.Minute, ViewService}
 	slow := h.subscribe(key)
 	fast := h.subscribe(key)
-	got := make(chan int)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-fast.send:
-				n++
-			case <-fast.done:
-				got <- n
-				return
-			}
-		}
-	}()
+	n := 0
 	for i := range 10 {
 		g := &Graph{At: at(i), Nodes: []Node{{ID: "a", Stats: Stats{RPS: float64(i)}}}, Edges: []Edge{}}
 		h.publish(key, g) // must never block on the slow client
-		if i == 5 {
-			// Let the fast reader catch up so only the slow one overflows.
-			for len(fast.send) > 0 {
-				time.Sleep(time.Millisecond)
-			}
+		// The fast client keeps up: it reads every frame at once.
+		for len(fast.send) > 0 {
+			<-fast.send
+			n++
 		}
 	}
 	select {
@@ -283,15 +270,20 @@ func TestSlowClientDropped(t *testing.T) {
 	default:
 		t.Fatal("slow client not dropped")
 	}
+	select {
+	case <-fast.done:
+		t.Fatal("fast client dropped")
+	default:
+	}
 	if !slow.slow.Load() || testutil.ToFloat64(dropped) != 1 || testutil.ToFloat64(clients) != 1 {
 		t.Errorf("slow=%v dropped=%v clients=%v", slow.slow.Load(), testutil.ToFloat64(dropped), testutil.ToFloat64(clients))
 	}
-	for len(fast.send) > 0 {
-		time.Sleep(time.Millisecond)
+	if n != 10 {
+		t.Errorf("fast client got %d frames, want 10", n)
 	}
 	h.closeAll()
-	if n := <-got; n != 10 {
-		t.Errorf("fast client got %d frames, want 10", n)
+	if testutil.ToFloat64(clients) != 0 {
+		t.Errorf("clients after closeAll = %v", testutil.ToFloat64(clients))
 	}
 }
 
@@ -325,5 +317,51 @@ func TestRunServesAndShutsDown(t *testing.T) {
 			t.Errorf("after shutdown: %v, want close 1001", err)
 		}
 		break
+	}
+}
+
+// A real WebSocket client that stops reading is dropped once its queue is
+// full, and the builder side never blocks on it.
+func TestStreamSlowWebSocketClientDropped(t *testing.T) {
+	top, _, reg := newTestTopology(t, Config{StreamBuffer: 1})
+	srv := serve(t, top)
+	c, _, err := websocket.DefaultDialer.Dial(wsURL(srv, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitClients(t, top, 1)
+	key := streamKey{time.Minute, ViewService}
+	big := func(i int) *Graph {
+		g := &Graph{At: at(i), Window: "1m", View: ViewService, Edges: []Edge{}}
+		for n := range 5000 {
+			g.Nodes = append(g.Nodes, Node{ID: strings.Repeat("n", 100) + string(rune('a'+n%26)) + time.Duration(n).String(), Stats: Stats{RPS: float64(i)}})
+		}
+		return g
+	}
+	dropped := false
+	for i := 0; i < 2000 && !dropped; i++ {
+		top.hub.publish(key, big(i)) // the client reads nothing
+		dropped = testutil.ToFloat64(top.hub.dropped) == 1
+	}
+	if !dropped {
+		t.Fatal("a client that does not read was never dropped")
+	}
+	waitClients(t, top, 0)
+	// The client finds the close frame after the frames that were sent.
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code != websocket.CloseTryAgainLater {
+			t.Errorf("close = %v, want 1013", err)
+		}
+		break
+	}
+	if n, err := testutil.GatherAndCount(reg, "meshscope_topology_stream_dropped_clients_total"); err != nil || n != 1 {
+		t.Errorf("dropped metric: %d %v", n, err)
 	}
 }

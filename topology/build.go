@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -115,6 +117,12 @@ func windowString(w time.Duration) string { return model.Duration(w).String() }
 // query runs one instant query and hands each sample to fn before the
 // result's memory is released.
 func (b *builder) query(ctx context.Context, qs string, at time.Time, fn func(promql.Sample)) error {
+	return b.queryKinds(ctx, qs, at, false, fn)
+}
+
+// queryKinds is query; native histogram samples are passed on only when
+// hist is set (float samples are then skipped).
+func (b *builder) queryKinds(ctx context.Context, qs string, at time.Time, hist bool, fn func(promql.Sample)) error {
 	qry, err := b.engine.NewInstantQuery(ctx, b.q, nil, qs, at)
 	if err != nil {
 		return fmt.Errorf("query %q: %w", qs, err)
@@ -129,6 +137,12 @@ func (b *builder) query(ctx context.Context, qs string, at time.Time, fn func(pr
 		return fmt.Errorf("query %q: %w", qs, err)
 	}
 	for _, s := range vec {
+		if hist {
+			if s.H != nil {
+				fn(s)
+			}
+			continue
+		}
 		if s.H != nil || math.IsNaN(s.F) || math.IsInf(s.F, 0) {
 			continue
 		}
@@ -200,66 +214,31 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 			st.bytes += s.F
 		}
 	}
-	type step struct {
-		qs string
-		fn func(promql.Sample)
-	}
-	steps := []step{
-		{fmt.Sprintf("sum by (%s, outcome) (rate(%s[%s]))", meshBy, metricRequests, w), func(s promql.Sample) {
-			if st := meshStats(s); st != nil {
-				addRate(s, st, s.Metric.Get("outcome") == "failure")
-			}
-		}},
-		{fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", meshBy, metricDuration, w), func(s promql.Sample) {
-			st := meshStats(s)
+	latFn := func(stats func(promql.Sample) *fineStats, client bool) func(promql.Sample) {
+		return func(s promql.Sample) {
+			st := stats(s)
 			v, ok := le(s)
 			if st == nil || !ok {
 				return
 			}
+			target := &st.lat
+			if client {
+				target = &st.clientLat
+			}
+			if *target == nil {
+				*target = buckets{}
+			}
+			(*target)[v] += s.F
+		}
+	}
+	nativeFn := func(s promql.Sample) {
+		if st := meshStats(s); st != nil {
 			if st.lat == nil {
 				st.lat = buckets{}
 			}
-			st.lat[v] += s.F
-		}},
-		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", meshBy, metricReqBytes, w), addBytes},
-		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", meshBy, metricRespBytes, w), addBytes},
-		{fmt.Sprintf("max by (service, version, mode) (last_over_time(%s[%s]))", metricProxyInfo, w), func(s promql.Sample) {
-			l := s.Metric
-			if svc := l.Get("service"); svc != "" {
-				raw.proxies = append(raw.proxies, proxyInfo{svc, orUnknown(l.Get("version")), l.Get("mode")})
-			}
-		}},
-		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricRequests, w), func(s promql.Sample) {
-			addRate(s, spanStats(s), false)
-		}},
-		{fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricFailed, w), func(s promql.Sample) {
-			spanStats(s).fail += s.F
-		}},
-		{fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricServer, w), func(s promql.Sample) {
-			st := spanStats(s)
-			if v, ok := le(s); ok {
-				if st.lat == nil {
-					st.lat = buckets{}
-				}
-				st.lat[v] += s.F
-			}
-		}},
-		{fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricClient, w), func(s promql.Sample) {
-			st := spanStats(s)
-			if v, ok := le(s); ok {
-				if st.clientLat == nil {
-					st.clientLat = buckets{}
-				}
-				st.clientLat[v] += s.F
-			}
-		}},
-	}
-	for _, st := range steps {
-		if err := b.query(ctx, st.qs, at, st.fn); err != nil {
-			return nil, err
+			st.lat.addNative(s.H)
 		}
 	}
-
 	// Series with a single sample in the window have no rate yet (a brand-new
 	// edge: the first push of a cumulative counter). They make the edge
 	// appear at once; if the series has no sample before the window either,
@@ -272,30 +251,128 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 		return fmt.Sprintf("sum by (%s) ((last_over_time(%s[%s]) unless rate(%s[%s])) unless present_over_time(%s[%s] offset %s))",
 			by, metric, w, metric, w, metric, w, w)
 	}
-	for _, m := range []struct {
-		metric, by string
-		stats      func(promql.Sample) *fineStats
-		failed     func(promql.Sample) bool
-	}{
-		{metricRequests, meshBy + ", outcome", meshStats, func(s promql.Sample) bool { return s.Metric.Get("outcome") == "failure" }},
-		{spanMetricRequests, spanBy, spanStats, func(promql.Sample) bool { return false }},
-	} {
-		n := 0
-		if err := b.query(ctx, single(m.metric, m.by), at, func(s promql.Sample) { m.stats(s); n++ }); err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			continue
-		}
-		if err := b.query(ctx, fresh(m.metric, m.by), at, func(s promql.Sample) {
-			if st := m.stats(s); st != nil {
-				addRate(promql.Sample{F: s.F / secs}, st, m.failed(s))
+	var singleMesh, singleSpans int
+	isFailure := func(s promql.Sample) bool { return s.Metric.Get("outcome") == "failure" }
+
+	// Phase 1: requests (which edges exist, from which sides), proxies, spans.
+	if err := b.runAll(ctx, at, []querySpec{
+		{qs: fmt.Sprintf("sum by (%s, outcome) (rate(%s[%s]))", meshBy, metricRequests, w), fn: func(s promql.Sample) {
+			if st := meshStats(s); st != nil {
+				addRate(s, st, isFailure(s))
 			}
-		}); err != nil {
-			return nil, err
+		}},
+		{qs: single(metricRequests, meshBy+", outcome"), fn: func(s promql.Sample) { meshStats(s); singleMesh++ }},
+		{qs: fmt.Sprintf("max by (service, version, mode) (last_over_time(%s[%s]))", metricProxyInfo, w), fn: func(s promql.Sample) {
+			l := s.Metric
+			if svc := l.Get("service"); svc != "" {
+				raw.proxies = append(raw.proxies, proxyInfo{svc, orUnknown(l.Get("version")), l.Get("mode")})
+			}
+		}},
+		{qs: fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricRequests, w), fn: func(s promql.Sample) { addRate(s, spanStats(s), false) }},
+		{qs: fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricFailed, w), fn: func(s promql.Sample) { spanStats(s).fail += s.F }},
+		{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricServer, w), fn: latFn(spanStats, false)},
+		{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricClient, w), fn: latFn(spanStats, true)},
+		{qs: single(spanMetricRequests, spanBy), fn: func(s promql.Sample) { spanStats(s); singleSpans++ }},
+	}); err != nil {
+		return nil, err
+	}
+
+	// Phase 2: latency and bytes of the side the graph uses. Every inbound
+	// report is used; outbound reports only for pairs no inbound report
+	// covers, selected by destination so that the (many) bucket series of
+	// calls both proxies report are read once.
+	inbound := map[[2]string]bool{}
+	for k := range raw.mesh[dirIn] {
+		inbound[[2]string{k.src, k.dst}] = true
+	}
+	outDst := map[string]bool{}
+	for k := range raw.mesh[dirOut] {
+		if !inbound[[2]string{k.src, k.dst}] {
+			outDst[k.dst] = true
 		}
 	}
+	sels := []string{`direction="inbound"`}
+	if len(outDst) > 0 {
+		alts := make([]string, 0, len(outDst))
+		for _, d := range sortedKeys(outDst) {
+			if d == unknownVersion {
+				alts = append(alts, "")
+			}
+			alts = append(alts, regexp.QuoteMeta(d))
+		}
+		sels = append(sels, fmt.Sprintf(`direction="outbound", destination_service=~%q`, strings.Join(alts, "|")))
+	}
+	var specs []querySpec
+	for _, sel := range sels {
+		specs = append(specs,
+			querySpec{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket{%s}[%s]))", meshBy, metricDuration, sel, w), fn: latFn(meshStats, false)},
+			// Proxies export classic buckets (docs/metrics.md); a store that
+			// keeps the duration as a native histogram is read too.
+			querySpec{qs: fmt.Sprintf("sum by (%s) (rate(%s{%s}[%s]))", meshBy, metricDuration, sel, w), hist: true, fn: nativeFn},
+			querySpec{qs: fmt.Sprintf("sum by (%s) (rate(%s{%s}[%s]))", meshBy, metricReqBytes, sel, w), fn: addBytes},
+			querySpec{qs: fmt.Sprintf("sum by (%s) (rate(%s{%s}[%s]))", meshBy, metricRespBytes, sel, w), fn: addBytes},
+		)
+	}
+	if singleMesh > 0 {
+		specs = append(specs, querySpec{qs: fresh(metricRequests, meshBy+", outcome"), fn: func(s promql.Sample) {
+			if st := meshStats(s); st != nil {
+				addRate(promql.Sample{F: s.F / secs}, st, isFailure(s))
+			}
+		}})
+	}
+	if singleSpans > 0 {
+		specs = append(specs, querySpec{qs: fresh(spanMetricRequests, spanBy), fn: func(s promql.Sample) {
+			addRate(promql.Sample{F: s.F / secs}, spanStats(s), false)
+		}})
+	}
+	if err := b.runAll(ctx, at, specs); err != nil {
+		return nil, err
+	}
 	return raw, nil
+}
+
+// querySpec is one instant query of a build and what to do with each of
+// its samples.
+type querySpec struct {
+	qs   string
+	hist bool // pass native histogram samples instead of floats
+	fn   func(promql.Sample)
+}
+
+// buildConcurrency is how many queries of one build run at once.
+const buildConcurrency = 2
+
+// runAll evaluates the queries concurrently, then hands their samples to
+// the specs' functions one query after the other, in order.
+func (b *builder) runAll(ctx context.Context, at time.Time, specs []querySpec) error {
+	results := make([][]promql.Sample, len(specs))
+	errs := make([]error, len(specs))
+	sem := make(chan struct{}, buildConcurrency)
+	var wg sync.WaitGroup
+	for i, sp := range specs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = b.queryKinds(ctx, sp.qs, at, sp.hist, func(s promql.Sample) {
+				if s.H != nil {
+					s.H = s.H.Copy()
+				}
+				results[i] = append(results[i], s)
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, sp := range specs {
+		for _, s := range results[i] {
+			sp.fn(s)
+		}
+	}
+	return nil
 }
 
 func orUnknown(s string) string {
@@ -366,7 +443,7 @@ func assemble(raw *rawData) *assembled {
 		a.proxies[p.service] = true
 		a.modes[p.service] = append(a.modes[p.service], p.mode)
 		key := [2]string{p.service, p.version}
-		if a.verModes[key] != ModeEnforce {
+		if m, ok := a.verModes[key]; !ok || m == ModeEnforce { // enforce only if every proxy enforces
 			a.verModes[key] = normMode(p.mode)
 		}
 		addVersion(p.service, p.version)

@@ -4,4 +4,10 @@
 // serves it as JSON and as a WebSocket stream of snapshot + diffs.
 //
 // graph.go holds the wire contract shared with the UI and the CLI.
+// build.go turns the golden metrics (and the span-derived series) of one
+// window into a graph with the PromQL engine; pairing.go is the span sink
+// that pairs client and server spans into span-derived series appended to
+// the same store; stream.go and diff.go fan graphs out to stream clients;
+// topology.go wires them into the component (New, Run, RegisterRoutes,
+// ConsumeSpans). The formats and rules are documented in docs/topology.md.
 package topology

@@ -3,6 +3,8 @@ package topology
 import (
 	"math"
 	"sort"
+
+	"github.com/prometheus/prometheus/model/histogram"
 )
 
 // buckets maps a classic histogram bucket's upper bound (le) to its rate.
@@ -59,4 +61,25 @@ func (b buckets) quantile(q float64) float64 {
 		return upper
 	}
 	return lower + (upper-lower)*((rank-prev)/(counts[i]-prev))
+}
+
+// addNative adds a native histogram's positive buckets as cumulative
+// classic buckets (upper bound -> count of observations up to it).
+func (b buckets) addNative(h *histogram.FloatHistogram) {
+	if h == nil {
+		return
+	}
+	cum := h.ZeroCount
+	if h.ZeroCount > 0 {
+		b[h.ZeroThreshold] += cum
+	}
+	for it := h.PositiveBucketIterator(); it.Next(); {
+		bk := it.At()
+		if math.IsInf(bk.Upper, 1) {
+			break // counted below as Count
+		}
+		cum += bk.Count
+		b[bk.Upper] += cum
+	}
+	b[math.Inf(1)] += h.Count
 }

@@ -43,7 +43,12 @@ type Topology struct {
 
 	mu   sync.Mutex
 	live map[time.Duration]*liveGraphs
+
+	onDemand chan struct{} // bounds concurrent builds for API requests
 }
+
+// maxOnDemandBuilds bounds concurrent graph builds for API requests.
+const maxOnDemandBuilds = 2
 
 type liveGraphs struct {
 	builtAt time.Time
@@ -71,6 +76,8 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 		logger: logger,
 		now:    time.Now,
 		live:   map[time.Duration]*liveGraphs{},
+
+		onDemand: make(chan struct{}, maxOnDemandBuilds),
 		buildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "meshscope_topology_build_seconds",
 			Help:    "Time to build the graph of one window (all PromQL queries and assembly).",
@@ -151,10 +158,16 @@ func (t *Topology) assemble(ctx context.Context, at time.Time, window time.Durat
 // Run rebuilds the live graphs every BuildInterval, feeds the stream and
 // flushes the span pairing sink, until ctx is cancelled.
 func (t *Topology) Run(ctx context.Context) error {
-	tick := time.NewTicker(t.cfg.BuildInterval)
-	defer tick.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
 	for {
+		start := time.Now()
 		t.step(ctx)
+		// When a build takes longer than the interval, wait as long as it
+		// took, so the builder leaves at least half a core to the rest.
+		took := time.Since(start)
+		timer.Reset(max(t.cfg.BuildInterval-took, took))
 		select {
 		case <-ctx.Done():
 			t.hub.closeAll()
@@ -165,7 +178,7 @@ func (t *Topology) Run(ctx context.Context) error {
 				t.logger.Warn("flushing span-derived series", "err", err)
 			}
 			return nil
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
 }
@@ -293,7 +306,14 @@ func (t *Topology) handleGraph(w http.ResponseWriter, r *http.Request) {
 	if g == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), t.cfg.QueryTimeout)
 		defer cancel()
+		select {
+		case t.onDemand <- struct{}{}:
+		case <-ctx.Done():
+			writeError(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("waiting for a graph build slot: %w", ctx.Err()))
+			return
+		}
 		g, err = t.Graph(ctx, at, window, view)
+		<-t.onDemand
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
 				writeError(w, http.StatusServiceUnavailable, "timeout", err)

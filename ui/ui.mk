@@ -1,1 +1,53 @@
-# UI targets (owned by ui/).
+# UI targets (owned by ui/). The front end lives in ui/web (npm, lockfile
+# committed); esbuild bundles it into ui/dist, which the Go package ui embeds.
+# Browser tests drive Debian's Chromium through playwright-core (no browser
+# download).
+
+NPM      ?= npm
+CHROMIUM ?= /usr/bin/chromium
+UI_SRC   := $(shell find ui/web/src -type f 2>/dev/null) ui/web/build.mjs
+# Where the browser tests point: "fixture" (recorded API shapes, fast) or
+# "demo" (bin/meshscope demo on free ports).
+UI_TEST_TARGET ?= fixture
+
+.PHONY: ui-build ui-deps ui-test ui-test-demo ui-screenshots ui-bench
+
+BUILD_DEPS += ui-build
+TEST_DEPS  += ui-deps
+TEST_EXTRA += ui-test
+
+# npm ci only when the lockfile changed (npm writes node_modules/.package-lock.json).
+ui/web/node_modules/.package-lock.json: ui/web/package-lock.json ui/web/package.json
+	@command -v node >/dev/null || { echo "ui: node is missing (Node.js >= 18 and npm are needed to build the UI; on Debian: apt-get install -y nodejs npm)"; exit 1; }
+	cd ui/web && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+ui/dist/index.html: ui/web/node_modules/.package-lock.json $(UI_SRC)
+	cd ui/web && node build.mjs
+
+ui-build: ui/dist/index.html
+
+ui-deps:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "ui-deps: installing Debian's chromium"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else \
+	    echo "ui-deps: $(CHROMIUM) is missing; as root run: apt-get update && apt-get install -y chromium"; exit 1; \
+	  fi; \
+	fi
+
+ui-test: ui-build ui-deps
+	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=$(UI_TEST_TARGET) node --test --test-concurrency=1 test/*.test.mjs
+
+# The same browser tests against the real `bin/meshscope demo`.
+ui-test-demo: ui-deps
+	$(MAKE) build
+	$(MAKE) ui-test UI_TEST_TARGET=demo
+
+# Copies one screenshot per page from the last browser test run into docs/.
+ui-screenshots:
+	@test -f ui/test-artifacts/topology.png || { echo "ui-screenshots: run make ui-test first"; exit 1; }
+	mkdir -p docs/screenshots
+	cp ui/test-artifacts/topology.png ui/test-artifacts/topology-node-panel.png ui/test-artifacts/services.png \
+	   ui/test-artifacts/traces-search.png ui/test-artifacts/trace-waterfall.png docs/screenshots/

@@ -31,7 +31,7 @@ func TestParseOptions(t *testing.T) {
 			}
 		}, ""},
 		{"quick", []string{"-quick"}, func(t *testing.T, o options) {
-			if !reflect.DeepEqual(o.rates, []float64{1000, 2000}) || o.cellDuration(1000) != 4*time.Second {
+			if !reflect.DeepEqual(o.rates, []float64{1000, 2000}) || o.cellDuration(1000) != 2*time.Second {
 				t.Errorf("quick rates %v duration %v", o.rates, o.cellDuration(1000))
 			}
 			if o.inCell("nginx", 2000) || !o.inCell("meshscope", 2000) || !o.inCell("direct", 2000) {

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
@@ -16,11 +21,62 @@ import (
 	"google.golang.org/grpc"
 )
 
+// upstreamChildArg, as the first argument, makes the benchmark binary
+// serve as the upstream process instead of benchmarking.
+const upstreamChildArg = "-upstream-child"
+
 // upstream is the benchmark's application: every request gets a fixed-size
-// response with Content-Length over keep-alive HTTP/1.1.
+// response with Content-Length over keep-alive HTTP/1.1. It runs in its
+// own process, as applications do, so that the direct baseline crosses a
+// process boundary like every proxied request does.
 type upstream struct {
-	srv  *http.Server
+	srv  *http.Server // in-process upstream
+	proc *exec.Cmd    // upstream process
 	addr string
+}
+
+// startUpstreamProcess re-executes the benchmark binary as the upstream
+// and reads the address it listens on from its first output line.
+func startUpstreamProcess(size int) (*upstream, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("upstream process: %w", err)
+	}
+	cmd := exec.Command(self, upstreamChildArg, strconv.Itoa(size))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("upstream process: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("upstream process: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("upstream process did not report its address: %w", err)
+	}
+	return &upstream{proc: cmd, addr: strings.TrimSpace(line)}, nil
+}
+
+// serveUpstreamChild is the upstream process: it prints its address and
+// serves until killed.
+func serveUpstreamChild(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: %s SIZE", upstreamChildArg)
+	}
+	size, err := strconv.Atoi(args[0])
+	if err != nil || size < 0 {
+		return fmt.Errorf("bad size %q", args[0])
+	}
+	u, err := startUpstream(size)
+	if err != nil {
+		return err
+	}
+	fmt.Println(u.addr)
+	select {}
 }
 
 func startUpstream(size int) (*upstream, error) {
@@ -44,7 +100,15 @@ func startUpstream(size int) (*upstream, error) {
 	return u, nil
 }
 
-func (u *upstream) close() { _ = u.srv.Close() }
+func (u *upstream) close() {
+	if u.srv != nil {
+		_ = u.srv.Close()
+	}
+	if u.proc != nil {
+		_ = u.proc.Process.Kill()
+		_ = u.proc.Wait()
+	}
+}
 
 // otlpSink is a do-nothing OTLP gRPC collector that counts what it gets,
 // so the proxy's tracing and metric push run as in production without a

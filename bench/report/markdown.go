@@ -30,15 +30,21 @@ func Markdown(w io.Writer, results []*Result) error {
 		if r.Quick {
 			kind = "quick"
 		}
-		met := 0
+		met, unsure := 0, 0
 		for _, t := range r.Targets {
-			if t.Met {
+			switch {
+			case t.Inconclusive:
+				unsure++
+			case t.Met:
 				met++
 			}
 		}
 		targets := "–"
 		if len(r.Targets) > 0 {
 			targets = fmt.Sprintf("%d of %d", met, len(r.Targets))
+			if unsure > 0 {
+				targets += fmt.Sprintf(" (%d inconclusive)", unsure)
+			}
 		}
 		p("| [%s](#%s) | %s, %s | %s |\n", cell(r.Part), anchor(r.Part), r.Start.UTC().Format("2006-01-02 15:04 MST"), kind, targets)
 	}
@@ -60,7 +66,10 @@ func Markdown(w io.Writer, results []*Result) error {
 			p("\n### Targets\n\n| Target | Goal | Measured | Met | Note |\n|---|---|---|---|---|\n")
 			for _, t := range r.Targets {
 				met := "**missed**"
-				if t.Met {
+				switch {
+				case t.Inconclusive:
+					met = "inconclusive"
+				case t.Met:
 					met = "met"
 				}
 				p("| %s | %s | %s | %s | %s |\n", cell(t.Name), cell(t.Target), cell(t.Measured), met, cell(t.Note))

@@ -73,6 +73,7 @@ func sample(quick bool) *Result {
 	tab.Note("Latency is measured from each request's intended send time.")
 	r.AtMost("added p50 at 1000 rps", 0.35, 0.1, "ms")
 	r.AtLeast("closed-loop throughput vs direct", 0.45, 0.3, "×").Note = "machine shared"
+	r.AtMost("added p99", 0.5, -3, "ms").Inconclusive = true
 	r.Note("The machine was shared; numbers are noisy.")
 	return r
 }
@@ -213,5 +214,17 @@ func TestMarkdownGolden(t *testing.T) {
 func TestShellJoin(t *testing.T) {
 	if got := shellJoin([]string{"-quick", "-what", "a b", "it's"}); got != `-quick -what 'a b' 'it'\''s'` {
 		t.Errorf("shellJoin = %s", got)
+	}
+}
+
+func TestTargetPointerSurvivesLaterTargets(t *testing.T) {
+	r := sample(false)
+	first := r.AtMost("a", 1, 2, "ms")
+	for i := 0; i < 20; i++ {
+		r.AtMost("more", 1, 0, "ms")
+	}
+	first.Note = "why"
+	if r.Targets[3].Note != "why" {
+		t.Errorf("note set through an earlier pointer was lost: %+v", r.Targets[3])
 	}
 }

@@ -43,7 +43,7 @@ type Result struct {
 	// Tables are the measurements, rendered in order.
 	Tables []*Table `json:"tables,omitempty"`
 	// Targets are the goals of the part's issue with what was measured.
-	Targets []Target `json:"targets,omitempty"`
+	Targets []*Target `json:"targets,omitempty"`
 	// Notes explain the numbers: noise, missed targets and why, caveats.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -67,7 +67,10 @@ type Target struct {
 	Measured string `json:"measured"`
 	// Met reports whether the goal was reached.
 	Met bool `json:"met"`
-	// Note explains a miss or a caveat (optional).
+	// Inconclusive marks a measurement too disturbed to judge (for example
+	// a baseline inflated by other load); Met is then not meaningful.
+	Inconclusive bool `json:"inconclusive,omitempty"`
+	// Note explains a miss, an inconclusive result or a caveat (optional).
 	Note string `json:"note,omitempty"`
 }
 
@@ -113,10 +116,11 @@ func (r *Result) Note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
-// AddTarget appends a target and returns a pointer to it (to add a Note).
+// AddTarget appends a target and returns it (to add a Note later).
 func (r *Result) AddTarget(t Target) *Target {
-	r.Targets = append(r.Targets, t)
-	return &r.Targets[len(r.Targets)-1]
+	p := &t
+	r.Targets = append(r.Targets, p)
+	return p
 }
 
 // AtMost records a target "measured ≤ limit" in unit (e.g. "ms", "MB").
@@ -200,6 +204,9 @@ func (r *Result) Validate() error {
 		}
 	}
 	for i, t := range r.Targets {
+		if t == nil {
+			return fmt.Errorf("result %q: target %d is nil", r.Part, i)
+		}
 		if t.Name == "" {
 			return fmt.Errorf("result %q: target %d has no name", r.Part, i)
 		}

@@ -30,7 +30,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()})).
 		With("service", cfg.Service)
 	p, err := proxy.New(cfg, prometheus.NewRegistry(), logger)
 	if err != nil {

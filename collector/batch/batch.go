@@ -19,7 +19,9 @@ type Config struct {
 	// MaxSpans is the most spans one sink call carries. Default 8192. Unit: spans.
 	MaxSpans int `yaml:"max_spans"`
 	// MaxWait is how long a batch waits for more before it is flushed.
-	// Default 5ms. Unit: duration.
+	// Default 0: a free worker takes whatever is queued at once (under load
+	// requests queue while the workers are in the sink, so batches grow by
+	// themselves without adding latency at low load). Unit: duration.
 	MaxWait time.Duration `yaml:"max_wait"`
 	// QueueSpans bounds the spans waiting or being written; a request that
 	// would exceed it is refused as overloaded. Default 131072. Unit: spans.
@@ -31,7 +33,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultMaxSpans   = 8192
-	DefaultMaxWait    = 5 * time.Millisecond
+	DefaultMaxWait    = 0
 	DefaultQueueSpans = 131072
 	DefaultWorkers    = 2
 )
@@ -83,8 +85,8 @@ type Batcher struct {
 
 	mu       sync.Mutex
 	queued   int  // spans accepted into the queue and not yet acknowledged
-	stopping bool // Run is draining; new requests are refused
-	running  bool
+	stopping bool // Run is draining or done; new requests are refused
+	running  bool // Run was called (requests queued before it wait for it)
 
 	depth    prometheus.Gauge
 	accepted prometheus.Counter
@@ -141,7 +143,7 @@ func New(cfg Config, next consumer.Spans, reg prometheus.Registerer, logger *slo
 
 // ConsumeSpans queues the batch and waits until the sink has taken it. It
 // returns an error wrapping consumer.ErrOverloaded when the queue is full
-// or the batcher is not running.
+// or Run has returned. Batches queued before Run starts wait for it.
 func (b *Batcher) ConsumeSpans(ctx context.Context, batch []spans.Span) error {
 	if len(batch) == 0 {
 		return nil
@@ -149,10 +151,10 @@ func (b *Batcher) ConsumeSpans(ctx context.Context, batch []spans.Span) error {
 	n := len(batch)
 	b.mu.Lock()
 	switch {
-	case b.stopping || !b.running:
+	case b.stopping:
 		b.mu.Unlock()
 		b.refused.WithLabelValues("overloaded").Add(float64(n))
-		return fmt.Errorf("collector is not running: %w", consumer.ErrOverloaded)
+		return fmt.Errorf("collector is shutting down: %w", consumer.ErrOverloaded)
 	case b.queued+n > b.cfg.QueueSpans && b.queued > 0:
 		q := b.queued
 		b.mu.Unlock()
@@ -220,6 +222,20 @@ func (b *Batcher) worker(quit <-chan struct{}) {
 		}
 		group = append(group[:0], first)
 		n := len(first.batch)
+		if b.cfg.MaxWait <= 0 {
+		drain:
+			for n < b.cfg.MaxSpans {
+				select {
+				case r := <-b.in:
+					group = append(group, r)
+					n += len(r.batch)
+				default:
+					break drain
+				}
+			}
+			merged = b.flush(group, merged)
+			continue
+		}
 		timer.Reset(b.cfg.MaxWait)
 	collect:
 		for n < b.cfg.MaxSpans {

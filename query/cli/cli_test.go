@@ -224,10 +224,13 @@ func TestTopLive(t *testing.T) {
 	go func() {
 		done <- cli.Run(ctx, "top", []string{"--server", srv.URL, "--interval", "500ms"}, &out, &errOut)
 	}()
+	giveUp := time.After(60 * time.Second) // a hang guard, not a timing assertion
 	for strings.Count(out.String(), "busiest routes") < 2 {
 		select {
 		case code := <-done:
 			t.Fatalf("top exited early with %d: %s", code, errOut.String())
+		case <-giveUp:
+			t.Fatalf("no second frame; output so far:\n%s", out.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

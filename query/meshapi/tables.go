@@ -124,13 +124,20 @@ func (a *API) services(r *http.Request) (any, error) {
 		return nil, err
 	}
 	ctx := r.Context()
+	var proxies []red.Proxy
+	var perr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		proxies, perr = a.red.Proxies(ctx, a.opts.ProxyWindow, p.at)
+	}()
 	rows, err := a.red.Table(ctx, []string{"destination_service"}, p.match, p.window, p.at)
+	<-done
 	if err != nil {
 		return nil, err
 	}
-	proxies, err := a.red.Proxies(ctx, a.opts.ProxyWindow, p.at)
-	if err != nil {
-		return nil, err
+	if perr != nil {
+		return nil, perr
 	}
 	modes := red.Modes(proxies, func(p red.Proxy) string { return p.Service })
 	versions := map[string][]string{}

@@ -97,7 +97,16 @@ func attrMap(as []spans.Attr) map[string]any {
 	return m
 }
 
-var statusNames = map[spans.StatusCode]string{spans.StatusUnset: "unset", spans.StatusOK: "ok", spans.StatusError: "error"}
+func statusName(c spans.StatusCode) string {
+	switch c {
+	case spans.StatusOK:
+		return "ok"
+	case spans.StatusError:
+		return "error"
+	default:
+		return "unset"
+	}
+}
 
 // Summarize computes the summary of a trace's spans.
 func Summarize(ss []spans.Span) TraceSummary {
@@ -200,14 +209,11 @@ func nativeSpan(s *spans.Span, depth int, traceStart int64) Span {
 		Start:         s.Start().UTC(),
 		StartOffsetMs: Number(float64(s.StartUnixNano-traceStart) / 1e6),
 		DurationMs:    Number(float64(s.Duration()) / 1e6),
-		Status:        statusNames[s.StatusCode],
+		Status:        statusName(s.StatusCode),
 		StatusMessage: s.StatusMessage,
 		Attributes:    attrMap(s.Attrs),
 		Resource:      attrMap(s.Resource),
 		Scope:         s.Scope,
-	}
-	if out.Status == "" {
-		out.Status = "unset"
 	}
 	if !s.ParentSpanID.IsZero() {
 		out.ParentSpanID = s.ParentSpanID.String()

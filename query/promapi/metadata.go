@@ -34,7 +34,7 @@ var knownMetadata = map[string]Metadata{
 // the metric names present in the TSDB, with the golden metrics' documented
 // help texts and a type inferred from the name for the rest (`_total` →
 // counter; `_bucket`+`_count`+`_sum` → histogram under the family name;
-// anything else → gauge).
+// `x`+`x_count`+`x_sum` → summary `x`; anything else → gauge).
 func (a *API) metadata(r *http.Request) apiResult {
 	limit := -1
 	if s := r.FormValue("limit"); s != "" {
@@ -96,6 +96,15 @@ func familyOf(name string, present map[string]bool) (string, Metadata) {
 				return base, md
 			}
 			return base, Metadata{Type: "histogram", Unit: unitOf(base)}
+		}
+	}
+	// Summaries: name{quantile=...}, name_count and name_sum.
+	if present[name+"_count"] && present[name+"_sum"] {
+		return name, Metadata{Type: "summary", Unit: unitOf(name)}
+	}
+	for _, suffix := range []string{"_count", "_sum"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && present[base] && present[base+"_count"] && present[base+"_sum"] {
+			return base, Metadata{Type: "summary", Unit: unitOf(base)}
 		}
 	}
 	if strings.HasSuffix(name, "_total") {

@@ -112,6 +112,7 @@ func (a *API) Routes() []Route {
 	add("prom_metadata", "/api/v1/metadata", a.metadata, "GET")
 	add("prom_buildinfo", "/api/v1/status/buildinfo", a.serveBuildInfo, "GET")
 	add("prom_format_query", "/api/v1/format_query", a.formatQuery, "GET", "POST")
+	add("prom_query_exemplars", "/api/v1/query_exemplars", a.queryExemplars, "GET", "POST")
 	add("prom_rules", "/api/v1/rules", a.rules, "GET")
 	add("prom_alerts", "/api/v1/alerts", a.alerts, "GET")
 	return rs
@@ -413,6 +414,27 @@ func (a *API) formatQuery(r *http.Request) apiResult {
 }
 
 func (a *API) serveBuildInfo(*http.Request) apiResult { return apiResult{data: a.buildInfo} }
+
+// queryExemplars validates its parameters as Prometheus does and answers an
+// empty list: Meshscope stores no exemplars (Grafana asks when its exemplar
+// toggle is on; traces are linked through the Jaeger data source instead).
+func (a *API) queryExemplars(r *http.Request) apiResult {
+	start, err := parseTimeParam(r, "start", MinTime)
+	if err != nil {
+		return invalidParam(err, "start")
+	}
+	end, err := parseTimeParam(r, "end", MaxTime)
+	if err != nil {
+		return invalidParam(err, "end")
+	}
+	if end.Before(start) {
+		return invalidParam(errors.New("end timestamp must not be before start timestamp"), "end")
+	}
+	if _, err := a.parser.ParseExpr(r.FormValue("query")); err != nil {
+		return badData(err)
+	}
+	return apiResult{data: []any{}}
+}
 
 // RuleDiscovery is the data of /api/v1/rules.
 type RuleDiscovery struct {

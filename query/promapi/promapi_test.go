@@ -82,6 +82,8 @@ func TestEndpointsGolden(t *testing.T) {
 		{"buildinfo", "GET", "/api/v1/status/buildinfo", url.Values{}, 200},
 		{"format_query", "GET", "/api/v1/format_query", url.Values{"query": {`sum by(destination_service)(rate(mesh_requests_total{outcome="failure"}[5m]))/sum by(destination_service)(rate(mesh_requests_total[5m]))`}}, 200},
 		{"format_query_bad", "POST", "/api/v1/format_query", url.Values{"query": {`rate(`}}, 400},
+		{"query_exemplars", "GET", "/api/v1/query_exemplars", url.Values{"query": {`mesh_requests_total`}, "start": {start}, "end": {now}}, 200},
+		{"query_exemplars_bad", "POST", "/api/v1/query_exemplars", url.Values{"query": {`rate(`}}, 400},
 		{"rules", "GET", "/api/v1/rules", url.Values{}, 200},
 		{"alerts", "GET", "/api/v1/alerts", url.Values{}, 200},
 	}

@@ -4,9 +4,10 @@
 // benchmarks share these queries so they always agree.
 //
 // Both proxies of a meshed call record it (outbound at the caller, inbound at
-// the callee). Every table groups by direction and then keeps, per row, the
-// inbound numbers when the callee's proxy reported any, and the outbound
-// numbers otherwise, so calls are never counted twice.
+// the callee). Every table groups by direction and then keeps the inbound
+// numbers of a callee whose proxy reported any, and the outbound numbers
+// otherwise, so calls are never counted twice and a callee's version and
+// route come from its own proxy.
 package red
 
 import (
@@ -14,10 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -61,6 +64,18 @@ func (s Source) Instant(ctx context.Context, q string, ts time.Time) (promql.Vec
 	return out, nil
 }
 
+// instantAll evaluates the queries concurrently at ts.
+func (s Source) instantAll(ctx context.Context, ts time.Time, qs ...string) ([]promql.Vector, error) {
+	out := make([]promql.Vector, len(qs))
+	errs := make([]error, len(qs))
+	var wg sync.WaitGroup
+	for i, q := range qs {
+		wg.Go(func() { out[i], errs[i] = s.Instant(ctx, q, ts) })
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
 // Row is one line of a RED table.
 type Row struct {
 	Labels      map[string]string // the group-by labels
@@ -95,6 +110,17 @@ func Matchers(eq map[string]string) string {
 		parts = append(parts, k+"="+strconv.Quote(eq[k]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// joinSel joins non-empty matcher lists with commas.
+func joinSel(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // Range renders a duration as a PromQL range ("1m", "30s", "1500ms").
@@ -137,32 +163,97 @@ func (s Source) Table(ctx context.Context, by []string, match map[string]string,
 			r.Failures += smp.F
 		}
 	}
-	for _, q := range []struct {
-		phi float64
-		dst func(*Row) *float64
-	}{
-		{0.5, func(r *Row) *float64 { return &r.P50 }},
-		{0.95, func(r *Row) *float64 { return &r.P95 }},
-		{0.99, func(r *Row) *float64 { return &r.P99 }},
-	} {
-		// Classic buckets (the proxies' default) or native histograms.
-		expr := fmt.Sprintf(`histogram_quantile(%g, sum by (%s, le) (rate(%s_bucket{%s}[%s])) or sum by (%s) (rate(%s{%s}[%s])))`,
-			q.phi, grp, DurationMetric, sel, w, grp, DurationMetric, sel, w)
-		v, err := s.Instant(ctx, expr, ts)
-		if err != nil {
-			return nil, err
-		}
-		for _, smp := range v {
-			lbls := smp.Metric.Map()
-			if _, ok := rows[dirKey{lbls["direction"], keyOf(lbls, by)}]; !ok {
-				continue
+	// Pick one direction. When the table is grouped by destination service,
+	// the choice is made per destination: a callee whose own proxy reported
+	// traffic is described by its inbound numbers only (the callers' proxies
+	// may not know its version or route template); otherwise per row.
+	perDst := slices.Contains(by, "destination_service")
+	inboundDst := map[string]bool{}
+	if perDst {
+		for _, r := range rows {
+			if r.Direction == "inbound" && r.RPS > 0 {
+				inboundDst[r.Labels["destination_service"]] = true
 			}
-			*q.dst(get(lbls)) = smp.F
 		}
 	}
-	// Prefer inbound per key.
+	// Classic buckets (the proxies' default): one query for the bucket
+	// rates, quantiles computed with PromQL's own histogram_quantile code.
+	// Per destination only the chosen direction's buckets are read, which
+	// halves the series touched in a fully meshed mesh.
+	bucketExpr := fmt.Sprintf(`sum by (%s, le) (rate(%s_bucket{%s}[%s]))`, grp, DurationMetric, sel, w)
+	if perDst {
+		bucketExpr = fmt.Sprintf(`sum by (%s, le) (rate(%s_bucket{%s}[%s]))`, grp, DurationMetric, joinSel(sel, `direction="inbound"`), w)
+		var outOnly []string
+		seen := map[string]bool{}
+		for _, r := range rows {
+			d := r.Labels["destination_service"]
+			if r.Direction != "inbound" && !inboundDst[d] && !seen[d] {
+				seen[d] = true
+				outOnly = append(outOnly, regexp.QuoteMeta(d))
+			}
+		}
+		if len(outOnly) > 0 {
+			slices.Sort(outOnly)
+			bucketExpr += fmt.Sprintf(` or sum by (%s, le) (rate(%s_bucket{%s}[%s]))`, grp, DurationMetric,
+				joinSel(sel, `direction!="inbound"`, "destination_service=~"+strconv.Quote(strings.Join(outOnly, "|"))), w)
+		}
+	}
+	vecs, err := s.instantAll(ctx, ts, bucketExpr, fmt.Sprintf(`count by (%s) (rate(%s{%s}[%s]))`, grp, DurationMetric, sel, w))
+	if err != nil {
+		return nil, err
+	}
+	bk, native := vecs[0], vecs[1]
+	buckets := map[dirKey]promql.Buckets{}
+	for _, smp := range bk {
+		lbls := smp.Metric.Map()
+		k := dirKey{lbls["direction"], keyOf(lbls, by)}
+		if _, ok := rows[k]; !ok {
+			continue
+		}
+		le, err := strconv.ParseFloat(lbls["le"], 64)
+		if err != nil {
+			continue // not a bucket boundary: ignored, as histogram_quantile does
+		}
+		buckets[k] = append(buckets[k], promql.Bucket{UpperBound: le, Count: smp.F})
+	}
+	for k, b := range buckets {
+		r := rows[k]
+		r.P50, _, _, _, _, _ = promql.BucketQuantile(0.5, b)
+		r.P95, _, _, _, _, _ = promql.BucketQuantile(0.95, b)
+		r.P99, _, _, _, _, _ = promql.BucketQuantile(0.99, b)
+	}
+	// Native histograms, when a producer sends them.
+	if len(native) > 0 {
+		for _, q := range []struct {
+			phi float64
+			dst func(*Row) *float64
+		}{
+			{0.5, func(r *Row) *float64 { return &r.P50 }},
+			{0.95, func(r *Row) *float64 { return &r.P95 }},
+			{0.99, func(r *Row) *float64 { return &r.P99 }},
+		} {
+			v, err := s.Instant(ctx, fmt.Sprintf(`histogram_quantile(%g, sum by (%s) (rate(%s{%s}[%s])))`, q.phi, grp, DurationMetric, sel, w), ts)
+			if err != nil {
+				return nil, err
+			}
+			for _, smp := range v {
+				lbls := smp.Metric.Map()
+				r, ok := rows[dirKey{lbls["direction"], keyOf(lbls, by)}]
+				if ok && math.IsNaN(*q.dst(r)) {
+					*q.dst(r) = smp.F
+				}
+			}
+		}
+	}
 	best := map[string]*Row{}
 	for k, r := range rows {
+		if perDst {
+			if inboundDst[r.Labels["destination_service"]] != (r.Direction == "inbound") {
+				continue
+			}
+			best[k.key] = r
+			continue
+		}
 		cur := best[k.key]
 		switch {
 		case cur == nil:

@@ -24,3 +24,6 @@ test-clickhouse: chdb-deps
 
 TEST_DEPS  += chdb-deps
 TEST_EXTRA += test-clickhouse
+
+# The benchmark (bench/clickhouse, make bench WHAT=clickhouse) runs on the same engine.
+bench-deps: chdb-deps

@@ -1,13 +1,16 @@
 package clickhouse
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	chwire "github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+	chproto "github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/meshscope/meshscope/collector/spans"
 )
@@ -50,19 +53,32 @@ func TestDriverColumnsTakeRows(t *testing.T) {
 		Events: []spans.Event{{TimeUnixNano: b.UnixNano() + 5, Name: "e", Attrs: []spans.Attr{spans.IntAttr("n", 1)}}, {TimeUnixNano: b.UnixNano() + 6, Name: "f"}},
 		Links:  []spans.Link{{TraceID: spans.TraceID{7}, SpanID: spans.SpanID{8}, Attrs: []spans.Attr{spans.BoolAttr("x", false)}}},
 	}
-	row := spanRow(&sp)
-	var r spanScan
-	dest := r.dest()
-	for i, name := range cols {
-		col, err := column.Type(types[name]).Column(name, &column.ServerContext{Timezone: time.UTC})
-		if err != nil {
+	// Encode a native-protocol block the way a batch insert does, decode it
+	// the way query results are read, scan into the store's destinations.
+	block := chproto.NewBlock()
+	block.ServerContext.Timezone = time.UTC
+	for _, name := range cols {
+		if err := block.AddColumn(name, column.Type(types[name])); err != nil {
 			t.Fatalf("column %s %s: %v", name, types[name], err)
 		}
-		if err := col.AppendRow(row[i]); err != nil {
-			t.Fatalf("clickhouse-go refuses %T for %s %s: %v", row[i], name, types[name], err)
-		}
+	}
+	if err := block.Append(spanRow(&sp)...); err != nil {
+		t.Fatalf("clickhouse-go refuses the insert row: %v", err)
+	}
+	var buf chwire.Buffer
+	if err := block.Encode(&buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	decoded := chproto.NewBlock()
+	decoded.ServerContext.Timezone = time.UTC
+	if err := decoded.Decode(chwire.NewReader(bytes.NewReader(buf.Buf)), 0); err != nil {
+		t.Fatal(err)
+	}
+	var r spanScan
+	dest := r.dest()
+	for i, col := range decoded.Columns {
 		if err := col.ScanRow(dest[i], 0); err != nil {
-			t.Fatalf("clickhouse-go cannot scan %s %s into %T: %v", name, types[name], dest[i], err)
+			t.Fatalf("clickhouse-go cannot scan %s %s into %T: %v", cols[i], types[cols[i]], dest[i], err)
 		}
 	}
 	got, err := r.span()

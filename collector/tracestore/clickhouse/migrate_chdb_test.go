@@ -48,7 +48,7 @@ func TestMigrateFresh(t *testing.T) {
 		}
 		idx = append(idx, n)
 	}
-	want := []string{"idx_attribute_keys", "idx_attribute_values", "idx_duration", "idx_resource_keys", "idx_resource_values", "idx_trace_id"}
+	want := []string{"idx_attribute_keys", "idx_attribute_values", "idx_duration", "idx_resource_keys", "idx_resource_values", "idx_timestamp", "idx_trace_id"}
 	if !slices.Equal(idx, want) {
 		t.Fatalf("skip indexes = %v, want %v", idx, want)
 	}
@@ -129,6 +129,15 @@ func TestMigrateUpgradeFromV1(t *testing.T) {
 	}
 	if got, err := s.Trace(ctx, old.TraceID); err != nil || len(got) != 2 {
 		t.Fatalf("Trace after a new write = %d spans, %v; want 2", len(got), err)
+	}
+	usage, err := s.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range usage {
+		if u.Table == "spans" && (u.Rows != 2 || u.Bytes == 0) {
+			t.Fatalf("Usage of spans = %+v, want 2 rows on disk", u)
+		}
 	}
 }
 
@@ -216,4 +225,45 @@ func TestDuplicateDeliveryReadOnce(t *testing.T) {
 	if err != nil || len(refs) != 1 {
 		t.Fatalf("Search after duplicate delivery = %v, %v", refs, err)
 	}
+}
+
+// TestTraceByIDUsesIndexes checks the engine's plan of the trace-by-id query:
+// the trace id bloom filter and the timestamp minmax index drop granules.
+func TestTraceByIDUsesIndexes(t *testing.T) {
+	s := openChdbStore(t, freshDB(t))
+	defer s.Close()
+	ctx := context.Background()
+	b := time.Now().Add(-time.Hour)
+	var batch []spans.Span
+	for i := range 5000 {
+		st := b.Add(time.Duration(i) * time.Second)
+		batch = append(batch, spans.Span{TraceID: spans.TraceID{byte(i >> 8), byte(i)}, SpanID: spans.SpanID{1}, Service: "web", Name: "op",
+			StartUnixNano: st.UnixNano(), EndUnixNano: st.UnixNano() + 10})
+	}
+	if err := s.WriteSpans(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	query, params := s.traceSQL(batch[2500].TraceID)
+	rows, err := s.conn.Query(ctx, "EXPLAIN indexes = 1 "+query, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(line + "\n")
+	}
+	for _, want := range []string{"idx_trace_id", "idx_timestamp"} {
+		if !strings.Contains(plan.String(), want) {
+			t.Fatalf("trace-by-id plan does not use %s:\n%s", want, plan.String())
+		}
+	}
+	got, err := s.Trace(ctx, batch[2500].TraceID)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Trace = %v, %v", got, err)
+	}
+	t.Logf("plan:\n%s", plan.String())
 }

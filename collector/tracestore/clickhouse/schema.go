@@ -107,8 +107,13 @@ func Migrations(cfg Config) []Migration { return newSchema(cfg).migrations() }
 
 func (s schema) migrations() []Migration {
 	settings := "\nSETTINGS index_granularity = 8192"
+	// Spans use small granules: a trace by id reads whole granules of every
+	// column wherever its spans are (they are spread over the services'
+	// sort ranges), so a granule is what one lookup costs per span.
+	spanSettings := "\nSETTINGS index_granularity = 1024"
 	if s.retention > 0 {
 		settings += ", ttl_only_drop_parts = 1"
+		spanSettings += ", ttl_only_drop_parts = 1"
 	}
 	spans := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
     timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
@@ -135,11 +140,12 @@ func (s schema) migrations() []Migration {
     link_span_ids Array(FixedString(8)) CODEC(ZSTD(1)),
     link_attributes Array(String) CODEC(ZSTD(1)),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_timestamp timestamp TYPE minmax GRANULARITY 1,
     INDEX idx_duration duration TYPE minmax GRANULARITY 1
 ) ENGINE = %s
 PARTITION BY toDate(timestamp)
 ORDER BY (service, name, toDateTime(timestamp))%s%s`,
-		s.local("spans"), s.onCluster(), s.engine("MergeTree", "spans"), s.ttl("toDateTime(timestamp)"), settings)
+		s.local("spans"), s.onCluster(), s.engine("MergeTree", "spans"), s.ttl("toDateTime(timestamp)"), spanSettings)
 
 	traceIndex := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
     trace_id FixedString(16) CODEC(ZSTD(1)),
@@ -307,4 +313,25 @@ func migrateTo(ctx context.Context, conn chsql.Conn, cfg Config, apply bool, w i
 		return from, from, nil
 	}
 	return from, cur, nil
+}
+
+// PrintMigrations writes every statement of the schema for cfg to w, without
+// a server (the bookkeeping table first, then each migration): what
+// `meshscope migrate` would apply to an empty database.
+func PrintMigrations(w io.Writer, cfg Config) error {
+	s := newSchema(cfg)
+	if _, err := fmt.Fprintf(w, "%s;\n\n", s.migrationsTable()); err != nil {
+		return err
+	}
+	for _, m := range s.migrations() {
+		if _, err := fmt.Fprintf(w, "-- migration %d: %s\n", m.Version, m.Name); err != nil {
+			return err
+		}
+		for _, st := range m.Statements {
+			if _, err := fmt.Fprintf(w, "%s;\n\n", st); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -352,38 +352,14 @@ func hexParam(s string) string { return hex.EncodeToString([]byte(s)) }
 func nanos(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
 // Trace reads the trace's time range from the trace index (a primary-key
-// read), then its spans from that range only (partition pruning plus the
-// trace id bloom filter).
+// read, as scalar subqueries the server runs first), then the spans of that
+// range only (partition pruning plus the trace id bloom filter): one round
+// trip. A trace missing from the index yields the empty range at the epoch.
 func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, error) {
 	ctx, cancel := s.readCtx(ctx)
 	defer cancel()
-	params := map[string]string{"trace_id": hex.EncodeToString(id[:])}
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(
-		"SELECT count(), min(start_min), max(start_max) FROM %s WHERE trace_id = unhex({trace_id:String})",
-		s.schema.table("trace_index")), params)
-	if err != nil {
-		return nil, fmt.Errorf("trace %s: %w", id, err)
-	}
-	var n uint64
-	var first, last time.Time
-	if rows.Next() {
-		err = rows.Scan(&n, &first, &last)
-	}
-	if err == nil {
-		err = rows.Err()
-	}
-	rows.Close()
-	if err != nil {
-		return nil, fmt.Errorf("trace %s: %w", id, err)
-	}
-	if n == 0 {
-		return nil, tracestore.ErrTraceNotFound
-	}
-	params["start"], params["end"] = nanos(first), nanos(last)
-	rows, err = s.conn.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s
-WHERE trace_id = unhex({trace_id:String})
-  AND timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND timestamp <= fromUnixTimestamp64Nano({end:Int64})
-LIMIT 1 BY span_id`, spanColumns, s.schema.table("spans")), params)
+	query, params := s.traceSQL(id)
+	rows, err := s.conn.Query(ctx, query, params)
 	if err != nil {
 		return nil, fmt.Errorf("trace %s: %w", id, err)
 	}
@@ -407,6 +383,17 @@ LIMIT 1 BY span_id`, spanColumns, s.schema.table("spans")), params)
 		return nil, tracestore.ErrTraceNotFound
 	}
 	return out, nil
+}
+
+// traceSQL renders the trace-by-id query and its parameters.
+func (s *Store) traceSQL(id spans.TraceID) (string, map[string]string) {
+	index := s.schema.table("trace_index")
+	return fmt.Sprintf(`SELECT %s FROM %s
+WHERE trace_id = unhex({trace_id:String})
+  AND timestamp >= (SELECT min(start_min) FROM %s WHERE trace_id = unhex({trace_id:String}))
+  AND timestamp <= (SELECT max(start_max) FROM %s WHERE trace_id = unhex({trace_id:String}))
+LIMIT 1 BY span_id`, spanColumns, s.schema.table("spans"), index, index),
+		map[string]string{"trace_id": hex.EncodeToString(id[:])}
 }
 
 // searchSQL renders the search query and its parameters.
@@ -587,6 +574,42 @@ ORDER BY parent, child`, s.schema.table("dependencies")),
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("dependencies: %w", err)
+	}
+	return out, nil
+}
+
+// TableUsage is the size of one of the store's tables.
+type TableUsage struct {
+	Table             string
+	Rows              uint64
+	Bytes             uint64 // compressed, on disk
+	UncompressedBytes uint64
+}
+
+// Usage reports the active parts of the store's tables on the server the
+// store is connected to (on a cluster: that node's local tables).
+func (s *Store) Usage(ctx context.Context) ([]TableUsage, error) {
+	ctx, cancel := s.readCtx(ctx)
+	defer cancel()
+	rows, err := s.conn.Query(ctx, `SELECT table, sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes)
+FROM system.parts
+WHERE active AND database = unhex({db:String})
+GROUP BY table
+ORDER BY table`, map[string]string{"db": hexParam(s.schema.db)})
+	if err != nil {
+		return nil, fmt.Errorf("table usage: %w", err)
+	}
+	defer rows.Close()
+	var out []TableUsage
+	for rows.Next() {
+		var u TableUsage
+		if err := rows.Scan(&u.Table, &u.Rows, &u.Bytes, &u.UncompressedBytes); err != nil {
+			return nil, fmt.Errorf("table usage: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("table usage: %w", err)
 	}
 	return out, nil
 }

@@ -303,12 +303,8 @@ func TestMigrationsGolden(t *testing.T) {
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			var b strings.Builder
-			b.WriteString(newSchema(c.cfg).migrationsTable() + ";\n\n")
-			for _, m := range Migrations(c.cfg) {
-				fmt.Fprintf(&b, "-- migration %d: %s\n", m.Version, m.Name)
-				for _, st := range m.Statements {
-					b.WriteString(st + ";\n\n")
-				}
+			if err := PrintMigrations(&b, c.cfg); err != nil {
+				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", c.file)
 			if *update {

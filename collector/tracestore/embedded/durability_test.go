@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,14 @@ import (
 func span(trace byte, n byte, start time.Time) spans.Span {
 	return spans.Span{TraceID: spans.TraceID{trace, 1}, SpanID: spans.SpanID{n, 1}, Service: "svc", Name: "op",
 		StartUnixNano: start.UnixNano(), EndUnixNano: start.Add(time.Millisecond).UnixNano(),
-		Attrs: []spans.Attr{spans.StringAttr("pad", strings.Repeat("p", 1000))}}
+		Attrs: []spans.Attr{spans.StringAttr("pad", randomText(1000))}}
+}
+
+// randomText defeats compression so sizes are predictable.
+func randomText(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return string(b)
 }
 
 func lastSegment(t *testing.T, dir string) string {
@@ -133,6 +141,90 @@ func TestConfigValidateNamesKey(t *testing.T) {
 	} {
 		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("Validate(%+v) = %v, want error naming %s", c.cfg, err, c.want)
+		}
+	}
+}
+
+// Search stops scanning older segments only when they cannot hold a better
+// hit: a span with the newest start written first (in the oldest segment)
+// is still found.
+func TestSearchAcrossSegments(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(Config{Dir: t.TempDir(), SegmentBytes: 1 << 20, MaxBytes: 1 << 30}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Now().Add(-time.Hour)
+	future := span(250, 1, base.Add(2*time.Hour))
+	if err := s.WriteSpans(ctx, []spans.Span{future}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3000 {
+		sp := span(byte(i), byte(i>>8), base.Add(time.Duration(i)*time.Second))
+		sp.TraceID = spans.TraceID{byte(i), byte(i >> 8), 7}
+		if err := s.WriteSpans(ctx, []spans.Span{sp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids, _ := listSegments(s.cfg.Dir); len(ids) < 3 {
+		t.Fatalf("want several segments, got %d", len(ids))
+	}
+	refs, err := s.Search(ctx, tracestore.Query{Service: "svc", Limit: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []spans.TraceID{future.TraceID, {byte(2999 & 0xff), byte(2999 >> 8), 7}, {byte(2998 & 0xff), byte(2998 >> 8), 7}}
+	for i := range want {
+		if refs[i].TraceID != want[i] {
+			t.Fatalf("result %d = %v, want %v", i, refs[i].TraceID, want[i])
+		}
+	}
+}
+
+// Writes, reads, searches and retention at once (meaningful under -race).
+func TestConcurrentWriteReadRetention(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(Config{Dir: t.TempDir(), MaxBytes: 4 << 20, SegmentBytes: 1 << 20}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	done := make(chan struct{})
+	errc := make(chan error, 8)
+	go func() {
+		defer close(done)
+		for i := range 600 {
+			sp := span(byte(i), byte(i>>8), now.Add(time.Duration(i)*time.Millisecond))
+			sp.TraceID[2] = byte(i >> 8)
+			if err := s.WriteSpans(ctx, []spans.Span{sp, span(byte(i), 200, now)}); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			close(errc)
+			for err := range errc {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+		if _, err := s.Search(ctx, tracestore.Query{Service: "svc", Attrs: map[string]string{"missing": "x"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Search(ctx, tracestore.Query{Service: "svc", Limit: 5}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Trace(ctx, spans.TraceID{1, 1}); err != nil && err != tracestore.ErrTraceNotFound {
+			t.Fatal(err)
+		}
+		if err := s.ApplyRetention(time.Now()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

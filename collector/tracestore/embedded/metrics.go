@@ -1,6 +1,10 @@
 package embedded
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type storeMetrics struct {
 	bytes   prometheus.Gauge
@@ -9,7 +13,7 @@ type storeMetrics struct {
 	deleted *prometheus.CounterVec
 }
 
-func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
+func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 	m := &storeMetrics{
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshscope_collector_trace_store_bytes",
@@ -30,7 +34,11 @@ func newStoreMetrics(reg prometheus.Registerer) *storeMetrics {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.bytes, m.spans, m.fsync, m.deleted)
+		for _, c := range []prometheus.Collector{m.bytes, m.spans, m.fsync, m.deleted} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("trace store: register metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/meshscope/meshscope/collector/spans"
 )
 
@@ -20,17 +22,20 @@ import (
 // a segment is appended to until it reaches the configured size, then sealed
 // (never written again) and deleted whole by retention.
 //
-//	file   = magic record*
-//	magic  = "MSTSEG1\n"
-//	record = len:uint32le crc:uint32le(castagnoli, of payload) payload
-//	payload= count:uvarint span*        (one acknowledged batch)
-//	span   = see codec.go
+//	file    = magic record*
+//	magic   = "MSTSEG2\n"
+//	record  = len:uint32le crc:uint32le(castagnoli, of payload) payload
+//	payload = codec:u8 rawLen:uvarint body       (codec 0: body is raw; 1: zstd of raw)
+//	raw     = count:uvarint span*                (one group commit)
+//	span    = see codec.go
 const (
-	segMagic     = "MSTSEG1\n"
+	segMagic     = "MSTSEG2\n"
 	recordHeader = 8
 	segPrefix    = "seg-"
 	segSuffix    = ".log"
 	maxRecord    = 256 << 20 // larger length fields are corruption
+	codecRaw     = 0
+	codecZstd    = 1
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -50,8 +55,10 @@ func parseSegName(name string) (uint32, bool) {
 // read the span back with one pread.
 type spanMeta struct {
 	trace  spans.TraceID
-	off    uint32 // offset of the span record in the segment file
-	length uint32
+	rec    uint32 // offset of the record's payload in the segment file
+	recLen uint32 // length of the payload on disk
+	off    uint32 // offset of the span in the record's raw (decompressed) body
+	length uint32 // length of the span's encoding
 	start  int64
 	dur    int64
 	svc    uint32 // interned service name
@@ -69,6 +76,13 @@ type segment struct {
 	minStart int64
 	maxStart int64
 	lastData time.Time // wall time of the last write (retention by age)
+	recs     []recInfo // the segment's records in file order (append-only)
+}
+
+// recInfo is what the index keeps per record.
+type recInfo struct {
+	off   uint32 // payload offset, as in spanMeta.rec
+	bloom *attrBloom
 }
 
 func (s *segment) note(m spanMeta) {
@@ -97,10 +111,10 @@ func listSegments(dir string) ([]uint32, error) {
 }
 
 // replaySegment reads every intact record of a segment, calling fn for each
-// span with its offset and length. It returns the offset just past the last
-// intact record; a torn or corrupt tail (a crash mid-write) ends the replay
-// there and is reported as tailErr.
-func replaySegment(f *os.File, fn func(s *spans.Span, off, length uint32) error) (good int64, tailErr error, err error) {
+// span with its location. It returns the offset just past the last intact
+// record; a torn or corrupt tail (a crash mid-write) ends the replay there
+// and is reported as tailErr.
+func replaySegment(f *os.File, dec *zstd.Decoder, fn func(s *spans.Span, loc spanLoc) error) (good int64, tailErr error, err error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, nil, err
 	}
@@ -115,7 +129,7 @@ func replaySegment(f *os.File, fn func(s *spans.Span, off, length uint32) error)
 	}
 	good = int64(len(segMagic))
 	hdr := make([]byte, recordHeader)
-	var payload []byte
+	var payload, raw []byte
 	var sp spans.Span
 	for {
 		if _, err := io.ReadFull(r, hdr); err != nil {
@@ -139,24 +153,68 @@ func replaySegment(f *os.File, fn func(s *spans.Span, off, length uint32) error)
 		if crc32.Checksum(payload, castagnoli) != sum {
 			return good, fmt.Errorf("record at %d: checksum mismatch", good), nil
 		}
-		count, k := binary.Uvarint(payload)
+		raw, err = decodePayload(dec, payload, raw[:0])
+		if err != nil {
+			return good, fmt.Errorf("record at %d: %w", good, err), nil
+		}
+		count, k := binary.Uvarint(raw)
 		if k <= 0 {
 			return good, fmt.Errorf("record at %d: bad span count", good), nil
 		}
-		rest := payload[k:]
-		base := good + recordHeader
+		rest := raw[k:]
+		loc := spanLoc{rec: uint32(good + recordHeader), recLen: n}
 		for i := uint64(0); i < count; i++ {
-			before := len(payload) - len(rest)
 			next, derr := decodeSpan(rest, &sp)
 			if derr != nil {
 				return good, fmt.Errorf("record at %d span %d: %w", good, i, derr), nil
 			}
-			length := len(rest) - len(next)
-			if err := fn(&sp, uint32(base+int64(before)), uint32(length)); err != nil {
+			loc.off = uint32(len(raw) - len(rest))
+			loc.length = uint32(len(rest) - len(next))
+			if err := fn(&sp, loc); err != nil {
 				return good, nil, err
 			}
 			rest = next
 		}
 		good += recordHeader + int64(n)
 	}
+}
+
+// spanLoc is where a span's encoding is: its record and its place in the
+// record's raw body.
+type spanLoc struct {
+	rec, recLen, off, length uint32
+}
+
+// decodePayload returns the raw body of a record payload, appending to dst
+// when it has to decompress.
+func decodePayload(dec *zstd.Decoder, payload, dst []byte) ([]byte, error) {
+	if len(payload) < 2 {
+		return nil, errors.New("short record payload")
+	}
+	codec := payload[0]
+	rawLen, k := binary.Uvarint(payload[1:])
+	if k <= 0 || rawLen > maxRecord {
+		return nil, errors.New("bad raw length")
+	}
+	body := payload[1+k:]
+	switch codec {
+	case codecRaw:
+		if uint64(len(body)) != rawLen {
+			return nil, fmt.Errorf("raw body of %d bytes, header says %d", len(body), rawLen)
+		}
+		return body, nil
+	case codecZstd:
+		if cap(dst) < int(rawLen) {
+			dst = make([]byte, 0, rawLen)
+		}
+		out, err := dec.DecodeAll(body, dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		if uint64(len(out)) != rawLen {
+			return nil, fmt.Errorf("decompressed %d bytes, header says %d", len(out), rawLen)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown record codec %d", codec)
 }

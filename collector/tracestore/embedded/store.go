@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshscope/meshscope/collector/spans"
@@ -39,6 +40,11 @@ type Config struct {
 	GroupCommitBytes int `yaml:"group_commit_bytes"`
 	// RetentionInterval is how often retention runs. Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+	// Compression of WAL records: "zstd" (default) or "none".
+	Compression string `yaml:"compression"`
+	// CacheBytes bounds the cache of decompressed records used by reads.
+	// Default 32 MiB. Unit: bytes.
+	CacheBytes int64 `yaml:"cache_bytes"`
 	// NoSync skips fsync (data acknowledged before it is durable). For
 	// benchmarks comparing the cost of durability only. Default false.
 	NoSync bool `yaml:"no_sync"`
@@ -73,6 +79,12 @@ func (c *Config) withDefaults() Config {
 	if out.RetentionInterval == 0 {
 		out.RetentionInterval = DefaultRetentionInterval
 	}
+	if out.Compression == "" {
+		out.Compression = "zstd"
+	}
+	if out.CacheBytes == 0 {
+		out.CacheBytes = 32 << 20
+	}
 	return out
 }
 
@@ -91,6 +103,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("traces.segment_bytes: %d out of range (0 to 2 GiB)", c.SegmentBytes)
 	case c.GroupCommitBytes < 0:
 		return fmt.Errorf("traces.group_commit_bytes: %d must not be negative", c.GroupCommitBytes)
+	case c.Compression != "" && c.Compression != "zstd" && c.Compression != "none":
+		return fmt.Errorf("traces.compression: %q, want zstd or none", c.Compression)
+	case c.CacheBytes < 0:
+		return fmt.Errorf("traces.cache_bytes: %d must not be negative", c.CacheBytes)
 	case c.RetentionInterval < 0:
 		return fmt.Errorf("traces.retention_interval: %v must not be negative", c.RetentionInterval)
 	}
@@ -102,6 +118,9 @@ type Store struct {
 	cfg    Config
 	logger *slog.Logger
 	m      *storeMetrics
+	enc    *zstd.Encoder // used by the write loop only
+	dec    *zstd.Decoder // concurrency-safe DecodeAll
+	cache  *recordCache
 
 	writes  chan *writeReq
 	stop    chan struct{}
@@ -109,14 +128,20 @@ type Store struct {
 	closeMu sync.RWMutex // held shared while enqueueing, exclusively to start Close
 	closing bool
 
-	mu       sync.RWMutex
-	segs     []*segment // oldest first; the last one is active
-	byTrace  map[spans.TraceID][]spanRef
-	names    []string          // interned service and operation names
-	nameIDs  map[string]uint32 // name → index into names
-	ops      map[uint32]map[opKey]struct{}
-	totalLen int64
-	closed   bool
+	// Lock order: readMu before mu. Queries hold readMu shared for their
+	// whole run (so retention cannot close a file under them) and mu only
+	// to snapshot the index; the write loop takes mu alone, so long
+	// searches never stall ingest.
+	readMu     sync.RWMutex
+	mu         sync.RWMutex
+	segs       []*segment // oldest first; the last one is active
+	byTrace    map[spans.TraceID][]spanRef
+	names      []string          // interned service and operation names
+	nameIDs    map[string]uint32 // name → index into names
+	ops        map[uint32]map[opKey]struct{}
+	totalLen   int64
+	bloomBytes int64
+	closed     bool
 }
 
 type spanRef struct {
@@ -130,7 +155,7 @@ type opKey struct {
 }
 
 type writeReq struct {
-	payload []byte   // record payload (count + spans)
+	payload []byte   // encoded spans, back to back
 	offs    []uint32 // start of each span in payload
 	batch   []spans.Span
 	done    chan error
@@ -151,13 +176,23 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 	s := &Store{
 		cfg:     cfg,
 		logger:  logger,
-		m:       newStoreMetrics(reg),
 		writes:  make(chan *writeReq, 1024),
 		stop:    make(chan struct{}),
 		byTrace: map[spans.TraceID][]spanRef{},
 		nameIDs: map[string]uint32{},
 		ops:     map[uint32]map[opKey]struct{}{},
 	}
+	var err error
+	if s.m, err = newStoreMetrics(reg); err != nil {
+		return nil, err
+	}
+	if s.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxRecord)); err != nil {
+		return nil, fmt.Errorf("trace store: %w", err)
+	}
+	if s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1)); err != nil {
+		return nil, fmt.Errorf("trace store: %w", err)
+	}
+	s.cache = newRecordCache(cfg.CacheBytes)
 	if err := s.replay(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -200,11 +235,22 @@ func (s *Store) replay() error {
 			return fmt.Errorf("trace store: %w", err)
 		}
 		seg := &segment{id: id, path: path, f: f, lastData: st.ModTime()}
-		good, tailErr, err := replaySegment(f, func(sp *spans.Span, off, length uint32) error {
-			s.index(seg, sp, off, length)
+		var hashes []uint64
+		var cur uint32
+		good, tailErr, err := replaySegment(f, s.dec, func(sp *spans.Span, loc spanLoc) error {
+			if loc.rec != cur && len(hashes) > 0 {
+				s.addBloom(seg, cur, hashes)
+				hashes = hashes[:0]
+			}
+			cur = loc.rec
+			hashes = appendAttrHashes(hashes, sp)
+			s.index(seg, sp, loc)
 			n++
 			return nil
 		})
+		if len(hashes) > 0 {
+			s.addBloom(seg, cur, hashes)
+		}
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("trace store: replay %s: %w", path, err)
@@ -241,11 +287,11 @@ func (s *Store) replay() error {
 }
 
 // index records a durable span in memory. Caller holds s.mu (or is replay).
-func (s *Store) index(seg *segment, sp *spans.Span, off, length uint32) {
+func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 	svc := s.intern(sp.Service)
 	op := s.intern(sp.Name)
 	m := spanMeta{
-		trace: sp.TraceID, off: off, length: length,
+		trace: sp.TraceID, rec: loc.rec, recLen: loc.recLen, off: loc.off, length: loc.length,
 		start: sp.StartUnixNano, dur: sp.EndUnixNano - sp.StartUnixNano,
 		svc: svc, op: op, kind: sp.Kind, status: sp.StatusCode,
 	}
@@ -257,6 +303,14 @@ func (s *Store) index(seg *segment, sp *spans.Span, off, length uint32) {
 		s.ops[svc] = ops
 	}
 	ops[opKey{op, sp.Kind}] = struct{}{}
+}
+
+// addBloom records the attribute filter of one record. Caller holds s.mu
+// (or is replay).
+func (s *Store) addBloom(seg *segment, rec uint32, hashes []uint64) {
+	b := newAttrBloom(hashes)
+	seg.recs = append(seg.recs, recInfo{off: rec, bloom: b})
+	s.bloomBytes += int64(b.bytes())
 }
 
 func (s *Store) newSegment() error {
@@ -301,7 +355,7 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 		return nil
 	}
 	req := &writeReq{done: make(chan error, 1), offs: make([]uint32, len(batch)), batch: batch}
-	p := binary.AppendUvarint(make([]byte, 0, 256*len(batch)), uint64(len(batch)))
+	p := make([]byte, 0, 256*len(batch))
 	for i := range batch {
 		req.offs[i] = uint32(len(p))
 		p = appendSpan(p, &batch[i])
@@ -382,16 +436,39 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 			return
 		}
 	}
-	buf := (*bufp)[:0]
-	bases := make([]int64, len(group))
-	for i, r := range group {
-		bases[i] = seg.size + int64(len(buf)) + recordHeader
-		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(r.payload)))
-		buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(r.payload, castagnoli))
-		buf = append(buf, r.payload...)
+	// raw = count span*: every batch of the group in one record.
+	total := 0
+	for _, r := range group {
+		total += len(r.batch)
 	}
-	*bufp = buf
-	_, err := seg.f.WriteAt(buf, seg.size)
+	raw := binary.AppendUvarint((*bufp)[:0], uint64(total))
+	bases := make([]int, len(group))
+	for i, r := range group {
+		bases[i] = len(raw)
+		raw = append(raw, r.payload...)
+	}
+	*bufp = raw
+	rec := make([]byte, recordHeader, recordHeader+len(raw)/3+16)
+	codec := byte(codecRaw)
+	if s.cfg.Compression == "zstd" {
+		codec = codecZstd
+	}
+	rec = append(rec, codec)
+	rec = binary.AppendUvarint(rec, uint64(len(raw)))
+	if codec == codecZstd {
+		rec = s.enc.EncodeAll(raw, rec)
+	} else {
+		rec = append(rec, raw...)
+	}
+	payload := rec[recordHeader:]
+	var err error
+	if len(payload) > maxRecord {
+		err = fmt.Errorf("trace store: group of %d spans encodes to %d bytes, above the %d-byte record limit", total, len(payload), maxRecord)
+	} else {
+		binary.LittleEndian.PutUint32(rec, uint32(len(payload)))
+		binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(payload, castagnoli))
+		_, err = seg.f.WriteAt(rec, seg.size)
+	}
 	if err == nil && !s.cfg.NoSync {
 		t0 := time.Now()
 		err = seg.f.Sync()
@@ -399,17 +476,25 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	}
 	if err != nil {
 		// The bytes may be partly on disk; the next write overwrites them
-		// (we do not advance size), and replay stops at a bad checksum.
+		// (size does not advance), and replay stops at a bad checksum.
 		err = fmt.Errorf("trace store: write %s: %w", seg.path, err)
 		for _, r := range group {
 			r.done <- err
 		}
 		return
 	}
+	var hashes []uint64
+	for _, r := range group {
+		for j := range r.batch {
+			hashes = appendAttrHashes(hashes, &r.batch[j])
+		}
+	}
 	s.mu.Lock()
-	seg.size += int64(len(buf))
+	loc := spanLoc{rec: uint32(seg.size + recordHeader), recLen: uint32(len(payload))}
+	s.addBloom(seg, loc.rec, hashes)
+	seg.size += int64(len(rec))
 	seg.lastData = time.Now()
-	s.totalLen += int64(len(buf))
+	s.totalLen += int64(len(rec))
 	n := 0
 	for i, r := range group {
 		for j := range r.batch {
@@ -417,7 +502,9 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 			if j+1 < len(r.offs) {
 				end = int(r.offs[j+1])
 			}
-			s.index(seg, &r.batch[j], uint32(bases[i]+int64(r.offs[j])), uint32(end-int(r.offs[j])))
+			loc.off = uint32(bases[i] + int(r.offs[j]))
+			loc.length = uint32(end - int(r.offs[j]))
+			s.index(seg, &r.batch[j], loc)
 		}
 		n += len(r.batch)
 	}
@@ -437,58 +524,89 @@ func (s *Store) segByID(id uint32) *segment {
 	return nil
 }
 
-func readSpan(seg *segment, m *spanMeta, buf []byte) (spans.Span, []byte, error) {
-	if cap(buf) < int(m.length) {
-		buf = make([]byte, m.length)
-	}
-	buf = buf[:m.length]
+// readSpan decodes one span, reading (and caching) its record.
+func (s *Store) readSpan(seg *segment, m *spanMeta) (spans.Span, error) {
 	var sp spans.Span
-	if _, err := seg.f.ReadAt(buf, int64(m.off)); err != nil {
-		return sp, buf, fmt.Errorf("trace store: read %s at %d: %w", seg.path, m.off, err)
+	raw, err := s.record(seg, m.rec, m.recLen)
+	if err != nil {
+		return sp, err
 	}
-	if _, err := decodeSpan(buf, &sp); err != nil {
-		return sp, buf, fmt.Errorf("trace store: decode %s at %d: %w", seg.path, m.off, err)
+	if uint64(m.off)+uint64(m.length) > uint64(len(raw)) {
+		return sp, fmt.Errorf("trace store: span at %d+%d outside record %s@%d", m.off, m.length, seg.path, m.rec)
 	}
-	return sp, buf, nil
+	if _, err := decodeSpan(raw[m.off:m.off+m.length], &sp); err != nil {
+		return sp, fmt.Errorf("trace store: decode %s@%d: %w", seg.path, m.rec, err)
+	}
+	return sp, nil
+}
+
+// record returns the raw body of the record at off, from the cache or disk.
+func (s *Store) record(seg *segment, off, length uint32) ([]byte, error) {
+	key := recordKey{seg.id, off}
+	if raw, ok := s.cache.get(key); ok {
+		return raw, nil
+	}
+	payload := make([]byte, length)
+	if _, err := seg.f.ReadAt(payload, int64(off)); err != nil {
+		return nil, fmt.Errorf("trace store: read %s at %d: %w", seg.path, off, err)
+	}
+	raw, err := decodePayload(s.dec, payload, nil)
+	if err != nil {
+		return nil, fmt.Errorf("trace store: record %s@%d: %w", seg.path, off, err)
+	}
+	s.cache.put(key, raw)
+	return raw, nil
 }
 
 // Trace returns every stored span of the trace.
 func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, error) {
+	s.readMu.RLock()
+	defer s.readMu.RUnlock()
+	type loc struct {
+		seg *segment
+		m   spanMeta
+	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
+		s.mu.RUnlock()
 		return nil, errors.New("trace store: closed")
 	}
 	refs := s.byTrace[id]
-	if len(refs) == 0 {
+	locs := make([]loc, 0, len(refs))
+	for _, r := range refs {
+		if seg := s.segByID(r.seg); seg != nil {
+			locs = append(locs, loc{seg, seg.metas[r.idx]})
+		}
+	}
+	s.mu.RUnlock()
+	if len(locs) == 0 {
 		return nil, tracestore.ErrTraceNotFound
 	}
-	out := make([]spans.Span, 0, len(refs))
-	var buf []byte
-	seen := make(map[spans.SpanID]struct{}, len(refs))
-	for _, r := range refs {
-		seg := s.segByID(r.seg)
-		if seg == nil {
-			continue
-		}
-		sp, b, err := readSpan(seg, &seg.metas[r.idx], buf)
-		// A client retrying an export whose acknowledgement it lost sends
-		// the same span again: return each span once.
-		if _, dup := seen[sp.SpanID]; dup && err == nil {
-			buf = b
-			continue
-		}
-		seen[sp.SpanID] = struct{}{}
-		buf = b
+	out := make([]spans.Span, 0, len(locs))
+	seen := make(map[spans.SpanID]struct{}, len(locs))
+	for i := range locs {
+		sp, err := s.readSpan(locs[i].seg, &locs[i].m)
 		if err != nil {
 			return nil, err
 		}
+		// A client retrying an export whose acknowledgement it lost sends
+		// the same span again: return each span once.
+		if _, dup := seen[sp.SpanID]; dup {
+			continue
+		}
+		seen[sp.SpanID] = struct{}{}
 		out = append(out, sp)
 	}
-	if len(out) == 0 {
-		return nil, tracestore.ErrTraceNotFound
-	}
 	return out, nil
+}
+
+// segView is a consistent snapshot of one segment's index: rows and records
+// are append-only, so the slices stay valid after the lock is released.
+type segView struct {
+	seg                *segment
+	metas              []spanMeta
+	recs               []recInfo
+	minStart, maxStart int64
 }
 
 // Search scans the span index newest segment first.
@@ -497,22 +615,22 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	if limit <= 0 {
 		limit = tracestore.DefaultSearchLimit
 	}
+	s.readMu.RLock()
+	defer s.readMu.RUnlock()
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
+		s.mu.RUnlock()
 		return nil, errors.New("trace store: closed")
 	}
-	var svc, op uint32
-	var ok bool
-	if q.Service != "" {
-		if svc, ok = s.nameIDs[q.Service]; !ok {
-			return nil, nil
-		}
+	svc, svcOK := s.nameIDs[q.Service]
+	op, opOK := s.nameIDs[q.Operation]
+	views := make([]segView, len(s.segs))
+	for i, seg := range s.segs {
+		views[i] = segView{seg, seg.metas, seg.recs, seg.minStart, seg.maxStart}
 	}
-	if q.Operation != "" {
-		if op, ok = s.nameIDs[q.Operation]; !ok {
-			return nil, nil
-		}
+	s.mu.RUnlock()
+	if q.Service != "" && !svcOK || q.Operation != "" && !opOK {
+		return nil, nil
 	}
 	var minT, maxT int64 = -1 << 63, 1<<63 - 1
 	if !q.Start.IsZero() {
@@ -526,15 +644,21 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		maxD = 1<<63 - 1
 	}
 	found := map[spans.TraceID]int64{}
-	var buf []byte
 	checked := 0
-	for i := len(s.segs) - 1; i >= 0; i-- {
-		seg := s.segs[i]
-		if len(seg.metas) == 0 || seg.maxStart < minT || seg.minStart > maxT {
+	var want []uint64
+	for k, v := range q.Attrs {
+		want = append(want, attrHash(k, v))
+	}
+	for i := len(views) - 1; i >= 0; i-- {
+		v := &views[i]
+		if len(v.metas) == 0 || v.maxStart < minT || v.minStart > maxT {
 			continue
 		}
-		for j := len(seg.metas) - 1; j >= 0; j-- {
-			m := &seg.metas[j]
+		ri := len(v.recs) - 1 // rows are in record order: walk records down with them
+		var lastRec uint32
+		var bloomChecked, bloomOK bool
+		for j := len(v.metas) - 1; j >= 0; j-- {
+			m := &v.metas[j]
 			if q.Service != "" && m.svc != svc ||
 				q.Operation != "" && m.op != op ||
 				m.start < minT || m.start > maxT ||
@@ -547,11 +671,23 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 				continue
 			}
 			if len(q.Attrs) > 0 {
+				if !bloomChecked || m.rec != lastRec {
+					for ri > 0 && v.recs[ri].off > m.rec {
+						ri--
+					}
+					bloomOK = true
+					if ri >= 0 && v.recs[ri].off == m.rec {
+						bloomOK = bloomHasAll(v.recs[ri].bloom, want)
+					}
+					bloomChecked, lastRec = true, m.rec
+				}
+				if !bloomOK {
+					continue
+				}
 				if checked++; checked%1024 == 0 && ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				sp, b, err := readSpan(seg, m, buf)
-				buf = b
+				sp, err := s.readSpan(v.seg, m)
 				if err != nil {
 					return nil, err
 				}
@@ -560,6 +696,20 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 				}
 			}
 			found[m.trace] = m.start
+		}
+		// Segments are in ingest order, which is close to time order: once
+		// limit traces were found and no older segment has a span starting
+		// after the limit-th of them, the rest cannot enter the result.
+		if i > 0 && len(found) >= limit {
+			var older int64 = -1 << 63
+			for _, o := range views[:i] {
+				if len(o.metas) > 0 && o.maxStart > older {
+					older = o.maxStart
+				}
+			}
+			if older < kthLargest(found, limit) {
+				break
+			}
 		}
 	}
 	refs := make([]tracestore.TraceRef, 0, len(found))
@@ -576,6 +726,25 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		refs = refs[:limit]
 	}
 	return refs, nil
+}
+
+func bloomHasAll(b *attrBloom, hashes []uint64) bool {
+	for _, h := range hashes {
+		if !b.mayContain(h) {
+			return false
+		}
+	}
+	return true
+}
+
+// kthLargest returns the k-th largest value of m (k ≤ len(m)).
+func kthLargest(m map[spans.TraceID]int64, k int) int64 {
+	v := make([]int64, 0, len(m))
+	for _, x := range m {
+		v = append(v, x)
+	}
+	slices.Sort(v)
+	return v[len(v)-k]
 }
 
 func matchAttrs(sp *spans.Span, want map[string]string) bool {
@@ -643,6 +812,14 @@ func (s *Store) retentionLoop() {
 // ApplyRetention deletes sealed segments older than the retention or
 // beyond the size cap (oldest first). The active segment is never deleted.
 func (s *Store) ApplyRetention(now time.Time) error {
+	s.mu.RLock()
+	due := len(s.segs) > 1 && (now.Sub(s.segs[0].lastData) > s.cfg.Retention || s.totalLen > s.cfg.MaxBytes)
+	s.mu.RUnlock()
+	if !due {
+		return nil
+	}
+	s.readMu.Lock() // wait for queries reading the files about to go
+	defer s.readMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -672,10 +849,14 @@ func (s *Store) ApplyRetention(now time.Time) error {
 			}
 		}
 		seg.f.Close()
+		s.cache.dropSegment(seg.id)
 		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("trace store: delete %s: %w", seg.path, err))
 		}
 		s.totalLen -= seg.size
+		for _, r := range seg.recs {
+			s.bloomBytes -= int64(r.bloom.bytes())
+		}
 		s.m.spans.Sub(float64(len(seg.metas)))
 		reason := "age"
 		if !tooOld {
@@ -707,6 +888,8 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	close(s.stop)
 	s.done.Wait()
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true

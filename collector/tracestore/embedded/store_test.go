@@ -32,3 +32,13 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func TestConformanceUncompressed(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) tracestore.Store {
+		s, err := New(Config{Dir: t.TempDir(), Compression: "none"}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

@@ -3,7 +3,7 @@ import 'uplot/dist/uPlot.min.css';
 import './app.css';
 import { render } from 'preact';
 import { html } from './html.js';
-import { useRoute, match, navigate, onLinkClick } from './router.js';
+import { useRoute, match, onLinkClick } from './router.js';
 import { TopologyPage } from './topology.js';
 import { ServicesPage } from './services.js';
 import { TracesPage, TraceView } from './traces.js';
@@ -22,10 +22,10 @@ function NotFound({ path }) {
 }
 
 function App() {
-  const { path, query } = useRoute();
+  let { path, query } = useRoute();
   if (path === '/' || path === '/index.html') {
-    queueMicrotask(() => navigate('/topology' + location.search, { replace: true }));
-    return null;
+    history.replaceState(null, '', '/topology' + location.search);
+    path = '/topology';
   }
   let route = null, params = null;
   for (const r of routes) {

@@ -65,7 +65,7 @@ export function ServicesPage({ query }) {
       <thead><tr>${columns.map((c) => html`<th scope="col" class=${c.num ? 'num' : ''} aria-sort=${c.key === sortKey ? (dir === 'asc' ? 'ascending' : 'descending') : 'none'}>
         <button type="button" class="sort" onClick=${() => sortBy(c.key)}>${c.label}${c.key === sortKey ? (dir === 'asc' ? ' ▲' : ' ▼') : ''}</button></th>`)}
         <th scope="col">Details</th></tr></thead>
-      <tbody>${rows.map((n) => html`<tr key=${n.id} data-service=${n.id}>
+      <tbody>${rows.map((n) => html`<tr key=${n.id} data-service=${n.id} data-sort-value=${col.get(n)}>
         <th scope="row">${n.id}</th><td><${HealthBadge} h=${n.health} /></td><td>${n.kind}</td><td>${n.mode}</td>
         <td class="num">${n.kind === 'external' || n.kind === 'database' || n.rps ? fmtPct(1 - (n.error_rate || 0)) : '–'}</td>
         <td class="num">${fmtRate(n.rps)}</td><td class="num">${fmtMs(n.p50_ms)}</td><td class="num">${fmtMs(n.p95_ms)}</td><td class="num">${fmtMs(n.p99_ms)}</td>

@@ -142,6 +142,9 @@ function nodeLabel(n) {
   return `${h.glyph} ${name}${kindTag}${stats}`;
 }
 
+// Below this zoom, labels of big graphs drop their numbers (see GraphCanvas).
+const DETAIL_ZOOM = 0.6;
+
 function edgeLabel(e, which) {
   switch (which) {
     case 'rps': return `${fmtRate(e.rps)} rps`;
@@ -213,7 +216,8 @@ const cyStyle = [
 function nodeSize(n, maxRps) {
   if (n.kind === 'user') return 30;
   const r = maxRps > 0 ? Math.sqrt((n.rps || 0) / maxRps) : 0;
-  return Math.round(30 + 30 * r);
+  // Steps of 6 px: small rate changes do not restyle the node.
+  return 30 + 6 * Math.round(5 * r);
 }
 
 // GraphCanvas draws nodes and edges with Cytoscape. It keeps one Cytoscape
@@ -224,6 +228,7 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
   const cyRef = useRef(null);
   const layoutRef = useRef(null);
   const fittedRef = useRef('');
+  const [, setLod] = useState(0);
   const onSelectRef = useRef(onSelect);
   onSelectRef.current = onSelect;
 
@@ -241,15 +246,36 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       boxSelectionEnabled: false,
       autoungrabify: false,
     });
+    let detailed = null;
+    cy.on('zoom', () => {
+      const d = cy.zoom() >= DETAIL_ZOOM;
+      if (d !== detailed) {
+        detailed = d;
+        setLod((x) => x + 1);
+      }
+    });
     cy.on('tap', 'node', (ev) => onSelectRef.current('node:' + ev.target.id()));
     cy.on('tap', 'edge', (ev) => onSelectRef.current('edge:' + ev.target.id()));
     cy.on('tap', (ev) => {
       if (ev.target === cy) onSelectRef.current('');
     });
+    // The side panel opening or the window resizing changes the canvas
+    // size: keep the drawing framed (positions never change, only the view).
+    let lastSize = '';
+    const ro = new ResizeObserver(() => {
+      const size = `${box.current.clientWidth}x${box.current.clientHeight}`;
+      if (size === lastSize) return;
+      const first = lastSize === '';
+      lastSize = size;
+      cy.resize();
+      if (!first && cy.nodes().length) cy.fit(undefined, 30);
+    });
+    ro.observe(box.current);
     cyRef.current = cy;
     // A debugging and test hook: the Cytoscape instance of the page.
     window.meshscope = Object.assign(window.meshscope || {}, { cy });
     return () => {
+      ro.disconnect();
       cy.destroy();
       cyRef.current = null;
     };
@@ -265,19 +291,25 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
   useEffect(() => {
     const cy = cyRef.current;
     if (!cy) return;
+    const t0 = performance.now();
     const pos = layoutRef.current.place(nodes, edges);
     const maxRps = nodes.reduce((m, n) => Math.max(m, n.rps || 0), 0);
     const maxERps = edges.reduce((m, e) => Math.max(m, e.rps || 0), 0);
     const findOn = found.size > 0;
+    // Level of detail: when labels are too small to read (big graphs zoomed
+    // out) they are left out, so updates that only change numbers do not
+    // restyle and re-measure thousands of labels. Zooming in brings them back.
+    const detail = nodes.length <= 300 || (fittedRef.current === fitKey && cy.zoom() >= DETAIL_ZOOM);
     cy.batch(() => {
       const want = new Set();
+      const fresh = []; // added in one call: much faster than one by one
       for (const n of nodes) {
         want.add(n.id);
-        const data = { id: n.id, label: nodeLabel(n), color: health(n.health).color, size: nodeSize(n, maxRps), shape: (kindInfo[n.kind] || kindInfo.service).shape };
+        const data = { id: n.id, label: detail ? nodeLabel(n) : n.id, color: health(n.health).color, size: nodeSize(n, maxRps), shape: (kindInfo[n.kind] || kindInfo.service).shape };
         const classes = `kind-${n.kind} health-${n.health} mode-${n.mode}` + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
         let el = cy.getElementById(n.id);
         if (el.empty()) {
-          el = cy.add({ group: 'nodes', data, position: { ...pos.get(n.id) }, classes });
+          fresh.push({ group: 'nodes', data, position: { ...pos.get(n.id) }, classes });
         } else {
           const old = el.data();
           if (old.label !== data.label || old.color !== data.color || old.size !== data.size || old.shape !== data.shape) el.data(data);
@@ -286,19 +318,21 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       }
       for (const e of edges) {
         want.add(e.id);
-        const data = { id: e.id, source: e.source, target: e.target, label: edgeLabel(e, label), color: health(e.health).color, width: 1 + (maxERps > 0 ? 4 * Math.sqrt((e.rps || 0) / maxERps) : 0) };
+        const data = { id: e.id, source: e.source, target: e.target, label: detail ? edgeLabel(e, label) : '', color: health(e.health).color, width: 1 + (maxERps > 0 ? Math.round(8 * Math.sqrt((e.rps || 0) / maxERps)) / 2 : 0) };
         const classes = `health-${e.health} seen-${e.seen_by}` + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '');
         const el = cy.getElementById(e.id);
-        if (el.empty()) cy.add({ group: 'edges', data, classes });
+        if (el.empty()) fresh.push({ group: 'edges', data, classes });
         else {
           const old = el.data();
-          if (old.label !== data.label || old.color !== data.color || Math.abs(old.width - data.width) > 0.05) el.data(data);
+          if (old.label !== data.label || old.color !== data.color || old.width !== data.width) el.data(data);
           if (el.classes().join(' ') !== classes) el.classes(classes);
         }
       }
       cy.elements().forEach((el) => {
         if (!want.has(el.id())) el.remove();
       });
+      // Nodes first: edges need their ends.
+      if (fresh.length) cy.add(fresh.sort((a, b) => (a.group === b.group ? 0 : a.group === 'nodes' ? -1 : 1)));
       cy.elements(':selected').unselect();
       if (sel) {
         const id = sel.slice(sel.indexOf(':') + 1);
@@ -309,6 +343,16 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
     if (nodes.length && fittedRef.current !== fitKey) {
       fittedRef.current = fitKey;
       cy.fit(undefined, 30);
+    }
+    // Render timings for the browser benchmark (ui/bench): the JS time of each
+    // sync and when the first drawing with nodes reached the screen.
+    const perf = (window.meshscope = window.meshscope || {});
+    perf.syncs = perf.syncs || [];
+    perf.syncs.push({ at: t0, ms: performance.now() - t0, nodes: nodes.length });
+    if (perf.syncs.length > 1000) perf.syncs.shift();
+    if (nodes.length && !perf.firstRender) {
+      perf.firstRender = -1;
+      requestAnimationFrame(() => requestAnimationFrame(() => (perf.firstRender = performance.now())));
     }
     box.current.dataset.nodes = String(cy.nodes().length);
     box.current.dataset.edges = String(cy.edges().length);
@@ -359,6 +403,8 @@ export function TopologyPage({ query }) {
   const p = params(query);
   const { graph, tick, status } = useGraphSource(p);
   const [findText, setFindText] = useState(p.find);
+  // The text twin of the graph is only rendered while open (big graphs).
+  const [listOpen, setListOpen] = useState(false);
   useEffect(() => setFindText(p.find), [p.find]);
   let findFn = null, findError = null;
   try {
@@ -414,8 +460,8 @@ export function TopologyPage({ query }) {
               fitKey=${p.window + p.view + p.group + p.hideHealthy + vis.mode} layoutKey=${p.view + vis.mode} />
             ${vis.mode === 'grouped' ? html`<p class="note">${graph.nodes.size} nodes: shown grouped by group. Pick a group to see its nodes.</p>` : ''}
             <${Legend} />
-            <details class="node-list"><summary>Nodes as a list (${vis.nodes.length})</summary>
-              <ul data-testid="node-list">${vis.nodes.map((n) => html`<li key=${n.id}><button type="button" class="linklike" data-node=${n.id} onClick=${() => onSelect('node:' + n.id)}>
+            <details class="node-list" open=${listOpen} onToggle=${(e) => setListOpen(e.currentTarget.open)}><summary>Nodes as a list (${vis.nodes.length})</summary>
+              <ul data-testid="node-list">${!listOpen ? '' : vis.nodes.map((n) => html`<li key=${n.id}><button type="button" class="linklike" data-node=${n.id} onClick=${() => onSelect('node:' + n.id)}>
                 ${n.id}</button> <${HealthBadge} h=${n.health} /> ${n.kind !== 'service' ? html`<span class="tag">${n.kind}</span>` : ''} ${fmtRate(n.rps)} rps, ${fmtPct(n.error_rate)} errors, p99 ${fmtMs(n.p99_ms)}</li>`)}</ul>
             </details>`}
       </div>

@@ -270,7 +270,10 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
     res.writeHead(200, { ...headers, 'Content-Type': types['.html'], 'Cache-Control': 'no-cache' });
     res.end(readFileSync(join(distDir, 'index.html')));
   });
+  const upgraded = new Set();
   server.on('upgrade', (req, socket) => {
+    upgraded.add(socket);
+    socket.on('close', () => upgraded.delete(socket));
     const u = new URL(req.url, 'http://x');
     if (u.pathname !== '/api/mesh/graph/stream') return socket.destroy();
     stats.streams++;
@@ -306,6 +309,7 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
       resolve({
         url, stats, traces,
         close: () => new Promise((r) => {
+          for (const s of upgraded) s.destroy();
           server.closeAllConnections();
           server.close(() => r());
         }),

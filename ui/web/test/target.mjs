@@ -35,37 +35,44 @@ export async function startTarget(opts = {}) {
   }
   if (!existsSync(meshscopeBin)) throw new Error(`MESHSCOPE_UI_TARGET=demo but ${meshscopeBin} is missing: run make build`);
   const data = mkdtempSync(join(tmpdir(), 'meshscope-ui-demo-'));
-  const http = await freePort();
-  const grpc = await freePort();
-  const ohttp = await freePort();
-  const args = ['demo', '--data', data, '--http', `127.0.0.1:${http}`, '--otlp-grpc', `127.0.0.1:${grpc}`, '--otlp-http', `127.0.0.1:${ohttp}`];
+  // --http with port 0: the demo picks free ports for everything and prints
+  // "Meshscope UI: http://127.0.0.1:PORT/".
+  const args = ['demo', '--data', data, '--http', '127.0.0.1:0'];
   const child = spawn(meshscopeBin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let log = '';
   child.stdout.on('data', (d) => (log += d));
   child.stderr.on('data', (d) => (log += d));
-  const url = `http://127.0.0.1:${http}`;
-  const deadline = Date.now() + 90000;
+  const kill = (sig) => {
+    try { process.kill(-child.pid, sig); } catch {}
+  };
+  const deadline = Date.now() + 120000;
+  let url = '';
   for (;;) {
     if (child.exitCode !== null) throw new Error(`meshscope demo exited ${child.exitCode}:\n${log}`);
-    try {
-      const r = await fetch(url + '/api/mesh/graph?window=1m');
-      if (r.ok) {
-        const g = await r.json();
-        if ((g.nodes || []).filter((n) => n.kind === 'service' && n.rps > 0).length >= 5) break;
-      }
-    } catch {}
+    const m = /Meshscope UI: (http:\/\/[^\s/]+)/.exec(log);
+    if (m) url = m[1];
+    if (url) {
+      try {
+        const r = await fetch(url + '/api/mesh/graph?window=1m');
+        if (r.ok) {
+          const g = await r.json();
+          if ((g.nodes || []).filter((n) => n.kind === 'service' && n.rps > 0).length >= 5) break;
+        }
+      } catch {}
+    }
     if (Date.now() > deadline) {
-      try { process.kill(-child.pid, 'SIGTERM'); } catch {}
-      throw new Error(`meshscope demo did not show a graph within 90 s:\n${log}`);
+      kill('SIGKILL');
+      throw new Error(`meshscope demo did not show a graph within 120 s:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
   return {
     url, kind: 'demo', log: () => log,
     close: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      try { process.kill(-child.pid, 'SIGINT'); } catch {}
-      const t = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} }, 15000);
+      const exited = child.exitCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r));
+      // The demo stops every process it started on SIGINT.
+      try { process.kill(child.pid, 'SIGINT'); } catch {}
+      const t = setTimeout(() => kill('SIGKILL'), 30000);
       await exited;
       clearTimeout(t);
       rmSync(data, { recursive: true, force: true });

@@ -57,6 +57,8 @@ test('the topology renders the demo services with health cues', async () => {
   await page.goto(target.url + '/');
   await page.waitForURL(/\/topology/);
   await waitForNodes(demoServices);
+  await page.locator('.node-list summary').click();
+  await page.locator('[data-testid=node-list] li').first().waitFor();
   const list = await page.locator('[data-testid=node-list]').textContent();
   for (const s of demoServices) assert.ok(list.includes(s), `node list lacks ${s}`);
   // Health is given as words too, not by colour alone.
@@ -103,33 +105,41 @@ test('the stream updates the graph without a reload', async () => {
 });
 
 test('a trace search finds a trace whose waterfall shows every hop', async () => {
+  // A checkout crosses web → checkout → payments.
   await page.goto(target.url + '/traces');
-  await page.locator('select[name=service] option[value=web]').waitFor({ state: 'attached' });
-  await page.selectOption('select[name=service]', 'web');
+  await page.waitForFunction(() => [...document.querySelector('select[name=service]').options].some((o) => o.value === 'payments'), null, { timeout: 20000 });
+  await page.selectOption('select[name=service]', 'payments');
+  await page.selectOption('select[name=lookback]', '15m');
   await page.click('button[type=submit]');
-  await page.waitForURL(/service=web/);
+  await page.waitForURL(/service=payments/);
   const results = page.locator('[data-testid=trace-results] li');
   await results.first().waitFor({ timeout: 20000 });
   assert.ok((await results.count()) > 0);
   await shot('traces-search');
   // The trace with the most spans covers the most hops.
-  const hrefs = await page.locator('[data-testid=trace-results] a').evaluateAll((as) => as.map((a) => [a.getAttribute('href'), Number((a.textContent.match(/(\d+) spans/) || [])[1] || 0)]));
-  hrefs.sort((a, b) => b[1] - a[1]);
-  await page.click(`[data-testid=trace-results] a[href="${hrefs[0][0]}"]`);
+  const found = await page.locator('[data-testid=trace-results] a').evaluateAll((as) => as.map((a) => ({
+    href: a.getAttribute('href'),
+    spans: Number((a.textContent.match(/(\d+) spans/) || [])[1] || 0),
+    services: a.querySelector('.tr-meta').textContent.split('·')[1].split(',').map((s) => s.trim()),
+  })));
+  found.sort((a, b) => b.spans - a.spans);
+  const pick = found[0];
+  for (const s of ['web', 'checkout', 'payments']) assert.ok(pick.services.includes(s), `trace lacks ${s}: ${pick.services.join(', ')}`);
+  await page.click(`[data-testid=trace-results] a[href="${pick.href}"]`);
   await page.waitForURL(/\/traces\/[0-9a-f]+/);
   await page.locator('[data-testid=waterfall] .wf-row').first().waitFor();
+  assert.equal(Number(await page.locator('[data-testid=waterfall]').getAttribute('data-rows')), pick.spans);
   const services = new Set(await page.locator('[data-testid=waterfall] .wf-row').evaluateAll((rs) => rs.map((r) => r.dataset.service)));
-  for (const s of demoServices) assert.ok(services.has(s), `waterfall lacks a span of ${s} (has ${[...services].join(', ')})`);
+  for (const s of pick.services) assert.ok(services.has(s), `waterfall lacks a span of ${s} (has ${[...services].join(', ')})`);
   // Span details: attributes of the clicked span.
   await page.locator('[data-testid=waterfall] .wf-row[data-service=payments] .span-name').first().click();
   await page.locator('[data-testid=span-details]').waitFor();
   assert.match(await page.locator('[data-testid=span-details]').textContent(), /Attributes/);
   assert.match(page.url(), /span=/);
   await shot('trace-waterfall');
-  // Back returns to the result list.
+  // Back returns to the result list (span selection replaces, not pushes).
   await page.goBack();
-  await page.goBack();
-  await page.waitForURL(/\/traces\?service=web/);
+  await page.waitForURL(/\/traces\?service=payments/);
   await results.first().waitFor();
 });
 
@@ -155,11 +165,11 @@ test('a deep link restores the view and the back button works', async () => {
   await page.locator('[data-testid=services-table] tbody tr').first().waitFor();
   await page.click('button.sort:has-text("p99")');
   await page.waitForURL(/sort=p99/);
-  const first = await page.locator('[data-testid=services-table] tbody tr').first().getAttribute('data-service');
   await page.reload();
   await page.locator('[data-testid=services-table] tbody tr').first().waitFor();
-  assert.equal(await page.locator('[data-testid=services-table] tbody tr').first().getAttribute('data-service'), first);
   assert.match(await page.locator('th[aria-sort=descending]').textContent(), /p99/);
+  const vals = await page.locator('[data-testid=services-table] tbody tr').evaluateAll((rs) => rs.map((r) => Number(r.dataset.sortValue)));
+  assert.ok(vals.length > 1 && vals.every((v, i) => i === 0 || vals[i - 1] >= v), `rows not sorted by p99: ${vals}`);
   await shot('services');
   await page.goBack();
   await page.goBack();

@@ -31,12 +31,13 @@ CREATE TABLE IF NOT EXISTS traces.spans_local ON CLUSTER meshscope (
     link_span_ids Array(FixedString(8)) CODEC(ZSTD(1)),
     link_attributes Array(String) CODEC(ZSTD(1)),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_timestamp timestamp TYPE minmax GRANULARITY 1,
     INDEX idx_duration duration TYPE minmax GRANULARITY 1
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/traces/spans_local', '{replica}')
 PARTITION BY toDate(timestamp)
 ORDER BY (service, name, toDateTime(timestamp))
 TTL toDateTime(timestamp) + INTERVAL 259200 SECOND
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+SETTINGS index_granularity = 1024, ttl_only_drop_parts = 1;
 
 CREATE TABLE IF NOT EXISTS traces.spans ON CLUSTER meshscope AS traces.spans_local
 ENGINE = Distributed(meshscope, traces, spans_local, cityHash64(trace_id));

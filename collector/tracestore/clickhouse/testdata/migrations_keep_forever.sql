@@ -31,11 +31,12 @@ CREATE TABLE IF NOT EXISTS traces.spans (
     link_span_ids Array(FixedString(8)) CODEC(ZSTD(1)),
     link_attributes Array(String) CODEC(ZSTD(1)),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_timestamp timestamp TYPE minmax GRANULARITY 1,
     INDEX idx_duration duration TYPE minmax GRANULARITY 1
 ) ENGINE = MergeTree
 PARTITION BY toDate(timestamp)
 ORDER BY (service, name, toDateTime(timestamp))
-SETTINGS index_granularity = 8192;
+SETTINGS index_granularity = 1024;
 
 -- migration 2: trace id index table and view
 CREATE TABLE IF NOT EXISTS traces.trace_index (

@@ -93,6 +93,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -262,11 +264,23 @@ func (c *Conn) Insert(ctx context.Context, insert string, rows [][]any) error {
 	if err != nil {
 		return err
 	}
-	q := make([]byte, 0, len(insert)+len(data)+20)
-	q = append(q, insert...)
-	q = append(q, " FORMAT RowBinary\n"...)
-	q = append(q, data...)
-	_, err = c.queryRaw(string(q), nil, "RowBinary")
+	// The rows go through a file: inline data after the statement is cut
+	// by the engine's multi-statement splitter at some byte sequences
+	// (an empty line), which RowBinary data contains.
+	f, err := os.CreateTemp("", "meshscope-chdb-insert-*.bin")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	path := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(f.Name())
+	_, err = c.queryRaw(insert+" FROM INFILE '"+path+"' FORMAT RowBinary", nil, "RowBinary")
 	return err
 }
 

@@ -88,3 +88,40 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal("query on a missing table succeeded")
 	}
 }
+
+// TestInsertAnyBytes: binary data of every byte sequence arrives intact
+// (inline data after the statement would be cut at an empty line).
+func TestInsertAnyBytes(t *testing.T) {
+	c := openTest(t)
+	ctx := context.Background()
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS ab", "CREATE TABLE ab.t (s String) ENGINE = MergeTree ORDER BY tuple()"} {
+		if err := c.Exec(ctx, q, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := make([]byte, 0, 512)
+	for i := range 256 {
+		all = append(all, byte(i), byte(255-i))
+	}
+	rows := [][]any{{"\n\n"}, {"a\n\nb"}, {"\r\n\r\n;"}, {string(all)}, {""}}
+	if err := c.Insert(ctx, "INSERT INTO ab.t (s)", rows); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Query(ctx, "SELECT s FROM ab.t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for res.Next() {
+		var s string
+		if err := res.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		seen[s] = true
+	}
+	for _, r := range rows {
+		if !seen[r[0].(string)] {
+			t.Fatalf("row %q not read back", r[0])
+		}
+	}
+}

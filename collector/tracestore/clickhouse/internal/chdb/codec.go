@@ -336,7 +336,7 @@ func NewRows(out []byte) (*Rows, error) {
 	if len(out) == 0 {
 		return r, nil
 	}
-	n, err := r.uvarint()
+	n, err := r.count()
 	if err != nil {
 		return nil, err
 	}
@@ -370,6 +370,16 @@ func (r *Rows) uvarint() (uint64, error) {
 	}
 	r.data = r.data[n:]
 	return v, nil
+}
+
+// count reads an element count; every element the store reads takes at
+// least one byte, so a count beyond the remaining data is corrupt.
+func (r *Rows) count() (uint64, error) {
+	n, err := r.uvarint()
+	if err == nil && n > uint64(len(r.data)) {
+		return 0, errShort
+	}
+	return n, err
 }
 
 func (r *Rows) take(n int) ([]byte, error) {
@@ -479,7 +489,7 @@ func (r *Rows) decode(t *chType) (any, error) {
 		}
 		return r.decode(t.elems[0])
 	case "Array":
-		n, err := r.uvarint()
+		n, err := r.count()
 		if err != nil {
 			return nil, err
 		}
@@ -493,7 +503,7 @@ func (r *Rows) decode(t *chType) (any, error) {
 		}
 		return out, nil
 	case "Map":
-		n, err := r.uvarint()
+		n, err := r.count()
 		if err != nil {
 			return nil, err
 		}
@@ -527,6 +537,10 @@ func (r *Rows) decode(t *chType) (any, error) {
 // Next implements chsql.Rows.
 func (r *Rows) Next() bool {
 	if r.err != nil || len(r.data) == 0 {
+		return false
+	}
+	if len(r.types) == 0 {
+		r.err = errors.New("RowBinary: data without columns")
 		return false
 	}
 	r.row = r.row[:0]

@@ -5,6 +5,7 @@
 //
 // The binding (cgo + dlopen) is only built with the build tag chdb; the
 // RowBinary codec it uses is plain Go and always built. Inserts are sent as
-// "<insert statement> FORMAT RowBinary\n<data>" and results are read in
+// "<insert statement> FROM INFILE '<temp file>' FORMAT RowBinary" (rows
+// encoded for the table's column types) and results are read in
 // RowBinaryWithNamesAndTypes.
 package chdb

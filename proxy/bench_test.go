@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// BenchmarkOutboundHTTP1 measures one request through an outbound proxy to
+// a real app (client and app costs included; compare with -bench Direct).
+func BenchmarkOutboundHTTP1(b *testing.B) {
+	benchHTTP(b, true, false)
+}
+
+// BenchmarkOutboundHTTP1NoTelemetry is the same with tracing and metrics off.
+func BenchmarkOutboundHTTP1NoTelemetry(b *testing.B) {
+	benchHTTP(b, true, true)
+}
+
+// BenchmarkDirectHTTP1 is the baseline without a proxy.
+func BenchmarkDirectHTTP1(b *testing.B) {
+	benchHTTP(b, false, false)
+}
+
+// BenchmarkOutboundHTTP1Parallel drives 16 concurrent clients through a
+// proxy exporting to a real OTLP gRPC collector.
+func BenchmarkOutboundHTTP1Parallel(b *testing.B) {
+	t := &testing.T{}
+	payload := strings.Repeat("x", 1024)
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, payload) }))
+	col := startCollector(t)
+	cfg := baseConfig("bench")
+	cfg.Telemetry.Collector = col.addr
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "app", Addrs: []string{app}}}
+	p, err := New(cfg, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := contextWithCancel()
+	defer cancel()
+	go func() { _ = p.Run(ctx) }()
+	<-p.Ready()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	url := "http://" + p.ListenAddrs()[0] + "/api/items/7"
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}
+
+func benchHTTP(b *testing.B, viaProxy, noTelemetry bool) {
+	t := &testing.T{}
+	payload := strings.Repeat("x", 1024)
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, payload) }))
+	addr := app
+	if viaProxy {
+		cfg := baseConfig("bench")
+		cfg.RouteTemplates = []string{"/api/items/{id}"}
+		cfg.Telemetry.DisableTracing = noTelemetry
+		cfg.Telemetry.DisableMetrics = noTelemetry
+		cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "app", Addrs: []string{app}}}
+		p, err := New(cfg, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := contextWithCancel()
+		defer cancel()
+		go func() { _ = p.Run(ctx) }()
+		<-p.Ready()
+		addr = p.ListenAddrs()[0]
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	url := "http://" + addr + "/api/items/7"
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}

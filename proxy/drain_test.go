@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedBuffer collects a child's output safely.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDrainOnSIGTERM builds the real binary, sends SIGTERM while a request
+// is in flight, and checks that the request completes, new connections are
+// refused, and the process exits 0.
+func TestDrainOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "meshscope-proxy")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meshscope/meshscope/cmd/meshscope-proxy").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "finished")
+	}))
+	listen, admin := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "--service", "drainer", "--inbound", listen+"="+app, "--admin", admin, "--drain-timeout", "20s")
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("proxy output:\n%s", logs.String())
+		}
+	})
+	eventually(t, "/ready", func() bool {
+		resp, err := http.Get("http://" + admin + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + listen + "/slow")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{status: resp.StatusCode, body: string(b)}
+	}()
+	<-arrived
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "listener closed", func() bool {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	select {
+	case err := <-exited:
+		t.Fatalf("exited before the in-flight request finished: %v", err)
+	default:
+	}
+	if resp, err := http.Get("http://" + admin + "/ready"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/ready while draining: %v %v, want 503", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.status != 200 || r.body != "finished" {
+		t.Fatalf("in-flight request: %+v", r)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("proxy did not exit after draining")
+	}
+	if !strings.Contains(logs.String(), "draining") {
+		t.Errorf("no drain in logs:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,455 @@
+package proxy
+
+// A small OTLP/gRPC client: spans and metrics are encoded straight to the
+// OTLP protobuf wire format and sent as unary gRPC calls over HTTP/2 prior
+// knowledge with net/http. This keeps the gRPC and protobuf runtimes (and
+// several MB of resident memory) out of the sidecar. The encodings are tested
+// against the generated go.opentelemetry.io/proto/otlp types and the calls
+// against a real grpc-go server.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+const (
+	otlpTracePath   = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+	otlpMetricsPath = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+)
+
+// pbuf appends protobuf wire-format fields.
+type pbuf struct{ b []byte }
+
+const (
+	wireVarint  = 0
+	wireFixed64 = 1
+	wireBytes   = 2
+	wireFixed32 = 5
+)
+
+func (p *pbuf) tag(field, wire int) {
+	p.b = binary.AppendUvarint(p.b, uint64(field)<<3|uint64(wire))
+}
+
+func (p *pbuf) uvarint(field int, v uint64) {
+	if v == 0 {
+		return
+	}
+	p.tag(field, wireVarint)
+	p.b = binary.AppendUvarint(p.b, v)
+}
+
+func (p *pbuf) fixed64(field int, v uint64) {
+	if v == 0 {
+		return
+	}
+	p.tag(field, wireFixed64)
+	p.b = binary.LittleEndian.AppendUint64(p.b, v)
+}
+
+func (p *pbuf) fixed32(field int, v uint32) {
+	if v == 0 {
+		return
+	}
+	p.tag(field, wireFixed32)
+	p.b = binary.LittleEndian.AppendUint32(p.b, v)
+}
+
+// double always writes (used for oneof and optional fields, where zero is
+// a value).
+func (p *pbuf) double(field int, v float64) {
+	p.tag(field, wireFixed64)
+	p.b = binary.LittleEndian.AppendUint64(p.b, math.Float64bits(v))
+}
+
+func (p *pbuf) str(field int, s string) {
+	if s == "" {
+		return
+	}
+	p.tag(field, wireBytes)
+	p.b = binary.AppendUvarint(p.b, uint64(len(s)))
+	p.b = append(p.b, s...)
+}
+
+func (p *pbuf) bytes(field int, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	p.tag(field, wireBytes)
+	p.b = binary.AppendUvarint(p.b, uint64(len(b)))
+	p.b = append(p.b, b...)
+}
+
+// msg writes a length-delimited sub-message produced by fn.
+func (p *pbuf) msg(field int, fn func()) {
+	p.tag(field, wireBytes)
+	start := len(p.b)
+	p.b = append(p.b, 0)
+	fn()
+	n := len(p.b) - start - 1
+	if n < 0x80 {
+		p.b[start] = byte(n)
+		return
+	}
+	var tmp [binary.MaxVarintLen64]byte
+	l := binary.PutUvarint(tmp[:], uint64(n))
+	p.b = append(p.b, tmp[:l-1]...)
+	copy(p.b[start+l:], p.b[start+1:start+1+n])
+	copy(p.b[start:], tmp[:l])
+}
+
+// keyValue encodes an opentelemetry.proto.common.v1.KeyValue.
+func (p *pbuf) keyValue(field int, kv attribute.KeyValue) {
+	p.msg(field, func() {
+		p.str(1, string(kv.Key))
+		p.msg(2, func() { p.anyValue(kv.Value) })
+	})
+}
+
+func (p *pbuf) anyValue(v attribute.Value) {
+	switch v.Type() {
+	case attribute.STRING:
+		p.tag(1, wireBytes)
+		s := v.AsString()
+		p.b = binary.AppendUvarint(p.b, uint64(len(s)))
+		p.b = append(p.b, s...)
+	case attribute.BOOL:
+		p.tag(2, wireVarint)
+		if v.AsBool() {
+			p.b = append(p.b, 1)
+		} else {
+			p.b = append(p.b, 0)
+		}
+	case attribute.INT64:
+		p.tag(3, wireVarint)
+		p.b = binary.AppendUvarint(p.b, uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		p.double(4, v.AsFloat64())
+	default: // slices: as a string rendering, which every backend can show
+		p.tag(1, wireBytes)
+		s := v.Emit()
+		p.b = binary.AppendUvarint(p.b, uint64(len(s)))
+		p.b = append(p.b, s...)
+	}
+}
+
+func (p *pbuf) stringKV(field int, k, v string) {
+	p.msg(field, func() {
+		p.str(1, k)
+		p.msg(2, func() {
+			p.tag(1, wireBytes)
+			p.b = binary.AppendUvarint(p.b, uint64(len(v)))
+			p.b = append(p.b, v...)
+		})
+	})
+}
+
+// resourceMsg encodes an opentelemetry.proto.resource.v1.Resource.
+func (p *pbuf) resource(field int, attrs []attribute.KeyValue) {
+	p.msg(field, func() {
+		for _, kv := range attrs {
+			p.keyValue(1, kv)
+		}
+	})
+}
+
+func unixNano(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint64(t.UnixNano())
+}
+
+// encodeTraceRequest encodes an ExportTraceServiceRequest with one resource
+// and one scope per instrumentation scope name.
+func encodeTraceRequest(buf []byte, res []attribute.KeyValue, spans []sdktrace.ReadOnlySpan) []byte {
+	p := &pbuf{b: buf[:0]}
+	p.msg(1, func() { // ResourceSpans
+		p.resource(1, res)
+		done := make([]bool, len(spans))
+		for i := range spans {
+			if done[i] {
+				continue
+			}
+			scope := spans[i].InstrumentationScope()
+			p.msg(2, func() { // ScopeSpans
+				p.msg(1, func() {
+					p.str(1, scope.Name)
+					p.str(2, scope.Version)
+				})
+				for j := i; j < len(spans); j++ {
+					if !done[j] && spans[j].InstrumentationScope().Name == scope.Name {
+						done[j] = true
+						p.span(spans[j])
+					}
+				}
+			})
+		}
+	})
+	return p.b
+}
+
+func (p *pbuf) span(s sdktrace.ReadOnlySpan) {
+	p.msg(2, func() {
+		sc := s.SpanContext()
+		tid, sid := sc.TraceID(), sc.SpanID()
+		p.bytes(1, tid[:])
+		p.bytes(2, sid[:])
+		p.str(3, sc.TraceState().String())
+		if parent := s.Parent(); parent.IsValid() {
+			psid := parent.SpanID()
+			p.bytes(4, psid[:])
+		}
+		p.str(5, s.Name())
+		p.uvarint(6, uint64(s.SpanKind())) // OTel API and OTLP number kinds alike
+		p.fixed64(7, unixNano(s.StartTime()))
+		p.fixed64(8, unixNano(s.EndTime()))
+		for _, kv := range s.Attributes() {
+			p.keyValue(9, kv)
+		}
+		p.uvarint(10, uint64(s.DroppedAttributes()))
+		for _, ev := range s.Events() {
+			p.msg(11, func() {
+				p.fixed64(1, unixNano(ev.Time))
+				p.str(2, ev.Name)
+				for _, kv := range ev.Attributes {
+					p.keyValue(3, kv)
+				}
+			})
+		}
+		st := s.Status()
+		if st.Code != codes.Unset {
+			p.msg(15, func() {
+				p.str(2, st.Description)
+				switch st.Code {
+				case codes.Error:
+					p.uvarint(3, 2)
+				case codes.Ok:
+					p.uvarint(3, 1)
+				}
+			})
+		}
+		flags := uint32(sc.TraceFlags()) | 0x100 // HAS_IS_REMOTE
+		if s.Parent().IsRemote() {
+			flags |= 0x200
+		}
+		p.fixed32(16, flags)
+	})
+}
+
+// encodeMetricsRequest encodes an ExportMetricsServiceRequest from gathered
+// Prometheus families: counters become monotonic cumulative sums, gauges
+// gauges, histograms explicit-bucket cumulative histograms; names and label
+// names stay as they are.
+func encodeMetricsRequest(buf []byte, res []attribute.KeyValue, mfs []*dto.MetricFamily, start, now time.Time) []byte {
+	p := &pbuf{b: buf[:0]}
+	startNs, nowNs := unixNano(start), unixNano(now)
+	p.msg(1, func() { // ResourceMetrics
+		p.resource(1, res)
+		p.msg(2, func() { // ScopeMetrics
+			p.msg(1, func() { p.str(1, "github.com/meshscope/meshscope/proxy") })
+			for _, mf := range mfs {
+				if len(mf.Metric) == 0 {
+					continue
+				}
+				switch mf.GetType() {
+				case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_UNTYPED, dto.MetricType_HISTOGRAM:
+				default:
+					continue
+				}
+				p.msg(2, func() { // Metric
+					p.str(1, mf.GetName())
+					p.str(2, mf.GetHelp())
+					switch mf.GetType() {
+					case dto.MetricType_COUNTER:
+						p.msg(7, func() { // Sum
+							for _, m := range mf.Metric {
+								p.numberPoint(m, startNs, nowNs, m.GetCounter().GetValue())
+							}
+							p.uvarint(2, 2) // CUMULATIVE
+							p.uvarint(3, 1) // monotonic
+						})
+					case dto.MetricType_GAUGE:
+						p.msg(5, func() {
+							for _, m := range mf.Metric {
+								p.numberPoint(m, 0, nowNs, m.GetGauge().GetValue())
+							}
+						})
+					case dto.MetricType_UNTYPED:
+						p.msg(5, func() {
+							for _, m := range mf.Metric {
+								p.numberPoint(m, 0, nowNs, m.GetUntyped().GetValue())
+							}
+						})
+					case dto.MetricType_HISTOGRAM:
+						p.msg(9, func() {
+							for _, m := range mf.Metric {
+								p.histogramPoint(m, startNs, nowNs)
+							}
+							p.uvarint(2, 2) // CUMULATIVE
+						})
+					}
+				})
+			}
+		})
+	})
+	return p.b
+}
+
+func (p *pbuf) labels(field int, m *dto.Metric) {
+	for _, l := range m.Label {
+		p.stringKV(field, l.GetName(), l.GetValue())
+	}
+}
+
+func (p *pbuf) numberPoint(m *dto.Metric, startNs, nowNs uint64, v float64) {
+	p.msg(1, func() {
+		p.labels(7, m)
+		p.fixed64(2, startNs)
+		p.fixed64(3, nowNs)
+		p.double(4, v)
+	})
+}
+
+func (p *pbuf) histogramPoint(m *dto.Metric, startNs, nowNs uint64) {
+	h := m.GetHistogram()
+	p.msg(1, func() {
+		p.labels(9, m)
+		p.fixed64(2, startNs)
+		p.fixed64(3, nowNs)
+		count := h.GetSampleCount()
+		p.tag(4, wireFixed64)
+		p.b = binary.LittleEndian.AppendUint64(p.b, count)
+		p.double(5, h.GetSampleSum())
+		var bounds []float64
+		var counts []uint64
+		var prev uint64
+		for _, b := range h.Bucket {
+			if math.IsInf(b.GetUpperBound(), 1) {
+				continue
+			}
+			bounds = append(bounds, b.GetUpperBound())
+			c := b.GetCumulativeCount()
+			counts = append(counts, c-prev)
+			prev = c
+		}
+		counts = append(counts, count-prev)
+		p.tag(6, wireBytes) // packed fixed64
+		p.b = binary.AppendUvarint(p.b, uint64(8*len(counts)))
+		for _, c := range counts {
+			p.b = binary.LittleEndian.AppendUint64(p.b, c)
+		}
+		if len(bounds) > 0 {
+			p.tag(7, wireBytes)
+			p.b = binary.AppendUvarint(p.b, uint64(8*len(bounds)))
+			for _, b := range bounds {
+				p.b = binary.LittleEndian.AppendUint64(p.b, math.Float64bits(b))
+			}
+		}
+	})
+}
+
+// otlpClient sends unary OTLP gRPC calls over HTTP/2 prior knowledge.
+type otlpClient struct {
+	base string
+	tr   *http.Transport
+	hc   *http.Client
+}
+
+func newOTLPClient(endpoint string, timeout time.Duration) *otlpClient {
+	tr := &http.Transport{
+		DialContext:     (&net.Dialer{Timeout: timeout}).DialContext,
+		Protocols:       new(http.Protocols),
+		IdleConnTimeout: time.Minute,
+	}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &otlpClient{base: "http://" + endpoint, tr: tr, hc: &http.Client{Transport: tr}}
+}
+
+// errGRPC is a non-OK gRPC status from the collector.
+type errGRPC struct {
+	code    string
+	message string
+}
+
+func (e *errGRPC) Error() string {
+	return fmt.Sprintf("grpc-status %s: %s", e.code, e.message)
+}
+
+// call sends one length-prefixed message to path and checks grpc-status.
+func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
+	frame := make([]byte, 5+len(msg))
+	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
+	copy(frame[5:], msg)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(frame))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/grpc+proto")
+	req.Header.Set("Te", "trailers")
+	req.Header.Set("User-Agent", "meshscope-proxy")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("otlp %s: %w", path, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("otlp %s: HTTP %d", path, resp.StatusCode)
+	}
+	st, msgText := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message")
+	if st == "" {
+		st, msgText = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
+	}
+	if st != "0" {
+		if msgText, err := url.PathUnescape(msgText); err == nil {
+			return fmt.Errorf("otlp %s: %w", path, &errGRPC{code: st, message: msgText})
+		}
+		return fmt.Errorf("otlp %s: %w", path, &errGRPC{code: st, message: msgText})
+	}
+	return nil
+}
+
+func (c *otlpClient) close() { c.tr.CloseIdleConnections() }
+
+// otlpSpanExporter is an sdktrace.SpanExporter over otlpClient.
+type otlpSpanExporter struct {
+	c   *otlpClient
+	res []attribute.KeyValue
+	buf []byte // used by the single export goroutine only
+}
+
+func (e *otlpSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	e.buf = encodeTraceRequest(e.buf, e.res, spans)
+	err := e.c.call(ctx, otlpTracePath, e.buf)
+	if cap(e.buf) > 4<<20 {
+		e.buf = nil // do not keep a huge buffer after a burst
+	}
+	return err
+}
+
+func (e *otlpSpanExporter) Shutdown(context.Context) error {
+	e.c.close()
+	return nil
+}

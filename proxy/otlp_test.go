@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestEncodeTraceRequest decodes the hand-written encoding with the
+// generated OTLP types.
+func TestEncodeTraceRequest(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	long := strings.Repeat("ü", 300) // forces multi-byte length prefixes
+	ctx, parent := tp.Tracer("meshscope-proxy").Start(context.Background(), "parent", trace.WithSpanKind(trace.SpanKindClient))
+	_, child := tp.Tracer("meshscope-proxy").Start(ctx, "GET /api/items/{id}", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("long", long), attribute.Int("http.response.status_code", 504),
+			attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.StringSlice("s", []string{"a", "b"})))
+	child.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
+	child.SetStatus(codes.Error, "upstream timeout: "+long)
+	child.End()
+	parent.End()
+	res := []attribute.KeyValue{attribute.String("service.name", "web")}
+	b := encodeTraceRequest(nil, res, rec.Ended())
+
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	rs := req.ResourceSpans
+	if len(rs) != 1 || rs[0].Resource.Attributes[0].Value.GetStringValue() != "web" || len(rs[0].ScopeSpans) != 1 {
+		t.Fatalf("shape: %v", &req)
+	}
+	ss := rs[0].ScopeSpans[0]
+	if ss.Scope.Name != "meshscope-proxy" || len(ss.Spans) != 2 {
+		t.Fatalf("scope: %v", ss)
+	}
+	c := ss.Spans[0]
+	csc := child.SpanContext()
+	ctid, csid, psid := csc.TraceID(), csc.SpanID(), parent.SpanContext().SpanID()
+	if string(c.TraceId) != string(ctid[:]) || string(c.SpanId) != string(csid[:]) || string(c.ParentSpanId) != string(psid[:]) {
+		t.Error("ids")
+	}
+	if c.Name != "GET /api/items/{id}" || c.Kind != tracepb.Span_SPAN_KIND_SERVER || c.StartTimeUnixNano == 0 || c.EndTimeUnixNano < c.StartTimeUnixNano {
+		t.Errorf("span: %v", c)
+	}
+	if c.Status.Code != tracepb.Status_STATUS_CODE_ERROR || c.Status.Message != "upstream timeout: "+long {
+		t.Errorf("status: %v", c.Status)
+	}
+	got := map[string]string{}
+	for _, a := range c.Attributes {
+		got[a.Key] = a.Value.String()
+	}
+	if spanAttr(c, "long") != long || spanAttr(c, "http.response.status_code") != "504" || !strings.Contains(got["b"], "true") || !strings.Contains(got["f"], "1.5") || !strings.Contains(got["s"], "a") {
+		t.Errorf("attributes: %v", got)
+	}
+	if len(c.Events) != 1 || c.Events[0].Name != "ev" || c.Events[0].Attributes[0].Value.GetStringValue() != "v" {
+		t.Errorf("events: %v", c.Events)
+	}
+	if ss.Spans[1].Kind != tracepb.Span_SPAN_KIND_CLIENT || len(ss.Spans[1].ParentSpanId) != 0 {
+		t.Errorf("root span: %v", ss.Spans[1])
+	}
+}
+
+func TestEncodeMetricsRequest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g, err := newGoldenMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := requestKey{peerLabels: peerLabels{"inbound", "a", "v1", "b", "v2"}, outcome: "success", protocol: "http1", route: "unmatched", statusCode: "200"}
+	s := g.request(&k)
+	s.requests.Add(3)
+	s.duration.Observe(0.0002)
+	s.duration.Observe(0.003)
+	s.duration.Observe(100) // beyond the last bucket
+	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "g", Help: "h"})
+	gauge.Set(-2.5)
+	reg.MustRegister(gauge)
+	mfs, _ := reg.Gather()
+	start := time.Unix(100, 0)
+	now := time.Unix(200, 0)
+	b := encodeMetricsRequest(nil, []attribute.KeyValue{attribute.String("service.name", "b")}, mfs, start, now)
+	var req colmetricspb.ExportMetricsServiceRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	ms := map[string]int{}
+	metrics := req.ResourceMetrics[0].ScopeMetrics[0].Metrics
+	for i, m := range metrics {
+		ms[m.Name] = i
+	}
+	reqs := metrics[ms["mesh_requests_total"]].GetSum()
+	if reqs == nil || !reqs.IsMonotonic || reqs.AggregationTemporality != 2 || len(reqs.DataPoints) != 1 {
+		t.Fatalf("requests: %v", reqs)
+	}
+	dp := reqs.DataPoints[0]
+	if dp.GetAsDouble() != 3 || dp.StartTimeUnixNano != uint64(start.UnixNano()) || dp.TimeUnixNano != uint64(now.UnixNano()) {
+		t.Errorf("point: %v", dp)
+	}
+	attrs := map[string]string{}
+	for _, a := range dp.Attributes {
+		attrs[a.Key] = a.Value.GetStringValue()
+	}
+	if attrs["direction"] != "inbound" || attrs["source_service"] != "a" || attrs["status_code"] != "200" || attrs["grpc_status"] != "" || len(attrs) != 10 {
+		t.Errorf("attributes: %v", attrs)
+	}
+	h := metrics[ms["mesh_request_duration_seconds"]].GetHistogram()
+	if h == nil || h.AggregationTemporality != 2 || len(h.DataPoints) != 1 {
+		t.Fatalf("histogram: %v", h)
+	}
+	hp := h.DataPoints[0]
+	if hp.Count != 3 || hp.GetSum() != 100.0032 || len(hp.ExplicitBounds) != len(DurationBuckets) || len(hp.BucketCounts) != len(DurationBuckets)+1 {
+		t.Fatalf("histogram point: %v", hp)
+	}
+	want := make([]uint64, len(DurationBuckets)+1)
+	want[1], want[5], want[len(DurationBuckets)] = 1, 1, 1 // 0.00025, 0.005, overflow
+	for i := range want {
+		if hp.BucketCounts[i] != want[i] {
+			t.Errorf("bucket %d: %d, want %d", i, hp.BucketCounts[i], want[i])
+		}
+	}
+	gp := metrics[ms["g"]].GetGauge()
+	if gp == nil || gp.DataPoints[0].GetAsDouble() != -2.5 {
+		t.Errorf("gauge: %v", gp)
+	}
+}
+
+type failingCollector struct {
+	coltracepb.UnimplementedTraceServiceServer
+}
+
+func (failingCollector) Export(context.Context, *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	return nil, status.Error(grpccodes.ResourceExhausted, "too much ünicode")
+}
+
+// TestOTLPClientStatus: a gRPC error from the collector is an error naming
+// the status; a server without the service is one too.
+func TestOTLPClientStatus(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(s, failingCollector{})
+	go func() { _ = s.Serve(ln) }()
+	defer s.Stop()
+	c := newOTLPClient(ln.Addr().String(), time.Second)
+	defer c.close()
+	err = c.call(context.Background(), otlpTracePath, nil)
+	if err == nil || !strings.Contains(err.Error(), "grpc-status 8: too much ünicode") {
+		t.Errorf("trace: %v", err)
+	}
+	err = c.call(context.Background(), otlpMetricsPath, nil)
+	if err == nil || !strings.Contains(err.Error(), "grpc-status 12") {
+		t.Errorf("metrics on a trace-only server: %v", err)
+	}
+}
