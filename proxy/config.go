@@ -96,7 +96,7 @@ type Telemetry struct {
 	// SpanQueueSize is the number of finished spans buffered for export; spans
 	// beyond it are dropped and counted. Default 2048 spans.
 	SpanQueueSize int `yaml:"span_queue_size" json:"span_queue_size"`
-	// SpanBatchSize is the maximum spans per export call. Default 512 spans.
+	// SpanBatchSize is the maximum spans per export call. Default 256 spans.
 	SpanBatchSize int `yaml:"span_batch_size" json:"span_batch_size"`
 	// SpanFlushInterval is the longest a finished span waits before export. Default 1s.
 	SpanFlushInterval Duration `yaml:"span_flush_interval" json:"span_flush_interval"`
@@ -181,7 +181,7 @@ func DefaultConfig() Config {
 			ExportTimeout:     Duration(2 * time.Second),
 			SampleRatio:       1,
 			SpanQueueSize:     2048,
-			SpanBatchSize:     512,
+			SpanBatchSize:     256,
 			SpanFlushInterval: Duration(time.Second),
 		},
 	}

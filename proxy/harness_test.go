@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,15 +306,6 @@ func meshPair(t *testing.T, app string, collector string, mod func(*Config)) (ou
 	}
 	out = startProxy(t, ocfg)
 	return out, in, out.ListenAddrs()[0]
-}
-
-func hasPrefixAny(s string, ps ...string) bool {
-	for _, p := range ps {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func contextWithCancel() (context.Context, context.CancelFunc) {

@@ -45,9 +45,10 @@ func (t *target) pick() string {
 
 // httpHandler forwards and records the requests of one listener.
 type httpHandler struct {
-	p  *Proxy
-	t  *target
-	rp *httputil.ReverseProxy
+	p         *Proxy
+	t         *target
+	rp        *httputil.ReverseProxy
+	startOpts []trace.SpanStartOption // built once: no per-request option allocations
 }
 
 // forwardedHeaders are removed by ReverseProxy.Rewrite; observe mode puts
@@ -55,12 +56,16 @@ type httpHandler struct {
 var forwardedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
 func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
-	h := &httpHandler{p: p, t: t}
+	h := &httpHandler{p: p, t: t, startOpts: []trace.SpanStartOption{trace.WithSpanKind(t.spanKind)}}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			if t.kind == "forward" {
-				pr.Out.URL.Host = forwardHost(pr.In)
+				hostport := forwardHost(pr.In)
+				if _, up := p.resolveForward(hostOnly(hostport)); up != nil {
+					hostport = up.pick()
+				}
+				pr.Out.URL.Host = hostport
 			} else {
 				pr.Out.URL.Host = t.pick()
 			}
@@ -80,6 +85,25 @@ func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
 		BufferPool:    p.bufPool,
 	}
 	return h
+}
+
+// resolveForward names the service a forward-proxy request for host goes
+// to: the --route entry for host, else the service of that name; it is
+// "external" when neither names a service. When the service has an
+// --upstream, its target is returned and the request goes to the
+// upstream's addresses instead of the host.
+func (p *Proxy) resolveForward(host string) (string, *target) {
+	svc, ok := p.cfg.Routes[host]
+	if !ok {
+		svc = host
+	}
+	if t, ok := p.services[svc]; ok {
+		return t.dstService, t
+	}
+	if ok {
+		return svc, nil
+	}
+	return serviceExternal, nil
 }
 
 // forwardHost returns host:port a forward-proxy request is for.
@@ -148,11 +172,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		k.srcService, k.srcVersion = p.cfg.Service, p.cfg.Version
 		k.dstVersion = versionUnknown
-		if svc, ok := p.cfg.Routes[hostOnly(forwardHost(r))]; ok {
-			k.dstService = svc
-		} else {
-			k.dstService = serviceExternal
-		}
+		k.dstService, _ = p.resolveForward(hostOnly(forwardHost(r)))
 	}
 
 	// Trace context: continue the caller's trace, start this hop's span,
@@ -160,7 +180,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, b3 := extractTrace(r.Context(), r.Header)
 	var span trace.Span
 	if p.tracing {
-		ctx, span = p.tel.tracer.Start(ctx, h.spanName(r.Method, k.route), trace.WithSpanKind(h.t.spanKind), trace.WithTimestamp(start))
+		ctx, span = p.tel.tracer.Start(ctx, h.spanName(r.Method, k.route), h.startOpts...)
 		if span.IsRecording() {
 			var buf [16]attribute.KeyValue // one SetAttributes call, no slice growth
 			attrs := append(buf[:0],
@@ -279,7 +299,7 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 			}
 			span.SetAttributes(attrs...)
 		}
-		span.End(trace.WithTimestamp(start.Add(elapsed)))
+		span.End()
 	}
 }
 

@@ -270,9 +270,9 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, t *target) 
 		http.Error(w, "CONNECT needs host:port", http.StatusBadRequest)
 		return
 	}
-	svc, ok := p.cfg.Routes[hostOnly(hostport)]
-	if !ok {
-		svc = serviceExternal
+	svc, up := p.resolveForward(hostOnly(hostport))
+	if up != nil {
+		hostport = up.pick()
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {

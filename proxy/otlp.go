@@ -420,8 +420,8 @@ func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
 		st, msgText = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
 	}
 	if st != "0" {
-		if msgText, err := url.PathUnescape(msgText); err == nil {
-			return fmt.Errorf("otlp %s: %w", path, &errGRPC{code: st, message: msgText})
+		if m, err := url.PathUnescape(msgText); err == nil { // grpc-message is percent-encoded
+			msgText = m
 		}
 		return fmt.Errorf("otlp %s: %w", path, &errGRPC{code: st, message: msgText})
 	}

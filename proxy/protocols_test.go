@@ -511,3 +511,58 @@ func TestGRPCSlowStreamNotTimedOut(t *testing.T) {
 		t.Errorf("recorded %v", got)
 	}
 }
+
+// TestForwardProxyToMeshService: a request for a host named like an
+// --upstream service (or routed to one) goes to that upstream's addresses,
+// even when the name does not resolve.
+func TestForwardProxyToMeshService(t *testing.T) {
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "inventory host=%s", r.Host)
+	}))
+	cfg := baseConfig("shop")
+	cfg.HTTPProxy = "127.0.0.1:0"
+	cfg.Routes = map[string]string{"stock.internal": "inventory"}
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "inventory", Addrs: []string{app}}}
+	p := startProxy(t, cfg)
+	proxyURL, _ := url.Parse("http://" + p.ListenAddrs()[1])
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	for _, host := range []string{"inventory.invalid", "inventory", "stock.internal"} {
+		resp, body := get(t, client, "http://"+host+"/x", nil)
+		if host == "inventory.invalid" {
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("%s: %d, want 502 (unknown host is dialled as is)", host, resp.StatusCode)
+			}
+			continue
+		}
+		if resp.StatusCode != 200 || body != "inventory host="+host {
+			t.Errorf("%s: %d %q", host, resp.StatusCode, body)
+		}
+	}
+	if got := p.waitValue(t, "mesh_requests_total", map[string]string{"destination_service": "inventory", "status_code": "200"}, 2); got != 2 {
+		t.Errorf("inventory count %v", got)
+	}
+	if got := p.waitValue(t, "mesh_requests_total", map[string]string{"destination_service": "external", "status_code": "502"}, 1); got != 1 {
+		t.Errorf("external count %v", got)
+	}
+	// CONNECT to the service name tunnels to the upstream.
+	c, err := net.Dial("tcp", p.ListenAddrs()[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT inventory:443 HTTP/1.1\r\nHost: inventory:443\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: tunnelled\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+	if string(body) != "inventory host=tunnelled" {
+		t.Errorf("tunnel body %q", body)
+	}
+}

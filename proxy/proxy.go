@@ -47,6 +47,7 @@ type Proxy struct {
 	bufPool   *bufferPool
 
 	listeners []*listener
+	services  map[string]*target // upstream targets by service name, for the forward proxy
 	adminLn   net.Listener
 	admin     *http.Server
 	ready     *readyLatch
@@ -78,6 +79,7 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 		callers:    newCallerSet(maxCallers),
 		ready:      newReadyLatch(),
 		tcpConns:   map[net.Conn]struct{}{},
+		services:   map[string]*target{},
 		meshMember: meshStateKey + "=" + cfg.Service + "/" + cfg.Version,
 		errorLog:   slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		bufPool:    newBufferPool(),
@@ -167,6 +169,9 @@ func (p *Proxy) bind() error {
 			addrs: up.Addrs, spanKind: trace.SpanKindClient}
 		if err := p.addListener("--upstream", up.Listen, up.Protocol, t); err != nil {
 			return err
+		}
+		if _, dup := p.services[up.Service]; !dup {
+			p.services[up.Service] = t
 		}
 	}
 	if p.cfg.HTTPProxy != "" {
