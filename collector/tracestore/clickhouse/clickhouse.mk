@@ -27,3 +27,12 @@ TEST_EXTRA += test-clickhouse
 
 # The benchmark (bench/clickhouse, make bench WHAT=clickhouse) runs on the same engine.
 bench-deps: chdb-deps
+
+# Optional (needs root): Debian's clickhouse-server 18.16, the real old server the
+# version-refusal test starts when it is installed (its service is not started).
+.PHONY: clickhouse-debian-server
+clickhouse-debian-server:
+	@dpkg-query -W -f='$${Status}' clickhouse-server 2>/dev/null | grep -q 'install ok installed' || { \
+	  policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy=1; fi; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends clickhouse-server; rc=$$?; \
+	  if [ -n "$$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; }
