@@ -61,7 +61,7 @@ demo: build
 	$(BIN)/meshscope demo
 
 lint:
-	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './ui/node_modules/*')); \
+	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*')); \
 	if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 
@@ -76,4 +76,4 @@ test-go:
 	MESHSCOPE_E2E_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 20m ./...
 
 clean:
-	rm -rf $(BIN) ui/node_modules
+	rm -rf $(BIN) ui/web/node_modules ui/dist/*.js ui/dist/*.css ui/dist/*.html

@@ -6,9 +6,6 @@
 NPM      ?= npm
 CHROMIUM ?= /usr/bin/chromium
 UI_SRC   := $(shell find ui/web/src -type f 2>/dev/null) ui/web/build.mjs
-# Where the browser tests point: "fixture" (recorded API shapes, fast) or
-# "demo" (bin/meshscope demo on free ports).
-UI_TEST_TARGET ?= fixture
 
 .PHONY: ui-build ui-deps ui-test ui-test-demo ui-screenshots ui-bench
 
@@ -37,13 +34,21 @@ ui-deps:
 	  fi; \
 	fi
 
+# Browser tests: first against the fixture server (recorded API shapes, plus
+# a 5,000-span trace and a 1,500-node mesh), then, when bin/meshscope exists
+# (make test builds it first), the same tests against a real
+# `bin/meshscope demo` on free ports.
 ui-test: ui-build ui-deps
-	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=$(UI_TEST_TARGET) node --test --test-concurrency=1 test/*.test.mjs
+	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=fixture node --test --test-concurrency=1 test/*.test.mjs
+	@if [ -x $(BIN)/meshscope ]; then \
+	  echo "ui-test: browser tests against $(BIN)/meshscope demo"; \
+	  cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=demo MESHSCOPE_BIN=$(CURDIR)/$(BIN)/meshscope node --test --test-concurrency=1 test/ui.test.mjs; \
+	else echo "ui-test: $(BIN)/meshscope not built; skipped the browser tests against the demo (make build)"; fi
 
-# The same browser tests against the real `bin/meshscope demo`.
+# Only the browser tests against the real demo (rebuilds first).
 ui-test-demo: ui-deps
 	$(MAKE) build
-	$(MAKE) ui-test UI_TEST_TARGET=demo
+	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=demo MESHSCOPE_BIN=$(CURDIR)/$(BIN)/meshscope node --test --test-concurrency=1 test/ui.test.mjs
 
 # Copies one screenshot per page from the last browser test run into docs/.
 ui-screenshots:

@@ -4,7 +4,7 @@ import { useEffect, useMemo, useRef, useState, useCallback } from 'preact/hooks'
 import cytoscape from 'cytoscape';
 import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime } from './api.js';
 import { setQuery, withQuery, onLinkClick } from './router.js';
-import { applyMessage, fromSnapshot, emptyGraph, health, kindInfo, groupGraph } from './graphmodel.js';
+import { applyMessage, fromSnapshot, emptyGraph, health, healthInfo, kindInfo, groupGraph } from './graphmodel.js';
 import { compileFind } from './findexpr.js';
 import { StableLayout } from './layout.js';
 import { SidePanel } from './sidepanel.js';
@@ -187,24 +187,33 @@ function visibleGraph(graph, p, findFn) {
 
 const cyStyle = [
   { selector: 'node', style: {
-    'background-color': 'data(color)', 'border-width': 2, 'border-color': '#1f2328',
+    'background-color': healthInfo.no_data.color, 'border-width': 2, 'border-color': '#1f2328',
     label: 'data(label)', 'text-wrap': 'wrap', 'text-valign': 'bottom', 'text-margin-y': 4,
     'font-size': 11, color: '#111', 'text-background-color': '#fff', 'text-background-opacity': 0.85,
-    'text-background-padding': 2, width: 'data(size)', height: 'data(size)', shape: 'data(shape)',
+    'text-background-padding': 2, width: 30, height: 30, shape: 'ellipse',
     'min-zoomed-font-size': 6,
   } },
-  { selector: 'node.kind-unmeshed', style: { 'border-style': 'dashed', 'border-width': 3, 'background-opacity': 0.55 } },
-  { selector: 'node.kind-external', style: { 'border-style': 'dotted', 'border-width': 3 } },
-  { selector: 'node.kind-database', style: { 'border-width': 3 } },
-  { selector: 'node.kind-user', style: { 'background-color': '#8c959f' } },
-  { selector: 'node.health-failing', style: { 'border-width': 5, 'border-style': 'double', 'border-color': '#7f1d1d' } },
   { selector: 'node.mode-enforce', style: { 'outline-width': 2, 'outline-color': '#1f6feb', 'outline-offset': 2 } },
   { selector: 'edge', style: {
-    width: 'data(width)', 'line-color': 'data(color)', 'target-arrow-color': 'data(color)',
+    width: 1, 'line-color': healthInfo.no_data.color, 'target-arrow-color': healthInfo.no_data.color,
     'target-arrow-shape': 'triangle', 'curve-style': 'bezier', label: 'data(label)', 'font-size': 10,
     'text-background-color': '#fff', 'text-background-opacity': 0.9, 'text-background-padding': 1,
     'text-rotation': 'autorotate', color: '#222', 'min-zoomed-font-size': 7,
   } },
+  // Colour, shape and size come from classes: Cytoscape caches styles per
+  // class combination, which keeps thousands of elements cheap to style.
+  ...Object.entries(healthInfo).flatMap(([h, info]) => [
+    { selector: `node.health-${h}`, style: { 'background-color': info.color } },
+    { selector: `edge.health-${h}`, style: { 'line-color': info.color, 'target-arrow-color': info.color } },
+  ]),
+  ...Object.entries(kindInfo).map(([k, info]) => ({ selector: `node.kind-${k}`, style: { shape: info.shape } })),
+  ...[0, 1, 2, 3, 4, 5].map((i) => ({ selector: `node.size-${i}`, style: { width: 30 + 6 * i, height: 30 + 6 * i } })),
+  ...[0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => ({ selector: `edge.width-${i}`, style: { width: 1 + i / 2 } })),
+  { selector: 'node.kind-user', style: { 'background-color': '#8c959f', width: 30, height: 30 } },
+  { selector: 'node.kind-unmeshed', style: { 'border-style': 'dashed', 'border-width': 3, 'background-opacity': 0.55 } },
+  { selector: 'node.kind-external', style: { 'border-style': 'dotted', 'border-width': 3 } },
+  { selector: 'node.kind-database', style: { 'border-width': 3 } },
+  { selector: 'node.health-failing', style: { 'border-width': 5, 'border-style': 'double', 'border-color': '#7f1d1d' } },
   { selector: 'edge.health-failing', style: { 'line-style': 'dashed' } },
   { selector: 'edge.health-degraded', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3] } },
   { selector: 'edge.seen-spans', style: { 'line-style': 'dotted' } },
@@ -213,11 +222,33 @@ const cyStyle = [
   { selector: ':selected', style: { 'overlay-color': '#1f6feb', 'overlay-opacity': 0.3, 'overlay-padding': 10 } },
 ];
 
-function nodeSize(n, maxRps) {
-  if (n.kind === 'user') return 30;
+// sizeClass buckets a node's request rate into 6 sizes (30..60 px): small
+// rate changes do not restyle the node.
+function sizeClass(n, maxRps) {
   const r = maxRps > 0 ? Math.sqrt((n.rps || 0) / maxRps) : 0;
-  // Steps of 6 px: small rate changes do not restyle the node.
-  return 30 + 6 * Math.round(5 * r);
+  return Math.round(5 * r);
+}
+function widthClass(e, maxERps) {
+  return maxERps > 0 ? Math.round(8 * Math.sqrt((e.rps || 0) / maxERps)) : 0;
+}
+
+// fitPositions frames the nodes from their positions (plus a margin for
+// labels) instead of cy.fit(), which measures every label first: on big
+// graphs that measuring dominated the first render.
+function fitPositions(cy, pos) {
+  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+  const visit = (p) => {
+    x1 = Math.min(x1, p.x); y1 = Math.min(y1, p.y);
+    x2 = Math.max(x2, p.x); y2 = Math.max(y2, p.y);
+  };
+  if (pos) for (const p of pos.values()) visit(p);
+  else cy.nodes().forEach((n) => visit(n.position()));
+  if (x1 === Infinity) return;
+  const pad = 30, mx = 90, myTop = 40, myBottom = 60; // node radius and labels
+  x1 -= mx; x2 += mx; y1 -= myTop; y2 += myBottom;
+  const w = cy.width() - 2 * pad, h = cy.height() - 2 * pad;
+  const zoom = Math.max(cy.minZoom(), Math.min(1.5, w / (x2 - x1), h / (y2 - y1)));
+  cy.viewport({ zoom, pan: { x: pad + (w - zoom * (x2 - x1)) / 2 - zoom * x1, y: pad + (h - zoom * (y2 - y1)) / 2 - zoom * y1 } });
 }
 
 // GraphCanvas draws nodes and edges with Cytoscape. It keeps one Cytoscape
@@ -232,11 +263,17 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
   const onSelectRef = useRef(onSelect);
   onSelectRef.current = onSelect;
 
+  // Big graphs get cheaper renderer settings; the instance is rebuilt when
+  // the graph crosses the threshold (positions live in the layout, so
+  // nothing moves).
+  const big = nodes.length > 300;
   useEffect(() => {
-    const big = nodes.length > 300;
+    fittedRef.current = '';
     const cy = cytoscape({
+      // Straight edges on big graphs: bezier control points for thousands of
+      // edges are a large part of the first render.
+      style: big ? [...cyStyle, { selector: 'edge', style: { 'curve-style': 'straight' } }] : cyStyle,
       container: box.current,
-      style: cyStyle,
       layout: { name: 'preset' },
       minZoom: 0.05,
       maxZoom: 3,
@@ -263,12 +300,13 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
     // size: keep the drawing framed (positions never change, only the view).
     let lastSize = '';
     const ro = new ResizeObserver(() => {
+      if (!box.current || cy.destroyed()) return;
       const size = `${box.current.clientWidth}x${box.current.clientHeight}`;
       if (size === lastSize) return;
       const first = lastSize === '';
       lastSize = size;
       cy.resize();
-      if (!first && cy.nodes().length) cy.fit(undefined, 30);
+      if (!first && cy.nodes().length) fitPositions(cy);
     });
     ro.observe(box.current);
     cyRef.current = cy;
@@ -279,7 +317,7 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       cy.destroy();
       cyRef.current = null;
     };
-  }, []);
+  }, [big]);
 
   useEffect(() => {
     layoutRef.current = new StableLayout();
@@ -305,26 +343,26 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       const fresh = []; // added in one call: much faster than one by one
       for (const n of nodes) {
         want.add(n.id);
-        const data = { id: n.id, label: detail ? nodeLabel(n) : n.id, color: health(n.health).color, size: nodeSize(n, maxRps), shape: (kindInfo[n.kind] || kindInfo.service).shape };
-        const classes = `kind-${n.kind} health-${n.health} mode-${n.mode}` + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
+        const data = { id: n.id, label: detail ? nodeLabel(n) : n.id };
+        const classes = `kind-${kindInfo[n.kind] ? n.kind : 'service'} health-${healthInfo[n.health] ? n.health : 'no_data'} mode-${n.mode} size-${sizeClass(n, maxRps)}` + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
         let el = cy.getElementById(n.id);
         if (el.empty()) {
           fresh.push({ group: 'nodes', data, position: { ...pos.get(n.id) }, classes });
         } else {
           const old = el.data();
-          if (old.label !== data.label || old.color !== data.color || old.size !== data.size || old.shape !== data.shape) el.data(data);
+          if (old.label !== data.label) el.data('label', data.label);
           if (el.classes().join(' ') !== classes) el.classes(classes);
         }
       }
       for (const e of edges) {
         want.add(e.id);
-        const data = { id: e.id, source: e.source, target: e.target, label: detail ? edgeLabel(e, label) : '', color: health(e.health).color, width: 1 + (maxERps > 0 ? Math.round(8 * Math.sqrt((e.rps || 0) / maxERps)) / 2 : 0) };
-        const classes = `health-${e.health} seen-${e.seen_by}` + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '');
+        const data = { id: e.id, source: e.source, target: e.target, label: detail ? edgeLabel(e, label) : '' };
+        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '');
         const el = cy.getElementById(e.id);
         if (el.empty()) fresh.push({ group: 'edges', data, classes });
         else {
           const old = el.data();
-          if (old.label !== data.label || old.color !== data.color || old.width !== data.width) el.data(data);
+          if (old.label !== data.label) el.data('label', data.label);
           if (el.classes().join(' ') !== classes) el.classes(classes);
         }
       }
@@ -342,7 +380,7 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
     });
     if (nodes.length && fittedRef.current !== fitKey) {
       fittedRef.current = fitKey;
-      cy.fit(undefined, 30);
+      fitPositions(cy, pos);
     }
     // Render timings for the browser benchmark (ui/bench): the JS time of each
     // sync and when the first drawing with nodes reached the screen.
@@ -361,7 +399,7 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
   return html`<div class="graph-wrap">
     <div ref=${box} id="graph" class="graph" role="img" aria-label="Service graph (the node list below has the same content as text)"></div>
     <div class="graph-buttons">
-      <button type="button" onClick=${() => cyRef.current && cyRef.current.fit(undefined, 30)} title="Fit the graph to the screen">Fit</button>
+      <button type="button" onClick=${() => cyRef.current && fitPositions(cyRef.current)} title="Fit the graph to the screen">Fit</button>
       <button type="button" onClick=${() => cyRef.current && cyRef.current.zoom({ level: cyRef.current.zoom() * 1.25, renderedPosition: { x: box.current.clientWidth / 2, y: box.current.clientHeight / 2 } })} aria-label="Zoom in">+</button>
       <button type="button" onClick=${() => cyRef.current && cyRef.current.zoom({ level: cyRef.current.zoom() / 1.25, renderedPosition: { x: box.current.clientWidth / 2, y: box.current.clientHeight / 2 } })} aria-label="Zoom out">−</button>
     </div>

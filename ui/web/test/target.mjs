@@ -23,6 +23,9 @@ export function freePort() {
   });
 }
 
+// The services of `meshscope demo` (demo/shop.go) the tests look for.
+export const demoServices = ['web', 'catalog', 'cart', 'checkout', 'pricing', 'inventory', 'payments'];
+
 export function wantDemo() {
   return process.env.MESHSCOPE_UI_TARGET === 'demo';
 }
@@ -56,7 +59,9 @@ export async function startTarget(opts = {}) {
         const r = await fetch(url + '/api/mesh/graph?window=1m');
         if (r.ok) {
           const g = await r.json();
-          if ((g.nodes || []).filter((n) => n.kind === 'service' && n.rps > 0).length >= 5) break;
+          // Every shop service has taken traffic (the load reaches all of them within seconds).
+          const seen = new Set((g.nodes || []).filter((n) => n.rps > 0).map((n) => n.service || n.id));
+          if (demoServices.every((s) => seen.has(s))) break;
         }
       } catch {}
     }
