@@ -1,10 +1,16 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // BenchmarkOutboundHTTP1 measures one request through an outbound proxy to
@@ -91,5 +97,70 @@ func benchHTTP(b *testing.B, viaProxy, noTelemetry bool) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+	}
+}
+
+// BenchmarkHopSpan measures recording one hop span into the export queue
+// (span context, sampling, attributes, queueing; export excluded).
+func BenchmarkHopSpan(b *testing.B) {
+	q := &boundedSpanProcessor{queue: make(chan sdktrace.ReadOnlySpan, 1)}
+	sampler := newHopSampler(1)
+	parent := trace.SpanContext{}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		sc := newHopSpanContext(parent, sampler)
+		s := newHopSpan()
+		s.sc, s.parent, s.kind, s.start = sc, parent, trace.SpanKindClient, time.Now()
+		s.name = "GET /api/items/{id}"
+		s.add(
+			attribute.String("http.request.method", "GET"),
+			attribute.String("url.path", "/api/items/7"),
+			attribute.String("url.scheme", "http"),
+			attribute.String("server.address", "app"),
+			attribute.String("network.protocol.version", "1.1"),
+			attribute.String("mesh.source.service", "web"),
+			attribute.String("mesh.source.version", "v1"),
+			attribute.String("mesh.destination.service", "app"),
+			attribute.String("mesh.destination.version", "unknown"),
+			attribute.String("mesh.direction", "outbound"),
+			attribute.String("mesh.protocol", "http1"),
+			attribute.String("http.route", "/api/items/{id}"),
+		)
+		s.add(attribute.Int("http.response.status_code", 200))
+		s.end = time.Now()
+		q.enqueue(s)
+		(<-q.queue).(*hopSpan).free()
+	}
+}
+
+// BenchmarkSDKSpan is the same span through the OpenTelemetry SDK with a
+// span processor, for comparison.
+func BenchmarkSDKSpan(b *testing.B) {
+	q := &boundedSpanProcessor{queue: make(chan sdktrace.ReadOnlySpan, 1)}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(q))
+	tr := tp.Tracer("meshscope-proxy")
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_, span := tr.Start(context.Background(), "GET /api/items/{id}", opts...)
+		var buf [16]attribute.KeyValue
+		attrs := append(buf[:0],
+			attribute.String("http.request.method", "GET"),
+			attribute.String("url.path", "/api/items/7"),
+			attribute.String("url.scheme", "http"),
+			attribute.String("server.address", "app"),
+			attribute.String("network.protocol.version", "1.1"),
+			attribute.String("mesh.source.service", "web"),
+			attribute.String("mesh.source.version", "v1"),
+			attribute.String("mesh.destination.service", "app"),
+			attribute.String("mesh.destination.version", "unknown"),
+			attribute.String("mesh.direction", "outbound"),
+			attribute.String("mesh.protocol", "http1"),
+			attribute.String("http.route", "/api/items/{id}"),
+		)
+		span.SetAttributes(attrs...)
+		span.SetAttributes(attribute.Int("http.response.status_code", 200))
+		span.End()
+		<-q.queue
 	}
 }

@@ -149,6 +149,11 @@ type Config struct {
 	Telemetry Telemetry `yaml:"telemetry" json:"telemetry"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level" json:"log_level"`
+	// MaxProcs is how many CPU cores (threads running Go code, GOMAXPROCS)
+	// the proxy uses at once; 0 = Go's default (every core, or the
+	// container's CPU limit). The GOMAXPROCS environment variable overrides
+	// it. Applied by the meshscope-proxy binary. Default 1 core.
+	MaxProcs int `yaml:"max_procs" json:"max_procs"`
 }
 
 // SlogLevel returns LogLevel as a slog.Level.
@@ -176,6 +181,7 @@ func DefaultConfig() Config {
 		ResponseTimeout: Duration(30 * time.Second),
 		IdleTimeout:     Duration(90 * time.Second),
 		DrainTimeout:    Duration(15 * time.Second),
+		MaxProcs:        1,
 		Telemetry: Telemetry{
 			PushInterval:      Duration(time.Second),
 			ExportTimeout:     Duration(2 * time.Second),
@@ -227,7 +233,7 @@ var flagOfKey = map[string]string{
 	"routes": "--route", "route_templates": "--route-template",
 	"detect_timeout": "--detect-timeout", "connect_timeout": "--connect-timeout",
 	"response_timeout": "--response-timeout", "idle_timeout": "--idle-timeout",
-	"drain_timeout": "--drain-timeout", "tls": "--tls-cert/--tls-key", "log_level": "--log-level",
+	"drain_timeout": "--drain-timeout", "tls": "--tls-cert/--tls-key", "log_level": "--log-level", "max_procs": "--max-procs",
 	"telemetry.collector": "--collector", "telemetry.push_interval": "--push-interval",
 	"telemetry.sample_ratio": "--sample-ratio", "telemetry.span_queue_size": "--span-queue",
 }
@@ -349,6 +355,9 @@ func (c *Config) Validate() error {
 	if !(c.Telemetry.SampleRatio >= 0 && c.Telemetry.SampleRatio <= 1) {
 		bad("telemetry.sample_ratio", "must be within 0..1, got %v", c.Telemetry.SampleRatio)
 	}
+	if c.MaxProcs < 0 || c.MaxProcs > 1024 {
+		bad("max_procs", "must be within 0..1024 (0 = every core), got %d", c.MaxProcs)
+	}
 	if c.Telemetry.SpanQueueSize < 1 || c.Telemetry.SpanQueueSize > 1<<20 {
 		bad("telemetry.span_queue_size", "must be within 1..1048576, got %d", c.Telemetry.SpanQueueSize)
 	}
@@ -440,6 +449,7 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 		noTracing                             = fs.Bool("no-tracing", false, "record no spans (metrics only)")
 		noMetrics                             = fs.Bool("no-metrics", false, "record no golden metrics")
 		logLevel                              = fs.String("log-level", def.LogLevel, "debug|info|warn|error")
+		maxProcs                              = fs.Int("max-procs", def.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
 		inbound, upstream, routes, templates  listFlag
 		opaque                                listFlag
 		drain, detect, connect, resp, push, i = def.DrainTimeout, def.DetectTimeout, def.ConnectTimeout, def.ResponseTimeout, def.Telemetry.PushInterval, def.IdleTimeout
@@ -508,6 +518,8 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 			cfg.Telemetry.DisableMetrics = *noMetrics
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "max-procs":
+			cfg.MaxProcs = *maxProcs
 		case "drain-timeout":
 			cfg.DrainTimeout = drain
 		case "detect-timeout":

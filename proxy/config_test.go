@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,8 +119,9 @@ func TestValidateNamesKeys(t *testing.T) {
 	c.Upstreams = []Upstream{{Listen: "127.0.0.1:1", Service: "bad name", Addrs: []string{"nohost"}}}
 	c.Telemetry.SampleRatio = 2
 	c.Telemetry.Collector = "x"
+	c.MaxProcs = -1
 	err := c.Validate()
-	for _, want := range []string{"upstreams[0].service", "upstreams[0].addrs[0]", "telemetry.sample_ratio", "telemetry.collector"} {
+	for _, want := range []string{"upstreams[0].service", "upstreams[0].addrs[0]", "telemetry.sample_ratio", "telemetry.collector", "max_procs (--max-procs)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want it to name %s", err, want)
 		}
@@ -141,4 +143,20 @@ func FuzzDecodeConfig(f *testing.F) {
 		}
 		_ = c.Validate()
 	})
+}
+
+func TestMaxProcsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--service", "a", "--upstream", "127.0.0.1:1=b@127.0.0.1:2"}, 1},
+		{[]string{"--service", "a", "--upstream", "127.0.0.1:1=b@127.0.0.1:2", "--max-procs", "0"}, 0},
+		{[]string{"--service", "a", "--upstream", "127.0.0.1:1=b@127.0.0.1:2", "--max-procs", "4"}, 4},
+	} {
+		c, err := ConfigFromArgs(tc.args, io.Discard)
+		if err != nil || c.MaxProcs != tc.want {
+			t.Errorf("%q: max_procs %d, %v; want %d", tc.args, c.MaxProcs, err, tc.want)
+		}
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -45,10 +44,9 @@ func (t *target) pick() string {
 
 // httpHandler forwards and records the requests of one listener.
 type httpHandler struct {
-	p         *Proxy
-	t         *target
-	rp        *httputil.ReverseProxy
-	startOpts []trace.SpanStartOption // built once: no per-request option allocations
+	p  *Proxy
+	t  *target
+	rp *httputil.ReverseProxy
 }
 
 // forwardedHeaders are removed by ReverseProxy.Rewrite; observe mode puts
@@ -56,7 +54,7 @@ type httpHandler struct {
 var forwardedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
 func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
-	h := &httpHandler{p: p, t: t, startOpts: []trace.SpanStartOption{trace.WithSpanKind(t.spanKind)}}
+	h := &httpHandler{p: p, t: t}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
@@ -177,13 +175,16 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Trace context: continue the caller's trace, start this hop's span,
 	// and hand the hop's context on.
-	ctx, b3 := extractTrace(r.Context(), r.Header)
-	var span trace.Span
+	var span *hopSpan // nil when not recorded
 	if p.tracing {
-		ctx, span = p.tel.tracer.Start(ctx, h.spanName(r.Method, k.route), h.startOpts...)
-		if span.IsRecording() {
-			var buf [16]attribute.KeyValue // one SetAttributes call, no slice growth
-			attrs := append(buf[:0],
+		ctx, b3 := extractTrace(r.Context(), r.Header)
+		parent := trace.SpanContextFromContext(ctx)
+		sc := newHopSpanContext(parent, p.tel.sampler)
+		if sc.IsSampled() && p.tel.spans != nil {
+			span = newHopSpan()
+			span.sc, span.parent, span.kind, span.start = sc, parent, h.t.spanKind, start
+			span.name = h.spanName(r.Method, k.route)
+			span.add(
 				attribute.String("http.request.method", r.Method),
 				attribute.String("url.path", r.URL.Path),
 				attribute.String("url.scheme", schemeOf(r)),
@@ -197,24 +198,21 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				attribute.String("mesh.protocol", k.protocol),
 			)
 			if k.route != routeUnmatched {
-				attrs = append(attrs, attribute.String("http.route", k.route))
+				span.add(attribute.String("http.route", k.route))
 			}
 			if ua := r.UserAgent(); ua != "" {
-				attrs = append(attrs, attribute.String("user_agent.original", ua))
+				span.add(attribute.String("user_agent.original", ua))
 			}
 			if h.t.kind == "inbound" {
-				attrs = append(attrs, attribute.String("client.address", hostOnly(r.RemoteAddr)))
+				span.add(attribute.String("client.address", hostOnly(r.RemoteAddr)))
 			}
-			span.SetAttributes(attrs...)
+		}
+		if !p.cfg.Telemetry.NoTraceHeaders {
+			injectTraceContext(sc, r.Header, b3)
 		}
 	}
-	if !p.cfg.Telemetry.NoTraceHeaders {
-		if span != nil {
-			injectTrace(ctx, r.Header, b3)
-		}
-		if h.t.kind != "inbound" {
-			setMeshState(r.Header, p.meshMember)
-		}
+	if !p.cfg.Telemetry.NoTraceHeaders && h.t.kind != "inbound" {
+		setMeshStateValue(r.Header, p.meshMember, p.meshState)
 	}
 
 	rec := &recorder{w: w}
@@ -236,7 +234,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // finish records the metrics and ends the span of one request.
-func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody, k *requestKey, span trace.Span, start time.Time, panicked any) {
+func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody, k *requestKey, span *hopSpan, start time.Time, panicked any) {
 	code := rec.status
 	reason := ""
 	switch {
@@ -284,22 +282,19 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 		}
 	}
 	if span != nil {
-		if span.IsRecording() {
-			var buf [3]attribute.KeyValue
-			attrs := append(buf[:0], attribute.Int("http.response.status_code", code))
-			if k.grpcStatus != "" {
-				attrs = append(attrs, attribute.String("rpc.grpc.status_code", k.grpcStatus))
-			}
-			if failed {
-				if reason == "" {
-					reason = "HTTP " + k.statusCode
-				}
-				attrs = append(attrs, attribute.String("error.type", errorType(code, k.grpcStatus)))
-				span.SetStatus(codes.Error, reason)
-			}
-			span.SetAttributes(attrs...)
+		span.add(attribute.Int("http.response.status_code", code))
+		if k.grpcStatus != "" {
+			span.add(attribute.String("rpc.grpc.status_code", k.grpcStatus))
 		}
-		span.End()
+		if failed {
+			if reason == "" {
+				reason = "HTTP " + k.statusCode
+			}
+			span.add(attribute.String("error.type", errorType(code, k.grpcStatus)))
+			span.setError(reason)
+		}
+		span.end = start.Add(elapsed)
+		h.p.tel.spans.enqueue(span)
 	}
 }
 

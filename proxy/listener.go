@@ -142,7 +142,17 @@ type peekedConn struct {
 	r *bufio.Reader
 }
 
-func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+// Read returns the peeked bytes first, then reads the connection directly
+// (no extra copy through the detection buffer).
+func (c *peekedConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		if c.r.Buffered() > 0 {
+			return c.r.Read(b)
+		}
+		c.r = nil // drained: drop the buffer
+	}
+	return c.Conn.Read(b)
+}
 
 // chanListener feeds detected connections to an http.Server.
 type chanListener struct {

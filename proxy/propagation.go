@@ -58,11 +58,30 @@ func extractTrace(ctx context.Context, h http.Header) (context.Context, b3Format
 // injectTrace writes sc as W3C headers, plus B3 in the form the request
 // came with.
 func injectTrace(ctx context.Context, h http.Header, format b3Format) {
-	w3c.Inject(ctx, propagation.HeaderCarrier(h))
-	sc := trace.SpanContextFromContext(ctx)
+	injectTraceContext(trace.SpanContextFromContext(ctx), h, format)
+}
+
+// injectTraceContext writes sc as W3C headers (exactly as
+// propagation.TraceContext.Inject does), plus B3 in the form the request
+// came with.
+func injectTraceContext(sc trace.SpanContext, h http.Header, format b3Format) {
 	if !sc.IsValid() {
 		return
 	}
+	if ts := sc.TraceState().String(); ts != "" {
+		h["Tracestate"] = []string{ts}
+	}
+	// Only the spec-defined flags: sampled (0x01) and random (0x02).
+	flags := sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom)
+	var tp [55]byte // "00-" 32 "-" 16 "-" 2
+	tid, sid := sc.TraceID(), sc.SpanID()
+	copy(tp[:], "00-")
+	hex.Encode(tp[3:35], tid[:])
+	tp[35] = '-'
+	hex.Encode(tp[36:52], sid[:])
+	tp[52] = '-'
+	hex.Encode(tp[53:55], []byte{byte(flags)})
+	h["Traceparent"] = []string{string(tp[:])}
 	switch format {
 	case b3Single:
 		h.Set("B3", formatB3Single(sc))
@@ -162,12 +181,22 @@ func parseB3Multi(h http.Header) trace.SpanContext {
 // older meshscope member. It only acts when h carries a traceparent, since a
 // tracestate without one is ignored by every tracer.
 func setMeshState(h http.Header, member string) {
+	setMeshStateValue(h, member, nil)
+}
+
+// setMeshStateValue is setMeshState with memberOnly, when not nil, a
+// prebuilt []string{member} used (shared, never modified) when h has no
+// tracestate yet.
+func setMeshStateValue(h http.Header, member string, memberOnly []string) {
 	if _, ok := h["Traceparent"]; !ok {
 		return
 	}
 	old := h["Tracestate"]
 	if len(old) == 0 {
-		h["Tracestate"] = []string{member}
+		if memberOnly == nil {
+			memberOnly = []string{member}
+		}
+		h["Tracestate"] = memberOnly
 		return
 	}
 	var b strings.Builder

@@ -37,9 +37,11 @@ type Proxy struct {
 	callers  *callerSet
 	tlsConf  *tls.Config
 
-	meshMember string // tracestate member naming this proxy's service
+	meshMember string   // tracestate member naming this proxy's service
+	meshState  []string // []string{meshMember}, shared by requests without a tracestate
 
 	transport http.RoundTripper
+	fast      *h1Transport // lean path for bodyless HTTP/1.1 requests
 	h1, h2c   *http.Transport
 	grpc      *http.Transport
 	dialer    *net.Dialer
@@ -83,6 +85,7 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 		meshMember: meshStateKey + "=" + cfg.Service + "/" + cfg.Version,
 		errorLog:   slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		bufPool:    newBufferPool(),
+		meshState:  []string{meshStateKey + "=" + cfg.Service + "/" + cfg.Version},
 		tracing:    !cfg.Telemetry.DisableTracing,
 	}
 	var err error
@@ -130,7 +133,8 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 	// response-header timeout does not apply to it.
 	p.grpc = p.h2c.Clone()
 	p.grpc.ResponseHeaderTimeout = 0
-	p.transport = protoSwitch{h1: p.h1, h2: p.h2c, grpc: p.grpc}
+	p.fast = newH1Transport(p.dialer.DialContext, time.Duration(cfg.ResponseTimeout), time.Duration(cfg.IdleTimeout), 256, 1024)
+	p.transport = protoSwitch{fast: p.fast, h1: p.h1, h2: p.h2c, grpc: p.grpc}
 
 	p.tel = newTelemetry(&cfg, reg, p.self, logger)
 	if err := p.bind(); err != nil {
@@ -142,10 +146,17 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 }
 
 // protoSwitch sends HTTP/2 requests (h2c, gRPC) over HTTP/2 prior
-// knowledge and everything else over HTTP/1.1.
-type protoSwitch struct{ h1, h2, grpc http.RoundTripper }
+// knowledge and everything else over HTTP/1.1: bodyless replayable
+// requests over the lean h1Transport, the rest over http.Transport.
+type protoSwitch struct {
+	fast         *h1Transport
+	h1, h2, grpc http.RoundTripper
+}
 
 func (s protoSwitch) RoundTrip(r *http.Request) (*http.Response, error) {
+	if h1Eligible(r) {
+		return s.fast.RoundTrip(r)
+	}
 	if r.ProtoMajor == 2 {
 		if isGRPC(r) {
 			return s.grpc.RoundTrip(r)
@@ -305,6 +316,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if p.admin != nil {
 		_ = p.admin.Close()
 	}
+	p.fast.CloseIdleConnections()
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
 	p.grpc.CloseIdleConnections()
@@ -358,12 +370,33 @@ func (p *Proxy) drain() {
 	}
 }
 
-// bufferPool recycles ReverseProxy copy buffers.
-type bufferPool struct{ pool sync.Pool }
+// bufferPool recycles ReverseProxy copy buffers through a bounded free
+// list (a channel: unlike sync.Pool, putting a slice back does not
+// allocate).
+type bufferPool struct{ free chan []byte }
 
-func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}}
+const (
+	copyBufferSize  = 32 * 1024
+	freeCopyBuffers = 32
+)
+
+func newBufferPool() *bufferPool { return &bufferPool{free: make(chan []byte, freeCopyBuffers)} }
+
+func (b *bufferPool) Get() []byte {
+	select {
+	case buf := <-b.free:
+		return buf
+	default:
+		return make([]byte, copyBufferSize)
+	}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.pool.Get().(*[]byte)) }
-func (b *bufferPool) Put(x []byte) { b.pool.Put(&x) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufferSize {
+		return
+	}
+	select {
+	case b.free <- buf[:copyBufferSize]:
+	default:
+	}
+}

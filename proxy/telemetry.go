@@ -13,16 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// telemetry owns the tracer and the exporters that ship spans and metrics.
+// telemetry owns the span sampler and the exporters that ship spans and
+// metrics.
 type telemetry struct {
-	tracer  trace.Tracer
-	tp      *sdktrace.TracerProvider // nil when tracing is disabled
-	spans   *boundedSpanProcessor    // nil without a collector
-	pusher  *metricPusher            // nil without a collector
+	sampler hopSampler
+	spans   *boundedSpanProcessor // nil without a collector or with tracing disabled
+	pusher  *metricPusher         // nil without a collector
 	timeout time.Duration
 }
 
@@ -43,20 +41,11 @@ func newTelemetry(cfg *Config, gatherer prometheus.Gatherer, self *selfMetrics, 
 		attribute.String("telemetry.sdk.name", "meshscope-proxy"),
 		attribute.String("telemetry.sdk.language", "go"),
 	}
-	if tc.DisableTracing {
-		t.tracer = noop.NewTracerProvider().Tracer("meshscope-proxy")
-	} else {
-		opts := []sdktrace.TracerProviderOption{
-			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tc.SampleRatio))),
-		}
-		if tc.Collector != "" {
-			exp := &otlpSpanExporter{c: newOTLPClient(tc.Collector, t.timeout), res: res}
-			t.spans = newBoundedSpanProcessor(exp, tc.SpanQueueSize, tc.SpanBatchSize,
-				time.Duration(tc.SpanFlushInterval), t.timeout, self, logger)
-			opts = append(opts, sdktrace.WithSpanProcessor(t.spans))
-		}
-		t.tp = sdktrace.NewTracerProvider(opts...)
-		t.tracer = t.tp.Tracer("meshscope-proxy")
+	t.sampler = newHopSampler(tc.SampleRatio)
+	if !tc.DisableTracing && tc.Collector != "" {
+		exp := &otlpSpanExporter{c: newOTLPClient(tc.Collector, t.timeout), res: res}
+		t.spans = newBoundedSpanProcessor(exp, tc.SpanQueueSize, tc.SpanBatchSize,
+			time.Duration(tc.SpanFlushInterval), t.timeout, self, logger)
 	}
 	if tc.Collector != "" {
 		t.pusher = newMetricPusher(newOTLPClient(tc.Collector, t.timeout), gatherer, res,
@@ -68,8 +57,8 @@ func newTelemetry(cfg *Config, gatherer prometheus.Gatherer, self *selfMetrics, 
 // shutdown flushes pending spans and pushes metrics one last time.
 func (t *telemetry) shutdown(ctx context.Context) error {
 	var errs []error
-	if t.tp != nil {
-		if err := t.tp.Shutdown(ctx); err != nil {
+	if t.spans != nil {
+		if err := t.spans.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush spans: %w", err))
 		}
 	}
@@ -202,10 +191,19 @@ func (p *boundedSpanProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !s.SpanContext().IsSampled() {
 		return
 	}
+	p.enqueue(s)
+}
+
+// enqueue queues a finished sampled span, or drops and counts it when the
+// queue is full.
+func (p *boundedSpanProcessor) enqueue(s sdktrace.ReadOnlySpan) {
 	select {
 	case p.queue <- s:
 	default:
 		p.self.droppedSpans.Inc()
+		if hs, ok := s.(*hopSpan); ok {
+			hs.free()
+		}
 	}
 }
 
@@ -254,6 +252,11 @@ func (p *boundedSpanProcessor) export(buf []sdktrace.ReadOnlySpan) []sdktrace.Re
 		p.warn.warn(p.logger, "span export to collector failed", "spans", len(buf), "err", err)
 	} else {
 		p.self.exported.WithLabelValues("spans").Add(float64(len(buf)))
+	}
+	for _, s := range buf { // encoded and sent: recycle the hop spans
+		if hs, ok := s.(*hopSpan); ok {
+			hs.free()
+		}
 	}
 	clear(buf)
 	return buf[:0]

@@ -547,7 +547,7 @@ func run(ctx context.Context, o options) (int, error) {
 	} else {
 		r.Note("The upstream is a separate Go process (1 KB bodies with Content-Length), so the direct baseline crosses a process boundary as real traffic does; each proxy adds one more process hop each way.")
 	}
-	r.Note("Each proxy gets an outbound listener to one upstream with keep-alive connection pools on both sides; nginx runs one worker per core, HAProxy one thread per core, Caddy and meshscope-proxy use GOMAXPROCS = cores. Servers run as unprivileged foreground processes with generated configs.")
+	r.Note("Each proxy gets an outbound listener to one upstream with keep-alive connection pools on both sides; nginx runs one worker per core, HAProxy one thread per core, Caddy uses GOMAXPROCS = cores, meshscope-proxy its default of one core (--max-procs 1, as a sidecar is sized). Servers run as unprivileged foreground processes with generated configs.")
 	r.Note("meshscope-proxy with metrics+tracing on exports spans and pushes metrics over OTLP gRPC to an in-process sink that discards them (it received %d spans and %d metric exports in this run); off = --no-tracing --no-metrics, no collector.", sink.spans.Load(), sink.metricExports.Load())
 	r.Note("Published figures for context (other machines and harnesses): Linkerd2-proxy 17.8–26.3 MB max RSS under load; Istio/Envoy sidecars +2.7 ms p90 / +2.9 ms p99 at 1000 rps with 1 KB and 16 connections through two sidecars (Fortio), about 0.2 vCPU and 60 MB per 1000 rps.")
 	if !resetOK {

@@ -1,0 +1,335 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// h1Transport is a lean HTTP/1.1 round tripper for the common request: a
+// replayable method (GET, HEAD, OPTIONS, TRACE) without a body, upgrade or
+// Expect header. It writes the request and reads the response on the
+// calling goroutine, where http.Transport hands each request to a writer
+// goroutine and the response back from a reader goroutine per connection;
+// on a small request those hand-offs cost more than the proxying itself.
+// Every other request goes to http.Transport (see protoSwitch).
+//
+// Keep-alive connections are pooled per address (LIFO, bounded per address
+// and in total, closed after idleTimeout). A request that fails on a reused
+// connection before any response byte arrived (the upstream closed the idle
+// connection) is retried once on a new connection, as http.Transport does
+// for replayable requests.
+type h1Transport struct {
+	dial           func(ctx context.Context, network, addr string) (net.Conn, error)
+	respTimeout    time.Duration // 0 = none
+	idleTimeout    time.Duration // 0 = no limit
+	maxIdlePerHost int
+	maxIdle        int
+
+	mu      sync.Mutex
+	idle    map[string][]*h1Conn
+	nIdle   int
+	sweeper *time.Timer
+}
+
+// maxResponseHeaderBytes bounds the status line and headers of a response,
+// as http.Transport's default does.
+const maxResponseHeaderBytes = 10 << 20
+
+func newH1Transport(dial func(ctx context.Context, network, addr string) (net.Conn, error), respTimeout, idleTimeout time.Duration, maxIdlePerHost, maxIdle int) *h1Transport {
+	return &h1Transport{dial: dial, respTimeout: respTimeout, idleTimeout: idleTimeout,
+		maxIdlePerHost: maxIdlePerHost, maxIdle: maxIdle, idle: map[string][]*h1Conn{}}
+}
+
+// h1Eligible reports whether r can take the lean path.
+func h1Eligible(r *http.Request) bool {
+	if r.ProtoMajor == 2 || (r.Body != nil && r.Body != http.NoBody) || r.URL.Scheme != "http" {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, "":
+	default:
+		return false
+	}
+	h := r.Header
+	if _, ok := h["Upgrade"]; ok {
+		return false
+	}
+	if _, ok := h["Expect"]; ok {
+		return false
+	}
+	return !r.Close
+}
+
+// h1Conn is one upstream connection.
+type h1Conn struct {
+	c      net.Conn
+	lr     limitedConnReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	addr   string
+	idleAt time.Time
+	reused bool
+}
+
+// limitedConnReader reads from a connection at most n bytes (the response
+// header limit) until the limit is lifted.
+type limitedConnReader struct {
+	c net.Conn
+	n int64
+}
+
+func (l *limitedConnReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errResponseHeaderTooLong
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.c.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+var errResponseHeaderTooLong = fmt.Errorf("upstream response headers exceed %d bytes", maxResponseHeaderBytes)
+
+// aLongTimeAgo is a deadline that makes blocked I/O return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	addr := req.URL.Host
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "80")
+	}
+	for attempt := 0; ; attempt++ {
+		pc, err := t.get(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		resp, beforeResponse, err := t.exchange(ctx, pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		_ = pc.c.Close()
+		if attempt == 0 && pc.reused && beforeResponse && ctx.Err() == nil && !isTimeout(err) {
+			continue // the upstream closed the idle connection; try a new one
+		}
+		return nil, err
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// exchange writes req on pc and reads the response head. beforeResponse
+// reports that the error came before any response byte.
+func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (resp *http.Response, beforeResponse bool, err error) {
+	c := pc.c
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	fail := func(before bool, err error) (*http.Response, bool, error) {
+		stop()
+		return nil, before, err
+	}
+	if err := req.Write(pc.bw); err != nil {
+		return fail(true, err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(true, err)
+	}
+	if t.respTimeout > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(t.respTimeout))
+	}
+	pc.lr.n = maxResponseHeaderBytes
+	if _, err := pc.br.Peek(1); err != nil {
+		return fail(true, err)
+	}
+	for {
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(false, err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(false, errors.New("upstream switched protocols without an upgrade request"))
+		}
+		if resp.StatusCode >= 200 {
+			break
+		}
+		// 1xx informational: hand it on (ReverseProxy forwards it) and read on.
+		if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.Got1xxResponse != nil {
+			if err := tr.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(false, err)
+			}
+		}
+	}
+	pc.lr.n = math.MaxInt64
+	if t.respTimeout > 0 {
+		_ = c.SetReadDeadline(time.Time{})
+	}
+	reusable := !resp.Close && (resp.ContentLength >= 0 || isChunked(resp.TransferEncoding))
+	b := &h1Body{rc: resp.Body, t: t, pc: pc, stop: stop, reusable: reusable}
+	if resp.Body == http.NoBody || resp.Body == nil {
+		b.release()
+		return resp, false, nil
+	}
+	resp.Body = b
+	return resp, false, nil
+}
+
+func isChunked(te []string) bool {
+	return len(te) > 0 && te[0] == "chunked"
+}
+
+// h1Body returns its connection to the pool at EOF and closes it when the
+// body is closed before EOF or fails.
+type h1Body struct {
+	rc       io.ReadCloser
+	t        *h1Transport
+	pc       *h1Conn
+	stop     func() bool
+	reusable bool
+	done     atomic.Bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done.Load() {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.release()
+	case err != nil:
+		b.discard()
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.discard() {
+		_ = b.rc.Close() // the connection is closed: this returns at once
+	}
+	return nil
+}
+
+// release hands the connection back (or closes it when it cannot be reused
+// or the request was cancelled meanwhile).
+func (b *h1Body) release() {
+	if !b.done.CompareAndSwap(false, true) {
+		return
+	}
+	if !b.stop() || !b.reusable {
+		_ = b.pc.c.Close()
+		return
+	}
+	b.t.putIdle(b.pc)
+}
+
+// discard closes the connection; false when already released.
+func (b *h1Body) discard() bool {
+	if !b.done.CompareAndSwap(false, true) {
+		return false
+	}
+	b.stop()
+	_ = b.pc.c.Close()
+	return true
+}
+
+// get returns an idle connection to addr or dials one.
+func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, error) {
+	t.mu.Lock()
+	for list := t.idle[addr]; len(list) > 0; list = t.idle[addr] {
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		t.idle[addr] = list[:len(list)-1]
+		t.nIdle--
+		if t.idleTimeout > 0 && time.Since(pc.idleAt) > t.idleTimeout {
+			_ = pc.c.Close()
+			continue
+		}
+		t.mu.Unlock()
+		return pc, nil
+	}
+	t.mu.Unlock()
+	c, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	pc := &h1Conn{c: c, addr: addr}
+	pc.lr = limitedConnReader{c: c, n: math.MaxInt64}
+	pc.br = bufio.NewReaderSize(&pc.lr, 4096)
+	pc.bw = bufio.NewWriterSize(c, 4096)
+	return pc, nil
+}
+
+func (t *h1Transport) putIdle(pc *h1Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// Bytes after a complete response are a protocol error: do not reuse.
+	if t.nIdle >= t.maxIdle || len(t.idle[pc.addr]) >= t.maxIdlePerHost || pc.br.Buffered() > 0 {
+		_ = pc.c.Close()
+		return
+	}
+	pc.idleAt = time.Now()
+	pc.reused = true
+	t.idle[pc.addr] = append(t.idle[pc.addr], pc)
+	t.nIdle++
+	if t.idleTimeout > 0 && t.sweeper == nil {
+		t.sweeper = time.AfterFunc(t.idleTimeout, t.sweep)
+	}
+}
+
+// sweep closes connections idle longer than idleTimeout and re-arms itself
+// while connections are idle.
+func (t *h1Transport) sweep() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	for addr, list := range t.idle {
+		kept := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleAt) >= t.idleTimeout {
+				_ = pc.c.Close()
+				t.nIdle--
+				continue
+			}
+			kept = append(kept, pc)
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(t.idle, addr)
+		} else {
+			t.idle[addr] = kept
+		}
+	}
+	if t.nIdle > 0 {
+		t.sweeper.Reset(t.idleTimeout / 2)
+	} else {
+		t.sweeper = nil
+	}
+}
+
+// CloseIdleConnections closes every pooled connection.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for addr, list := range t.idle {
+		for _, pc := range list {
+			_ = pc.c.Close()
+		}
+		delete(t.idle, addr)
+	}
+	t.nIdle = 0
+}
