@@ -1,7 +1,9 @@
 // Package clickhouse is the trace store backend for ClickHouse (a single
-// server or a cluster): spans go to a MergeTree table ordered for search
-// (service, operation, time) with a trace-id side table filled by a
-// materialized view, so a trace by id reads one narrow time range. Writes
+// server or a cluster): spans are inserted into spans_by_trace, ordered by
+// trace id, so a trace by id is a primary-key range read; in the same insert
+// a materialized view copies the searched columns into spans, ordered for
+// search (service, operation, time), whose views fill the trace index, the
+// operations and the service dependencies. Writes
 // are grouped across concurrent callers into batch inserts with retries and
 // a bounded queue; WriteSpans returns once its batch is inserted. The schema
 // is created and upgraded by versioned migrations (Migrations, Migrate).

@@ -36,7 +36,7 @@ func OpenOnEngine(ctx context.Context, libPath, dataDir string, cfg Config, reg 
 // Optimize merges every table's parts (OPTIMIZE TABLE ... FINAL), the state
 // background merges reach, so benchmarks measure steady-state sizes.
 func (s *Store) Optimize(ctx context.Context) error {
-	for _, t := range []string{"spans", "trace_index", "operations", "dependencies"} {
+	for _, t := range []string{"spans_by_trace", "spans", "trace_index", "operations", "dependencies"} {
 		if err := s.conn.Exec(ctx, "OPTIMIZE TABLE "+s.schema.local(t)+" FINAL", nil); err != nil {
 			return fmt.Errorf("optimize %s: %w", t, err)
 		}

@@ -4,6 +4,7 @@ package clickhouse
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -11,9 +12,10 @@ import (
 
 	"github.com/meshscope/meshscope/collector/spans"
 	"github.com/meshscope/meshscope/collector/tracestore"
+	"github.com/meshscope/meshscope/collector/tracestore/clickhouse/internal/chsql"
 )
 
-var allTables = []string{"dependencies", "dependencies_mv", "operations", "operations_mv", "schema_migrations", "spans", "trace_index", "trace_index_mv"}
+var allTables = []string{"dependencies", "dependencies_mv", "operations", "operations_mv", "schema_migrations", "spans", "spans_by_trace", "spans_mv", "trace_index", "trace_index_mv"}
 
 func TestMigrateFresh(t *testing.T) {
 	cfg := freshDB(t)
@@ -48,7 +50,7 @@ func TestMigrateFresh(t *testing.T) {
 		}
 		idx = append(idx, n)
 	}
-	want := []string{"idx_attribute_keys", "idx_attribute_values", "idx_duration", "idx_resource_keys", "idx_resource_values", "idx_timestamp", "idx_trace_id"}
+	want := []string{"idx_attribute_keys", "idx_attribute_values", "idx_duration", "idx_resource_keys", "idx_resource_values", "idx_timestamp"}
 	if !slices.Equal(idx, want) {
 		t.Fatalf("skip indexes = %v, want %v", idx, want)
 	}
@@ -141,6 +143,138 @@ func TestMigrateUpgradeFromV1(t *testing.T) {
 	}
 }
 
+// TestMigrateUpgradeFromV5 stores spans with the search-ordered layout of
+// version 5 (one spans table with every column), then opens the store, which
+// migrates to the latest version: the old spans are copied into
+// spans_by_trace and read back whole by id, the search table loses its wide
+// columns but still finds them, and new writes reach every table once.
+func TestMigrateUpgradeFromV5(t *testing.T) {
+	cfg := freshDB(t)
+	c := engineConn(t)
+	defer c.Close()
+	ctx := context.Background()
+	db := cfg.database()
+	if _, to, err := migrateTo(ctx, c, cfg, true, nil, 5); err != nil || to != 5 {
+		t.Fatalf("migrate to v5: %d, %v", to, err)
+	}
+	if got := tables(t, c, db); slices.Contains(got, "spans_by_trace") {
+		t.Fatalf("v5 tables = %v, want no spans_by_trace yet", got)
+	}
+	b := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	root := spans.Span{TraceID: spans.TraceID{7, 7}, SpanID: spans.SpanID{1}, TraceState: "k=v", Service: "legacy", Name: "GET /",
+		Kind: spans.KindServer, StartUnixNano: b.UnixNano(), EndUnixNano: b.Add(300 * time.Millisecond).UnixNano(),
+		StatusCode: spans.StatusError, StatusMessage: "boom",
+		Attrs:    []spans.Attr{spans.StringAttr("http.route", "/"), spans.IntAttr("http.status_code", 503), spans.BoolAttr("retry", true)},
+		Resource: []spans.Attr{spans.StringAttr("host.name", "n1")}, Scope: "lib", ScopeVersion: "1.2",
+		Events: []spans.Event{{TimeUnixNano: b.Add(time.Millisecond).UnixNano(), Name: "exception", Attrs: []spans.Attr{spans.FloatAttr("x", 0.5)}}},
+		Links:  []spans.Link{{TraceID: spans.TraceID{1}, SpanID: spans.SpanID{2}, Attrs: []spans.Attr{spans.StringAttr("l", "v")}}},
+	}
+	child := spans.Span{TraceID: root.TraceID, SpanID: spans.SpanID{2}, ParentSpanID: root.SpanID, Service: "db", Name: "query",
+		Kind: spans.KindClient, StartUnixNano: b.Add(time.Millisecond).UnixNano(), EndUnixNano: b.Add(2 * time.Millisecond).UnixNano(),
+		Attrs: []spans.Attr{spans.StringAttr("peer.service", "postgres")}}
+	other := spans.Span{TraceID: spans.TraceID{8}, SpanID: spans.SpanID{1}, Service: "legacy", Name: "GET /x", Kind: spans.KindServer,
+		StartUnixNano: b.UnixNano(), EndUnixNano: b.Add(time.Millisecond).UnixNano()}
+	old := []spans.Span{root, child, other}
+	var rows [][]any
+	for i := range old {
+		rows = append(rows, spanRow(&old[i]))
+	}
+	if err := c.Insert(ctx, "INSERT INTO "+db+".spans ("+spanColumns+")", rows); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openChdbStore(t, cfg)
+	defer s.Close()
+	if v, err := s.schema.currentVersion(ctx, c); err != nil || v != LatestVersion() {
+		t.Fatalf("version after upgrade = %d, %v; want %d", v, err, LatestVersion())
+	}
+	if got := tables(t, c, db); !slices.Equal(got, allTables) {
+		t.Fatalf("tables after upgrade = %v, want %v", got, allTables)
+	}
+	got, err := s.Trace(ctx, root.TraceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(a, b spans.Span) int { return int(a.SpanID[0]) - int(b.SpanID[0]) })
+	if len(got) != 2 || !reflect.DeepEqual(got[0], root) || !reflect.DeepEqual(got[1], child) {
+		t.Fatalf("Trace(old trace) after upgrade =\n%+v\nwant\n%+v", got, []spans.Span{root, child})
+	}
+	// The search table kept only what search reads, and still finds old spans.
+	cols := columnNames(t, c, db, "spans")
+	for _, dropped := range searchDroppedColumns {
+		if slices.Contains(cols, dropped) {
+			t.Fatalf("search table still has column %s after upgrade: %v", dropped, cols)
+		}
+	}
+	refs, err := s.Search(ctx, tracestore.Query{Service: "legacy", Attrs: map[string]string{"http.status_code": "503"}})
+	if err != nil || len(refs) != 1 || refs[0].TraceID != root.TraceID {
+		t.Fatalf("Search(old attribute) after upgrade = %v, %v", refs, err)
+	}
+	// A new write lands in spans_by_trace and, through the views, once in
+	// the search table and each side table.
+	nw := spans.Span{TraceID: root.TraceID, SpanID: spans.SpanID{3}, ParentSpanID: root.SpanID, Service: "new", Name: "call",
+		Kind: spans.KindClient, StartUnixNano: b.Add(5 * time.Millisecond).UnixNano(), EndUnixNano: b.Add(6 * time.Millisecond).UnixNano(),
+		Attrs: []spans.Attr{spans.StringAttr("peer.service", "payments")}}
+	if err := s.WriteSpans(ctx, []spans.Span{nw}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Trace(ctx, root.TraceID); err != nil || len(got) != 3 {
+		t.Fatalf("Trace after a new write = %d spans, %v; want 3", len(got), err)
+	}
+	if refs, err := s.Search(ctx, tracestore.Query{Service: "new"}); err != nil || len(refs) != 1 || refs[0].TraceID != root.TraceID {
+		t.Fatalf("Search(new service) = %v, %v", refs, err)
+	}
+	deps, err := s.Dependencies(ctx, b.Add(-time.Minute), b.Add(time.Minute))
+	if err != nil || !slices.Contains(deps, Dependency{"new", "payments", 1, 0}) {
+		t.Fatalf("Dependencies after a new write = %v, %v; want new → payments once", deps, err)
+	}
+	if n := count(t, c, "SELECT count() FROM "+db+".spans"); n != 4 {
+		t.Fatalf("search table rows = %d, want 4 (3 old, 1 new)", n)
+	}
+	if n := count(t, c, "SELECT count() FROM "+db+".spans_by_trace"); n != 4 {
+		t.Fatalf("spans_by_trace rows = %d, want 4 (3 backfilled, 1 new)", n)
+	}
+	// Migrating again changes nothing.
+	if from, to, err := migrate(ctx, c, cfg, true, nil); err != nil || from != to {
+		t.Fatalf("second migrate: %d → %d, %v", from, to, err)
+	}
+}
+
+func columnNames(t *testing.T, c chsql.Conn, db, table string) []string {
+	t.Helper()
+	rows, err := c.Query(context.Background(), "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} ORDER BY position",
+		map[string]string{"db": db, "t": table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func count(t *testing.T, c chsql.Conn, query string) uint64 {
+	t.Helper()
+	rows, err := c.Query(context.Background(), query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var n uint64
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
 func TestSkipMigrationsRefusesOldSchema(t *testing.T) {
 	cfg := freshDB(t)
 	c := engineConn(t)
@@ -228,12 +362,13 @@ func TestDuplicateDeliveryReadOnce(t *testing.T) {
 }
 
 // TestTraceByIDUsesIndexes checks the engine's plan of the trace-by-id query:
-// the trace id bloom filter and the timestamp minmax index drop granules.
+// a primary-key range read of spans_by_trace that selects one granule.
 func TestTraceByIDUsesIndexes(t *testing.T) {
 	s := openChdbStore(t, freshDB(t))
 	defer s.Close()
 	ctx := context.Background()
-	b := time.Now().Add(-time.Hour)
+	// All in one daily partition (one part): the start of a recent day.
+	b := time.Now().Add(-2 * time.Hour).Truncate(24 * time.Hour)
 	var batch []spans.Span
 	for i := range 5000 {
 		st := b.Add(time.Duration(i) * time.Second)
@@ -256,9 +391,9 @@ func TestTraceByIDUsesIndexes(t *testing.T) {
 		}
 		plan.WriteString(line + "\n")
 	}
-	for _, want := range []string{"idx_trace_id", "idx_timestamp"} {
+	for _, want := range []string{"spans_by_trace", "PrimaryKey", "Granules: 1/"} {
 		if !strings.Contains(plan.String(), want) {
-			t.Fatalf("trace-by-id plan does not use %s:\n%s", want, plan.String())
+			t.Fatalf("trace-by-id plan lacks %q:\n%s", want, plan.String())
 		}
 	}
 	got, err := s.Trace(ctx, batch[2500].TraceID)

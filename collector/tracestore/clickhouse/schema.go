@@ -102,21 +102,9 @@ func (s schema) migrationsTable() string {
 ORDER BY version`, s.db, s.onCluster(), engine)
 }
 
-// Migrations returns every migration for cfg, oldest first.
-func Migrations(cfg Config) []Migration { return newSchema(cfg).migrations() }
-
-func (s schema) migrations() []Migration {
-	settings := "\nSETTINGS index_granularity = 8192"
-	// Spans use small granules: a trace by id reads whole granules of every
-	// column wherever its spans are (they are spread over the services'
-	// sort ranges), so a granule is what one lookup costs per span.
-	spanSettings := "\nSETTINGS index_granularity = 1024"
-	if s.retention > 0 {
-		settings += ", ttl_only_drop_parts = 1"
-		spanSettings += ", ttl_only_drop_parts = 1"
-	}
-	spans := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
-    timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+// spanTableColumns are the columns of a table holding whole spans (the
+// first spans table and spans_by_trace), in the order of spanColumns.
+const spanTableColumns = `    timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     trace_id FixedString(16) CODEC(ZSTD(1)),
     span_id FixedString(8) CODEC(ZSTD(1)),
     parent_span_id FixedString(8) CODEC(ZSTD(1)),
@@ -139,13 +127,38 @@ func (s schema) migrations() []Migration {
     link_trace_ids Array(FixedString(16)) CODEC(ZSTD(1)),
     link_span_ids Array(FixedString(8)) CODEC(ZSTD(1)),
     link_attributes Array(String) CODEC(ZSTD(1)),
-    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
+`
+
+// searchDroppedColumns are the columns migration 7 drops from the search
+// table: trace by id reads spans_by_trace, search needs only what it filters
+// on and the trace id it returns.
+var searchDroppedColumns = []string{"span_id", "parent_span_id", "trace_state", "status_message", "attribute_types", "resource_types",
+	"scope", "scope_version", "event_times", "event_names", "event_attributes", "link_trace_ids", "link_span_ids", "link_attributes"}
+
+// searchColumns are the columns spans_mv copies into the search table.
+const searchColumns = "timestamp, trace_id, service, name, kind, duration, status_code, attributes, resource"
+
+// Migrations returns every migration for cfg, oldest first.
+func Migrations(cfg Config) []Migration { return newSchema(cfg).migrations() }
+
+func (s schema) migrations() []Migration {
+	settings := "\nSETTINGS index_granularity = 8192"
+	// Spans use small granules: a trace by id reads whole granules of every
+	// column wherever its spans are (they are spread over the services'
+	// sort ranges), so a granule is what one lookup costs per span.
+	spanSettings := "\nSETTINGS index_granularity = 1024"
+	if s.retention > 0 {
+		settings += ", ttl_only_drop_parts = 1"
+		spanSettings += ", ttl_only_drop_parts = 1"
+	}
+	spans := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
+%s    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_timestamp timestamp TYPE minmax GRANULARITY 1,
     INDEX idx_duration duration TYPE minmax GRANULARITY 1
 ) ENGINE = %s
 PARTITION BY toDate(timestamp)
 ORDER BY (service, name, toDateTime(timestamp))%s%s`,
-		s.local("spans"), s.onCluster(), s.engine("MergeTree", "spans"), s.ttl("toDateTime(timestamp)"), spanSettings)
+		s.local("spans"), s.onCluster(), spanTableColumns, s.engine("MergeTree", "spans"), s.ttl("toDateTime(timestamp)"), spanSettings)
 
 	traceIndex := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
     trace_id FixedString(16) CODEC(ZSTD(1)),
@@ -209,6 +222,49 @@ SELECT service, name, kind, max(toDateTime(timestamp)) FROM %s GROUP BY service,
 			s.local("spans"), s.onCluster(), name, expr)
 	}
 
+	// The data table: whole spans ordered by trace id, so trace by id is a
+	// primary-key range read of a few granules. It is the insert target;
+	// spans_mv copies the search columns into spans in the same insert
+	// (and spans' own views fill the side tables from there). Replacing on
+	// (trace_id, span_id) folds a span delivered twice, and a repeated
+	// backfill, into one row when parts merge.
+	byTraceSettings := "\nSETTINGS index_granularity = 1024"
+	if s.retention > 0 {
+		byTraceSettings += ", ttl_only_drop_parts = 1"
+	}
+	byTrace := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
+%s) ENGINE = %s
+PARTITION BY toDate(timestamp)
+PRIMARY KEY trace_id
+ORDER BY (trace_id, span_id)%s%s`,
+		s.local("spans_by_trace"), s.onCluster(), strings.TrimSuffix(spanTableColumns, ",\n")+"\n", s.engine("ReplacingMergeTree", "spans_by_trace"),
+		s.ttl("toDateTime(timestamp)"), byTraceSettings)
+	// Spans stored before the split are copied once (a no-op on a fresh
+	// database); a repetition is folded by the replacing merge and hidden
+	// from reads by LIMIT 1 BY span_id.
+	backfillByTrace := fmt.Sprintf(`INSERT INTO %s (%s)
+SELECT %s FROM %s`, s.table("spans_by_trace"), spanColumns, spanColumns, s.table("spans"))
+	spansMV := fmt.Sprintf(`CREATE MATERIALIZED VIEW IF NOT EXISTS %s.spans_mv%s TO %s AS
+SELECT %s
+FROM %s`, s.db, s.onCluster(), s.local("spans"), searchColumns, s.local("spans_by_trace"))
+
+	// The search table sheds what search never reads (and the trace id
+	// bloom filter, which only trace by id used).
+	shed := func(table string, index bool) string {
+		var cmds []string
+		if index {
+			cmds = append(cmds, "DROP INDEX IF EXISTS idx_trace_id")
+		}
+		for _, c := range searchDroppedColumns {
+			cmds = append(cmds, "DROP COLUMN IF EXISTS "+c)
+		}
+		return fmt.Sprintf("ALTER TABLE %s%s\n    %s", table, s.onCluster(), strings.Join(cmds, ",\n    "))
+	}
+	shedSearch := []string{shed(s.local("spans"), true)}
+	if s.cluster != "" {
+		shedSearch = append(shedSearch, shed(s.table("spans"), false))
+	}
+
 	return []Migration{
 		{1, "spans table", append([]string{spans}, s.distributed("spans", "cityHash64(trace_id)")...)},
 		{2, "trace id index table and view", append(append([]string{traceIndex}, s.distributed("trace_index", "cityHash64(trace_id)")...), traceIndexMV, backfillTraceIndex)},
@@ -220,6 +276,10 @@ SELECT service, name, kind, max(toDateTime(timestamp)) FROM %s GROUP BY service,
 			addIndex("idx_resource_keys", "mapKeys(resource)"),
 			addIndex("idx_resource_values", "mapValues(resource)"),
 		}},
+		{6, "spans_by_trace data table ordered by trace id, backfilled", append(append([]string{byTrace}, s.distributed("spans_by_trace", "cityHash64(trace_id)")...), backfillByTrace)},
+		// The view comes after the backfill (a repeated backfill must not
+		// flow into the search table and its side tables again).
+		{7, "search table filled from spans_by_trace, without the columns only trace by id reads", append([]string{spansMV}, shedSearch...)},
 	}
 }
 

@@ -107,3 +107,59 @@ ALTER TABLE traces.spans ADD INDEX IF NOT EXISTS idx_resource_keys mapKeys(resou
 
 ALTER TABLE traces.spans ADD INDEX IF NOT EXISTS idx_resource_values mapValues(resource) TYPE bloom_filter(0.01) GRANULARITY 1;
 
+-- migration 6: spans_by_trace data table ordered by trace id, backfilled
+CREATE TABLE IF NOT EXISTS traces.spans_by_trace (
+    timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    trace_id FixedString(16) CODEC(ZSTD(1)),
+    span_id FixedString(8) CODEC(ZSTD(1)),
+    parent_span_id FixedString(8) CODEC(ZSTD(1)),
+    trace_state String CODEC(ZSTD(1)),
+    service LowCardinality(String) CODEC(ZSTD(1)),
+    name LowCardinality(String) CODEC(ZSTD(1)),
+    kind UInt8 CODEC(ZSTD(1)),
+    duration Int64 CODEC(T64, ZSTD(1)),
+    status_code UInt8 CODEC(ZSTD(1)),
+    status_message String CODEC(ZSTD(1)),
+    attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    attribute_types Map(LowCardinality(String), UInt8) CODEC(ZSTD(1)),
+    resource Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_types Map(LowCardinality(String), UInt8) CODEC(ZSTD(1)),
+    scope LowCardinality(String) CODEC(ZSTD(1)),
+    scope_version LowCardinality(String) CODEC(ZSTD(1)),
+    event_times Array(DateTime64(9)) CODEC(ZSTD(1)),
+    event_names Array(LowCardinality(String)) CODEC(ZSTD(1)),
+    event_attributes Array(String) CODEC(ZSTD(1)),
+    link_trace_ids Array(FixedString(16)) CODEC(ZSTD(1)),
+    link_span_ids Array(FixedString(8)) CODEC(ZSTD(1)),
+    link_attributes Array(String) CODEC(ZSTD(1))
+) ENGINE = ReplacingMergeTree
+PARTITION BY toDate(timestamp)
+PRIMARY KEY trace_id
+ORDER BY (trace_id, span_id)
+SETTINGS index_granularity = 1024;
+
+INSERT INTO traces.spans_by_trace (timestamp, trace_id, span_id, parent_span_id, trace_state, service, name, kind, duration, status_code, status_message, attributes, attribute_types, resource, resource_types, scope, scope_version, event_times, event_names, event_attributes, link_trace_ids, link_span_ids, link_attributes)
+SELECT timestamp, trace_id, span_id, parent_span_id, trace_state, service, name, kind, duration, status_code, status_message, attributes, attribute_types, resource, resource_types, scope, scope_version, event_times, event_names, event_attributes, link_trace_ids, link_span_ids, link_attributes FROM traces.spans;
+
+-- migration 7: search table filled from spans_by_trace, without the columns only trace by id reads
+CREATE MATERIALIZED VIEW IF NOT EXISTS traces.spans_mv TO traces.spans AS
+SELECT timestamp, trace_id, service, name, kind, duration, status_code, attributes, resource
+FROM traces.spans_by_trace;
+
+ALTER TABLE traces.spans
+    DROP INDEX IF EXISTS idx_trace_id,
+    DROP COLUMN IF EXISTS span_id,
+    DROP COLUMN IF EXISTS parent_span_id,
+    DROP COLUMN IF EXISTS trace_state,
+    DROP COLUMN IF EXISTS status_message,
+    DROP COLUMN IF EXISTS attribute_types,
+    DROP COLUMN IF EXISTS resource_types,
+    DROP COLUMN IF EXISTS scope,
+    DROP COLUMN IF EXISTS scope_version,
+    DROP COLUMN IF EXISTS event_times,
+    DROP COLUMN IF EXISTS event_names,
+    DROP COLUMN IF EXISTS event_attributes,
+    DROP COLUMN IF EXISTS link_trace_ids,
+    DROP COLUMN IF EXISTS link_span_ids,
+    DROP COLUMN IF EXISTS link_attributes;
+
