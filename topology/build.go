@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // Views.
@@ -67,26 +70,16 @@ type spanKey struct {
 
 type fineStats struct {
 	rps, fail, bytes float64
-	lat              buckets // request duration buckets (seconds), rates
-	clientLat        buckets // span client-side buckets (used when lat is empty)
+	lat              sortedBuckets // request duration buckets (seconds), rates
+	clientLat        sortedBuckets // span client-side buckets (used when lat is empty)
 }
 
 func (s *fineStats) add(o *fineStats) {
 	s.rps += o.rps
 	s.fail += o.fail
 	s.bytes += o.bytes
-	if len(o.lat) > 0 {
-		if s.lat == nil {
-			s.lat = buckets{}
-		}
-		s.lat.add(o.lat)
-	}
-	if len(o.clientLat) > 0 {
-		if s.clientLat == nil {
-			s.clientLat = buckets{}
-		}
-		s.clientLat.add(o.clientLat)
-	}
+	s.lat.add(&o.lat)
+	s.clientLat.add(&o.clientLat)
 }
 
 type proxyInfo struct{ service, version, mode string }
@@ -98,6 +91,9 @@ type rawData struct {
 	mesh    [2]map[fineKey]*fineStats // by direction: 0 inbound, 1 outbound
 	spans   map[spanKey]*fineStats
 	proxies []proxyInfo
+	// aggregates: the mesh edges were read from the per-edge aggregates
+	// rather than from the raw golden series.
+	aggregates bool
 }
 
 const (
@@ -107,9 +103,10 @@ const (
 
 // builder computes graphs from the metrics store with the PromQL engine.
 type builder struct {
-	engine promql.QueryEngine
-	q      storage.Queryable
-	cfg    Config
+	engine     promql.QueryEngine
+	q          storage.Queryable
+	cfg        Config
+	aggregates bool // read the per-edge aggregates where they cover the window
 }
 
 func windowString(w time.Duration) string { return model.Duration(w).String() }
@@ -225,17 +222,11 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 			if client {
 				target = &st.clientLat
 			}
-			if *target == nil {
-				*target = buckets{}
-			}
-			(*target)[v] += s.F
+			target.addAt(v, s.F)
 		}
 	}
 	nativeFn := func(s promql.Sample) {
 		if st := meshStats(s); st != nil {
-			if st.lat == nil {
-				st.lat = buckets{}
-			}
 			st.lat.addNative(s.H)
 		}
 	}
@@ -254,14 +245,46 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 	var singleMesh, singleSpans int
 	isFailure := func(s promql.Sample) bool { return s.Metric.Get("outcome") == "failure" }
 
-	// Phase 1: requests (which edges exist, from which sides), proxies, spans.
-	if err := b.runAll(ctx, at, []querySpec{
-		{qs: fmt.Sprintf("sum by (%s, outcome) (rate(%s[%s]))", meshBy, metricRequests, w), fn: func(s promql.Sample) {
+	// The per-edge aggregates are used when they are continuous over the
+	// whole window; otherwise the raw golden series are read.
+	if b.aggregates {
+		var since float64
+		var ok bool
+		if err := b.query(ctx, fmt.Sprintf("min_over_time(%s[%s])", metricEdgeSince, w), at, func(s promql.Sample) {
+			since, ok = s.F, true
+		}); err != nil {
+			return nil, err
+		}
+		raw.aggregates = aggregatesCover(since, ok, at, window, b.cfg.AggregateInterval)
+	}
+	perSec := func(fn func(promql.Sample, *fineStats)) func(promql.Sample) {
+		return func(s promql.Sample) {
 			if st := meshStats(s); st != nil {
-				addRate(s, st, isFailure(s))
+				fn(s, st)
 			}
-		}},
-		{qs: single(metricRequests, meshBy+", outcome"), fn: func(s promql.Sample) { meshStats(s); singleMesh++ }},
+		}
+	}
+	var meshSpecs []querySpec
+	if raw.aggregates {
+		// One read per direction, so that the two run in parallel.
+		for _, dir := range []string{"inbound", "outbound"} {
+			meshSpecs = append(meshSpecs, b.sumSpec(at, window, metricEdgeRequests,
+				[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "direction", dir)},
+				perSec(func(s promql.Sample, st *fineStats) { st.rps += s.F / secs })))
+		}
+	} else {
+		meshSpecs = []querySpec{
+			{qs: fmt.Sprintf("sum by (%s, outcome) (rate(%s[%s]))", meshBy, metricRequests, w), fn: func(s promql.Sample) {
+				if st := meshStats(s); st != nil {
+					addRate(s, st, isFailure(s))
+				}
+			}},
+			{qs: single(metricRequests, meshBy+", outcome"), fn: func(s promql.Sample) { meshStats(s); singleMesh++ }},
+		}
+	}
+
+	// Phase 1: requests (which edges exist, from which sides), proxies, spans.
+	if err := b.runAll(ctx, at, append(meshSpecs, []querySpec{
 		{qs: fmt.Sprintf("max by (service, version, mode) (last_over_time(%s[%s]))", metricProxyInfo, w), fn: func(s promql.Sample) {
 			l := s.Metric
 			if svc := l.Get("service"); svc != "" {
@@ -273,7 +296,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 		{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricServer, w), fn: latFn(spanStats, false)},
 		{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricClient, w), fn: latFn(spanStats, true)},
 		{qs: single(spanMetricRequests, spanBy), fn: func(s promql.Sample) { spanStats(s); singleSpans++ }},
-	}); err != nil {
+	}...)); err != nil {
 		return nil, err
 	}
 
@@ -292,6 +315,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 		}
 	}
 	sels := []string{`direction="inbound"`}
+	selMatchers := [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchEqual, "direction", "inbound")}}
 	if len(outDst) > 0 {
 		alts := make([]string, 0, len(outDst))
 		for _, d := range sortedKeys(outDst) {
@@ -300,10 +324,29 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 			}
 			alts = append(alts, regexp.QuoteMeta(d))
 		}
-		sels = append(sels, fmt.Sprintf(`direction="outbound", destination_service=~%q`, strings.Join(alts, "|")))
+		re := strings.Join(alts, "|")
+		sels = append(sels, fmt.Sprintf(`direction="outbound", destination_service=~%q`, re))
+		reM, err := labels.NewMatcher(labels.MatchRegexp, "destination_service", re)
+		if err != nil {
+			return nil, fmt.Errorf("selecting outbound reports: %w", err)
+		}
+		selMatchers = append(selMatchers, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "direction", "outbound"), reM})
 	}
 	var specs []querySpec
-	for _, sel := range sels {
+	for i, sel := range sels {
+		if raw.aggregates {
+			specs = append(specs,
+				b.sumSpec(at, window, metricEdgeFailures, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.fail += s.F / secs })),
+				b.sumSpec(at, window, metricEdgeBytes, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.bytes += s.F / secs })),
+				b.sumSpec(at, window, metricEdgeDuration, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) {
+					if s.H == nil {
+						return
+					}
+					st.lat.addNative(s.H.Mul(1 / secs))
+				})),
+			)
+			continue
+		}
 		specs = append(specs,
 			querySpec{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket{%s}[%s]))", meshBy, metricDuration, sel, w), fn: latFn(meshStats, false)},
 			// Proxies export classic buckets (docs/metrics.md); a store that
@@ -337,6 +380,66 @@ type querySpec struct {
 	qs   string
 	hist bool // pass native histogram samples instead of floats
 	fn   func(promql.Sample)
+	// read, when set, replaces the PromQL query qs.
+	read func(ctx context.Context) ([]promql.Sample, error)
+}
+
+// sumSpec reads the series of metric matching ms over the window and
+// passes, per series, the sum of its samples (what PromQL's
+// sum_over_time(metric{ms}[window]) gives, read straight from the store:
+// the aggregates are plain sums, and this skips the engine's per-series
+// overhead). Histogram sums are passed in H.
+func (b *builder) sumSpec(at time.Time, window time.Duration, metric string, ms []*labels.Matcher, fn func(promql.Sample)) querySpec {
+	ms = append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, metric)}, ms...)
+	return querySpec{qs: metric, fn: fn, read: func(ctx context.Context) ([]promql.Sample, error) {
+		return b.sumOverWindow(ctx, at, window, ms)
+	}}
+}
+
+func (b *builder) sumOverWindow(ctx context.Context, at time.Time, window time.Duration, ms []*labels.Matcher) ([]promql.Sample, error) {
+	maxt := at.UnixMilli()
+	qr, err := b.q.Querier(maxt-window.Milliseconds()+1, maxt) // (at-window, at] like a range selector
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", ms[0].Value, err)
+	}
+	defer qr.Close()
+	ss := qr.Select(ctx, false, nil, ms...)
+	var out []promql.Sample
+	var it chunkenc.Iterator
+	var tmp *histogram.FloatHistogram
+	for ss.Next() {
+		s := ss.At()
+		it = s.Iterator(it)
+		var sum float64
+		var h *histogram.FloatHistogram
+		n := 0
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			switch vt {
+			case chunkenc.ValFloat:
+				_, v := it.At()
+				sum += v
+				n++
+			case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
+				_, tmp = it.AtFloatHistogram(tmp)
+				if h == nil {
+					h = tmp.Copy()
+				} else if r, _, _, err := h.Add(tmp); err == nil {
+					h = r
+				}
+				n++
+			}
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", s.Labels(), err)
+		}
+		if n > 0 {
+			out = append(out, promql.Sample{Metric: s.Labels(), F: sum, H: h})
+		}
+	}
+	if err := ss.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", ms[0].Value, err)
+	}
+	return out, nil
 }
 
 // buildConcurrency is how many queries of one build run at once.
@@ -355,6 +458,10 @@ func (b *builder) runAll(ctx context.Context, at time.Time, specs []querySpec) e
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			if sp.read != nil {
+				results[i], errs[i] = sp.read(ctx)
+				return
+			}
 			errs[i] = b.queryKinds(ctx, sp.qs, at, sp.hist, func(s promql.Sample) {
 				if s.H != nil {
 					s.H = s.H.Copy()
@@ -699,13 +806,14 @@ func (s *fineStats) toStats() Stats {
 	if s.rps > 0 {
 		out.ErrorRate = clean(math.Min(1, s.fail/s.rps))
 	}
-	lat := s.lat
-	if len(lat) == 0 {
-		lat = s.clientLat
+	lat := &s.lat
+	if lat.empty() {
+		lat = &s.clientLat
 	}
-	out.P50Ms = clean(lat.quantile(0.50) * 1000)
-	out.P95Ms = clean(lat.quantile(0.95) * 1000)
-	out.P99Ms = clean(lat.quantile(0.99) * 1000)
+	qs := lat.quantiles(0.50, 0.95, 0.99)
+	out.P50Ms = clean(qs[0] * 1000)
+	out.P95Ms = clean(qs[1] * 1000)
+	out.P99Ms = clean(qs[2] * 1000)
 	return out
 }
 

@@ -49,7 +49,23 @@ type Config struct {
 	// SpanSeriesIdle: span-derived series not updated for this long are no
 	// longer appended (they go stale in the TSDB). Default 10m.
 	SpanSeriesIdle time.Duration `yaml:"span_series_idle"`
+
+	// EdgeAggregates: every BuildInterval, append per-edge aggregate series
+	// (mesh_edge_*) of the raw golden metrics and build graphs from them
+	// wherever they cover the window (docs/topology.md, "Edge aggregates").
+	// Off: graphs are always computed from the raw golden series. Default
+	// true (nil means the default).
+	EdgeAggregates *bool `yaml:"edge_aggregates"`
+	// AggregateInterval is how often an edge's aggregate duration
+	// histogram gets a sample while it has traffic (a new edge gets its
+	// first one at the next build; requests, failures and bytes get one at
+	// every build). Windows shorter than twice this are computed from the
+	// raw series. Default 5s; at least 100ms.
+	AggregateInterval time.Duration `yaml:"aggregate_interval"`
 }
+
+// edgeAggregates is EdgeAggregates with its default.
+func (c Config) edgeAggregates() bool { return c.EdgeAggregates == nil || *c.EdgeAggregates }
 
 // Defaults for Config.
 const (
@@ -64,6 +80,7 @@ const (
 	DefaultPairingExpiry      = 10 * time.Second
 	DefaultPairingMaxPending  = 100000
 	DefaultSpanSeriesIdle     = 10 * time.Minute
+	DefaultAggregateInterval  = 5 * time.Second
 )
 
 // DefaultStreamWindows is the default of Config.StreamWindows.
@@ -106,6 +123,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SpanSeriesIdle == 0 {
 		c.SpanSeriesIdle = DefaultSpanSeriesIdle
+	}
+	if c.AggregateInterval == 0 {
+		c.AggregateInterval = DefaultAggregateInterval
 	}
 	return c
 }
@@ -166,6 +186,9 @@ func (c Config) Validate() error {
 	}
 	if c.SpanSeriesIdle < 0 {
 		bad("span_series_idle", "negative")
+	}
+	if c.AggregateInterval < 100*time.Millisecond {
+		bad("aggregate_interval", "%s is below 100ms", c.AggregateInterval)
 	}
 	return errors.Join(errs...)
 }

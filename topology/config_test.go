@@ -25,6 +25,7 @@ func TestConfigValidate(t *testing.T) {
 		{"buffer", Config{StreamBuffer: -1}, "stream_buffer"},
 		{"pending", Config{PairingMaxPending: -5}, "pairing_max_pending"},
 		{"expiry", Config{PairingExpiry: -time.Second}, "pairing_expiry"},
+		{"aggregate interval", Config{AggregateInterval: time.Millisecond}, "aggregate_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -42,14 +43,15 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigYAMLStrict(t *testing.T) {
-	src := "default_window: 5m\nstream_windows: [1m, 10m]\nallowed_origins: [\"https://ops.example.com\"]\ndegraded_error_rate: 0.01\n"
+	src := "default_window: 5m\nstream_windows: [1m, 10m]\nallowed_origins: [\"https://ops.example.com\"]\ndegraded_error_rate: 0.01\nedge_aggregates: false\naggregate_interval: 2s\n"
 	var c Config
 	dec := yaml.NewDecoder(strings.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
 		t.Fatal(err)
 	}
-	if c.DefaultWindow != 5*time.Minute || len(c.StreamWindows) != 2 || c.StreamWindows[1] != 10*time.Minute || c.DegradedErrorRate != 0.01 {
+	if c.DefaultWindow != 5*time.Minute || len(c.StreamWindows) != 2 || c.StreamWindows[1] != 10*time.Minute || c.DegradedErrorRate != 0.01 ||
+		c.edgeAggregates() || c.AggregateInterval != 2*time.Second {
 		t.Errorf("decoded %+v", c)
 	}
 	if err := c.Validate(); err != nil {

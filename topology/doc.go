@@ -5,7 +5,9 @@
 //
 // graph.go holds the wire contract shared with the UI and the CLI.
 // build.go turns the golden metrics (and the span-derived series) of one
-// window into a graph with the PromQL engine; pairing.go is the span sink
+// window into a graph with the PromQL engine, from the per-edge aggregates
+// that aggregate.go appends (fed by the ingest hook of ingest.go) wherever
+// they cover the window, else from the raw series; pairing.go is the span sink
 // that pairs client and server spans into span-derived series appended to
 // the same store; stream.go and diff.go fan graphs out to stream clients;
 // topology.go wires them into the component (New, Run, RegisterRoutes,

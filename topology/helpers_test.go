@@ -68,7 +68,7 @@ type proxy struct{ service, version, mode string }
 // appendGolden appends what proxies push once a second for the seconds
 // from..to (inclusive, offsets from base): cumulative golden metrics of
 // every call and meshscope_proxy_info of every proxy.
-func appendGolden(t testing.TB, db *tsdb.DB, from, to int, calls []call, proxies []proxy) {
+func appendGolden(t testing.TB, db storage.Appendable, from, to int, calls []call, proxies []proxy) {
 	t.Helper()
 	app := db.Appender(context.Background())
 	for i := from; i <= to; i++ {

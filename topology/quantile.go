@@ -2,6 +2,7 @@ package topology
 
 import (
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -20,21 +21,90 @@ func (b buckets) add(o buckets) {
 // same linear interpolation as PromQL's histogram_quantile, or 0 when there
 // is no data.
 func (b buckets) quantile(q float64) float64 {
-	if len(b) < 2 {
-		return 0
+	return b.quantiles(q)[0]
+}
+
+// quantiles is quantile for several qs.
+func (b buckets) quantiles(qs ...float64) []float64 {
+	var sb sortedBuckets
+	for le, c := range b {
+		sb.addAt(le, c)
 	}
-	les := make([]float64, 0, len(b))
-	for le := range b {
-		les = append(les, le)
+	return sb.quantiles(qs...)
+}
+
+// sortedBuckets are cumulative counts (or rates) by upper bound, sorted by
+// bound: what the builder merges per edge and node (cheaper than maps, as
+// the bounds are nearly always the same).
+type sortedBuckets struct {
+	les    []float64
+	counts []float64
+}
+
+func (b *sortedBuckets) empty() bool { return len(b.les) == 0 }
+
+// addAt adds v to the bucket with upper bound le.
+func (b *sortedBuckets) addAt(le, v float64) {
+	if math.IsNaN(le) {
+		return
 	}
-	sort.Float64s(les)
-	if !math.IsInf(les[len(les)-1], 1) {
-		return 0
+	i := sort.SearchFloat64s(b.les, le)
+	if i < len(b.les) && b.les[i] == le {
+		b.counts[i] += v
+		return
+	}
+	b.les = slices.Insert(b.les, i, le)
+	b.counts = slices.Insert(b.counts, i, v)
+}
+
+// add adds o's buckets.
+func (b *sortedBuckets) add(o *sortedBuckets) {
+	switch {
+	case o.empty():
+	case b.empty():
+		b.les, b.counts = slices.Clone(o.les), slices.Clone(o.counts)
+	case slices.Equal(b.les, o.les):
+		for i, c := range o.counts {
+			b.counts[i] += c
+		}
+	default:
+		for i, le := range o.les {
+			b.addAt(le, o.counts[i])
+		}
+	}
+}
+
+// addNative adds a native histogram's buckets as cumulative buckets.
+func (b *sortedBuckets) addNative(h *histogram.FloatHistogram) {
+	if h == nil {
+		return
+	}
+	cum := h.ZeroCount
+	if h.ZeroCount > 0 {
+		b.addAt(h.ZeroThreshold, cum)
+	}
+	for it := h.PositiveBucketIterator(); it.Next(); {
+		bk := it.At()
+		if math.IsInf(bk.Upper, 1) {
+			break // counted below as Count
+		}
+		cum += bk.Count
+		b.addAt(bk.Upper, cum)
+	}
+	b.addAt(math.Inf(1), h.Count)
+}
+
+// quantiles returns the qs-quantiles (0..1) with histogram_quantile's
+// interpolation; 0s when there is no data.
+func (b *sortedBuckets) quantiles(qs ...float64) []float64 {
+	out := make([]float64, len(qs))
+	les := b.les
+	if len(les) < 2 || !math.IsInf(les[len(les)-1], 1) {
+		return out
 	}
 	counts := make([]float64, len(les))
 	maxSoFar := 0.0
-	for i, le := range les {
-		c := b[le]
+	for i, c := range b.counts {
 		if c < maxSoFar { // rates of cumulative buckets can be slightly non-monotonic
 			c = maxSoFar
 		}
@@ -43,9 +113,15 @@ func (b buckets) quantile(q float64) float64 {
 	}
 	total := counts[len(counts)-1]
 	if total <= 0 {
-		return 0
+		return out
 	}
-	rank := q * total
+	for k, q := range qs {
+		out[k] = quantileOf(les, counts, q*total)
+	}
+	return out
+}
+
+func quantileOf(les, counts []float64, rank float64) float64 {
 	i := sort.SearchFloat64s(counts, rank)
 	if i >= len(les)-1 {
 		return les[len(les)-2]

@@ -27,14 +27,18 @@ import (
 // graphs of the default and subscribed windows fresh (Run), serves them
 // (RegisterRoutes) and is the span pairing sink (ConsumeSpans).
 type Topology struct {
-	cfg    Config
-	th     thresholds
-	b      *builder
-	pair   *pairer
-	hub    *hub
-	logger *slog.Logger
-	up     websocket.Upgrader
-	now    func() time.Time
+	cfg  Config
+	th   thresholds
+	b    *builder
+	pair *pairer
+	agg  *aggregator // nil when edge aggregates are off
+
+	hookOnce sync.Once
+	hooked   bool // the aggregator is seeded and fed by an ingest hook
+	hub      *hub
+	logger   *slog.Logger
+	up       websocket.Upgrader
+	now      func() time.Time
 
 	buildSeconds prometheus.Histogram
 	buildErrors  prometheus.Counter
@@ -72,7 +76,7 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 	t := &Topology{
 		cfg:    cfg,
 		th:     thresholds{degraded: cfg.DegradedErrorRate, failing: cfg.FailingErrorRate},
-		b:      &builder{engine: engine, q: q, cfg: cfg},
+		b:      &builder{engine: engine, q: q, cfg: cfg, aggregates: cfg.edgeAggregates()},
 		logger: logger,
 		now:    time.Now,
 		live:   map[time.Duration]*liveGraphs{},
@@ -117,6 +121,11 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 		return nil, err
 	}
 	t.pair = p
+	if cfg.edgeAggregates() {
+		if t.agg, err = newAggregator(q, app, cfg.AggregateInterval, reg, logger); err != nil {
+			return nil, err
+		}
+	}
 	t.up = websocket.Upgrader{
 		CheckOrigin:       t.checkOrigin,
 		HandshakeTimeout:  10 * time.Second,
@@ -155,6 +164,20 @@ func (t *Topology) assemble(ctx context.Context, at time.Time, window time.Durat
 	return a, nil
 }
 
+// AggregateEdges appends, stamped now, the per-edge aggregates of the raw
+// golden samples that went through the ingest hook (Appendable,
+// AppendableV2) since the edges' last aggregate samples (docs/topology.md,
+// "Edge aggregates"). Run calls it every BuildInterval before rebuilding;
+// call it directly only when not running Run (tools, benchmarks), with
+// increasing times. It does nothing when edge aggregates are off or no
+// hook was made.
+func (t *Topology) AggregateEdges(ctx context.Context, now time.Time) error {
+	if t.agg == nil {
+		return nil
+	}
+	return t.agg.step(ctx, now.Truncate(time.Millisecond))
+}
+
 // Run rebuilds the live graphs every BuildInterval, feeds the stream and
 // flushes the span pairing sink, until ctx is cancelled.
 func (t *Topology) Run(ctx context.Context) error {
@@ -191,6 +214,9 @@ func (t *Topology) step(ctx context.Context) {
 		t.logger.Warn("appending span-derived series", "err", err)
 	}
 	at := now.Truncate(time.Millisecond)
+	if err := t.AggregateEdges(ctx, at); err != nil && ctx.Err() == nil {
+		t.logger.Warn("appending edge aggregates", "err", err)
+	}
 	views := map[time.Duration]map[string]bool{t.cfg.DefaultWindow: {ViewService: true, ViewVersion: true}}
 	for _, k := range t.hub.keys() {
 		if views[k.window] == nil {

@@ -248,7 +248,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	}
 	coll, err := collector.New(cfg.Collector, collector.Sinks{
 		Spans:   consumer.FanOut{consumer.SpansFunc(traces.WriteSpans), topo}, // the durable store first: its error is the ack
-		Metrics: metrics,
+		Metrics: topo.AppendableV2(metrics),                                   // edge aggregates are counted as samples commit
 	}, reg, logger.With("part", "collector"))
 	if err != nil {
 		return err
