@@ -43,6 +43,8 @@ type Collector struct {
 	mw     *otlp.MetricsWriter
 	m      *metrics
 
+	inflight chan struct{} // one token per request in progress
+
 	grpcLn, httpLn net.Listener
 	grpcSrv        *grpc.Server
 	httpSrv        *http.Server
@@ -80,6 +82,8 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 		batch:  b,
 		mw:     otlp.NewMetricsWriter(sinks.Metrics, logger),
 		m:      m,
+
+		inflight: make(chan struct{}, cfg.MaxConcurrentRequests),
 	}
 	c.remoteWrite = remote.NewWriteHandler(logger, reg, sinks.Metrics,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
@@ -103,13 +107,15 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 	}
 	c.grpcSrv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentRequests)),
+		grpc.ChainUnaryInterceptor(c.limitGRPC),
 	)
 	coltracepb.RegisterTraceServiceServer(c.grpcSrv, &grpcTraces{c: c})
 	pmetricotlp.RegisterGRPCServer(c.grpcSrv, &grpcMetrics{c: c})
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/traces", c.handleHTTPTraces)
-	mux.HandleFunc("POST /v1/metrics", c.handleHTTPMetrics)
+	mux.HandleFunc("POST /v1/traces", c.limitHTTP(c.handleHTTPTraces))
+	mux.HandleFunc("POST /v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
 	c.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -144,9 +150,9 @@ func (c *Collector) Spans() consumer.Spans { return c.batch }
 // under /otlp (POST /otlp/v1/traces, /otlp/v1/metrics).
 func (c *Collector) RegisterRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/write", http.MaxBytesHandler(c.remoteWrite, c.cfg.MaxRequestBytes))
-	mux.HandleFunc("POST /api/v1/otlp/v1/metrics", c.handleHTTPMetrics)
-	mux.HandleFunc("POST /otlp/v1/traces", c.handleHTTPTraces)
-	mux.HandleFunc("POST /otlp/v1/metrics", c.handleHTTPMetrics)
+	mux.HandleFunc("POST /api/v1/otlp/v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
+	mux.HandleFunc("POST /otlp/v1/traces", c.limitHTTP(c.handleHTTPTraces))
+	mux.HandleFunc("POST /otlp/v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
 }
 
 // Run serves the listeners until ctx is cancelled, then stops taking new

@@ -109,6 +109,9 @@ func TestSDKExportersRoundTrip(t *testing.T) {
 		{"grpc", func() (sdktrace.SpanExporter, error) {
 			return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(e.c.GRPCAddr()), otlptracegrpc.WithInsecure())
 		}},
+		{"grpc-gzip", func() (sdktrace.SpanExporter, error) {
+			return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(e.c.GRPCAddr()), otlptracegrpc.WithInsecure(), otlptracegrpc.WithCompressor("gzip"))
+		}},
 		{"http", func() (sdktrace.SpanExporter, error) {
 			return otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(e.c.HTTPAddr()), otlptracehttp.WithInsecure())
 		}},
@@ -538,4 +541,99 @@ func TestRemoteWriteRoute(t *testing.T) {
 	if v := query(t, e.metrics, `agent_up{job="node"}`, now); len(v) != 1 || v[0].F != 1 {
 		t.Fatalf("agent_up = %v", v)
 	}
+}
+
+func TestConcurrentRequestLimit(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{}), entered: make(chan struct{})}
+	e := startEnv(t, Config{MaxConcurrentRequests: 1}, sink)
+	defer close(sink.release)
+	go func() {
+		post(t, "http://"+e.c.HTTPAddr()+"/v1/traces", "application/x-protobuf", "",
+			mustMarshal(otlpRequest("0102030405060708090a0b0c0d0e0f10", "1112131415161718")))
+	}()
+	<-sink.entered
+	resp, body := post(t, "http://"+e.c.HTTPAddr()+"/v1/traces", "application/json", "", []byte(`{}`))
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "max_concurrent_requests") {
+		t.Fatalf("HTTP over the request limit: %d %s", resp.StatusCode, body)
+	}
+	conn, err := grpc.NewClient(e.c.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = coltracepb.NewTraceServiceClient(conn).Export(context.Background(), otlpRequest("0102030405060708090a0b0c0d0e0f12", "1112131415161710"))
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "max_concurrent_requests") {
+		t.Fatalf("gRPC over the request limit: %v", err)
+	}
+}
+
+func TestSelfMetricsCount(t *testing.T) {
+	ts, err := embedded.New(embedded.Config{Dir: t.TempDir()}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	ms, err := metricstore.New(metricstore.Config{Dir: t.TempDir()}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	reg := prometheus.NewRegistry()
+	c, err := New(Config{OTLPGRPC: Off, OTLPHTTP: "127.0.0.1:0"}, Sinks{Spans: ts, Metrics: ms}, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	resp, _ := post(t, "http://"+c.HTTPAddr()+"/v1/traces", "application/x-protobuf", "",
+		mustMarshal(otlpRequest("0102030405060708090a0b0c0d0e0f10", "1112131415161718", "0000000000000000", "2122232425262728")))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"meshscope_collector_spans_received_total", map[string]string{"transport": "http"}, 3},
+		{"meshscope_collector_spans_accepted_total", nil, 2},
+		{"meshscope_collector_spans_dropped_total", map[string]string{"reason": "invalid"}, 1},
+		{"meshscope_collector_requests_total", map[string]string{"signal": "traces", "transport": "http", "result": "ok"}, 1},
+		{"meshscope_collector_queue_spans", nil, 0},
+	} {
+		if got := gathered(t, reg, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
+
+func gathered(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue metric
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s%v not found", name, labels)
+	return 0
 }

@@ -19,6 +19,12 @@ type Config struct {
 	// MaxRequestBytes is the largest accepted request body or gRPC message,
 	// after decompression. Default 16 MiB. Unit: bytes.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxConcurrentRequests bounds the OTLP requests being read, decoded
+	// or waiting for their acknowledgement at once (gRPC and HTTP together);
+	// beyond it requests are refused as overloaded before their body is
+	// read, which bounds receiver memory at about this many times
+	// max_request_bytes. Default 64.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
 	// RetryAfter is the delay suggested to clients refused as overloaded
 	// (HTTP Retry-After, gRPC RetryInfo). Default 1s. Unit: duration.
 	RetryAfter time.Duration `yaml:"retry_after"`
@@ -35,7 +41,9 @@ const (
 	DefaultOTLPHTTP        = "127.0.0.1:4318"
 	DefaultMaxRequestBytes = 16 << 20
 	DefaultRetryAfter      = time.Second
-	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultMaxConcurrentRequests is the default of MaxConcurrentRequests.
+	DefaultMaxConcurrentRequests = 64
+	DefaultShutdownTimeout       = 30 * time.Second
 	// Off disables a listener.
 	Off = "off"
 )
@@ -52,6 +60,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.MaxConcurrentRequests == 0 {
+		c.MaxConcurrentRequests = DefaultMaxConcurrentRequests
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -74,6 +85,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max_request_bytes: %d must not be negative", c.MaxRequestBytes)
 	case c.MaxRequestBytes > 1<<30:
 		return fmt.Errorf("max_request_bytes: %d above the 1 GiB maximum", c.MaxRequestBytes)
+	case c.MaxConcurrentRequests < 0:
+		return fmt.Errorf("max_concurrent_requests: %d must not be negative", c.MaxConcurrentRequests)
 	case c.RetryAfter < 0:
 		return fmt.Errorf("retry_after: %v must not be negative", c.RetryAfter)
 	case c.ShutdownTimeout < 0:

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"slices"
+	"strconv"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -16,24 +17,48 @@ type attrBloom struct {
 	bits []uint64
 }
 
-const bloomBitsPerKey = 10 // ~1% false positives with 7 probes
-const bloomProbes = 7
+// 20 bits per distinct pair and 10 probes: ~0.01 % false positives, so a
+// rare value makes almost no record be read in vain (each false positive
+// costs a record decompression). Memory: ~2.5 bytes per pair.
+const bloomBitsPerKey = 20
+const bloomProbes = 10
 
+// attrHash hashes one key=value pair (value as Attr.String renders it).
 func attrHash(key, value string) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	d.WriteString(key)
-	d.Write([]byte{0})
-	d.WriteString(value)
-	return d.Sum64()
+	return mixHash(xxhash.Sum64String(key), xxhash.Sum64String(value))
+}
+
+func mixHash(k, v uint64) uint64 {
+	h := k*0x9e3779b97f4a7c15 ^ v
+	h ^= h >> 31
+	h *= 0xbf58476d1ce4e5b9
+	return h ^ h>>29
+}
+
+// attrValueHash hashes a's text form without building it for the common
+// types (the result equals xxhash.Sum64String(a.String())).
+func attrValueHash(a *spans.Attr) uint64 {
+	switch a.Type {
+	case spans.TypeString:
+		return xxhash.Sum64String(a.Str)
+	case spans.TypeInt:
+		var buf [24]byte
+		return xxhash.Sum64(strconv.AppendInt(buf[:0], a.Int, 10))
+	case spans.TypeBool:
+		if a.Bool {
+			return xxhash.Sum64String("true")
+		}
+		return xxhash.Sum64String("false")
+	}
+	return xxhash.Sum64String(a.String())
 }
 
 func appendAttrHashes(dst []uint64, sp *spans.Span) []uint64 {
 	for i := range sp.Attrs {
-		dst = append(dst, attrHash(sp.Attrs[i].Key, sp.Attrs[i].String()))
+		dst = append(dst, mixHash(xxhash.Sum64String(sp.Attrs[i].Key), attrValueHash(&sp.Attrs[i])))
 	}
 	for i := range sp.Resource {
-		dst = append(dst, attrHash(sp.Resource[i].Key, sp.Resource[i].String()))
+		dst = append(dst, mixHash(xxhash.Sum64String(sp.Resource[i].Key), attrValueHash(&sp.Resource[i])))
 	}
 	return dst
 }

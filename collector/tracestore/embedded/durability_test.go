@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,4 +228,46 @@ func TestConcurrentWriteReadRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Attribute search skips whole records by their Bloom filter and still
+// finds the one span that has the value, live and after a replay.
+func TestRareAttributeSearchAcrossRecords(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	now := time.Now()
+	for i := range 60 {
+		batch := make([]spans.Span, 20)
+		for j := range batch {
+			sp := span(byte(i), byte(j), now.Add(time.Duration(i*20+j)*time.Millisecond))
+			sp.TraceID = spans.TraceID{byte(i), byte(j), 5}
+			sp.Attrs = []spans.Attr{spans.IntAttr("req", int64(i*20+j)), spans.StringAttr("kind", "x")}
+			batch[j] = sp
+		}
+		if err := s.WriteSpans(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store) {
+		t.Helper()
+		for _, n := range []int{0, 19, 20, 617, 1199} {
+			refs, err := s.Search(ctx, tracestore.Query{Attrs: map[string]string{"req": fmt.Sprint(n)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (spans.TraceID{byte(n / 20), byte(n % 20), 5}); len(refs) != 1 || refs[0].TraceID != want {
+				t.Fatalf("req=%d: %v, want %v", n, refs, want)
+			}
+		}
+		refs, err := s.Search(ctx, tracestore.Query{Attrs: map[string]string{"kind": "x"}, Limit: 5000})
+		if err != nil || len(refs) != 1200 {
+			t.Fatalf("common attribute: %d traces, %v", len(refs), err)
+		}
+	}
+	check(s)
+	s.Close()
+	s = openTest(t, dir)
+	defer s.Close()
+	check(s)
 }

@@ -82,6 +82,7 @@ type segment struct {
 // recInfo is what the index keeps per record.
 type recInfo struct {
 	off   uint32 // payload offset, as in spanMeta.rec
+	first uint32 // index of the record's first row in segment.metas
 	bloom *attrBloom
 }
 

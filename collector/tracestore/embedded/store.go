@@ -30,7 +30,8 @@ type Config struct {
 	// Default 168h (7 days); 0 in YAML means the default. Unit: duration.
 	Retention time.Duration `yaml:"retention"`
 	// MaxBytes caps the bytes on disk; the oldest sealed segments are
-	// deleted first. Default 10 GiB. Unit: bytes.
+	// deleted first. Default 1 GiB (~20 M spans; the in-memory index then
+	// takes ~3.5 GiB, see docs/format/traces.md). Unit: bytes.
 	MaxBytes int64 `yaml:"max_bytes"`
 	// SegmentBytes is the size at which the active segment is sealed and a
 	// new one started. Default 64 MiB, at most MaxBytes/4. Unit: bytes.
@@ -53,7 +54,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultRetention         = 7 * 24 * time.Hour
-	DefaultMaxBytes          = 10 << 30
+	DefaultMaxBytes          = 1 << 30
 	DefaultSegmentBytes      = 64 << 20
 	DefaultGroupCommitBytes  = 8 << 20
 	DefaultRetentionInterval = time.Minute
@@ -236,11 +237,14 @@ func (s *Store) replay() error {
 		}
 		seg := &segment{id: id, path: path, f: f, lastData: st.ModTime()}
 		var hashes []uint64
-		var cur uint32
+		var cur, curFirst uint32
 		good, tailErr, err := replaySegment(f, s.dec, func(sp *spans.Span, loc spanLoc) error {
-			if loc.rec != cur && len(hashes) > 0 {
-				s.addBloom(seg, cur, hashes)
-				hashes = hashes[:0]
+			if loc.rec != cur || len(seg.metas) == 0 {
+				if len(hashes) > 0 {
+					s.addBloom(seg, cur, curFirst, hashes)
+					hashes = hashes[:0]
+				}
+				curFirst = uint32(len(seg.metas))
 			}
 			cur = loc.rec
 			hashes = appendAttrHashes(hashes, sp)
@@ -249,7 +253,7 @@ func (s *Store) replay() error {
 			return nil
 		})
 		if len(hashes) > 0 {
-			s.addBloom(seg, cur, hashes)
+			s.addBloom(seg, cur, curFirst, hashes)
 		}
 		if err != nil {
 			f.Close()
@@ -275,6 +279,7 @@ func (s *Store) replay() error {
 			}
 		}
 		seg.size = good
+		seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
 		s.segs = append(s.segs, seg)
 		s.totalLen += good
 		s.m.bytes.Set(float64(s.totalLen))
@@ -307,16 +312,21 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 
 // addBloom records the attribute filter of one record. Caller holds s.mu
 // (or is replay).
-func (s *Store) addBloom(seg *segment, rec uint32, hashes []uint64) {
+func (s *Store) addBloom(seg *segment, rec, first uint32, hashes []uint64) {
 	b := newAttrBloom(hashes)
-	seg.recs = append(seg.recs, recInfo{off: rec, bloom: b})
+	seg.recs = append(seg.recs, recInfo{off: rec, first: first, bloom: b})
 	s.bloomBytes += int64(b.bytes())
 }
 
 func (s *Store) newSegment() error {
 	var id uint32 = 1
 	if len(s.segs) > 0 {
-		id = s.segs[len(s.segs)-1].id + 1
+		last := s.segs[len(s.segs)-1]
+		id = last.id + 1
+		// The sealed segment's rows no longer grow: drop append's slack
+		// (up to half of the row memory). Snapshots keep the old array.
+		last.metas = slices.Clone(last.metas)
+		last.recs = slices.Clone(last.recs)
 	}
 	path := filepath.Join(s.cfg.Dir, segName(id))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -491,7 +501,7 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	}
 	s.mu.Lock()
 	loc := spanLoc{rec: uint32(seg.size + recordHeader), recLen: uint32(len(payload))}
-	s.addBloom(seg, loc.rec, hashes)
+	s.addBloom(seg, loc.rec, uint32(len(seg.metas)), hashes)
 	seg.size += int64(len(rec))
 	seg.lastData = time.Now()
 	s.totalLen += int64(len(rec))
@@ -655,10 +665,20 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 			continue
 		}
 		ri := len(v.recs) - 1 // rows are in record order: walk records down with them
-		var lastRec uint32
-		var bloomChecked, bloomOK bool
+		checkedRI := -1
 		for j := len(v.metas) - 1; j >= 0; j-- {
 			m := &v.metas[j]
+			if len(want) > 0 {
+				for ri > 0 && v.recs[ri].off > m.rec {
+					ri--
+				}
+				if ri >= 0 && ri != checkedRI && v.recs[ri].off == m.rec && !bloomHasAll(v.recs[ri].bloom, want) {
+					// No span of this record has every pair: skip its rows.
+					j = int(v.recs[ri].first)
+					continue
+				}
+				checkedRI = ri
+			}
 			if q.Service != "" && m.svc != svc ||
 				q.Operation != "" && m.op != op ||
 				m.start < minT || m.start > maxT ||
@@ -670,20 +690,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 			if prev, ok := found[m.trace]; ok && prev <= m.start {
 				continue
 			}
-			if len(q.Attrs) > 0 {
-				if !bloomChecked || m.rec != lastRec {
-					for ri > 0 && v.recs[ri].off > m.rec {
-						ri--
-					}
-					bloomOK = true
-					if ri >= 0 && v.recs[ri].off == m.rec {
-						bloomOK = bloomHasAll(v.recs[ri].bloom, want)
-					}
-					bloomChecked, lastRec = true, m.rec
-				}
-				if !bloomOK {
-					continue
-				}
+			if len(want) > 0 {
 				if checked++; checked%1024 == 0 && ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
