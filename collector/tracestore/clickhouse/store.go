@@ -33,8 +33,9 @@ type Store struct {
 	// Write path: WriteSpans reserves queue room, hands a request to the
 	// batcher, which groups requests into batches for the inserters.
 	mu       sync.Mutex
-	queued   int  // spans reserved (queued + in flight)
-	closing  bool // no new writes
+	queued   int            // spans reserved (queued + in flight)
+	closing  bool           // no new writes
+	admitted sync.WaitGroup // writes past the closing check, not yet handed to the batcher
 	requests chan *writeRequest
 	batches  chan []*writeRequest
 	stop     chan struct{}
@@ -184,6 +185,7 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 	}
 	s.queued += len(batch)
 	s.metrics.queueSpans.Set(float64(s.queued))
+	s.admitted.Add(1) // Close waits for this write to reach the batcher, which flushes it
 	s.mu.Unlock()
 
 	req := &writeRequest{rows: make([][]any, len(batch)), done: make(chan error, 1)}
@@ -192,12 +194,11 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 	}
 	select {
 	case s.requests <- req:
+		s.admitted.Done()
 	case <-ctx.Done():
+		s.admitted.Done()
 		s.release(len(batch))
 		return ctx.Err()
-	case <-s.stop:
-		s.release(len(batch))
-		return errors.New("clickhouse trace store: closed")
 	}
 	select {
 	case err := <-req.done:
@@ -329,6 +330,9 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
+		// Writes admitted before closing reach the batcher (still running)
+		// and are flushed with the last group, not refused.
+		s.admitted.Wait()
 		close(s.stop)
 		s.done.Wait()
 		s.closeErr = s.conn.Close()
