@@ -112,3 +112,17 @@ metrics:
 		t.Errorf("otlp grpc default lost: %s", cfg.Collector.OTLPGRPC)
 	}
 }
+
+// The example in deploy/ must stay loadable: strict decoding fails on any
+// key that no longer exists.
+func TestExampleServerConfigLoads(t *testing.T) {
+	var errb bytes.Buffer
+	cfg, err := parseServerConfig([]string{"--config", "../../deploy/server.yaml"}, &errb)
+	if err != nil {
+		t.Fatalf("deploy/server.yaml: %v", err)
+	}
+	def := defaultServerConfig()
+	if cfg.HTTP != def.HTTP || cfg.Collector.OTLPGRPC != def.Collector.OTLPGRPC || cfg.Traces.Embedded.Retention != 168*time.Hour || cfg.Metrics.Retention != 360*time.Hour {
+		t.Fatalf("example config differs from the documented defaults: %+v", cfg)
+	}
+}
