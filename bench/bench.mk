@@ -49,14 +49,4 @@ bench-deps: bench-apt
 # developer machines). Services are not started: the benchmarks run the
 # binaries themselves as foreground processes on loopback ports.
 bench-apt:
-	@missing=""; for pkg in $(BENCH_APT); do \
-	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "bench-deps: installing$$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then echo "bench-deps: need root to apt-get install$$missing"; exit 1; fi; \
-	  policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy=1; fi; \
-	  apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; rc=$$?; \
-	  if [ -n "$$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
-	  exit $$rc; \
-	fi
+	$(call apt-install,$(BENCH_APT))

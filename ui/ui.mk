@@ -11,6 +11,7 @@ UI_SRC   := $(shell find ui/web/src -type f 2>/dev/null) ui/web/build.mjs
 
 BUILD_DEPS += ui-build
 TEST_DEPS  += ui-deps
+TEST_APT   += chromium
 TEST_EXTRA += ui-test
 
 # npm ci only when the lockfile changed (npm writes node_modules/.package-lock.json).
@@ -24,15 +25,9 @@ ui/dist/index.html: ui/web/node_modules/.package-lock.json $(UI_SRC)
 
 ui-build: ui/dist/index.html
 
+# Debian's chromium for the browser tests (root Makefile's apt-install).
 ui-deps:
-	@if [ ! -x "$(CHROMIUM)" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "ui-deps: installing Debian's chromium"; \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
-	  else \
-	    echo "ui-deps: $(CHROMIUM) is missing; as root run: apt-get update && apt-get install -y chromium"; exit 1; \
-	  fi; \
-	fi
+	$(call apt-install,chromium)
 
 # Browser tests: first against the fixture server (recorded API shapes, plus
 # a 5,000-span trace and a 1,500-node mesh), then, when bin/meshscope exists
