@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"github.com/meshscope/meshscope/query/internal/route"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,19 +16,12 @@ import (
 	"github.com/meshscope/meshscope/query/promapi"
 )
 
-// route is one registered endpoint.
-type route struct {
-	pattern string
-	name    string
-	handler http.Handler
-}
-
 // API is the query layer: every read endpoint of the server except the
 // graph endpoints and the UI.
 type API struct {
 	cfg     Config
 	logger  *slog.Logger
-	routes  []route
+	routes  []route.Route
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 }
@@ -72,7 +66,7 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces trac
 
 	prom := promapi.New(promapi.Options{Timeout: cfg.Timeout, Logger: logger}, engine, q)
 	for _, r := range prom.Routes() {
-		a.routes = append(a.routes, route{r.Pattern, r.Name, r.Handler})
+		a.routes = append(a.routes, r)
 	}
 	a.addTraceAndMeshRoutes(engine, q, traces)
 	return a, nil
@@ -81,7 +75,7 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces trac
 // RegisterRoutes registers every endpoint on mux (Go 1.22 method patterns).
 func (a *API) RegisterRoutes(mux *http.ServeMux) {
 	for _, r := range a.routes {
-		mux.Handle(r.pattern, a.instrument(r.name, r.handler))
+		mux.Handle(r.Pattern, a.instrument(r.Name, r.Handler))
 	}
 }
 
@@ -89,7 +83,7 @@ func (a *API) RegisterRoutes(mux *http.ServeMux) {
 func (a *API) Patterns() []string {
 	out := make([]string, len(a.routes))
 	for i, r := range a.routes {
-		out[i] = r.pattern
+		out[i] = r.Pattern
 	}
 	return out
 }

@@ -14,11 +14,7 @@ import (
 func (a *API) addTraceAndMeshRoutes(engine promql.QueryEngine, q storage.Queryable, traces tracestore.Reader) {
 	src := red.Source{Engine: engine, Queryable: q}
 	jaeger := jaegerapi.New(jaegerapi.Options{MaxLimit: a.cfg.MaxTraces, Timeout: a.cfg.Timeout, Logger: a.logger}, traces, src)
-	for _, r := range jaeger.Routes() {
-		a.routes = append(a.routes, route{r.Pattern, r.Name, r.Handler})
-	}
+	a.routes = append(a.routes, jaeger.Routes()...)
 	mesh := meshapi.New(meshapi.Options{Timeout: a.cfg.Timeout, MaxTraces: a.cfg.MaxTraces, ProxyWindow: a.cfg.ProxyWindow, Logger: a.logger}, src, traces)
-	for _, r := range mesh.Routes() {
-		a.routes = append(a.routes, route{r.Pattern, r.Name, r.Handler})
-	}
+	a.routes = append(a.routes, mesh.Routes()...)
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshscope/meshscope/query/internal/route"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -69,29 +70,23 @@ func New(opts Options, traces tracestore.Reader, deps DependencySource) *API {
 }
 
 // Route is one method+path pattern and its handler.
-type Route struct {
-	Pattern string
-	Name    string
-	Handler http.Handler
-}
+type Route = route.Route
 
 // Routes lists the endpoints.
 func (a *API) Routes() []Route {
 	return []Route{
-		{"GET " + Prefix + "/services", "jaeger_services", a.handler(a.services)},
-		{"GET " + Prefix + "/services/{service}/operations", "jaeger_service_operations", a.handler(a.serviceOperations)},
-		{"GET " + Prefix + "/operations", "jaeger_operations", a.handler(a.operations)},
-		{"GET " + Prefix + "/traces", "jaeger_search", a.handler(a.search)},
-		{"GET " + Prefix + "/traces/{id}", "jaeger_trace", a.handler(a.trace)},
-		{"GET " + Prefix + "/dependencies", "jaeger_dependencies", a.handler(a.dependencies)},
+		{Pattern: "GET " + Prefix + "/services", Name: "jaeger_services", Handler: a.handler(a.services)},
+		{Pattern: "GET " + Prefix + "/services/{service}/operations", Name: "jaeger_service_operations", Handler: a.handler(a.serviceOperations)},
+		{Pattern: "GET " + Prefix + "/operations", Name: "jaeger_operations", Handler: a.handler(a.operations)},
+		{Pattern: "GET " + Prefix + "/traces", Name: "jaeger_search", Handler: a.handler(a.search)},
+		{Pattern: "GET " + Prefix + "/traces/{id}", Name: "jaeger_trace", Handler: a.handler(a.trace)},
+		{Pattern: "GET " + Prefix + "/dependencies", Name: "jaeger_dependencies", Handler: a.handler(a.dependencies)},
 	}
 }
 
 // RegisterRoutes registers the endpoints on mux.
 func (a *API) RegisterRoutes(mux *http.ServeMux) {
-	for _, r := range a.Routes() {
-		mux.Handle(r.Pattern, r.Handler)
-	}
+	route.Register(mux, a.Routes())
 }
 
 // httpError carries a status code to the envelope.

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshscope/meshscope/query/internal/route"
 	"log/slog"
 	"math"
 	"net/http"
@@ -70,30 +71,24 @@ func New(opts Options, src red.Source, traces tracestore.Reader) *API {
 }
 
 // Route is one method+path pattern and its handler.
-type Route struct {
-	Pattern string
-	Name    string
-	Handler http.Handler
-}
+type Route = route.Route
 
 // Routes lists the endpoints.
 func (a *API) Routes() []Route {
 	return []Route{
-		{"GET " + Prefix + "/services", "mesh_services", a.handler(a.services)},
-		{"GET " + Prefix + "/routes", "mesh_routes", a.handler(a.routes)},
-		{"GET " + Prefix + "/versions", "mesh_versions", a.handler(a.versions)},
-		{"GET " + Prefix + "/edges", "mesh_edges", a.handler(a.edges)},
-		{"GET " + Prefix + "/traces", "mesh_traces", a.handler(a.searchTraces)},
-		{"GET " + Prefix + "/traces/{id}", "mesh_trace", a.handler(a.trace)},
-		{"GET " + Prefix + "/health", "mesh_health", http.HandlerFunc(a.health)},
+		{Pattern: "GET " + Prefix + "/services", Name: "mesh_services", Handler: a.handler(a.services)},
+		{Pattern: "GET " + Prefix + "/routes", Name: "mesh_routes", Handler: a.handler(a.routes)},
+		{Pattern: "GET " + Prefix + "/versions", Name: "mesh_versions", Handler: a.handler(a.versions)},
+		{Pattern: "GET " + Prefix + "/edges", Name: "mesh_edges", Handler: a.handler(a.edges)},
+		{Pattern: "GET " + Prefix + "/traces", Name: "mesh_traces", Handler: a.handler(a.searchTraces)},
+		{Pattern: "GET " + Prefix + "/traces/{id}", Name: "mesh_trace", Handler: a.handler(a.trace)},
+		{Pattern: "GET " + Prefix + "/health", Name: "mesh_health", Handler: http.HandlerFunc(a.health)},
 	}
 }
 
 // RegisterRoutes registers the endpoints on mux.
 func (a *API) RegisterRoutes(mux *http.ServeMux) {
-	for _, r := range a.Routes() {
-		mux.Handle(r.Pattern, r.Handler)
-	}
+	route.Register(mux, a.Routes())
 }
 
 // ErrorBody is the JSON of every error answer.

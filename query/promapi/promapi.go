@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshscope/meshscope/query/internal/route"
 	"log/slog"
 	"math"
 	"net/http"
@@ -89,12 +90,8 @@ func New(opts Options, engine promql.QueryEngine, queryable storage.Queryable) *
 	}
 }
 
-// Route is one method+path pattern (Go 1.22 ServeMux syntax) and its handler.
-type Route struct {
-	Pattern string
-	Name    string // short endpoint name, used as a bounded metric label
-	Handler http.Handler
-}
+// Route is one method+path pattern and its handler.
+type Route = route.Route
 
 // Routes lists every endpoint, GET and (where Prometheus accepts it) POST.
 func (a *API) Routes() []Route {
@@ -120,9 +117,7 @@ func (a *API) Routes() []Route {
 
 // RegisterRoutes registers every endpoint on mux.
 func (a *API) RegisterRoutes(mux *http.ServeMux) {
-	for _, r := range a.Routes() {
-		mux.Handle(r.Pattern, r.Handler)
-	}
+	route.Register(mux, a.Routes())
 }
 
 // Error types and their HTTP status codes, as Prometheus defines them.
