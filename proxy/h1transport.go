@@ -11,9 +11,14 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // h1Transport is a lean HTTP/1.1 round tripper for the common request: a
@@ -143,8 +148,10 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		stop()
 		return nil, before, err
 	}
-	if err := req.Write(pc.bw); err != nil {
-		return fail(true, err)
+	if !writeRequestHead(pc.bw, req) {
+		if err := req.Write(pc.bw); err != nil {
+			return fail(true, err)
+		}
 	}
 	if err := pc.bw.Flush(); err != nil {
 		return fail(true, err)
@@ -332,4 +339,115 @@ func (t *h1Transport) CloseIdleConnections() {
 		delete(t.idle, addr)
 	}
 	t.nIdle = 0
+}
+
+// defaultUserAgent is what (*http.Request).Write sends when the request
+// has no User-Agent header at all.
+const defaultUserAgent = "Go-http-client/1.1"
+
+// headerNewlineToSpace matches net/http's header value sanitising.
+var headerNewlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
+
+// maxFastHeaderKeys bounds the header keys writeRequestHead sorts on the
+// stack; requests with more take (*http.Request).Write.
+const maxFastHeaderKeys = 48
+
+// writeRequestHead writes a bodyless GET or HEAD request to bw byte for
+// byte as (*http.Request).Write would (request line, Host, User-Agent,
+// the other headers sorted by key), without its per-request allocations
+// (transfer writer, header sorter, formatted writes). It writes nothing and
+// returns false for anything off that path (other methods, a body or
+// trailers, a non-ASCII or zoned host, control bytes in the URI, a client
+// trace that observes written headers, many headers); the caller then uses
+// (*http.Request).Write.
+func writeRequestHead(bw *bufio.Writer, r *http.Request) bool {
+	method := r.Method
+	switch method {
+	case "":
+		method = http.MethodGet
+	case http.MethodGet, http.MethodHead:
+	default:
+		return false
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Trailer != nil || r.Close || r.URL == nil {
+		return false
+	}
+	if (r.Body != nil && r.Body != http.NoBody) || r.GetBody != nil {
+		return false
+	}
+	if tr := httptrace.ContextClientTrace(r.Context()); tr != nil && (tr.WroteHeaderField != nil || tr.WroteRequest != nil || tr.WroteHeaders != nil) {
+		return false
+	}
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c >= utf8.RuneSelf || c == '%' {
+			return false // punycode or a zone: the general path
+		}
+	}
+	if !httpguts.ValidHostHeader(host) {
+		return false
+	}
+	if r.URL.Scheme != "http" && r.URL.Scheme != "" {
+		return false
+	}
+	ruri := r.URL.RequestURI()
+	for i := 0; i < len(ruri); i++ {
+		if c := ruri[i]; c < ' ' || c == 0x7f {
+			return false
+		}
+	}
+	var keysBuf [maxFastHeaderKeys]string
+	keys := keysBuf[:0]
+	for k := range r.Header {
+		switch k {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		if len(keys) == maxFastHeaderKeys {
+			return false
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	bw.WriteString(ruri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	ua := defaultUserAgent
+	if _, ok := r.Header["User-Agent"]; ok {
+		ua = r.Header.Get("User-Agent")
+	}
+	if ua != "" { // tested before trimming, as net/http does
+		bw.WriteString("User-Agent: ")
+		bw.WriteString(textproto.TrimString(sanitizeHeaderValue(ua)))
+		bw.WriteString("\r\n")
+	}
+	for _, k := range keys {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // dropped, as net/http does
+		}
+		for _, v := range r.Header[k] {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(textproto.TrimString(sanitizeHeaderValue(v)))
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("\r\n")
+	return true
+}
+
+// sanitizeHeaderValue replaces CR and LF by spaces, allocating only when
+// there is one.
+func sanitizeHeaderValue(v string) string {
+	if strings.ContainsAny(v, "\r\n") {
+		return headerNewlineToSpace.Replace(v)
+	}
+	return v
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -284,4 +285,121 @@ func TestH1Eligible(t *testing.T) {
 			t.Errorf("%s: h1Eligible = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestWriteRequestHeadMatchesRequestWrite: the lean request writer emits
+// exactly the bytes (*http.Request).Write does, and declines what it does
+// not handle so the general path writes it.
+func TestWriteRequestHeadMatchesRequestWrite(t *testing.T) {
+	tests := []struct {
+		name   string
+		method string
+		url    string
+		host   string
+		header http.Header
+		fast   bool
+		modify func(r *http.Request)
+	}{
+		{name: "plain get", method: "GET", url: "http://127.0.0.1:8080/api/items/7", fast: true},
+		{name: "empty method is GET", method: "", url: "http://a.example/x", fast: true},
+		{name: "head with query", method: "HEAD", url: "http://a.example/x?q=1;b=2&c=%20", fast: true},
+		{name: "host header wins", method: "GET", url: "http://127.0.0.1:9/p", host: "svc.local:80", fast: true},
+		{name: "headers sorted, multi-values, newlines", method: "GET", url: "http://a/p", fast: true, header: http.Header{
+			"X-B": {"2", "3"}, "Accept": {"*/*"}, "X-A": {" spaced\r\nvalue "}, "Traceparent": {"00-abc-def-01"},
+			"Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}, "Trailer": {"X"}, "Host": {"ignored"},
+		}},
+		{name: "user agent kept", method: "GET", url: "http://a/p", fast: true, header: http.Header{"User-Agent": {"curl/8\n"}}},
+		{name: "empty user agent suppressed", method: "GET", url: "http://a/p", fast: true, header: http.Header{"User-Agent": {""}}},
+		{name: "invalid header name dropped", method: "GET", url: "http://a/p", fast: true, header: http.Header{"Bad Name": {"x"}, "Ok": {"y"}}},
+		{name: "escaped path", method: "GET", url: "http://a/a%2Fb/%E2%9C%93", fast: true},
+		{name: "options takes the general path", method: "OPTIONS", url: "http://a/p"},
+		{name: "non-ascii host", method: "GET", url: "http://a/p", host: "bücher.example"},
+		{name: "zone", method: "GET", url: "http://[fe80::1%25eth0]:80/p"},
+		{name: "close", method: "GET", url: "http://a/p", modify: func(r *http.Request) { r.Close = true }},
+		{name: "content length", method: "GET", url: "http://a/p", modify: func(r *http.Request) { r.ContentLength = 3 }},
+		{name: "control byte in uri", method: "GET", url: "http://a/p", modify: func(r *http.Request) { r.URL.RawQuery = "a=\x01" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			newReq := func() *http.Request {
+				r, err := http.NewRequest(tt.method, tt.url, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Method = tt.method
+				if tt.host != "" {
+					r.Host = tt.host
+				}
+				for k, v := range tt.header {
+					r.Header[k] = v
+				}
+				if tt.modify != nil {
+					tt.modify(r)
+				}
+				return r
+			}
+			var fast bytes.Buffer
+			bw := bufio.NewWriter(&fast)
+			ok := writeRequestHead(bw, newReq())
+			_ = bw.Flush()
+			if ok != tt.fast {
+				t.Fatalf("lean path taken = %v, want %v", ok, tt.fast)
+			}
+			if !ok {
+				if fast.Len() != 0 {
+					t.Fatalf("declined but wrote %q", fast.String())
+				}
+				return
+			}
+			var want bytes.Buffer
+			if err := newReq().Write(&want); err != nil {
+				t.Fatal(err)
+			}
+			if fast.String() != want.String() {
+				t.Errorf("lean writer:\n%q\nRequest.Write:\n%q", fast.String(), want.String())
+			}
+		})
+	}
+}
+
+// FuzzWriteRequestHead: whenever the lean writer takes a request, its bytes
+// equal (*http.Request).Write's.
+func FuzzWriteRequestHead(f *testing.F) {
+	f.Add("GET", "/api/items/7", "q=1", "127.0.0.1:8080", "X-Test", "v", "curl/8")
+	f.Add("HEAD", "/a%2Fb", "", "svc.local", "Accept", " a\r\nb ", "")
+	f.Add("", "/", "x=;y", "[::1]:80", "bad name", "z", "ua\n")
+	f.Fuzz(func(t *testing.T, method, path, rawQuery, host, key, value, ua string) {
+		build := func() *http.Request {
+			r, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Method = method
+			r.URL.Path, r.URL.RawPath = path, ""
+			r.URL.RawQuery = rawQuery
+			r.Host = host
+			r.Header[key] = []string{value, value + "2"}
+			if ua != "" {
+				r.Header["User-Agent"] = []string{ua}
+			}
+			return r
+		}
+		var lean bytes.Buffer
+		bw := bufio.NewWriter(&lean)
+		if !writeRequestHead(bw, build()) {
+			_ = bw.Flush()
+			if lean.Len() != 0 {
+				t.Fatalf("declined but wrote %q", lean.String())
+			}
+			return
+		}
+		_ = bw.Flush()
+		var want bytes.Buffer
+		if err := build().Write(&want); err != nil {
+			t.Fatalf("lean writer took a request Request.Write rejects: %v (wrote %q)", err, lean.String())
+		}
+		if lean.String() != want.String() {
+			t.Fatalf("lean writer:\n%q\nRequest.Write:\n%q", lean.String(), want.String())
+		}
+	})
 }

@@ -160,10 +160,14 @@ func (m *metricPusher) shutdown(ctx context.Context) error {
 // boundedSpanProcessor queues finished spans in a bounded channel and
 // exports them in batches from one goroutine. When the queue is full (the
 // collector is slow or down) spans are dropped and counted; OnEnd never
-// blocks the request path.
+// blocks the request path. The export goroutine is woken once a batch is
+// queued (or by the flush interval), not once per span: a request does not
+// pay for a goroutine hand-off.
 type boundedSpanProcessor struct {
 	exp      sdktrace.SpanExporter
 	queue    chan sdktrace.ReadOnlySpan
+	kick     chan struct{} // a batch is queued; capacity 1
+	kickAt   int           // queue length that kicks the exporter
 	batch    int
 	interval time.Duration
 	timeout  time.Duration
@@ -178,6 +182,7 @@ type boundedSpanProcessor struct {
 func newBoundedSpanProcessor(exp sdktrace.SpanExporter, queue, batch int, interval, timeout time.Duration, self *selfMetrics, logger *slog.Logger) *boundedSpanProcessor {
 	p := &boundedSpanProcessor{
 		exp: exp, queue: make(chan sdktrace.ReadOnlySpan, queue), batch: batch,
+		kick: make(chan struct{}, 1), kickAt: max(1, min(batch, queue)),
 		interval: interval, timeout: timeout, self: self, logger: logger,
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -199,6 +204,12 @@ func (p *boundedSpanProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 func (p *boundedSpanProcessor) enqueue(s sdktrace.ReadOnlySpan) {
 	select {
 	case p.queue <- s:
+		if len(p.queue) >= p.kickAt {
+			select {
+			case p.kick <- struct{}{}:
+			default: // already kicked
+			}
+		}
 	default:
 		p.self.droppedSpans.Inc()
 		if hs, ok := s.(*hopSpan); ok {
@@ -212,17 +223,29 @@ func (p *boundedSpanProcessor) loop() {
 	buf := make([]sdktrace.ReadOnlySpan, 0, p.batch)
 	tick := time.NewTicker(p.interval)
 	defer tick.Stop()
+	// drain exports everything queued, in batches.
+	drain := func() {
+		for {
+			select {
+			case s := <-p.queue:
+				buf = append(buf, s)
+				if len(buf) >= p.batch {
+					buf = p.export(buf)
+				}
+			default:
+				if len(buf) > 0 {
+					buf = p.export(buf)
+				}
+				return
+			}
+		}
+	}
 	for {
 		select {
-		case s := <-p.queue:
-			buf = append(buf, s)
-			if len(buf) >= p.batch {
-				buf = p.export(buf)
-			}
+		case <-p.kick:
+			drain()
 		case <-tick.C:
-			if len(buf) > 0 {
-				buf = p.export(buf)
-			}
+			drain()
 		case <-p.stop:
 			for {
 				select {

@@ -29,6 +29,9 @@ func TestParseOptions(t *testing.T) {
 			if !o.inCell("nginx", 2000) {
 				t.Error("full run must measure nginx at 2000 rps")
 			}
+			if o.inCell("meshscope-allcores", 1000) || o.inCell("meshscope-allcores", 2000) {
+				t.Error("the all-cores proxy is measured in the closed loop only")
+			}
 		}, ""},
 		{"quick", []string{"-quick"}, func(t *testing.T, o options) {
 			if !reflect.DeepEqual(o.rates, []float64{1000, 2000}) || o.cellDuration(1000) != 2*time.Second {

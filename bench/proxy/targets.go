@@ -80,7 +80,7 @@ func (p *process) logTail() string {
 
 // target is one way of reaching the upstream: directly or through a proxy.
 type target struct {
-	key     string // short id: direct, meshscope, meshscope-off, nginx, haproxy, caddy
+	key     string // short id: direct, meshscope, meshscope-allcores, meshscope-off, nginx, haproxy, caddy
 	name    string // shown in tables, with the version
 	addr    string // where the load generator connects
 	proc    *process
@@ -332,11 +332,25 @@ func meshscopeArgs(bin, listen, admin, up, collector string, telemetry bool, ext
 	return append(args, extra...)
 }
 
+// startMeshscopeAllCores starts meshscope-proxy with metrics and tracing on
+// and --max-procs 0 (GOMAXPROCS = cores), for the closed-loop comparison
+// with nginx and HAProxy, which run a worker per core.
+func startMeshscopeAllCores(ctx context.Context, base, bin, up, collector string, extra []string) *target {
+	t := startMeshscopeAs(ctx, base, bin, up, collector, true, append([]string{"--max-procs", "0"}, extra...),
+		"meshscope-allcores", "meshscope-proxy, metrics+tracing on, all cores (--max-procs 0)")
+	return t
+}
+
 func startMeshscope(ctx context.Context, base, bin, up, collector string, telemetry bool, extra []string) *target {
-	t := &target{key: "meshscope", name: "meshscope-proxy, metrics+tracing on"}
+	key, name := "meshscope", "meshscope-proxy, metrics+tracing on"
 	if !telemetry {
-		t.key, t.name = "meshscope-off", "meshscope-proxy, metrics+tracing off"
+		key, name = "meshscope-off", "meshscope-proxy, metrics+tracing off"
 	}
+	return startMeshscopeAs(ctx, base, bin, up, collector, telemetry, extra, key, name)
+}
+
+func startMeshscopeAs(ctx context.Context, base, bin, up, collector string, telemetry bool, extra []string, key, name string) *target {
+	t := &target{key: key, name: name}
 	if bin == "" {
 		t.skipped = "meshscope-proxy could not be built"
 		return t
