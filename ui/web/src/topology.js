@@ -1,6 +1,6 @@
 // Topology page: the live service graph.
 import { html } from './html.js';
-import { useEffect, useMemo, useRef, useState, useCallback } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState, useCallback } from 'preact/hooks';
 import cytoscape from 'cytoscape';
 import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime } from './api.js';
 import { setQuery, withQuery, onLinkClick } from './router.js';
@@ -142,8 +142,19 @@ function nodeLabel(n) {
   return `${h.glyph} ${name}${kindTag}${stats}`;
 }
 
-// Below this zoom, labels of big graphs drop their numbers (see GraphCanvas).
+// Level of detail of big graphs (see GraphCanvas): below DETAIL_ZOOM labels
+// drop their numbers; below NAME_ZOOM (where the 11 px node font would be
+// drawn under Cytoscape's min-zoomed-font-size of 6 px, i.e. not at all)
+// nodes carry no label, so the first render and the updates skip measuring
+// labels nobody can see.
 const DETAIL_ZOOM = 0.6;
+const NAME_ZOOM = 0.55;
+const BIG_GRAPH = 300;
+
+// nameLabel is the short label: the health glyph and the name.
+function nameLabel(n) {
+  return `${health(n.health).glyph} ${n.members ? `${n.service} (${n.members})` : n.id}`;
+}
 
 function edgeLabel(e, which) {
   switch (which) {
@@ -186,17 +197,22 @@ function visibleGraph(graph, p, findFn) {
 }
 
 const cyStyle = [
-  { selector: 'node', style: {
-    'background-color': healthInfo.no_data.color, 'border-width': 2, 'border-color': '#1f2328',
+  // Every node has a health, kind and size class and every edge a health and
+  // width class (see GraphCanvas), so the base rules leave out what the
+  // classes set and what Cytoscape's defaults already are (30 px ellipse):
+  // each property is applied to each element, thousands of times.
+  { selector: 'node', style: { 'border-width': 2, 'border-color': '#1f2328' } },
+  // Label properties only for elements that have a label: zoomed-out big
+  // graphs carry none, and Cytoscape then applies a third of the properties.
+  { selector: 'node[?label]', style: {
     label: 'data(label)', 'text-wrap': 'wrap', 'text-valign': 'bottom', 'text-margin-y': 4,
     'font-size': 11, color: '#111', 'text-background-color': '#fff', 'text-background-opacity': 0.85,
-    'text-background-padding': 2, width: 30, height: 30, shape: 'ellipse',
-    'min-zoomed-font-size': 6,
+    'text-background-padding': 2, 'min-zoomed-font-size': 6,
   } },
   { selector: 'node.mode-enforce', style: { 'outline-width': 2, 'outline-color': '#1f6feb', 'outline-offset': 2 } },
-  { selector: 'edge', style: {
-    width: 1, 'line-color': healthInfo.no_data.color, 'target-arrow-color': healthInfo.no_data.color,
-    'target-arrow-shape': 'triangle', 'curve-style': 'bezier', label: 'data(label)', 'font-size': 10,
+  { selector: 'edge', style: { 'target-arrow-shape': 'triangle', 'curve-style': 'bezier' } },
+  { selector: 'edge[?label]', style: {
+    label: 'data(label)', 'font-size': 10,
     'text-background-color': '#fff', 'text-background-opacity': 0.9, 'text-background-padding': 1,
     'text-rotation': 'autorotate', color: '#222', 'min-zoomed-font-size': 7,
   } },
@@ -206,8 +222,8 @@ const cyStyle = [
     { selector: `node.health-${h}`, style: { 'background-color': info.color } },
     { selector: `edge.health-${h}`, style: { 'line-color': info.color, 'target-arrow-color': info.color } },
   ]),
-  ...Object.entries(kindInfo).map(([k, info]) => ({ selector: `node.kind-${k}`, style: { shape: info.shape } })),
-  ...[0, 1, 2, 3, 4, 5].map((i) => ({ selector: `node.size-${i}`, style: { width: 30 + 6 * i, height: 30 + 6 * i } })),
+  ...Object.entries(kindInfo).filter(([, info]) => info.shape !== 'ellipse').map(([k, info]) => ({ selector: `node.kind-${k}`, style: { shape: info.shape } })),
+  ...[1, 2, 3, 4, 5].map((i) => ({ selector: `node.size-${i}`, style: { width: 30 + 6 * i, height: 30 + 6 * i } })),
   ...[0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => ({ selector: `edge.width-${i}`, style: { width: 1 + i / 2 } })),
   { selector: 'node.kind-user', style: { 'background-color': '#8c959f', width: 30, height: 30 } },
   { selector: 'node.kind-unmeshed', style: { 'border-style': 'dashed', 'border-width': 3, 'background-opacity': 0.55 } },
@@ -221,6 +237,24 @@ const cyStyle = [
   { selector: 'node.found', style: { 'overlay-color': '#f5c400', 'overlay-opacity': 0.35, 'overlay-padding': 8 } },
   { selector: ':selected', style: { 'overlay-color': '#1f6feb', 'overlay-opacity': 0.3, 'overlay-padding': 10 } },
 ];
+
+// Big graphs: straight edges (no bezier control points for thousands of
+// edges).
+const bigStyle = [
+  { selector: 'edge', style: { 'curve-style': 'straight' } },
+  // Zoomed out so far that names are unreadable (arrowheads would be a
+  // pixel or two): haystack lines, Cytoscape's cheapest edges, without
+  // arrowheads; direction still reads from the layout (callers left).
+  { selector: 'edge.far', style: { 'curve-style': 'haystack', 'haystack-radius': 0 } },
+];
+
+// lodLevel is the label detail for the current zoom: 2 full labels, 1 glyph
+// and name, 0 none. Graphs up to BIG_GRAPH nodes always get full labels.
+function lodLevel(cy, big) {
+  if (!big) return 2;
+  const z = cy.zoom();
+  return z >= DETAIL_ZOOM ? 2 : z >= NAME_ZOOM ? 1 : 0;
+}
 
 // sizeClass buckets a node's request rate into 6 sizes (30..60 px): small
 // rate changes do not restyle the node.
@@ -259,6 +293,7 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
   const cyRef = useRef(null);
   const layoutRef = useRef(null);
   const fittedRef = useRef('');
+  const lodRef = useRef(-1); // label level of the last sync (see lodLevel)
   const [, setLod] = useState(0);
   const onSelectRef = useRef(onSelect);
   onSelectRef.current = onSelect;
@@ -266,30 +301,29 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
   // Big graphs get cheaper renderer settings; the instance is rebuilt when
   // the graph crosses the threshold (positions live in the layout, so
   // nothing moves).
-  const big = nodes.length > 300;
-  useEffect(() => {
-    fittedRef.current = '';
+  const big = nodes.length > BIG_GRAPH;
+  const bigRef = useRef(big);
+  bigRef.current = big;
+  // One instance for the life of the canvas, made at mount (while the page
+  // waits for the stream's first snapshot); crossing the big-graph
+  // threshold swaps the stylesheet and renderer settings instead of
+  // rebuilding it (positions live in the layout, so nothing moves).
+  // Layout effects: the instance, the framing and each sync happen in the
+  // same task as the render that brought the nodes, not a frame later.
+  useLayoutEffect(() => {
     const cy = cytoscape({
-      // Straight edges on big graphs: bezier control points for thousands of
-      // edges are a large part of the first render.
-      style: big ? [...cyStyle, { selector: 'edge', style: { 'curve-style': 'straight' } }] : cyStyle,
+      style: cyStyle,
       container: box.current,
       layout: { name: 'preset' },
       minZoom: 0.05,
       maxZoom: 3,
       wheelSensitivity: 0.3,
-      textureOnViewport: big,
-      hideEdgesOnViewport: big,
       boxSelectionEnabled: false,
       autoungrabify: false,
     });
-    let detailed = null;
+    cy.scratch('_meshscopeBig', false);
     cy.on('zoom', () => {
-      const d = cy.zoom() >= DETAIL_ZOOM;
-      if (d !== detailed) {
-        detailed = d;
-        setLod((x) => x + 1);
-      }
+      if (lodRef.current >= 0 && lodLevel(cy, bigRef.current) !== lodRef.current) setLod((x) => x + 1);
     });
     cy.on('tap', 'node', (ev) => onSelectRef.current('node:' + ev.target.id()));
     cy.on('tap', 'edge', (ev) => onSelectRef.current('edge:' + ev.target.id()));
@@ -317,60 +351,93 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       cy.destroy();
       cyRef.current = null;
     };
+  }, []);
+
+  useLayoutEffect(() => {
+    const cy = cyRef.current;
+    if (!cy || cy.scratch('_meshscopeBig') === big) return;
+    cy.scratch('_meshscopeBig', big);
+    // Straight edges on big graphs: bezier control points for thousands of
+    // edges are a large part of the first render.
+    cy.style(big ? [...cyStyle, ...bigStyle] : cyStyle);
+    const r = cy.renderer();
+    if (r) {
+      // Big graphs draw a texture while panning or zooming, hiding edges, and
+      // one canvas pixel per CSS pixel: a high-DPI screen would otherwise
+      // draw (and cache textures for) 4x the pixels. (Cytoscape reads these
+      // only at construction; its renderer keeps them as fields.)
+      r.textureOnViewport = big;
+      r.hideEdgesOnViewport = big;
+      r.forcedPixelRatio = big ? 1 : null;
+      cy.resize();
+    }
+    fittedRef.current = '';
+    lodRef.current = -1;
   }, [big]);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     layoutRef.current = new StableLayout();
     fittedRef.current = '';
+    lodRef.current = -1;
     const cy = cyRef.current;
     if (cy) cy.elements().remove();
   }, [layoutKey]);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     const cy = cyRef.current;
     if (!cy) return;
     const t0 = performance.now();
     const pos = layoutRef.current.place(nodes, edges);
+    // Frame first (from positions alone), so the first sync already knows
+    // the zoom and builds the labels for it: no second pass after the fit.
+    if (nodes.length && fittedRef.current !== fitKey) {
+      fittedRef.current = fitKey;
+      fitPositions(cy, pos);
+    }
     const maxRps = nodes.reduce((m, n) => Math.max(m, n.rps || 0), 0);
     const maxERps = edges.reduce((m, e) => Math.max(m, e.rps || 0), 0);
     const findOn = found.size > 0;
     // Level of detail: when labels are too small to read (big graphs zoomed
-    // out) they are left out, so updates that only change numbers do not
-    // restyle and re-measure thousands of labels. Zooming in brings them back.
-    const detail = nodes.length <= 300 || (fittedRef.current === fitKey && cy.zoom() >= DETAIL_ZOOM);
+    // out) they are shortened or left out, so the first render and updates
+    // that only change numbers do not measure thousands of labels. Zooming
+    // in brings them back.
+    const lod = lodLevel(cy, big);
+    lodRef.current = lod;
+    const nodeText = lod === 2 ? nodeLabel : lod === 1 ? nameLabel : () => '';
+    const empty = cy.elements().empty();
     cy.batch(() => {
       const want = new Set();
       const fresh = []; // added in one call: much faster than one by one
+      const freshEdges = [];
       for (const n of nodes) {
         want.add(n.id);
-        const data = { id: n.id, label: detail ? nodeLabel(n) : n.id };
+        const lbl = nodeText(n);
         const classes = `kind-${kindInfo[n.kind] ? n.kind : 'service'} health-${healthInfo[n.health] ? n.health : 'no_data'} mode-${n.mode} size-${sizeClass(n, maxRps)}` + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
-        let el = cy.getElementById(n.id);
-        if (el.empty()) {
-          fresh.push({ group: 'nodes', data, position: { ...pos.get(n.id) }, classes });
+        if (empty || !cy.hasElementWithId(n.id)) {
+          fresh.push({ group: 'nodes', data: { id: n.id, label: lbl }, position: { ...pos.get(n.id) }, classes });
         } else {
-          const old = el.data();
-          if (old.label !== data.label) el.data('label', data.label);
+          const el = cy.getElementById(n.id);
+          if (el.data('label') !== lbl) el.data('label', lbl);
           if (el.classes().join(' ') !== classes) el.classes(classes);
         }
       }
       for (const e of edges) {
         want.add(e.id);
-        const data = { id: e.id, source: e.source, target: e.target, label: detail ? edgeLabel(e, label) : '' };
-        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '');
-        const el = cy.getElementById(e.id);
-        if (el.empty()) fresh.push({ group: 'edges', data, classes });
+        const lbl = lod === 2 ? edgeLabel(e, label) : '';
+        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
+        if (empty || !cy.hasElementWithId(e.id)) freshEdges.push({ group: 'edges', data: { id: e.id, source: e.source, target: e.target, label: lbl }, classes });
         else {
-          const old = el.data();
-          if (old.label !== data.label) el.data('label', data.label);
+          const el = cy.getElementById(e.id);
+          if (el.data('label') !== lbl) el.data('label', lbl);
           if (el.classes().join(' ') !== classes) el.classes(classes);
         }
       }
-      cy.elements().forEach((el) => {
-        if (!want.has(el.id())) el.remove();
-      });
+      if (!empty) {
+        const gone = cy.elements().filter((el) => !want.has(el.id()));
+        if (gone.nonempty()) gone.remove();
+      }
       // Nodes first: edges need their ends.
-      if (fresh.length) cy.add(fresh.sort((a, b) => (a.group === b.group ? 0 : a.group === 'nodes' ? -1 : 1)));
+      if (fresh.length || freshEdges.length) cy.add(fresh.concat(freshEdges));
       cy.elements(':selected').unselect();
       if (sel) {
         const id = sel.slice(sel.indexOf(':') + 1);
@@ -378,10 +445,6 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
         if (!el.empty()) el.select();
       }
     });
-    if (nodes.length && fittedRef.current !== fitKey) {
-      fittedRef.current = fitKey;
-      fitPositions(cy, pos);
-    }
     // Render timings for the browser benchmark (ui/bench): the JS time of each
     // sync and when the first drawing with nodes reached the screen.
     const perf = (window.meshscope = window.meshscope || {});

@@ -220,6 +220,33 @@ test('meshes above 1,000 nodes fall back to the grouped view', async () => {
   }
 });
 
+test('big graphs leave out unreadable labels and bring them back when zoomed in', async () => {
+  const big = await startFixtureServer({ synthetic: 1000, streamInterval: 1000 });
+  try {
+    await page.goto(big.url + '/topology');
+    await page.waitForFunction(() => window.meshscope && window.meshscope.firstRender > 0 && window.meshscope.cy.nodes().length === 1000, null, { timeout: 30000 });
+    const fit = await page.evaluate(() => {
+      const cy = window.meshscope.cy;
+      return { zoom: cy.zoom(), labels: cy.nodes().filter((n) => n.data('label')).length, pos: cy.nodes().slice(0, 50).map((n) => n.position()) };
+    });
+    assert.ok(fit.zoom < 0.55, `fit zoom ${fit.zoom}`);
+    assert.equal(fit.labels, 0, 'labels at a zoom where they cannot be read');
+    const zoomTo = (level) => page.evaluate((z) => {
+      const cy = window.meshscope.cy;
+      cy.zoom({ level: z, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
+    }, level);
+    await zoomTo(0.58);
+    await page.waitForFunction(() => window.meshscope.cy.nodes().every((n) => /^[✓!✖?] \S+$/.test(n.data('label'))), null, { timeout: 15000 });
+    await zoomTo(1);
+    await page.waitForFunction(() => window.meshscope.cy.nodes().every((n) => /^[✓!✖?] \S+[^]*rps/.test(n.data('label'))), null, { timeout: 15000 });
+    const pos = await page.evaluate(() => window.meshscope.cy.nodes().slice(0, 50).map((n) => n.position()));
+    assert.deepEqual(pos, fit.pos, 'zooming moved nodes');
+  } finally {
+    await page.goto('about:blank');
+    await big.close();
+  }
+});
+
 test('no script errors or CSP violations on any page', () => {
   const bad = problems.filter((p) => !/Failed to load resource.*404/.test(p) || target.kind === 'fixture');
   assert.deepEqual(bad, []);
