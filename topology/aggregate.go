@@ -68,6 +68,7 @@ type rawState struct {
 
 // edgeAgg is one edge's aggregate series and what the current step added.
 type edgeAgg struct {
+	key     edgeAggKey
 	lsets   [4]labels.Labels // requests, failures, bytes, duration
 	refs    [4]storage.SeriesRef
 	touched bool  // raw samples since the last append
@@ -77,6 +78,9 @@ type edgeAgg struct {
 	bytes   float64
 	sum     float64
 	cum     map[float64]float64 // duration: upper bound -> cumulative count
+	// mem: the samples appended for this edge within the live memory
+	// window, oldest first (livememory.go).
+	mem []memSample
 }
 
 // aggregator turns the raw golden metrics into per-edge aggregate series.
@@ -101,6 +105,14 @@ type aggregator struct {
 	sinceL  labels.Labels
 	sinceR  storage.SeriesRef
 	matcher *labels.Matcher
+	// Live memory (livememory.go): memWindow > 0 keeps the appended
+	// samples of the last memWindow ms per edge; they are complete for
+	// sample times after memFrom. order lists the edges in creation order.
+	memWindow int64
+	memFrom   int64
+	memGen    uint64 // changes with the memory's content
+	memSums   memSumCache
+	order     []*edgeAgg
 
 	stepSeconds prometheus.Histogram
 	errs        prometheus.Counter
@@ -170,6 +182,9 @@ func (a *aggregator) seed(ctx context.Context, now int64) error {
 		a.epoch = now
 	}
 	if err := a.read(ctx, countAfter-aggregateLookback.Milliseconds(), now, countAfter); err != nil {
+		return err
+	}
+	if err := a.memFill(ctx, now); err != nil {
 		return err
 	}
 	a.hooked = true
@@ -395,10 +410,19 @@ func (a *aggregator) newRawState(l labels.Labels) *rawState {
 		dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
 		proto: l.Get("protocol"),
 	}}
+	st.edge = a.edgeFor(k)
+	return st
+}
+
+// edgeNames are the aggregate series of an edge, in edgeAgg.lsets order.
+var edgeNames = [4]string{metricEdgeRequests, metricEdgeFailures, metricEdgeBytes, metricEdgeDuration}
+
+// edgeFor returns the aggregate edge k, made on first use.
+func (a *aggregator) edgeFor(k edgeAggKey) *edgeAgg {
 	e := a.edges[k]
 	if e == nil {
-		e = &edgeAgg{cum: map[float64]float64{}}
-		for i, name := range []string{metricEdgeRequests, metricEdgeFailures, metricEdgeBytes, metricEdgeDuration} {
+		e = &edgeAgg{key: k, cum: map[float64]float64{}}
+		for i, name := range edgeNames {
 			b := labels.NewBuilder(labels.EmptyLabels())
 			b.Set(labels.MetricName, name)
 			b.Set("direction", k.dir)
@@ -407,12 +431,12 @@ func (a *aggregator) newRawState(l labels.Labels) *rawState {
 			b.Set("destination_service", k.dst)
 			b.Set("destination_version", k.dstVer)
 			b.Set("protocol", k.proto)
-			e.lsets[i] = b.Labels()
+			e.lsets[i] = b.Labels() // the builder drops empty values, as the store does
 		}
 		a.edges[k] = e
+		a.order = append(a.order, e)
 	}
-	st.edge = e
-	return st
+	return e
 }
 
 // flush appends, at now, what every edge added in the step and the
@@ -429,30 +453,42 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 		e.refs[i] = ref
 	}
 	var due, dueHist []*edgeAgg
+	var recs []memRecord // what is appended, for the live memory
 	for _, e := range a.edges {
+		var rec memSample
 		if e.touched {
 			// Requests are appended even when zero: an edge whose series
 			// exist but carried no requests stays in the graph.
 			due = append(due, e)
 			put(e, 0, e.req)
+			rec.set(0, e.req)
 			if e.fail > 0 {
 				put(e, 1, e.fail)
+				rec.set(1, e.fail)
 			}
 			if e.bytes > 0 {
 				put(e, 2, e.bytes)
+				rec.set(2, e.bytes)
 			}
 		}
-		if len(e.cum) == 0 || (e.flushed != 0 && now-e.flushed < a.interval) {
-			continue
-		}
-		dueHist = append(dueHist, e)
-		if fh := fixedHistogram(e.cum, e.sum); fh != nil {
-			ref, err := app.AppendHistogram(e.refs[3], e.lsets[3], now, nil, fh)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[3], err))
-			} else {
-				e.refs[3] = ref
+		if len(e.cum) != 0 && (e.flushed == 0 || now-e.flushed >= a.interval) {
+			dueHist = append(dueHist, e)
+			if fh := fixedHistogram(e.cum, e.sum); fh != nil {
+				ref, err := app.AppendHistogram(e.refs[3], e.lsets[3], now, nil, fh)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[3], err))
+				} else {
+					e.refs[3] = ref
+					if a.memWindow > 0 {
+						rec.h = fh.Copy() // the store keeps fh
+						rec.has |= 1 << 3
+					}
+				}
 			}
+		}
+		if a.memWindow > 0 && rec.has != 0 {
+			rec.t = now
+			recs = append(recs, memRecord{e, rec})
 		}
 	}
 	ref, err := app.Append(a.sinceR, a.sinceL, now, float64(a.epoch)/1000)
@@ -466,8 +502,10 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 		return fmt.Errorf("edge aggregates: %w", err)
 	}
 	if err := app.Commit(); err != nil {
+		a.memReset(now) // what the store holds is not known: read it for a window
 		return fmt.Errorf("edge aggregates: commit: %w", err)
 	}
+	a.memAdd(recs, now)
 	// What an edge added is kept for the next step when the append failed.
 	for _, e := range due {
 		e.touched = false
@@ -560,10 +598,13 @@ func (a *aggregator) evict(before int64) {
 		}
 	}
 	for k, e := range a.edges {
-		if !used[e] && !e.touched {
+		if !used[e] && !e.touched && len(e.mem) == 0 {
 			delete(a.edges, k)
 		}
 	}
+	a.order = slices.DeleteFunc(a.order, func(e *edgeAgg) bool {
+		return !used[e] && !e.touched && len(e.mem) == 0
+	})
 }
 
 // aggregatesCover reports whether the aggregates are continuous over the

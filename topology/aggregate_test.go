@@ -33,7 +33,7 @@ func aggregated(t *testing.T, top *Topology, app storage.Appendable, from, to in
 
 func assembleAt(t *testing.T, top *Topology, sec int, window time.Duration) *assembled {
 	t.Helper()
-	a, err := top.assemble(context.Background(), at(sec), window)
+	a, err := top.assemble(context.Background(), at(sec), window, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestAggregatesHistoryEqualsLive(t *testing.T) {
 		}
 	}
 	for _, v := range []string{ViewService, ViewVersion} {
-		a, err := top.assemble(context.Background(), at(70).Add(250*time.Millisecond), time.Minute)
+		a, err := top.assemble(context.Background(), at(70).Add(250*time.Millisecond), time.Minute, false)
 		if err != nil {
 			t.Fatal(err)
 		}

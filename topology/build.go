@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,6 +95,8 @@ type rawData struct {
 	// aggregates: the mesh edges were read from the per-edge aggregates
 	// rather than from the raw golden series.
 	aggregates bool
+	// memory: the aggregates were summed from the aggregator's memory.
+	memory bool
 }
 
 const (
@@ -107,6 +110,9 @@ type builder struct {
 	q          storage.Queryable
 	cfg        Config
 	aggregates bool // read the per-edge aggregates where they cover the window
+	// mem, when set, holds the recent aggregate samples in memory: live
+	// builds sum them from there where it covers the window.
+	mem *aggregator
 }
 
 func windowString(w time.Duration) string { return model.Duration(w).String() }
@@ -150,7 +156,10 @@ func (b *builder) queryKinds(ctx context.Context, qs string, at time.Time, hist 
 
 // fetch reads the golden metrics and the span-derived series for the window
 // (at-window, at].
-func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration) (*rawData, error) {
+//
+// A live build (live set) sums the per-edge aggregates from the
+// aggregator's memory where it covers the window; replays read the store.
+func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration, live bool) (*rawData, error) {
 	w := windowString(window)
 	secs := window.Seconds()
 	raw := &rawData{
@@ -256,6 +265,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 			return nil, err
 		}
 		raw.aggregates = aggregatesCover(since, ok, at, window, b.cfg.AggregateInterval)
+		raw.memory = raw.aggregates && live && b.mem != nil && b.mem.covers(at.UnixMilli(), window.Milliseconds())
 	}
 	perSec := func(fn func(promql.Sample, *fineStats)) func(promql.Sample) {
 		return func(s promql.Sample) {
@@ -268,7 +278,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 	if raw.aggregates {
 		// One read per direction, so that the two run in parallel.
 		for _, dir := range []string{"inbound", "outbound"} {
-			meshSpecs = append(meshSpecs, b.sumSpec(at, window, metricEdgeRequests,
+			meshSpecs = append(meshSpecs, b.sumSpec(at, window, raw.memory, metricEdgeRequests,
 				[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "direction", dir)},
 				perSec(func(s promql.Sample, st *fineStats) { st.rps += s.F / secs })))
 		}
@@ -336,9 +346,9 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration)
 	for i, sel := range sels {
 		if raw.aggregates {
 			specs = append(specs,
-				b.sumSpec(at, window, metricEdgeFailures, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.fail += s.F / secs })),
-				b.sumSpec(at, window, metricEdgeBytes, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.bytes += s.F / secs })),
-				b.sumSpec(at, window, metricEdgeDuration, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) {
+				b.sumSpec(at, window, raw.memory, metricEdgeFailures, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.fail += s.F / secs })),
+				b.sumSpec(at, window, raw.memory, metricEdgeBytes, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.bytes += s.F / secs })),
+				b.sumSpec(at, window, raw.memory, metricEdgeDuration, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) {
 					if s.H == nil {
 						return
 					}
@@ -389,9 +399,17 @@ type querySpec struct {
 // sum_over_time(metric{ms}[window]) gives, read straight from the store:
 // the aggregates are plain sums, and this skips the engine's per-series
 // overhead). Histogram sums are passed in H.
-func (b *builder) sumSpec(at time.Time, window time.Duration, metric string, ms []*labels.Matcher, fn func(promql.Sample)) querySpec {
+//
+// With memory set, the sums come from the aggregator's memory when it
+// (still) covers the window (the same samples, summed in the same order).
+func (b *builder) sumSpec(at time.Time, window time.Duration, memory bool, metric string, ms []*labels.Matcher, fn func(promql.Sample)) querySpec {
 	ms = append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, metric)}, ms...)
 	return querySpec{qs: metric, fn: fn, read: func(ctx context.Context) ([]promql.Sample, error) {
+		if i := slices.Index(edgeNames[:], metric); memory && i >= 0 {
+			if out, ok := b.mem.memSum(i, ms, at.UnixMilli(), window.Milliseconds()); ok {
+				return out, nil
+			}
+		}
 		return b.sumOverWindow(ctx, at, window, ms)
 	}}
 }
@@ -516,6 +534,7 @@ func (p pairSides) seenBy() string {
 type assembled struct {
 	raw      *rawData
 	edges    map[fineKey]*fineEdge // proto is always ""
+	keys     []fineKey             // of edges, sorted: sums run in this order
 	kinds    map[string]string     // service -> kind
 	modes    map[string][]string   // service -> proxy modes
 	verModes map[[2]string]string  // (service, version) -> mode
@@ -583,7 +602,10 @@ func assemble(raw *rawData) *assembled {
 		return e
 	}
 	for d := range raw.mesh {
-		for k, st := range raw.mesh[d] {
+		// In key order, so that an edge's sums (several protocols) do not
+		// depend on map order: the live graph and the replay are equal.
+		for _, k := range sortedFineKeys(raw.mesh[d]) {
+			st := raw.mesh[d][k]
 			p := pairs[[2]string{k.src, k.dst}]
 			if (d == dirIn) != p.in { // prefer the destination's (inbound) report
 				continue
@@ -600,7 +622,18 @@ func assemble(raw *rawData) *assembled {
 		}
 	}
 	hints := map[string]string{}
-	for k, st := range raw.spans {
+	spanKeys := make([]spanKey, 0, len(raw.spans))
+	for k := range raw.spans {
+		spanKeys = append(spanKeys, k)
+	}
+	slices.SortFunc(spanKeys, func(x, y spanKey) int {
+		if c := compareFineKeys(x.fineKey, y.fineKey); c != 0 {
+			return c
+		}
+		return strings.Compare(x.conn, y.conn)
+	})
+	for _, k := range spanKeys {
+		st := raw.spans[k]
 		fk := k.fineKey
 		if k.conn == connUser {
 			fk.src, fk.srcVer = UserNodeID, unknownVersion
@@ -642,11 +675,38 @@ func assemble(raw *rawData) *assembled {
 	for svc := range meshed {
 		a.kinds[svc] = kindOf(svc)
 	}
+	a.keys = sortedFineKeys(a.edges)
 	for k := range a.edges {
 		a.kinds[k.src] = kindOf(k.src)
 		a.kinds[k.dst] = kindOf(k.dst)
 	}
 	return a
+}
+
+// sortedFineKeys returns m's keys in compareFineKeys order.
+func sortedFineKeys[V any](m map[fineKey]V) []fineKey {
+	keys := make([]fineKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareFineKeys)
+	return keys
+}
+
+func compareFineKeys(x, y fineKey) int {
+	if c := strings.Compare(x.src, y.src); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.dst, y.dst); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.srcVer, y.srcVer); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.dstVer, y.dstVer); c != 0 {
+		return c
+	}
+	return strings.Compare(x.proto, y.proto)
 }
 
 func normMode(m string) string {
@@ -714,8 +774,9 @@ func (a *assembled) graph(view string, th thresholds) *Graph {
 		stats  fineStats
 		protos map[string]bool
 	}
-	edges := map[string]*edgeAcc{}
-	for k, fe := range a.edges {
+	edges := make(map[string]*edgeAcc, len(a.edges))
+	for _, k := range a.keys {
+		fe := a.edges[k]
 		s := nodeFor(k.src, k.srcVer)
 		t := nodeFor(k.dst, k.dstVer)
 		id := s.node.ID + "->" + t.node.ID
@@ -779,7 +840,8 @@ func (a *assembled) coverage() Coverage {
 	sort.Strings(c.UnmeshedServices)
 	pairs := map[[2]string]string{}
 	var meshRPS, allRPS float64
-	for k, e := range a.edges {
+	for _, k := range a.keys {
+		e := a.edges[k]
 		pairs[[2]string{k.src, k.dst}] = e.seenBy
 		allRPS += e.rps
 		if e.mesh {

@@ -62,6 +62,19 @@ type Config struct {
 	// every build). Windows shorter than twice this are computed from the
 	// raw series. Default 5s; at least 100ms.
 	AggregateInterval time.Duration `yaml:"aggregate_interval"`
+	// LiveMemory: keep in memory the per-edge aggregate samples of the
+	// last DefaultWindow (exactly what the aggregation steps append) and
+	// build the live graphs of windows up to DefaultWindow from them
+	// instead of reading the aggregates back from the store. Graphs at an
+	// explicit time (replays) always read the store; both sum the same
+	// samples in the same order, so they agree. Default true (nil means
+	// the default); only with EdgeAggregates.
+	LiveMemory *bool `yaml:"live_memory"`
+}
+
+// liveMemory is LiveMemory with its default.
+func (c Config) liveMemory() bool {
+	return c.edgeAggregates() && (c.LiveMemory == nil || *c.LiveMemory)
 }
 
 // edgeAggregates is EdgeAggregates with its default.

@@ -125,6 +125,10 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 		if t.agg, err = newAggregator(q, app, cfg.AggregateInterval, reg, logger); err != nil {
 			return nil, err
 		}
+		if cfg.liveMemory() {
+			t.agg.enableMemory(cfg.DefaultWindow)
+			t.b.mem = t.agg
+		}
 	}
 	t.up = websocket.Upgrader{
 		CheckOrigin:       t.checkOrigin,
@@ -143,19 +147,31 @@ func (t *Topology) ConsumeSpans(ctx context.Context, batch []spans.Span) error {
 // Graph builds the graph of view over the window ending at at from the
 // metrics store. The live view and replays both come from here.
 func (t *Topology) Graph(ctx context.Context, at time.Time, window time.Duration, view string) (*Graph, error) {
+	return t.graph(ctx, at, window, view, false)
+}
+
+// BuildLive builds the graph as the live loop does at at: the per-edge
+// aggregates of windows up to DefaultWindow are summed from memory
+// (Config.LiveMemory) rather than read from the store. The result equals
+// Graph's for the same arguments.
+func (t *Topology) BuildLive(ctx context.Context, at time.Time, window time.Duration, view string) (*Graph, error) {
+	return t.graph(ctx, at, window, view, true)
+}
+
+func (t *Topology) graph(ctx context.Context, at time.Time, window time.Duration, view string, live bool) (*Graph, error) {
 	if _, err := parseView(view); err != nil {
 		return nil, err
 	}
-	a, err := t.assemble(ctx, at, window)
+	a, err := t.assemble(ctx, at, window, live)
 	if err != nil {
 		return nil, err
 	}
 	return a.graph(view, t.th), nil
 }
 
-func (t *Topology) assemble(ctx context.Context, at time.Time, window time.Duration) (*assembled, error) {
+func (t *Topology) assemble(ctx context.Context, at time.Time, window time.Duration, live bool) (*assembled, error) {
 	start := time.Now()
-	raw, err := t.b.fetch(ctx, at.Truncate(time.Millisecond), window)
+	raw, err := t.b.fetch(ctx, at.Truncate(time.Millisecond), window, live)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +242,7 @@ func (t *Topology) step(ctx context.Context) {
 	}
 	for w, vs := range views {
 		bctx, cancel := context.WithTimeout(ctx, t.cfg.QueryTimeout)
-		a, err := t.assemble(bctx, at, w)
+		a, err := t.assemble(bctx, at, w, true)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -325,7 +341,8 @@ func (t *Topology) handleGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var g *Graph
-	if at.IsZero() {
+	live := at.IsZero()
+	if live {
 		g = t.liveGraph(window, view)
 		at = t.now()
 	}
@@ -338,7 +355,7 @@ func (t *Topology) handleGraph(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("waiting for a graph build slot: %w", ctx.Err()))
 			return
 		}
-		g, err = t.Graph(ctx, at, window, view)
+		g, err = t.graph(ctx, at, window, view, live)
 		<-t.onDemand
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
