@@ -1,0 +1,31 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// runArtefact matches files that runs leave behind and the repository must
+// not carry: logs, pid files, profiles and command output captures.
+var runArtefact = regexp.MustCompile(`(^|/)[^/]*\.(log|pid|pprof|prof|out)$`)
+
+// TestRepositoryHoldsNoRunArtefacts fails when a log or other run artefact is
+// tracked by git (outside testdata/, where fixtures may look like them).
+func TestRepositoryHoldsNoRunArtefacts(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("git", "-C", root, "ls-files").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if runArtefact.MatchString(f) && !strings.Contains(f, "testdata/") {
+			t.Errorf("run artefact tracked by git: %s (remove it; .gitignore covers it)", f)
+		}
+	}
+}
