@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql"
+
+	"github.com/meshscope/meshscope/query/promapi"
 )
 
 // Config configures the query layer (YAML key `query` of the server config).
@@ -26,6 +28,13 @@ type Config struct {
 	// MaxTraces caps the `limit` of a trace search (Jaeger and native API).
 	// Default 1500 traces.
 	MaxTraces int `yaml:"max_traces"`
+	// MaxQueryLength is the longest PromQL expression admitted, in bytes,
+	// checked before parsing. Default 262144 (256 KiB).
+	MaxQueryLength int `yaml:"max_query_length"`
+	// MaxQueryNodes is the most syntax nodes a PromQL expression may have,
+	// counted as lexical tokens before parsing (an upper bound of the
+	// nodes). Default 10000.
+	MaxQueryNodes int `yaml:"max_query_nodes"`
 	// ProxyWindow is how recently a proxy must have reported
 	// meshscope_proxy_info to count as reporting in /api/mesh/health.
 	// Default 2m.
@@ -34,21 +43,25 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultTimeout       = 2 * time.Minute
-	DefaultMaxSamples    = 50_000_000
-	DefaultLookbackDelta = 5 * time.Minute
-	DefaultMaxTraces     = 1500
-	DefaultProxyWindow   = 2 * time.Minute
+	DefaultTimeout        = 2 * time.Minute
+	DefaultMaxSamples     = 50_000_000
+	DefaultLookbackDelta  = 5 * time.Minute
+	DefaultMaxTraces      = 1500
+	DefaultProxyWindow    = 2 * time.Minute
+	DefaultMaxQueryLength = promapi.DefaultMaxQueryLength
+	DefaultMaxQueryNodes  = promapi.DefaultMaxQueryNodes
 )
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:       DefaultTimeout,
-		MaxSamples:    DefaultMaxSamples,
-		LookbackDelta: DefaultLookbackDelta,
-		MaxTraces:     DefaultMaxTraces,
-		ProxyWindow:   DefaultProxyWindow,
+		Timeout:        DefaultTimeout,
+		MaxSamples:     DefaultMaxSamples,
+		LookbackDelta:  DefaultLookbackDelta,
+		MaxTraces:      DefaultMaxTraces,
+		ProxyWindow:    DefaultProxyWindow,
+		MaxQueryLength: DefaultMaxQueryLength,
+		MaxQueryNodes:  DefaultMaxQueryNodes,
 	}
 }
 
@@ -70,6 +83,12 @@ func (c Config) withDefaults() Config {
 	if c.ProxyWindow == 0 {
 		c.ProxyWindow = d.ProxyWindow
 	}
+	if c.MaxQueryLength == 0 {
+		c.MaxQueryLength = d.MaxQueryLength
+	}
+	if c.MaxQueryNodes == 0 {
+		c.MaxQueryNodes = d.MaxQueryNodes
+	}
 	return c
 }
 
@@ -90,6 +109,12 @@ func (c Config) Validate() error {
 	}
 	if c.ProxyWindow < 0 {
 		errs = append(errs, fmt.Errorf("query.proxy_window: must not be negative, got %s", c.ProxyWindow))
+	}
+	if c.MaxQueryLength < 0 {
+		errs = append(errs, fmt.Errorf("query.max_query_length: must not be negative, got %d", c.MaxQueryLength))
+	}
+	if c.MaxQueryNodes < 0 {
+		errs = append(errs, fmt.Errorf("query.max_query_nodes: must not be negative, got %d", c.MaxQueryNodes))
 	}
 	return errors.Join(errs...)
 }

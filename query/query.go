@@ -2,7 +2,6 @@ package query
 
 import (
 	"fmt"
-	"github.com/meshscope/meshscope/query/internal/route"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -11,10 +10,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/httputil"
 
 	"github.com/meshscope/meshscope/collector/tracestore"
+	"github.com/meshscope/meshscope/query/internal/route"
 	"github.com/meshscope/meshscope/query/promapi"
 )
+
+// Option adjusts New.
+type Option func(*options)
+
+type options struct {
+	status promapi.Status
+}
+
+// WithStatus sets what the Prometheus status endpoints
+// (/api/v1/status/runtimeinfo, /flags, /config) report about the server.
+func WithStatus(s promapi.Status) Option {
+	return func(o *options) { o.status = s }
+}
 
 // API is the query layer: every read endpoint of the server except the
 // graph endpoints and the UI.
@@ -29,7 +43,11 @@ type API struct {
 // New builds the query layer over the server's PromQL engine, its TSDB
 // (as a storage.Queryable) and its trace store. traces may be nil when no
 // trace store is configured: the trace endpoints then answer 503.
-func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces tracestore.Reader, reg prometheus.Registerer, logger *slog.Logger) (*API, error) {
+func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces tracestore.Reader, reg prometheus.Registerer, logger *slog.Logger, opts ...Option) (*API, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("query config: %w", err)
 	}
@@ -64,18 +82,24 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces trac
 		}
 	}
 
-	prom := promapi.New(promapi.Options{Timeout: cfg.Timeout, Logger: logger}, engine, q)
-	for _, r := range prom.Routes() {
-		a.routes = append(a.routes, r)
-	}
+	prom := promapi.New(promapi.Options{
+		Timeout:        cfg.Timeout,
+		Logger:         logger,
+		MaxQueryLength: cfg.MaxQueryLength,
+		MaxQueryNodes:  cfg.MaxQueryNodes,
+		Status:         o.status,
+	}, engine, q)
+	a.routes = append(a.routes, prom.Routes()...)
 	a.addTraceAndMeshRoutes(engine, q, traces)
 	return a, nil
 }
 
 // RegisterRoutes registers every endpoint on mux (Go 1.22 method patterns).
+// Answers are compressed (gzip or deflate) when the client accepts it, as
+// Prometheus compresses its API answers.
 func (a *API) RegisterRoutes(mux *http.ServeMux) {
 	for _, r := range a.routes {
-		mux.Handle(r.Pattern, a.instrument(r.Name, r.Handler))
+		mux.Handle(r.Pattern, a.instrument(r.Name, httputil.CompressionHandler{Handler: r.Handler}))
 	}
 }
 

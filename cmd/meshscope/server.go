@@ -145,6 +145,8 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.StringVar(&c.Traces.ClickHouse.DSN, "clickhouse-dsn", c.Traces.ClickHouse.DSN, "ClickHouse `dsn` (clickhouse://user:pass@host:9000/db) for --trace-store clickhouse")
 	fs.StringVar(&c.Traces.ClickHouse.Cluster, "clickhouse-cluster", c.Traces.ClickHouse.Cluster, "ClickHouse `cluster` name: replicated tables ON CLUSTER")
 	fs.Var(durationValue{&c.Query.Timeout}, "query-timeout", "PromQL query timeout")
+	fs.IntVar(&c.Query.MaxQueryLength, "query-max-length", c.Query.MaxQueryLength, "longest PromQL expression admitted, in `bytes`")
+	fs.IntVar(&c.Query.MaxQueryNodes, "query-max-nodes", c.Query.MaxQueryNodes, "most syntax `nodes` (tokens) of a PromQL expression")
 }
 
 // durationValue is a flag accepting Prometheus durations (1d, 2w, 90s) that
@@ -211,6 +213,7 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) int {
 
 // serve opens the stores, wires the parts and runs them until ctx ends.
 func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err error) {
+	start := time.Now()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -253,7 +256,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	if err != nil {
 		return err
 	}
-	api, err := query.New(cfg.Query, engine, metrics, traces, reg, logger.With("part", "query"))
+	api, err := query.New(cfg.Query, engine, metrics, traces, reg, logger.With("part", "query"), query.WithStatus(serverStatus(cfg, start)))
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
 	}

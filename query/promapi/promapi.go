@@ -39,6 +39,15 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives response-writing failures; nil discards them.
 	Logger *slog.Logger
+	// MaxQueryLength is the longest expression admitted, in bytes; 0 = no
+	// limit (the query package passes its configured limits, by default
+	// DefaultMaxQueryLength and DefaultMaxQueryNodes).
+	MaxQueryLength int
+	// MaxQueryNodes is the most syntax nodes (counted as lexical tokens
+	// before parsing) an expression may have; 0 = no limit.
+	MaxQueryNodes int
+	// Status is what /api/v1/status/{runtimeinfo,flags,config} report.
+	Status Status
 }
 
 // API serves the Prometheus HTTP API.
@@ -110,6 +119,15 @@ func (a *API) Routes() []Route {
 	add("prom_buildinfo", "/api/v1/status/buildinfo", a.serveBuildInfo, "GET")
 	add("prom_format_query", "/api/v1/format_query", a.formatQuery, "GET", "POST")
 	add("prom_query_exemplars", "/api/v1/query_exemplars", a.queryExemplars, "GET", "POST")
+	add("prom_parse_query", "/api/v1/parse_query", a.parseQuery, "GET", "POST")
+	add("prom_targets", "/api/v1/targets", a.targets, "GET")
+	add("prom_targets_metadata", "/api/v1/targets/metadata", a.targetMetadata, "GET")
+	add("prom_alertmanagers", "/api/v1/alertmanagers", a.alertmanagers, "GET")
+	add("prom_runtimeinfo", "/api/v1/status/runtimeinfo", a.serveRuntimeInfo, "GET")
+	add("prom_flags", "/api/v1/status/flags", a.serveFlags, "GET")
+	add("prom_config", "/api/v1/status/config", a.serveConfig, "GET")
+	add("prom_tsdb_status", "/api/v1/status/tsdb", a.serveTSDBStatus, "GET")
+	add("prom_walreplay", "/api/v1/status/walreplay", a.serveWALReplay, "GET")
 	add("prom_rules", "/api/v1/rules", a.rules, "GET")
 	add("prom_alerts", "/api/v1/alerts", a.alerts, "GET")
 	return rs
@@ -276,11 +294,12 @@ func (a *API) query(r *http.Request) apiResult {
 	if err != nil {
 		return badData(err)
 	}
-	qry, err := a.engine.NewInstantQuery(ctx, a.queryable, opts, r.FormValue("query"), ts)
-	if err != nil {
-		return apiResult{err: constructionError(err)}
+	qs := r.FormValue("query")
+	if aerr := a.admit(ctx, qs); aerr != nil {
+		return apiResult{err: aerr}
 	}
-	return a.exec(ctx, qry, limit)
+	qry, err := a.engine.NewInstantQuery(ctx, a.queryable, opts, qs, ts)
+	return a.execConstructed(ctx, qry, err, limit)
 }
 
 func (a *API) queryRange(r *http.Request) apiResult {
@@ -318,9 +337,24 @@ func (a *API) queryRange(r *http.Request) apiResult {
 	if err != nil {
 		return badData(err)
 	}
-	qry, err := a.engine.NewRangeQuery(ctx, a.queryable, opts, r.FormValue("query"), start, end, step)
+	qs := r.FormValue("query")
+	if aerr := a.admit(ctx, qs); aerr != nil {
+		return apiResult{err: aerr}
+	}
+	qry, err := a.engine.NewRangeQuery(ctx, a.queryable, opts, qs, start, end, step)
+	return a.execConstructed(ctx, qry, err, limit)
+}
+
+// execConstructed runs a query built under ctx. The request's deadline
+// covers its construction (parsing) too: a query whose deadline passed while
+// it was being built is not evaluated.
+func (a *API) execConstructed(ctx context.Context, qry promql.Query, err error, limit int) apiResult {
 	if err != nil {
 		return apiResult{err: constructionError(err)}
+	}
+	if err := ctx.Err(); err != nil {
+		qry.Close()
+		return apiResult{err: execError(err)}
 	}
 	return a.exec(ctx, qry, limit)
 }
@@ -401,9 +435,9 @@ func execError(err error) *apiError {
 }
 
 func (a *API) formatQuery(r *http.Request) apiResult {
-	expr, err := a.parser.ParseExpr(r.FormValue("query"))
-	if err != nil {
-		return invalidParam(err, "query")
+	expr, res, ok := a.parseAdmitted(r.Context(), r.FormValue("query"))
+	if !ok {
+		return res
 	}
 	return apiResult{data: expr.Pretty(0)}
 }
@@ -424,6 +458,9 @@ func (a *API) queryExemplars(r *http.Request) apiResult {
 	}
 	if end.Before(start) {
 		return invalidParam(errors.New("end timestamp must not be before start timestamp"), "end")
+	}
+	if aerr := a.admit(r.Context(), r.FormValue("query")); aerr != nil {
+		return apiResult{err: aerr}
 	}
 	if _, err := a.parser.ParseExpr(r.FormValue("query")); err != nil {
 		return badData(err)

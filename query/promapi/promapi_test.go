@@ -21,12 +21,25 @@ import (
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	db := fixture.TSDB(t)
-	api := promapi.New(promapi.Options{Timeout: time.Minute, Now: func() time.Time { return fixture.Now }}, fixture.Engine(), db)
+	api := promapi.New(promapi.Options{
+		Timeout:        time.Minute,
+		Now:            func() time.Time { return fixture.Now },
+		MaxQueryLength: promapi.DefaultMaxQueryLength,
+		MaxQueryNodes:  promapi.DefaultMaxQueryNodes,
+		Status:         fixtureStatus,
+	}, fixture.Engine(), db)
 	mux := http.NewServeMux()
 	api.RegisterRoutes(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+var fixtureStatus = promapi.Status{
+	StartTime:        fixture.Now.Add(-time.Hour),
+	Flags:            map[string]string{"http": "127.0.0.1:7070", "query-timeout": "2m"},
+	ConfigYAML:       "http: 127.0.0.1:7070\nquery:\n  timeout: 2m\n",
+	StorageRetention: "15d",
 }
 
 var (
@@ -86,6 +99,22 @@ func TestEndpointsGolden(t *testing.T) {
 		{"query_exemplars_bad", "POST", "/api/v1/query_exemplars", url.Values{"query": {`rate(`}}, 400},
 		{"rules", "GET", "/api/v1/rules", url.Values{}, 200},
 		{"alerts", "GET", "/api/v1/alerts", url.Values{}, 200},
+		{"targets", "GET", "/api/v1/targets", url.Values{}, 200},
+		{"targets_state", "GET", "/api/v1/targets", url.Values{"state": {"active"}}, 200},
+		{"targets_metadata", "GET", "/api/v1/targets/metadata", url.Values{"metric": {"mesh_requests_total"}}, 200},
+		{"targets_metadata_bad_limit", "GET", "/api/v1/targets/metadata", url.Values{"limit": {"x"}}, 400},
+		{"targets_metadata_bad_match", "GET", "/api/v1/targets/metadata", url.Values{"match_target": {`{job=`}}, 400},
+		{"alertmanagers", "GET", "/api/v1/alertmanagers", url.Values{}, 200},
+		{"flags", "GET", "/api/v1/status/flags", url.Values{}, 200},
+		{"config", "GET", "/api/v1/status/config", url.Values{}, 200},
+		{"tsdb", "GET", "/api/v1/status/tsdb", url.Values{"limit": {"100"}}, 200},
+		{"tsdb_limit", "GET", "/api/v1/status/tsdb", url.Values{"limit": {"1"}}, 200},
+		{"tsdb_bad_limit", "GET", "/api/v1/status/tsdb", url.Values{"limit": {"0"}}, 400},
+		{"tsdb_limit_too_big", "GET", "/api/v1/status/tsdb", url.Values{"limit": {"10001"}}, 400},
+		{"walreplay", "GET", "/api/v1/status/walreplay", url.Values{}, 200},
+		{"parse_query", "GET", "/api/v1/parse_query", url.Values{"query": {`sum by (destination_service) (rate(mesh_requests_total{outcome="failure"}[5m] offset 1m)) / on (destination_service) group_left sum by (destination_service) (rate(mesh_requests_total[5m]))`}}, 200},
+		{"parse_query_misc", "POST", "/api/v1/parse_query", url.Values{"query": {`-topk(3, max_over_time(up[1h:5m] @ end())) > bool 0.5 or label_replace(vector(1), "a", "$1", "b", "(.*)")`}}, 200},
+		{"parse_query_bad", "GET", "/api/v1/parse_query", url.Values{"query": {`sum(`}}, 400},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
