@@ -22,11 +22,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "usage: meshscope check [--min-proxies 1] [-o table|json] [--server URL]")
 		fs.PrintDefaults()
 	}
-	if code, ok := parse(fs, args, stderr); !ok {
+	pos, code, parsed := parse(fs, args, stderr)
+	if !parsed {
 		return code
 	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "check", "unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return usageError(stderr, "check", "unexpected arguments %q", pos)
 	}
 	if err := checkFormat(*out, "table", "json"); err != nil {
 		return usageError(stderr, "check", "%v", err)

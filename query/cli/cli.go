@@ -146,16 +146,20 @@ func (c *client) get(ctx context.Context, path string, q url.Values, out any, ok
 	return resp.StatusCode, nil
 }
 
-// parse parses fs, reporting errors on stderr; ok=false means exit with code.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+// parse parses fs, reporting errors on stderr, and returns the positional
+// arguments. Flags may come before, between or after positional arguments
+// (`traces get ID --server URL`); "--" ends the flags. ok=false means exit
+// with code.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (positional []string, code int, ok bool) {
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	pos, err := interspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK, false
+			return nil, ExitOK, false
 		}
-		return ExitUsage, false
+		return nil, ExitUsage, false
 	}
-	return 0, true
+	return pos, 0, true
 }
 
 func usageError(stderr io.Writer, cmd, format string, args ...any) int {
@@ -193,17 +197,54 @@ func checkFormat(got string, formats ...string) error {
 	return fmt.Errorf("-o %q: want one of %s", got, strings.Join(formats, ", "))
 }
 
-// argsAndFlags lets flags follow positional arguments (`traces get ID -o json`).
-func argsAndFlags(fs *flag.FlagSet, args []string) (positional []string, err error) {
+// interspersed parses flags wherever they stand among the positional
+// arguments, which it returns in order. Everything after "--" is positional.
+func interspersed(fs *flag.FlagSet, args []string) (positional []string, err error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
-		args = fs.Args()
-		if len(args) == 0 {
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		if len(rest) == 0 {
 			return positional, nil
 		}
-		positional = append(positional, args[0])
-		args = args[1:]
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
+}
+
+// firstPositional returns the index of the first positional argument of
+// args, skipping flags known to one of the flag sets (and their values,
+// unless a flag is boolean or written -flag=value); -1 if there is none.
+// It lets a command find its subcommand word among flags (`traces --server
+// URL get ID`).
+func firstPositional(args []string, sets ...*flag.FlagSet) int {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if i+1 < len(args) {
+				return i + 1
+			}
+			return -1
+		}
+		if len(a) < 2 || a[0] != '-' {
+			return i
+		}
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		for _, fs := range sets {
+			if f := fs.Lookup(name); f != nil {
+				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+					i++ // the flag's value
+				}
+				break
+			}
+		}
+	}
+	return -1
 }

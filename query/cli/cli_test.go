@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +18,17 @@ import (
 	"github.com/meshscope/meshscope/query/internal/fixture"
 	"github.com/meshscope/meshscope/query/internal/golden"
 	"github.com/meshscope/meshscope/query/meshapi"
+	"github.com/meshscope/meshscope/query/promapi"
 	"github.com/meshscope/meshscope/query/red"
 	"github.com/meshscope/meshscope/topology"
 )
+
+// TestMain pins the local time zone so that the golden files, which show
+// local times, do not depend on the machine's zone.
+func TestMain(m *testing.M) {
+	time.Local = time.FixedZone("CET", 3600)
+	os.Exit(m.Run())
+}
 
 // sampleGraph stands in for the topology package's /api/mesh/graph.
 func sampleGraph() topology.Graph {
@@ -55,6 +64,7 @@ func newServer(t *testing.T, traces *fixture.Traces, now time.Time) *httptest.Se
 	}
 	mux := http.NewServeMux()
 	api.RegisterRoutes(mux)
+	promapi.New(promapi.Options{Now: func() time.Time { return now }}, fixture.Engine(), db).RegisterRoutes(mux)
 	mux.HandleFunc("GET /api/mesh/graph", func(w http.ResponseWriter, r *http.Request) {
 		if v := r.URL.Query().Get("view"); v != "" && v != "service" {
 			http.Error(w, `{"error":"only the service view in this fake"}`, http.StatusBadRequest)
@@ -99,6 +109,10 @@ func TestCommandsGolden(t *testing.T) {
 		{"stat_bad_output", []string{"stat", "-o", "yaml"}, 2},
 		{"stat_bad_window", []string{"stat", "--window", "forever"}, 1},
 		{"stat_bad_flag", []string{"stat", "--colour"}, 2},
+		{"stat_unknown_service", []string{"stat", "nosuchsvc"}, 1},
+		{"stat_unknown_service_flag", []string{"stat", "--service", "paymnets", "-o", "json"}, 1},
+		{"stat_edges_unknown_from", []string{"stat", "--edges", "--from", "nosuchsvc"}, 1},
+		{"stat_versions_unknown", []string{"stat", "--versions", "nosuchsvc"}, 1},
 		{"top_once", []string{"top", "--once"}, 0},
 		{"top_once_limit", []string{"top", "--once", "--limit", "2", "--service", "catalog"}, 0},
 		{"traces", []string{"traces", "--lookback", "24h"}, 0},
@@ -107,7 +121,9 @@ func TestCommandsGolden(t *testing.T) {
 		{"traces_json", []string{"traces", "--lookback", "24h", "--limit", "1", "-o", "json"}, 0},
 		{"traces_none", []string{"traces", "--lookback", "24h", "--service", "nobody"}, 0},
 		{"traces_bad_status", []string{"traces", "--status", "meh"}, 1},
+		{"traces_utc", []string{"traces", "--lookback", "24h", "--utc"}, 0},
 		{"traces_get", []string{"traces", "get", t1}, 0},
+		{"traces_get_utc", []string{"traces", "get", "--utc", t1}, 0},
 		{"traces_get_nested", []string{"traces", "get", fixture.TraceID(3).String(), "--width", "40"}, 0},
 		{"traces_get_json", []string{"traces", "get", fixture.TraceID(2).String(), "-o", "json"}, 0},
 		{"traces_get_unknown", []string{"traces", "get", "ffff"}, 1},
@@ -128,6 +144,55 @@ func TestCommandsGolden(t *testing.T) {
 			}
 			golden.Assert(t, "cli_"+tc.name, fmt.Appendf(nil, "$ meshscope %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(tc.args, " "), code, out, errOut))
 		})
+	}
+}
+
+// TestFlagsAnyPosition runs the same commands with the flags before, between
+// and after the positional arguments: every order gives the same output.
+func TestFlagsAnyPosition(t *testing.T) {
+	srv := newServer(t, fixture.SampleTraces(), fixture.Now)
+	t1 := fixture.TraceID(1).String()
+	for _, orders := range [][][]string{
+		{
+			{"traces", "get", t1, "--server", srv.URL, "--width", "40"},
+			{"traces", "--server", srv.URL, "get", t1, "--width", "40"},
+			{"traces", "--server", srv.URL, "--width=40", "get", t1},
+			{"traces", "--utc=false", "--width", "40", "get", "--server", srv.URL, t1},
+		},
+		{
+			{"stat", "payments", "--server", srv.URL, "--window", "5m"},
+			{"stat", "--server", srv.URL, "payments", "--window", "5m"},
+			{"stat", "--window", "5m", "--server", srv.URL, "payments"},
+		},
+		{
+			{"traces", "--lookback", "24h", "--server", srv.URL, "--service", "payments"},
+			{"traces", "--server", srv.URL, "--service", "payments", "--lookback", "24h"},
+		},
+	} {
+		var want string
+		for i, args := range orders {
+			var stdout, stderr bytes.Buffer
+			code := cli.Run(context.Background(), args[0], args[1:], &stdout, &stderr)
+			if code != cli.ExitOK {
+				t.Errorf("%q: exit %d: %s", args, code, stderr.String())
+				continue
+			}
+			if i == 0 {
+				want = stdout.String()
+			} else if stdout.String() != want {
+				t.Errorf("%q printed\n%s\nwant (as %q)\n%s", args, stdout.String(), orders[0], want)
+			}
+		}
+	}
+}
+
+// TestStatKnownButIdle: a service the server knows but that had no traffic
+// in the window is not an error.
+func TestStatKnownButIdle(t *testing.T) {
+	srv := newServer(t, fixture.SampleTraces(), fixture.Now.Add(time.Hour))
+	code, _, errOut := run(srv, "stat", "payments")
+	if code != cli.ExitOK || !strings.Contains(errOut, "no traffic in the window") {
+		t.Fatalf("exit %d stderr %q, want 0 and \"no traffic in the window\"", code, errOut)
 	}
 }
 
@@ -185,6 +250,9 @@ func TestUsageErrors(t *testing.T) {
 		{"top", "--interval", "1ms"},
 		{"traces", "extra"},
 		{"traces", "get", "a", "b"},
+		{"traces", "--server", "http://127.0.0.1:1", "get"},
+		{"stat", "a", "b"},
+		{"stat", "--window"},
 		{"graph", "--view", "pods"},
 		{"check", "--min-proxies", "-1"},
 	} {
@@ -240,5 +308,21 @@ func TestTopLive(t *testing.T) {
 	}
 	if !strings.HasPrefix(out.String(), "\x1b[H\x1b[2J") {
 		t.Errorf("live view does not clear the screen first: %q", out.String()[:20])
+	}
+}
+
+func TestFormatTime(t *testing.T) {
+	at := time.Date(2026, 1, 1, 11, 59, 0, 123_456_789, time.UTC)
+	for _, tc := range []struct {
+		loc  *time.Location
+		want string
+	}{
+		{time.UTC, "2026-01-01 11:59:00.123 UTC"},
+		{time.Local, "2026-01-01 12:59:00.123 CET"}, // TestMain's zone
+		{time.FixedZone("", -5*3600-30*60), "2026-01-01 06:29:00.123 -0530"},
+	} {
+		if got := cli.FormatTime(at, tc.loc); got != tc.want {
+			t.Errorf("FormatTime in %v = %q, want %q", tc.loc, got, tc.want)
+		}
 	}
 }

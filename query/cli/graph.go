@@ -24,11 +24,12 @@ func runGraph(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "usage: meshscope graph [--window 1m] [--view service|version] [-o table|dot|json] [--server URL]")
 		fs.PrintDefaults()
 	}
-	if code, ok := parse(fs, args, stderr); !ok {
+	pos, code, ok := parse(fs, args, stderr)
+	if !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "graph", "unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return usageError(stderr, "graph", "unexpected arguments %q", pos)
 	}
 	if err := checkFormat(*out, "table", "dot", "json"); err != nil {
 		return usageError(stderr, "graph", "%v", err)

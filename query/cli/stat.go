@@ -7,8 +7,10 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/meshscope/meshscope/query/meshapi"
@@ -64,13 +66,14 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: meshscope stat [--edges|--versions] [--service NAME] [--window 1m] [-o table|json] [--server URL]")
 		fs.PrintDefaults()
 	}
-	if code, ok := parse(fs, args, stderr); !ok {
+	pos, code, ok := parse(fs, args, stderr)
+	if !ok {
 		return code
 	}
-	if fs.NArg() == 1 && *service == "" {
-		*service = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return usageError(stderr, "stat", "unexpected arguments %q", fs.Args())
+	if len(pos) == 1 && *service == "" {
+		*service = pos[0]
+	} else if len(pos) > 0 {
+		return usageError(stderr, "stat", "unexpected arguments %q", pos)
 	}
 	if err := checkFormat(*out, "table", "json"); err != nil {
 		return usageError(stderr, "stat", "%v", err)
@@ -95,6 +98,11 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if _, err := c.get(ctx, "/api/mesh/edges", q, &resp); err != nil {
 			return failure(stderr, "stat", err)
 		}
+		if len(resp.Edges) == 0 {
+			if code, unknown := c.unknownServices(ctx, stderr, *service, *from); unknown {
+				return code
+			}
+		}
 		if *out == "json" {
 			return jsonOut(stdout, stderr, resp)
 		}
@@ -112,6 +120,11 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if _, err := c.get(ctx, "/api/mesh/versions", q, &resp); err != nil {
 			return failure(stderr, "stat", err)
 		}
+		if len(resp.Versions) == 0 {
+			if code, unknown := c.unknownServices(ctx, stderr, *service); unknown {
+				return code
+			}
+		}
 		if *out == "json" {
 			return jsonOut(stdout, stderr, resp)
 		}
@@ -128,6 +141,11 @@ func runStat(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var resp meshapi.ServicesResponse
 		if _, err := c.get(ctx, "/api/mesh/services", q, &resp); err != nil {
 			return failure(stderr, "stat", err)
+		}
+		if len(resp.Services) == 0 {
+			if code, unknown := c.unknownServices(ctx, stderr, *service); unknown {
+				return code
+			}
 		}
 		if *out == "json" {
 			return jsonOut(stdout, stderr, resp)
@@ -174,4 +192,62 @@ func busiest(rows []meshapi.RouteRow) {
 		}
 		return rows[i].Route < rows[j].Route
 	})
+}
+
+// knownServices lists every service name the server's TSDB holds, over its
+// whole retention: callers and callees of mesh_requests_total and the
+// services of reporting proxies.
+func (c *client) knownServices(ctx context.Context) ([]string, error) {
+	set := map[string]bool{}
+	for _, l := range []struct{ label, match string }{
+		{"destination_service", "mesh_requests_total"},
+		{"source_service", "mesh_requests_total"},
+		{"service", "meshscope_proxy_info"},
+	} {
+		var resp struct {
+			Data []string `json:"data"`
+		}
+		if _, err := c.get(ctx, "/api/v1/label/"+l.label+"/values", url.Values{"match[]": {l.match}}, &resp); err != nil {
+			return nil, err
+		}
+		for _, v := range resp.Data {
+			set[v] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for v := range set {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// unknownServices checks the service names a command filtered by (empty
+// ones are skipped) when it found nothing: a name the server has never seen
+// is an error naming the known services (exit 1), so that a typo does not
+// look like an idle service.
+func (c *client) unknownServices(ctx context.Context, stderr io.Writer, names ...string) (code int, unknown bool) {
+	var asked []string
+	for _, n := range names {
+		if n != "" {
+			asked = append(asked, n)
+		}
+	}
+	if len(asked) == 0 {
+		return ExitOK, false
+	}
+	known, err := c.knownServices(ctx)
+	if err != nil {
+		return failure(stderr, "stat", fmt.Errorf("listing known services: %w", err)), true
+	}
+	for _, n := range asked {
+		if slices.Contains(known, n) {
+			continue
+		}
+		if len(known) == 0 {
+			return failure(stderr, "stat", fmt.Errorf("unknown service %q: the server knows no services yet (no mesh traffic or proxy report stored)", n)), true
+		}
+		return failure(stderr, "stat", fmt.Errorf("unknown service %q; known services: %s", n, strings.Join(known, ", "))), true
+	}
+	return ExitOK, false
 }

@@ -27,11 +27,12 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: meshscope top [--service NAME] [--window 1m] [--limit 20] [--interval 2s] [--once] [--server URL]")
 		fs.PrintDefaults()
 	}
-	if code, ok := parse(fs, args, stderr); !ok {
+	pos, code, ok := parse(fs, args, stderr)
+	if !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "top", "unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return usageError(stderr, "top", "unexpected arguments %q", pos)
 	}
 	if *limit <= 0 {
 		return usageError(stderr, "top", "--limit %d: must be positive", *limit)
