@@ -15,6 +15,7 @@ func (a *API) addTraceAndMeshRoutes(engine promql.QueryEngine, q storage.Queryab
 	src := red.Source{Engine: engine, Queryable: q}
 	jaeger := jaegerapi.New(jaegerapi.Options{MaxLimit: a.cfg.MaxTraces, Timeout: a.cfg.Timeout, Logger: a.logger}, traces, src)
 	a.routes = append(a.routes, jaeger.Routes()...)
+	a.routes = append(a.routes, jaeger.V3Routes()...)
 	mesh := meshapi.New(meshapi.Options{Timeout: a.cfg.Timeout, MaxTraces: a.cfg.MaxTraces, ProxyWindow: a.cfg.ProxyWindow, Logger: a.logger}, src, traces)
 	a.routes = append(a.routes, mesh.Routes()...)
 }

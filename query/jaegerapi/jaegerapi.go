@@ -84,9 +84,10 @@ func (a *API) Routes() []Route {
 	}
 }
 
-// RegisterRoutes registers the endpoints on mux.
+// RegisterRoutes registers the endpoints of the classic API and api_v3 on mux.
 func (a *API) RegisterRoutes(mux *http.ServeMux) {
 	route.Register(mux, a.Routes())
+	route.Register(mux, a.V3Routes())
 }
 
 // httpError carries a status code to the envelope.
@@ -263,19 +264,7 @@ func ParseSearch(r *http.Request, now time.Time) (tracestore.Query, []spans.Trac
 		}
 		tags[k] = v
 	}
-	for k, v := range tags {
-		switch {
-		case k == "error" && v == "true", k == "otel.status_code" && strings.EqualFold(v, "ERROR"):
-			q.Status = tracestore.StatusError
-		case k == "error" && v == "false", k == "otel.status_code" && strings.EqualFold(v, "OK"):
-			q.Status = tracestore.StatusOK
-		default:
-			if q.Attrs == nil {
-				q.Attrs = map[string]string{}
-			}
-			q.Attrs[k] = v
-		}
-	}
+	applyTags(&q, tags)
 	var err error
 	if q.MinDuration, err = durationParam(r, "minDuration"); err != nil {
 		return q, nil, err
@@ -319,6 +308,25 @@ func ParseSearch(r *http.Request, now time.Time) (tracestore.Query, []spans.Trac
 		}
 	}
 	return q, ids, nil
+}
+
+// applyTags turns tag filters into the query: error=true|false and
+// otel.status_code=ERROR|OK filter by span status, any other tag compares an
+// attribute's text.
+func applyTags(q *tracestore.Query, tags map[string]string) {
+	for k, v := range tags {
+		switch {
+		case k == "error" && v == "true", k == "otel.status_code" && strings.EqualFold(v, "ERROR"):
+			q.Status = tracestore.StatusError
+		case k == "error" && v == "false", k == "otel.status_code" && strings.EqualFold(v, "OK"):
+			q.Status = tracestore.StatusOK
+		default:
+			if q.Attrs == nil {
+				q.Attrs = map[string]string{}
+			}
+			q.Attrs[k] = v
+		}
+	}
 }
 
 func durationParam(r *http.Request, name string) (time.Duration, error) {

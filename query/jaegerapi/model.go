@@ -2,6 +2,7 @@ package jaegerapi
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,8 +163,8 @@ func ConvertTrace(in []spans.Span) Trace {
 		t.TraceID = ss[0].TraceID.String()
 	}
 	procKeys := map[string]string{}
-	seen := map[spans.SpanID]int{}
-	for _, s := range ss {
+	warnings := SpanWarnings(ss)
+	for i, s := range ss {
 		pk := processKey(&s)
 		pid, ok := procKeys[pk]
 		if !ok {
@@ -172,12 +173,38 @@ func ConvertTrace(in []spans.Span) Trace {
 			t.Processes[pid] = Process{ServiceName: s.Service, Tags: keyValues(s.Resource)}
 		}
 		js := convertSpan(&s, pid)
-		if seen[s.SpanID]++; seen[s.SpanID] == 2 {
-			t.Warnings = append(t.Warnings, "duplicate span IDs; skipping clock skew adjustment")
-		}
+		js.Warnings = warnings[i]
 		t.Spans = append(t.Spans, js)
 	}
 	return t
+}
+
+// Warnings Jaeger's trace adjusters attach to spans (its clock-skew
+// adjuster's texts).
+const (
+	warningDuplicateSpanID = "duplicate span IDs; skipping clock skew adjustment"
+	warningMissingParent   = "parent span ID=%s is not in the trace; skipping clock skew adjustment"
+)
+
+// SpanWarnings returns the warnings of each span of one trace, as Jaeger
+// attaches them: a span whose ID an earlier span already has, and a span
+// whose parent is not in the trace (an orphan: its parent was lost, not yet
+// received, or sampled out), are named; nil for a span without warnings.
+func SpanWarnings(ss []spans.Span) [][]string {
+	out := make([][]string, len(ss))
+	ids := make(map[spans.SpanID]bool, len(ss))
+	for i := range ss {
+		if ids[ss[i].SpanID] {
+			out[i] = append(out[i], warningDuplicateSpanID)
+		}
+		ids[ss[i].SpanID] = true
+	}
+	for i := range ss {
+		if p := ss[i].ParentSpanID; !p.IsZero() && !ids[p] {
+			out[i] = append(out[i], fmt.Sprintf(warningMissingParent, p))
+		}
+	}
+	return out
 }
 
 func processKey(s *spans.Span) string {
