@@ -2,7 +2,6 @@ package jaegerapi
 
 import (
 	"cmp"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -78,13 +77,8 @@ type v3Answer struct {
 
 func (a *API) v3Handler(f func(r *http.Request) (v3Answer, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		if a.opts.Timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, a.opts.Timeout)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
+		r, cancel := a.withTimeout(r)
+		defer cancel()
 		ans, err := f(r)
 		code := http.StatusOK
 		body := ans.raw
@@ -92,16 +86,7 @@ func (a *API) v3Handler(f func(r *http.Request) (v3Answer, error)) http.Handler 
 			body, err = json.Marshal(ans.value)
 		}
 		if err != nil {
-			code = http.StatusInternalServerError
-			var he *httpError
-			switch {
-			case errors.As(err, &he):
-				code = he.code
-			case errors.Is(err, tracestore.ErrTraceNotFound):
-				code = http.StatusNotFound
-			case errors.Is(err, context.DeadlineExceeded):
-				code = http.StatusServiceUnavailable
-			}
+			code = errorCode(err)
 			if code == http.StatusInternalServerError {
 				a.logger.Error("Jaeger api_v3 request failed", "path", r.URL.Path, "err", err)
 			}

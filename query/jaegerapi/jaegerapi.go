@@ -104,28 +104,37 @@ func badRequest(format string, args ...any) error {
 
 var errNoStore = &httpError{http.StatusServiceUnavailable, errors.New("no trace store is configured")}
 
+// withTimeout bounds the request's store work by the configured timeout.
+func (a *API) withTimeout(r *http.Request) (*http.Request, context.CancelFunc) {
+	if a.opts.Timeout <= 0 {
+		return r, func() {}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.Timeout)
+	return r.WithContext(ctx), cancel
+}
+
+// errorCode is the HTTP status of a handler's error.
+func errorCode(err error) int {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		return he.code
+	case errors.Is(err, tracestore.ErrTraceNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
 func (a *API) handler(f func(r *http.Request) (*Response, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		if a.opts.Timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, a.opts.Timeout)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
+		r, cancel := a.withTimeout(r)
+		defer cancel()
 		resp, err := f(r)
 		code := http.StatusOK
 		if err != nil {
-			code = http.StatusInternalServerError
-			var he *httpError
-			switch {
-			case errors.As(err, &he):
-				code = he.code
-			case errors.Is(err, tracestore.ErrTraceNotFound):
-				code = http.StatusNotFound
-			case errors.Is(err, context.DeadlineExceeded):
-				code = http.StatusServiceUnavailable
-			}
+			code = errorCode(err)
 			msg := err.Error()
 			if code == http.StatusNotFound {
 				msg = "trace not found"
