@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -39,8 +40,8 @@ func serverStatus(cfg serverConfig, start time.Time) promapi.Status {
 func redacted(cfg serverConfig) serverConfig {
 	if u, err := url.Parse(cfg.Traces.ClickHouse.DSN); err == nil && u.User != nil {
 		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "<secret>")
-			cfg.Traces.ClickHouse.DSN = u.String()
+			u.User = url.UserPassword(u.User.Username(), "SECRET")
+			cfg.Traces.ClickHouse.DSN = strings.Replace(u.String(), ":SECRET@", ":<secret>@", 1)
 		}
 	}
 	return cfg
