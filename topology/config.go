@@ -39,6 +39,12 @@ type Config struct {
 	StreamBuffer int `yaml:"stream_buffer"`
 	// StreamWriteTimeout bounds writing one frame to a client. Default 10s.
 	StreamWriteTimeout time.Duration `yaml:"stream_write_timeout"`
+	// StreamMaxClients caps the stream's WebSocket clients; more are
+	// refused with 503. Default 256.
+	StreamMaxClients int `yaml:"stream_max_clients"`
+	// StreamMaxClientsPerAddress caps the stream clients from one client
+	// IP address; more are refused with 503. Default 16.
+	StreamMaxClientsPerAddress int `yaml:"stream_max_clients_per_address"`
 
 	// PairingExpiry is how long an unpaired client or server span waits for
 	// its peer. Default 10s.
@@ -96,6 +102,12 @@ const (
 	DefaultAggregateInterval  = 5 * time.Second
 )
 
+// Defaults of the stream client caps.
+const (
+	DefaultStreamMaxClients           = 256
+	DefaultStreamMaxClientsPerAddress = 16
+)
+
 // DefaultStreamWindows is the default of Config.StreamWindows.
 var DefaultStreamWindows = []time.Duration{time.Minute, 5 * time.Minute, time.Hour}
 
@@ -127,6 +139,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StreamWriteTimeout == 0 {
 		c.StreamWriteTimeout = DefaultStreamWriteTimeout
+	}
+	if c.StreamMaxClients == 0 {
+		c.StreamMaxClients = DefaultStreamMaxClients
+	}
+	if c.StreamMaxClientsPerAddress == 0 {
+		c.StreamMaxClientsPerAddress = DefaultStreamMaxClientsPerAddress
 	}
 	if c.PairingExpiry == 0 {
 		c.PairingExpiry = DefaultPairingExpiry
@@ -190,6 +208,12 @@ func (c Config) Validate() error {
 	}
 	if c.StreamWriteTimeout < 0 {
 		bad("stream_write_timeout", "negative")
+	}
+	if c.StreamMaxClients < 1 {
+		bad("stream_max_clients", "%d is below 1", c.StreamMaxClients)
+	}
+	if c.StreamMaxClientsPerAddress < 1 {
+		bad("stream_max_clients_per_address", "%d is below 1", c.StreamMaxClientsPerAddress)
 	}
 	if c.PairingExpiry < 0 {
 		bad("pairing_expiry", "negative")

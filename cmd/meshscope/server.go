@@ -79,6 +79,10 @@ func defaultServerConfig() serverConfig {
 		},
 		Metrics: metricstore.Config{Retention: metricstore.DefaultRetention},
 		Query:   query.DefaultConfig(),
+		Topology: topology.Config{
+			StreamMaxClients:           topology.DefaultStreamMaxClients,
+			StreamMaxClientsPerAddress: topology.DefaultStreamMaxClientsPerAddress,
+		},
 	}
 }
 
@@ -145,6 +149,8 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.StringVar(&c.Traces.ClickHouse.DSN, "clickhouse-dsn", c.Traces.ClickHouse.DSN, "ClickHouse `dsn` (clickhouse://user:pass@host:9000/db) for --trace-store clickhouse")
 	fs.StringVar(&c.Traces.ClickHouse.Cluster, "clickhouse-cluster", c.Traces.ClickHouse.Cluster, "ClickHouse `cluster` name: replicated tables ON CLUSTER")
 	fs.Var(durationValue{&c.Query.Timeout}, "query-timeout", "PromQL query timeout")
+	fs.IntVar(&c.Topology.StreamMaxClients, "stream-max-clients", c.Topology.StreamMaxClients, "most graph stream (WebSocket) clients; more get 503")
+	fs.IntVar(&c.Topology.StreamMaxClientsPerAddress, "stream-max-clients-per-address", c.Topology.StreamMaxClientsPerAddress, "most graph stream clients from one client IP address; more get 503")
 }
 
 // durationValue is a flag accepting Prometheus durations (1d, 2w, 90s) that
