@@ -88,6 +88,7 @@ export function QueryBox({ queries, label }) {
     const done = () => setCopied('copied');
     const fallback = () => {
       // No clipboard (insecure origin, permission): select the text.
+      pre.current.parentElement.open = true;
       const r = document.createRange();
       r.selectNodeContents(pre.current);
       const sel = window.getSelection();
@@ -98,10 +99,9 @@ export function QueryBox({ queries, label }) {
     if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(text).then(done, fallback);
     else fallback();
   };
-  return html`<details class="promql" data-testid="promql">
-    <summary>PromQL</summary>
-    <pre ref=${pre} data-testid="promql-text">${text}</pre>
+  return html`<div class="promql" data-testid="promql">
     <button type="button" class="copy" onClick=${copy} aria-label=${'copy query of ' + label}>copy query</button>
     <span class="muted" role="status">${copied}</span>
-  </details>`;
+    <details><summary>PromQL</summary><pre ref=${pre} data-testid="promql-text">${text}</pre></details>
+  </div>`;
 }
