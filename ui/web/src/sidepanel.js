@@ -3,9 +3,8 @@ import { html } from './html.js';
 import { useEffect, useState } from 'preact/hooks';
 import { RangeChart, QueryBox } from './charts.js';
 import { selector, redQueries, byLabelQueries } from './promql.js';
-import { getJSON, promInstant, fmtRate, fmtPct, fmtMs, fmtUs, fmtTime, windowToSeconds, rateRange } from './api.js';
+import { getJSON, promInstant, fmtRate, fmtPct, fmtMs, fmtTime, windowToSeconds, rateRange } from './api.js';
 import { health, kindInfo } from './graphmodel.js';
-import { summarize } from './traceutil.js';
 import { onLinkClick } from './router.js';
 
 function ByLabelTable({ sel, label, title, window, at, testid }) {
@@ -40,22 +39,23 @@ function TraceList({ title, service, extra, window, at, testid }) {
   const key = JSON.stringify([service, extra, window, at]);
   useEffect(() => {
     const ac = new AbortController();
-    const end = (at || Math.floor(Date.now() / 1000)) * 1e6;
-    const start = end - windowToSeconds(window) * 1e6;
+    const end = at || Math.floor(Date.now() / 1000);
+    const start = end - windowToSeconds(window);
     const q = new URLSearchParams({ service, limit: '10', start: String(start), end: String(end), ...extra });
     setTraces(null);
     setError(null);
-    getJSON('/jaeger/api/traces?' + q, { signal: ac.signal })
-      .then((b) => setTraces((b.data || []).map(summarize).sort((a, b) => b.duration - a.duration)))
+    // The server sorts over the whole window before the limit.
+    getJSON('/api/mesh/traces?' + q, { signal: ac.signal })
+      .then((b) => setTraces(b.traces || []))
       .catch((e) => e.name !== 'AbortError' && setError(e.message));
     return () => ac.abort();
   }, [key]);
   return html`<div class="panel-section" data-testid=${testid}>
     <h3>${title}</h3>
     ${error ? html`<p class="error" role="alert">${error}</p>` : traces === null ? html`<p class="muted">loading…</p>` : traces.length === 0 ? html`<p class="muted">none in this window</p>` : html`
-    <ul class="trace-mini">${traces.map((t) => html`<li key=${t.traceID}><a href=${'/traces/' + t.traceID} onClick=${onLinkClick}>
-      ${t.rootService}: ${t.rootOperation}</a> <span class="num">${fmtUs(t.duration)}</span> ${t.errors ? html`<span class="badge health-failing">✖ ${t.errors} error${t.errors > 1 ? 's' : ''}</span>` : ''}
-      <span class="muted">${fmtTime(t.start / 1000)}</span></li>`)}</ul>`}
+    <ul class="trace-mini">${traces.map((t) => html`<li key=${t.trace_id}><a href=${'/traces/' + t.trace_id} onClick=${onLinkClick}>
+      ${t.root_service}: ${t.root_operation}</a> <span class="num">${fmtMs(t.duration_ms)}</span> ${t.error_count ? html`<span class="badge health-failing">✖ ${t.error_count} error${t.error_count > 1 ? 's' : ''}</span>` : ''}
+      <span class="muted">${fmtTime(t.start)}</span></li>`)}</ul>`}
   </div>`;
 }
 
@@ -109,8 +109,8 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
     <${ByLabelTable} sel=${s} label="route" title="Top routes" window=${window} at=${at} testid="top-routes" />
     <${ByLabelTable} sel=${s} label=${userNode ? 'destination_service' : 'destination_version'} title=${userNode ? 'Destinations' : 'Versions'} window=${window} at=${at} testid="versions" />
     ${traceService ? html`
-    <${TraceList} title=${`Slow traces (≥ ${minDur}, the p95)`} service=${traceService} extra=${{ minDuration: minDur }} window=${window} at=${at} testid="slow-traces" />
-    <${TraceList} title="Failed traces" service=${traceService} extra=${{ tags: JSON.stringify({ error: 'true' }) }} window=${window} at=${at} testid="failed-traces" />
+    <${TraceList} title=${`Slow traces (≥ ${minDur}, the p95)`} service=${traceService} extra=${{ min_duration: minDur, sort: 'longest' }} window=${window} at=${at} testid="slow-traces" />
+    <${TraceList} title="Failed traces" service=${traceService} extra=${{ status: 'error', sort: 'newest' }} window=${window} at=${at} testid="failed-traces" />
     <p><a href=${'/traces?service=' + encodeURIComponent(traceService)} onClick=${onLinkClick}>Search traces of ${traceService} →</a></p>` : ''}
   </aside>`;
 }

@@ -78,10 +78,14 @@ test('the topology renders the demo services with health cues', async () => {
 });
 
 test('clicking a node opens its RED charts', async () => {
-  await page.goto(target.url + '/topology');
+  await page.goto(target.url + '/topology?window=5m');
   await waitForNodes(['checkout']);
   await page.waitForTimeout(300);
+  // The slowest traces are the server's sort over the window, not a sort of
+  // the newest few.
+  const slowReq = page.waitForRequest((r) => r.url().includes('/api/mesh/traces?') && new URL(r.url()).searchParams.get('sort') === 'longest');
   await clickNode('checkout');
+  assert.equal(new URL((await slowReq).url()).searchParams.get('service'), 'checkout');
   const panel = page.locator('[data-testid=side-panel]');
   await panel.locator('h2', { hasText: 'checkout' }).waitFor();
   assert.match(page.url(), /sel=node%3Acheckout/);
@@ -90,6 +94,7 @@ test('clicking a node opens its RED charts', async () => {
     assert.equal(await panel.locator(`[data-testid=${c}] .error`).count(), 0, `${c} shows an error`);
   }
   await panel.locator('[data-testid=top-routes] table, [data-testid=top-routes] p.muted:not(:has-text("loading"))').first().waitFor({ timeout: 15000 });
+  if (target.kind === 'fixture') await panel.locator('[data-testid=slow-traces] li a').first().waitFor({ timeout: 15000 });
   await shot('topology-node-panel');
 });
 
