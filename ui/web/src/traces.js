@@ -254,7 +254,7 @@ export function TraceView({ params, query }) {
     </div>
     <div class="waterfall-layout">
       <div class="waterfall" role="tree" aria-label="Span waterfall" data-testid="waterfall" data-rows=${visibleRows.length}>
-        <div class="wf-head" aria-hidden="true"><span class="wf-name">Service: operation</span><span class="wf-time">${ticks.map((t) => html`<span class="tick" style=${{ left: `${t * 100}%` }}>${fmtUs(t * sum.duration)}</span>`)}</span></div>
+        <div class="wf-head" aria-hidden="true"><span class="wf-name">caller → callee, operation (kind)</span><span class="wf-time">${ticks.map((t) => html`<span class="tick" style=${{ left: `${t * 100}%` }}>${fmtUs(t * sum.duration)}</span>`)}</span></div>
         <div class="wf-scroll" ref=${box}>
           <div class="wf-body" style=${{ height: `${visibleRows.length * ROW}px` }}>
             ${visibleRows.slice(first, last).map((r, k) => {
