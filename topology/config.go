@@ -13,7 +13,8 @@ type Config struct {
 	// DefaultWindow is the window of the live graph and of requests without
 	// a window parameter. Default 1m.
 	DefaultWindow time.Duration `yaml:"default_window"`
-	// MaxWindow bounds the window parameter. Default 24h.
+	// MaxWindow bounds the window parameter. Default 7d (the UI's longest
+	// window).
 	MaxWindow time.Duration `yaml:"max_window"`
 	// StreamWindows are the windows a stream client may ask for (each
 	// subscribed window is rebuilt every BuildInterval). Default [1m, 5m, 1h].
@@ -39,6 +40,12 @@ type Config struct {
 	StreamBuffer int `yaml:"stream_buffer"`
 	// StreamWriteTimeout bounds writing one frame to a client. Default 10s.
 	StreamWriteTimeout time.Duration `yaml:"stream_write_timeout"`
+	// StreamMaxClients caps the stream's WebSocket clients; more are
+	// refused with 503. Default 256.
+	StreamMaxClients int `yaml:"stream_max_clients"`
+	// StreamMaxClientsPerAddress caps the stream clients from one client
+	// IP address; more are refused with 503. Default 16.
+	StreamMaxClientsPerAddress int `yaml:"stream_max_clients_per_address"`
 
 	// PairingExpiry is how long an unpaired client or server span waits for
 	// its peer. Default 10s.
@@ -83,7 +90,7 @@ func (c Config) edgeAggregates() bool { return c.EdgeAggregates == nil || *c.Edg
 // Defaults for Config.
 const (
 	DefaultDefaultWindow      = time.Minute
-	DefaultMaxWindow          = 24 * time.Hour
+	DefaultMaxWindow          = 7 * 24 * time.Hour
 	DefaultBuildInterval      = time.Second
 	DefaultQueryTimeout       = 10 * time.Second
 	DefaultDegradedErrorRate  = 0.001
@@ -94,6 +101,12 @@ const (
 	DefaultPairingMaxPending  = 100000
 	DefaultSpanSeriesIdle     = 10 * time.Minute
 	DefaultAggregateInterval  = 5 * time.Second
+)
+
+// Defaults of the stream client caps.
+const (
+	DefaultStreamMaxClients           = 256
+	DefaultStreamMaxClientsPerAddress = 16
 )
 
 // DefaultStreamWindows is the default of Config.StreamWindows.
@@ -127,6 +140,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StreamWriteTimeout == 0 {
 		c.StreamWriteTimeout = DefaultStreamWriteTimeout
+	}
+	if c.StreamMaxClients == 0 {
+		c.StreamMaxClients = DefaultStreamMaxClients
+	}
+	if c.StreamMaxClientsPerAddress == 0 {
+		c.StreamMaxClientsPerAddress = DefaultStreamMaxClientsPerAddress
 	}
 	if c.PairingExpiry == 0 {
 		c.PairingExpiry = DefaultPairingExpiry
@@ -190,6 +209,12 @@ func (c Config) Validate() error {
 	}
 	if c.StreamWriteTimeout < 0 {
 		bad("stream_write_timeout", "negative")
+	}
+	if c.StreamMaxClients < 1 {
+		bad("stream_max_clients", "%d is below 1", c.StreamMaxClients)
+	}
+	if c.StreamMaxClientsPerAddress < 1 {
+		bad("stream_max_clients_per_address", "%d is below 1", c.StreamMaxClientsPerAddress)
 	}
 	if c.PairingExpiry < 0 {
 		bad("pairing_expiry", "negative")

@@ -36,6 +36,7 @@ type Topology struct {
 	hookOnce sync.Once
 	hooked   bool // the aggregator is seeded and fed by an ingest hook
 	hub      *hub
+	admit    *streamAdmission
 	logger   *slog.Logger
 	up       websocket.Upgrader
 	now      func() time.Time
@@ -109,8 +110,9 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 		Help: "Stream clients disconnected because their send queue was full.",
 	})
 	t.hub = newHub(cfg.StreamBuffer, clients, dropped)
+	t.admit = newStreamAdmission(cfg.StreamMaxClients, cfg.StreamMaxClientsPerAddress)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{t.buildSeconds, t.buildErrors, t.nodes, t.edges, clients, dropped} {
+		for _, c := range []prometheus.Collector{t.buildSeconds, t.buildErrors, t.nodes, t.edges, clients, dropped, t.admit.refused} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering topology metrics: %w", err)
 			}
@@ -417,6 +419,13 @@ func (t *Topology) handleStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden", fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 		return
 	}
+	release, err := t.admit.acquire(clientAddress(r))
+	if err != nil {
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err)
+		return
+	}
+	defer release()
 	conn, err := t.up.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered

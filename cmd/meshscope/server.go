@@ -79,6 +79,10 @@ func defaultServerConfig() serverConfig {
 		},
 		Metrics: metricstore.Config{Retention: metricstore.DefaultRetention},
 		Query:   query.DefaultConfig(),
+		Topology: topology.Config{
+			StreamMaxClients:           topology.DefaultStreamMaxClients,
+			StreamMaxClientsPerAddress: topology.DefaultStreamMaxClientsPerAddress,
+		},
 	}
 }
 
@@ -147,6 +151,8 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.Var(durationValue{&c.Query.Timeout}, "query-timeout", "PromQL query timeout")
 	fs.IntVar(&c.Query.MaxQueryLength, "query-max-length", c.Query.MaxQueryLength, "longest PromQL expression admitted, in `bytes`")
 	fs.IntVar(&c.Query.MaxQueryNodes, "query-max-nodes", c.Query.MaxQueryNodes, "most syntax `nodes` (tokens) of a PromQL expression")
+	fs.IntVar(&c.Topology.StreamMaxClients, "stream-max-clients", c.Topology.StreamMaxClients, "most graph stream (WebSocket) clients; more get 503")
+	fs.IntVar(&c.Topology.StreamMaxClientsPerAddress, "stream-max-clients-per-address", c.Topology.StreamMaxClientsPerAddress, "most graph stream clients from one client IP address; more get 503")
 }
 
 // durationValue is a flag accepting Prometheus durations (1d, 2w, 90s) that

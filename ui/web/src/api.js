@@ -24,9 +24,50 @@ export async function getJSON(url, { signal } = {}) {
   return body;
 }
 
-const windowSeconds = { '1m': 60, '5m': 300, '15m': 900, '1h': 3600, '6h': 21600 };
+// The windows offered everywhere (URL `window`), in seconds.
+export const windowSeconds = { '1m': 60, '5m': 300, '15m': 900, '1h': 3600, '6h': 21600, '1d': 86400, '7d': 604800 };
+export const windows = Object.keys(windowSeconds);
+// windowToSeconds reads a window name or a duration such as 90s, 2h30m.
 export function windowToSeconds(w) {
-  return windowSeconds[w] || 300;
+  if (windowSeconds[w]) return windowSeconds[w];
+  const secs = parseDurationSeconds(w);
+  return secs > 0 ? secs : 300;
+}
+
+const unitSeconds = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+// parseDurationSeconds reads Prometheus-style durations (90s, 1h30m, 7d);
+// NaN when it cannot.
+export function parseDurationSeconds(s) {
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy;
+  let m, total = 0, last = 0;
+  const src = String(s || '');
+  while ((m = re.exec(src))) {
+    total += m[2] === 'ms' ? Number(m[1]) / 1000 : Number(m[1]) * unitSeconds[m[2]];
+    last = re.lastIndex;
+  }
+  return src && last === src.length ? total : NaN;
+}
+
+// fmtSpan formats seconds as a short duration: 45s, 10m, 1h 5m, 2d 3h.
+export function fmtSpan(secs) {
+  secs = Math.max(0, Math.round(secs));
+  const parts = [];
+  for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]]) {
+    if (secs >= n || (u === 's' && !parts.length)) {
+      parts.push(Math.floor(secs / n) + u);
+      secs %= n;
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.join(' ');
+}
+
+// rateRange is the range of rate() for a window of secs seconds: 1m up to
+// 5m windows, a twelfth of longer ones (5m for 1h).
+export function rateRange(secs) {
+  if (secs <= 300) return '1m';
+  const r = Math.round(secs / 12);
+  return r % 60 === 0 ? `${r / 60}m` : `${r}s`;
 }
 
 // promRange runs a PromQL range query and returns [{metric, points:[[t,v]...]}].
@@ -55,12 +96,22 @@ export function fmtRate(v) {
   if (v >= 10) return v.toFixed(1);
   return v.toFixed(2);
 }
+// fmtPct formats a fraction (0..1) as a percentage with adaptive precision:
+// two significant digits of the distance to the nearer of 0 % and 100 %,
+// so 0.99834 reads 99.83 %, 0.0004 reads 0.040 %, and only exactly 0 and 1
+// read 0 % and 100 % (a service with one failure in a million is not
+// "100 %", one with a 0.1 % error rate is not "0 %").
 export function fmtPct(frac) {
   if (frac === undefined || frac === null || isNaN(frac)) return '–';
   const p = frac * 100;
-  if (p === 0) return '0%';
-  if (p < 0.1) return '<0.1%';
-  return (p >= 10 ? p.toFixed(0) : p.toFixed(1)) + '%';
+  if (p <= 0) return '0%';
+  if (p >= 100) return '100%';
+  const dist = Math.min(p, 100 - p);
+  const decimals = Math.max(0, Math.min(4, Math.ceil(-Math.log10(dist)) + 1));
+  let s = p.toFixed(decimals);
+  if (Number(s) >= 100) s = '>99.9999';
+  else if (Number(s) <= 0) s = '<0.0001';
+  return s + '%';
 }
 export function fmtMs(ms) {
   if (ms === undefined || ms === null || isNaN(ms)) return '–';

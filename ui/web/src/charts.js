@@ -75,5 +75,33 @@ export function RangeChart({ title, unit, series, window, at, testid }) {
       ${state.empty ? html` <span class="muted">no data in this window</span>` : ''}</figcaption>
     ${state.error ? html`<p class="error" role="alert">${state.error}</p>` : ''}
     <div ref=${box} class="chart-plot"></div>
+    <${QueryBox} queries=${series.map((s) => s.query)} label=${title} />
   </figure>`;
+}
+
+// QueryBox shows the PromQL behind a panel and copies it, one query a line.
+export function QueryBox({ queries, label }) {
+  const [copied, setCopied] = useState('');
+  const text = queries.join('\n');
+  const pre = useRef(null);
+  const copy = () => {
+    const done = () => setCopied('copied');
+    const fallback = () => {
+      // No clipboard (insecure origin, permission): select the text.
+      pre.current.parentElement.open = true;
+      const r = document.createRange();
+      r.selectNodeContents(pre.current);
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(r);
+      setCopied(document.execCommand && document.execCommand('copy') ? 'copied' : 'selected: press Ctrl+C');
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(text).then(done, fallback);
+    else fallback();
+  };
+  return html`<div class="promql" data-testid="promql">
+    <button type="button" class="copy" onClick=${copy} aria-label=${'copy query of ' + label}>copy query</button>
+    <span class="muted" role="status">${copied}</span>
+    <details><summary>PromQL</summary><pre ref=${pre} data-testid="promql-text">${text}</pre></details>
+  </div>`;
 }

@@ -12,6 +12,7 @@ export function fromSnapshot(g, seq = 0) {
   s.window = g.window;
   s.view = g.view;
   s.coverage = g.coverage || null;
+  s.covered_seconds = g.covered_seconds;
   s.seq = seq;
   for (const n of g.nodes || []) s.nodes.set(n.id, n);
   for (const e of g.edges || []) s.edges.set(e.id || `${e.source}->${e.target}`, e);
@@ -35,6 +36,7 @@ export function applyMessage(state, msg) {
   // An edge whose end node is gone cannot be drawn.
   for (const [id, e] of state.edges) if (!state.nodes.has(e.source) || !state.nodes.has(e.target)) state.edges.delete(id);
   if (msg.coverage) state.coverage = msg.coverage;
+  if (typeof msg.covered_seconds === 'number') state.covered_seconds = msg.covered_seconds;
   return { state, snapshot: false };
 }
 

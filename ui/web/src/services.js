@@ -1,10 +1,12 @@
 // Services page: a sortable table of golden signals per service (like
-// `linkerd viz stat`), from GET /api/mesh/graph.
+// `linkerd viz stat`), from GET /api/mesh/graph: live (refreshed every
+// 10 s), or replayed at `at` or over a range `from`..`to`.
 import { html } from './html.js';
 import { useEffect, useState } from 'preact/hooks';
-import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime } from './api.js';
+import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, fmtSpan } from './api.js';
 import { setQuery, onLinkClick } from './router.js';
-import { HealthBadge, windows } from './topology.js';
+import { HealthBadge } from './topology.js';
+import { timeParams, apiTime, timeKey, TimeControls, CoverageNote } from './time.js';
 
 const healthOrder = { failing: 3, degraded: 2, healthy: 1, no_data: 0 };
 const columns = [
@@ -20,7 +22,7 @@ const columns = [
 ];
 
 export function ServicesPage({ query }) {
-  const window = windows.includes(query.get('window')) ? query.get('window') : '1m';
+  const t = timeParams(query);
   const view = query.get('view') === 'version' ? 'version' : 'service';
   const sortKey = columns.some((c) => c.key === query.get('sort')) ? query.get('sort') : 'rps';
   const dir = query.get('dir') === 'asc' ? 'asc' : query.get('dir') === 'desc' ? 'desc' : (columns.find((c) => c.key === sortKey).text ? 'asc' : 'desc');
@@ -29,18 +31,18 @@ export function ServicesPage({ query }) {
   const [reload, setReload] = useState(0);
   useEffect(() => {
     const ac = new AbortController();
-    getJSON(`/api/mesh/graph?window=${window}&view=${view}`, { signal: ac.signal })
+    getJSON('/api/mesh/graph?' + new URLSearchParams({ ...apiTime(t), view }), { signal: ac.signal })
       .then((g) => {
         setGraph(g);
         setError(null);
       })
       .catch((e) => e.name !== 'AbortError' && setError(e.message));
-    const t = setTimeout(() => setReload((r) => r + 1), 10000);
+    const timer = t.replay ? 0 : setTimeout(() => setReload((r) => r + 1), 10000);
     return () => {
       ac.abort();
-      clearTimeout(t);
+      clearTimeout(timer);
     };
-  }, [window, view, reload]);
+  }, [timeKey(t), view, reload]);
   const col = columns.find((c) => c.key === sortKey);
   const rows = graph ? (graph.nodes || []).filter((n) => n.kind !== 'user').slice() : [];
   rows.sort((a, b) => {
@@ -52,16 +54,16 @@ export function ServicesPage({ query }) {
   return html`<section class="page services" aria-labelledby="svc-h">
     <div class="page-head"><h1 id="svc-h">Services</h1>
       <form class="toolbar" onSubmit=${(e) => e.preventDefault()}>
-        <label>Window <select value=${window} onChange=${(e) => setQuery({ window: e.target.value === '1m' ? null : e.target.value })}>
-          ${windows.map((w) => html`<option value=${w}>${w}</option>`)}</select></label>
+        <${TimeControls} t=${t} />
         <label>View <select value=${view} onChange=${(e) => setQuery({ view: e.target.value === 'service' ? null : e.target.value })}>
           <option value="service">services</option><option value="version">versions</option></select></label>
-        <span class="muted">${graph ? `as of ${fmtTime(graph.at)}, refreshed every 10 s` : ''}</span>
+        <span class="muted" data-testid="services-asof">${graph ? (t.replay ? `replay: ${fmtSpan(t.secs)} up to ${fmtTime(graph.at)}` : `as of ${fmtTime(graph.at)}, refreshed every 10 s`) : ''}</span>
       </form></div>
+    ${graph ? html`<${CoverageNote} covered=${graph.covered_seconds} secs=${t.secs} />` : ''}
     ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
     ${!graph && !error ? html`<p class="muted">Loading…</p>` : ''}
     ${graph ? html`<div class="table-wrap"><table class="data sortable" data-testid="services-table">
-      <caption class="sr-only">Golden signals per service over the last ${window}; column headers sort.</caption>
+      <caption class="sr-only">Golden signals per service over ${fmtSpan(t.secs)}; column headers sort.</caption>
       <thead><tr>${columns.map((c) => html`<th scope="col" class=${c.num ? 'num' : ''} aria-sort=${c.key === sortKey ? (dir === 'asc' ? 'ascending' : 'descending') : 'none'}>
         <button type="button" class="sort" onClick=${() => sortBy(c.key)}>${c.label}${c.key === sortKey ? (dir === 'asc' ? ' ▲' : ' ▼') : ''}</button></th>`)}
         <th scope="col">Details</th></tr></thead>
@@ -69,8 +71,15 @@ export function ServicesPage({ query }) {
         <th scope="row">${n.id}</th><td><${HealthBadge} h=${n.health} /></td><td>${n.kind}</td><td>${n.mode}</td>
         <td class="num">${n.kind === 'external' || n.kind === 'database' || n.rps ? fmtPct(1 - (n.error_rate || 0)) : '–'}</td>
         <td class="num">${fmtRate(n.rps)}</td><td class="num">${fmtMs(n.p50_ms)}</td><td class="num">${fmtMs(n.p95_ms)}</td><td class="num">${fmtMs(n.p99_ms)}</td>
-        <td><a href=${`/topology?window=${window}&sel=${encodeURIComponent('node:' + n.id)}${view === 'version' ? '&view=version' : ''}`} onClick=${onLinkClick}>graph</a>
+        <td><a href=${'/topology?' + new URLSearchParams({ ...timeQuery(query), sel: 'node:' + n.id, ...(view === 'version' ? { view } : {}) })} onClick=${onLinkClick}>graph</a>
           · <a href=${'/traces?service=' + encodeURIComponent(n.service || n.id)} onClick=${onLinkClick}>traces</a></td></tr>`)}</tbody>
     </table></div>` : ''}
   </section>`;
+}
+
+// timeQuery keeps the time state of the URL for links to other pages.
+function timeQuery(q) {
+  const o = {};
+  for (const k of ['window', 'at', 'from', 'to']) if (q.get(k)) o[k] = q.get(k);
+  return o;
 }

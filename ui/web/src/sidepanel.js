@@ -1,63 +1,21 @@
 // Side panel of the topology page: details of the selected node or edge.
 import { html } from './html.js';
 import { useEffect, useState } from 'preact/hooks';
-import { RangeChart } from './charts.js';
-import { getJSON, promInstant, promString, fmtRate, fmtPct, fmtMs, fmtUs, fmtTime, windowToSeconds } from './api.js';
+import { RangeChart, QueryBox } from './charts.js';
+import { selector, redQueries, byLabelQueries } from './promql.js';
+import { getJSON, promInstant, fmtRate, fmtPct, fmtMs, fmtTime, windowToSeconds, rateRange } from './api.js';
 import { health, kindInfo } from './graphmodel.js';
-import { summarize } from './traceutil.js';
 import { onLinkClick } from './router.js';
-
-// selector builds the PromQL label matchers for a node or an edge. Requests
-// are counted once: at the destination's proxy (inbound) when it is meshed,
-// else at the caller's proxy (outbound). See docs/metrics.md.
-export function selector(kind, a, b) {
-  const m = [];
-  if (kind === 'node') {
-    m.push(`direction="${a.kind === 'service' ? 'inbound' : 'outbound'}"`);
-    m.push(`destination_service=${promString(a.kind === 'external' ? 'external' : a.service || a.id)}`);
-    if (a.version) m.push(`destination_version=${promString(a.version)}`);
-  } else {
-    m.push(`direction="${b.kind === 'service' ? 'inbound' : 'outbound'}"`);
-    m.push(`source_service=${promString(a.kind === 'user' ? 'unknown' : a.service || a.id)}`);
-    if (a.version) m.push(`source_version=${promString(a.version)}`);
-    m.push(`destination_service=${promString(b.kind === 'external' ? 'external' : b.service || b.id)}`);
-    if (b.version) m.push(`destination_version=${promString(b.version)}`);
-  }
-  return m.join(',');
-}
-
-export function redQueries(sel, rateRange) {
-  const req = `mesh_requests_total{${sel}}`;
-  const fail = `mesh_requests_total{${sel},outcome="failure"}`;
-  const bucket = `mesh_request_duration_seconds_bucket{${sel}}`;
-  const q = (x) => `histogram_quantile(${x}, sum by (le) (rate(${bucket}[${rateRange}])))`;
-  return {
-    rate: [{ label: 'requests/s', query: `sum(rate(${req}[${rateRange}]))` }],
-    errors: [{ label: 'error %', query: `100 * (sum(rate(${fail}[${rateRange}])) or vector(0)) / sum(rate(${req}[${rateRange}]))` }],
-    latency: [
-      { label: 'p50', query: q(0.5), scale: 1000 },
-      { label: 'p95', query: q(0.95), scale: 1000 },
-      { label: 'p99', query: q(0.99), scale: 1000 },
-    ],
-  };
-}
 
 function ByLabelTable({ sel, label, title, window, at, testid }) {
   const [rows, setRows] = useState(null);
   const [error, setError] = useState(null);
+  const queries = byLabelQueries(sel, label, window);
   useEffect(() => {
     const ac = new AbortController();
-    const w = window;
-    const req = `mesh_requests_total{${sel}}`;
-    const fail = `mesh_requests_total{${sel},outcome="failure"}`;
-    const bucket = `mesh_request_duration_seconds_bucket{${sel}}`;
     setRows(null);
     setError(null);
-    Promise.all([
-      promInstant(`topk(10, sum by (${label}) (rate(${req}[${w}])))`, at, { signal: ac.signal }),
-      promInstant(`sum by (${label}) (rate(${fail}[${w}]))`, at, { signal: ac.signal }),
-      promInstant(`histogram_quantile(0.99, sum by (${label}, le) (rate(${bucket}[${w}])))`, at, { signal: ac.signal }),
-    ]).then(([rps, fails, p99]) => {
+    Promise.all(queries.map((q) => promInstant(q, at, { signal: ac.signal }))).then(([rps, fails, p99]) => {
       const f = new Map(fails.map((r) => [r.metric[label], r.value]));
       const l = new Map(p99.map((r) => [r.metric[label], r.value]));
       setRows(rps.sort((a, b) => b.value - a.value).map((r) => ({
@@ -71,6 +29,7 @@ function ByLabelTable({ sel, label, title, window, at, testid }) {
     ${error ? html`<p class="error" role="alert">${error}</p>` : rows === null ? html`<p class="muted">loading…</p>` : rows.length === 0 ? html`<p class="muted">no requests in this window</p>` : html`
     <table class="data compact"><thead><tr><th scope="col">${label}</th><th scope="col" class="num">rps</th><th scope="col" class="num">errors</th><th scope="col" class="num">p99</th></tr></thead>
     <tbody>${rows.map((r) => html`<tr key=${r.key}><td>${r.key}</td><td class="num">${fmtRate(r.rps)}</td><td class="num">${fmtPct(r.err)}</td><td class="num">${fmtMs(r.p99)}</td></tr>`)}</tbody></table>`}
+    <${QueryBox} queries=${queries} label=${title} />
   </div>`;
 }
 
@@ -80,22 +39,23 @@ function TraceList({ title, service, extra, window, at, testid }) {
   const key = JSON.stringify([service, extra, window, at]);
   useEffect(() => {
     const ac = new AbortController();
-    const end = (at || Math.floor(Date.now() / 1000)) * 1e6;
-    const start = end - windowToSeconds(window) * 1e6;
+    const end = at || Math.floor(Date.now() / 1000);
+    const start = end - windowToSeconds(window);
     const q = new URLSearchParams({ service, limit: '10', start: String(start), end: String(end), ...extra });
     setTraces(null);
     setError(null);
-    getJSON('/jaeger/api/traces?' + q, { signal: ac.signal })
-      .then((b) => setTraces((b.data || []).map(summarize).sort((a, b) => b.duration - a.duration)))
+    // The server sorts over the whole window before the limit.
+    getJSON('/api/mesh/traces?' + q, { signal: ac.signal })
+      .then((b) => setTraces(b.traces || []))
       .catch((e) => e.name !== 'AbortError' && setError(e.message));
     return () => ac.abort();
   }, [key]);
   return html`<div class="panel-section" data-testid=${testid}>
     <h3>${title}</h3>
     ${error ? html`<p class="error" role="alert">${error}</p>` : traces === null ? html`<p class="muted">loading…</p>` : traces.length === 0 ? html`<p class="muted">none in this window</p>` : html`
-    <ul class="trace-mini">${traces.map((t) => html`<li key=${t.traceID}><a href=${'/traces/' + t.traceID} onClick=${onLinkClick}>
-      ${t.rootService}: ${t.rootOperation}</a> <span class="num">${fmtUs(t.duration)}</span> ${t.errors ? html`<span class="badge health-failing">✖ ${t.errors} error${t.errors > 1 ? 's' : ''}</span>` : ''}
-      <span class="muted">${fmtTime(t.start / 1000)}</span></li>`)}</ul>`}
+    <ul class="trace-mini">${traces.map((t) => html`<li key=${t.trace_id}><a href=${'/traces/' + t.trace_id} onClick=${onLinkClick}>
+      ${t.root_service}: ${t.root_operation}</a> <span class="num">${fmtMs(t.duration_ms)}</span> ${t.error_count ? html`<span class="badge health-failing">✖ ${t.error_count} error${t.error_count > 1 ? 's' : ''}</span>` : ''}
+      <span class="muted">${fmtTime(t.start)}</span></li>`)}</ul>`}
   </div>`;
 }
 
@@ -117,11 +77,11 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
     return html`<aside class="side-panel" aria-label="Details" data-testid="side-panel">${close}
       <h2>${id}</h2><p class="muted">${graph.nodes.size ? 'Not in the current graph (filtered out, or no traffic in this window).' : 'Loading…'}</p></aside>`;
   }
-  const rateRange = window === '1h' ? '5m' : '1m';
   const s = kind === 'node' ? selector('node', a) : selector('edge', a, b);
-  const qs = redQueries(s, rateRange);
+  const qs = redQueries(s, rateRange(windowToSeconds(window)));
   const h = health(subject.health);
-  const traceService = kind === 'node' ? (a.kind === 'external' ? null : a.service || a.id) : (b.kind === 'external' ? a.service || a.id : b.service || b.id);
+  const userNode = kind === 'node' && a.kind === 'user';
+  const traceService = userNode ? null : kind === 'node' ? (a.kind === 'external' ? null : a.service || a.id) : (b.kind === 'external' ? a.service || a.id : b.service || b.id);
   const minDur = `${Math.max(1, Math.round(subject.p95_ms || 1))}ms`;
   const title = kind === 'node' ? id : `${subject.source} → ${subject.target}`;
   return html`<aside class="side-panel" aria-label=${'Details of ' + title} data-testid="side-panel">
@@ -132,6 +92,7 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
       ${kind === 'node' ? html` <span class="tag">${(kindInfo[a.kind] || {}).label || a.kind}</span> <span class="tag">mode: ${a.mode}</span>${a.group ? html` <span class="tag">group: ${a.group}</span>` : ''}` : html` <span class="tag">seen by: ${subject.seen_by}</span>`}
       ${(subject.protocols || []).map((p) => html` <span class="tag">${p}</span>`)}
     </p>
+    ${userNode ? html`<p class="muted">Callers outside the mesh: their outgoing requests.</p>` : ''}
     <dl class="stats">
       <div><dt>requests/s</dt><dd>${fmtRate(subject.rps)}</dd></div>
       <div><dt>errors</dt><dd>${fmtPct(subject.error_rate)}</dd></div>
@@ -140,17 +101,16 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
       <div><dt>p99</dt><dd>${fmtMs(subject.p99_ms)}</dd></div>
     </dl>
     ${kind === 'node' && a.versions && a.versions.length ? html`<p><b>Versions:</b> ${a.versions.join(', ')}</p>` : ''}
-    ${a.kind === 'user' && kind === 'node' ? html`<p class="muted">Callers outside the mesh; no metrics of their own.</p>` : html`
     <div class="charts">
       <${RangeChart} title="Request rate" unit="req/s" series=${qs.rate} window=${window} at=${at} testid="chart-rate" />
       <${RangeChart} title="Errors" unit="%" series=${qs.errors} window=${window} at=${at} testid="chart-errors" />
       <${RangeChart} title="Latency" unit="ms" series=${qs.latency} window=${window} at=${at} testid="chart-latency" />
     </div>
     <${ByLabelTable} sel=${s} label="route" title="Top routes" window=${window} at=${at} testid="top-routes" />
-    <${ByLabelTable} sel=${s} label="destination_version" title="Versions" window=${window} at=${at} testid="versions" />
+    <${ByLabelTable} sel=${s} label=${userNode ? 'destination_service' : 'destination_version'} title=${userNode ? 'Destinations' : 'Versions'} window=${window} at=${at} testid="versions" />
     ${traceService ? html`
-    <${TraceList} title=${`Slow traces (≥ ${minDur}, the p95)`} service=${traceService} extra=${{ minDuration: minDur }} window=${window} at=${at} testid="slow-traces" />
-    <${TraceList} title="Failed traces" service=${traceService} extra=${{ tags: JSON.stringify({ error: 'true' }) }} window=${window} at=${at} testid="failed-traces" />
-    <p><a href=${'/traces?service=' + encodeURIComponent(traceService)} onClick=${onLinkClick}>Search traces of ${traceService} →</a></p>` : ''}`}
+    <${TraceList} title=${`Slow traces (≥ ${minDur}, the p95)`} service=${traceService} extra=${{ min_duration: minDur, sort: 'longest' }} window=${window} at=${at} testid="slow-traces" />
+    <${TraceList} title="Failed traces" service=${traceService} extra=${{ status: 'error', sort: 'newest' }} window=${window} at=${at} testid="failed-traces" />
+    <p><a href=${'/traces?service=' + encodeURIComponent(traceService)} onClick=${onLinkClick}>Search traces of ${traceService} →</a></p>` : ''}
   </aside>`;
 }

@@ -2,7 +2,8 @@
 import { html } from './html.js';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState, useCallback } from 'preact/hooks';
 import cytoscape from 'cytoscape';
-import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime } from './api.js';
+import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, windows } from './api.js';
+import { timeParams, apiTime, TimeControls, CoverageNote } from './time.js';
 import { setQuery, withQuery, onLinkClick } from './router.js';
 import { applyMessage, fromSnapshot, emptyGraph, health, healthInfo, kindInfo, groupGraph } from './graphmodel.js';
 import { compileFind } from './findexpr.js';
@@ -13,14 +14,20 @@ import { SidePanel } from './sidepanel.js';
 // when nodes have no groups) instead of drawing every node.
 export const MAX_DRAWN_NODES = 1000;
 
-export const windows = ['1m', '5m', '1h'];
+export { windows };
+// The windows the server streams (topology stream_windows, default); other
+// windows are polled from GET /api/mesh/graph.
+export const streamWindows = ['1m', '5m', '1h'];
+const POLL_MS = 10000;
 const edgeLabels = { rps: 'requests/s', error: 'error %', p99: 'p99 latency', none: 'none' };
 
 function params(q) {
+  const t = timeParams(q);
   return {
-    window: windows.includes(q.get('window')) ? q.get('window') : '1m',
+    t,
+    window: t.window,
     view: q.get('view') === 'version' ? 'version' : 'service',
-    at: q.get('at') || '',
+    at: t.at,
     label: edgeLabels[q.get('label')] ? q.get('label') : 'rps',
     group: q.get('group') || '',
     hideHealthy: q.get('hide') === 'healthy',
@@ -31,20 +38,11 @@ function params(q) {
   };
 }
 
-// atToISO turns the `at` URL value (RFC 3339 or epoch seconds) into RFC 3339.
-function atToISO(at) {
-  if (!at) return '';
-  if (/^\d+(\.\d+)?$/.test(at)) return new Date(Number(at) * 1000).toISOString();
-  const d = new Date(at);
-  return isNaN(d) ? '' : d.toISOString();
-}
-export function atToEpoch(at) {
-  const iso = atToISO(at);
-  return iso ? Math.floor(new Date(iso).getTime() / 1000) : 0;
-}
-
 // useGraphSource keeps the graph state from the stream (live) or from one
-// GET (replay at a past time, or paused on first load).
+// GET (replay at a past time or range, or paused on first load). Live, the
+// first paint comes from GET /api/mesh/graph while the stream connects (the
+// stream's snapshot replaces it); windows the server does not stream are
+// polled.
 function useGraphSource(p) {
   const ref = useRef(emptyGraph());
   const [tick, setTick] = useState(0);
@@ -65,28 +63,48 @@ function useGraphSource(p) {
         if (!cancelled) setTick((t) => t + 1);
       });
     };
-    const fetchOnce = () => {
-      const q = new URLSearchParams({ window: p.window, view: p.view });
-      const iso = atToISO(p.at);
-      if (iso) q.set('at', iso);
-      setStatus({ state: 'loading', error: null });
-      getJSON('/api/mesh/graph?' + q)
+    const graphURL = '/api/mesh/graph?' + new URLSearchParams({ ...apiTime(p.t), view: p.view });
+    const fetchOnce = (state) => {
+      setStatus((s) => (s.state === state ? s : { state: 'loading', error: null }));
+      return getJSON(graphURL)
         .then((g) => {
           if (cancelled) return;
           ref.current = fromSnapshot(g);
-          setStatus({ state: p.at ? 'replay' : 'paused', error: null });
+          setStatus({ state, error: null });
           bump();
         })
         .catch((e) => !cancelled && setStatus({ state: 'error', error: e.message }));
     };
     if (!live) {
       // Paused with a graph already on screen keeps it; otherwise load one.
-      if (p.at || !ref.current.nodes.size || ref.current.window !== p.window || ref.current.view !== p.view) fetchOnce();
+      if (p.at || !ref.current.nodes.size || ref.current.window !== p.window || ref.current.view !== p.view) fetchOnce(p.at ? 'replay' : 'paused');
       else setStatus({ state: 'paused', error: null });
       return () => {
         cancelled = true;
       };
     }
+    if (!streamWindows.includes(p.window)) {
+      let poll = 0;
+      const loop = () => fetchOnce('polling').then(() => {
+        if (!cancelled) poll = setTimeout(loop, POLL_MS);
+      });
+      loop();
+      return () => {
+        cancelled = true;
+        clearTimeout(poll);
+        cancelAnimationFrame(raf);
+      };
+    }
+    // First paint from the HTTP snapshot; ignored once the stream has sent
+    // its own.
+    let streamed = false;
+    getJSON(graphURL)
+      .then((g) => {
+        if (cancelled || streamed) return;
+        ref.current = fromSnapshot(g);
+        bump();
+      })
+      .catch(() => {}); // the stream reports its own errors
     let attempt = 0;
     const connect = () => {
       const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -105,6 +123,7 @@ function useGraphSource(p) {
           setStatus({ state: 'live', error: 'stream sent a frame that is not JSON' });
           return;
         }
+        if (msg.type === 'snapshot') streamed = true;
         if (msg.type === 'diff' && ref.current.seq && msg.seq !== ref.current.seq + 1) {
           // A lost frame: start over from a fresh snapshot.
           ws.close();
@@ -130,7 +149,7 @@ function useGraphSource(p) {
         ws.close();
       }
     };
-  }, [p.window, p.view, p.at, live]);
+  }, [p.window, p.view, p.at, p.t.secs, live]);
   return { graph: ref.current, tick, status };
 }
 
@@ -138,7 +157,8 @@ function nodeLabel(n) {
   const h = health(n.health);
   const kindTag = n.kind && n.kind !== 'service' ? ` [${kindInfo[n.kind] ? kindInfo[n.kind].label : n.kind}]` : '';
   const name = n.members ? `${n.service} (${n.members})` : n.id;
-  const stats = n.kind === 'user' ? '' : `\n${fmtRate(n.rps)} rps · ${fmtPct(n.error_rate)} err`;
+  // User nodes carry their outgoing traffic.
+  const stats = `\n${fmtRate(n.rps)} rps · ${fmtPct(n.error_rate)} err`;
   return `${h.glyph} ${name}${kindTag}${stats}`;
 }
 
@@ -522,16 +542,14 @@ export function TopologyPage({ query }) {
     clearTimeout(findTimer.current);
     findTimer.current = setTimeout(() => setQuery({ find: v }, { replace: true }), 250);
   };
-  const atLocal = p.at ? toLocalInput(atToISO(p.at)) : '';
   const statusText = {
-    live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', paused: 'Paused', replay: 'Replay', loading: 'Loading…', error: 'Error',
+    live: 'Live', polling: 'Live (every 10 s)', connecting: 'Connecting…', reconnecting: 'Reconnecting…', paused: 'Paused', replay: 'Replay', loading: 'Loading…', error: 'Error',
   }[status.state] || status.state;
 
   return html`<section class="page topology" aria-labelledby="topo-h">
     <h1 id="topo-h" class="sr-only">Topology</h1>
     <form class="toolbar" onSubmit=${(e) => e.preventDefault()} aria-label="Graph controls">
-      <label>Window <select value=${p.window} onChange=${(e) => setQuery({ window: e.target.value === '1m' ? null : e.target.value })}>
-        ${windows.map((w) => html`<option value=${w}>${w}</option>`)}</select></label>
+      <${TimeControls} t=${p.t} />
       <label>View <select value=${p.view} onChange=${(e) => setQuery({ view: e.target.value === 'service' ? null : e.target.value, sel: null })}>
         <option value="service">services</option><option value="version">versions</option></select></label>
       <label>Edge labels <select value=${p.label} onChange=${(e) => setQuery({ label: e.target.value === 'rps' ? null : e.target.value })}>
@@ -541,8 +559,7 @@ export function TopologyPage({ query }) {
       <label class="check"><input type="checkbox" checked=${p.hideHealthy} onChange=${(e) => setQuery({ hide: e.target.checked ? 'healthy' : null })} /> Hide healthy</label>
       <label class="find">Find <input type="search" value=${findText} placeholder="name or error_rate > 1%" aria-invalid=${findError ? 'true' : 'false'} aria-describedby="find-help"
         onInput=${(e) => onFind(e.target.value)} /></label>
-      <label>Replay at <input type="datetime-local" step="1" value=${atLocal} onChange=${(e) => setQuery({ at: e.target.value ? new Date(e.target.value).toISOString() : null })} /></label>
-      ${p.at ? html`<button type="button" onClick=${() => setQuery({ at: null })}>Back to live</button>` : html`
+      ${p.at ? '' : html`
         <button type="button" aria-pressed=${p.paused ? 'true' : 'false'} onClick=${() => setQuery({ paused: p.paused ? null : '1' })}>${p.paused ? 'Resume' : 'Pause'}</button>`}
       <label>Draw <select value=${p.mode} onChange=${(e) => setQuery({ mode: e.target.value === 'auto' ? null : e.target.value })}>
         <option value="auto">auto</option><option value="graph">every node</option><option value="grouped">grouped</option><option value="table">table</option></select></label>
@@ -553,6 +570,7 @@ export function TopologyPage({ query }) {
     <div id="find-help" class=${findError ? 'error' : 'sr-only'}>${findError || 'Find by name, or by an expression such as error_rate > 1% and p99 > 200ms.'}</div>
     ${status.error && status.state !== 'live' ? html`<p class="error" role="alert">${status.error}</p>` : ''}
     <${CoverageStrip} c=${graph.coverage} />
+    <${CoverageNote} covered=${graph.covered_seconds} secs=${p.t.secs} />
     <div class="topo-main">
       <div class="topo-graph">
         ${vis.mode === 'table'
@@ -566,7 +584,7 @@ export function TopologyPage({ query }) {
                 ${n.id}</button> <${HealthBadge} h=${n.health} /> ${n.kind !== 'service' ? html`<span class="tag">${n.kind}</span>` : ''} ${fmtRate(n.rps)} rps, ${fmtPct(n.error_rate)} errors, p99 ${fmtMs(n.p99_ms)}</li>`)}</ul>
             </details>`}
       </div>
-      ${p.sel ? html`<${SidePanel} sel=${p.sel} graph=${graph} tick=${tick} window=${p.window} view=${p.view} at=${atToEpoch(p.at)} onClose=${() => onSelect('')} />` : ''}
+      ${p.sel ? html`<${SidePanel} sel=${p.sel} graph=${graph} tick=${tick} view=${p.view} window=${p.t.absolute ? p.t.secs + 's' : p.window} at=${p.at} onClose=${() => onSelect('')} />` : ''}
     </div>
   </section>`;
 }
@@ -579,13 +597,6 @@ function Legend() {
     <span><span class="lg-dot no_data" aria-hidden="true">?</span> no data</span>
     <span>● service · ◌ unmeshed (dashed border) · ⬡ external · ⛁ database · ▲ user · dotted edge: seen in spans only</span>
   </div>`;
-}
-
-function toLocalInput(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 export { withQuery, onLinkClick };

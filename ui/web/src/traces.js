@@ -1,12 +1,16 @@
-// Traces pages: search (Jaeger-compatible API under /jaeger/api) and the
-// trace view (waterfall with virtualised rows, span details, critical path).
+// Traces pages: search (the native GET /api/mesh/traces, which sorts over
+// the whole time range on the server; services from the Jaeger-compatible
+// API) and the trace view (waterfall with virtualised rows, span details,
+// critical path).
 import { html } from './html.js';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { getJSON, fmtUs, fmtTime } from './api.js';
+import { getJSON, fmtUs, fmtMs, fmtTime } from './api.js';
 import { navigate, setQuery, onLinkClick } from './router.js';
-import { summarize, buildRows, criticalPath, spanIsError, tagValue, parentOf } from './traceutil.js';
+import { summarize, buildRows, criticalPath, spanIsError, tagValue, parentOf, lookbacks, searchURL } from './traceutil.js';
 
-const lookbacks = { '5m': 300, '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
+// Sort orders of the search, applied by the server before the limit.
+const sorts = { newest: 'newest first', longest: 'longest first', errors: 'most errors first' };
+
 
 // parseTags reads "k=v k2="v w"" into an object; it throws naming the bad part.
 export function parseTags(s) {
@@ -35,13 +39,30 @@ function searchParams(q) {
     lookback: lookbacks[q.get('lookback')] ? q.get('lookback') : '1h',
     end: q.get('end') || '',
     limit: q.get('limit') || '20',
-    sort: q.get('sort') === 'longest' ? 'longest' : 'recent',
+    sort: sorts[q.get('sort')] ? q.get('sort') : 'newest', // old links say sort=recent: newest
   };
+}
+
+// pickerServices merges the trace store's services with the services the
+// RED table knows (unmeshed ones are searchable as the peer of client
+// spans) and the one in the URL, so a link never opens an empty picker.
+function pickerServices(traceServices, meshRows, current) {
+  const m = new Map(traceServices.map((s) => [s, '']));
+  for (const r of meshRows) {
+    const name = r.service;
+    if (!name) continue;
+    const unmeshed = r.kind === 'unmeshed' || r.meshed === false;
+    if (unmeshed) m.set(name, 'unmeshed');
+    else if (!m.has(name)) m.set(name, '');
+  }
+  if (current && !m.has(current)) m.set(current, '');
+  return [...m].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([name, mark]) => ({ name, mark }));
 }
 
 export function TracesPage({ query }) {
   const p = searchParams(query);
-  const [services, setServices] = useState([]);
+  const [traceServices, setTraceServices] = useState([]);
+  const [meshRows, setMeshRows] = useState([]);
   const [ops, setOps] = useState([]);
   const [form, setForm] = useState(p);
   const [result, setResult] = useState(null);
@@ -50,8 +71,10 @@ export function TracesPage({ query }) {
   const qkey = query.toString();
   useEffect(() => setForm(p), [qkey]);
   useEffect(() => {
-    getJSON('/jaeger/api/services').then((b) => setServices((b.data || []).slice().sort())).catch((e) => setError(e.message));
+    getJSON('/jaeger/api/services').then((b) => setTraceServices(b.data || [])).catch((e) => setError(e.message));
+    getJSON('/api/mesh/services?window=1h').then((b) => setMeshRows(b.services || [])).catch(() => {}); // only adds marks
   }, []);
+  const services = pickerServices(traceServices, meshRows, p.service);
   useEffect(() => {
     if (!form.service) return setOps([]);
     getJSON(`/jaeger/api/services/${encodeURIComponent(form.service)}/operations`)
@@ -69,17 +92,10 @@ export function TracesPage({ query }) {
       return;
     }
     if (p.errors) tags.error = 'true';
-    const end = p.end ? Number(p.end) * 1e6 : Date.now() * 1000;
-    const start = end - lookbacks[p.lookback] * 1e6;
-    const u = new URLSearchParams({ service: p.service, limit: p.limit, start: String(Math.floor(start)), end: String(Math.floor(end)) });
-    if (p.operation) u.set('operation', p.operation);
-    if (Object.keys(tags).length) u.set('tags', JSON.stringify(tags));
-    if (p.minDuration) u.set('minDuration', p.minDuration);
-    if (p.maxDuration) u.set('maxDuration', p.maxDuration);
     setResult(null);
     setError(null);
-    getJSON('/jaeger/api/traces?' + u, { signal: ac.signal })
-      .then((b) => setResult((b.data || []).map(summarize)))
+    getJSON(searchURL(p, tags), { signal: ac.signal })
+      .then((b) => setResult(b.traces || []))
       .catch((e) => e.name !== 'AbortError' && setError(e.message));
     return () => ac.abort();
   }, [qkey]);
@@ -100,19 +116,20 @@ export function TracesPage({ query }) {
     for (const k of ['service', 'operation', 'tags', 'minDuration', 'maxDuration', 'limit', 'end']) if (form[k]) q.set(k, form[k]);
     if (form.errors) q.set('errors', '1');
     if (form.lookback !== '1h') q.set('lookback', form.lookback);
-    if (form.sort !== 'recent') q.set('sort', form.sort);
+    if (form.sort !== 'newest') q.set('sort', form.sort);
     navigate('/traces?' + q);
   };
   const set = (k) => (e) => setForm({ ...form, [k]: e.target.type === 'checkbox' ? e.target.checked : e.target.value });
-  const sorted = result ? result.slice().sort((a, b) => (p.sort === 'longest' ? b.duration - a.duration : b.start - a.start)) : null;
-  const maxDur = sorted && sorted.length ? Math.max(...sorted.map((t) => t.duration)) : 1;
+  // The server sorted them (over the whole range, before the limit).
+  const sorted = result;
+  const maxDur = sorted && sorted.length ? Math.max(...sorted.map((t) => t.duration_ms || 0)) || 1 : 1;
 
   return html`<section class="page traces" aria-labelledby="tr-h">
     <h1 id="tr-h">Traces</h1>
     <div class="traces-layout">
     <form class="search-form" onSubmit=${submit} aria-label="Trace search" data-testid="trace-search">
       <label>Service <select name="service" value=${form.service} onChange=${(e) => setForm({ ...form, service: e.target.value, operation: '' })} required>
-        <option value="">choose…</option>${services.map((s) => html`<option value=${s}>${s}</option>`)}</select></label>
+        <option value="">choose…</option>${services.map((s) => html`<option value=${s.name}>${s.name}${s.mark ? ` (${s.mark})` : ''}</option>`)}</select></label>
       <label>Operation <select name="operation" value=${form.operation} onChange=${set('operation')}>
         <option value="">all</option>${ops.map((o) => html`<option value=${o}>${o}</option>`)}</select></label>
       <label>Attributes <input name="tags" value=${form.tags} onInput=${set('tags')} placeholder='http.status_code=500 route="/api/x"' /></label>
@@ -125,7 +142,7 @@ export function TracesPage({ query }) {
         <label>Lookback <select name="lookback" value=${form.lookback} onChange=${set('lookback')}>${Object.keys(lookbacks).map((k) => html`<option value=${k}>last ${k}</option>`)}</select></label>
         <label>Limit <input name="limit" type="number" min="1" max="1500" value=${form.limit} onInput=${set('limit')} size="4" /></label>
       </div>
-      <label>Sort <select name="sort" value=${form.sort} onChange=${set('sort')}><option value="recent">most recent</option><option value="longest">longest first</option></select></label>
+      <label>Sort <select name="sort" value=${form.sort} onChange=${set('sort')}>${Object.entries(sorts).map(([k, v]) => html`<option value=${k}>${v}</option>`)}</select></label>
       ${formError ? html`<p class="error" role="alert">${formError}</p>` : ''}
       <button type="submit" class="primary">Find traces</button>
     </form>
@@ -133,12 +150,12 @@ export function TracesPage({ query }) {
       ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
       ${!p.service ? html`<p class="muted">Pick a service and search.</p>` : sorted === null && !error ? html`<p class="muted">Searching…</p>` : ''}
       ${sorted ? html`<p class="muted" data-testid="result-count">${sorted.length} trace${sorted.length === 1 ? '' : 's'}</p>
-      <ol class="trace-results" data-testid="trace-results">${sorted.map((t) => html`<li key=${t.traceID}>
-        <a href=${'/traces/' + t.traceID} onClick=${onLinkClick} class="trace-link">
-          <span class="tr-name">${t.rootService}: ${t.rootOperation}</span>
-          <span class="tr-meta">${t.spanCount} spans · ${[...t.services.keys()].join(', ')}${t.errors ? html` · <span class="badge health-failing">✖ ${t.errors} error${t.errors > 1 ? 's' : ''}</span>` : ''}</span>
-          <span class="tr-time">${fmtTime(t.start / 1000)}</span>
-          <span class="tr-dur"><span class="dur-bar" style=${{ width: `${Math.max(1, (100 * t.duration) / maxDur)}%` }} aria-hidden="true"></span><span class="num">${fmtUs(t.duration)}</span></span>
+      <ol class="trace-results" data-testid="trace-results">${sorted.map((t) => html`<li key=${t.trace_id} data-trace=${t.trace_id} data-duration-ms=${t.duration_ms}>
+        <a href=${'/traces/' + t.trace_id} onClick=${onLinkClick} class="trace-link">
+          <span class="tr-name">${t.root_service}: ${t.root_operation}</span>
+          <span class="tr-meta">${t.span_count} spans · ${(t.services || []).join(', ')}${t.error_count ? html` · <span class="badge health-failing">✖ ${t.error_count} error${t.error_count > 1 ? 's' : ''}</span>` : ''}</span>
+          <span class="tr-time">${fmtTime(t.start)}</span>
+          <span class="tr-dur"><span class="dur-bar" style=${{ width: `${Math.max(1, (100 * (t.duration_ms || 0)) / maxDur)}%` }} aria-hidden="true"></span><span class="num">${fmtMs(t.duration_ms)}</span></span>
         </a></li>`)}</ol>` : ''}
     </div></div>
   </section>`;
@@ -237,7 +254,7 @@ export function TraceView({ params, query }) {
     </div>
     <div class="waterfall-layout">
       <div class="waterfall" role="tree" aria-label="Span waterfall" data-testid="waterfall" data-rows=${visibleRows.length}>
-        <div class="wf-head" aria-hidden="true"><span class="wf-name">Service: operation</span><span class="wf-time">${ticks.map((t) => html`<span class="tick" style=${{ left: `${t * 100}%` }}>${fmtUs(t * sum.duration)}</span>`)}</span></div>
+        <div class="wf-head" aria-hidden="true"><span class="wf-name">caller → callee, operation (kind)</span><span class="wf-time">${ticks.map((t) => html`<span class="tick" style=${{ left: `${t * 100}%` }}>${fmtUs(t * sum.duration)}</span>`)}</span></div>
         <div class="wf-scroll" ref=${box}>
           <div class="wf-body" style=${{ height: `${visibleRows.length * ROW}px` }}>
             ${visibleRows.slice(first, last).map((r, k) => {
@@ -248,11 +265,11 @@ export function TraceView({ params, query }) {
               const err = spanIsError(s);
               const onCP = showCP && cp.has(s.spanID);
               return html`<div key=${s.spanID} role="treeitem" aria-level=${r.depth + 1} aria-selected=${s.spanID === selected ? 'true' : 'false'} aria-expanded=${r.hasChildren ? (collapsed.has(s.spanID) ? 'false' : 'true') : undefined}
-                class=${'wf-row' + (s.spanID === selected ? ' selected' : '') + (err ? ' is-error' : '') + (onCP ? ' critical' : '')} style=${{ top: `${i * ROW}px` }} data-span=${s.spanID} data-service=${r.service}>
+                class=${'wf-row' + (s.spanID === selected ? ' selected' : '') + (err ? ' is-error' : '') + (onCP ? ' critical' : '')} style=${{ top: `${i * ROW}px` }} data-span=${s.spanID} data-service=${r.service} data-kind=${r.kind} data-peer=${r.peer}>
                 <span class="wf-name" style=${{ paddingLeft: `${4 + r.depth * 14}px` }}>
                   ${r.hasChildren ? html`<button type="button" class="twisty" aria-label=${collapsed.has(s.spanID) ? 'Expand' : 'Collapse'} onClick=${() => toggle(s.spanID)}>${collapsed.has(s.spanID) ? '▸' : '▾'}</button>` : html`<span class="twisty-pad"></span>`}
                   <button type="button" class="span-name" onClick=${() => setQuery({ span: s.spanID === selected ? null : s.spanID }, { replace: true })} onKeyDown=${(e) => onKey(e, i)}>
-                    ${err ? html`<span class="err-glyph" title="error">✖ </span>` : ''}${onCP ? html`<span class="cp-glyph" title="on the critical path">◆ </span>` : ''}<b>${r.service}</b> ${s.operationName}</button></span>
+                    ${err ? html`<span class="err-glyph" title="error">✖ </span>` : ''}${onCP ? html`<span class="cp-glyph" title="on the critical path">◆ </span>` : ''}<${SpanTitle} r=${r} /></button></span>
                 <span class="wf-time"><span class="wf-bar" style=${{ left: `${left}%`, width: `${width}%` }}></span><span class=${'wf-dur' + (left + width > 85 ? ' inside' : '')} style=${left + width > 85 ? { left: `${left}%` } : { left: `${left + width}%` }}>${fmtUs(s.duration)}</span></span>
               </div>`;
             })}
@@ -262,6 +279,17 @@ export function TraceView({ params, query }) {
       ${sel ? html`<${SpanDetails} span=${sel} trace=${trace} start=${sum.start} onClose=${() => setQuery({ span: null }, { replace: true })} />` : ''}
     </div>
   </section>`;
+}
+
+// SpanTitle names a waterfall row: caller → callee (the row's own service
+// in bold), the operation and the span kind, e.g. "web → cart GET /cart
+// (client)".
+function SpanTitle({ r }) {
+  const op = r.span.operationName;
+  const kind = r.kind ? html` <span class="wf-kind">(${r.kind})</span>` : '';
+  if (r.peer && (r.kind === 'client' || r.kind === 'producer')) return html`<b>${r.service}</b> → ${r.peer} ${op}${kind}`;
+  if (r.peer) return html`${r.peer} → <b>${r.service}</b> ${op}${kind}`;
+  return html`<b>${r.service}</b> ${op}${kind}`;
 }
 
 function SpanDetails({ span, trace, start, onClose }) {

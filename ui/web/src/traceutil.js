@@ -24,6 +24,38 @@ export function serviceOf(trace, s) {
   return (p && p.serviceName) || (s.process && s.process.serviceName) || 'unknown';
 }
 
+// spanKind is the span's kind (client, server, internal, producer,
+// consumer) or '' when the span does not say.
+export function spanKind(s) {
+  return String(tagValue(s.tags, 'span.kind') || '').toLowerCase();
+}
+
+const calling = new Set(['client', 'producer']);
+const called = new Set(['server', 'consumer']);
+
+// spanPeer is the other side of a call: for a client (producer) span the
+// service it called (peer.service, the proxy's mesh.destination.service,
+// else the service of its server child, else server.address); for a server
+// (consumer) span its caller (mesh.source.service, else the service of its
+// client parent). '' when unknown or not a call.
+export function spanPeer(trace, s, kids, parent) {
+  const kind = spanKind(s);
+  if (calling.has(kind)) {
+    const tagged = tagValue(s.tags, 'peer.service') || tagValue(s.tags, 'mesh.destination.service');
+    if (tagged) return String(tagged);
+    const child = (kids || []).find((k) => called.has(spanKind(k)));
+    if (child) return serviceOf(trace, child);
+    const addr = tagValue(s.tags, 'server.address');
+    return addr ? String(addr) : '';
+  }
+  if (called.has(kind)) {
+    const tagged = tagValue(s.tags, 'mesh.source.service');
+    if (tagged) return String(tagged);
+    if (parent && calling.has(spanKind(parent))) return serviceOf(trace, parent);
+  }
+  return '';
+}
+
 // summarize gives the list view of a trace.
 export function summarize(trace) {
   const spans = trace.spans || [];
@@ -52,8 +84,8 @@ export function summarize(trace) {
 }
 
 // buildRows orders spans depth-first (children by start time) for the
-// waterfall: [{span, depth, service, hasChildren}]. Spans whose parent is
-// missing are treated as roots.
+// waterfall: [{span, depth, service, hasChildren, kind, peer}]. Spans whose
+// parent is missing are treated as roots.
 export function buildRows(trace) {
   const spans = trace.spans || [];
   const byID = new Map(spans.map((s) => [s.spanID, s]));
@@ -77,7 +109,8 @@ export function buildRows(trace) {
     if (seen.has(s.spanID)) continue;
     seen.add(s.spanID);
     const kids = children.get(s.spanID) || [];
-    rows.push({ span: s, depth, service: serviceOf(trace, s), hasChildren: kids.length > 0 });
+    const p = parentOf(s);
+    rows.push({ span: s, depth, service: serviceOf(trace, s), hasChildren: kids.length > 0, kind: spanKind(s), peer: spanPeer(trace, s, kids, p && byID.get(p)) });
     for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], depth + 1]);
   }
   return { rows, children };
@@ -108,4 +141,19 @@ export function criticalPath(trace) {
   // the trace depth, not its size.
   for (const r of roots) visit(r, Infinity);
   return onPath;
+}
+
+// Lookbacks of the trace search (URL `lookback`), in seconds.
+export const lookbacks = { '5m': 300, '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
+
+// searchURL is the native search request of the search parameters p.
+export function searchURL(p, tags, nowMs = Date.now()) {
+  const end = p.end ? Number(p.end) : Math.floor(nowMs / 1000);
+  const u = new URLSearchParams({ service: p.service, limit: p.limit, start: String(end - lookbacks[p.lookback]), end: String(end), sort: p.sort });
+  if (p.operation) u.set('operation', p.operation);
+  for (const [k, v] of Object.entries(tags)) if (k !== 'error') u.append('attr', `${k}=${v}`);
+  if (tags.error === 'true') u.set('status', 'error');
+  if (p.minDuration) u.set('min_duration', p.minDuration.replace('µs', 'us'));
+  if (p.maxDuration) u.set('max_duration', p.maxDuration.replace('µs', 'us'));
+  return '/api/mesh/traces?' + u;
 }

@@ -18,10 +18,13 @@ export const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'se
 // The demo shop: web → catalog, cart, checkout; cart → pricing; catalog →
 // inventory (v1, v2); checkout → payments (~2 % errors, slow tail);
 // reviews has no proxy; checkout calls an external host and a database.
+// The user node carries its outgoing traffic (what it sends into the mesh);
+// web's 0.4 % errors make it degraded (a whole-percent success rate would
+// read 100 %); catalog's rare errors stay below the degraded threshold.
 const baseNodes = [
-  { id: 'user', service: 'user', kind: 'user', mode: 'none', health: 'no_data', rps: 0 },
-  { id: 'web', service: 'web', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 20, error_rate: 0.004, p50_ms: 12, p95_ms: 60, p99_ms: 140 },
-  { id: 'catalog', service: 'catalog', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 12, error_rate: 0, p50_ms: 4, p95_ms: 12, p99_ms: 20 },
+  { id: 'user', service: 'user', kind: 'user', mode: 'none', health: 'degraded', rps: 20, error_rate: 0.004, p50_ms: 13, p95_ms: 62, p99_ms: 145 },
+  { id: 'web', service: 'web', kind: 'service', mode: 'observe', health: 'degraded', group: 'shop', versions: ['v1'], rps: 20, error_rate: 0.004, p50_ms: 12, p95_ms: 60, p99_ms: 140 },
+  { id: 'catalog', service: 'catalog', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 12, error_rate: 0.00017, p50_ms: 4, p95_ms: 12, p99_ms: 20 },
   { id: 'cart', service: 'cart', kind: 'service', mode: 'enforce', health: 'healthy', group: 'shop', versions: ['v1'], rps: 6, error_rate: 0, p50_ms: 3, p95_ms: 9, p99_ms: 15 },
   { id: 'checkout', service: 'checkout', kind: 'service', mode: 'observe', health: 'degraded', group: 'payments', versions: ['v1'], rps: 2, error_rate: 0.021, p50_ms: 40, p95_ms: 300, p99_ms: 900 },
   { id: 'pricing', service: 'pricing', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 6, error_rate: 0, p50_ms: 1, p95_ms: 3, p99_ms: 5 },
@@ -47,6 +50,16 @@ function mkEdge([s, t, rps, err]) {
   return { id: `${s}->${t}`, source: s, target: t, protocols: ['http1'], health: edgeHealth(err), seen_by: t === 'reviews' || t === 'external' || t === 'orders-db' ? 'source' : s === 'user' ? 'destination' : 'both', rps, error_rate: err, p50_ms: 5, p95_ms: 40, p99_ms: 90, bytes_per_sec: rps * 900 };
 }
 
+// The fixture's data starts this long before "now": windows longer than
+// that are only partly covered (covered_seconds).
+export const fixtureDataSeconds = 600;
+const namedWindows = { '1m': 60, '5m': 300, '15m': 900, '1h': 3600, '6h': 21600, '1d': 86400, '7d': 604800 };
+export function windowSecs(w) {
+  if (namedWindows[w]) return namedWindows[w];
+  const m = /^(\d+)s$/.exec(w || '');
+  return m ? Number(m[1]) : 60;
+}
+
 export function demoGraph({ view = 'service', window = '1m', at = new Date(), extra = false, tick = 0 } = {}) {
   let nodes = baseNodes.map(fill).map((n) => ({ ...n, rps: n.rps ? +(n.rps * (1 + 0.05 * Math.sin(tick))).toFixed(3) : 0 }));
   let edges = baseEdges.map(mkEdge);
@@ -68,6 +81,7 @@ export function demoGraph({ view = 'service', window = '1m', at = new Date(), ex
   const meshed = services.filter((n) => n.kind === 'service');
   return {
     at: at.toISOString(), window, view, nodes, edges,
+    covered_seconds: Math.min(windowSecs(window), fixtureDataSeconds),
     coverage: {
       services: services.length, meshed_services: meshed.length, service_fraction: meshed.length / services.length,
       request_fraction: 0.94, observe_services: meshed.filter((n) => n.mode === 'observe').length, enforce_services: meshed.filter((n) => n.mode === 'enforce').length,
@@ -114,20 +128,26 @@ export function demoTraces(now = Date.now()) {
       spans.push({ traceID: tid, spanID: id, operationName: op, references: parent ? [{ refType: 'CHILD_OF', traceID: tid, spanID: parent }] : [], startTime: start + off, duration: dur, tags, logs: err ? [{ timestamp: start + off + dur - 10, fields: [{ key: 'event', type: 'string', value: 'exception' }, { key: 'exception.message', type: 'string', value: 'payment declined upstream' }] }] : [], processID: proc(svc), warnings: null });
       return id;
     };
-    const payDur = slow ? 650000 : 30000;
+    // The oldest trace is the slowest: only a sort over the whole range
+    // (not over the newest 20) puts it first.
+    const payDur = i === 23 ? 1900000 : slow ? 650000 : 30000;
     const total = 60000 + payDur;
-    const root = add('web', 'GET /', null, 0, total, 'server', failed);
-    const c1 = add('web', 'GET catalog', root, 1000, 8000, 'client');
+    // Proxy client spans name their destination (mesh.destination.service);
+    // the others leave the peer to their server child.
+    const dst = (svc) => [{ key: 'mesh.destination.service', type: 'string', value: svc }];
+    const root = add('web', 'GET /', null, 0, total, 'server', failed, [{ key: 'mesh.source.service', type: 'string', value: 'unknown' }]);
+    const c1 = add('web', 'GET /api/items', root, 1000, 8000, 'client', false, dst('catalog'));
     const s1 = add('catalog', 'GET /api/items', c1, 1500, 7000, 'server');
-    const c2 = add('catalog', 'GET inventory', s1, 2000, 4000, 'client');
+    const c2 = add('catalog', 'GET /stock/{id}', s1, 2000, 4000, 'client');
     add('inventory', 'GET /stock/{id}', c2, 2300, 3500, 'server', false, [{ key: 'service.version', type: 'string', value: i % 2 ? 'v2' : 'v1' }]);
-    const c3 = add('web', 'GET cart', root, 10000, 9000, 'client');
+    const c3 = add('web', 'GET /cart', root, 10000, 9000, 'client', false, dst('cart'));
     const s3 = add('cart', 'GET /cart', c3, 10300, 8500, 'server');
-    const c4 = add('cart', 'GET pricing', s3, 11000, 3000, 'client');
+    const c4 = add('cart', 'GET /price', s3, 11000, 3000, 'client', false, dst('pricing'));
     add('pricing', 'GET /price', c4, 11200, 2500, 'server');
-    const c5 = add('web', 'POST checkout', root, 20000, payDur + 30000, 'client', failed);
+    add('web', 'GET /reviews', root, 19000, 800, 'client', false, dst('reviews')); // unmeshed: no server span
+    const c5 = add('web', 'POST /checkout', root, 20000, payDur + 30000, 'client', failed, dst('checkout'));
     const s5 = add('checkout', 'POST /checkout', c5, 20300, payDur + 29000, 'server', failed);
-    const c6 = add('checkout', 'POST payments', s5, 22000, payDur, 'client', failed);
+    const c6 = add('checkout', 'POST /charge', s5, 22000, payDur, 'client', failed);
     add('payments', 'POST /charge', c6, 22300, payDur - 600, 'server', failed);
     traces.push({ traceID: tid, spans, processes, warnings: null });
   }
@@ -147,6 +167,32 @@ export function bigTrace(n = 5000, now = Date.now()) {
       startTime: start + depth * 1000 + (i % 4) * 200, duration: Math.max(50, 2000000 / (depth + 1) - (i % 4) * 100), tags: [{ key: 'span.kind', type: 'string', value: 'server' }], logs: [], processID: 'p' + (i % 20) });
   }
   return { traceID: tid, spans, processes, warnings: null };
+}
+
+// nativeSummary is a trace as GET /api/mesh/traces lists it.
+export function nativeSummary(t) {
+  const ids = new Set(t.spans.map((s) => s.spanID));
+  let start = Infinity, end = -Infinity, root = null, errors = 0;
+  const svcs = new Set();
+  for (const s of t.spans) {
+    start = Math.min(start, s.startTime);
+    end = Math.max(end, s.startTime + s.duration);
+    const p = s.references.length ? s.references[0].spanID : null;
+    if ((!p || !ids.has(p)) && (!root || s.startTime < root.startTime)) root = s;
+    if (s.tags.some((x) => x.key === 'error' && x.value === true)) errors++;
+    svcs.add(t.processes[s.processID].serviceName);
+  }
+  return {
+    trace_id: t.traceID, root_service: t.processes[root.processID].serviceName, root_operation: root.operationName,
+    start: new Date(start / 1000).toISOString(), duration_ms: (end - start) / 1000, span_count: t.spans.length, error_count: errors, services: [...svcs].sort(),
+  };
+}
+
+// spanOf says whether span s is one of service svc's: its own, or a client
+// span calling svc (unmeshed and virtual services are searchable as peers).
+function spanOf(t, s, svc) {
+  if (t.processes[s.processID].serviceName === svc) return true;
+  return s.tags.some((x) => x.key === 'span.kind' && x.value === 'client') && s.tags.some((x) => (x.key === 'mesh.destination.service' || x.key === 'peer.service') && x.value === svc);
 }
 
 function matchesTags(trace, tags) {
@@ -191,7 +237,7 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
   const traces = demoTraces();
   const big = bigTrace();
   const byID = new Map([...traces, big].map((t) => [t.traceID, t]));
-  const stats = { streams: 0, graphGets: 0, queries: [] };
+  const stats = { streams: 0, graphGets: 0, graphURLs: [], traceSearches: [], queries: [] };
   const json = (res, code, body) => {
     res.writeHead(code, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(body));
@@ -201,7 +247,9 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
     const p = u.pathname;
     if (p === '/api/mesh/graph') {
       stats.graphGets++;
-      const at = u.searchParams.get('at') ? new Date(u.searchParams.get('at')) : new Date();
+      stats.graphURLs.push(req.url);
+      const atp = u.searchParams.get('at');
+      const at = !atp ? new Date() : /^\d+(\.\d+)?$/.test(atp) ? new Date(Number(atp) * 1000) : new Date(atp);
       if (isNaN(at)) return json(res, 400, { error: 'bad at' });
       return json(res, 200, synthetic ? syntheticGraph(synthetic) : demoGraph({ view: u.searchParams.get('view') || 'service', window: u.searchParams.get('window') || '1m', at }));
     }
@@ -222,6 +270,31 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
       if (q.includes('by (route')) result = ['/api/items/{id}', '/api/items', 'unmatched'].map((r, i) => ({ metric: { route: r }, value: [t, String(q.includes('histogram') ? 0.01 * (i + 1) : q.includes('failure') ? 0.1 * i : 8 - 3 * i)] }));
       if (q.includes('by (destination_version')) result = ['v1', 'v2'].map((v, i) => ({ metric: { destination_version: v }, value: [t, String(q.includes('histogram') ? 0.01 : q.includes('failure') ? 0 : 6 - i)] }));
       return json(res, 200, { status: 'success', data: { resultType: 'vector', result } });
+    }
+    if (p === '/api/mesh/services') {
+      const g = demoGraph({ window: u.searchParams.get('window') || '1m' });
+      const services = g.nodes.filter((n) => n.kind === 'service' || n.kind === 'unmeshed').map((n) => ({
+        service: n.service, kind: n.kind === 'unmeshed' ? 'unmeshed' : 'service', mode: n.mode, meshed: n.kind === 'service', rps: n.rps, error_rate: n.error_rate, success_rate: 1 - n.error_rate, p50_ms: n.p50_ms, p95_ms: n.p95_ms, p99_ms: n.p99_ms,
+      }));
+      return json(res, 200, { at: g.at, window: g.window, covered_seconds: g.covered_seconds, services });
+    }
+    if (p === '/api/mesh/traces') {
+      stats.traceSearches.push(req.url);
+      const svc = u.searchParams.get('service');
+      const sort = u.searchParams.get('sort') || 'newest';
+      if (!['newest', 'longest', 'errors'].includes(sort)) return json(res, 400, { error: `invalid parameter "sort": want newest, longest or errors, got "${sort}"` });
+      const op = u.searchParams.get('operation');
+      const status = u.searchParams.get('status');
+      const attrs = u.searchParams.getAll('attr').map((kv) => kv.split('='));
+      const minD = parseDur(u.searchParams.get('min_duration')), maxD = parseDur(u.searchParams.get('max_duration'));
+      const startS = Number(u.searchParams.get('start') || 0), endS = Number(u.searchParams.get('end') || Infinity);
+      const hits = traces.filter((t) => t.spans.some((s) => (!svc || spanOf(t, s, svc)) && (!op || s.operationName === op)
+        && (status !== 'error' || s.tags.some((x) => x.key === 'error' && x.value === true))
+        && attrs.every(([k, v]) => s.tags.some((x) => x.key === k && String(x.value) === v))
+        && (minD === null || s.duration >= minD) && (maxD === null || s.duration <= maxD)
+        && s.startTime / 1e6 >= startS && s.startTime / 1e6 <= endS)).map(nativeSummary);
+      const by = { newest: (a, b) => (a.start < b.start ? 1 : -1), longest: (a, b) => b.duration_ms - a.duration_ms, errors: (a, b) => b.error_count - a.error_count || (a.start < b.start ? 1 : -1) }[sort];
+      return json(res, 200, { traces: hits.sort(by).slice(0, Number(u.searchParams.get('limit') || 20)) });
     }
     if (p === '/jaeger/api/services') return json(res, 200, { data: ['web', 'catalog', 'cart', 'checkout', 'pricing', 'inventory', 'payments'], total: 7 });
     let m;

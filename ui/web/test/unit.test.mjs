@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { compileFind } from '../src/findexpr.js';
 import { StableLayout, layering } from '../src/layout.js';
 import { applyMessage, emptyGraph, groupGraph } from '../src/graphmodel.js';
-import { buildRows, criticalPath, summarize } from '../src/traceutil.js';
+import { buildRows, criticalPath, summarize, searchURL } from '../src/traceutil.js';
+import { fmtPct, rateRange, windowToSeconds, fmtSpan } from '../src/api.js';
+import { selector, redQueries } from '../src/promql.js';
+import { timeParams, apiTime, coverageShort } from '../src/timeparams.js';
 import { demoGraph, demoTraces, syntheticGraph, bigTrace } from './fixture-server.mjs';
 
 test('find expressions', () => {
@@ -15,7 +18,7 @@ test('find expressions', () => {
     ['error_rate > 1%', ['checkout', 'payments']],
     ['error_rate > 1% and p99 > 880ms', ['checkout']],
     ['health = failing or kind = database', ['orders-db', 'payments']],
-    ['kind != service && rps >= 3', ['reviews']],
+    ['kind != service && rps >= 3', ['reviews', 'user']],
     ['name ~ CART', ['cart']],
     ['p99 >= 0.9s', ['checkout']],
   ];
@@ -87,10 +90,10 @@ test('trace rows, summary and critical path', () => {
   const t = demoTraces()[2]; // slow payments
   const s = summarize(t);
   assert.equal(s.rootService, 'web');
-  assert.equal(s.spanCount, 13);
+  assert.equal(s.spanCount, 14);
   assert.equal(s.services.size, 7);
   const { rows } = buildRows(t);
-  assert.equal(rows.length, 13);
+  assert.equal(rows.length, 14);
   assert.equal(rows[0].depth, 0);
   assert.equal(rows[4].service, 'inventory');
   assert.equal(rows[4].depth, 4);
@@ -105,4 +108,78 @@ test('a 5,000-span trace gives 5,000 rows and a critical path', () => {
   const { rows } = buildRows(t);
   assert.equal(rows.length, 5000);
   assert.ok(criticalPath(t).size > 0);
+});
+
+test('percentages: adaptive precision, never 100 % with errors or 0 % with some', () => {
+  const cases = [
+    [1, '100%'], [0, '0%'], [0.99834, '99.83%'], [0.996, '99.60%'], [0.9999, '99.990%'], [0.999999, '99.9999%'],
+    [0.9999999, '>99.9999%'], [0.0004, '0.040%'], [0.021, '2.1%'], [0.12, '12%'], [0.5, '50%'], [0.95, '95.0%'], [1e-9, '<0.0001%'],
+    [null, '–'], [NaN, '–'],
+  ];
+  for (const [f, want] of cases) assert.equal(fmtPct(f), want, String(f));
+  // A degraded service (error rate at least 0.1 %) never reads as a perfect
+  // success rate, and any error keeps the success rate below 100 %.
+  for (let e = 1e-7; e < 0.2; e *= 1.37) {
+    const s = fmtPct(1 - e);
+    assert.notEqual(s, '100%', `success with error rate ${e}`);
+    assert.notEqual(fmtPct(e), '0%', `error rate ${e}`);
+    if (e >= 0.001) assert.ok(parseFloat(s) <= 99.9, `success ${s} with error rate ${e} rounds up to healthy`);
+  }
+});
+
+test('windows, rate ranges and coverage', () => {
+  assert.deepEqual(['1m', '5m', '15m', '1h', '6h', '1d', '7d'].map(windowToSeconds), [60, 300, 900, 3600, 21600, 86400, 604800]);
+  assert.equal(windowToSeconds('5400s'), 5400);
+  assert.deepEqual(['1m', '5m', '1h', '1d', '7d'].map((w) => rateRange(windowToSeconds(w))), ['1m', '1m', '5m', '120m', '840m']);
+  assert.equal(fmtSpan(600), '10m');
+  assert.equal(fmtSpan(3900), '1h 5m');
+  const q = (s) => new URLSearchParams(s);
+  let t = timeParams(q('window=6h'));
+  assert.deepEqual(apiTime(t), { window: '6h' });
+  assert.equal(t.replay, false);
+  t = timeParams(q('window=1d&at=1767268800'));
+  assert.deepEqual(apiTime(t), { window: '1d', at: '1767268800' });
+  // Absolute range: at=<to>, window=<to-from>.
+  t = timeParams(q('from=2026-01-01T10:00:00Z&to=2026-01-01T11:30:00Z&window=5m'));
+  assert.deepEqual(apiTime(t), { window: '5400s', at: String(Date.parse('2026-01-01T11:30:00Z') / 1000) });
+  assert.equal(t.absolute, true);
+  assert.equal(timeParams(q('window=2h')).window, '1m', 'unknown windows fall back to 1m');
+  assert.equal(coverageShort(600, 3600), true);
+  assert.equal(coverageShort(58, 60), false);
+  assert.equal(coverageShort(3600, 3600), false);
+  assert.equal(coverageShort(undefined, 3600), false);
+});
+
+test('panel queries count each request once (direction) and the user node is its outgoing traffic', () => {
+  const nodes = Object.fromEntries(demoGraph().nodes.map((n) => [n.id, n]));
+  assert.equal(selector('node', nodes.checkout), 'direction="inbound",destination_service="checkout"');
+  assert.equal(selector('node', nodes.reviews), 'direction="outbound",destination_service="reviews"');
+  assert.equal(selector('node', nodes.external), 'direction="outbound",destination_service="external"');
+  assert.equal(selector('node', nodes.user), 'direction="inbound",source_service="unknown"');
+  assert.equal(selector('edge', nodes.user, nodes.web), 'direction="inbound",source_service="unknown",destination_service="web"');
+  assert.equal(selector('edge', nodes.web, nodes.reviews), 'direction="outbound",source_service="web",destination_service="reviews"');
+  const q = redQueries(selector('node', nodes.checkout), '1m');
+  assert.equal(q.rate[0].query, 'sum(rate(mesh_requests_total{direction="inbound",destination_service="checkout"}[1m]))');
+});
+
+test('waterfall rows carry span kind and peer service', () => {
+  const t = demoTraces()[0];
+  const rows = buildRows(t).rows;
+  const label = (r) => `${r.kind === 'client' ? `${r.service} → ${r.peer}` : r.peer ? `${r.peer} → ${r.service}` : r.service} ${r.span.operationName} (${r.kind})`;
+  const labels = rows.map(label);
+  for (const want of ['unknown → web GET / (server)', 'web → cart GET /cart (client)', 'web → cart GET /cart (server)', 'cart → pricing GET /price (client)',
+    'catalog → inventory GET /stock/{id} (client)', 'web → reviews GET /reviews (client)']) {
+    assert.ok(labels.includes(want), `${want} not in ${labels.join(' | ')}`);
+  }
+});
+
+test('trace search asks the server to sort', () => {
+  const p = { service: 'payments', operation: '', limit: '20', lookback: '15m', end: '', sort: 'longest', minDuration: '1.5s', maxDuration: '' };
+  const u = new URL(searchURL(p, { error: 'true', 'http.route': '/pay' }, 1767268800000), 'http://x');
+  assert.equal(u.pathname, '/api/mesh/traces');
+  assert.equal(u.searchParams.get('sort'), 'longest');
+  assert.equal(u.searchParams.get('status'), 'error');
+  assert.deepEqual(u.searchParams.getAll('attr'), ['http.route=/pay']);
+  assert.equal(u.searchParams.get('min_duration'), '1.5s');
+  assert.equal(Number(u.searchParams.get('end')) - Number(u.searchParams.get('start')), 900);
 });
