@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/query/promapi"
+	"github.com/meshscope/meshscope/query/red"
 )
 
 // API is the query layer: every read endpoint of the server except the
@@ -27,9 +28,11 @@ type API struct {
 }
 
 // New builds the query layer over the server's PromQL engine, its TSDB
-// (as a storage.Queryable) and its trace store. traces may be nil when no
-// trace store is configured: the trace endpoints then answer 503.
-func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces tracestore.Reader, reg prometheus.Registerer, logger *slog.Logger) (*API, error) {
+// (as a storage.Queryable), its trace store and the RED engine (the
+// topology: the native tables and the Jaeger dependencies show its
+// figures, as the graph does). traces may be nil when no trace store is
+// configured: the trace endpoints then answer 503.
+func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces tracestore.Reader, engineRED red.Snapshots, reg prometheus.Registerer, logger *slog.Logger) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("query config: %w", err)
 	}
@@ -68,7 +71,7 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces trac
 	for _, r := range prom.Routes() {
 		a.routes = append(a.routes, r)
 	}
-	a.addTraceAndMeshRoutes(engine, q, traces)
+	a.addTraceAndMeshRoutes(engine, q, traces, engineRED)
 	return a, nil
 }
 

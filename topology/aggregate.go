@@ -408,7 +408,7 @@ func (a *aggregator) newRawState(l labels.Labels) *rawState {
 	k := edgeAggKey{dir: dir, fineKey: fineKey{
 		src: l.Get("source_service"), srcVer: l.Get("source_version"),
 		dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
-		proto: l.Get("protocol"),
+		proto: l.Get("protocol"), route: l.Get("route"),
 	}}
 	st.edge = a.edgeFor(k)
 	return st
@@ -431,6 +431,7 @@ func (a *aggregator) edgeFor(k edgeAggKey) *edgeAgg {
 			b.Set("destination_service", k.dst)
 			b.Set("destination_version", k.dstVer)
 			b.Set("protocol", k.proto)
+			b.Set("route", k.route)
 			e.lsets[i] = b.Labels() // the builder drops empty values, as the store does
 		}
 		a.edges[k] = e

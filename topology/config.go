@@ -13,7 +13,7 @@ type Config struct {
 	// DefaultWindow is the window of the live graph and of requests without
 	// a window parameter. Default 1m.
 	DefaultWindow time.Duration `yaml:"default_window"`
-	// MaxWindow bounds the window parameter. Default 24h.
+	// MaxWindow bounds the window parameter. Default 7d.
 	MaxWindow time.Duration `yaml:"max_window"`
 	// StreamWindows are the windows a stream client may ask for (each
 	// subscribed window is rebuilt every BuildInterval). Default [1m, 5m, 1h].
@@ -83,7 +83,7 @@ func (c Config) edgeAggregates() bool { return c.EdgeAggregates == nil || *c.Edg
 // Defaults for Config.
 const (
 	DefaultDefaultWindow      = time.Minute
-	DefaultMaxWindow          = 24 * time.Hour
+	DefaultMaxWindow          = 7 * 24 * time.Hour
 	DefaultBuildInterval      = time.Second
 	DefaultQueryTimeout       = 10 * time.Second
 	DefaultDegradedErrorRate  = 0.001

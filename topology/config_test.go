@@ -17,7 +17,7 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", Config{}, ""},
 		{"short window", Config{DefaultWindow: time.Millisecond}, "default_window"},
 		{"max below default", Config{DefaultWindow: time.Hour, MaxWindow: time.Minute}, "max_window"},
-		{"stream window", Config{StreamWindows: []time.Duration{48 * time.Hour}}, "stream_windows"},
+		{"stream window", Config{StreamWindows: []time.Duration{8 * 24 * time.Hour}}, "stream_windows"},
 		{"fast builds", Config{BuildInterval: time.Millisecond}, "build_interval"},
 		{"degraded", Config{DegradedErrorRate: 2}, "degraded_error_rate"},
 		{"failing below degraded", Config{DegradedErrorRate: 0.5, FailingErrorRate: 0.2}, "failing_error_rate"},

@@ -196,6 +196,8 @@ func (e *edgeAgg) matches(ms []*labels.Matcher) bool {
 			v = e.key.dstVer
 		case "protocol":
 			v = e.key.proto
+		case "route":
+			v = e.key.route
 		default:
 			v = e.lsets[0].Get(m.Name)
 		}
@@ -267,7 +269,7 @@ func (a *aggregator) memFill(ctx context.Context, now int64) error {
 		e := a.edgeFor(edgeAggKey{dir: dir, fineKey: fineKey{
 			src: l.Get("source_service"), srcVer: l.Get("source_version"),
 			dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
-			proto: l.Get("protocol"),
+			proto: l.Get("protocol"), route: l.Get("route"),
 		}})
 		it = s.Iterator(it)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {

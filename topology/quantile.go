@@ -97,10 +97,17 @@ func (b *sortedBuckets) addNative(h *histogram.FloatHistogram) {
 // quantiles returns the qs-quantiles (0..1) with histogram_quantile's
 // interpolation; 0s when there is no data.
 func (b *sortedBuckets) quantiles(qs ...float64) []float64 {
-	out := make([]float64, len(qs))
+	out, _ := b.quantilesOK(qs...)
+	return out
+}
+
+// quantilesOK is quantiles; ok is false (and the quantiles 0) when there is
+// no data.
+func (b *sortedBuckets) quantilesOK(qs ...float64) (out []float64, ok bool) {
+	out = make([]float64, len(qs))
 	les := b.les
 	if len(les) < 2 || !math.IsInf(les[len(les)-1], 1) {
-		return out
+		return out, false
 	}
 	counts := make([]float64, len(les))
 	maxSoFar := 0.0
@@ -113,12 +120,12 @@ func (b *sortedBuckets) quantiles(qs ...float64) []float64 {
 	}
 	total := counts[len(counts)-1]
 	if total <= 0 {
-		return out
+		return out, false
 	}
 	for k, q := range qs {
 		out[k] = quantileOf(les, counts, q*total)
 	}
-	return out
+	return out, true
 }
 
 func quantileOf(les, counts []float64, rank float64) float64 {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/query/red"
+	"github.com/meshscope/meshscope/topology"
 )
 
 // Prefix is the mount point.
@@ -50,13 +51,21 @@ type Options struct {
 type API struct {
 	opts   Options
 	red    red.Source
+	tables REDSource
 	traces tracestore.Reader
 	logger *slog.Logger
 }
 
-// New returns the API over the metrics source and the trace store (nil:
+// REDSource computes the RED signals of a window: the mesh's one RED engine
+// (topology.Topology), whose figures the graph shows too.
+type REDSource interface {
+	RED(ctx context.Context, at time.Time, window time.Duration) (*topology.RED, error)
+}
+
+// New returns the API over the metrics source (proxies and health), the
+// RED engine (the tables; nil: they answer 503) and the trace store (nil:
 // trace endpoints answer 503).
-func New(opts Options, src red.Source, traces tracestore.Reader) *API {
+func New(opts Options, src red.Source, tables REDSource, traces tracestore.Reader) *API {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -67,7 +76,7 @@ func New(opts Options, src red.Source, traces tracestore.Reader) *API {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{opts: opts, red: src, traces: traces, logger: logger}
+	return &API{opts: opts, red: src, tables: tables, traces: traces, logger: logger}
 }
 
 // Route is one method+path pattern and its handler.
