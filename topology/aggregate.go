@@ -28,6 +28,9 @@ const (
 	metricEdgeFailures = "mesh_edge_failures"
 	metricEdgeBytes    = "mesh_edge_bytes"
 	metricEdgeDuration = "mesh_edge_duration_seconds"
+	// metricEdgeNative holds the exponential native histogram of the
+	// durations where the proxies send one (beside the classic buckets).
+	metricEdgeNative = "mesh_edge_duration_native_seconds"
 	// metricEdgeSince is appended at every step; its value is the Unix time
 	// (seconds) since which the aggregates have been continuous.
 	metricEdgeSince = "mesh_edge_aggregates_since_seconds"
@@ -69,15 +72,16 @@ type rawState struct {
 // edgeAgg is one edge's aggregate series and what the current step added.
 type edgeAgg struct {
 	key     edgeAggKey
-	lsets   [4]labels.Labels // requests, failures, bytes, duration
-	refs    [4]storage.SeriesRef
+	lsets   [5]labels.Labels // requests, failures, bytes, duration, native duration
+	refs    [5]storage.SeriesRef
 	touched bool  // raw samples since the last append
 	flushed int64 // ms: last duration append, 0 before the first
 	req     float64
 	fail    float64
 	bytes   float64
 	sum     float64
-	cum     map[float64]float64 // duration: upper bound -> cumulative count
+	cum     map[float64]float64       // duration: upper bound -> cumulative count
+	nat     *histogram.FloatHistogram // native (exponential) duration histogram of the step
 	// mem: the samples appended for this edge within the live memory
 	// window, oldest first (livememory.go).
 	mem []memSample
@@ -371,10 +375,19 @@ func (e *edgeAgg) addFloat(st *rawState, d float64) {
 	}
 }
 
+// addNative adds a native histogram's increase: exponential ones are kept
+// as they are (precise quantiles), custom-bucket ones go with the classic
+// buckets.
 func (e *edgeAgg) addNative(d *histogram.FloatHistogram) {
-	b := buckets(e.cum)
-	b.addNative(d)
-	e.sum += d.Sum
+	if d.UsesCustomBuckets() {
+		b := buckets(e.cum)
+		b.addNative(d)
+		e.sum += d.Sum
+		return
+	}
+	g := d.Copy()
+	g.CounterResetHint = histogram.GaugeType
+	e.nat = addHistogram(e.nat, g)
 }
 
 // newRawState classifies a raw golden series; nil for series the graph
@@ -415,7 +428,7 @@ func (a *aggregator) newRawState(l labels.Labels) *rawState {
 }
 
 // edgeNames are the aggregate series of an edge, in edgeAgg.lsets order.
-var edgeNames = [4]string{metricEdgeRequests, metricEdgeFailures, metricEdgeBytes, metricEdgeDuration}
+var edgeNames = [5]string{metricEdgeRequests, metricEdgeFailures, metricEdgeBytes, metricEdgeDuration, metricEdgeNative}
 
 // edgeFor returns the aggregate edge k, made on first use.
 func (a *aggregator) edgeFor(k edgeAggKey) *edgeAgg {
@@ -472,8 +485,21 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 				rec.set(2, e.bytes)
 			}
 		}
-		if len(e.cum) != 0 && (e.flushed == 0 || now-e.flushed >= a.interval) {
+		if (len(e.cum) != 0 || e.nat != nil) && (e.flushed == 0 || now-e.flushed >= a.interval) {
 			dueHist = append(dueHist, e)
+			if e.nat != nil && e.nat.Count > 0 {
+				nh := e.nat.Copy().Compact(0)
+				ref, err := app.AppendHistogram(e.refs[4], e.lsets[4], now, nil, nh)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[4], err))
+				} else {
+					e.refs[4] = ref
+					if a.memWindow > 0 {
+						rec.nh = nh.Copy()
+						rec.has |= 1 << 4
+					}
+				}
+			}
 			if fh := fixedHistogram(e.cum, e.sum); fh != nil {
 				ref, err := app.AppendHistogram(e.refs[3], e.lsets[3], now, nil, fh)
 				if err != nil {
@@ -514,6 +540,7 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 	}
 	for _, e := range dueHist {
 		clear(e.cum)
+		e.nat = nil
 		e.sum = 0
 		e.flushed = now
 	}

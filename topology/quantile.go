@@ -6,7 +6,16 @@ import (
 	"sort"
 
 	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser/posrange"
 )
+
+// nativeQuantile is PromQL's histogram_quantile of a native histogram
+// (exponential interpolation within a bucket, as Prometheus does).
+func nativeQuantile(q float64, h *histogram.FloatHistogram) float64 {
+	v, _ := promql.HistogramQuantile(q, h, "", posrange.PositionRange{})
+	return v
+}
 
 // buckets maps a classic histogram bucket's upper bound (le) to its rate.
 type buckets map[float64]float64
