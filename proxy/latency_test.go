@@ -157,3 +157,85 @@ func TestQuantilesPrecise(t *testing.T) {
 		t.Errorf("classic buckets are within 5 %% (%.1f %%): the distribution does not tell native from classic", 100*worst)
 	}
 }
+
+// BenchmarkDurationObserve is the proxy's cost of recording one request
+// duration: the classic buckets alone, and with the native buckets
+// alongside (what the proxy records).
+func BenchmarkDurationObserve(b *testing.B) {
+	durations := latencySample(4096)
+	for _, bc := range []struct {
+		name   string
+		factor float64
+	}{{"classic", 0}, {"classic+native", NativeBucketFactor}} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "d", Help: "d", Buckets: DurationBuckets,
+				NativeHistogramBucketFactor: bc.factor, NativeHistogramMaxBucketNumber: NativeMaxBuckets,
+			})
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				h.Observe(durations[i&4095])
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkDurationIngest is the server's cost of one push of one
+// duration series (1000 distinct observations so far): decoding the
+// proxy's OTLP encoding, translating it and appending it to a real TSDB
+// through the topology's ingest hook. classic: the explicit-bucket
+// histogram only (19 float samples); classic+native: with the
+// exponential histogram (one native sample more).
+func BenchmarkDurationIngest(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		factor float64
+	}{{"classic", 0}, {"classic+native", NativeBucketFactor}} {
+		b.Run(bc.name, func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name: "mesh_request_duration_seconds", Help: "d", Buckets: DurationBuckets,
+				NativeHistogramBucketFactor: bc.factor, NativeHistogramMaxBucketNumber: NativeMaxBuckets,
+			}, commonLabels)
+			reg.MustRegister(h)
+			o := h.WithLabelValues(dirInbound, "checkout", "v1", "payments", "v1", outcomeSuccess, protoHTTP1, "/pay")
+			for _, d := range latencySample(1000) {
+				o.Observe(d)
+			}
+			mfs, err := reg.Gather()
+			if err != nil {
+				b.Fatal(err)
+			}
+			db, err := tsdb.Open(b.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1000, Timeout: time.Minute})
+			topo, err := topology.New(topology.Config{}, engine, db, db, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := otlp.NewMetricsWriter(topo.AppendableV2(db), nil)
+			t0 := time.Now()
+			ctx := context.Background()
+			res := []attribute.KeyValue{attribute.String("service.name", "payments")}
+			var buf []byte
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				buf = encodeMetricsRequest(buf, res, mfs, t0, t0.Add(time.Duration(i)*time.Second))
+				req := pmetricotlp.NewExportRequest()
+				if err := req.UnmarshalProto(buf); err != nil {
+					b.Fatal(err)
+				}
+				if err := w.Write(ctx, req.Metrics()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
