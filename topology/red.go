@@ -161,9 +161,9 @@ const coverLookback = 5 * time.Minute
 var coverMetrics = metricProxyInfo + "|" + spanMetricRequests + "|" + metricEdgeSince
 
 // covered returns how many seconds of the window (at-window, at] have data:
-// the window's length when a sample of coverMetrics lies at or before the
-// window's start (up to coverLookback before it), else the time from the
-// first sample in the window to at, 0 without any.
+// 0 when no sample of coverMetrics lies in the window; else the window's
+// length when one also lies at or before its start (up to coverLookback
+// before it), and the time from the first sample to at otherwise.
 func (b *builder) covered(ctx context.Context, at time.Time, window time.Duration) (float64, error) {
 	maxt := at.UnixMilli()
 	from := maxt - window.Milliseconds()
@@ -174,11 +174,17 @@ func (b *builder) covered(ctx context.Context, at time.Time, window time.Duratio
 	defer qr.Close()
 	ss := qr.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, coverMetrics))
 	first := int64(math.MaxInt64)
+	inWindow := false
 	var it chunkenc.Iterator
 	for ss.Next() {
 		it = ss.At().Iterator(it)
-		if it.Next() != chunkenc.ValNone {
-			first = min(first, it.AtT())
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			t := it.AtT()
+			first = min(first, t)
+			if t > from {
+				inWindow = true
+				break
+			}
 		}
 		if err := it.Err(); err != nil {
 			return 0, fmt.Errorf("checking the window's coverage: %w", err)
@@ -188,7 +194,7 @@ func (b *builder) covered(ctx context.Context, at time.Time, window time.Duratio
 		return 0, fmt.Errorf("checking the window's coverage: %w", err)
 	}
 	switch {
-	case first == math.MaxInt64:
+	case !inWindow:
 		return 0, nil
 	case first <= from:
 		return window.Seconds(), nil
