@@ -379,6 +379,27 @@ func TestOneREDEngine(t *testing.T) {
 			checked++
 		}
 	}
+	// An edge's routes (what its side panel lists) add up to the edge; an
+	// edge with one route is that route.
+	for _, e := range graph.Edges {
+		if e.SeenBy == "spans" {
+			continue
+		}
+		var er meshapi.RoutesResponse
+		rq := url.Values{"window": q["window"], "at": q["at"], "service": {e.Target}, "source": {e.Source}}
+		getJSON(t, srv.URL+"/api/mesh/routes?"+rq.Encode(), &er)
+		var n float64
+		for _, row := range er.Routes {
+			n += float64(row.Requests)
+		}
+		if math.Abs(n-r6(e.RPS*window.Seconds())) > 1e-6 {
+			t.Errorf("edge %s: routes have %v requests, the edge %v", e.ID, n, e.RPS*window.Seconds())
+		}
+		if len(er.Routes) == 1 {
+			same("edge route "+e.ID+" "+er.Routes[0].Route, e.Stats, er.Routes[0].Stats)
+			checked++
+		}
+	}
 	// Payments' routes add up to payments.
 	var payReqs float64
 	for _, row := range routes.Routes {

@@ -85,8 +85,19 @@ func (r *RED) Versions() []Row {
 }
 
 // Routes has one row per called service and route, sorted.
-func (r *RED) Routes() []Row {
-	return r.group(r.a.rkeys, r.a.routes, func(k fineKey) Row { return Row{Service: k.dst, Route: k.route} })
+func (r *RED) Routes() []Row { return r.RoutesOf("", "") }
+
+// RoutesOf is Routes over the requests from source only and to the called
+// version only ("" = any): the routes of one graph edge (source) or of one
+// version-view node (version).
+func (r *RED) RoutesOf(source, version string) []Row {
+	keys := r.a.rkeys
+	if source != "" || version != "" {
+		keys = slices.DeleteFunc(slices.Clone(keys), func(k fineKey) bool {
+			return (source != "" && k.src != source) || (version != "" && k.dstVer != version)
+		})
+	}
+	return r.group(keys, r.a.routes, func(k fineKey) Row { return Row{Service: k.dst, Route: k.route} })
 }
 
 // Edges has one row per caller and callee, sorted: the signals of the

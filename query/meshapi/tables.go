@@ -212,7 +212,7 @@ func (a *API) routes(r *http.Request) (any, error) {
 		return nil, err
 	}
 	out := RoutesResponse{At: snap.At.UTC(), Window: red.Range(snap.Window), CoveredSeconds: snap.CoveredSeconds, Routes: []RouteRow{}}
-	for _, row := range snap.Routes() {
+	for _, row := range snap.RoutesOf(r.FormValue("source"), r.FormValue("version")) {
 		if keep(r, "service", row.Service) {
 			out.Routes = append(out.Routes, RouteRow{Service: row.Service, Route: row.Route, Stats: statsOf(row)})
 		}
