@@ -466,6 +466,21 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 		}
 		e.refs[i] = ref
 	}
+	// putHist appends histogram series i of e and returns the copy the
+	// live memory keeps (nil when it keeps none or the append failed).
+	putHist := func(e *edgeAgg, i int, fh *histogram.FloatHistogram, rec *memSample) *histogram.FloatHistogram {
+		ref, err := app.AppendHistogram(e.refs[i], e.lsets[i], now, nil, fh)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[i], err))
+			return nil
+		}
+		e.refs[i] = ref
+		if a.memWindow <= 0 {
+			return nil
+		}
+		rec.has |= 1 << i
+		return fh.Copy() // the store keeps fh
+	}
 	var due, dueHist []*edgeAgg
 	var recs []memRecord // what is appended, for the live memory
 	for _, e := range a.edges {
@@ -488,29 +503,10 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 		if (len(e.cum) != 0 || e.nat != nil) && (e.flushed == 0 || now-e.flushed >= a.interval) {
 			dueHist = append(dueHist, e)
 			if e.nat != nil && e.nat.Count > 0 {
-				nh := e.nat.Copy().Compact(0)
-				ref, err := app.AppendHistogram(e.refs[4], e.lsets[4], now, nil, nh)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[4], err))
-				} else {
-					e.refs[4] = ref
-					if a.memWindow > 0 {
-						rec.nh = nh.Copy()
-						rec.has |= 1 << 4
-					}
-				}
+				rec.nh = putHist(e, 4, e.nat.Copy().Compact(0), &rec)
 			}
 			if fh := fixedHistogram(e.cum, e.sum); fh != nil {
-				ref, err := app.AppendHistogram(e.refs[3], e.lsets[3], now, nil, fh)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[3], err))
-				} else {
-					e.refs[3] = ref
-					if a.memWindow > 0 {
-						rec.h = fh.Copy() // the store keeps fh
-						rec.has |= 1 << 3
-					}
-				}
+				rec.h = putHist(e, 3, fh, &rec)
 			}
 		}
 		if a.memWindow > 0 && rec.has != 0 {
