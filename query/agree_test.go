@@ -425,6 +425,11 @@ func TestOneREDEngine(t *testing.T) {
 			t.Errorf("dependency %s: %d calls, graph edge %v rps × 8 s = %d", e.ID, d.CallCount, e.RPS, want)
 		}
 	}
+	if !slices.ContainsFunc(deps.Data, func(d jaegerapi.DependencyLink) bool {
+		return d.Parent == "shipping" && d.Child == "ledger" && d.CallCount > 0
+	}) {
+		t.Errorf("dependencies %+v lack shipping->ledger (services instrumented only with OpenTelemetry SDKs)", deps.Data)
+	}
 	if e, ok := gedges["shipping->ledger"]; !ok || e.SeenBy != "spans" || e.RPS <= 0 {
 		t.Errorf("span-derived edge shipping->ledger = %+v, %v", e, ok)
 	}
