@@ -1,7 +1,8 @@
 // Package meshapi implements Meshscope's native read API under /api/mesh/
 // (everything except the graph endpoints, which the topology package
-// serves): RED tables per service, route, version and edge computed with
-// PromQL from the golden metrics, trace search with attribute filters
+// serves): RED tables per service, route, version and edge read from the
+// mesh's one RED engine (topology.RED, the figures the graph shows), trace
+// search with attribute filters
 // returning trace summaries, full traces in a native JSON shape, and server
 // health. The UI and the `meshscope` CLI read these; docs/api.md documents
 // them.
