@@ -304,6 +304,22 @@ func encodeMetricsRequest(buf []byte, res []attribute.KeyValue, mfs []*dto.Metri
 						})
 					}
 				})
+				if mf.GetType() == dto.MetricType_HISTOGRAM && hasNative(mf) {
+					// The same histogram's native buckets, as an
+					// exponential histogram of the same name.
+					p.msg(2, func() {
+						p.str(1, mf.GetName())
+						p.str(2, mf.GetHelp())
+						p.msg(10, func() {
+							for _, m := range mf.Metric {
+								if isNative(m.GetHistogram()) {
+									p.exponentialPoint(m, startNs, nowNs)
+								}
+							}
+							p.uvarint(2, 2) // CUMULATIVE
+						})
+					})
+				}
 			}
 		})
 	})
@@ -361,6 +377,102 @@ func (p *pbuf) histogramPoint(m *dto.Metric, startNs, nowNs uint64) {
 			}
 		}
 	})
+}
+
+// isNative reports whether h carries native histogram buckets (a schema
+// and spans, or a zero bucket: what client_golang fills in when the
+// histogram has native buckets configured).
+func isNative(h *dto.Histogram) bool {
+	return h != nil && h.Schema != nil && (len(h.PositiveSpan) > 0 || len(h.NegativeSpan) > 0 || h.ZeroThreshold != nil)
+}
+
+func hasNative(mf *dto.MetricFamily) bool {
+	for _, m := range mf.Metric {
+		if isNative(m.GetHistogram()) {
+			return true
+		}
+	}
+	return false
+}
+
+// exponentialPoint encodes a native histogram as an OTLP
+// ExponentialHistogramDataPoint. The scale is the schema; Prometheus'
+// bucket i is (base^(i-1), base^i], OTLP's is (base^i, base^(i+1)], so the
+// OTLP offset is the first Prometheus index minus one (what Prometheus'
+// own OTLP translator undoes).
+func (p *pbuf) exponentialPoint(m *dto.Metric, startNs, nowNs uint64) {
+	h := m.GetHistogram()
+	p.msg(1, func() {
+		p.labels(1, m)
+		p.fixed64(2, startNs)
+		p.fixed64(3, nowNs)
+		p.fixed64(4, h.GetSampleCount())
+		p.double(5, h.GetSampleSum())
+		p.uvarint(6, zigzag(int64(h.GetSchema())))
+		p.fixed64(7, h.GetZeroCount())
+		if off, counts := denseBuckets(h.PositiveSpan, h.PositiveDelta); len(counts) > 0 {
+			p.expBuckets(8, off-1, counts)
+		}
+		if off, counts := denseBuckets(h.NegativeSpan, h.NegativeDelta); len(counts) > 0 {
+			p.expBuckets(9, off-1, counts)
+		}
+		p.double(14, h.GetZeroThreshold())
+	})
+}
+
+// expBuckets encodes ExponentialHistogramDataPoint.Buckets.
+func (p *pbuf) expBuckets(field int, offset int32, counts []uint64) {
+	p.msg(field, func() {
+		p.uvarint(1, zigzag(int64(offset)))
+		n := 0
+		for _, c := range counts {
+			n += uvarintLen(c)
+		}
+		p.tag(2, wireBytes) // packed uint64
+		p.b = binary.AppendUvarint(p.b, uint64(n))
+		for _, c := range counts {
+			p.b = binary.AppendUvarint(p.b, c)
+		}
+	})
+}
+
+// denseBuckets turns native spans and delta-encoded counts into the index
+// of the first bucket and the counts of every bucket from there (gaps as
+// zeros).
+func denseBuckets(spans []*dto.BucketSpan, deltas []int64) (first int32, counts []uint64) {
+	var idx int32
+	var cur int64
+	k := 0
+	for i, sp := range spans {
+		idx += sp.GetOffset()
+		if i == 0 {
+			first = idx
+		}
+		for range sp.GetLength() {
+			if k >= len(deltas) {
+				return first, counts
+			}
+			cur += deltas[k]
+			k++
+			for int32(len(counts)) < idx-first {
+				counts = append(counts, 0)
+			}
+			counts = append(counts, uint64(max(cur, 0)))
+			idx++
+		}
+	}
+	return first, counts
+}
+
+func zigzag(v int64) uint64 { return uint64(v<<1) ^ uint64(v>>63) }
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 // otlpClient sends unary OTLP gRPC calls over HTTP/2 prior knowledge.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	grpccodes "google.golang.org/grpc/codes"
@@ -121,7 +123,18 @@ func TestEncodeMetricsRequest(t *testing.T) {
 	if attrs["direction"] != "inbound" || attrs["source_service"] != "a" || attrs["status_code"] != "200" || attrs["grpc_status"] != "" || len(attrs) != 10 {
 		t.Errorf("attributes: %v", attrs)
 	}
-	h := metrics[ms["mesh_request_duration_seconds"]].GetHistogram()
+	var h *metricspb.Histogram
+	var eh *metricspb.ExponentialHistogram
+	for _, m := range metrics {
+		if m.Name == "mesh_request_duration_seconds" {
+			if m.GetHistogram() != nil {
+				h = m.GetHistogram()
+			}
+			if m.GetExponentialHistogram() != nil {
+				eh = m.GetExponentialHistogram()
+			}
+		}
+	}
 	if h == nil || h.AggregationTemporality != 2 || len(h.DataPoints) != 1 {
 		t.Fatalf("histogram: %v", h)
 	}
@@ -134,6 +147,27 @@ func TestEncodeMetricsRequest(t *testing.T) {
 	for i := range want {
 		if hp.BucketCounts[i] != want[i] {
 			t.Errorf("bucket %d: %d, want %d", i, hp.BucketCounts[i], want[i])
+		}
+	}
+	// The native buckets alongside: schema 3, the three observations in
+	// the buckets whose OTLP lower bounds are just below them.
+	if eh == nil || eh.AggregationTemporality != 2 || len(eh.DataPoints) != 1 {
+		t.Fatalf("exponential histogram: %v", eh)
+	}
+	ep := eh.DataPoints[0]
+	if ep.Count != 3 || ep.GetSum() != 100.0032 || ep.Scale != 3 || ep.Positive == nil {
+		t.Fatalf("exponential point: %v", ep)
+	}
+	base := math.Pow(2, math.Pow(2, -3))
+	var got []float64
+	for i, c := range ep.Positive.BucketCounts {
+		for range c {
+			got = append(got, math.Pow(base, float64(ep.Positive.Offset+int32(i)))) // lower bound
+		}
+	}
+	for i, v := range []float64{0.0002, 0.003, 100} {
+		if i >= len(got) || got[i] >= v || got[i]*base < v {
+			t.Errorf("observation %v: bucket lower bound %v", v, got)
 		}
 	}
 	gp := metrics[ms["g"]].GetGauge()

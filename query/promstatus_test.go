@@ -28,7 +28,7 @@ func newStatusServer(t *testing.T, cfg query.Config) *httptest.Server {
 		ConfigYAML:       "http: 127.0.0.1:7070\n",
 		StorageRetention: "15d",
 	}
-	api, err := query.New(cfg, fixture.Engine(), fixture.TSDB(t), fixture.SampleTraces(), nil, nil, query.WithStatus(st))
+	api, err := query.New(cfg, fixture.Engine(), fixture.TSDB(t), fixture.SampleTraces(), nil, nil, nil, query.WithStatus(st))
 	if err != nil {
 		t.Fatal(err)
 	}

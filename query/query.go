@@ -15,6 +15,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/query/internal/route"
 	"github.com/meshscope/meshscope/query/promapi"
+	"github.com/meshscope/meshscope/query/red"
 )
 
 // Option adjusts New.
@@ -41,9 +42,11 @@ type API struct {
 }
 
 // New builds the query layer over the server's PromQL engine, its TSDB
-// (as a storage.Queryable) and its trace store. traces may be nil when no
-// trace store is configured: the trace endpoints then answer 503.
-func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces tracestore.Reader, reg prometheus.Registerer, logger *slog.Logger, opts ...Option) (*API, error) {
+// (as a storage.Queryable), its trace store and the RED engine (the
+// topology: the native tables and the Jaeger dependencies show its
+// figures, as the graph does). traces may be nil when no trace store is
+// configured: the trace endpoints then answer 503.
+func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces tracestore.Reader, engineRED red.Snapshots, reg prometheus.Registerer, logger *slog.Logger, opts ...Option) (*API, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -90,7 +93,7 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces trac
 		Status:         o.status,
 	}, engine, q)
 	a.routes = append(a.routes, prom.Routes()...)
-	a.addTraceAndMeshRoutes(engine, q, traces)
+	a.addTraceAndMeshRoutes(engine, q, traces, engineRED)
 	return a, nil
 }
 

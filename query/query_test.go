@@ -23,7 +23,7 @@ func newServer(t *testing.T, reg prometheus.Registerer) *httptest.Server {
 	t.Helper()
 	db := fixture.TSDB(t)
 	cfg := query.DefaultConfig()
-	api, err := query.New(cfg, fixture.Engine(), db, fixture.SampleTraces(), reg, nil)
+	api, err := query.New(cfg, fixture.Engine(), db, fixture.SampleTraces(), fixture.RED(t, db), reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: error %v, want one naming %q", tc.cfg, err, tc.want)
 		}
 	}
-	if _, err := query.New(query.Config{Timeout: -1}, fixture.Engine(), fixture.TSDB(t), nil, nil, nil); err == nil || !strings.Contains(err.Error(), "query.timeout") {
+	if _, err := query.New(query.Config{Timeout: -1}, fixture.Engine(), fixture.TSDB(t), nil, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "query.timeout") {
 		t.Errorf("New accepted a bad config: %v", err)
 	}
 }

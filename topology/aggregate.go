@@ -28,6 +28,9 @@ const (
 	metricEdgeFailures = "mesh_edge_failures"
 	metricEdgeBytes    = "mesh_edge_bytes"
 	metricEdgeDuration = "mesh_edge_duration_seconds"
+	// metricEdgeNative holds the exponential native histogram of the
+	// durations where the proxies send one (beside the classic buckets).
+	metricEdgeNative = "mesh_edge_duration_native_seconds"
 	// metricEdgeSince is appended at every step; its value is the Unix time
 	// (seconds) since which the aggregates have been continuous.
 	metricEdgeSince = "mesh_edge_aggregates_since_seconds"
@@ -69,15 +72,16 @@ type rawState struct {
 // edgeAgg is one edge's aggregate series and what the current step added.
 type edgeAgg struct {
 	key     edgeAggKey
-	lsets   [4]labels.Labels // requests, failures, bytes, duration
-	refs    [4]storage.SeriesRef
+	lsets   [5]labels.Labels // requests, failures, bytes, duration, native duration
+	refs    [5]storage.SeriesRef
 	touched bool  // raw samples since the last append
 	flushed int64 // ms: last duration append, 0 before the first
 	req     float64
 	fail    float64
 	bytes   float64
 	sum     float64
-	cum     map[float64]float64 // duration: upper bound -> cumulative count
+	cum     map[float64]float64       // duration: upper bound -> cumulative count
+	nat     *histogram.FloatHistogram // native (exponential) duration histogram of the step
 	// mem: the samples appended for this edge within the live memory
 	// window, oldest first (livememory.go).
 	mem []memSample
@@ -371,10 +375,19 @@ func (e *edgeAgg) addFloat(st *rawState, d float64) {
 	}
 }
 
+// addNative adds a native histogram's increase: exponential ones are kept
+// as they are (precise quantiles), custom-bucket ones go with the classic
+// buckets.
 func (e *edgeAgg) addNative(d *histogram.FloatHistogram) {
-	b := buckets(e.cum)
-	b.addNative(d)
-	e.sum += d.Sum
+	if d.UsesCustomBuckets() {
+		b := buckets(e.cum)
+		b.addNative(d)
+		e.sum += d.Sum
+		return
+	}
+	g := d.Copy()
+	g.CounterResetHint = histogram.GaugeType
+	e.nat = addHistogram(e.nat, g)
 }
 
 // newRawState classifies a raw golden series; nil for series the graph
@@ -408,14 +421,14 @@ func (a *aggregator) newRawState(l labels.Labels) *rawState {
 	k := edgeAggKey{dir: dir, fineKey: fineKey{
 		src: l.Get("source_service"), srcVer: l.Get("source_version"),
 		dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
-		proto: l.Get("protocol"),
+		proto: l.Get("protocol"), route: l.Get("route"),
 	}}
 	st.edge = a.edgeFor(k)
 	return st
 }
 
 // edgeNames are the aggregate series of an edge, in edgeAgg.lsets order.
-var edgeNames = [4]string{metricEdgeRequests, metricEdgeFailures, metricEdgeBytes, metricEdgeDuration}
+var edgeNames = [5]string{metricEdgeRequests, metricEdgeFailures, metricEdgeBytes, metricEdgeDuration, metricEdgeNative}
 
 // edgeFor returns the aggregate edge k, made on first use.
 func (a *aggregator) edgeFor(k edgeAggKey) *edgeAgg {
@@ -431,6 +444,7 @@ func (a *aggregator) edgeFor(k edgeAggKey) *edgeAgg {
 			b.Set("destination_service", k.dst)
 			b.Set("destination_version", k.dstVer)
 			b.Set("protocol", k.proto)
+			b.Set("route", k.route)
 			e.lsets[i] = b.Labels() // the builder drops empty values, as the store does
 		}
 		a.edges[k] = e
@@ -452,6 +466,21 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 		}
 		e.refs[i] = ref
 	}
+	// putHist appends histogram series i of e and returns the copy the
+	// live memory keeps (nil when it keeps none or the append failed).
+	putHist := func(e *edgeAgg, i int, fh *histogram.FloatHistogram, rec *memSample) *histogram.FloatHistogram {
+		ref, err := app.AppendHistogram(e.refs[i], e.lsets[i], now, nil, fh)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[i], err))
+			return nil
+		}
+		e.refs[i] = ref
+		if a.memWindow <= 0 {
+			return nil
+		}
+		rec.has |= 1 << i
+		return fh.Copy() // the store keeps fh
+	}
 	var due, dueHist []*edgeAgg
 	var recs []memRecord // what is appended, for the live memory
 	for _, e := range a.edges {
@@ -471,19 +500,13 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 				rec.set(2, e.bytes)
 			}
 		}
-		if len(e.cum) != 0 && (e.flushed == 0 || now-e.flushed >= a.interval) {
+		if (len(e.cum) != 0 || e.nat != nil) && (e.flushed == 0 || now-e.flushed >= a.interval) {
 			dueHist = append(dueHist, e)
+			if e.nat != nil && e.nat.Count > 0 {
+				rec.nh = putHist(e, 4, e.nat.Copy().Compact(0), &rec)
+			}
 			if fh := fixedHistogram(e.cum, e.sum); fh != nil {
-				ref, err := app.AppendHistogram(e.refs[3], e.lsets[3], now, nil, fh)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("appending %s: %w", e.lsets[3], err))
-				} else {
-					e.refs[3] = ref
-					if a.memWindow > 0 {
-						rec.h = fh.Copy() // the store keeps fh
-						rec.has |= 1 << 3
-					}
-				}
+				rec.h = putHist(e, 3, fh, &rec)
 			}
 		}
 		if a.memWindow > 0 && rec.has != 0 {
@@ -513,6 +536,7 @@ func (a *aggregator) flush(ctx context.Context, now int64) error {
 	}
 	for _, e := range dueHist {
 		clear(e.cum)
+		e.nat = nil
 		e.sum = 0
 		e.flushed = now
 	}

@@ -308,6 +308,63 @@ func TestAggregatesNativeHistograms(t *testing.T) {
 	}
 }
 
+// Proxies send the durations both as classic buckets and as an
+// exponential native histogram: the aggregates keep the native one as it
+// is, quantiles come from it (not from the coarse classic buckets), and the
+// live graph from memory equals the replay.
+func TestAggregatesExponentialHistograms(t *testing.T) {
+	top, db, _ := newTestTopology(t, Config{})
+	hook := hooked(top, db, 0)
+	if err := top.AggregateEdges(context.Background(), at(0)); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"direction", "inbound", "source_service", "web", "source_version", "v1", "destination_service", "catalog",
+		"destination_version", "v1", "protocol", "http1", "outcome", "success", "route", "/items"}
+	// Every request in the schema-3 bucket (2^(-41/8), 2^(-40/8)] ≈ (28.7, 31.3] ms,
+	// that is in the classic bucket (25, 50] ms.
+	for i := 1; i <= 60; i++ {
+		n := uint64(i * 10)
+		nh := &histogram.Histogram{
+			CounterResetHint: histogram.NotCounterReset, Schema: 3, ZeroThreshold: 1e-128,
+			Count: n, Sum: float64(n) * 0.03,
+			PositiveSpans: []histogram.Span{{Offset: -40, Length: 1}}, PositiveBuckets: []int64{int64(n)},
+		}
+		app := hook.Appender(context.Background())
+		if _, err := app.AppendHistogram(0, labelsOf(append([]string{"__name__", metricDuration}, common...)...), at(i).UnixMilli(), nh, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []struct {
+			le string
+			v  float64
+		}{{"0.025", 0}, {"0.05", float64(n)}, {"+Inf", float64(n)}} {
+			mustAppend(t, app, labelsOf(append([]string{"__name__", metricDuration + "_bucket", "le", b.le}, common...)...), at(i).UnixMilli(), b.v)
+		}
+		mustAppend(t, app, labelsOf(append([]string{"__name__", metricRequests, "status_code", "200"}, common...)...), at(i).UnixMilli(), float64(n))
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := top.AggregateEdges(context.Background(), at(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countSeries(t, db, metricEdgeNative); n != 1 {
+		t.Errorf("%d %s series, want 1", n, metricEdgeNative)
+	}
+	live, replay, liveMem, _ := liveAndReplay(t, top, 60, 30*time.Second, ViewService)
+	if !liveMem || live != replay {
+		t.Errorf("live (memory %v) differs from replay\nlive   %s\nreplay %s", liveMem, live, replay)
+	}
+	g, err := top.Graph(context.Background(), at(60), 30*time.Second, ViewService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := 1000*math.Pow(2, -41.0/8), 1000*math.Pow(2, -40.0/8)
+	e := edgeByID(g, "web->catalog")
+	if e == nil || !near(e.RPS, 10) || e.P50Ms <= lo || e.P50Ms > hi || e.P99Ms <= lo || e.P99Ms > hi {
+		t.Errorf("edge = %+v, want 10 rps and quantiles in (%.2f, %.2f] ms (the classic buckets say 37.5 ms)", e, lo, hi)
+	}
+}
+
 func TestFixedHistogram(t *testing.T) {
 	if fixedHistogram(map[float64]float64{}, 0) != nil || fixedHistogram(map[float64]float64{posInf: 0}, 0) != nil {
 		t.Error("empty input gave a histogram")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -363,5 +364,41 @@ func TestStreamSlowWebSocketClientDropped(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "meshscope_topology_stream_dropped_clients_total"); err != nil || n != 1 {
 		t.Errorf("dropped metric: %d %v", n, err)
+	}
+}
+
+// TestWindowCoverage: graphs accept windows up to 7d (Prometheus
+// durations) and say how much of the window has data.
+func TestWindowCoverage(t *testing.T) {
+	top, db, _ := newTestTopology(t, Config{})
+	appendGolden(t, db, 1, 60, shopCalls, shopProxies)
+	srv := serve(t, top)
+	for _, c := range []struct {
+		window string
+		at     int
+		want   float64
+	}{
+		{"30s", 60, 30},      // data reaches back past the window's start
+		{"1m", 60, 59},       // the first sample is at 1 s
+		{"6h", 60, 59},       // far longer than the data
+		{"2d", 60, 59},       //
+		{"7d", 60, 59},       //
+		{"1m", 3600 * 3, 0},  // no data in the window
+		{"10s", 60 + 200, 0}, // after the data ended
+	} {
+		code, b := getJSON(t, fmt.Sprintf("%s/api/mesh/graph?window=%s&at=%d", srv.URL, c.window, base.Unix()+int64(c.at)))
+		if code != 200 {
+			t.Fatalf("window %s: %d %s", c.window, code, b)
+		}
+		var g Graph
+		if err := json.Unmarshal(b, &g); err != nil {
+			t.Fatal(err)
+		}
+		if g.CoveredSeconds != c.want {
+			t.Errorf("window %s at %d: covered_seconds %v, want %v", c.window, c.at, g.CoveredSeconds, c.want)
+		}
+	}
+	if code, b := getJSON(t, srv.URL+"/api/mesh/graph?window=8d"); code != 400 || !strings.Contains(string(b), "window") {
+		t.Errorf("8d window: %d %s", code, b)
 	}
 }

@@ -59,28 +59,46 @@ const (
 	connUser     = "user"         // root server span with no caller
 )
 
-const meshBy = "direction, source_service, source_version, destination_service, destination_version, protocol"
+const meshBy = "direction, source_service, source_version, destination_service, destination_version, protocol, route"
 const spanBy = "client, client_version, server, server_version, connection_type, protocol"
 
-type fineKey struct{ src, srcVer, dst, dstVer, proto string }
+// fineKey is one flow as the proxies label it. route is the declared route
+// template (empty for span-derived flows); the graph sums over routes and
+// protocols, the route tables over sources and protocols.
+type fineKey struct{ src, srcVer, dst, dstVer, proto, route string }
 
 type spanKey struct {
 	fineKey
 	conn string
 }
 
+// fineStats are the totals of one flow over the window: requests,
+// failures and bytes in the window (counts, not rates: the aggregates hold
+// whole counts, which add up exactly in any grouping and order, so a figure
+// is the same in every view), and the duration buckets (counts).
 type fineStats struct {
-	rps, fail, bytes float64
-	lat              sortedBuckets // request duration buckets (seconds), rates
+	req, fail, bytes float64
+	lat              sortedBuckets // request duration buckets (seconds)
 	clientLat        sortedBuckets // span client-side buckets (used when lat is empty)
+	// nat is the exponential native histogram of the durations where the
+	// proxies send one; quantiles use it when it holds every request lat
+	// holds (precise: buckets about 9 % wide).
+	nat *histogram.FloatHistogram
 }
 
 func (s *fineStats) add(o *fineStats) {
-	s.rps += o.rps
+	s.req += o.req
 	s.fail += o.fail
 	s.bytes += o.bytes
 	s.lat.add(&o.lat)
 	s.clientLat.add(&o.clientLat)
+	if o.nat != nil {
+		if s.nat == nil {
+			s.nat = o.nat.Copy()
+		} else {
+			s.nat = addHistogram(s.nat, o.nat)
+		}
+	}
 }
 
 type proxyInfo struct{ service, version, mode string }
@@ -97,6 +115,8 @@ type rawData struct {
 	aggregates bool
 	// memory: the aggregates were summed from the aggregator's memory.
 	memory bool
+	// covered: seconds of the window that have data.
+	covered float64
 }
 
 const (
@@ -181,7 +201,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 		k := fineKey{
 			src: orUnknown(l.Get("source_service")), srcVer: orUnknown(l.Get("source_version")),
 			dst: orUnknown(l.Get("destination_service")), dstVer: orUnknown(l.Get("destination_version")),
-			proto: l.Get("protocol"),
+			proto: l.Get("protocol"), route: l.Get("route"),
 		}
 		st := raw.mesh[d][k]
 		if st == nil {
@@ -204,10 +224,12 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 		}
 		return st
 	}
+	// Rates read with PromQL (raw series, span-derived series) are turned
+	// into counts over the window (what increase() gives).
 	addRate := func(s promql.Sample, st *fineStats, failed bool) {
-		st.rps += s.F
+		st.req += s.F * secs
 		if failed {
-			st.fail += s.F
+			st.fail += s.F * secs
 		}
 	}
 	le := func(s promql.Sample) (float64, bool) {
@@ -217,7 +239,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 
 	addBytes := func(s promql.Sample) {
 		if st := meshStats(s); st != nil {
-			st.bytes += s.F
+			st.bytes += s.F * secs
 		}
 	}
 	latFn := func(stats func(promql.Sample) *fineStats, client bool) func(promql.Sample) {
@@ -231,12 +253,12 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 			if client {
 				target = &st.clientLat
 			}
-			target.addAt(v, s.F)
+			target.addAt(v, s.F*secs)
 		}
 	}
 	nativeFn := func(s promql.Sample) {
 		if st := meshStats(s); st != nil {
-			st.lat.addNative(s.H)
+			st.addNative(s.H.Mul(secs))
 		}
 	}
 	// Series with a single sample in the window have no rate yet (a brand-new
@@ -280,7 +302,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 		for _, dir := range []string{"inbound", "outbound"} {
 			meshSpecs = append(meshSpecs, b.sumSpec(at, window, raw.memory, metricEdgeRequests,
 				[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "direction", dir)},
-				perSec(func(s promql.Sample, st *fineStats) { st.rps += s.F / secs })))
+				perSec(func(s promql.Sample, st *fineStats) { st.req += s.F })))
 		}
 	} else {
 		meshSpecs = []querySpec{
@@ -293,8 +315,13 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 		}
 	}
 
-	// Phase 1: requests (which edges exist, from which sides), proxies, spans.
+	// Phase 1: requests (which edges exist, from which sides), proxies,
+	// spans, and how much of the window has data.
 	if err := b.runAll(ctx, at, append(meshSpecs, []querySpec{
+		{fn: func(s promql.Sample) { raw.covered = s.F }, read: func(ctx context.Context) ([]promql.Sample, error) {
+			c, err := b.covered(ctx, at, window)
+			return []promql.Sample{{F: c}}, err
+		}},
 		{qs: fmt.Sprintf("max by (service, version, mode) (last_over_time(%s[%s]))", metricProxyInfo, w), fn: func(s promql.Sample) {
 			l := s.Metric
 			if svc := l.Get("service"); svc != "" {
@@ -302,7 +329,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 			}
 		}},
 		{qs: fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricRequests, w), fn: func(s promql.Sample) { addRate(s, spanStats(s), false) }},
-		{qs: fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricFailed, w), fn: func(s promql.Sample) { spanStats(s).fail += s.F }},
+		{qs: fmt.Sprintf("sum by (%s) (rate(%s[%s]))", spanBy, spanMetricFailed, w), fn: func(s promql.Sample) { spanStats(s).fail += s.F * secs }},
 		{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricServer, w), fn: latFn(spanStats, false)},
 		{qs: fmt.Sprintf("sum by (%s, le) (rate(%s_bucket[%s]))", spanBy, spanMetricClient, w), fn: latFn(spanStats, true)},
 		{qs: single(spanMetricRequests, spanBy), fn: func(s promql.Sample) { spanStats(s); singleSpans++ }},
@@ -346,13 +373,18 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 	for i, sel := range sels {
 		if raw.aggregates {
 			specs = append(specs,
-				b.sumSpec(at, window, raw.memory, metricEdgeFailures, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.fail += s.F / secs })),
-				b.sumSpec(at, window, raw.memory, metricEdgeBytes, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.bytes += s.F / secs })),
+				b.sumSpec(at, window, raw.memory, metricEdgeFailures, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.fail += s.F })),
+				b.sumSpec(at, window, raw.memory, metricEdgeBytes, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) { st.bytes += s.F })),
 				b.sumSpec(at, window, raw.memory, metricEdgeDuration, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) {
 					if s.H == nil {
 						return
 					}
-					st.lat.addNative(s.H.Mul(1 / secs))
+					st.lat.addNative(s.H)
+				})),
+				b.sumSpec(at, window, raw.memory, metricEdgeNative, selMatchers[i], perSec(func(s promql.Sample, st *fineStats) {
+					if s.H != nil {
+						st.addNative(s.H)
+					}
 				})),
 			)
 			continue
@@ -369,7 +401,7 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 	if singleMesh > 0 {
 		specs = append(specs, querySpec{qs: fresh(metricRequests, meshBy+", outcome"), fn: func(s promql.Sample) {
 			if st := meshStats(s); st != nil {
-				addRate(promql.Sample{F: s.F / secs}, st, isFailure(s))
+				addRate(promql.Sample{F: s.F / secs}, st, isFailure(s)) // the count since the series started
 			}
 		}})
 	}
@@ -532,12 +564,16 @@ func (p pairSides) seenBy() string {
 // assembled is rawData resolved into service-version edges and node kinds;
 // both views are projections of it.
 type assembled struct {
-	raw      *rawData
-	edges    map[fineKey]*fineEdge // proto is always ""
-	keys     []fineKey             // of edges, sorted: sums run in this order
-	kinds    map[string]string     // service -> kind
-	modes    map[string][]string   // service -> proxy modes
-	verModes map[[2]string]string  // (service, version) -> mode
+	raw   *rawData
+	edges map[fineKey]*fineEdge // proto and route are always ""
+	keys  []fineKey             // of edges, sorted: sums run in this order
+	// routes are the flows of the chosen sides by route (proto ""), for
+	// the route tables; rkeys sorted.
+	routes   map[fineKey]*fineEdge
+	rkeys    []fineKey
+	kinds    map[string]string    // service -> kind
+	modes    map[string][]string  // service -> proxy modes
+	verModes map[[2]string]string // (service, version) -> mode
 	versions map[string]map[string]bool
 	proxies  map[string]bool
 }
@@ -546,6 +582,7 @@ func assemble(raw *rawData) *assembled {
 	a := &assembled{
 		raw:      raw,
 		edges:    map[fineKey]*fineEdge{},
+		routes:   map[fineKey]*fineEdge{},
 		kinds:    map[string]string{},
 		modes:    map[string][]string{},
 		verModes: map[[2]string]string{},
@@ -593,11 +630,20 @@ func assemble(raw *rawData) *assembled {
 		}
 	}
 	get := func(k fineKey) *fineEdge {
-		k.proto = ""
+		k.proto, k.route = "", ""
 		e := a.edges[k]
 		if e == nil {
 			e = &fineEdge{protos: map[string]bool{}}
 			a.edges[k] = e
+		}
+		return e
+	}
+	getRoute := func(k fineKey) *fineEdge {
+		k.proto = ""
+		e := a.routes[k]
+		if e == nil {
+			e = &fineEdge{protos: map[string]bool{}}
+			a.routes[k] = e
 		}
 		return e
 	}
@@ -610,13 +656,14 @@ func assemble(raw *rawData) *assembled {
 			if (d == dirIn) != p.in { // prefer the destination's (inbound) report
 				continue
 			}
-			e := get(k)
-			e.add(st)
-			if k.proto != "" {
-				e.protos[k.proto] = true
+			for _, e := range [2]*fineEdge{get(k), getRoute(k)} {
+				e.add(st)
+				if k.proto != "" {
+					e.protos[k.proto] = true
+				}
+				e.seenBy = p.seenBy()
+				e.mesh = true
 			}
-			e.seenBy = p.seenBy()
-			e.mesh = true
 			addVersion(k.src, k.srcVer)
 			addVersion(k.dst, k.dstVer)
 		}
@@ -641,12 +688,13 @@ func assemble(raw *rawData) *assembled {
 		if pairs[[2]string{fk.src, fk.dst}] != nil {
 			continue // the proxies saw this pair: their numbers win
 		}
-		e := get(fk)
-		e.add(st)
-		if k.proto != "" {
-			e.protos[k.proto] = true
+		for _, e := range [2]*fineEdge{get(fk), getRoute(fk)} {
+			e.add(st)
+			if k.proto != "" {
+				e.protos[k.proto] = true
+			}
+			e.seenBy = "spans"
 		}
-		e.seenBy = "spans"
 		switch k.conn {
 		case connDatabase:
 			hints[fk.dst] = KindDatabase
@@ -676,6 +724,7 @@ func assemble(raw *rawData) *assembled {
 		a.kinds[svc] = kindOf(svc)
 	}
 	a.keys = sortedFineKeys(a.edges)
+	a.rkeys = sortedFineKeys(a.routes)
 	for k := range a.edges {
 		a.kinds[k.src] = kindOf(k.src)
 		a.kinds[k.dst] = kindOf(k.dst)
@@ -704,6 +753,9 @@ func compareFineKeys(x, y fineKey) int {
 		return c
 	}
 	if c := strings.Compare(x.dstVer, y.dstVer); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.route, y.route); c != 0 {
 		return c
 	}
 	return strings.Compare(x.proto, y.proto)
@@ -791,25 +843,35 @@ func (a *assembled) graph(view string, th thresholds) *Graph {
 			e.protos[p] = true
 			t.protos[p] = true
 		}
+		// Callers nobody knows receive nothing: their node carries the
+		// traffic they send.
+		if s.node.Kind == KindUser {
+			s.stats.add(&fe.fineStats)
+			for p := range fe.protos {
+				s.protos[p] = true
+			}
+		}
 	}
 	for _, p := range a.raw.proxies { // meshed services show even without traffic
 		nodeFor(p.service, p.version)
 	}
+	secs := a.raw.window.Seconds()
 	g := &Graph{
-		At:     a.raw.at,
-		Window: windowString(a.raw.window),
-		View:   view,
-		Nodes:  make([]Node, 0, len(nodes)),
-		Edges:  make([]Edge, 0, len(edges)),
+		At:             a.raw.at,
+		Window:         windowString(a.raw.window),
+		CoveredSeconds: a.raw.covered,
+		View:           view,
+		Nodes:          make([]Node, 0, len(nodes)),
+		Edges:          make([]Edge, 0, len(edges)),
 	}
 	for _, n := range nodes {
-		n.node.Stats = n.stats.toStats()
+		n.node.Stats = n.stats.signals(secs).stats()
 		n.node.Protocols = sortedKeys(n.protos)
 		n.node.Health = th.health(n.node.Stats)
 		g.Nodes = append(g.Nodes, n.node)
 	}
 	for _, e := range edges {
-		e.edge.Stats = e.stats.toStats()
+		e.edge.Stats = e.stats.signals(secs).stats()
 		e.edge.Protocols = sortedKeys(e.protos)
 		e.edge.Health = th.health(e.edge.Stats)
 		g.Edges = append(g.Edges, e.edge)
@@ -843,9 +905,9 @@ func (a *assembled) coverage() Coverage {
 	for _, k := range a.keys {
 		e := a.edges[k]
 		pairs[[2]string{k.src, k.dst}] = e.seenBy
-		allRPS += e.rps
+		allRPS += e.req
 		if e.mesh {
-			meshRPS += e.rps
+			meshRPS += e.req
 		}
 	}
 	c.Edges = len(pairs)
@@ -863,19 +925,76 @@ func (a *assembled) coverage() Coverage {
 	return c
 }
 
-func (s *fineStats) toStats() Stats {
-	out := Stats{RPS: clean(s.rps), BytesPerSec: clean(s.bytes)}
-	if s.rps > 0 {
-		out.ErrorRate = clean(math.Min(1, s.fail/s.rps))
+// Signals are the RED figures of a flow, node or edge over a window. Every
+// view (graph, tables, CLI, Jaeger dependencies) takes its figures from
+// here, computed from the same totals, so one figure is the same
+// everywhere.
+type Signals struct {
+	Requests      float64 // requests in the window
+	RPS           float64 // Requests / window seconds
+	Failures      float64 // failed requests in the window
+	ErrorRate     float64 // Failures / Requests (at most 1); NaN without requests
+	P50, P95, P99 float64 // latency quantiles in seconds; NaN without duration data
+	BytesPerSec   float64 // request + response bytes per second
+}
+
+func (s *fineStats) signals(secs float64) Signals {
+	out := Signals{
+		Requests: s.req, RPS: s.req / secs, Failures: s.fail, BytesPerSec: s.bytes / secs,
+		ErrorRate: math.NaN(), P50: math.NaN(), P95: math.NaN(), P99: math.NaN(),
+	}
+	if s.req > 0 {
+		out.ErrorRate = math.Min(1, s.fail/s.req)
+	}
+	if s.nativeComplete() {
+		out.P50, out.P95, out.P99 = nativeQuantile(0.50, s.nat), nativeQuantile(0.95, s.nat), nativeQuantile(0.99, s.nat)
+		return out
 	}
 	lat := &s.lat
 	if lat.empty() {
 		lat = &s.clientLat
 	}
-	qs := lat.quantiles(0.50, 0.95, 0.99)
-	out.P50Ms = clean(qs[0] * 1000)
-	out.P95Ms = clean(qs[1] * 1000)
-	out.P99Ms = clean(qs[2] * 1000)
+	if qs, ok := lat.quantilesOK(0.50, 0.95, 0.99); ok {
+		out.P50, out.P95, out.P99 = qs[0], qs[1], qs[2]
+	}
+	return out
+}
+
+// addNative adds a native histogram of durations: exponential ones to nat,
+// custom-bucket ones (as the aggregates and NHCB producers store them) to
+// the classic buckets.
+func (s *fineStats) addNative(h *histogram.FloatHistogram) {
+	if h.UsesCustomBuckets() {
+		s.lat.addNative(h)
+		return
+	}
+	if s.nat == nil {
+		s.nat = h.Copy()
+		return
+	}
+	s.nat = addHistogram(s.nat, h)
+}
+
+// nativeComplete reports whether nat holds every request the classic
+// buckets hold (all flows summed into s sent native histograms), so its
+// quantiles describe all of them.
+func (s *fineStats) nativeComplete() bool {
+	if s.nat == nil || s.nat.Count <= 0 {
+		return false
+	}
+	classic := 0.0
+	if n := len(s.lat.counts); n > 0 {
+		classic = s.lat.counts[n-1]
+	}
+	return s.nat.Count >= classic*(1-1e-9)
+}
+
+// stats are the graph's form of s: milliseconds, 0 for what is unknown.
+func (s Signals) stats() Stats {
+	out := Stats{RPS: clean(s.RPS), BytesPerSec: clean(s.BytesPerSec), ErrorRate: clean(s.ErrorRate)}
+	out.P50Ms = clean(s.P50 * 1000)
+	out.P95Ms = clean(s.P95 * 1000)
+	out.P99Ms = clean(s.P99 * 1000)
 	return out
 }
 

@@ -47,7 +47,11 @@ func Diff(prev, next *Graph) (StreamMessage, bool) {
 		c := next.Coverage
 		m.Coverage = &c
 	}
-	changed := len(m.UpsertedNodes)+len(m.RemovedNodes)+len(m.UpsertedEdges)+len(m.RemovedEdges) > 0 || m.Coverage != nil
+	if prev.CoveredSeconds != next.CoveredSeconds {
+		c := next.CoveredSeconds
+		m.CoveredSeconds = &c
+	}
+	changed := len(m.UpsertedNodes)+len(m.RemovedNodes)+len(m.UpsertedEdges)+len(m.RemovedEdges) > 0 || m.Coverage != nil || m.CoveredSeconds != nil
 	return m, changed
 }
 
@@ -90,6 +94,9 @@ func ApplyDiff(g *Graph, m StreamMessage) *Graph {
 	sort.Slice(out.Edges, func(i, j int) bool { return out.Edges[i].ID < out.Edges[j].ID })
 	if m.Coverage != nil {
 		out.Coverage = *m.Coverage
+	}
+	if m.CoveredSeconds != nil {
+		out.CoveredSeconds = *m.CoveredSeconds
 	}
 	return &out
 }

@@ -9,7 +9,9 @@
 // that aggregate.go appends (fed by the ingest hook of ingest.go) wherever
 // they cover the window, else from the raw series; pairing.go is the span sink
 // that pairs client and server spans into span-derived series appended to
-// the same store; stream.go and diff.go fan graphs out to stream clients;
+// the same store; red.go is the one RED engine: the window's flows as
+// tables (services, versions, routes, edges) and graphs, so every view of a
+// figure shows the same digits; stream.go and diff.go fan graphs out to stream clients;
 // topology.go wires them into the component (New, Run, RegisterRoutes,
 // ConsumeSpans). The formats and rules are documented in docs/topology.md.
 package topology

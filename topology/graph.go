@@ -39,6 +39,9 @@ type Graph struct {
 	Nodes    []Node    `json:"nodes"`
 	Edges    []Edge    `json:"edges"`
 	Coverage Coverage  `json:"coverage"`
+	// CoveredSeconds is how many seconds of the window have data: the
+	// window's length when the data reaches back past its start.
+	CoveredSeconds float64 `json:"covered_seconds"`
 }
 
 // Stats are the golden signals of a node (requests it served) or an edge.
@@ -103,4 +106,6 @@ type StreamMessage struct {
 	UpsertedEdges []Edge    `json:"upserted_edges,omitempty"`
 	RemovedEdges  []string  `json:"removed_edges,omitempty"`
 	Coverage      *Coverage `json:"coverage,omitempty"`
+	// CoveredSeconds is the graph's new covered_seconds when it changed.
+	CoveredSeconds *float64 `json:"covered_seconds,omitempty"`
 }

@@ -57,7 +57,8 @@ func TestServiceView(t *testing.T) {
 		{"external", KindExternal, ModeNone, HealthHealthy, 1, nil},
 		{"inventory", KindUnmeshed, ModeNone, HealthHealthy, 4, nil},
 		{"payments", KindService, ModeEnforce, HealthFailing, 2, []string{"v1"}},
-		{"unknown", KindUser, ModeNone, HealthNoData, 0, nil},
+		// Callers outside the mesh carry the traffic they send (5 rps to web).
+		{"unknown", KindUser, ModeNone, HealthHealthy, 5, nil},
 		{"web", KindService, ModeEnforce, HealthHealthy, 5, []string{"v1"}},
 	}
 	if len(g.Nodes) != len(nodes) {
@@ -69,6 +70,9 @@ func TestServiceView(t *testing.T) {
 			!near(n.RPS, want.rps) || !reflect.DeepEqual(n.Versions, want.versions) {
 			t.Errorf("node %d = %+v, want %+v", i, n, want)
 		}
+	}
+	if u, e := g.Nodes[6], edgeByID(g, "unknown->web"); e == nil || u.Stats != e.Stats || u.P99Ms == 0 {
+		t.Errorf("user node stats %+v, want its outgoing edge's %+v", u.Stats, e)
 	}
 	edges := []struct {
 		id, seenBy, health string

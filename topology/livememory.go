@@ -23,9 +23,10 @@ import (
 // memSample is what one aggregation step appended for an edge.
 type memSample struct {
 	t   int64
-	has uint8      // bit i: series i of edgeAgg.lsets got a sample
-	v   [3]float64 // requests, failures, bytes
-	h   *histogram.FloatHistogram
+	has uint8                     // bit i: series i of edgeAgg.lsets got a sample
+	v   [3]float64                // requests, failures, bytes
+	h   *histogram.FloatHistogram // duration (classic buckets)
+	nh  *histogram.FloatHistogram // native duration
 }
 
 func (m *memSample) set(i int, v float64) {
@@ -117,10 +118,13 @@ func (a *aggregator) memSum(i int, ms []*labels.Matcher, at, window int64) (out 
 			continue
 		}
 		s := promql.Sample{Metric: es.e.lsets[i]}
-		if i < 3 {
+		switch {
+		case i < 3:
 			s.F = es.v[i]
-		} else {
+		case i == 3:
 			s.H = es.h.Copy() // the caller may scale it in place
+		default:
+			s.H = es.nh.Copy()
 		}
 		out = append(out, s)
 	}
@@ -130,10 +134,11 @@ func (a *aggregator) memSum(i int, ms []*labels.Matcher, at, window int64) (out 
 // edgeSums are one edge's sums over a window: per series of edgeAgg.lsets,
 // the number of samples, and the sums.
 type edgeSums struct {
-	e *edgeAgg
-	n [4]int32
-	v [3]float64
-	h *histogram.FloatHistogram
+	e  *edgeAgg
+	n  [5]int32
+	v  [3]float64
+	h  *histogram.FloatHistogram
+	nh *histogram.FloatHistogram
 }
 
 // memSumCache holds the sums of the window last summed.
@@ -171,6 +176,10 @@ func (a *aggregator) memSumAll(at, window int64) {
 				es.n[3]++
 				es.h = addHistogram(es.h, s.h)
 			}
+			if s.has&(1<<4) != 0 {
+				es.n[4]++
+				es.nh = addHistogram(es.nh, s.nh)
+			}
 		}
 		c.sums = append(c.sums, es)
 	}
@@ -196,6 +205,8 @@ func (e *edgeAgg) matches(ms []*labels.Matcher) bool {
 			v = e.key.dstVer
 		case "protocol":
 			v = e.key.proto
+		case "route":
+			v = e.key.route
 		default:
 			v = e.lsets[0].Get(m.Name)
 		}
@@ -254,7 +265,7 @@ func (a *aggregator) memFill(ctx context.Context, now int64) error {
 	}
 	defer qr.Close()
 	ss := qr.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName,
-		metricEdgeRequests+"|"+metricEdgeFailures+"|"+metricEdgeBytes+"|"+metricEdgeDuration))
+		metricEdgeRequests+"|"+metricEdgeFailures+"|"+metricEdgeBytes+"|"+metricEdgeDuration+"|"+metricEdgeNative))
 	var it chunkenc.Iterator
 	for ss.Next() {
 		s := ss.At()
@@ -267,7 +278,7 @@ func (a *aggregator) memFill(ctx context.Context, now int64) error {
 		e := a.edgeFor(edgeAggKey{dir: dir, fineKey: fineKey{
 			src: l.Get("source_service"), srcVer: l.Get("source_version"),
 			dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
-			proto: l.Get("protocol"),
+			proto: l.Get("protocol"), route: l.Get("route"),
 		}})
 		it = s.Iterator(it)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
@@ -290,10 +301,13 @@ func (a *aggregator) memFill(ctx context.Context, now int64) error {
 				e.mem = slices.Insert(e.mem, k, memSample{t: t})
 			}
 			m := &e.mem[k]
-			if i < 3 {
+			switch {
+			case i < 3:
 				m.set(i, v)
-			} else {
+			case i == 3:
 				m.h, m.has = fh, m.has|1<<3
+			default:
+				m.nh, m.has = fh, m.has|1<<4
 			}
 		}
 		if err := it.Err(); err != nil {

@@ -6,7 +6,16 @@ import (
 	"sort"
 
 	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser/posrange"
 )
+
+// nativeQuantile is PromQL's histogram_quantile of a native histogram
+// (exponential interpolation within a bucket, as Prometheus does).
+func nativeQuantile(q float64, h *histogram.FloatHistogram) float64 {
+	v, _ := promql.HistogramQuantile(q, h, "", posrange.PositionRange{})
+	return v
+}
 
 // buckets maps a classic histogram bucket's upper bound (le) to its rate.
 type buckets map[float64]float64
@@ -97,10 +106,17 @@ func (b *sortedBuckets) addNative(h *histogram.FloatHistogram) {
 // quantiles returns the qs-quantiles (0..1) with histogram_quantile's
 // interpolation; 0s when there is no data.
 func (b *sortedBuckets) quantiles(qs ...float64) []float64 {
-	out := make([]float64, len(qs))
+	out, _ := b.quantilesOK(qs...)
+	return out
+}
+
+// quantilesOK is quantiles; ok is false (and the quantiles 0) when there is
+// no data.
+func (b *sortedBuckets) quantilesOK(qs ...float64) (out []float64, ok bool) {
+	out = make([]float64, len(qs))
 	les := b.les
 	if len(les) < 2 || !math.IsInf(les[len(les)-1], 1) {
-		return out
+		return out, false
 	}
 	counts := make([]float64, len(les))
 	maxSoFar := 0.0
@@ -113,12 +129,12 @@ func (b *sortedBuckets) quantiles(qs ...float64) []float64 {
 	}
 	total := counts[len(counts)-1]
 	if total <= 0 {
-		return out
+		return out, false
 	}
 	for k, q := range qs {
 		out[k] = quantileOf(les, counts, q*total)
 	}
-	return out
+	return out, true
 }
 
 func quantileOf(les, counts []float64, rank float64) float64 {

@@ -42,6 +42,7 @@ import (
 	"github.com/meshscope/meshscope/collector/spans"
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/query"
+	"github.com/meshscope/meshscope/topology"
 )
 
 type options struct {
@@ -135,7 +136,11 @@ func run() error {
 
 	cfg := query.DefaultConfig()
 	engine := promql.NewEngine(cfg.EngineOpts(nil, logger))
-	api, err := query.New(cfg, engine, db, store, nil, logger)
+	topo, err := topology.New(topology.Config{}, engine, db, db, nil, logger)
+	if err != nil {
+		return err
+	}
+	api, err := query.New(cfg, engine, db, store, topo, nil, logger)
 	if err != nil {
 		return err
 	}

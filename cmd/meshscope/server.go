@@ -262,7 +262,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	if err != nil {
 		return err
 	}
-	api, err := query.New(cfg.Query, engine, metrics, traces, reg, logger.With("part", "query"), query.WithStatus(serverStatus(cfg, start)))
+	api, err := query.New(cfg.Query, engine, metrics, traces, topo, reg, logger.With("part", "query"), query.WithStatus(serverStatus(cfg, start)))
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
 	}

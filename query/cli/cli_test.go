@@ -58,9 +58,9 @@ func newServer(t *testing.T, traces *fixture.Traces, now time.Time) *httptest.Se
 	opts := meshapi.Options{Now: func() time.Time { return now }}
 	src := red.Source{Engine: fixture.Engine(), Queryable: db}
 	if traces != nil {
-		api = meshapi.New(opts, src, traces)
+		api = meshapi.New(opts, src, fixture.RED(t, db), traces)
 	} else {
-		api = meshapi.New(opts, src, nil)
+		api = meshapi.New(opts, src, fixture.RED(t, db), nil)
 	}
 	mux := http.NewServeMux()
 	api.RegisterRoutes(mux)

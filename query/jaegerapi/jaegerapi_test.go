@@ -20,7 +20,7 @@ func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	db := fixture.TSDB(t)
 	api := jaegerapi.New(jaegerapi.Options{MaxLimit: 1500, Timeout: time.Minute, Now: func() time.Time { return fixture.Now }},
-		fixture.SampleTraces(), red.Source{Engine: fixture.Engine(), Queryable: db})
+		fixture.SampleTraces(), red.Dependencies{RED: fixture.RED(t, db)})
 	mux := http.NewServeMux()
 	api.RegisterRoutes(mux)
 	srv := httptest.NewServer(mux)

@@ -1,7 +1,8 @@
 // Package meshapi implements Meshscope's native read API under /api/mesh/
 // (everything except the graph endpoints, which the topology package
-// serves): RED tables per service, route, version and edge computed with
-// PromQL from the golden metrics, trace search with attribute filters
+// serves): RED tables per service, route, version and edge read from the
+// mesh's one RED engine (topology.RED, the figures the graph shows), trace
+// search with attribute filters
 // returning trace summaries, full traces in a native JSON shape, and server
 // health. The UI and the `meshscope` CLI read these; docs/api.md documents
 // them.
@@ -24,6 +25,7 @@ import (
 
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/query/red"
+	"github.com/meshscope/meshscope/topology"
 )
 
 // Prefix is the mount point.
@@ -50,13 +52,21 @@ type Options struct {
 type API struct {
 	opts   Options
 	red    red.Source
+	tables REDSource
 	traces tracestore.Reader
 	logger *slog.Logger
 }
 
-// New returns the API over the metrics source and the trace store (nil:
+// REDSource computes the RED signals of a window: the mesh's one RED engine
+// (topology.Topology), whose figures the graph shows too.
+type REDSource interface {
+	RED(ctx context.Context, at time.Time, window time.Duration) (*topology.RED, error)
+}
+
+// New returns the API over the metrics source (proxies and health), the
+// RED engine (the tables; nil: they answer 503) and the trace store (nil:
 // trace endpoints answer 503).
-func New(opts Options, src red.Source, traces tracestore.Reader) *API {
+func New(opts Options, src red.Source, tables REDSource, traces tracestore.Reader) *API {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -67,7 +77,7 @@ func New(opts Options, src red.Source, traces tracestore.Reader) *API {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{opts: opts, red: src, traces: traces, logger: logger}
+	return &API{opts: opts, red: src, tables: tables, traces: traces, logger: logger}
 }
 
 // Route is one method+path pattern and its handler.

@@ -23,9 +23,9 @@ func newServer(t *testing.T, traces *fixture.Traces, now time.Time) *httptest.Se
 	opts := meshapi.Options{Timeout: time.Minute, MaxTraces: 100, Now: func() time.Time { return now }}
 	var api *meshapi.API
 	if traces == nil {
-		api = meshapi.New(opts, red.Source{Engine: fixture.Engine(), Queryable: db}, nil)
+		api = meshapi.New(opts, red.Source{Engine: fixture.Engine(), Queryable: db}, fixture.RED(t, db), nil)
 	} else {
-		api = meshapi.New(opts, red.Source{Engine: fixture.Engine(), Queryable: db}, traces)
+		api = meshapi.New(opts, red.Source{Engine: fixture.Engine(), Queryable: db}, fixture.RED(t, db), traces)
 	}
 	mux := http.NewServeMux()
 	api.RegisterRoutes(mux)

@@ -1,6 +1,9 @@
 package meshapi
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"sort"
@@ -22,17 +25,25 @@ type Stats struct {
 	SeenBy      string `json:"seen_by"` // "inbound" (callee's proxy) or "outbound" (caller's proxy)
 }
 
-func statsOf(r red.Row) Stats {
+// statsOf converts the engine's signals of one row; error and success
+// rates are the graph's error_rate and its complement.
+func statsOf(r topology.Row) Stats {
 	return Stats{
 		RPS:         Number(r.RPS),
 		Requests:    Number(r.Requests),
-		SuccessRate: Number(r.SuccessRate),
-		ErrorRate:   Number(1 - r.SuccessRate),
+		SuccessRate: Number(1 - r.ErrorRate),
+		ErrorRate:   Number(r.ErrorRate),
 		P50Ms:       ms(r.P50),
 		P95Ms:       ms(r.P95),
 		P99Ms:       ms(r.P99),
-		SeenBy:      r.Direction,
+		SeenBy:      r.SeenBy,
 	}
+}
+
+// noData are the stats of a service without requests in the window.
+func noData() Stats {
+	nan := Number(math.NaN())
+	return Stats{SuccessRate: nan, ErrorRate: nan, P50Ms: nan, P95Ms: nan, P99Ms: nan}
 }
 
 // ServiceRow is one service of GET /api/mesh/services.
@@ -46,9 +57,12 @@ type ServiceRow struct {
 
 // ServicesResponse is the answer of GET /api/mesh/services.
 type ServicesResponse struct {
-	At       time.Time    `json:"at"`
-	Window   string       `json:"window"`
-	Services []ServiceRow `json:"services"`
+	At     time.Time `json:"at"`
+	Window string    `json:"window"`
+	// CoveredSeconds is how many seconds of the window have data (the
+	// window's length when the data reaches back past its start).
+	CoveredSeconds float64      `json:"covered_seconds"`
+	Services       []ServiceRow `json:"services"`
 }
 
 // RouteRow is one route of GET /api/mesh/routes.
@@ -60,9 +74,12 @@ type RouteRow struct {
 
 // RoutesResponse is the answer of GET /api/mesh/routes.
 type RoutesResponse struct {
-	At     time.Time  `json:"at"`
-	Window string     `json:"window"`
-	Routes []RouteRow `json:"routes"`
+	At     time.Time `json:"at"`
+	Window string    `json:"window"`
+	// CoveredSeconds is how many seconds of the window have data (the
+	// window's length when the data reaches back past its start).
+	CoveredSeconds float64    `json:"covered_seconds"`
+	Routes         []RouteRow `json:"routes"`
 }
 
 // VersionRow is one service version of GET /api/mesh/versions.
@@ -75,9 +92,12 @@ type VersionRow struct {
 
 // VersionsResponse is the answer of GET /api/mesh/versions.
 type VersionsResponse struct {
-	At       time.Time    `json:"at"`
-	Window   string       `json:"window"`
-	Versions []VersionRow `json:"versions"`
+	At     time.Time `json:"at"`
+	Window string    `json:"window"`
+	// CoveredSeconds is how many seconds of the window have data (the
+	// window's length when the data reaches back past its start).
+	CoveredSeconds float64      `json:"covered_seconds"`
+	Versions       []VersionRow `json:"versions"`
 }
 
 // EdgeRow is one caller→callee pair of GET /api/mesh/edges.
@@ -91,53 +111,65 @@ type EdgeRow struct {
 type EdgesResponse struct {
 	At     time.Time `json:"at"`
 	Window string    `json:"window"`
-	Edges  []EdgeRow `json:"edges"`
+	// CoveredSeconds is how many seconds of the window have data (the
+	// window's length when the data reaches back past its start).
+	CoveredSeconds float64   `json:"covered_seconds"`
+	Edges          []EdgeRow `json:"edges"`
 }
 
 type tableParams struct {
 	at     time.Time
 	window time.Duration
-	match  map[string]string
 }
 
-func (a *API) tableParams(r *http.Request, filters map[string]string) (tableParams, error) {
+// maxWindow bounds the tables' window (as the graph's max_window default).
+const maxWindow = 7 * 24 * time.Hour
+
+func (a *API) tableParams(r *http.Request) (tableParams, error) {
 	var p tableParams
 	var err error
 	if p.window, err = window(r); err != nil {
 		return p, err
 	}
+	if p.window > maxWindow {
+		return p, badRequest("invalid parameter \"window\": %q is longer than %s", r.FormValue("window"), red.Range(maxWindow))
+	}
 	if p.at, err = timeParam(r, "at", a.opts.Now()); err != nil {
 		return p, err
-	}
-	p.match = map[string]string{}
-	for param, label := range filters {
-		if v := r.FormValue(param); v != "" {
-			p.match[label] = v
-		}
 	}
 	return p, nil
 }
 
+// snapshot computes the RED signals of the request's window.
+func (a *API) snapshot(r *http.Request) (*topology.RED, error) {
+	p, err := a.tableParams(r)
+	if err != nil {
+		return nil, err
+	}
+	if a.tables == nil {
+		return nil, &httpError{http.StatusServiceUnavailable, errors.New("no RED engine is configured")}
+	}
+	snap, err := a.tables.RED(r.Context(), p.at, p.window)
+	if err != nil {
+		return nil, fmt.Errorf("computing RED signals: %w", err)
+	}
+	return snap, nil
+}
+
+// keep reports whether a row's value passes a filter parameter.
+func keep(r *http.Request, param, value string) bool {
+	f := r.FormValue(param)
+	return f == "" || f == value
+}
+
 func (a *API) services(r *http.Request) (any, error) {
-	p, err := a.tableParams(r, map[string]string{"service": "destination_service"})
+	snap, err := a.snapshot(r)
 	if err != nil {
 		return nil, err
 	}
-	ctx := r.Context()
-	var proxies []red.Proxy
-	var perr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		proxies, perr = a.red.Proxies(ctx, a.opts.ProxyWindow, p.at)
-	}()
-	rows, err := a.red.Table(ctx, []string{"destination_service"}, p.match, p.window, p.at)
-	<-done
+	proxies, err := a.red.Proxies(r.Context(), a.opts.ProxyWindow, snap.At)
 	if err != nil {
 		return nil, err
-	}
-	if perr != nil {
-		return nil, perr
 	}
 	modes := red.Modes(proxies, func(p red.Proxy) string { return p.Service })
 	versions := map[string][]string{}
@@ -146,17 +178,18 @@ func (a *API) services(r *http.Request) (any, error) {
 			versions[px.Service] = append(versions[px.Service], px.Version)
 		}
 	}
-	out := ServicesResponse{At: p.at.UTC(), Window: red.Range(p.window), Services: []ServiceRow{}}
+	out := ServicesResponse{At: snap.At.UTC(), Window: red.Range(snap.Window), CoveredSeconds: snap.CoveredSeconds, Services: []ServiceRow{}}
 	seen := map[string]bool{}
-	for _, row := range rows {
-		svc := row.Labels["destination_service"]
-		seen[svc] = true
-		out.Services = append(out.Services, serviceRow(svc, modes, versions, statsOf(row)))
+	for _, row := range snap.Services() {
+		if !keep(r, "service", row.Service) {
+			continue
+		}
+		seen[row.Service] = true
+		out.Services = append(out.Services, serviceRow(row.Service, modes, versions, statsOf(row)))
 	}
-	want := p.match["destination_service"]
 	for svc := range modes {
-		if !seen[svc] && (want == "" || want == svc) {
-			out.Services = append(out.Services, serviceRow(svc, modes, versions, statsOf(noData())))
+		if !seen[svc] && keep(r, "service", svc) {
+			out.Services = append(out.Services, serviceRow(svc, modes, versions, noData()))
 		}
 	}
 	sort.Slice(out.Services, func(i, j int) bool { return out.Services[i].Service < out.Services[j].Service })
@@ -174,60 +207,53 @@ func serviceRow(svc string, modes map[string]string, versions map[string][]strin
 }
 
 func (a *API) routes(r *http.Request) (any, error) {
-	p, err := a.tableParams(r, map[string]string{"service": "destination_service"})
+	snap, err := a.snapshot(r)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := a.red.Table(r.Context(), []string{"destination_service", "route"}, p.match, p.window, p.at)
-	if err != nil {
-		return nil, err
-	}
-	out := RoutesResponse{At: p.at.UTC(), Window: red.Range(p.window), Routes: []RouteRow{}}
-	for _, row := range rows {
-		out.Routes = append(out.Routes, RouteRow{Service: row.Labels["destination_service"], Route: row.Labels["route"], Stats: statsOf(row)})
+	out := RoutesResponse{At: snap.At.UTC(), Window: red.Range(snap.Window), CoveredSeconds: snap.CoveredSeconds, Routes: []RouteRow{}}
+	for _, row := range snap.RoutesOf(r.FormValue("source"), r.FormValue("version")) {
+		if keep(r, "service", row.Service) {
+			out.Routes = append(out.Routes, RouteRow{Service: row.Service, Route: row.Route, Stats: statsOf(row)})
+		}
 	}
 	return out, nil
 }
 
 func (a *API) versions(r *http.Request) (any, error) {
-	p, err := a.tableParams(r, map[string]string{"service": "destination_service"})
+	snap, err := a.snapshot(r)
 	if err != nil {
 		return nil, err
 	}
-	ctx := r.Context()
-	rows, err := a.red.Table(ctx, []string{"destination_service", "destination_version"}, p.match, p.window, p.at)
-	if err != nil {
-		return nil, err
-	}
-	proxies, err := a.red.Proxies(ctx, a.opts.ProxyWindow, p.at)
+	proxies, err := a.red.Proxies(r.Context(), a.opts.ProxyWindow, snap.At)
 	if err != nil {
 		return nil, err
 	}
 	modes := red.Modes(proxies, func(p red.Proxy) string { return p.Service + "@" + p.Version })
-	out := VersionsResponse{At: p.at.UTC(), Window: red.Range(p.window), Versions: []VersionRow{}}
-	for _, row := range rows {
-		svc, ver := row.Labels["destination_service"], row.Labels["destination_version"]
-		mode, ok := modes[svc+"@"+ver]
+	out := VersionsResponse{At: snap.At.UTC(), Window: red.Range(snap.Window), CoveredSeconds: snap.CoveredSeconds, Versions: []VersionRow{}}
+	for _, row := range snap.Versions() {
+		if !keep(r, "service", row.Service) {
+			continue
+		}
+		mode, ok := modes[row.Service+"@"+row.Version]
 		if !ok {
 			mode = topology.ModeNone
 		}
-		out.Versions = append(out.Versions, VersionRow{Service: svc, Version: ver, Mode: mode, Stats: statsOf(row)})
+		out.Versions = append(out.Versions, VersionRow{Service: row.Service, Version: row.Version, Mode: mode, Stats: statsOf(row)})
 	}
 	return out, nil
 }
 
 func (a *API) edges(r *http.Request) (any, error) {
-	p, err := a.tableParams(r, map[string]string{"source": "source_service", "destination": "destination_service"})
+	snap, err := a.snapshot(r)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := a.red.Table(r.Context(), []string{"source_service", "destination_service"}, p.match, p.window, p.at)
-	if err != nil {
-		return nil, err
-	}
-	out := EdgesResponse{At: p.at.UTC(), Window: red.Range(p.window), Edges: []EdgeRow{}}
-	for _, row := range rows {
-		out.Edges = append(out.Edges, EdgeRow{Source: row.Labels["source_service"], Destination: row.Labels["destination_service"], Stats: statsOf(row)})
+	out := EdgesResponse{At: snap.At.UTC(), Window: red.Range(snap.Window), CoveredSeconds: snap.CoveredSeconds, Edges: []EdgeRow{}}
+	for _, row := range snap.Edges() {
+		if keep(r, "source", row.Source) && keep(r, "destination", row.Service) {
+			out.Edges = append(out.Edges, EdgeRow{Source: row.Source, Destination: row.Service, Stats: statsOf(row)})
+		}
 	}
 	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,12 +12,7 @@ import (
 
 	"github.com/meshscope/meshscope/collector/spans"
 	"github.com/meshscope/meshscope/collector/tracestore"
-	"github.com/meshscope/meshscope/query/red"
 )
-
-func noData() red.Row {
-	return red.Row{SuccessRate: math.NaN(), P50: math.NaN(), P95: math.NaN(), P99: math.NaN()}
-}
 
 var errNoStore = &httpError{http.StatusServiceUnavailable, errors.New("no trace store is configured")}
 

@@ -10,10 +10,7 @@ import (
 	"github.com/meshscope/meshscope/query/red"
 )
 
-func TestMatchersAndRange(t *testing.T) {
-	if got := red.Matchers(map[string]string{"b": `x"y`, "a": "1"}); got != `a="1",b="x\"y"` {
-		t.Errorf("Matchers = %s", got)
-	}
+func TestRange(t *testing.T) {
 	for d, want := range map[time.Duration]string{time.Minute: "1m", 90 * time.Second: "1m30s", 1500 * time.Millisecond: "1s500ms"} {
 		if got := red.Range(d); got != want {
 			t.Errorf("Range(%s) = %s, want %s", d, got, want)
@@ -29,32 +26,32 @@ func TestModes(t *testing.T) {
 	}
 }
 
-func TestTablePrefersInbound(t *testing.T) {
-	src := red.Source{Engine: fixture.Engine(), Queryable: fixture.TSDB(t)}
-	rows, err := src.Table(context.Background(), []string{"source_service", "destination_service"}, nil, 5*time.Minute, fixture.Now)
+// The dependencies are the RED engine's service edges: inbound numbers of
+// meshed callees, outbound ones of unmeshed callees, whole calls.
+func TestDependencies(t *testing.T) {
+	db := fixture.TSDB(t)
+	deps, err := red.Dependencies{RED: fixture.RED(t, db)}.Dependencies(context.Background(), fixture.Now, 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"catalog→inventory": "outbound", "web→catalog": "inbound", "unknown→web": "inbound", "checkout→payments": "inbound", "web→checkout": "inbound"}
-	for _, r := range rows {
-		k := r.Labels["source_service"] + "→" + r.Labels["destination_service"]
-		if want[k] != r.Direction {
-			t.Errorf("%s: direction %q, want %q", k, r.Direction, want[k])
-		}
-		if math.IsNaN(r.P99) || r.P99 < r.P50 {
-			t.Errorf("%s: p50 %v p99 %v", k, r.P50, r.P99)
+	want := map[string]float64{}
+	for _, e := range fixture.Edges {
+		want[e.Src+"→"+e.Dst] += e.RPS * 300
+	}
+	for _, d := range deps {
+		k := d.Parent + "→" + d.Child
+		if w, ok := want[k]; !ok || math.Abs(float64(d.CallCount)-w) > 1 {
+			t.Errorf("%s: %d calls, want %v", k, d.CallCount, w)
 		}
 		delete(want, k)
 	}
 	if len(want) > 0 {
-		t.Errorf("missing rows %v", want)
+		t.Errorf("missing dependencies %v", want)
 	}
-	if _, err := src.Table(context.Background(), []string{"route"}, nil, 0, fixture.Now); err == nil {
-		t.Error("zero window accepted")
-	}
-	if _, err := src.Dependencies(context.Background(), fixture.Now, 0); err == nil {
+	if _, err := (red.Dependencies{RED: fixture.RED(t, db)}).Dependencies(context.Background(), fixture.Now, 0); err == nil {
 		t.Error("zero lookback accepted")
 	}
+	src := red.Source{Engine: fixture.Engine(), Queryable: db}
 	if _, err := src.Proxies(context.Background(), -time.Second, fixture.Now); err == nil {
 		t.Error("negative proxy window accepted")
 	}
