@@ -99,3 +99,11 @@ type Operation struct {
 	Name string
 	Kind spans.Kind
 }
+
+// Damage is what a store found unreadable in its own files and skipped: the
+// spans those bytes held are lost; everything else stays readable.
+type Damage struct {
+	Regions int      // damaged stretches (each held at least one record)
+	Bytes   int64    // bytes skipped
+	Where   []string // "file@offset+bytes", at most a few
+}

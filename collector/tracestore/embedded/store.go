@@ -198,9 +198,11 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		s.closeFiles()
 		return nil, err
 	}
-	if err := s.newSegment(); err != nil {
-		s.closeFiles()
-		return nil, err
+	if !s.reusable() {
+		if err := s.newSegment(); err != nil {
+			s.closeFiles()
+			return nil, err
+		}
 	}
 	s.done.Add(2)
 	go s.writeLoop()
@@ -238,7 +240,7 @@ func (s *Store) replay() error {
 		seg := &segment{id: id, path: path, f: f, lastData: st.ModTime()}
 		var hashes []uint64
 		var cur, curFirst uint32
-		good, tailErr, err := replaySegment(f, s.dec, func(sp *spans.Span, loc spanLoc) error {
+		res, err := replaySegment(f, s.dec, func(sp *spans.Span, loc spanLoc) error {
 			if loc.rec != cur || len(seg.metas) == 0 {
 				if len(hashes) > 0 {
 					s.addBloom(seg, cur, curFirst, hashes)
@@ -259,29 +261,35 @@ func (s *Store) replay() error {
 			f.Close()
 			return fmt.Errorf("trace store: replay %s: %w", path, err)
 		}
-		if tailErr != nil {
-			// A torn write at the end of a segment holds no acknowledged
-			// batch (the ack waits for fsync): cut it off.
-			s.logger.Warn("trace store: truncating torn segment tail", "segment", path, "offset", good, "err", tailErr)
-			if good < int64(len(segMagic)) {
-				if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
-					f.Close()
-					return fmt.Errorf("trace store: repair %s: %w", path, err)
-				}
-				good = int64(len(segMagic))
-			}
-			if err := f.Truncate(good); err != nil {
+		seg.size = st.Size()
+		active := i == len(ids)-1
+		if res.tail != nil && active {
+			// A torn write at the end of the active segment holds no
+			// acknowledged batch (the ack waits for the fsync after the
+			// whole record): cut it off.
+			s.logger.Warn("trace store: truncating torn segment tail", "segment", path, "offset", res.end, "bytes", res.tail.n, "err", res.tail.why)
+			if err := repairTail(f, res.end); err != nil {
 				f.Close()
-				return fmt.Errorf("trace store: truncate %s: %w", path, err)
+				return fmt.Errorf("trace store: repair %s: %w", path, err)
 			}
-			if i != len(ids)-1 {
-				s.logger.Warn("trace store: damaged sealed segment; later records lost", "segment", path)
-			}
+			seg.size = max(res.end, int64(len(segMagic)))
+		} else if res.tail != nil {
+			// A sealed segment was complete when the next one was created:
+			// its unreadable end is damage, and the file stays as it is.
+			res.damaged = append(res.damaged, *res.tail)
 		}
-		seg.size = good
-		seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
+		for _, d := range res.damaged {
+			s.logger.Error("trace store: skipped damaged bytes; the spans they held are lost, later records are kept",
+				"segment", path, "offset", d.off, "bytes", d.n, "err", d.why)
+			s.m.corruptRecords.Inc()
+			s.m.corruptBytes.Add(float64(d.n))
+		}
+		seg.damaged = res.damaged
+		if !active {
+			seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
+		}
 		s.segs = append(s.segs, seg)
-		s.totalLen += good
+		s.totalLen += seg.size
 		s.m.bytes.Set(float64(s.totalLen))
 	}
 	if n > 0 {
@@ -289,6 +297,32 @@ func (s *Store) replay() error {
 	}
 	s.m.spans.Add(float64(n))
 	return nil
+}
+
+// repairTail cuts a torn write off the active segment (restoring the magic
+// when the crash came before it was written) and makes the cut durable.
+func repairTail(f *os.File, end int64) error {
+	if end < int64(len(segMagic)) {
+		if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
+			return err
+		}
+		end = int64(len(segMagic))
+	}
+	if err := f.Truncate(end); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// reusable says whether the last replayed segment can stay the active one,
+// so that a restart does not add a segment: it must be intact and below the
+// sealing size.
+func (s *Store) reusable() bool {
+	if len(s.segs) == 0 {
+		return false
+	}
+	last := s.segs[len(s.segs)-1]
+	return len(last.damaged) == 0 && last.size < s.cfg.SegmentBytes
 }
 
 // index records a durable span in memory. Caller holds s.mu (or is replay).
@@ -486,7 +520,9 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	}
 	if err != nil {
 		// The bytes may be partly on disk; the next write overwrites them
-		// (size does not advance), and replay stops at a bad checksum.
+		// (size does not advance). Cut them now so that a segment sealed
+		// later does not end in a stale partial record.
+		_ = seg.f.Truncate(seg.size)
 		err = fmt.Errorf("trace store: write %s: %w", seg.path, err)
 		for _, r := range group {
 			r.done <- err
@@ -922,4 +958,26 @@ var _ tracestore.Store = (*Store)(nil)
 // WriteSpans.
 func (s *Store) ConsumeSpans(ctx context.Context, batch []spans.Span) error {
 	return s.WriteSpans(ctx, batch)
+}
+
+// maxDamageWhere bounds Damage.Where.
+const maxDamageWhere = 5
+
+// Damage reports the damaged stretches skipped when the store opened, in
+// segments still retained (retention drops a damaged segment's report with
+// the segment).
+func (s *Store) Damage() tracestore.Damage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var d tracestore.Damage
+	for _, seg := range s.segs {
+		for _, r := range seg.damaged {
+			d.Regions++
+			d.Bytes += r.n
+			if len(d.Where) < maxDamageWhere {
+				d.Where = append(d.Where, fmt.Sprintf("%s@%d+%d", filepath.Base(seg.path), r.off, r.n))
+			}
+		}
+	}
+	return d
 }
