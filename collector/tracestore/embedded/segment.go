@@ -65,6 +65,7 @@ type spanMeta struct {
 	op     uint32 // interned operation name
 	kind   spans.Kind
 	status spans.StatusCode
+	peer   uint32 // interned peer service of a CLIENT span + 1; 0 = none
 }
 
 type segment struct {

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,6 +142,7 @@ type Store struct {
 	names      []string          // interned service and operation names
 	nameIDs    map[string]uint32 // name → index into names
 	ops        map[uint32]map[opKey]struct{}
+	peers      map[uint32]struct{} // services called by CLIENT spans
 	totalLen   int64
 	bloomBytes int64
 	closed     bool
@@ -182,6 +185,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		byTrace: map[spans.TraceID][]spanRef{},
 		nameIDs: map[string]uint32{},
 		ops:     map[uint32]map[opKey]struct{}{},
+		peers:   map[uint32]struct{}{},
 	}
 	var err error
 	if s.m, err = newStoreMetrics(reg); err != nil {
@@ -333,6 +337,11 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 		trace: sp.TraceID, rec: loc.rec, recLen: loc.recLen, off: loc.off, length: loc.length,
 		start: sp.StartUnixNano, dur: sp.EndUnixNano - sp.StartUnixNano,
 		svc: svc, op: op, kind: sp.Kind, status: sp.StatusCode,
+	}
+	if p := sp.PeerService(); p != "" {
+		id := s.intern(p)
+		m.peer = id + 1
+		s.peers[id] = struct{}{}
 	}
 	s.byTrace[sp.TraceID] = append(s.byTrace[sp.TraceID], spanRef{seg: seg.id, idx: uint32(len(seg.metas))})
 	seg.note(m)
@@ -715,7 +724,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 				}
 				checkedRI = ri
 			}
-			if q.Service != "" && m.svc != svc ||
+			if q.Service != "" && m.svc != svc && m.peer != svc+1 ||
 				q.Operation != "" && m.op != op ||
 				m.start < minT || m.start > maxT ||
 				m.dur < minD || m.dur > maxD ||
@@ -743,7 +752,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		// Segments are in ingest order, which is close to time order: once
 		// limit traces were found and no older segment has a span starting
 		// after the limit-th of them, the rest cannot enter the result.
-		if i > 0 && len(found) >= limit {
+		if q.Sort == tracestore.SortNewest && i > 0 && len(found) >= limit {
 			var older int64 = -1 << 63
 			for _, o := range views[:i] {
 				if len(o.metas) > 0 && o.maxStart > older {
@@ -759,7 +768,16 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	for id, st := range found {
 		refs = append(refs, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, st)})
 	}
+	var keys map[spans.TraceID]int64 // sort key per trace, larger first
+	if q.Sort != tracestore.SortNewest {
+		keys = s.traceSortKeys(refs, q.Sort)
+	}
 	slices.SortFunc(refs, func(a, b tracestore.TraceRef) int {
+		if keys != nil {
+			if c := cmp.Compare(keys[b.TraceID], keys[a.TraceID]); c != 0 {
+				return c
+			}
+		}
 		if c := b.Start.Compare(a.Start); c != 0 {
 			return c
 		}
@@ -769,6 +787,53 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		refs = refs[:limit]
 	}
 	return refs, nil
+}
+
+// traceSortKeys computes, over all stored spans of each trace, its duration
+// (SortLongest) or its number of error spans (SortErrors; a span stored
+// twice by a retried export counts once). Caller holds s.readMu shared.
+func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder) map[spans.TraceID]int64 {
+	type spanKey struct {
+		start, dur int64
+		svc, op    uint32
+	}
+	keys := make(map[spans.TraceID]int64, len(refs))
+	seen := map[spanKey]struct{}{}
+	for i, r := range refs {
+		// Lock in chunks: a sort over many traces must not stall ingest.
+		if i%4096 == 0 {
+			if i > 0 {
+				s.mu.RUnlock()
+			}
+			s.mu.RLock()
+		}
+		var lo, hi, errs int64 = 1<<63 - 1, -1 << 63, 0
+		clear(seen)
+		for _, ref := range s.byTrace[r.TraceID] {
+			seg := s.segByID(ref.seg)
+			if seg == nil {
+				continue
+			}
+			m := &seg.metas[ref.idx]
+			lo, hi = min(lo, m.start), max(hi, m.start+m.dur)
+			if m.status == spans.StatusError {
+				k := spanKey{m.start, m.dur, m.svc, m.op}
+				if _, dup := seen[k]; !dup {
+					seen[k] = struct{}{}
+					errs++
+				}
+			}
+		}
+		if o == tracestore.SortErrors {
+			keys[r.TraceID] = errs
+		} else if hi >= lo {
+			keys[r.TraceID] = hi - lo
+		}
+	}
+	if len(refs) > 0 {
+		s.mu.RUnlock()
+	}
+	return keys
 }
 
 func bloomHasAll(b *attrBloom, hashes []uint64) bool {
@@ -800,15 +865,32 @@ func matchAttrs(sp *spans.Span, want map[string]string) bool {
 	return true
 }
 
-// Services lists every service with stored spans.
+// Services lists every service with stored spans and every peer service
+// of CLIENT spans.
 func (s *Store) Services(ctx context.Context) ([]string, error) {
+	infos, err := s.ServiceInfos(ctx)
+	out := make([]string, len(infos))
+	for i, in := range infos {
+		out[i] = in.Name
+	}
+	return out, err
+}
+
+// ServiceInfos lists the services as Services does, marking those known only
+// as the peer of CLIENT spans.
+func (s *Store) ServiceInfos(ctx context.Context) ([]tracestore.ServiceInfo, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.ops))
+	out := make([]tracestore.ServiceInfo, 0, len(s.ops)+len(s.peers))
 	for id := range s.ops {
-		out = append(out, s.names[id])
+		out = append(out, tracestore.ServiceInfo{Name: s.names[id]})
 	}
-	sort.Strings(out)
+	for id := range s.peers {
+		if _, own := s.ops[id]; !own {
+			out = append(out, tracestore.ServiceInfo{Name: s.names[id], Unmeshed: true})
+		}
+	}
+	slices.SortFunc(out, func(a, b tracestore.ServiceInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
