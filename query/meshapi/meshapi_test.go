@@ -65,6 +65,8 @@ func TestEndpointsGolden(t *testing.T) {
 		{"traces_bad_status", "/traces", url.Values{"status": {"maybe"}}, 400},
 		{"traces_bad_duration", "/traces", url.Values{"min_duration": {"slow"}}, 400},
 		{"traces_bad_limit", "/traces", url.Values{"limit": {"0"}}, 400},
+		{"traces_bad_sort", "/traces", url.Values{"sort": {"slowest"}}, 400},
+		{"trace_services", "/traces/services", nil, 200},
 		{"trace", "/traces/" + t1, nil, 200},
 		{"trace_nested", "/traces/" + fixture.TraceID(3).String(), nil, 200},
 		{"trace_not_found", "/traces/ffffffff", nil, 404},
