@@ -37,6 +37,8 @@ type ServiceLister interface {
 }
 
 // OperationLister lists a service's operations, optionally of one span kind.
+// A service without spans of its own (known only as the peer of CLIENT
+// spans) lists the names of the CLIENT spans calling it, of kind client.
 type OperationLister interface {
 	Operations(ctx context.Context, q OperationQuery) ([]Operation, error)
 }

@@ -290,18 +290,19 @@ FROM %s`, s.db, s.onCluster(), s.local("spans"), searchColumns, s.local("spans_b
 	}
 	peers := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
     peer LowCardinality(String),
+    name LowCardinality(String),
     last_seen DateTime
 ) ENGINE = %s
-ORDER BY peer%s`,
+ORDER BY (peer, name)%s`,
 		s.local("peers"), s.onCluster(), s.engine("ReplacingMergeTree", "peers", "last_seen"), s.ttl("last_seen"))
 	peersMV := fmt.Sprintf(`CREATE MATERIALIZED VIEW IF NOT EXISTS %s.peers_mv%s TO %s AS
-SELECT %s AS peer, max(toDateTime(timestamp)) AS last_seen
+SELECT %s AS peer, name, max(toDateTime(timestamp)) AS last_seen
 FROM %s
 WHERE kind = 3
-GROUP BY peer
+GROUP BY peer, name
 HAVING peer != ''`, s.db, s.onCluster(), s.local("peers"), peerExpr, s.local("spans"))
-	backfillPeers := fmt.Sprintf(`INSERT INTO %s (peer, last_seen)
-SELECT %s AS p, max(toDateTime(timestamp)) FROM %s WHERE kind = 3 GROUP BY p HAVING p != ''`, s.table("peers"), peerExpr, s.table("spans"))
+	backfillPeers := fmt.Sprintf(`INSERT INTO %s (peer, name, last_seen)
+SELECT %s AS p, name, max(toDateTime(timestamp)) FROM %s WHERE kind = 3 GROUP BY p, name HAVING p != ''`, s.table("peers"), peerExpr, s.table("spans"))
 
 	return []Migration{
 		{1, "spans table", append([]string{spans}, s.distributed("spans", "cityHash64(trace_id)")...)},

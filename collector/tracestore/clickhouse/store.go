@@ -479,10 +479,7 @@ GROUP BY trace_id`, spansTable, cond("service = unhex({service:String})"), cond(
 	default:
 		return matching + "\nORDER BY start DESC, trace_id\nLIMIT {limit:UInt32}", params
 	}
-	global := ""
-	if s.cfg.Cluster != "" {
-		global = "GLOBAL " // both sides read Distributed tables
-	}
+	global := s.global()
 	return fmt.Sprintf(`SELECT m.trace_id, m.start
 FROM (%[1]s) AS m
 %[2]sINNER JOIN (
@@ -493,6 +490,15 @@ FROM (%[1]s) AS m
 ) AS a ON m.trace_id = a.trace_id
 ORDER BY a.sort_key DESC, m.start DESC, m.trace_id
 LIMIT {limit:UInt32}`, matching, global, sortKey, s.schema.table("spans_by_trace")), params
+}
+
+// global is the GLOBAL modifier of IN and JOIN over a subquery on a
+// cluster, where both sides read Distributed tables.
+func (s *Store) global() string {
+	if s.cfg.Cluster != "" {
+		return "GLOBAL "
+	}
+	return ""
 }
 
 // Search finds traces with a span matching every condition, most recent first.
@@ -580,8 +586,21 @@ func (s *Store) Operations(ctx context.Context, q tracestore.OperationQuery) ([]
 		cond += " AND kind = {kind:UInt8}"
 		params["kind"] = strconv.Itoa(int(*q.Kind))
 	}
-	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT toString(name), kind FROM %s WHERE %s ORDER BY 1, 2",
-		s.schema.table("operations"), cond), params)
+	// A service without operations of its own (an unmeshed service) lists
+	// the CLIENT spans calling it, from the peers table.
+	callers := ""
+	if q.Kind == nil || *q.Kind == spans.KindClient {
+		callers = fmt.Sprintf(`
+    UNION ALL
+    SELECT DISTINCT toString(name) AS op, toUInt8(3) AS k FROM %s
+    WHERE peer = unhex({service:String})
+      AND unhex({service:String}) %sNOT IN (SELECT service FROM %s WHERE service = unhex({service:String}))`,
+			s.schema.table("peers"), s.global(), s.schema.table("operations"))
+	}
+	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT op, k FROM (
+    SELECT DISTINCT toString(name) AS op, kind AS k FROM %s WHERE %s%s
+)
+ORDER BY op, k`, s.schema.table("operations"), cond, callers), params)
 	if err != nil {
 		return nil, fmt.Errorf("operations: %w", err)
 	}

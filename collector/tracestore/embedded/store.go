@@ -142,7 +142,7 @@ type Store struct {
 	names      []string          // interned service and operation names
 	nameIDs    map[string]uint32 // name → index into names
 	ops        map[uint32]map[opKey]struct{}
-	peers      map[uint32]struct{} // services called by CLIENT spans
+	peers      map[uint32]map[uint32]struct{} // service called by CLIENT spans → their operations
 	totalLen   int64
 	bloomBytes int64
 	closed     bool
@@ -185,7 +185,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		byTrace: map[spans.TraceID][]spanRef{},
 		nameIDs: map[string]uint32{},
 		ops:     map[uint32]map[opKey]struct{}{},
-		peers:   map[uint32]struct{}{},
+		peers:   map[uint32]map[uint32]struct{}{},
 	}
 	var err error
 	if s.m, err = newStoreMetrics(reg); err != nil {
@@ -341,7 +341,12 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 	if p := sp.PeerService(); p != "" {
 		id := s.intern(p)
 		m.peer = id + 1
-		s.peers[id] = struct{}{}
+		callers := s.peers[id]
+		if callers == nil {
+			callers = map[uint32]struct{}{}
+			s.peers[id] = callers
+		}
+		callers[op] = struct{}{}
 	}
 	s.byTrace[sp.TraceID] = append(s.byTrace[sp.TraceID], spanRef{seg: seg.id, idx: uint32(len(seg.metas))})
 	seg.note(m)
@@ -908,6 +913,12 @@ func (s *Store) Operations(ctx context.Context, q tracestore.OperationQuery) ([]
 			continue
 		}
 		out = append(out, tracestore.Operation{Name: s.names[k.op], Kind: k.kind})
+	}
+	if _, own := s.ops[id]; !own && (q.Kind == nil || *q.Kind == spans.KindClient) {
+		// A service without spans of its own: the CLIENT spans calling it.
+		for op := range s.peers[id] {
+			out = append(out, tracestore.Operation{Name: s.names[op], Kind: spans.KindClient})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {

@@ -855,4 +855,26 @@ func testPeerServices(t *testing.T, s tracestore.Store) {
 	} {
 		wantTraces(t, c.q, search(t, s, c.q), c.want...)
 	}
+	// An unmeshed service's operations are the CLIENT spans calling it; a
+	// service with spans of its own lists only its own.
+	clientKind, serverKind := spans.KindClient, spans.KindServer
+	for _, c := range []struct {
+		q    tracestore.OperationQuery
+		want []tracestore.Operation
+	}{
+		{tracestore.OperationQuery{Service: "pricing"}, []tracestore.Operation{{Name: "GET /prices", Kind: spans.KindClient}}},
+		{tracestore.OperationQuery{Service: "pricing", Kind: &clientKind}, []tracestore.Operation{{Name: "GET /prices", Kind: spans.KindClient}}},
+		{tracestore.OperationQuery{Service: "pricing", Kind: &serverKind}, nil},
+		{tracestore.OperationQuery{Service: "cart"}, []tracestore.Operation{{Name: "GET /cart", Kind: spans.KindServer}, {Name: "GET /prices", Kind: spans.KindClient}}},
+	} {
+		got, err := s.Operations(context.Background(), c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 0 || len(c.want) != 0 {
+			if !slices.Equal(got, c.want) {
+				t.Errorf("Operations(%+v) = %v, want %v", c.q, got, c.want)
+			}
+		}
+	}
 }

@@ -212,9 +212,10 @@ ALTER TABLE traces.spans ON CLUSTER meshscope ADD COLUMN IF NOT EXISTS peer LowC
 
 CREATE TABLE IF NOT EXISTS traces.peers_local ON CLUSTER meshscope (
     peer LowCardinality(String),
+    name LowCardinality(String),
     last_seen DateTime
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/traces/peers_local', '{replica}', last_seen)
-ORDER BY peer
+ORDER BY (peer, name)
 TTL last_seen + INTERVAL 259200 SECOND;
 
 CREATE TABLE IF NOT EXISTS traces.peers ON CLUSTER meshscope AS traces.peers_local
@@ -225,16 +226,16 @@ SELECT if(kind != 3, '', multiIf(
     attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
     attributes['peer.service'] != '', attributes['peer.service'],
     if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
-    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS peer, max(toDateTime(timestamp)) AS last_seen
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS peer, name, max(toDateTime(timestamp)) AS last_seen
 FROM traces.spans_local
 WHERE kind = 3
-GROUP BY peer
+GROUP BY peer, name
 HAVING peer != '';
 
-INSERT INTO traces.peers (peer, last_seen)
+INSERT INTO traces.peers (peer, name, last_seen)
 SELECT if(kind != 3, '', multiIf(
     attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
     attributes['peer.service'] != '', attributes['peer.service'],
     if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
-    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS p, max(toDateTime(timestamp)) FROM traces.spans WHERE kind = 3 GROUP BY p HAVING p != '';
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS p, name, max(toDateTime(timestamp)) FROM traces.spans WHERE kind = 3 GROUP BY p, name HAVING p != '';
 

@@ -174,25 +174,26 @@ ALTER TABLE traces.spans ADD INDEX IF NOT EXISTS idx_peer peer TYPE bloom_filter
 
 CREATE TABLE IF NOT EXISTS traces.peers (
     peer LowCardinality(String),
+    name LowCardinality(String),
     last_seen DateTime
 ) ENGINE = ReplacingMergeTree(last_seen)
-ORDER BY peer;
+ORDER BY (peer, name);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS traces.peers_mv TO traces.peers AS
 SELECT if(kind != 3, '', multiIf(
     attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
     attributes['peer.service'] != '', attributes['peer.service'],
     if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
-    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS peer, max(toDateTime(timestamp)) AS last_seen
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS peer, name, max(toDateTime(timestamp)) AS last_seen
 FROM traces.spans
 WHERE kind = 3
-GROUP BY peer
+GROUP BY peer, name
 HAVING peer != '';
 
-INSERT INTO traces.peers (peer, last_seen)
+INSERT INTO traces.peers (peer, name, last_seen)
 SELECT if(kind != 3, '', multiIf(
     attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
     attributes['peer.service'] != '', attributes['peer.service'],
     if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
-    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS p, max(toDateTime(timestamp)) FROM traces.spans WHERE kind = 3 GROUP BY p HAVING p != '';
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS p, name, max(toDateTime(timestamp)) FROM traces.spans WHERE kind = 3 GROUP BY p, name HAVING p != '';
 
