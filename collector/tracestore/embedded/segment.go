@@ -238,14 +238,14 @@ func (r *segReader) readRecord(off int64) (next int64, err error) {
 // or -1 when there is none; on success the record is decoded as by
 // readRecord and next is the offset after it.
 func (r *segReader) resync(from int64) (at, next int64, err error) {
-	const window = 1 << 20
+	window := min(int64(1<<20), max(r.size-from, 0))
 	buf := make([]byte, window+recordProbe)
 	for base := from; base < r.size; base += window {
 		n, err := r.f.ReadAt(buf, base)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return -1, 0, fmt.Errorf("scan at %d: %w", base, err)
 		}
-		for i := 0; i < n && i < window; i++ {
+		for i := 0; i < n && int64(i) < window; i++ {
 			if !plausibleRecord(buf[i:n], r.size-base-int64(i)) {
 				continue
 			}
@@ -263,12 +263,8 @@ func (r *segReader) resync(from int64) (at, next int64, err error) {
 // reader resynchronises on the next intact record (plausible framing, then
 // the checksum, then a full decode) and keeps everything after it. What
 // could not be read is reported in the result; err is an I/O error or fn's.
-func replaySegment(f *os.File, dec *zstd.Decoder, fn func(s *spans.Span, loc spanLoc) error) (replayResult, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return replayResult{}, err
-	}
-	r := &segReader{f: f, size: st.Size(), dec: dec}
+func replaySegment(f io.ReaderAt, size int64, dec *zstd.Decoder, fn func(s *spans.Span, loc spanLoc) error) (replayResult, error) {
+	r := &segReader{f: f, size: size, dec: dec}
 	magic := make([]byte, len(segMagic))
 	if _, err := f.ReadAt(magic, 0); err != nil {
 		// A crash between create and the magic's write leaves a short file.

@@ -244,7 +244,7 @@ func (s *Store) replay() error {
 		seg := &segment{id: id, path: path, f: f, lastData: st.ModTime()}
 		var hashes []uint64
 		var cur, curFirst uint32
-		res, err := replaySegment(f, s.dec, func(sp *spans.Span, loc spanLoc) error {
+		res, err := replaySegment(f, st.Size(), s.dec, func(sp *spans.Span, loc spanLoc) error {
 			if loc.rec != cur || len(seg.metas) == 0 {
 				if len(hashes) > 0 {
 					s.addBloom(seg, cur, curFirst, hashes)
