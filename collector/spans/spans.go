@@ -3,6 +3,7 @@ package spans
 import (
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -207,4 +208,39 @@ func (s *Span) Attr(key string) (Attr, bool) {
 		}
 	}
 	return Attr{}, false
+}
+
+// PeerService names the service a CLIENT span calls, or "" (any other kind,
+// or no usable peer): the mesh proxy's mesh.destination.service (unless
+// unknown or external), else peer.service, else server.address (or
+// net.peer.name when that is empty) when it is a bare service name (no dot,
+// no colon, not localhost: not an IP address or an outside host). Only span
+// attributes count. Trace stores list such peers as services and find the
+// traces calling them; the ClickHouse store computes the same rule in SQL.
+func (s *Span) PeerService() string {
+	if s.Kind != KindClient {
+		return ""
+	}
+	attr := func(key string) string {
+		for _, a := range s.Attrs {
+			if a.Key == key {
+				return a.String()
+			}
+		}
+		return ""
+	}
+	if v := attr("mesh.destination.service"); v != "" && v != "unknown" && v != "external" {
+		return v
+	}
+	if v := attr("peer.service"); v != "" {
+		return v
+	}
+	host := attr("server.address")
+	if host == "" {
+		host = attr("net.peer.name")
+	}
+	if host == "" || host == "localhost" || strings.ContainsAny(host, ".:") {
+		return ""
+	}
+	return host
 }

@@ -3,6 +3,7 @@ package tracestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/meshscope/meshscope/collector/spans"
@@ -24,17 +25,20 @@ type TraceReader interface {
 }
 
 // Searcher finds traces that have at least one span matching every condition
-// of the query, most recent first.
+// of the query, in the query's sort order (most recent first by default).
 type Searcher interface {
 	Search(ctx context.Context, q Query) ([]TraceRef, error)
 }
 
-// ServiceLister lists the services that have stored spans.
+// ServiceLister lists the services that have stored spans and the peer
+// services that CLIENT spans call (spans.Span.PeerService), sorted.
 type ServiceLister interface {
 	Services(ctx context.Context) ([]string, error)
 }
 
 // OperationLister lists a service's operations, optionally of one span kind.
+// A service without spans of its own (known only as the peer of CLIENT
+// spans) lists the names of the CLIENT spans calling it, of kind client.
 type OperationLister interface {
 	Operations(ctx context.Context, q OperationQuery) ([]Operation, error)
 }
@@ -68,6 +72,9 @@ const (
 // Query is a trace search. Zero fields do not restrict. All conditions must
 // hold for one and the same span (as in Jaeger).
 type Query struct {
+	// Service matches a span of the service, or a CLIENT span whose peer
+	// service (spans.Span.PeerService) it is: services without spans of
+	// their own (unmeshed, virtual) are found through their callers.
 	Service     string
 	Operation   string
 	Attrs       map[string]string // span or resource attribute key → value as text (Attr.String)
@@ -76,6 +83,54 @@ type Query struct {
 	Status      StatusFilter
 	Start, End  time.Time // span start time range; zero = unbounded
 	Limit       int       // max traces; 0 = DefaultSearchLimit
+	// Sort orders every matching trace in the time range; Limit applies
+	// after it.
+	Sort SortOrder
+}
+
+// SortOrder is the order of search results.
+type SortOrder uint8
+
+// Sort orders. Ties fall back to newest, then trace id.
+const (
+	// SortNewest: start of the trace's earliest matching span, descending.
+	SortNewest SortOrder = iota
+	// SortLongest: trace duration (earliest start to latest end of all the
+	// trace's stored spans), descending.
+	SortLongest
+	// SortErrors: number of the trace's spans with status Error, descending.
+	SortErrors
+)
+
+var sortNames = [...]string{SortNewest: "newest", SortLongest: "longest", SortErrors: "errors"}
+
+// String returns the order's API name.
+func (o SortOrder) String() string {
+	if int(o) < len(sortNames) {
+		return sortNames[o]
+	}
+	return fmt.Sprintf("SortOrder(%d)", o)
+}
+
+// ParseSortOrder reads an API name (newest, longest, errors; "" is newest).
+func ParseSortOrder(s string) (SortOrder, error) {
+	if s == "" {
+		return SortNewest, nil
+	}
+	for i, n := range sortNames {
+		if s == n {
+			return SortOrder(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown sort order %q: want newest, longest or errors", s)
+}
+
+// ServiceInfo is a listed service and how it is known.
+type ServiceInfo struct {
+	Name string
+	// Unmeshed: the service has no span of its own; it is known only as
+	// the peer of CLIENT spans (an unmeshed or virtual service).
+	Unmeshed bool
 }
 
 // DefaultSearchLimit is the number of traces Search returns when Query.Limit is 0.
@@ -98,4 +153,12 @@ type OperationQuery struct {
 type Operation struct {
 	Name string
 	Kind spans.Kind
+}
+
+// Damage is what a store found unreadable in its own files and skipped: the
+// spans those bytes held are lost; everything else stays readable.
+type Damage struct {
+	Regions int      // damaged stretches (each held at least one record)
+	Bytes   int64    // bytes skipped
+	Where   []string // "file@offset+bytes", at most a few
 }

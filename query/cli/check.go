@@ -48,7 +48,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if code := jsonOut(stdout, stderr, h); code != ExitOK {
 			return code
 		}
-		if h.Status == meshapi.HealthFailing || h.ProxiesReporting < *minProxies {
+		if h.Status == meshapi.HealthFailing || h.ProxiesReporting < *minProxies || damaged(h) {
 			return ExitFailure
 		}
 		return ExitOK
@@ -79,6 +79,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	for _, n := range names {
 		s := h.Stores[n]
 		switch {
+		case s.OK && s.Damage != "":
+			line(false, "%s store answers; damaged data: %s", n, s.Damage)
 		case s.OK:
 			line(true, "%s store answers", n)
 		case !s.Configured:
@@ -105,4 +107,14 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintln(stdout, "\nStatus check results are √")
 	return ExitOK
+}
+
+// damaged says whether a store reported data it found unreadable.
+func damaged(h meshapi.Health) bool {
+	for _, s := range h.Stores {
+		if s.Damage != "" {
+			return true
+		}
+	}
+	return false
 }

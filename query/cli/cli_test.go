@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/query/cli"
 	"github.com/meshscope/meshscope/query/internal/fixture"
 	"github.com/meshscope/meshscope/query/internal/golden"
@@ -206,6 +207,8 @@ func TestCheckProblems(t *testing.T) {
 		{"trace store failing", &fixture.Traces{Err: errors.New("disk on fire")}, fixture.Now, "× traces store: disk on fire"},
 		{"no proxies", fixture.SampleTraces(), fixture.Now.Add(time.Hour), "× 0 proxies reporting in the last 2m (want at least 1)"},
 		{"no trace store", nil, fixture.Now, "× traces store is not configured"},
+		{"trace store damaged", &fixture.Traces{Spans: fixture.SampleTraces().Spans, Damaged: tracestore.Damage{Regions: 1, Bytes: 700, Where: []string{"seg-0000000002.log@8+700"}}}, fixture.Now,
+			"× traces store answers; damaged data: 1 damaged region(s), 700 bytes skipped at open (seg-0000000002.log@8+700)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/timestamp"
 
+	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/query/red"
 )
 
@@ -23,6 +25,14 @@ type StoreHealth struct {
 	OK         bool   `json:"ok"`
 	Configured bool   `json:"configured"`
 	Error      string `json:"error,omitempty"`
+	// Damage describes stored data the store found unreadable and skipped
+	// (the store answers; status is degraded).
+	Damage string `json:"damage,omitempty"`
+}
+
+// damageReporter is a trace store that reports data it found damaged.
+type damageReporter interface {
+	Damage() tracestore.Damage
 }
 
 // ProxyInfo is one reporting proxy.
@@ -93,9 +103,18 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 	default:
 		if _, err := a.traces.Services(ctx); err != nil {
 			fail("traces", err)
-		} else {
-			h.Stores["traces"] = StoreHealth{OK: true, Configured: true}
+			break
 		}
+		sh := StoreHealth{OK: true, Configured: true}
+		if dr, ok := a.traces.(damageReporter); ok {
+			if d := dr.Damage(); d.Regions > 0 {
+				sh.Damage = fmt.Sprintf("%d damaged region(s), %d bytes skipped at open (%s); the spans they held are lost",
+					d.Regions, d.Bytes, strings.Join(d.Where, ", "))
+				h.Status = HealthDegraded
+				h.Problems = append(h.Problems, "traces store: "+sh.Damage)
+			}
+		}
+		h.Stores["traces"] = sh
 	}
 	code := http.StatusOK
 	if h.Status == HealthFailing {

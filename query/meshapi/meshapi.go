@@ -91,6 +91,7 @@ func (a *API) Routes() []Route {
 		{Pattern: "GET " + Prefix + "/versions", Name: "mesh_versions", Handler: a.handler(a.versions)},
 		{Pattern: "GET " + Prefix + "/edges", Name: "mesh_edges", Handler: a.handler(a.edges)},
 		{Pattern: "GET " + Prefix + "/traces", Name: "mesh_traces", Handler: a.handler(a.searchTraces)},
+		{Pattern: "GET " + Prefix + "/traces/services", Name: "mesh_trace_services", Handler: a.handler(a.traceServices)},
 		{Pattern: "GET " + Prefix + "/traces/{id}", Name: "mesh_trace", Handler: a.handler(a.trace)},
 		{Pattern: "GET " + Prefix + "/health", Name: "mesh_health", Handler: http.HandlerFunc(a.health)},
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/query/internal/fixture"
 	"github.com/meshscope/meshscope/query/internal/golden"
 	"github.com/meshscope/meshscope/query/meshapi"
@@ -64,6 +65,8 @@ func TestEndpointsGolden(t *testing.T) {
 		{"traces_bad_status", "/traces", url.Values{"status": {"maybe"}}, 400},
 		{"traces_bad_duration", "/traces", url.Values{"min_duration": {"slow"}}, 400},
 		{"traces_bad_limit", "/traces", url.Values{"limit": {"0"}}, 400},
+		{"traces_bad_sort", "/traces", url.Values{"sort": {"slowest"}}, 400},
+		{"trace_services", "/traces/services", nil, 200},
 		{"trace", "/traces/" + t1, nil, 200},
 		{"trace_nested", "/traces/" + fixture.TraceID(3).String(), nil, 200},
 		{"trace_not_found", "/traces/ffffffff", nil, 404},
@@ -120,6 +123,7 @@ func TestHealthStates(t *testing.T) {
 		{"no proxies lately", fixture.SampleTraces(), fixture.Now.Add(time.Hour), 200, meshapi.HealthDegraded, 0},
 		{"trace store failing", &fixture.Traces{Err: errors.New("disk on fire")}, fixture.Now, 503, meshapi.HealthFailing, 5},
 		{"no trace store", nil, fixture.Now, 503, meshapi.HealthFailing, 5},
+		{"trace store damaged", &fixture.Traces{Spans: fixture.SampleTraces().Spans, Damaged: tracestore.Damage{Regions: 2, Bytes: 4096, Where: []string{"seg-0000000001.log@512+2048"}}}, fixture.Now, 200, meshapi.HealthDegraded, 5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package meshapi
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,6 +27,9 @@ type TraceSummary struct {
 	SpanCount     int       `json:"span_count"`
 	ErrorCount    int       `json:"error_count"`
 	Services      []string  `json:"services"`
+	// UnmeshedServices are the services the trace's CLIENT spans call
+	// that have no span in it (spans.Span.PeerService), sorted.
+	UnmeshedServices []string `json:"unmeshed_services,omitempty"`
 }
 
 // TracesResponse is the answer of GET /api/mesh/traces.
@@ -140,7 +144,65 @@ func Summarize(ss []spans.Span) TraceSummary {
 		sum.Services = append(sum.Services, s)
 	}
 	slices.Sort(sum.Services)
+	for i := range ss {
+		if p := ss[i].PeerService(); p != "" && !svcs[p] && !slices.Contains(sum.UnmeshedServices, p) {
+			sum.UnmeshedServices = append(sum.UnmeshedServices, p)
+		}
+	}
+	slices.Sort(sum.UnmeshedServices)
 	return sum
+}
+
+// Service kinds in GET /api/mesh/traces/services.
+const (
+	ServiceKindTraced   = "traced"   // the service has spans of its own
+	ServiceKindUnmeshed = "unmeshed" // known only as the peer of CLIENT spans
+)
+
+// TraceService is one service trace search can ask for.
+type TraceService struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"` // ServiceKindTraced or ServiceKindUnmeshed
+}
+
+// TraceServicesResponse is the answer of GET /api/mesh/traces/services.
+type TraceServicesResponse struct {
+	Services []TraceService `json:"services"`
+}
+
+// serviceInfoLister is a trace store that marks services known only as the
+// peer of CLIENT spans.
+type serviceInfoLister interface {
+	ServiceInfos(ctx context.Context) ([]tracestore.ServiceInfo, error)
+}
+
+func (a *API) traceServices(r *http.Request) (any, error) {
+	if a.traces == nil {
+		return nil, errNoStore
+	}
+	out := TraceServicesResponse{Services: []TraceService{}}
+	if l, ok := a.traces.(serviceInfoLister); ok {
+		infos, err := l.ServiceInfos(r.Context())
+		if err != nil {
+			return nil, fmt.Errorf("listing trace services: %w", err)
+		}
+		for _, in := range infos {
+			kind := ServiceKindTraced
+			if in.Unmeshed {
+				kind = ServiceKindUnmeshed
+			}
+			out.Services = append(out.Services, TraceService{Name: in.Name, Kind: kind})
+		}
+		return out, nil
+	}
+	names, err := a.traces.Services(r.Context())
+	if err != nil {
+		return nil, fmt.Errorf("listing trace services: %w", err)
+	}
+	for _, n := range names {
+		out.Services = append(out.Services, TraceService{Name: n, Kind: ServiceKindTraced})
+	}
+	return out, nil
 }
 
 // ConvertTrace builds the native trace from its spans.
@@ -232,8 +294,9 @@ func nativeSpan(s *spans.Span, depth int, traceStart int64) Span {
 // ParseTraceSearch reads the native search parameters: service, operation,
 // attr=key=value (repeatable; all must hold on one span), status
 // (error|ok), min_duration and max_duration (Go durations, "250ms"), start
-// and end (RFC 3339 or Unix seconds; default the last `lookback`, 1h), and
-// limit (default 20).
+// and end (RFC 3339 or Unix seconds; default the last `lookback`, 1h),
+// sort (newest, longest or errors; applied by the store to every match in
+// the range before the limit) and limit (default 20).
 func ParseTraceSearch(r *http.Request, now time.Time) (tracestore.Query, error) {
 	q := tracestore.Query{Service: r.FormValue("service"), Operation: r.FormValue("operation"), Limit: DefaultTraceLimit}
 	for _, kv := range r.Form["attr"] {
@@ -288,6 +351,9 @@ func ParseTraceSearch(r *http.Request, now time.Time) (tracestore.Query, error) 
 		return q, badRequest("invalid parameter \"end\": before start")
 	}
 	q.Start, q.End = start, end
+	if q.Sort, err = tracestore.ParseSortOrder(r.FormValue("sort")); err != nil {
+		return q, badRequest("invalid parameter \"sort\": want newest, longest or errors, got %q", r.FormValue("sort"))
+	}
 	if s := r.FormValue("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n <= 0 {

@@ -15,7 +15,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/clickhouse/internal/chsql"
 )
 
-var allTables = []string{"dependencies", "dependencies_mv", "operations", "operations_mv", "schema_migrations", "spans", "spans_by_trace", "spans_mv", "trace_index", "trace_index_mv"}
+var allTables = []string{"dependencies", "dependencies_mv", "operations", "operations_mv", "peers", "peers_mv", "schema_migrations", "spans", "spans_by_trace", "spans_mv", "trace_index", "trace_index_mv"}
 
 func TestMigrateFresh(t *testing.T) {
 	cfg := freshDB(t)
@@ -50,7 +50,7 @@ func TestMigrateFresh(t *testing.T) {
 		}
 		idx = append(idx, n)
 	}
-	want := []string{"idx_attribute_keys", "idx_attribute_values", "idx_duration", "idx_resource_keys", "idx_resource_values", "idx_timestamp"}
+	want := []string{"idx_attribute_keys", "idx_attribute_values", "idx_duration", "idx_peer", "idx_resource_keys", "idx_resource_values", "idx_timestamp"}
 	if !slices.Equal(idx, want) {
 		t.Fatalf("skip indexes = %v, want %v", idx, want)
 	}
@@ -210,6 +210,14 @@ func TestMigrateUpgradeFromV5(t *testing.T) {
 	if err != nil || len(refs) != 1 || refs[0].TraceID != root.TraceID {
 		t.Fatalf("Search(old attribute) after upgrade = %v, %v", refs, err)
 	}
+	// The peer of the old CLIENT span is listed (backfilled) and found (the
+	// peer column is computed on read for parts older than the column).
+	if svcs, err := s.Services(ctx); err != nil || !slices.Equal(svcs, []string{"db", "legacy", "postgres"}) {
+		t.Fatalf("Services after upgrade = %v, %v; want the old peer postgres listed", svcs, err)
+	}
+	if refs, err := s.Search(ctx, tracestore.Query{Service: "postgres"}); err != nil || len(refs) != 1 || refs[0].TraceID != root.TraceID {
+		t.Fatalf("Search(old peer service) after upgrade = %v, %v", refs, err)
+	}
 	// A new write lands in spans_by_trace and, through the views, once in
 	// the search table and each side table.
 	nw := spans.Span{TraceID: root.TraceID, SpanID: spans.SpanID{3}, ParentSpanID: root.SpanID, Service: "new", Name: "call",
@@ -227,6 +235,9 @@ func TestMigrateUpgradeFromV5(t *testing.T) {
 	deps, err := s.Dependencies(ctx, b.Add(-time.Minute), b.Add(time.Minute))
 	if err != nil || !slices.Contains(deps, Dependency{"new", "payments", 1, 0}) {
 		t.Fatalf("Dependencies after a new write = %v, %v; want new → payments once", deps, err)
+	}
+	if svcs, err := s.Services(ctx); err != nil || !slices.Contains(svcs, "payments") {
+		t.Fatalf("Services after a new write = %v, %v; want the new peer payments", svcs, err)
 	}
 	if n := count(t, c, "SELECT count() FROM "+db+".spans"); n != 4 {
 		t.Fatalf("search table rows = %d, want 4 (3 old, 1 new)", n)

@@ -138,6 +138,18 @@ var searchDroppedColumns = []string{"span_id", "parent_span_id", "trace_state", 
 // searchColumns are the columns spans_mv copies into the search table.
 const searchColumns = "timestamp, trace_id, service, name, kind, duration, status_code, attributes, resource"
 
+// peerHost is the host a CLIENT span names (server.address, else
+// net.peer.name).
+const peerHost = "if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name'])"
+
+// peerExpr is spans.Span.PeerService in SQL, over the columns kind and
+// attributes: the service a CLIENT span calls, or the empty string.
+const peerExpr = "if(kind != 3, '', multiIf(\n" +
+	"    attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],\n" +
+	"    attributes['peer.service'] != '', attributes['peer.service'],\n" +
+	"    " + peerHost + " = 'localhost' OR match(" + peerHost + ", '[.:]'), '',\n" +
+	"    " + peerHost + "))"
+
 // Migrations returns every migration for cfg, oldest first.
 func Migrations(cfg Config) []Migration { return newSchema(cfg).migrations() }
 
@@ -265,6 +277,33 @@ FROM %s`, s.db, s.onCluster(), s.local("spans"), searchColumns, s.local("spans_b
 		shedSearch = append(shedSearch, shed(s.table("spans"), false))
 	}
 
+	// Peer services of CLIENT spans: a column of the search table computed
+	// at insert (and on read for older parts) with a Bloom filter index,
+	// so a search by service finds the callers of services without spans
+	// of their own; and a small table listing them, like operations.
+	peerColumn := []string{
+		fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN IF NOT EXISTS peer LowCardinality(String) MATERIALIZED %s", s.local("spans"), s.onCluster(), peerExpr),
+		fmt.Sprintf("ALTER TABLE %s%s ADD INDEX IF NOT EXISTS idx_peer peer TYPE bloom_filter(0.01) GRANULARITY 1", s.local("spans"), s.onCluster()),
+	}
+	if s.cluster != "" {
+		peerColumn = append(peerColumn, fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN IF NOT EXISTS peer LowCardinality(String)", s.table("spans"), s.onCluster()))
+	}
+	peers := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s%s (
+    peer LowCardinality(String),
+    name LowCardinality(String),
+    last_seen DateTime
+) ENGINE = %s
+ORDER BY (peer, name)%s`,
+		s.local("peers"), s.onCluster(), s.engine("ReplacingMergeTree", "peers", "last_seen"), s.ttl("last_seen"))
+	peersMV := fmt.Sprintf(`CREATE MATERIALIZED VIEW IF NOT EXISTS %s.peers_mv%s TO %s AS
+SELECT %s AS peer, name, max(toDateTime(timestamp)) AS last_seen
+FROM %s
+WHERE kind = 3
+GROUP BY peer, name
+HAVING peer != ''`, s.db, s.onCluster(), s.local("peers"), peerExpr, s.local("spans"))
+	backfillPeers := fmt.Sprintf(`INSERT INTO %s (peer, name, last_seen)
+SELECT %s AS p, name, max(toDateTime(timestamp)) FROM %s WHERE kind = 3 GROUP BY p, name HAVING p != ''`, s.table("peers"), peerExpr, s.table("spans"))
+
 	return []Migration{
 		{1, "spans table", append([]string{spans}, s.distributed("spans", "cityHash64(trace_id)")...)},
 		{2, "trace id index table and view", append(append([]string{traceIndex}, s.distributed("trace_index", "cityHash64(trace_id)")...), traceIndexMV, backfillTraceIndex)},
@@ -280,6 +319,8 @@ FROM %s`, s.db, s.onCluster(), s.local("spans"), searchColumns, s.local("spans_b
 		// The view comes after the backfill (a repeated backfill must not
 		// flow into the search table and its side tables again).
 		{7, "search table filled from spans_by_trace, without the columns only trace by id reads", append([]string{spansMV}, shedSearch...)},
+		{8, "peer service of client spans: search column and index, peers table and view, backfilled",
+			append(append(append(peerColumn, peers), s.distributed("peers", "cityHash64(peer)")...), peersMV, backfillPeers)},
 	}
 }
 

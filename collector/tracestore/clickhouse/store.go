@@ -399,14 +399,15 @@ LIMIT 1 BY span_id`, spanColumns, s.schema.table("spans_by_trace")),
 		map[string]string{"trace_id": hex.EncodeToString(id[:])}
 }
 
-// searchSQL renders the search query and its parameters.
+// searchSQL renders the search query and its parameters. A service
+// matches a span of the service or a CLIENT span calling it (the peer
+// column): two branches, each using its own index (the sort key, the
+// peer Bloom filter). Sorting by trace duration or error count aggregates
+// every span of the matching traces in spans_by_trace (a primary-key read
+// per trace) before the limit.
 func (s *Store) searchSQL(q tracestore.Query) (string, map[string]string) {
 	var where []string
 	params := map[string]string{}
-	if q.Service != "" {
-		where = append(where, "service = unhex({service:String})")
-		params["service"] = hexParam(q.Service)
-	}
 	if q.Operation != "" {
 		where = append(where, "name = unhex({operation:String})")
 		params["operation"] = hexParam(q.Operation)
@@ -450,15 +451,54 @@ func (s *Store) searchSQL(q tracestore.Query) (string, map[string]string) {
 		limit = tracestore.DefaultSearchLimit
 	}
 	params["limit"] = strconv.Itoa(limit)
-	cond := ""
-	if len(where) > 0 {
-		cond = "\nWHERE " + strings.Join(where, "\n  AND ")
+	cond := func(extra ...string) string {
+		all := append(extra, where...)
+		if len(all) == 0 {
+			return ""
+		}
+		return "\nWHERE " + strings.Join(all, "\n  AND ")
 	}
-	return fmt.Sprintf(`SELECT trace_id, min(timestamp) AS start
-FROM %s%s
-GROUP BY trace_id
-ORDER BY start DESC, trace_id
-LIMIT {limit:UInt32}`, s.schema.table("spans"), cond), params
+	spansTable := s.schema.table("spans")
+	matching := fmt.Sprintf("SELECT trace_id, min(timestamp) AS start\nFROM %s%s\nGROUP BY trace_id", spansTable, cond())
+	if q.Service != "" {
+		params["service"] = hexParam(q.Service)
+		matching = fmt.Sprintf(`SELECT trace_id, min(timestamp) AS start
+FROM (
+    SELECT trace_id, timestamp FROM %[1]s%[2]s
+    UNION ALL
+    SELECT trace_id, timestamp FROM %[1]s%[3]s
+)
+GROUP BY trace_id`, spansTable, cond("service = unhex({service:String})"), cond("peer = unhex({service:String})"))
+	}
+	var sortKey string
+	switch q.Sort {
+	case tracestore.SortLongest:
+		sortKey = "max(toUnixTimestamp64Nano(timestamp) + duration) - min(toUnixTimestamp64Nano(timestamp))"
+	case tracestore.SortErrors:
+		sortKey = "uniqExactIf(span_id, status_code = 2)" // a span stored twice counts once
+	default:
+		return matching + "\nORDER BY start DESC, trace_id\nLIMIT {limit:UInt32}", params
+	}
+	global := s.global()
+	return fmt.Sprintf(`SELECT m.trace_id, m.start
+FROM (%[1]s) AS m
+%[2]sINNER JOIN (
+    SELECT trace_id, %[3]s AS sort_key
+    FROM %[4]s
+    WHERE trace_id %[2]sIN (SELECT trace_id FROM (%[1]s))
+    GROUP BY trace_id
+) AS a ON m.trace_id = a.trace_id
+ORDER BY a.sort_key DESC, m.start DESC, m.trace_id
+LIMIT {limit:UInt32}`, matching, global, sortKey, s.schema.table("spans_by_trace")), params
+}
+
+// global is the GLOBAL modifier of IN and JOIN over a subquery on a
+// cluster, where both sides read Distributed tables.
+func (s *Store) global() string {
+	if s.cfg.Cluster != "" {
+		return "GLOBAL "
+	}
+	return ""
 }
 
 // Search finds traces with a span matching every condition, most recent first.
@@ -489,23 +529,46 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	return out, nil
 }
 
-// Services lists services from the operations table (a few rows per
-// operation, not a scan of the spans).
+// Services lists services from the operations table and the peer services
+// of CLIENT spans from the peers table (a few rows per name, not a scan of
+// the spans).
 func (s *Store) Services(ctx context.Context) ([]string, error) {
+	infos, err := s.ServiceInfos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(infos))
+	for i, in := range infos {
+		out[i] = in.Name
+	}
+	return out, nil
+}
+
+// ServiceInfos lists the services as Services does, marking those known only
+// as the peer of CLIENT spans.
+func (s *Store) ServiceInfos(ctx context.Context) ([]tracestore.ServiceInfo, error) {
 	ctx, cancel := s.readCtx(ctx)
 	defer cancel()
-	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT toString(service) FROM %s ORDER BY 1", s.schema.table("operations")), nil)
+	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT name, min(unmeshed) FROM (
+    SELECT DISTINCT toString(service) AS name, toUInt8(0) AS unmeshed FROM %s
+    UNION ALL
+    SELECT DISTINCT toString(peer) AS name, toUInt8(1) AS unmeshed FROM %s
+)
+GROUP BY name
+ORDER BY name`, s.schema.table("operations"), s.schema.table("peers")), nil)
 	if err != nil {
 		return nil, fmt.Errorf("services: %w", err)
 	}
 	defer rows.Close()
-	var out []string
+	var out []tracestore.ServiceInfo
 	for rows.Next() {
-		var svc string
-		if err := rows.Scan(&svc); err != nil {
+		var in tracestore.ServiceInfo
+		var unmeshed uint8
+		if err := rows.Scan(&in.Name, &unmeshed); err != nil {
 			return nil, fmt.Errorf("services: %w", err)
 		}
-		out = append(out, svc)
+		in.Unmeshed = unmeshed == 1
+		out = append(out, in)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("services: %w", err)
@@ -523,8 +586,21 @@ func (s *Store) Operations(ctx context.Context, q tracestore.OperationQuery) ([]
 		cond += " AND kind = {kind:UInt8}"
 		params["kind"] = strconv.Itoa(int(*q.Kind))
 	}
-	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT toString(name), kind FROM %s WHERE %s ORDER BY 1, 2",
-		s.schema.table("operations"), cond), params)
+	// A service without operations of its own (an unmeshed service) lists
+	// the CLIENT spans calling it, from the peers table.
+	callers := ""
+	if q.Kind == nil || *q.Kind == spans.KindClient {
+		callers = fmt.Sprintf(`
+    UNION ALL
+    SELECT DISTINCT toString(name) AS op, toUInt8(3) AS k FROM %s
+    WHERE peer = unhex({service:String})
+      AND unhex({service:String}) %sNOT IN (SELECT service FROM %s WHERE service = unhex({service:String}))`,
+			s.schema.table("peers"), s.global(), s.schema.table("operations"))
+	}
+	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT op, k FROM (
+    SELECT DISTINCT toString(name) AS op, kind AS k FROM %s WHERE %s%s
+)
+ORDER BY op, k`, s.schema.table("operations"), cond, callers), params)
 	if err != nil {
 		return nil, fmt.Errorf("operations: %w", err)
 	}

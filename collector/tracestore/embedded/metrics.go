@@ -11,6 +11,9 @@ type storeMetrics struct {
 	spans   prometheus.Gauge
 	fsync   prometheus.Histogram
 	deleted *prometheus.CounterVec
+
+	corruptRecords prometheus.Counter
+	corruptBytes   prometheus.Counter
 }
 
 func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
@@ -32,9 +35,17 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 			Name: "meshscope_collector_trace_segments_deleted_total",
 			Help: "Trace store segments deleted by retention, by reason (age or size).",
 		}, []string{"reason"}),
+		corruptRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshscope_collector_trace_store_corrupt_records_total",
+			Help: "Damaged stretches of trace segments skipped when the embedded trace store opened (each held at least one record; its spans are lost).",
+		}),
+		corruptBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshscope_collector_trace_store_corrupt_bytes_total",
+			Help: "Bytes of trace segments skipped as damaged when the embedded trace store opened.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.bytes, m.spans, m.fsync, m.deleted} {
+		for _, c := range []prometheus.Collector{m.bytes, m.spans, m.fsync, m.deleted, m.corruptRecords, m.corruptBytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("trace store: register metrics: %w", err)
 			}

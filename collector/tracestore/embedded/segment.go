@@ -1,7 +1,7 @@
 package embedded
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -65,6 +65,7 @@ type spanMeta struct {
 	op     uint32 // interned operation name
 	kind   spans.Kind
 	status spans.StatusCode
+	peer   uint32 // interned peer service of a CLIENT span + 1; 0 = none
 }
 
 type segment struct {
@@ -75,8 +76,9 @@ type segment struct {
 	metas    []spanMeta
 	minStart int64
 	maxStart int64
-	lastData time.Time // wall time of the last write (retention by age)
-	recs     []recInfo // the segment's records in file order (append-only)
+	lastData time.Time      // wall time of the last write (retention by age)
+	recs     []recInfo      // the segment's records in file order (append-only)
+	damaged  []damagedRange // unreadable stretches skipped at open
 }
 
 // recInfo is what the index keeps per record.
@@ -111,73 +113,196 @@ func listSegments(dir string) ([]uint32, error) {
 	return ids, nil
 }
 
-// replaySegment reads every intact record of a segment, calling fn for each
-// span with its location. It returns the offset just past the last intact
-// record; a torn or corrupt tail (a crash mid-write) ends the replay there
-// and is reported as tailErr.
-func replaySegment(f *os.File, dec *zstd.Decoder, fn func(s *spans.Span, loc spanLoc) error) (good int64, tailErr error, err error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, nil, err
+// damagedRange is a stretch of a segment that holds no readable record.
+type damagedRange struct {
+	off, n int64
+	why    string
+}
+
+// replayResult is what replaying one segment found.
+type replayResult struct {
+	// end is the offset just past the last intact record (the magic's end
+	// when there is none).
+	end int64
+	// damaged lists unreadable stretches before end: each was skipped and
+	// the records after it were kept.
+	damaged []damagedRange
+	// tail is the unreadable stretch from end to the end of the file, if
+	// any: in the active segment a torn write from a crash.
+	tail *damagedRange
+}
+
+// zstdMagic starts every zstd frame (RFC 8878 §3.1.1).
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// recordProbe is how many bytes plausibleRecord looks at.
+const recordProbe = recordHeader + 1 + binary.MaxVarintLen64 + 4
+
+// plausibleRecord says whether b (at least recordProbe bytes, or up to the
+// end of the file) could start a record of a file with avail bytes from b's
+// start on: a length that fits, a known codec, a raw length that agrees with
+// the record length (raw) or a zstd frame magic (zstd). It rejects almost
+// every offset inside a damaged stretch without reading a payload, so the
+// resynchronising scan computes a checksum only at real record starts.
+func plausibleRecord(b []byte, avail int64) bool {
+	if len(b) < recordHeader+2 {
+		return false
 	}
-	r := bufio.NewReaderSize(f, 1<<20)
-	magic := make([]byte, len(segMagic))
-	if _, err := io.ReadFull(r, magic); err != nil {
-		// A crash between create and the magic's write leaves a short file.
-		return 0, fmt.Errorf("segment header: %w", err), nil
+	n := int64(binary.LittleEndian.Uint32(b))
+	if n < 2 || n > maxRecord || n > avail-recordHeader {
+		return false
 	}
-	if string(magic) != segMagic {
-		return 0, nil, fmt.Errorf("not a trace segment (bad magic %q)", magic)
+	p := b[recordHeader:]
+	rawLen, k := binary.Uvarint(p[1:])
+	if k <= 0 || rawLen > maxRecord {
+		return false
 	}
-	good = int64(len(segMagic))
-	hdr := make([]byte, recordHeader)
-	var payload, raw []byte
-	var sp spans.Span
-	for {
-		if _, err := io.ReadFull(r, hdr); err != nil {
-			if errors.Is(err, io.EOF) {
-				return good, nil, nil
-			}
-			return good, fmt.Errorf("record header at %d: %w", good, err), nil
-		}
-		n := binary.LittleEndian.Uint32(hdr)
-		sum := binary.LittleEndian.Uint32(hdr[4:])
-		if n > maxRecord {
-			return good, fmt.Errorf("record at %d: length %d too large", good, n), nil
-		}
-		if cap(payload) < int(n) {
-			payload = make([]byte, n)
-		}
-		payload = payload[:n]
-		if _, err := io.ReadFull(r, payload); err != nil {
-			return good, fmt.Errorf("record at %d: %w", good, err), nil
-		}
-		if crc32.Checksum(payload, castagnoli) != sum {
-			return good, fmt.Errorf("record at %d: checksum mismatch", good), nil
-		}
-		raw, err = decodePayload(dec, payload, raw[:0])
+	switch p[0] {
+	case codecRaw:
+		return int64(1+k)+int64(rawLen) == n
+	case codecZstd:
+		return int64(1+k+len(zstdMagic)) <= n && len(p) >= 1+k+len(zstdMagic) && bytes.Equal(p[1+k:1+k+len(zstdMagic)], zstdMagic)
+	}
+	return false
+}
+
+// segReader reads the records of one segment file.
+type segReader struct {
+	f       io.ReaderAt
+	size    int64
+	dec     *zstd.Decoder
+	hdr     [recordHeader]byte
+	payload []byte
+	raw     []byte
+	spans   []spans.Span
+	offs    []spanLoc
+}
+
+// readRecord reads, checks and decodes the record at off; on success
+// r.spans and r.offs hold its spans and their locations, and it returns the
+// offset after the record.
+func (r *segReader) readRecord(off int64) (next int64, err error) {
+	if r.size-off < recordHeader {
+		return 0, fmt.Errorf("short record header (%d bytes)", r.size-off)
+	}
+	if _, err := r.f.ReadAt(r.hdr[:], off); err != nil {
+		return 0, fmt.Errorf("record header: %w", err)
+	}
+	n := int64(binary.LittleEndian.Uint32(r.hdr[:]))
+	sum := binary.LittleEndian.Uint32(r.hdr[4:])
+	if n > maxRecord {
+		return 0, fmt.Errorf("length %d too large", n)
+	}
+	if n > r.size-off-recordHeader {
+		return 0, fmt.Errorf("length %d runs past the end of the file", n)
+	}
+	if int64(cap(r.payload)) < n {
+		r.payload = make([]byte, n)
+	}
+	r.payload = r.payload[:n]
+	if _, err := r.f.ReadAt(r.payload, off+recordHeader); err != nil {
+		return 0, fmt.Errorf("record payload: %w", err)
+	}
+	if crc32.Checksum(r.payload, castagnoli) != sum {
+		return 0, errors.New("checksum mismatch")
+	}
+	raw, err := decodePayload(r.dec, r.payload, r.raw[:0])
+	if err != nil {
+		return 0, err
+	}
+	if r.payload[0] == codecZstd && cap(raw) > cap(r.raw) {
+		r.raw = raw[:0] // reuse the decompression buffer (a raw body aliases payload)
+	}
+	count, k := binary.Uvarint(raw)
+	if k <= 0 || count > uint64(len(raw)) {
+		return 0, errors.New("bad span count")
+	}
+	rest := raw[k:]
+	r.spans, r.offs = r.spans[:0], r.offs[:0]
+	loc := spanLoc{rec: uint32(off + recordHeader), recLen: uint32(n)}
+	for i := uint64(0); i < count; i++ {
+		r.spans = append(r.spans, spans.Span{})
+		next, err := decodeSpan(rest, &r.spans[len(r.spans)-1])
 		if err != nil {
-			return good, fmt.Errorf("record at %d: %w", good, err), nil
+			return 0, fmt.Errorf("span %d: %w", i, err)
 		}
-		count, k := binary.Uvarint(raw)
-		if k <= 0 {
-			return good, fmt.Errorf("record at %d: bad span count", good), nil
-		}
-		rest := raw[k:]
-		loc := spanLoc{rec: uint32(good + recordHeader), recLen: n}
-		for i := uint64(0); i < count; i++ {
-			next, derr := decodeSpan(rest, &sp)
-			if derr != nil {
-				return good, fmt.Errorf("record at %d span %d: %w", good, i, derr), nil
-			}
-			loc.off = uint32(len(raw) - len(rest))
-			loc.length = uint32(len(rest) - len(next))
-			if err := fn(&sp, loc); err != nil {
-				return good, nil, err
-			}
-			rest = next
-		}
-		good += recordHeader + int64(n)
+		loc.off = uint32(len(raw) - len(rest))
+		loc.length = uint32(len(rest) - len(next))
+		r.offs = append(r.offs, loc)
+		rest = next
 	}
+	return off + recordHeader + n, nil
+}
+
+// resync returns the offset of the first intact record at or after from,
+// or -1 when there is none; on success the record is decoded as by
+// readRecord and next is the offset after it.
+func (r *segReader) resync(from int64) (at, next int64, err error) {
+	window := min(int64(1<<20), max(r.size-from, 0))
+	buf := make([]byte, window+recordProbe)
+	for base := from; base < r.size; base += window {
+		n, err := r.f.ReadAt(buf, base)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return -1, 0, fmt.Errorf("scan at %d: %w", base, err)
+		}
+		for i := 0; i < n && int64(i) < window; i++ {
+			if !plausibleRecord(buf[i:n], r.size-base-int64(i)) {
+				continue
+			}
+			if next, err := r.readRecord(base + int64(i)); err == nil {
+				return base + int64(i), next, nil
+			}
+		}
+	}
+	return -1, 0, nil
+}
+
+// replaySegment reads every intact record of a segment in file order,
+// calling fn for each span with its location. A record that is short, has
+// an absurd length, a wrong checksum or does not decode is skipped: the
+// reader resynchronises on the next intact record (plausible framing, then
+// the checksum, then a full decode) and keeps everything after it. What
+// could not be read is reported in the result; err is an I/O error or fn's.
+func replaySegment(f io.ReaderAt, size int64, dec *zstd.Decoder, fn func(s *spans.Span, loc spanLoc) error) (replayResult, error) {
+	r := &segReader{f: f, size: size, dec: dec}
+	magic := make([]byte, len(segMagic))
+	if _, err := f.ReadAt(magic, 0); err != nil {
+		// A crash between create and the magic's write leaves a short file.
+		return replayResult{tail: &damagedRange{0, r.size, fmt.Sprintf("segment header: %v", err)}}, nil
+	}
+	res := replayResult{end: int64(len(segMagic))}
+	if string(magic) != segMagic {
+		// Damaged like any record: keep what follows.
+		res.damaged = append(res.damaged, damagedRange{0, int64(len(segMagic)), fmt.Sprintf("bad segment magic %q", magic)})
+	}
+	emit := func() error {
+		for i := range r.spans {
+			if err := fn(&r.spans[i], r.offs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for pos := res.end; pos < r.size; {
+		next, rerr := r.readRecord(pos)
+		if rerr != nil {
+			at, n, err := r.resync(pos + 1)
+			if err != nil {
+				return res, err
+			}
+			if at < 0 {
+				res.tail = &damagedRange{pos, r.size - pos, fmt.Sprintf("record at %d: %v", pos, rerr)}
+				return res, nil
+			}
+			res.damaged = append(res.damaged, damagedRange{pos, at - pos, fmt.Sprintf("record at %d: %v", pos, rerr)})
+			next = n
+		}
+		if err := emit(); err != nil {
+			return res, err
+		}
+		pos, res.end = next, next
+	}
+	return res, nil
 }
 
 // spanLoc is where a span's encoding is: its record and its place in the

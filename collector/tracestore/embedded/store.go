@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,6 +142,7 @@ type Store struct {
 	names      []string          // interned service and operation names
 	nameIDs    map[string]uint32 // name → index into names
 	ops        map[uint32]map[opKey]struct{}
+	peers      map[uint32]map[uint32]struct{} // service called by CLIENT spans → their operations
 	totalLen   int64
 	bloomBytes int64
 	closed     bool
@@ -182,6 +185,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		byTrace: map[spans.TraceID][]spanRef{},
 		nameIDs: map[string]uint32{},
 		ops:     map[uint32]map[opKey]struct{}{},
+		peers:   map[uint32]map[uint32]struct{}{},
 	}
 	var err error
 	if s.m, err = newStoreMetrics(reg); err != nil {
@@ -198,9 +202,11 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		s.closeFiles()
 		return nil, err
 	}
-	if err := s.newSegment(); err != nil {
-		s.closeFiles()
-		return nil, err
+	if !s.reusable() {
+		if err := s.newSegment(); err != nil {
+			s.closeFiles()
+			return nil, err
+		}
 	}
 	s.done.Add(2)
 	go s.writeLoop()
@@ -238,7 +244,7 @@ func (s *Store) replay() error {
 		seg := &segment{id: id, path: path, f: f, lastData: st.ModTime()}
 		var hashes []uint64
 		var cur, curFirst uint32
-		good, tailErr, err := replaySegment(f, s.dec, func(sp *spans.Span, loc spanLoc) error {
+		res, err := replaySegment(f, st.Size(), s.dec, func(sp *spans.Span, loc spanLoc) error {
 			if loc.rec != cur || len(seg.metas) == 0 {
 				if len(hashes) > 0 {
 					s.addBloom(seg, cur, curFirst, hashes)
@@ -259,29 +265,35 @@ func (s *Store) replay() error {
 			f.Close()
 			return fmt.Errorf("trace store: replay %s: %w", path, err)
 		}
-		if tailErr != nil {
-			// A torn write at the end of a segment holds no acknowledged
-			// batch (the ack waits for fsync): cut it off.
-			s.logger.Warn("trace store: truncating torn segment tail", "segment", path, "offset", good, "err", tailErr)
-			if good < int64(len(segMagic)) {
-				if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
-					f.Close()
-					return fmt.Errorf("trace store: repair %s: %w", path, err)
-				}
-				good = int64(len(segMagic))
-			}
-			if err := f.Truncate(good); err != nil {
+		seg.size = st.Size()
+		active := i == len(ids)-1
+		if res.tail != nil && active {
+			// A torn write at the end of the active segment holds no
+			// acknowledged batch (the ack waits for the fsync after the
+			// whole record): cut it off.
+			s.logger.Warn("trace store: truncating torn segment tail", "segment", path, "offset", res.end, "bytes", res.tail.n, "err", res.tail.why)
+			if err := repairTail(f, res.end); err != nil {
 				f.Close()
-				return fmt.Errorf("trace store: truncate %s: %w", path, err)
+				return fmt.Errorf("trace store: repair %s: %w", path, err)
 			}
-			if i != len(ids)-1 {
-				s.logger.Warn("trace store: damaged sealed segment; later records lost", "segment", path)
-			}
+			seg.size = max(res.end, int64(len(segMagic)))
+		} else if res.tail != nil {
+			// A sealed segment was complete when the next one was created:
+			// its unreadable end is damage, and the file stays as it is.
+			res.damaged = append(res.damaged, *res.tail)
 		}
-		seg.size = good
-		seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
+		for _, d := range res.damaged {
+			s.logger.Error("trace store: skipped damaged bytes; the spans they held are lost, later records are kept",
+				"segment", path, "offset", d.off, "bytes", d.n, "err", d.why)
+			s.m.corruptRecords.Inc()
+			s.m.corruptBytes.Add(float64(d.n))
+		}
+		seg.damaged = res.damaged
+		if !active {
+			seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
+		}
 		s.segs = append(s.segs, seg)
-		s.totalLen += good
+		s.totalLen += seg.size
 		s.m.bytes.Set(float64(s.totalLen))
 	}
 	if n > 0 {
@@ -289,6 +301,32 @@ func (s *Store) replay() error {
 	}
 	s.m.spans.Add(float64(n))
 	return nil
+}
+
+// repairTail cuts a torn write off the active segment (restoring the magic
+// when the crash came before it was written) and makes the cut durable.
+func repairTail(f *os.File, end int64) error {
+	if end < int64(len(segMagic)) {
+		if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
+			return err
+		}
+		end = int64(len(segMagic))
+	}
+	if err := f.Truncate(end); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// reusable says whether the last replayed segment can stay the active one,
+// so that a restart does not add a segment: it must be intact and below the
+// sealing size.
+func (s *Store) reusable() bool {
+	if len(s.segs) == 0 {
+		return false
+	}
+	last := s.segs[len(s.segs)-1]
+	return len(last.damaged) == 0 && last.size < s.cfg.SegmentBytes
 }
 
 // index records a durable span in memory. Caller holds s.mu (or is replay).
@@ -299,6 +337,16 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 		trace: sp.TraceID, rec: loc.rec, recLen: loc.recLen, off: loc.off, length: loc.length,
 		start: sp.StartUnixNano, dur: sp.EndUnixNano - sp.StartUnixNano,
 		svc: svc, op: op, kind: sp.Kind, status: sp.StatusCode,
+	}
+	if p := sp.PeerService(); p != "" {
+		id := s.intern(p)
+		m.peer = id + 1
+		callers := s.peers[id]
+		if callers == nil {
+			callers = map[uint32]struct{}{}
+			s.peers[id] = callers
+		}
+		callers[op] = struct{}{}
 	}
 	s.byTrace[sp.TraceID] = append(s.byTrace[sp.TraceID], spanRef{seg: seg.id, idx: uint32(len(seg.metas))})
 	seg.note(m)
@@ -486,7 +534,9 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	}
 	if err != nil {
 		// The bytes may be partly on disk; the next write overwrites them
-		// (size does not advance), and replay stops at a bad checksum.
+		// (size does not advance). Cut them now so that a segment sealed
+		// later does not end in a stale partial record.
+		_ = seg.f.Truncate(seg.size)
 		err = fmt.Errorf("trace store: write %s: %w", seg.path, err)
 		for _, r := range group {
 			r.done <- err
@@ -679,7 +729,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 				}
 				checkedRI = ri
 			}
-			if q.Service != "" && m.svc != svc ||
+			if q.Service != "" && m.svc != svc && m.peer != svc+1 ||
 				q.Operation != "" && m.op != op ||
 				m.start < minT || m.start > maxT ||
 				m.dur < minD || m.dur > maxD ||
@@ -707,7 +757,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		// Segments are in ingest order, which is close to time order: once
 		// limit traces were found and no older segment has a span starting
 		// after the limit-th of them, the rest cannot enter the result.
-		if i > 0 && len(found) >= limit {
+		if q.Sort == tracestore.SortNewest && i > 0 && len(found) >= limit {
 			var older int64 = -1 << 63
 			for _, o := range views[:i] {
 				if len(o.metas) > 0 && o.maxStart > older {
@@ -723,7 +773,16 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	for id, st := range found {
 		refs = append(refs, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, st)})
 	}
+	var keys map[spans.TraceID]int64 // sort key per trace, larger first
+	if q.Sort != tracestore.SortNewest {
+		keys = s.traceSortKeys(refs, q.Sort)
+	}
 	slices.SortFunc(refs, func(a, b tracestore.TraceRef) int {
+		if keys != nil {
+			if c := cmp.Compare(keys[b.TraceID], keys[a.TraceID]); c != 0 {
+				return c
+			}
+		}
 		if c := b.Start.Compare(a.Start); c != 0 {
 			return c
 		}
@@ -733,6 +792,53 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		refs = refs[:limit]
 	}
 	return refs, nil
+}
+
+// traceSortKeys computes, over all stored spans of each trace, its duration
+// (SortLongest) or its number of error spans (SortErrors; a span stored
+// twice by a retried export counts once). Caller holds s.readMu shared.
+func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder) map[spans.TraceID]int64 {
+	type spanKey struct {
+		start, dur int64
+		svc, op    uint32
+	}
+	keys := make(map[spans.TraceID]int64, len(refs))
+	seen := map[spanKey]struct{}{}
+	for i, r := range refs {
+		// Lock in chunks: a sort over many traces must not stall ingest.
+		if i%4096 == 0 {
+			if i > 0 {
+				s.mu.RUnlock()
+			}
+			s.mu.RLock()
+		}
+		var lo, hi, errs int64 = 1<<63 - 1, -1 << 63, 0
+		clear(seen)
+		for _, ref := range s.byTrace[r.TraceID] {
+			seg := s.segByID(ref.seg)
+			if seg == nil {
+				continue
+			}
+			m := &seg.metas[ref.idx]
+			lo, hi = min(lo, m.start), max(hi, m.start+m.dur)
+			if m.status == spans.StatusError {
+				k := spanKey{m.start, m.dur, m.svc, m.op}
+				if _, dup := seen[k]; !dup {
+					seen[k] = struct{}{}
+					errs++
+				}
+			}
+		}
+		if o == tracestore.SortErrors {
+			keys[r.TraceID] = errs
+		} else if hi >= lo {
+			keys[r.TraceID] = hi - lo
+		}
+	}
+	if len(refs) > 0 {
+		s.mu.RUnlock()
+	}
+	return keys
 }
 
 func bloomHasAll(b *attrBloom, hashes []uint64) bool {
@@ -764,15 +870,32 @@ func matchAttrs(sp *spans.Span, want map[string]string) bool {
 	return true
 }
 
-// Services lists every service with stored spans.
+// Services lists every service with stored spans and every peer service
+// of CLIENT spans.
 func (s *Store) Services(ctx context.Context) ([]string, error) {
+	infos, err := s.ServiceInfos(ctx)
+	out := make([]string, len(infos))
+	for i, in := range infos {
+		out[i] = in.Name
+	}
+	return out, err
+}
+
+// ServiceInfos lists the services as Services does, marking those known only
+// as the peer of CLIENT spans.
+func (s *Store) ServiceInfos(ctx context.Context) ([]tracestore.ServiceInfo, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.ops))
+	out := make([]tracestore.ServiceInfo, 0, len(s.ops)+len(s.peers))
 	for id := range s.ops {
-		out = append(out, s.names[id])
+		out = append(out, tracestore.ServiceInfo{Name: s.names[id]})
 	}
-	sort.Strings(out)
+	for id := range s.peers {
+		if _, own := s.ops[id]; !own {
+			out = append(out, tracestore.ServiceInfo{Name: s.names[id], Unmeshed: true})
+		}
+	}
+	slices.SortFunc(out, func(a, b tracestore.ServiceInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -790,6 +913,12 @@ func (s *Store) Operations(ctx context.Context, q tracestore.OperationQuery) ([]
 			continue
 		}
 		out = append(out, tracestore.Operation{Name: s.names[k.op], Kind: k.kind})
+	}
+	if _, own := s.ops[id]; !own && (q.Kind == nil || *q.Kind == spans.KindClient) {
+		// A service without spans of its own: the CLIENT spans calling it.
+		for op := range s.peers[id] {
+			out = append(out, tracestore.Operation{Name: s.names[op], Kind: spans.KindClient})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
@@ -922,4 +1051,26 @@ var _ tracestore.Store = (*Store)(nil)
 // WriteSpans.
 func (s *Store) ConsumeSpans(ctx context.Context, batch []spans.Span) error {
 	return s.WriteSpans(ctx, batch)
+}
+
+// maxDamageWhere bounds Damage.Where.
+const maxDamageWhere = 5
+
+// Damage reports the damaged stretches skipped when the store opened, in
+// segments still retained (retention drops a damaged segment's report with
+// the segment).
+func (s *Store) Damage() tracestore.Damage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var d tracestore.Damage
+	for _, seg := range s.segs {
+		for _, r := range seg.damaged {
+			d.Regions++
+			d.Bytes += r.n
+			if len(d.Where) < maxDamageWhere {
+				d.Where = append(d.Where, fmt.Sprintf("%s@%d+%d", filepath.Base(seg.path), r.off, r.n))
+			}
+		}
+	}
+	return d
 }

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/collector/tracestore/storetest"
@@ -41,4 +42,11 @@ func TestConformanceUncompressed(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// The index row stays 64 bytes (docs/format/traces.md sizes memory by it).
+func TestSpanMetaSize(t *testing.T) {
+	if n := unsafe.Sizeof(spanMeta{}); n != 64 {
+		t.Fatalf("spanMeta is %d bytes, want 64", n)
+	}
 }

@@ -53,7 +53,11 @@ func RunOptions(t *testing.T, open Opener, opts Options) {
 		{"SearchByTimeRange", testSearchTimeRange},
 		{"SearchLimitMostRecentFirst", testSearchLimitOrder},
 		{"SearchNoMatch", testSearchNoMatch},
+		{"SearchSortLongestOverWholeRange", testSortLongest},
+		{"SearchSortErrors", testSortErrors},
+		{"SearchSortNewestIsDefault", testSortNewestDefault},
 		{"Services", testServices},
+		{"PeerServicesListedAndSearchable", testPeerServices},
 		{"Operations", testOperations},
 	}
 	if opts.Reopen != nil {
@@ -637,5 +641,240 @@ func testReopen(t *testing.T, s tracestore.Store, reopen func(t *testing.T, s tr
 	write(t, s, mk(1, 4, "web", "after", b.Add(6*time.Minute), time.Millisecond))
 	if got, _ := s.Trace(context.Background(), tid(1)); len(got) != 4 {
 		t.Fatalf("Trace after reopen+write has %d spans, want 4", len(got))
+	}
+}
+
+// sortCorpus writes 15 minutes of traces, one every 10 s (90 traces, trace
+// n starting at b+10n s), in batches of 7. Each trace has a root web span
+// and a db child span of 1 ms. The three oldest traces are the longest
+// (600, 500, 400 ms); the others last 1 to 30 ms. Trace n has n%4 error
+// spans (root and child, and a third span for 3).
+func sortCorpus(t *testing.T, s tracestore.Store) (b time.Time, dur map[int]time.Duration, errs map[int]int) {
+	b = base().Add(-15 * time.Minute)
+	dur, errs = map[int]time.Duration{}, map[int]int{}
+	var batch []spans.Span
+	for n := 1; n <= 90; n++ {
+		d := time.Duration(1+(n*7)%30) * time.Millisecond
+		switch n {
+		case 1:
+			d = 600 * time.Millisecond
+		case 2:
+			d = 500 * time.Millisecond
+		case 3:
+			d = 400 * time.Millisecond
+		}
+		st := b.Add(time.Duration(n) * 10 * time.Second)
+		root := mk(n, 1, "web", "GET /", st, d)
+		child := mk(n, 2, "db", "SELECT", st, time.Millisecond)
+		child.Kind = spans.KindClient
+		extra := mk(n, 3, "web", "render", st, time.Millisecond)
+		extra.Kind = spans.KindInternal
+		e := n % 4
+		if e >= 1 {
+			root.StatusCode = spans.StatusError
+		}
+		if e >= 2 {
+			child.StatusCode = spans.StatusError
+		}
+		if e >= 3 {
+			extra.StatusCode = spans.StatusError
+		}
+		dur[n], errs[n] = d, e
+		batch = append(batch, root, child, extra)
+		if n%7 == 0 {
+			write(t, s, batch...)
+			batch = nil
+		}
+	}
+	write(t, s, batch...)
+	return b, dur, errs
+}
+
+// wantOrder checks that refs are exactly the first len(want) traces of want.
+func wantOrder(t *testing.T, q tracestore.Query, refs []tracestore.TraceRef, want []int) {
+	t.Helper()
+	w := make([]spans.TraceID, len(want))
+	for i, n := range want {
+		w[i] = tid(n)
+	}
+	if !slices.Equal(ids(refs), w) {
+		t.Fatalf("Search(sort %v, service %q, limit %d) = %v\nwant %v", q.Sort, q.Service, q.Limit, ids(refs), w)
+	}
+}
+
+// expectedOrder sorts traces 1..90 by key descending, then newest first.
+func expectedOrder(key func(n int) int64, limit int) []int {
+	var ns []int
+	for n := 1; n <= 90; n++ {
+		ns = append(ns, n)
+	}
+	slices.SortFunc(ns, func(a, b int) int {
+		if ka, kb := key(a), key(b); ka != kb {
+			if ka > kb {
+				return -1
+			}
+			return 1
+		}
+		return b - a // trace n starts later than trace n-1
+	})
+	return ns[:limit]
+}
+
+// The longest traces are the oldest: sort=longest must find them over the
+// whole range (not sort the 20 newest), by the duration of the whole trace
+// even when the matching span is short.
+func testSortLongest(t *testing.T, s tracestore.Store) {
+	b, dur, _ := sortCorpus(t, s)
+	want := expectedOrder(func(n int) int64 { return int64(dur[n]) }, 20)
+	if want[0] != 1 || want[1] != 2 || want[2] != 3 {
+		t.Fatalf("corpus: longest traces %v, want 1, 2, 3 first", want[:3])
+	}
+	for _, svc := range []string{"web", "db", ""} {
+		q := tracestore.Query{Service: svc, Start: b, End: b.Add(16 * time.Minute), Limit: 20, Sort: tracestore.SortLongest}
+		wantOrder(t, q, search(t, s, q), want)
+	}
+	// The default order does not reach them within the limit.
+	q := tracestore.Query{Service: "web", Start: b, End: b.Add(16 * time.Minute), Limit: 20}
+	for _, r := range search(t, s, q) {
+		if r.TraceID == tid(1) || r.TraceID == tid(2) || r.TraceID == tid(3) {
+			t.Fatalf("newest-first search over 90 traces returned old trace %s within 20", r.TraceID)
+		}
+	}
+	// Conditions still filter before sorting: only traces whose root lasts
+	// ≥ 20 ms, longest first.
+	q = tracestore.Query{Service: "web", Operation: "GET /", MinDuration: 20 * time.Millisecond, Start: b, End: b.Add(16 * time.Minute), Limit: 5, Sort: tracestore.SortLongest}
+	wantOrder(t, q, search(t, s, q), expectedOrder(func(n int) int64 {
+		if dur[n] < 20*time.Millisecond {
+			return -1
+		}
+		return int64(dur[n])
+	}, 5))
+}
+
+func testSortErrors(t *testing.T, s tracestore.Store) {
+	b, _, errs := sortCorpus(t, s)
+	want := expectedOrder(func(n int) int64 { return int64(errs[n]) }, 30)
+	q := tracestore.Query{Service: "web", Start: b, End: b.Add(16 * time.Minute), Limit: 30, Sort: tracestore.SortErrors}
+	wantOrder(t, q, search(t, s, q), want)
+	// Within the time range only.
+	q.Start, q.End = b.Add(95*time.Second), b.Add(205*time.Second) // traces 10..20
+	want = nil
+	for _, n := range []int{19, 15, 11, 18, 14, 10, 17, 13, 20, 16, 12} {
+		want = append(want, n)
+	}
+	wantOrder(t, q, search(t, s, q), want)
+}
+
+func testSortNewestDefault(t *testing.T, s tracestore.Store) {
+	b, _, _ := sortCorpus(t, s)
+	q := tracestore.Query{Service: "db", Start: b, End: b.Add(16 * time.Minute), Limit: 10}
+	refs := search(t, s, q)
+	q.Sort = tracestore.SortNewest
+	if again := search(t, s, q); !slices.Equal(ids(refs), ids(again)) {
+		t.Fatalf("zero Sort %v differs from SortNewest %v", ids(refs), ids(again))
+	}
+	wantOrder(t, q, refs, []int{90, 89, 88, 87, 86, 85, 84, 83, 82, 81})
+}
+
+// serviceInfoLister is implemented by stores that mark unmeshed services.
+type serviceInfoLister interface {
+	ServiceInfos(ctx context.Context) ([]tracestore.ServiceInfo, error)
+}
+
+// Services without spans of their own are listed (and marked) from the
+// CLIENT spans calling them, and a search for them finds those traces.
+func testPeerServices(t *testing.T, s tracestore.Store) {
+	b := base()
+	client := func(trace, n int, svc, op string, attrs ...spans.Attr) spans.Span {
+		sp := mk(trace, n, svc, op, b.Add(time.Duration(trace)*time.Second), 5*time.Millisecond)
+		sp.Kind = spans.KindClient
+		sp.Attrs = append(sp.Attrs, attrs...)
+		return sp
+	}
+	write(t, s,
+		mk(1, 1, "web", "GET /cart", b.Add(time.Second), 20*time.Millisecond),
+		client(1, 2, "web", "GET /cart", spans.StringAttr("mesh.destination.service", "cart")),
+		mk(1, 3, "cart", "GET /cart", b.Add(time.Second), 10*time.Millisecond),
+		client(1, 4, "cart", "GET /prices", spans.StringAttr("mesh.destination.service", "pricing"), spans.StringAttr("server.address", "127.0.0.1")),
+		client(2, 1, "checkout", "charge", spans.StringAttr("peer.service", "stripe")),
+		client(3, 1, "checkout", "GET /stock", spans.StringAttr("server.address", "ledger")),
+		client(4, 1, "checkout", "GET /ext", spans.StringAttr("server.address", "api.example.com")),
+		client(5, 1, "checkout", "GET /self", spans.StringAttr("server.address", "localhost")),
+		client(6, 1, "checkout", "GET /ip", spans.StringAttr("net.peer.name", "10.0.0.7")),
+		client(7, 1, "checkout", "GET /unknown", spans.StringAttr("mesh.destination.service", "external"), spans.StringAttr("server.address", "billing")),
+	)
+	// A server span naming a peer does not make one.
+	srv := mk(8, 1, "checkout", "GET /", b.Add(8*time.Second), time.Millisecond)
+	srv.Attrs = append(srv.Attrs, spans.StringAttr("peer.service", "ghost"))
+	write(t, s, srv)
+
+	got, err := s.Services(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"billing", "cart", "checkout", "ledger", "pricing", "stripe", "web"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Services() = %v, want %v (sorted)", got, want)
+	}
+	if sl, ok := s.(serviceInfoLister); ok {
+		infos, err := sl.ServiceInfos(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		unmeshed := map[string]bool{}
+		var names []string
+		for _, in := range infos {
+			names = append(names, in.Name)
+			unmeshed[in.Name] = in.Unmeshed
+		}
+		if !slices.Equal(names, want) {
+			t.Fatalf("ServiceInfos() names = %v, want %v", names, want)
+		}
+		for _, n := range want {
+			wantU := n == "pricing" || n == "stripe" || n == "ledger" || n == "billing"
+			if unmeshed[n] != wantU {
+				t.Errorf("ServiceInfos(): %s unmeshed = %v, want %v", n, unmeshed[n], wantU)
+			}
+		}
+	} else {
+		t.Errorf("store %T does not list services with their kind (ServiceInfos)", s)
+	}
+	for _, c := range []struct {
+		q    tracestore.Query
+		want []int
+	}{
+		{tracestore.Query{Service: "pricing"}, []int{1}},
+		{tracestore.Query{Service: "pricing", Operation: "GET /prices"}, []int{1}},
+		{tracestore.Query{Service: "pricing", Operation: "GET /cart"}, nil},
+		{tracestore.Query{Service: "stripe"}, []int{2}},
+		{tracestore.Query{Service: "ledger"}, []int{3}},
+		{tracestore.Query{Service: "billing"}, []int{7}},
+		{tracestore.Query{Service: "cart"}, []int{1}},
+		{tracestore.Query{Service: "api.example.com"}, nil},
+		{tracestore.Query{Service: "ghost"}, nil},
+	} {
+		wantTraces(t, c.q, search(t, s, c.q), c.want...)
+	}
+	// An unmeshed service's operations are the CLIENT spans calling it; a
+	// service with spans of its own lists only its own.
+	clientKind, serverKind := spans.KindClient, spans.KindServer
+	for _, c := range []struct {
+		q    tracestore.OperationQuery
+		want []tracestore.Operation
+	}{
+		{tracestore.OperationQuery{Service: "pricing"}, []tracestore.Operation{{Name: "GET /prices", Kind: spans.KindClient}}},
+		{tracestore.OperationQuery{Service: "pricing", Kind: &clientKind}, []tracestore.Operation{{Name: "GET /prices", Kind: spans.KindClient}}},
+		{tracestore.OperationQuery{Service: "pricing", Kind: &serverKind}, nil},
+		{tracestore.OperationQuery{Service: "cart"}, []tracestore.Operation{{Name: "GET /cart", Kind: spans.KindServer}, {Name: "GET /prices", Kind: spans.KindClient}}},
+	} {
+		got, err := s.Operations(context.Background(), c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 0 || len(c.want) != 0 {
+			if !slices.Equal(got, c.want) {
+				t.Errorf("Operations(%+v) = %v, want %v", c.q, got, c.want)
+			}
+		}
 	}
 }

@@ -199,3 +199,43 @@ ALTER TABLE traces.spans ON CLUSTER meshscope
     DROP COLUMN IF EXISTS link_span_ids,
     DROP COLUMN IF EXISTS link_attributes;
 
+-- migration 8: peer service of client spans: search column and index, peers table and view, backfilled
+ALTER TABLE traces.spans_local ON CLUSTER meshscope ADD COLUMN IF NOT EXISTS peer LowCardinality(String) MATERIALIZED if(kind != 3, '', multiIf(
+    attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
+    attributes['peer.service'] != '', attributes['peer.service'],
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name'])));
+
+ALTER TABLE traces.spans_local ON CLUSTER meshscope ADD INDEX IF NOT EXISTS idx_peer peer TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE traces.spans ON CLUSTER meshscope ADD COLUMN IF NOT EXISTS peer LowCardinality(String);
+
+CREATE TABLE IF NOT EXISTS traces.peers_local ON CLUSTER meshscope (
+    peer LowCardinality(String),
+    name LowCardinality(String),
+    last_seen DateTime
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/traces/peers_local', '{replica}', last_seen)
+ORDER BY (peer, name)
+TTL last_seen + INTERVAL 259200 SECOND;
+
+CREATE TABLE IF NOT EXISTS traces.peers ON CLUSTER meshscope AS traces.peers_local
+ENGINE = Distributed(meshscope, traces, peers_local, cityHash64(peer));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS traces.peers_mv ON CLUSTER meshscope TO traces.peers_local AS
+SELECT if(kind != 3, '', multiIf(
+    attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
+    attributes['peer.service'] != '', attributes['peer.service'],
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS peer, name, max(toDateTime(timestamp)) AS last_seen
+FROM traces.spans_local
+WHERE kind = 3
+GROUP BY peer, name
+HAVING peer != '';
+
+INSERT INTO traces.peers (peer, name, last_seen)
+SELECT if(kind != 3, '', multiIf(
+    attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
+    attributes['peer.service'] != '', attributes['peer.service'],
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS p, name, max(toDateTime(timestamp)) FROM traces.spans WHERE kind = 3 GROUP BY p, name HAVING p != '';
+

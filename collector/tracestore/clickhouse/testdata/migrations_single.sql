@@ -168,3 +168,38 @@ ALTER TABLE traces.spans
     DROP COLUMN IF EXISTS link_span_ids,
     DROP COLUMN IF EXISTS link_attributes;
 
+-- migration 8: peer service of client spans: search column and index, peers table and view, backfilled
+ALTER TABLE traces.spans ADD COLUMN IF NOT EXISTS peer LowCardinality(String) MATERIALIZED if(kind != 3, '', multiIf(
+    attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
+    attributes['peer.service'] != '', attributes['peer.service'],
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name'])));
+
+ALTER TABLE traces.spans ADD INDEX IF NOT EXISTS idx_peer peer TYPE bloom_filter(0.01) GRANULARITY 1;
+
+CREATE TABLE IF NOT EXISTS traces.peers (
+    peer LowCardinality(String),
+    name LowCardinality(String),
+    last_seen DateTime
+) ENGINE = ReplacingMergeTree(last_seen)
+ORDER BY (peer, name)
+TTL last_seen + INTERVAL 604800 SECOND;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS traces.peers_mv TO traces.peers AS
+SELECT if(kind != 3, '', multiIf(
+    attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
+    attributes['peer.service'] != '', attributes['peer.service'],
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS peer, name, max(toDateTime(timestamp)) AS last_seen
+FROM traces.spans
+WHERE kind = 3
+GROUP BY peer, name
+HAVING peer != '';
+
+INSERT INTO traces.peers (peer, name, last_seen)
+SELECT if(kind != 3, '', multiIf(
+    attributes['mesh.destination.service'] NOT IN ('', 'unknown', 'external'), attributes['mesh.destination.service'],
+    attributes['peer.service'] != '', attributes['peer.service'],
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']) = 'localhost' OR match(if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']), '[.:]'), '',
+    if(attributes['server.address'] != '', attributes['server.address'], attributes['net.peer.name']))) AS p, name, max(toDateTime(timestamp)) FROM traces.spans WHERE kind = 3 GROUP BY p, name HAVING p != '';
+
