@@ -29,7 +29,7 @@ func storeServer(t *testing.T, now time.Time, batch []spans.Span) *httptest.Serv
 		t.Fatal(err)
 	}
 	api := meshapi.New(meshapi.Options{Timeout: time.Minute, MaxTraces: 100, Now: func() time.Time { return now }},
-		red.Source{Engine: fixture.Engine(), Queryable: fixture.TSDB(t)}, st)
+		red.Source{Engine: fixture.Engine(), Queryable: fixture.TSDB(t)}, nil, st)
 	mux := http.NewServeMux()
 	api.RegisterRoutes(mux)
 	srv := httptest.NewServer(mux)
