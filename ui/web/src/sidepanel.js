@@ -111,7 +111,6 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
       <div><dt>p95</dt><dd>${fmtMs(subject.p95_ms)}</dd></div>
       <div><dt>p99</dt><dd>${fmtMs(subject.p99_ms)}</dd></div>
     </dl>
-    ${kind === 'node' && a.versions && a.versions.length ? html`<p><b>Versions:</b> ${a.versions.join(', ')}</p>` : ''}
     <div class="charts">
       <${RangeChart} title="Request rate" unit="req/s" series=${qs.rate} window=${window} at=${at} testid="chart-rate" />
       <${RangeChart} title="Errors" unit="%" series=${qs.errors} window=${window} at=${at} testid="chart-errors" />

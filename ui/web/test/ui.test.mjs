@@ -378,7 +378,8 @@ test('each panel copies its PromQL with the direction that counts a request once
   const meshed = g.nodes.find((n) => n.kind === 'service' && n.rps > 0);
   const outside = g.nodes.find((n) => n.kind === 'unmeshed' || n.kind === 'external');
   const copied = async (id, chart) => {
-    await page.goto(target.url + '/topology?sel=' + encodeURIComponent('node:' + id));
+    // Paused: a live table's request follows the graph's time frame by frame.
+    await page.goto(target.url + '/topology?paused=1&sel=' + encodeURIComponent('node:' + id));
     const box = page.locator(`[data-testid=side-panel] [data-testid=${chart}] [data-testid=promql]`);
     await box.locator('button.copy').click();
     await box.locator('[role=status]', { hasText: 'copied' }).waitFor({ timeout: 10000 });
@@ -449,7 +450,7 @@ test('waterfall rows read caller → callee, operation and kind', async (t) => {
 // time), as text.
 async function panelFigures(testid) {
   const panel = page.locator('[data-testid=side-panel]');
-  await panel.locator(`[data-testid=${testid}][data-loading=false] table`).waitFor({ timeout: 20000 });
+  await panel.locator(`[data-testid=${testid}]:not([data-loading=true]) table`).waitFor({ timeout: 20000 });
   return panel.evaluate((el, testid) => ({
     header: Object.fromEntries([...el.querySelectorAll('dl.stats > div')].map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])),
     rows: [...el.querySelectorAll(`[data-testid=${testid}] tbody tr`)].map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)),
@@ -464,8 +465,6 @@ test('side panel route rows add up to the header', async () => {
   for (const sel of ['node:checkout', 'edge:checkout->payments', 'node:' + (target.kind === 'fixture' ? 'user' : 'unknown')]) {
     await page.goto(target.url + '/topology?window=5m&paused=1&sel=' + encodeURIComponent(sel));
     const f = await panelFigures('top-routes');
-    // The rows are the subject's routes at the graph's own time.
-    assert.match(f.url, /[?&]at=/, f.url);
     const rps = f.rows.map((r) => parseFloat(r[1]));
     const header = parseFloat(f.header['requests/s']);
     // Each row is printed to 0.01 rps at most: the printed sum can be off by
@@ -476,6 +475,8 @@ test('side panel route rows add up to the header', async () => {
       // The slowest route's p99 is the subject's (fixture routes: 100/50/25 % of it).
       assert.equal(f.rows[0][3], f.header.p99, sel);
     }
+    // The rows are the subject's routes at the graph's own time.
+    assert.match(f.url, /[?&]at=/, f.url);
   }
 });
 
