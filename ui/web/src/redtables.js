@@ -3,8 +3,9 @@
 // requests. Every figure the panel prints comes from the one RED engine:
 // the header from the graph's node or edge, the tables from
 // /api/mesh/routes, /api/mesh/versions and /api/mesh/edges (projections of
-// the same per-edge and per-route aggregates) at the graph's own time, so
-// rows add up to the header digit for digit.
+// the same per-edge and per-route aggregates; an edge's versions from the
+// version view of /api/mesh/graph) at the graph's own time, so rows add up
+// to the header digit for digit.
 
 // apiService is the service name the native API knows a node by: callers
 // outside the mesh are "unknown".
@@ -43,7 +44,16 @@ export function panelTables(kind, a, b, graph) {
   if (siblings > 1) {
     return [{ id: 'top-routes', title: 'Top routes', note: `Routes are not split by caller version: see the edge ${src} → ${b.id} in the services view.` }];
   }
-  return [{ id: 'top-routes', title: 'Top routes', keyLabel: 'route', path: 'routes', params, rowsOf: routeRows }];
+  const routes = { id: 'top-routes', title: 'Top routes', keyLabel: 'route', path: 'routes', params, rowsOf: routeRows };
+  if (b.version || a.version) return [routes];
+  // A services-view edge: its version-view edges (caller version → called
+  // version), as the version view of the graph has them.
+  const versions = { id: 'versions', title: 'Versions', keyLabel: 'caller → called', path: 'graph', params: { view: 'version' },
+    rowsOf: (body) => {
+      const svc = new Map((body.nodes || []).map((n) => [n.id, apiService(n)]));
+      return (body.edges || []).filter((e) => svc.get(e.source) === src && svc.get(e.target) === dst).map((e) => ({ ...e, key: `${e.source} → ${e.target}` }));
+    } };
+  return [routes, versions];
 }
 
 // sortRows orders table rows by rate (highest first), then by key.

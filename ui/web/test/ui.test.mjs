@@ -523,6 +523,14 @@ test('one instant: graph, side panel, routes and Services table print the RED en
   f = await panelFigures('top-routes');
   assert.deepEqual(f.header, headerOf(edge));
   assert.deepEqual(f.rows.map((r) => r.slice(1)), edgeRoutes.routes.sort((a, b) => b.rps - a.rps).map(printed));
+  // Its versions: the version view's edges between the two services.
+  const vg = await api(`/api/mesh/graph?${q}&view=version`);
+  const vsvc = new Map(vg.nodes.map((n) => [n.id, n.service || n.id]));
+  const vedges = vg.edges.filter((e) => vsvc.get(e.source) === 'checkout' && vsvc.get(e.target) === 'payments');
+  assert.ok(vedges.length > 0, 'no version-view edge checkout → payments');
+  assert.equal(fmtRate(sumRPS(vedges)), fmtRate(edge.rps));
+  const fv = await panelFigures('versions');
+  assert.deepEqual(fv.rows.map((r) => r.slice(1)), vedges.sort((a, b) => b.rps - a.rps).map(printed));
 
   // The user node: its outgoing traffic, and its destinations.
   await page.goto(`${target.url}/topology?${q}&sel=${encodeURIComponent('node:' + user.id)}`);

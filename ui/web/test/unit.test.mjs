@@ -173,8 +173,12 @@ test('side panel tables ask the native RED API for the subject at the graph time
     '/api/mesh/versions?window=5m&service=payments&at=2026-01-01T12%3A00%3A00Z',
   ]);
   assert.deepEqual(urls('node', n('user')), ['/api/mesh/routes?window=5m&source=unknown&at=2026-01-01T12%3A00%3A00Z', '/api/mesh/edges?window=5m&source=unknown&at=2026-01-01T12%3A00%3A00Z']);
-  assert.deepEqual(urls('edge', n('checkout'), n('payments')), ['/api/mesh/routes?window=5m&service=payments&source=checkout&at=2026-01-01T12%3A00%3A00Z']);
-  assert.deepEqual(urls('edge', n('user'), n('web')), ['/api/mesh/routes?window=5m&service=web&source=unknown&at=2026-01-01T12%3A00%3A00Z']);
+  assert.deepEqual(urls('edge', n('checkout'), n('payments')), ['/api/mesh/routes?window=5m&service=payments&source=checkout&at=2026-01-01T12%3A00%3A00Z',
+    '/api/mesh/graph?window=5m&view=version&at=2026-01-01T12%3A00%3A00Z']);
+  assert.deepEqual(urls('edge', n('user'), n('web'))[0], '/api/mesh/routes?window=5m&service=web&source=unknown&at=2026-01-01T12%3A00%3A00Z');
+  // An edge's versions are its version-view edges.
+  const vt = panelTables('edge', n('catalog'), n('inventory'), g)[1];
+  assert.deepEqual(vt.rowsOf(demoGraph({ view: 'version' })).map((r) => [r.key, r.rps]), [['catalog@v1 → inventory@v1', 12], ['catalog@v1 → inventory@v2', 12]]);
   // Version view: the called version; a caller with several versions has
   // no route rows that add up to one of its edges.
   const v = fromSnapshot(demoGraph({ view: 'version' }));
