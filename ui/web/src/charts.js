@@ -79,8 +79,9 @@ export function RangeChart({ title, unit, series, window, at, testid }) {
   </figure>`;
 }
 
-// QueryBox shows the PromQL behind a panel and copies it, one query a line.
-export function QueryBox({ queries, label }) {
+// QueryBox shows the query behind a panel (PromQL, or the native API
+// request of a table) and copies it, one query a line.
+export function QueryBox({ queries, label, kind = 'PromQL' }) {
   const [copied, setCopied] = useState('');
   const text = queries.join('\n');
   const pre = useRef(null);
@@ -102,6 +103,6 @@ export function QueryBox({ queries, label }) {
   return html`<div class="promql" data-testid="promql">
     <button type="button" class="copy" onClick=${copy} aria-label=${'copy query of ' + label}>copy query</button>
     <span class="muted" role="status">${copied}</span>
-    <details><summary>PromQL</summary><pre ref=${pre} data-testid="promql-text">${text}</pre></details>
+    <details><summary>${kind}</summary><pre ref=${pre} data-testid="promql-text">${text}</pre></details>
   </div>`;
 }

@@ -40,16 +40,3 @@ export function redQueries(sel, rateRange) {
     ],
   };
 }
-
-// byLabelQueries are the PromQL of a top-10 table by one label over the
-// window w: rate, failures and p99.
-export function byLabelQueries(sel, label, w) {
-  const req = `mesh_requests_total{${sel}}`;
-  const fail = `mesh_requests_total{${sel},outcome="failure"}`;
-  const bucket = `mesh_request_duration_seconds_bucket{${sel}}`;
-  return [
-    `topk(10, sum by (${label}) (rate(${req}[${w}])))`,
-    `sum by (${label}) (rate(${fail}[${w}]))`,
-    `histogram_quantile(0.99, sum by (${label}, le) (rate(${bucket}[${w}])))`,
-  ];
-}

@@ -2,34 +2,45 @@
 import { html } from './html.js';
 import { useEffect, useState } from 'preact/hooks';
 import { RangeChart, QueryBox } from './charts.js';
-import { selector, redQueries, byLabelQueries } from './promql.js';
-import { getJSON, promInstant, fmtRate, fmtPct, fmtMs, fmtTime, windowToSeconds, rateRange } from './api.js';
+import { selector, redQueries } from './promql.js';
+import { panelTables, sortRows, tableURL } from './redtables.js';
+import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, windowToSeconds, rateRange } from './api.js';
 import { health, kindInfo } from './graphmodel.js';
 import { onLinkClick } from './router.js';
 
-function ByLabelTable({ sel, label, title, window, at, testid }) {
-  const [rows, setRows] = useState(null);
-  const [error, setError] = useState(null);
-  const queries = byLabelQueries(sel, label, window);
+// FigureTable prints rows of RED figures with the one formatter of each
+// kind (fmtRate, fmtPct, fmtMs), as the header does.
+function FigureTable({ keyLabel, rows }) {
+  return html`<table class="data compact"><thead><tr><th scope="col">${keyLabel}</th><th scope="col" class="num">rps</th><th scope="col" class="num">errors</th><th scope="col" class="num">p99</th></tr></thead>
+    <tbody>${rows.map((r) => html`<tr key=${r.key} data-key=${r.key}><td>${r.key}</td><td class="num">${fmtRate(r.rps)}</td><td class="num">${fmtPct(r.error_rate)}</td><td class="num">${fmtMs(r.p99_ms)}</td></tr>`)}</tbody></table>`;
+}
+
+// APITable is one table of the native RED API at the graph's time (see
+// redtables.js). Rows stay on screen while the next time's rows load.
+function APITable({ t, window, at, testid }) {
+  const [state, setState] = useState({ url: '', rows: null, error: null });
+  const url = t.path ? tableURL(t, window, at) : '';
   useEffect(() => {
+    if (!url) return undefined;
     const ac = new AbortController();
-    setRows(null);
-    setError(null);
-    Promise.all(queries.map((q) => promInstant(q, at, { signal: ac.signal }))).then(([rps, fails, p99]) => {
-      const f = new Map(fails.map((r) => [r.metric[label], r.value]));
-      const l = new Map(p99.map((r) => [r.metric[label], r.value]));
-      setRows(rps.sort((a, b) => b.value - a.value).map((r) => ({
-        key: r.metric[label] || '(none)', rps: r.value, err: r.value ? (f.get(r.metric[label]) || 0) / r.value : 0, p99: (l.get(r.metric[label]) || NaN) * 1000,
-      })));
-    }).catch((e) => e.name !== 'AbortError' && setError(e.message));
+    getJSON(url, { signal: ac.signal })
+      .then((body) => setState({ url, rows: sortRows(t.rowsOf(body)), error: null }))
+      .catch((e) => e.name !== 'AbortError' && setState({ url, rows: null, error: e.message }));
     return () => ac.abort();
-  }, [sel, label, window, at]);
+  }, [url]);
+  const { rows, error } = state;
+  return html`<div class="panel-section" data-testid=${testid} data-url=${state.url} data-loading=${state.url === url ? 'false' : 'true'}>
+    <h3>${t.title}</h3>
+    ${t.note ? html`<p class="muted">${t.note}</p>` : error ? html`<p class="error" role="alert">${error}</p>` : rows === null ? html`<p class="muted">loading…</p>` : rows.length === 0 ? html`<p class="muted">no requests in this window</p>` : html`<${FigureTable} keyLabel=${t.keyLabel} rows=${rows} />`}
+    ${url ? html`<${QueryBox} queries=${[url]} label=${t.title} kind="API request" />` : ''}
+  </div>`;
+}
+
+// EdgeTable lists the graph's own edges of a node (callers or callees).
+function EdgeTable({ title, testid, keyLabel, rows }) {
   return html`<div class="panel-section" data-testid=${testid}>
     <h3>${title}</h3>
-    ${error ? html`<p class="error" role="alert">${error}</p>` : rows === null ? html`<p class="muted">loading…</p>` : rows.length === 0 ? html`<p class="muted">no requests in this window</p>` : html`
-    <table class="data compact"><thead><tr><th scope="col">${label}</th><th scope="col" class="num">rps</th><th scope="col" class="num">errors</th><th scope="col" class="num">p99</th></tr></thead>
-    <tbody>${rows.map((r) => html`<tr key=${r.key}><td>${r.key}</td><td class="num">${fmtRate(r.rps)}</td><td class="num">${fmtPct(r.err)}</td><td class="num">${fmtMs(r.p99)}</td></tr>`)}</tbody></table>`}
-    <${QueryBox} queries=${queries} label=${title} />
+    ${rows.length === 0 ? html`<p class="muted">none in this window</p>` : html`<${FigureTable} keyLabel=${keyLabel} rows=${sortRows(rows)} />`}
   </div>`;
 }
 
@@ -100,14 +111,15 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
       <div><dt>p95</dt><dd>${fmtMs(subject.p95_ms)}</dd></div>
       <div><dt>p99</dt><dd>${fmtMs(subject.p99_ms)}</dd></div>
     </dl>
-    ${kind === 'node' && a.versions && a.versions.length ? html`<p><b>Versions:</b> ${a.versions.join(', ')}</p>` : ''}
     <div class="charts">
       <${RangeChart} title="Request rate" unit="req/s" series=${qs.rate} window=${window} at=${at} testid="chart-rate" />
       <${RangeChart} title="Errors" unit="%" series=${qs.errors} window=${window} at=${at} testid="chart-errors" />
       <${RangeChart} title="Latency" unit="ms" series=${qs.latency} window=${window} at=${at} testid="chart-latency" />
     </div>
-    <${ByLabelTable} sel=${s} label="route" title="Top routes" window=${window} at=${at} testid="top-routes" />
-    <${ByLabelTable} sel=${s} label=${userNode ? 'destination_service' : 'destination_version'} title=${userNode ? 'Destinations' : 'Versions'} window=${window} at=${at} testid="versions" />
+    ${panelTables(kind, a, b, graph).map((t) => html`<${APITable} key=${t.id + JSON.stringify(t.params || {})} t=${t} window=${window} at=${graph.at} testid=${t.id} />`)}
+    ${kind === 'node' && !userNode ? html`
+    <${EdgeTable} title="Callers" testid="callers" keyLabel="caller" rows=${[...graph.edges.values()].filter((e) => e.target === id).map((e) => ({ ...e, key: e.source }))} />
+    <${EdgeTable} title="Callees" testid="callees" keyLabel="callee" rows=${[...graph.edges.values()].filter((e) => e.source === id).map((e) => ({ ...e, key: e.target }))} />` : ''}
     ${traceService ? html`
     <${TraceList} title=${`Slow traces (≥ ${minDur}, the p95)`} service=${traceService} extra=${{ min_duration: minDur, sort: 'longest' }} window=${window} at=${at} testid="slow-traces" />
     <${TraceList} title="Failed traces" service=${traceService} extra=${{ status: 'error', sort: 'newest' }} window=${window} at=${at} testid="failed-traces" />

@@ -22,7 +22,7 @@ export const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'se
 // web's 0.4 % errors make it degraded (a whole-percent success rate would
 // read 100 %); catalog's rare errors stay below the degraded threshold.
 const baseNodes = [
-  { id: 'user', service: 'user', kind: 'user', mode: 'none', health: 'degraded', rps: 20, error_rate: 0.004, p50_ms: 13, p95_ms: 62, p99_ms: 145 },
+  { id: 'user', service: 'user', kind: 'user', mode: 'none', health: 'degraded', rps: 20, error_rate: 0.004, p50_ms: 5, p95_ms: 40, p99_ms: 90 },
   { id: 'web', service: 'web', kind: 'service', mode: 'observe', health: 'degraded', group: 'shop', versions: ['v1'], rps: 20, error_rate: 0.004, p50_ms: 12, p95_ms: 60, p99_ms: 140 },
   { id: 'catalog', service: 'catalog', kind: 'service', mode: 'observe', health: 'healthy', group: 'shop', versions: ['v1'], rps: 12, error_rate: 0.00017, p50_ms: 4, p95_ms: 12, p99_ms: 20 },
   { id: 'cart', service: 'cart', kind: 'service', mode: 'enforce', health: 'healthy', group: 'shop', versions: ['v1'], rps: 6, error_rate: 0, p50_ms: 3, p95_ms: 9, p99_ms: 15 },
@@ -88,6 +88,31 @@ export function demoGraph({ view = 'service', window = '1m', at = new Date(), ex
       edges: edges.length, edges_both_sides: edges.filter((e) => e.seen_by === 'both').length, unmeshed_services: ['reviews'],
     },
   };
+}
+
+// The native RED tables (GET /api/mesh/routes, versions, edges) as
+// projections of the fixture graph, like the server's: a node's or an
+// edge's routes split its requests 60/30/10 % (failures in proportion) and
+// add up to it; "unknown" is the user node.
+const routeSplit = [['/api/items/{id}', 0.6, 1], ['/api/items', 0.3, 0.5], ['unmatched', 0.1, 0.25]];
+const fixtureID = (s) => (s === 'unknown' ? 'user' : s);
+function tableRow(x) {
+  return { rps: x.rps, requests: x.rps * 60, success_rate: 1 - x.error_rate, error_rate: x.error_rate, p50_ms: x.p50_ms, p95_ms: x.p95_ms, p99_ms: x.p99_ms, seen_by: x.seen_by === 'source' ? 'outbound' : 'inbound' };
+}
+function fixtureRoutes(service, source, version) {
+  const g = demoGraph({ view: version ? 'version' : 'service' });
+  let subjects;
+  if (source) subjects = g.edges.filter((e) => e.source.split('@')[0] === fixtureID(source) && (!service || e.target.split('@')[0] === service) && (!version || e.target.endsWith('@' + version)));
+  else subjects = g.nodes.filter((n) => n.kind !== 'user' && (!service || n.service === service) && (!version || n.version === version));
+  return subjects.flatMap((x) => routeSplit.map(([route, share, p99]) => ({ service: x.target ? x.target.split('@')[0] : x.service, route, ...tableRow({ ...x, rps: x.rps * share, p99_ms: x.p99_ms * p99 }) })));
+}
+function fixtureVersions(service) {
+  return demoGraph({ view: 'version' }).nodes.filter((n) => n.kind !== 'user' && (!service || n.service === service))
+    .map((n) => ({ service: n.service, version: n.version || '', mode: n.mode, ...tableRow(n) }));
+}
+function fixtureEdges(source, destination) {
+  return demoGraph().edges.filter((e) => (!source || e.source === fixtureID(source)) && (!destination || e.target === destination))
+    .map((e) => ({ source: e.source === 'user' ? 'unknown' : e.source, destination: e.target, ...tableRow(e) }));
 }
 
 // Synthetic graphs for the benchmark: n nodes in groups of 50, a call tree.
@@ -237,7 +262,7 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
   const traces = demoTraces();
   const big = bigTrace();
   const byID = new Map([...traces, big].map((t) => [t.traceID, t]));
-  const stats = { streams: 0, graphGets: 0, graphURLs: [], traceSearches: [], queries: [] };
+  const stats = { streams: 0, graphGets: 0, graphURLs: [], tableURLs: [], traceSearches: [], queries: [] };
   const json = (res, code, body) => {
     res.writeHead(code, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(body));
@@ -277,6 +302,18 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
         service: n.service, kind: n.kind === 'unmeshed' ? 'unmeshed' : 'service', mode: n.mode, meshed: n.kind === 'service', rps: n.rps, error_rate: n.error_rate, success_rate: 1 - n.error_rate, p50_ms: n.p50_ms, p95_ms: n.p95_ms, p99_ms: n.p99_ms,
       }));
       return json(res, 200, { at: g.at, window: g.window, covered_seconds: g.covered_seconds, services });
+    }
+    if (p === '/api/mesh/routes' || p === '/api/mesh/versions' || p === '/api/mesh/edges') {
+      stats.tableURLs.push(req.url);
+      const atp = u.searchParams.get('at');
+      const at = !atp ? new Date() : /^\d+(\.\d+)?$/.test(atp) ? new Date(Number(atp) * 1000) : new Date(atp);
+      if (isNaN(at)) return json(res, 400, { error: 'invalid parameter "at"' });
+      const window = u.searchParams.get('window') || '1m';
+      const body = { at: at.toISOString(), window, covered_seconds: Math.min(windowSecs(window), fixtureDataSeconds) };
+      const f = (k) => u.searchParams.get(k) || '';
+      Object.assign(body, p === '/api/mesh/routes' ? { routes: fixtureRoutes(f('service'), f('source'), f('version')) }
+        : p === '/api/mesh/versions' ? { versions: fixtureVersions(f('service')) } : { edges: fixtureEdges(f('source'), f('destination')) });
+      return json(res, 200, body);
     }
     if (p === '/api/mesh/traces') {
       stats.traceSearches.push(req.url);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { launch, watchPage } from './browser.mjs';
 import { startTarget, demoServices } from './target.mjs';
 import { startFixtureServer } from './fixture-server.mjs';
+import { fmtRate, fmtPct, fmtMs } from '../src/api.js';
 
 const artifacts = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test-artifacts');
 mkdirSync(artifacts, { recursive: true });
@@ -377,7 +378,8 @@ test('each panel copies its PromQL with the direction that counts a request once
   const meshed = g.nodes.find((n) => n.kind === 'service' && n.rps > 0);
   const outside = g.nodes.find((n) => n.kind === 'unmeshed' || n.kind === 'external');
   const copied = async (id, chart) => {
-    await page.goto(target.url + '/topology?sel=' + encodeURIComponent('node:' + id));
+    // Paused: a live table's request follows the graph's time frame by frame.
+    await page.goto(target.url + '/topology?paused=1&sel=' + encodeURIComponent('node:' + id));
     const box = page.locator(`[data-testid=side-panel] [data-testid=${chart}] [data-testid=promql]`);
     await box.locator('button.copy').click();
     await box.locator('[role=status]', { hasText: 'copied' }).waitFor({ timeout: 10000 });
@@ -390,14 +392,23 @@ test('each panel copies its PromQL with the direction that counts a request once
   const lat = await copied(meshed.id, 'chart-latency');
   assert.equal(lat.split('\n').length, 3);
   assert.ok(lat.split('\n').every((l) => l.includes('direction="inbound"')), lat);
+  // Tables copy the native API request they show.
   const routes = await copied(meshed.id, 'top-routes');
-  assert.match(routes, /^topk\(10, sum by \(route\)/);
+  assert.match(routes, new RegExp(`^/api/mesh/routes\\?window=1m&service=${meshed.service || meshed.id}&at=`), routes);
   if (outside) assert.match(await copied(outside.id, 'chart-errors'), /direction="outbound"/);
 });
 
 test('trace search sorts on the server over the whole range', async () => {
   const search = page.waitForRequest((r) => r.url().includes('/api/mesh/traces?') && new URL(r.url()).searchParams.get('sort') === 'longest');
-  await page.goto(target.url + '/traces?service=web&lookback=1h&sort=longest');
+  // A range ending in the past: traces still arriving for "now" would
+  // make the page's answer and the same request a moment later differ.
+  let end;
+  for (const deadline = Date.now() + 90000; ; await new Promise((r) => setTimeout(r, 2000))) {
+    end = Math.floor(Date.now() / 1000) - 30;
+    if ((await api(`/api/mesh/traces?service=web&limit=1&start=${end - 3600}&end=${end}`)).traces.length) break;
+    assert.ok(Date.now() < deadline, 'no trace of web older than 30 s');
+  }
+  await page.goto(target.url + `/traces?service=web&lookback=1h&sort=longest&end=${end}`);
   const req = await search;
   const results = page.locator('[data-testid=trace-results] li');
   await results.first().waitFor({ timeout: 20000 });
@@ -440,6 +451,108 @@ test('waterfall rows read caller → callee, operation and kind', async (t) => {
   for (const want of ['web → cart GET /cart (client)', 'web → cart GET /cart (server)', 'web → reviews GET /reviews (client)', 'unknown → web GET / (server)']) {
     assert.ok(rows.some((r) => r.replace(/^[✖◆ ]+/, '').trim() === want), `no row "${want}" in ${rows.join(' | ')}`);
   }
+});
+
+// panelFigures reads what the side panel prints: the header's figures and
+// the rows of one of its tables (once the table has loaded at the graph's
+// time), as text.
+async function panelFigures(testid) {
+  const panel = page.locator('[data-testid=side-panel]');
+  await panel.locator(`[data-testid=${testid}]:not([data-loading=true]) table`).waitFor({ timeout: 20000 });
+  return panel.evaluate((el, testid) => ({
+    header: Object.fromEntries([...el.querySelectorAll('dl.stats > div')].map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])),
+    rows: [...el.querySelectorAll(`[data-testid=${testid}] tbody tr`)].map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)),
+    url: el.querySelector(`[data-testid=${testid}]`).dataset.url,
+  }), testid);
+}
+const printed = (x) => [fmtRate(x.rps), fmtPct(x.error_rate), fmtMs(x.p99_ms)];
+const headerOf = (x) => ({ 'requests/s': fmtRate(x.rps), errors: fmtPct(x.error_rate), p50: fmtMs(x.p50_ms), p95: fmtMs(x.p95_ms), p99: fmtMs(x.p99_ms) });
+const sumRPS = (rows) => rows.reduce((s, r) => s + r.rps, 0);
+
+test('side panel route rows add up to the header', async () => {
+  for (const sel of ['node:checkout', 'edge:checkout->payments', 'node:' + (target.kind === 'fixture' ? 'user' : 'unknown')]) {
+    await page.goto(target.url + '/topology?window=5m&paused=1&sel=' + encodeURIComponent(sel));
+    const f = await panelFigures('top-routes');
+    const rps = f.rows.map((r) => parseFloat(r[1]));
+    const header = parseFloat(f.header['requests/s']);
+    // Each row is printed to 0.01 rps at most: the printed sum can be off by
+    // half a digit per row.
+    assert.ok(Math.abs(rps.reduce((a, b) => a + b, 0) - header) <= 0.005 * (rps.length + 1) + 1e-9, `${sel}: routes ${rps.join(' + ')} vs header ${header}`);
+    if (target.kind === 'fixture') {
+      assert.equal(f.rows.length, 3, sel);
+      // The slowest route's p99 is the subject's (fixture routes: 100/50/25 % of it).
+      assert.equal(f.rows[0][3], f.header.p99, sel);
+    }
+    // The rows are the subject's routes at the graph's own time.
+    assert.match(f.url, /[?&]at=/, f.url);
+  }
+});
+
+test('one instant: graph, side panel, routes and Services table print the RED engine figures', async () => {
+  const at = Math.floor(Date.now() / 1000) - 15;
+  const q = `window=1m&at=${at}`;
+  const [graph, services, edges, routes, edgeRoutes, userEdges] = await Promise.all([
+    api(`/api/mesh/graph?${q}`), api(`/api/mesh/services?${q}`), api(`/api/mesh/edges?${q}`),
+    api(`/api/mesh/routes?${q}&service=payments`), api(`/api/mesh/routes?${q}&service=payments&source=checkout`), api(`/api/mesh/edges?${q}&source=unknown`),
+  ]);
+  const pay = graph.nodes.find((n) => n.id === 'payments');
+  const edge = graph.edges.find((e) => e.id === 'checkout->payments');
+  const user = graph.nodes.find((n) => n.kind === 'user');
+  assert.ok(pay && edge && user && pay.rps > 0, 'the graph lacks payments, checkout → payments or the user node');
+  // The native tables are the graph's numbers.
+  const svc = services.services.find((r) => r.service === 'payments');
+  const edgeRow = edges.edges.find((r) => r.source === 'checkout' && r.destination === 'payments');
+  assert.deepEqual(printed(svc), printed(pay));
+  assert.deepEqual(printed(edgeRow), printed(edge));
+  assert.equal(fmtRate(sumRPS(routes.routes)), fmtRate(pay.rps));
+  assert.equal(fmtRate(sumRPS(edgeRoutes.routes)), fmtRate(edge.rps));
+  assert.equal(fmtRate(sumRPS(userEdges.edges)), fmtRate(user.rps));
+
+  // The graph: node label, node list, edge label; the node's panel.
+  await page.goto(`${target.url}/topology?${q}&sel=${encodeURIComponent('node:payments')}`);
+  await waitForNodes(['payments', 'checkout']);
+  await page.waitForFunction(() => document.querySelector('[data-testid=stream-status]').dataset.state === 'replay', null, { timeout: 20000 });
+  const labels = await page.evaluate(() => ({
+    node: window.meshscope.cy.getElementById('payments').data('label'),
+    edge: window.meshscope.cy.getElementById('checkout->payments').data('label'),
+  }));
+  assert.ok(labels.node.endsWith(`\n${fmtRate(pay.rps)} rps · ${fmtPct(pay.error_rate)} err`), labels.node);
+  assert.equal(labels.edge, `${fmtRate(edge.rps)} rps`);
+  await page.locator('.node-list summary').click();
+  const item = await page.locator('[data-testid=node-list] li', { has: page.locator('[data-node=payments]') }).textContent();
+  assert.ok(item.includes(`${fmtRate(pay.rps)} rps, ${fmtPct(pay.error_rate)} errors, p99 ${fmtMs(pay.p99_ms)}`), item);
+  let f = await panelFigures('top-routes');
+  assert.deepEqual(f.header, headerOf(pay));
+  assert.deepEqual(f.rows.map((r) => r.slice(1)), routes.routes.sort((a, b) => b.rps - a.rps).map(printed));
+  await shot('topology-replay-node-panel');
+
+  // The edge's panel and its routes.
+  await page.goto(`${target.url}/topology?${q}&sel=${encodeURIComponent('edge:checkout->payments')}`);
+  f = await panelFigures('top-routes');
+  assert.deepEqual(f.header, headerOf(edge));
+  assert.deepEqual(f.rows.map((r) => r.slice(1)), edgeRoutes.routes.sort((a, b) => b.rps - a.rps).map(printed));
+  // Its versions: the version view's edges between the two services.
+  const vg = await api(`/api/mesh/graph?${q}&view=version`);
+  const vsvc = new Map(vg.nodes.map((n) => [n.id, n.service || n.id]));
+  const vedges = vg.edges.filter((e) => vsvc.get(e.source) === 'checkout' && vsvc.get(e.target) === 'payments');
+  assert.ok(vedges.length > 0, 'no version-view edge checkout → payments');
+  assert.equal(fmtRate(sumRPS(vedges)), fmtRate(edge.rps));
+  const fv = await panelFigures('versions');
+  assert.deepEqual(fv.rows.map((r) => r.slice(1)), vedges.sort((a, b) => b.rps - a.rps).map(printed));
+
+  // The user node: its outgoing traffic, and its destinations.
+  await page.goto(`${target.url}/topology?${q}&sel=${encodeURIComponent('node:' + user.id)}`);
+  f = await panelFigures('versions');
+  assert.deepEqual(f.header, headerOf(user));
+  assert.deepEqual(f.rows.map((r) => r.slice(1)), userEdges.edges.sort((a, b) => b.rps - a.rps).map(printed));
+  assert.ok(user.rps > 0, 'the user node shows no outgoing rate');
+
+  // The Services table row.
+  await page.goto(`${target.url}/services?${q}`);
+  const row = page.locator('[data-testid=services-table] tr[data-service=payments]');
+  await row.waitFor({ timeout: 20000 });
+  const cells = await row.locator('td').allTextContents();
+  assert.deepEqual(cells.slice(3, 8), [fmtPct(svc.success_rate), fmtRate(svc.rps), fmtMs(svc.p50_ms), fmtMs(svc.p95_ms), fmtMs(svc.p99_ms)]);
 });
 
 test('no script errors or CSP violations on any page', () => {

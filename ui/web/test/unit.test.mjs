@@ -7,6 +7,8 @@ import { applyMessage, emptyGraph, groupGraph } from '../src/graphmodel.js';
 import { buildRows, criticalPath, summarize, searchURL } from '../src/traceutil.js';
 import { fmtPct, rateRange, windowToSeconds, fmtSpan } from '../src/api.js';
 import { selector, redQueries } from '../src/promql.js';
+import { panelTables, tableURL } from '../src/redtables.js';
+import { fromSnapshot } from '../src/graphmodel.js';
 import { timeParams, apiTime, coverageShort } from '../src/timeparams.js';
 import { demoGraph, demoTraces, syntheticGraph, bigTrace } from './fixture-server.mjs';
 
@@ -160,6 +162,31 @@ test('panel queries count each request once (direction) and the user node is its
   assert.equal(selector('edge', nodes.web, nodes.reviews), 'direction="outbound",source_service="web",destination_service="reviews"');
   const q = redQueries(selector('node', nodes.checkout), '1m');
   assert.equal(q.rate[0].query, 'sum(rate(mesh_requests_total{direction="inbound",destination_service="checkout"}[1m]))');
+});
+
+test('side panel tables ask the native RED API for the subject at the graph time', () => {
+  const g = fromSnapshot(demoGraph());
+  const n = (id) => g.nodes.get(id);
+  const urls = (kind, a, b, graph = g) => panelTables(kind, a, b, graph).map((t) => (t.path ? tableURL(t, '5m', '2026-01-01T12:00:00Z') : 'note'));
+  assert.deepEqual(urls('node', n('payments')), [
+    '/api/mesh/routes?window=5m&service=payments&at=2026-01-01T12%3A00%3A00Z',
+    '/api/mesh/versions?window=5m&service=payments&at=2026-01-01T12%3A00%3A00Z',
+  ]);
+  assert.deepEqual(urls('node', n('user')), ['/api/mesh/routes?window=5m&source=unknown&at=2026-01-01T12%3A00%3A00Z', '/api/mesh/edges?window=5m&source=unknown&at=2026-01-01T12%3A00%3A00Z']);
+  assert.deepEqual(urls('edge', n('checkout'), n('payments')), ['/api/mesh/routes?window=5m&service=payments&source=checkout&at=2026-01-01T12%3A00%3A00Z',
+    '/api/mesh/graph?window=5m&view=version&at=2026-01-01T12%3A00%3A00Z']);
+  assert.deepEqual(urls('edge', n('user'), n('web'))[0], '/api/mesh/routes?window=5m&service=web&source=unknown&at=2026-01-01T12%3A00%3A00Z');
+  // An edge's versions are its version-view edges.
+  const vt = panelTables('edge', n('catalog'), n('inventory'), g)[1];
+  assert.deepEqual(vt.rowsOf(demoGraph({ view: 'version' })).map((r) => [r.key, r.rps]), [['catalog@v1 → inventory@v1', 12], ['catalog@v1 → inventory@v2', 12]]);
+  // Version view: the called version; a caller with several versions has
+  // no route rows that add up to one of its edges.
+  const v = fromSnapshot(demoGraph({ view: 'version' }));
+  const vn = (id) => v.nodes.get(id);
+  assert.deepEqual(urls('node', vn('inventory@v2'), undefined, v)[0], '/api/mesh/routes?window=5m&service=inventory&version=v2&at=2026-01-01T12%3A00%3A00Z');
+  assert.deepEqual(urls('edge', vn('catalog@v1'), vn('inventory@v2'), v), ['/api/mesh/routes?window=5m&service=inventory&source=catalog&version=v2&at=2026-01-01T12%3A00%3A00Z']);
+  const two = { ...vn('inventory@v1'), id: 'inventory@v1' };
+  assert.deepEqual(urls('edge', two, vn('catalog@v1'), v), ['note']);
 });
 
 test('waterfall rows carry span kind and peer service', () => {
