@@ -36,7 +36,10 @@ type target struct {
 
 // pick returns the next address round-robin.
 func (t *target) pick() string {
-	if len(t.addrs) == 1 {
+	switch len(t.addrs) {
+	case 0: // discovered: the policy balancer sets the address
+		return ""
+	case 1:
 		return t.addrs[0]
 	}
 	return t.addrs[(t.next.Add(1)-1)%uint64(len(t.addrs))]
@@ -172,6 +175,9 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		k.dstVersion = versionUnknown
 		k.dstService, _ = p.resolveForward(hostOnly(forwardHost(r)))
 	}
+	if p.policies != nil {
+		r = withPolicyState(r, p, &k, h.t.kind == "inbound")
+	}
 
 	// Trace context: continue the caller's trace, start this hop's span,
 	// and hand the hop's context on.
@@ -252,6 +258,7 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 	case code == 0:
 		code = http.StatusOK
 	}
+	policyFinish(r, h.p, k, span)
 	k.statusCode = statusLabel(code)
 	failed := code >= 500 || code == statusClientGone || panicked != nil
 	if k.protocol == protoGRPC {

@@ -64,6 +64,8 @@ type Decision struct {
 type Request struct {
 	// Service is the destination service.
 	Service string
+	// Inbound is true on the destination's own (inbound) proxy.
+	Inbound bool
 
 	mu        sync.Mutex
 	version   string // chosen backend version; "" = any

@@ -55,12 +55,14 @@ func (e *Endpoint) observe(rtt time.Duration, now time.Time) {
 	e.stamp = now
 }
 
-// cost is the peak-EWMA latency scaled by the outstanding requests.
-func (e *Endpoint) cost() float64 {
+// cost is the peak-EWMA latency, decayed towards zero for the time since
+// the last sample (so an endpoint that gets no traffic is tried again, as
+// in Linkerd), scaled by the outstanding requests.
+func (e *Endpoint) cost(now time.Time) float64 {
 	e.mu.Lock()
-	l := e.ewma
-	if e.stamp.IsZero() {
-		l = float64(defaultRTT)
+	l := float64(defaultRTT)
+	if !e.stamp.IsZero() {
+		l = e.ewma * math.Exp(-float64(now.Sub(e.stamp))/float64(decayTau))
 	}
 	e.mu.Unlock()
 	return l * float64(e.pending.Load()+1)
@@ -165,7 +167,7 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 			cands = kept
 		}
 	}
-	e := l.pick(cands)
+	e := l.pick(cands, now)
 	for _, f := range observed {
 		if f.Filter.Excluded(e.Addr, now) {
 			st.Record(f.Ref, f.Decision)
@@ -185,7 +187,7 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return res, err
 }
 
-func (l *Layer) pick(c []*Endpoint) *Endpoint {
+func (l *Layer) pick(c []*Endpoint, now time.Time) *Endpoint {
 	if len(c) == 1 {
 		return c[0]
 	}
@@ -198,7 +200,7 @@ func (l *Layer) pick(c []*Endpoint) *Endpoint {
 		j++
 	}
 	a, b := c[i], c[j]
-	if b.cost() < a.cost() {
+	if b.cost(now) < a.cost(now) {
 		return b
 	}
 	return a

@@ -111,7 +111,7 @@ func TestP2CPrefersFastEndpoint(t *testing.T) {
 	l := &Layer{Endpoints: eps}
 	n := 0
 	for range 200 {
-		if l.pick(eps) == eps[0] {
+		if l.pick(eps, now) == eps[0] {
 			n++
 		}
 	}
@@ -120,8 +120,14 @@ func TestP2CPrefersFastEndpoint(t *testing.T) {
 	}
 	// Outstanding requests raise the cost.
 	eps[0].pending.Store(1000)
-	if l.pick(eps) != eps[1] {
+	if l.pick(eps, now) != eps[1] {
 		t.Fatal("loaded fast endpoint still preferred")
+	}
+	// An endpoint without traffic decays towards zero and is tried again.
+	eps[0].pending.Store(0)
+	eps[0].observe(time.Millisecond, now.Add(time.Minute))
+	if l.pick(eps, now.Add(time.Minute)) != eps[1] {
+		t.Fatal("idle slow endpoint not retried after a minute")
 	}
 }
 

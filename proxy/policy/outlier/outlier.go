@@ -11,7 +11,7 @@ type Config struct {
 	Consecutive5xx     int
 	Interval           time.Duration
 	BaseEjectionTime   time.Duration
-	MaxEjectionPercent int
+	MaxEjectionPercent float64
 }
 
 // Defaults are Envoy's.
@@ -91,7 +91,7 @@ func (d *Detector) Observe(addr string, failed bool, now time.Time) {
 	if h.consecutive < d.cfg.Consecutive5xx || now.Before(h.until) {
 		return
 	}
-	limit := max(1, len(d.hosts)*d.cfg.MaxEjectionPercent/100)
+	limit := max(1, int(float64(len(d.hosts))*d.cfg.MaxEjectionPercent/100))
 	if d.ejectedCount(now) >= limit {
 		return
 	}

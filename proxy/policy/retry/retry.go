@@ -52,6 +52,9 @@ type Config struct {
 	PerTryTimeout time.Duration
 	// On says which failures are retried.
 	On Condition
+	// Statuses are further response statuses that are retried (an `on`
+	// entry such as "429" or "409").
+	Statuses []int
 	// Budget limits retries; nil = no budget.
 	Budget *Budget
 }
@@ -85,6 +88,21 @@ func failure(res *http.Response, err error, attemptCtx context.Context) Conditio
 	return 0
 }
 
+// onStatus marks a response whose status is listed in Config.Statuses.
+const onStatus Condition = 1 << 7
+
+func (l *Layer) retriedStatus(res *http.Response) bool {
+	if res == nil {
+		return false
+	}
+	for _, s := range l.Config.Statuses {
+		if res.StatusCode == s {
+			return true
+		}
+	}
+	return false
+}
+
 // RoundTrip sends r with the configured timeout and retries.
 func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !l.Ref.Enforce {
@@ -115,6 +133,9 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		res, err := l.Next.RoundTrip(req)
 		fail := failure(res, err, actx)
+		if l.retriedStatus(res) {
+			fail |= onStatus
+		}
 		if fail == 0 {
 			res.Body = &cancelBody{ReadCloser: res.Body, cancel: func() { acancel(); cancel() }}
 			return res, nil
@@ -126,7 +147,7 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 			st.Record(l.Ref, policy.DecisionTimeout)
 			return policy.Respond(r, http.StatusGatewayTimeout, "request timeout"), nil
 		}
-		last := attempt >= c.Retries || fail&c.On == 0 || !replay || r.Context().Err() != nil
+		last := attempt >= c.Retries || fail&(c.On|onStatus) == 0 || !replay || r.Context().Err() != nil
 		if !last && c.Budget != nil && !c.Budget.Withdraw(time.Now()) {
 			st.Record(l.Ref, policy.DecisionBudgetSpent)
 			last = true
@@ -165,7 +186,11 @@ func (l *Layer) observe(r *http.Request) (*http.Response, error) {
 		st.Record(l.Ref, policy.DecisionTimeout)
 		return res, err
 	}
-	if fail := failure(res, err, r.Context()); fail != 0 && fail&c.On != 0 && c.Retries > 0 && replayable && r.Context().Err() == nil {
+	fail := failure(res, err, r.Context())
+	if l.retriedStatus(res) {
+		fail |= onStatus
+	}
+	if fail != 0 && fail&(c.On|onStatus) != 0 && c.Retries > 0 && replayable && r.Context().Err() == nil {
 		if c.Budget == nil || c.Budget.Withdraw(time.Now()) {
 			st.Record(l.Ref, policy.DecisionRetry)
 		} else {

@@ -71,6 +71,8 @@ func TestRetry(t *testing.T) {
 		{"per-try timeout retried", Config{Retries: 1, On: OnGatewayError, PerTryTimeout: 20 * time.Millisecond}, true, []int{-1, 200}, "", 200, 2, []string{"retry"}},
 		{"per-try timeout last gives 504", Config{Retries: 1, On: OnGatewayError, PerTryTimeout: 20 * time.Millisecond}, true, []int{-1, -1}, "", 504, 2, []string{"retry"}},
 		{"overall timeout 504", Config{Timeout: 50 * time.Millisecond, Retries: 3, On: On5xx}, true, []int{-1}, "", 504, 1, []string{"timeout"}},
+		{"listed status retried", Config{Retries: 2, On: OnGatewayError, Statuses: []int{429}}, true, []int{429, 200}, "", 200, 2, []string{"retry"}},
+		{"unlisted 4xx not retried", Config{Retries: 2, On: On5xx, Statuses: []int{429}}, true, []int{409, 200}, "", 409, 1, nil},
 		{"observe does not retry", Config{Retries: 2, On: On5xx}, false, []int{500, 200}, "", 500, 1, []string{"retry"}},
 		{"observe budget spent", Config{Retries: 2, On: On5xx, Budget: NewBudget(0, 0)}, false, []int{500}, "", 500, 1, []string{"retry_budget_spent"}},
 	}
