@@ -26,6 +26,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/collector/tracestore/clickhouse"
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
+	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/query"
 	"github.com/meshscope/meshscope/topology"
 	"github.com/meshscope/meshscope/ui"
@@ -56,6 +57,7 @@ type serverConfig struct {
 	Metrics   metricstore.Config `yaml:"metrics"`
 	Topology  topology.Config    `yaml:"topology"`
 	Query     query.Config       `yaml:"query"`
+	Control   control.Config     `yaml:"control"`
 }
 
 type traceStoreConfig struct {
@@ -79,6 +81,7 @@ func defaultServerConfig() serverConfig {
 		},
 		Metrics: metricstore.Config{Retention: metricstore.DefaultRetention},
 		Query:   query.DefaultConfig(),
+		Control: control.DefaultConfig(),
 	}
 }
 
@@ -86,6 +89,9 @@ func defaultServerConfig() serverConfig {
 func (c serverConfig) resolved() serverConfig {
 	if c.Metrics.Dir == "" {
 		c.Metrics.Dir = filepath.Join(c.Data, "metrics")
+	}
+	if c.Control.Dir == "" {
+		c.Control.Dir = filepath.Join(c.Data, "control")
 	}
 	if c.Traces.Embedded.Dir == "" {
 		c.Traces.Embedded.Dir = filepath.Join(c.Data, "traces")
@@ -128,6 +134,9 @@ func (c *serverConfig) Validate() error {
 	if err := r.Query.Validate(); err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
+	if err := r.Control.Validate(); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
 	return nil
 }
 
@@ -145,6 +154,8 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.StringVar(&c.Traces.ClickHouse.DSN, "clickhouse-dsn", c.Traces.ClickHouse.DSN, "ClickHouse `dsn` (clickhouse://user:pass@host:9000/db) for --trace-store clickhouse")
 	fs.StringVar(&c.Traces.ClickHouse.Cluster, "clickhouse-cluster", c.Traces.ClickHouse.Cluster, "ClickHouse `cluster` name: replicated tables ON CLUSTER")
 	fs.Var(durationValue{&c.Query.Timeout}, "query-timeout", "PromQL query timeout")
+	fs.StringVar(&c.Control.Policies, "policies", c.Control.Policies, "`dir`ectory of YAML policy files to load and watch (its documents win over the API's)")
+	fs.Var(durationValue{&c.Control.EndpointGrace}, "endpoint-grace", "how long a disconnected proxy's endpoints stay in the registry")
 }
 
 // durationValue is a flag accepting Prometheus durations (1d, 2w, 90s) that
@@ -258,11 +269,18 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("query: %w", err)
 	}
 
+	plane, err := control.New(cfg.Control, reg, logger.With("part", "control"))
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	closers = append(closers, plane.Close)
+
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
 	coll.RegisterRoutes(mux)
 	topo.RegisterRoutes(mux)
 	api.RegisterRoutes(mux)
+	plane.RegisterRoutes(mux)
 	ui.RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -299,6 +317,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	g.Add("self-metrics", self)
 	g.Add("topology", topo)
 	g.Add("collector", coll)
+	g.Add("control plane", plane)
 	g.Add("http", httpSrv)
 	closers = nil // the group owns them now
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -455,29 +456,37 @@ func (s *Store) Apply(docs []policy.Document, opts ApplyOptions) (Result, error)
 	return s.record(ActionApply, 0, changes, opts)
 }
 
-// Sync makes the documents of source exactly docs: given ones are created
-// or replaced (taking them over from the API if needed: files win), and
-// the source's documents not given are deleted.
-func (s *Store) Sync(docs []policy.Document, opts ApplyOptions) (Result, error) {
+// Sync makes the documents owned by sources starting with prefix exactly
+// items, in one version: given ones are created or replaced (taking them
+// over from the API if needed: files win), and documents of such sources
+// not given are deleted.
+func (s *Store) Sync(prefix string, items []Item, opts ApplyOptions) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	docs := make([]policy.Document, len(items))
+	for i := range items {
+		if !strings.HasPrefix(items[i].Source, prefix) {
+			return Result{}, fmt.Errorf("sync: source %q is not below %q", items[i].Source, prefix)
+		}
+		docs[i] = items[i].Document
+	}
 	if err := policy.CheckSet(docs); err != nil {
 		return Result{}, &ValidationError{err}
 	}
 	var changes []Change
 	given := map[policy.Key]bool{}
-	for i := range docs {
-		d := docs[i]
+	for i := range items {
+		d, src := items[i].Document, items[i].Source
 		if err := d.Validate(); err != nil {
-			return Result{}, &ValidationError{err}
+			return Result{}, &ValidationError{fmt.Errorf("%s: %w", src, err)}
 		}
 		given[d.Key()] = true
 		old, exists := s.docs[d.Key()]
-		c := Change{Kind: d.Kind, Name: d.Name, Service: d.Service, Source: opts.Source, After: &d}
+		c := Change{Kind: d.Kind, Name: d.Name, Service: d.Service, Source: src, After: &d}
 		switch {
 		case !exists:
 			c.Op = OpCreate
-		case policy.Equal(&old.doc, &d) && old.source == opts.Source:
+		case policy.Equal(&old.doc, &d) && old.source == src:
 			continue
 		default:
 			c.Op = OpUpdate
@@ -487,7 +496,7 @@ func (s *Store) Sync(docs []policy.Document, opts ApplyOptions) (Result, error) 
 		changes = append(changes, c)
 	}
 	for _, st := range s.sortedLocked() {
-		if st.source == opts.Source && !given[st.doc.Key()] {
+		if strings.HasPrefix(st.source, prefix) && !given[st.doc.Key()] {
 			before := st.doc
 			changes = append(changes, Change{Op: OpDelete, Kind: before.Kind, Name: before.Name, Service: before.Service, Before: &before})
 		}

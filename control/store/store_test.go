@@ -208,7 +208,7 @@ func TestSyncFilesWin(t *testing.T) {
 	if _, err := s.Apply(load(t, split9010), ApplyOptions{Who: "api"}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Sync(load(t, split8020+"---\n"+outliers), ApplyOptions{Who: "file:a.yaml", Source: "a.yaml"})
+	res, err := s.Sync("file:", items("file:a.yaml", load(t, split8020+"---\n"+outliers)), ApplyOptions{Who: "file:a.yaml"})
 	if err != nil || res.Version != 2 || len(res.Changes) != 2 {
 		t.Fatalf("sync = %+v, %v", res, err)
 	}
@@ -218,19 +218,24 @@ func TestSyncFilesWin(t *testing.T) {
 	// The API can no longer change or delete it.
 	_, err = s.Apply(load(t, split9010), ApplyOptions{})
 	var ce *ConflictError
-	if !errors.As(err, &ce) || ce.Source != "a.yaml" {
+	if !errors.As(err, &ce) || ce.Source != "file:a.yaml" {
 		t.Errorf("API apply over a file's document: %v", err)
 	}
 	if _, err := s.Delete(policy.Key{Kind: "Route", Name: "inv"}, ApplyOptions{}); !errors.As(err, &ce) {
 		t.Errorf("API delete of a file's document: %v", err)
 	}
 	// Same file content: no new version.
-	res, err = s.Sync(load(t, split8020+"---\n"+outliers), ApplyOptions{Source: "a.yaml"})
+	res, err = s.Sync("file:", items("file:a.yaml", load(t, split8020+"---\n"+outliers)), ApplyOptions{})
 	if err != nil || res.Changed {
 		t.Errorf("unchanged sync = %+v, %v", res, err)
 	}
 	// Removing a document from the file deletes it.
-	res, err = s.Sync(load(t, outliers), ApplyOptions{Source: "a.yaml"})
+	// Moving a document to another file in the same sync is fine.
+	res, err = s.Sync("file:", append(items("file:a.yaml", load(t, outliers)), items("file:b.yaml", load(t, split8020))...), ApplyOptions{})
+	if err != nil || len(res.Changes) != 1 || res.Changes[0].Op != OpUpdate || res.Changes[0].Source != "file:b.yaml" {
+		t.Fatalf("move between files = %+v, %v", res, err)
+	}
+	res, err = s.Sync("file:", items("file:a.yaml", load(t, outliers)), ApplyOptions{})
 	if err != nil || len(res.Changes) != 1 || res.Changes[0].Op != OpDelete {
 		t.Fatalf("sync after removal = %+v, %v", res, err)
 	}
@@ -253,4 +258,12 @@ func TestSubscribe(t *testing.T) {
 	if _, ok := <-c; ok {
 		t.Error("channel not closed by Close")
 	}
+}
+
+func items(src string, docs []policy.Document) []Item {
+	out := make([]Item, len(docs))
+	for i, d := range docs {
+		out[i] = Item{d, src}
+	}
+	return out
 }
