@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,10 +77,12 @@ func decodeDocument(root *yaml.Node) (*Document, int, error) {
 	}
 	d := &Document{Spec: spec}
 	if err := n.Decode(&d.Meta); err != nil {
-		return nil, n.Line, errors.New(yamlMessage(err))
+		line, msg := decodeError(n, err)
+		return nil, line, errors.New(msg)
 	}
 	if err := n.Decode(spec); err != nil {
-		return nil, n.Line, fmt.Errorf("%s: %s", d.Ref(), yamlMessage(err))
+		line, msg := decodeError(n, err)
+		return nil, line, fmt.Errorf("%s: %s", d.Ref(), msg)
 	}
 	if err := applyDefaults(reflect.ValueOf(spec).Elem(), n); err != nil {
 		return nil, n.Line, fmt.Errorf("%s: %w", d.Ref(), err)
@@ -356,4 +359,49 @@ func lineOf(n *yaml.Node, path string) int {
 		}
 	}
 	return line
+}
+
+// lineRE finds the line yaml.v3 puts in its decoding errors.
+var lineRE = regexp.MustCompile(`^line (\d+): `)
+
+// decodeError turns a decoding error into its line and a message naming
+// the field at that line: "timeout: \"soon\" is not a duration".
+func decodeError(n *yaml.Node, err error) (int, string) {
+	msg := yamlMessage(err)
+	msg = strings.TrimPrefix(msg, "unmarshal errors: ")
+	m := lineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return n.Line, msg
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg = msg[len(m[0]):]
+	if path := pathAt(n, line, ""); path != "" {
+		msg = path + ": " + msg
+	}
+	return line, msg
+}
+
+// pathAt returns the path of the last key on line below n.
+func pathAt(n *yaml.Node, line int, path string) string {
+	found := ""
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			if k.Line == line {
+				found = p
+			}
+			if sub := pathAt(v, line, p); sub != "" {
+				found = sub
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if sub := pathAt(c, line, fmt.Sprintf("%s[%d]", path, i)); sub != "" {
+				found = sub
+			}
+		}
+	}
+	return found
 }
