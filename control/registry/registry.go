@@ -40,6 +40,9 @@ type Policies interface {
 	Snapshot() (uint64, []policy.Document)
 }
 
+// MinPushInterval is the shortest time between two snapshots to one proxy.
+const MinPushInterval = 100 * time.Millisecond
+
 // helloTimeout bounds the wait for a new stream's hello.
 const helloTimeout = 10 * time.Second
 
@@ -74,7 +77,8 @@ type epKey struct{ service, address string }
 
 type proxy struct {
 	hello        wire.Hello
-	services     map[string]bool // its upstreams and its own service
+	services     map[string]bool // its upstreams and its own service: policies
+	upstreams    map[string]bool // its upstreams: endpoints
 	conn         *conn           // nil while disconnected
 	connectedAt  time.Time
 	disconnected time.Time
@@ -213,7 +217,7 @@ func (r *Registry) loadPolicies() {
 		r.markAllLocked()
 		return
 	}
-	r.markLocked(changed)
+	r.markPoliciesLocked(changed)
 }
 
 func sameDocs(a, b []policy.Document) bool {
@@ -228,9 +232,19 @@ func sameDocs(a, b []policy.Document) bool {
 	return true
 }
 
-// markLocked queues a snapshot for every connected proxy that cares about
-// one of services.
+// markLocked queues a snapshot for every connected proxy that calls one
+// of services (their endpoints changed).
 func (r *Registry) markLocked(services map[string]bool) {
+	r.markWhere(services, func(p *proxy) map[string]bool { return p.upstreams })
+}
+
+// markPoliciesLocked queues a snapshot for every connected proxy that
+// calls or is one of services (their policies changed).
+func (r *Registry) markPoliciesLocked(services map[string]bool) {
+	r.markWhere(services, func(p *proxy) map[string]bool { return p.services })
+}
+
+func (r *Registry) markWhere(services map[string]bool, of func(*proxy) map[string]bool) {
 	if len(services) == 0 {
 		return
 	}
@@ -239,8 +253,9 @@ func (r *Registry) markLocked(services map[string]bool) {
 		if p.conn == nil {
 			continue
 		}
+		set := of(p)
 		for s := range services {
-			if p.services[s] {
+			if set[s] {
 				p.conn.markDirty()
 				break
 			}
@@ -376,15 +391,17 @@ func (r *Registry) register(h *wire.Hello, c *conn) bool {
 	}
 	r.conns.Add(1)
 	services := map[string]bool{h.Service: true}
+	upstreams := map[string]bool{}
 	for _, u := range h.Upstreams {
 		services[u] = true
+		upstreams[u] = true
 	}
 	old, existed := r.proxies[h.ProxyID]
 	if existed && old.conn != nil {
 		r.logger.Info("proxy reconnected; closing its old stream", "proxy_id", h.ProxyID)
 		old.conn.close()
 	}
-	p := &proxy{hello: *h, services: services, conn: c, connectedAt: r.now()}
+	p := &proxy{hello: *h, services: services, upstreams: upstreams, conn: c, connectedAt: r.now()}
 	if existed {
 		p.status = old.status
 		p.statusAt = old.statusAt
@@ -490,6 +507,7 @@ func isClosed(c *conn) bool {
 func (r *Registry) writeLoop(id string, c *conn) {
 	ping := time.NewTicker(wire.PingInterval)
 	defer ping.Stop()
+	var lastPush time.Time
 	for {
 		select {
 		case <-c.done:
@@ -500,6 +518,20 @@ func (r *Registry) writeLoop(id string, c *conn) {
 				return
 			}
 		case <-c.dirty:
+			// At most one snapshot per MinPushInterval: changes arriving
+			// meanwhile (a burst of proxies joining) go out together.
+			if wait := MinPushInterval - time.Since(lastPush); wait > 0 {
+				select {
+				case <-c.done:
+					return
+				case <-time.After(wait):
+				}
+				select {
+				case <-c.dirty:
+				default:
+				}
+			}
+			lastPush = time.Now()
 			snap, ok := r.snapshotFor(id, c)
 			if !ok {
 				return
@@ -596,7 +628,7 @@ func (r *Registry) snapshotFor(id string, c *conn) (*wire.Snapshot, bool) {
 	}
 	now := r.now()
 	snap := &wire.Snapshot{Version: r.policyVersion, Generation: r.generation, Services: make(map[string]wire.Service, len(p.services))}
-	eps := r.endpointsLocked(p.services, now)
+	eps := r.endpointsLocked(p.upstreams, now)
 	for s := range p.services {
 		svc := wire.Service{Endpoints: []wire.Endpoint{}, Policies: r.byService[s]}
 		if svc.Policies == nil {

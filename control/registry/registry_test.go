@@ -170,8 +170,10 @@ func TestDiscoveryPoliciesAndGrace(t *testing.T) {
 	s := web.wait("both inventory endpoints", func(s *wire.Snapshot) bool {
 		return addrs(s, "inventory") == "127.0.0.1:9001/v1/unknown,127.0.0.1:9002/v2/unknown"
 	})
-	if _, ok := s.Services["web"]; !ok {
+	if own, ok := s.Services["web"]; !ok {
 		t.Error("snapshot lacks the proxy's own service")
+	} else if len(own.Endpoints) != 0 {
+		t.Errorf("own service carries %d endpoints; a proxy gets endpoints of the services it calls only", len(own.Endpoints))
 	}
 	if len(s.Services) != 2 {
 		t.Errorf("snapshot services = %v, want inventory and web only", s.Services)
