@@ -40,7 +40,7 @@ var (
 	clients  = flag.Int("clients", 100, "connected proxy streams for the propagation test")
 	rounds   = flag.Int("rounds", 30, "applies measured in the propagation test")
 	services = flag.Int("services", 1000, "services (and proxies) in the scale test")
-	out      = flag.String("out", "", "write the result here instead of bench/results/")
+	out      = flag.String("out", "control", "result file, or a part name for bench/results/<part>[.quick].json")
 )
 
 func main() {
