@@ -37,7 +37,8 @@ type Endpoint struct {
 // decayTau is how fast the peak-EWMA forgets (Linkerd's default decay).
 const decayTau = 10 * time.Second
 
-// defaultRTT is the latency assumed for an endpoint without samples.
+// defaultRTT is the latency assumed per outstanding request for an
+// endpoint without samples.
 const defaultRTT = 30 * time.Millisecond
 
 // observe folds one latency sample into the peak-EWMA.
@@ -60,11 +61,13 @@ func (e *Endpoint) observe(rtt time.Duration, now time.Time) {
 // in Linkerd), scaled by the outstanding requests.
 func (e *Endpoint) cost(now time.Time) float64 {
 	e.mu.Lock()
-	l := float64(defaultRTT)
-	if !e.stamp.IsZero() {
-		l = e.ewma * math.Exp(-float64(now.Sub(e.stamp))/float64(decayTau))
+	defer e.mu.Unlock()
+	if e.stamp.IsZero() {
+		// No sample yet: free while idle, so a new endpoint is tried at
+		// once, and defaultRTT per outstanding request after that.
+		return float64(defaultRTT) * float64(e.pending.Load())
 	}
-	e.mu.Unlock()
+	l := e.ewma * math.Exp(-float64(now.Sub(e.stamp))/float64(decayTau))
 	return l * float64(e.pending.Load()+1)
 }
 

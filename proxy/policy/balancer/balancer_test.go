@@ -131,6 +131,20 @@ func TestP2CPrefersFastEndpoint(t *testing.T) {
 	}
 }
 
+func TestNewEndpointTriedFirst(t *testing.T) {
+	eps := NewPool().Endpoints([]Address{{"old:1", "v1"}, {"new:1", "v1"}})
+	now := time.Now()
+	eps[0].observe(time.Millisecond, now)
+	l := &Layer{Endpoints: eps}
+	if l.pick(eps, now) != eps[1] {
+		t.Fatal("idle endpoint without samples not tried")
+	}
+	eps[1].pending.Store(1) // busy with its first request: 30ms > 1ms
+	if l.pick(eps, now) != eps[0] {
+		t.Fatal("endpoint awaiting its first answer still preferred")
+	}
+}
+
 func TestPeakEWMA(t *testing.T) {
 	e := &Endpoint{}
 	t0 := time.Unix(100, 0)
