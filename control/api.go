@@ -31,7 +31,8 @@ type ChangeView struct {
 	Name    string `json:"name"`
 	Service string `json:"service"`
 	Source  string `json:"source,omitempty"`
-	// Diff is the change as YAML lines prefixed "+ ", "- " or "  ".
+	// Diff is the change as YAML lines prefixed "+ ", "- " or "  " (on
+	// dry runs, deletes and rollbacks, and with ?diff=1).
 	Diff string `json:"diff,omitempty"`
 }
 
@@ -190,12 +191,16 @@ func changeViews(changes []store.Change, withDiff bool) []ChangeView {
 	return out
 }
 
-func resultView(res store.Result) ResultView {
-	return ResultView{Version: res.Version, Changed: res.Changed, DryRun: res.DryRun, Changes: changeViews(res.Changes, true)}
+func resultView(res store.Result, withDiff bool) ResultView {
+	return ResultView{Version: res.Version, Changed: res.Changed, DryRun: res.DryRun, Changes: changeViews(res.Changes, withDiff)}
 }
 
 func (a *api) apply(r *http.Request) (any, error) {
 	dry, err := boolParam(r, "dry_run")
+	if err != nil {
+		return nil, err
+	}
+	diff, err := boolParam(r, "diff")
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +219,7 @@ func (a *api) apply(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return resultView(res), nil
+	return resultView(res, dry || diff), nil
 }
 
 // kindParam resolves a kind in any case; "" stays "".
@@ -272,7 +277,7 @@ func (a *api) delete(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return resultView(res), nil
+	return resultView(res, true), nil
 }
 
 func (a *api) endpoints(r *http.Request) (any, error) {
@@ -327,5 +332,5 @@ func (a *api) rollback(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return resultView(res), nil
+	return resultView(res, true), nil
 }

@@ -85,3 +85,28 @@ func TestHelloValidate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecode: Decode never panics, and what it decodes encodes again.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"hello","protocol":1,"proxy_id":"p","service":"web","version":"v1","inbound":["127.0.0.1:1"],"mode":"observe","upstreams":["a"]}`,
+		`{"type":"snapshot","version":3,"services":{"a":{"endpoints":[{"address":"x:1","version":"v1","health":"healthy"}],"policies":[{"kind":"Route","name":"r","service":"a","timeout":"1s"},{"kind":"Gadget","name":"g","service":"a"}]}}}`,
+		`{"type":"status","config_version":3,"health":"unhealthy","endpoints":[{"service":"a","address":"x:1","ejected":true,"until":"2026-01-01T00:00:00Z"}]}`,
+		`{"type":"error","message":"no"}`,
+		`{"type":"snapshot","services":{"a":{"policies":[{"kind":"Route","timeout":5}]}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		msg, err := Decode(in)
+		if err != nil {
+			return
+		}
+		if _, err := Encode(msg); err != nil {
+			t.Fatalf("decoded %T does not encode: %v", msg, err)
+		}
+		if h, ok := msg.(*Hello); ok {
+			_ = h.Validate()
+		}
+	})
+}
