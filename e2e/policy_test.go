@@ -465,6 +465,16 @@ func TestPolicyOutlierDetection(t *testing.T) {
 		return code == 200 && strings.Contains(string(body), `"ejected":true`), string(body)
 	})
 	t.Logf("warm-up: %d/50 ok; after ejection %d/300 ok", warm.codes[200], r.codes[200])
+
+	// Health checks instead: each instance's own proxy probes its app and
+	// reports; the control plane marks the failing one unhealthy and the
+	// caller skips it.
+	m.apply(t, "kind: Resilience\nname: outliers\nservice: catalog\nmode: enforce\nload_balancer: round-robin\nhealth_check: {path: /healthz, interval: 200ms, unhealthy_threshold: 2}\n")
+	m.waitEndpoints(t, 1)
+	r = m.fire(t, 200, 2, "/", nil)
+	if r.codes[200] != 200 {
+		t.Fatalf("with the unhealthy instance skipped: codes %v", r.codes)
+	}
 }
 
 // TestPolicyControlPlaneDown: killing the control plane mid-traffic fails

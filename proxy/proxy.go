@@ -148,7 +148,11 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 		for _, up := range cfg.Upstreams {
 			static[up.Service] = append(static[up.Service], up.Addrs...)
 		}
-		p.policies = chain.New(cfg.Service, cfg.Mode == ModeEnforce, static, p.transport, logger)
+		var apps []string
+		for _, in := range cfg.Inbound {
+			apps = append(apps, in.App)
+		}
+		p.policies = chain.New(cfg.Service, cfg.Mode == ModeEnforce, static, apps, p.transport, logger)
 		p.transport = p.policies
 	}
 

@@ -51,6 +51,9 @@ type Config struct {
 type Engine interface {
 	Apply(chain.Spec)
 	Endpoints(now time.Time) []chain.EndpointState
+	// Health is the local app's health ("healthy", "unhealthy", "" =
+	// unknown) from the own service's enforced health check.
+	Health() string
 }
 
 // Client is the control-plane connection; a lifecycle runner.
@@ -232,6 +235,7 @@ func (c *Client) session(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.StatusInterval)
 	defer tick.Stop()
 	var last []wire.EndpointStatus
+	lastHealth := ""
 	sent := false
 	for {
 		select {
@@ -244,31 +248,29 @@ func (c *Client) session(ctx context.Context) error {
 			sent = false
 		case <-tick.C:
 		}
-		eps := c.endpointStatus()
-		if sent && reflect.DeepEqual(eps, last) {
+		eps, health := c.endpointStatus(), c.engine.Health()
+		if sent && health == lastHealth && reflect.DeepEqual(eps, last) {
 			continue
 		}
-		if err := c.write(conn, &wire.Status{ConfigVersion: c.Current(), Endpoints: eps}); err != nil {
+		if health == "" {
+			health = wire.HealthUnknown
+		}
+		if err := c.write(conn, &wire.Status{ConfigVersion: c.Current(), Health: health, Endpoints: eps}); err != nil {
 			return err
 		}
-		last, sent = eps, true
+		last, lastHealth, sent = eps, c.engine.Health(), true
 	}
 }
 
-// endpointStatus lists the endpoints this proxy ejected or found unhealthy.
+// endpointStatus lists the endpoints this proxy ejected.
 func (c *Client) endpointStatus() []wire.EndpointStatus {
 	var out []wire.EndpointStatus
 	for _, e := range c.engine.Endpoints(time.Now()) {
 		if !e.Ejected {
 			continue
 		}
-		s := wire.EndpointStatus{Service: e.Service, Address: e.Addr, Until: e.Until}
-		switch e.Reason {
-		case "health_check":
-			s.Health, s.Reason = wire.HealthUnhealthy, "failed active health checks"
-		default:
-			s.Ejected, s.Reason = true, "consecutive 5xx (outlier detection)"
-		}
+		s := wire.EndpointStatus{Service: e.Service, Address: e.Addr, Until: e.Until, Ejected: true,
+			Reason: "consecutive 5xx (outlier detection)"}
 		if !e.Enforced {
 			s.Reason += "; observe mode: not enforced"
 		}

@@ -38,6 +38,8 @@ func (f *fakeEngine) Endpoints(time.Time) []chain.EndpointState {
 	return append([]chain.EndpointState(nil), f.eps...)
 }
 
+func (f *fakeEngine) Health() string { return "unhealthy" }
+
 func (f *fakeEngine) last() (chain.Spec, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -252,7 +254,7 @@ func TestReconnectsAndReports(t *testing.T) {
 	cs.mu.Lock()
 	st := cs.statuses[len(cs.statuses)-1]
 	cs.mu.Unlock()
-	if st.ConfigVersion != 1 || len(st.Endpoints) != 1 || !st.Endpoints[0].Ejected || st.Endpoints[0].Address != "127.0.0.1:1002" {
+	if st.ConfigVersion != 1 || st.Health != wire.HealthUnhealthy || len(st.Endpoints) != 1 || !st.Endpoints[0].Ejected || st.Endpoints[0].Address != "127.0.0.1:1002" {
 		t.Fatalf("status %+v", st)
 	}
 	cs.dropAll()

@@ -72,6 +72,7 @@ type RateLimit struct {
 // Engine holds the current chains. Safe for concurrent use.
 type Engine struct {
 	self           string
+	apps           []string // the local app's addresses (inbound targets)
 	defaultEnforce bool
 	transport      http.RoundTripper
 	logger         *slog.Logger
@@ -116,13 +117,14 @@ type svcState struct {
 
 // New returns an engine for a proxy of service self whose --mode is
 // enforce (defaultEnforce) or observe; static holds the --upstream
-// addresses per service, used while discovery reports no endpoint for it.
-// Requests leave through transport.
-func New(self string, defaultEnforce bool, static map[string][]string, transport http.RoundTripper, logger *slog.Logger) *Engine {
+// addresses per service, used while discovery reports no endpoint for it;
+// apps are the local app's addresses (health-checked by the own service's
+// policy). Requests leave through transport.
+func New(self string, defaultEnforce bool, static map[string][]string, apps []string, transport http.RoundTripper, logger *slog.Logger) *Engine {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{self: self, defaultEnforce: defaultEnforce, static: static, transport: transport, logger: logger, state: map[string]*svcState{}}
+	e := &Engine{self: self, apps: apps, defaultEnforce: defaultEnforce, static: static, transport: transport, logger: logger, state: map[string]*svcState{}}
 	e.Apply(Spec{})
 	return e
 }
@@ -195,15 +197,8 @@ func (e *Engine) Apply(spec Spec) {
 			}
 		}
 		st.endpoints = eps
-		if name == e.self && s.Resilience != nil && s.Resilience.RateLimit != nil {
-			rl := *s.Resilience.RateLimit
-			if st.bucket == nil || st.limitCfg != rl {
-				st.bucket, st.limitCfg = ratelimit.NewBucket(rl.RequestsPerSecond, rl.Burst), rl
-			}
-			t.in = &ratelimit.Layer{Ref: policy.Ref{Kind: policy.KindResilience, Name: s.Resilience.Name, Enforce: e.enforce(s.Resilience.Mode)},
-				Bucket: st.bucket, Next: e.transport}
-		} else if name == e.self {
-			st.bucket = nil
+		if name == e.self {
+			t.in = e.inbound(s, st)
 		}
 		if len(eps) == 0 && name == e.self {
 			continue // only inbound policies for our own service
@@ -217,6 +212,77 @@ func (e *Engine) Apply(spec Spec) {
 	}
 	e.state = next
 	e.cur.Store(t)
+}
+
+// inbound composes the chain in front of the local app from the proxy's
+// own service's Resilience policy: the rate limit, and the health check of
+// the app, whose verdict Health reports to the control plane (callers then
+// skip this instance) in enforce mode; in observe mode requests that
+// arrive while the app is unhealthy count an "unhealthy" decision.
+func (e *Engine) inbound(s Service, st *svcState) http.RoundTripper {
+	res := s.Resilience
+	if res == nil || res.HealthCheck == nil {
+		if st.checker != nil {
+			st.checker.Stop()
+			st.checker = nil
+		}
+	}
+	if res == nil {
+		st.bucket = nil
+		return nil
+	}
+	ref := policy.Ref{Kind: policy.KindResilience, Name: res.Name, Enforce: e.enforce(res.Mode)}
+	var rt http.RoundTripper = e.transport
+	if res.RateLimit != nil {
+		rl := *res.RateLimit
+		if st.bucket == nil || st.limitCfg != rl {
+			st.bucket, st.limitCfg = ratelimit.NewBucket(rl.RequestsPerSecond, rl.Burst), rl
+		}
+		rt = &ratelimit.Layer{Ref: ref, Bucket: st.bucket, Next: rt}
+	} else {
+		st.bucket = nil
+	}
+	if res.HealthCheck != nil {
+		cfg := *res.HealthCheck
+		if st.checker == nil || st.healthCfg != cfg {
+			if st.checker != nil {
+				st.checker.Stop()
+			}
+			st.checker, st.healthCfg = healthcheck.New(cfg), cfg
+			st.checker.SetEndpoints(e.apps)
+			st.checker.Start()
+		}
+		st.healthRef = ref
+		if !ref.Enforce {
+			checker, next := st.checker, rt
+			rt = policy.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if len(checker.Unhealthy()) > 0 {
+					policy.FromContext(r.Context()).Record(ref, policy.DecisionUnhealthy)
+				}
+				return next.RoundTrip(r)
+			})
+		}
+	}
+	if res.RateLimit == nil && res.HealthCheck == nil {
+		return nil
+	}
+	return rt
+}
+
+// Health is the local app's health as the own service's health_check
+// finds it: "healthy", "unhealthy" (some app address fails its checks and
+// the policy is enforced), or "" without an enforced health check.
+func (e *Engine) Health() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.state[e.self]
+	if st == nil || st.checker == nil || !st.healthRef.Enforce {
+		return ""
+	}
+	if len(st.checker.Unhealthy()) > 0 {
+		return "unhealthy"
+	}
+	return "healthy"
 }
 
 // build composes one service's outbound chain.
@@ -242,30 +308,8 @@ func (e *Engine) build(s Service, st *svcState, eps []balancer.Address) http.Rou
 		} else {
 			st.detector = nil
 		}
-		if res.HealthCheck != nil {
-			cfg := *res.HealthCheck
-			if st.checker == nil || st.healthCfg != cfg {
-				if st.checker != nil {
-					st.checker.Stop()
-				}
-				st.checker, st.healthCfg = healthcheck.New(cfg), cfg
-				st.checker.SetEndpoints(addrs)
-				st.checker.Start()
-			} else {
-				st.checker.SetEndpoints(addrs)
-			}
-			st.healthRef = ref
-			lb.Filters = append(lb.Filters, balancer.FilterRef{Ref: ref, Decision: policy.DecisionUnhealthy, Filter: st.checker})
-		} else if st.checker != nil {
-			st.checker.Stop()
-			st.checker = nil
-		}
 	} else {
 		st.detector = nil
-		if st.checker != nil {
-			st.checker.Stop()
-			st.checker = nil
-		}
 	}
 	var rt http.RoundTripper = lb
 	if res != nil && res.Breaker != nil {
@@ -324,7 +368,7 @@ type EndpointState struct {
 	Addr     string    `json:"addr"`
 	Version  string    `json:"version"`
 	Ejected  bool      `json:"ejected"`
-	Reason   string    `json:"reason,omitempty"` // "outlier" or "health_check"
+	Reason   string    `json:"reason,omitempty"` // "outlier"
 	Until    time.Time `json:"until,omitzero"`   // end of an outlier ejection
 	Enforced bool      `json:"enforced"`         // whether traffic avoids it
 }
@@ -346,8 +390,6 @@ func (e *Engine) Endpoints(now time.Time) []EndpointState {
 			es := EndpointState{Service: name, Addr: a.Addr, Version: a.Version}
 			if ej, ok := ejected[a.Addr]; ok {
 				es.Ejected, es.Reason, es.Until, es.Enforced = true, "outlier", ej.Until, st.outlierRef.Enforce
-			} else if st.checker != nil && st.checker.Excluded(a.Addr, now) {
-				es.Ejected, es.Reason, es.Enforced = true, "health_check", st.healthRef.Enforce
 			}
 			out = append(out, es)
 		}

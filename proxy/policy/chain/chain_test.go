@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/meshscope/meshscope/proxy/policy"
 	"github.com/meshscope/meshscope/proxy/policy/balancer"
+	"github.com/meshscope/meshscope/proxy/policy/healthcheck"
 	"github.com/meshscope/meshscope/proxy/policy/outlier"
 	"github.com/meshscope/meshscope/proxy/policy/retry"
 	"github.com/meshscope/meshscope/proxy/policy/route"
@@ -67,7 +69,7 @@ func TestEngine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := New("web", tc.defaultEnforce, nil, http.DefaultTransport, nil)
+			e := New("web", tc.defaultEnforce, nil, nil, http.DefaultTransport, nil)
 			defer e.Close()
 			e.Apply(splitSpec(tc.mode, eps))
 			seen := map[string]bool{}
@@ -94,7 +96,7 @@ func TestEngine(t *testing.T) {
 
 func TestStaticFallbackAndSwap(t *testing.T) {
 	static, v2 := backend(t, "static", false), backend(t, "v2", false)
-	e := New("web", true, map[string][]string{"catalog": {static}}, http.DefaultTransport, nil)
+	e := New("web", true, map[string][]string{"catalog": {static}}, nil, http.DefaultTransport, nil)
 	defer e.Close()
 	if _, body, _ := send(t, e, "catalog", false, ""); body != "static" {
 		t.Fatalf("before discovery: %q, want the static address", body)
@@ -128,7 +130,7 @@ func TestStaticFallbackAndSwap(t *testing.T) {
 
 func TestInboundRateLimit(t *testing.T) {
 	app := backend(t, "app", false)
-	e := New("web", true, nil, http.DefaultTransport, nil)
+	e := New("web", true, nil, nil, http.DefaultTransport, nil)
 	defer e.Close()
 	e.Apply(Spec{Services: []Service{{Name: "web", Resilience: &Resilience{Name: "rl", RateLimit: &RateLimit{RequestsPerSecond: 0.001, Burst: 2}}}}})
 	var codes []int
@@ -143,7 +145,7 @@ func TestInboundRateLimit(t *testing.T) {
 
 func TestOutlierEjectsAndReports(t *testing.T) {
 	good, bad := backend(t, "good", false), backend(t, "bad", true)
-	e := New("web", true, nil, http.DefaultTransport, nil)
+	e := New("web", true, nil, nil, http.DefaultTransport, nil)
 	defer e.Close()
 	e.Apply(Spec{Services: []Service{{Name: "catalog",
 		Endpoints:  []balancer.Address{{Addr: good, Version: "v1"}, {Addr: bad, Version: "v1"}},
@@ -166,5 +168,55 @@ func TestOutlierEjectsAndReports(t *testing.T) {
 	}
 	if len(ejected) != 1 || ejected[0].Addr != bad || ejected[0].Reason != "outlier" || !ejected[0].Enforced {
 		t.Fatalf("ejected %+v", ejected)
+	}
+}
+
+func TestOwnHealth(t *testing.T) {
+	var failing atomic.Bool
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer app.Close()
+	addr := strings.TrimPrefix(app.URL, "http://")
+	for _, mode := range []string{"enforce", "observe"} {
+		e := New("web", false, nil, []string{addr}, http.DefaultTransport, nil)
+		failing.Store(false)
+		e.Apply(Spec{Services: []Service{{Name: "web", Resilience: &Resilience{Name: "hc", Mode: mode,
+			HealthCheck: &healthcheck.Config{Path: "/healthz", Interval: 20 * time.Millisecond, UnhealthyThreshold: 2}}}}})
+		want := "healthy"
+		if mode == "observe" {
+			want = "" // not reported: callers must not skip it
+		}
+		waitHealth(t, e, want)
+		failing.Store(true)
+		if mode == "enforce" {
+			waitHealth(t, e, "unhealthy")
+		} else {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, _, st := send(t, e, "web", true, addr)
+				if len(st.Decisions()) == 1 && st.Decisions()[0].Decision == "unhealthy" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("observe: no unhealthy decision on inbound requests")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		e.Close()
+	}
+}
+
+func waitHealth(t *testing.T, e *Engine, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Health() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("health %q, want %q", e.Health(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
