@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,8 +155,10 @@ func TestControlAPI(t *testing.T) {
 		t.Errorf("filtered list = %+v", v)
 	}
 
-	// Restart: versions, documents and history are all back.
-	s.stop(t, 30*time.Second)
+	// Crash (SIGKILL, no shutdown) and restart: every acknowledged version,
+	// document and history entry is back.
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
 	s = startControlServer(t, data)
 	api = s.url(control.APIPrefix)
 	var h control.HistoryView

@@ -36,33 +36,17 @@ const (
 	ExitUsage   = 2 // bad flags, arguments or input files
 )
 
-// Command is one subcommand.
-type Command struct {
-	Name    string
-	Summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
-}
-
-// Commands lists the subcommands, for the binary's help text.
-func Commands() []Command {
-	return []Command{
-		{"apply", "apply policy YAML (-f FILE|DIR|-); --dry-run prints the diff", runApply},
-		{"get", "list policies or endpoints (get policies|endpoints [-o table|yaml|json])", runGet},
-		{"delete", "delete a policy (delete KIND NAME)", runDelete},
-		{"history", "policy versions: who changed what and when", runHistory},
-		{"rollback", "make a new policy version equal to an old one (rollback VERSION)", runRollback},
-	}
-}
-
-// Run runs the subcommand name with its arguments and returns the exit code.
+// Run runs the subcommand name (apply, get, delete, history, rollback)
+// with its arguments and returns the exit code.
 func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
-	for _, c := range Commands() {
-		if c.Name == name {
-			return c.run(ctx, args, stdout, stderr)
-		}
+	run := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
+		"apply": runApply, "get": runGet, "delete": runDelete, "history": runHistory, "rollback": runRollback,
+	}[name]
+	if run == nil {
+		fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)
+		return ExitUsage
 	}
-	fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)
-	return ExitUsage
+	return run(ctx, args, stdout, stderr)
 }
 
 type common struct {
@@ -535,22 +519,45 @@ func printEndpoints(stdout, stderr io.Writer, format string, v control.Endpoints
 }
 
 func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runChange(ctx, "delete", "delete KIND NAME", 2, "want KIND NAME, e.g. delete route inventory-split", args, stdout, stderr,
+		func(pos []string) (string, string, url.Values, error) {
+			return http.MethodDelete, control.APIPrefix + "/policies/" + url.PathEscape(pos[0]) + "/" + url.PathEscape(pos[1]), nil, nil
+		})
+}
+
+func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runChange(ctx, "rollback", "rollback VERSION", 1, "want VERSION (see meshscope history)", args, stdout, stderr,
+		func(pos []string) (string, string, url.Values, error) {
+			if _, err := strconv.ParseUint(pos[0], 10, 64); err != nil {
+				return "", "", nil, fmt.Errorf("VERSION %q: want a number", pos[0])
+			}
+			return http.MethodPost, control.APIPrefix + "/rollback", url.Values{"version": {pos[0]}}, nil
+		})
+}
+
+// runChange runs a command that takes nargs positional arguments, sends
+// the request req builds and prints the change result.
+func runChange(ctx context.Context, name, usage string, nargs int, argsHelp string, args []string, stdout, stderr io.Writer,
+	req func(pos []string) (method, path string, q url.Values, err error)) int {
 	var c common
-	fs := newFlags("delete", "delete KIND NAME [-o text|json] [--server URL]", stderr, &c, "text", "json")
+	fs := newFlags(name, usage+" [-o text|json] [--server URL]", stderr, &c, "text", "json")
 	pos, code, ok := parseArgs(fs, args, stderr)
 	if !ok {
 		return code
 	}
-	if len(pos) != 2 {
-		return usageError(stderr, "delete", "want KIND NAME, e.g. delete route inventory-split")
+	if len(pos) != nargs {
+		return usageError(stderr, name, "%s", argsHelp)
 	}
 	if err := checkFormat(c.output, "text", "json"); err != nil {
-		return usageError(stderr, "delete", "%v", err)
+		return usageError(stderr, name, "%v", err)
+	}
+	method, path, q, err := req(pos)
+	if err != nil {
+		return usageError(stderr, name, "%v", err)
 	}
 	var res control.ResultView
-	path := control.APIPrefix + "/policies/" + url.PathEscape(pos[0]) + "/" + url.PathEscape(pos[1])
-	if err := c.do(ctx, http.MethodDelete, path, nil, nil, &res); err != nil {
-		return failure(stderr, "delete", err)
+	if err := c.do(ctx, method, path, q, nil, &res); err != nil {
+		return failure(stderr, name, err)
 	}
 	return printResult(stdout, stderr, c.output, res)
 }
@@ -611,27 +618,4 @@ func runHistory(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	_ = tw.Flush()
 	return ExitOK
-}
-
-func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var c common
-	fs := newFlags("rollback", "rollback VERSION [-o text|json] [--server URL]", stderr, &c, "text", "json")
-	pos, code, ok := parseArgs(fs, args, stderr)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return usageError(stderr, "rollback", "want VERSION (see meshscope history)")
-	}
-	if _, err := strconv.ParseUint(pos[0], 10, 64); err != nil {
-		return usageError(stderr, "rollback", "VERSION %q: want a number", pos[0])
-	}
-	if err := checkFormat(c.output, "text", "json"); err != nil {
-		return usageError(stderr, "rollback", "%v", err)
-	}
-	var res control.ResultView
-	if err := c.do(ctx, http.MethodPost, control.APIPrefix+"/rollback", url.Values{"version": {pos[0]}}, nil, &res); err != nil {
-		return failure(stderr, "rollback", err)
-	}
-	return printResult(stdout, stderr, c.output, res)
 }

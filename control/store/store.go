@@ -229,7 +229,14 @@ func syncDir(dir string) error {
 
 // commit applies e to memory. s.mu is held (or the store is not shared yet).
 func (s *Store) commit(e Entry) {
-	for _, c := range e.Changes {
+	applyChanges(s.docs, e.Changes)
+	s.version = e.Version
+	s.history = append(s.history, e)
+}
+
+// applyChanges applies a version's changes to a document set.
+func applyChanges(docs map[policy.Key]stored, changes []Change) {
+	for _, c := range changes {
 		switch c.Op {
 		case OpCreate, OpUpdate:
 			if c.After != nil {
@@ -237,14 +244,12 @@ func (s *Store) commit(e Entry) {
 				if src == "" {
 					src = SourceAPI
 				}
-				s.docs[c.Key()] = stored{*c.After, src}
+				docs[c.Key()] = stored{*c.After, src}
 			}
 		case OpDelete:
-			delete(s.docs, c.Key())
+			delete(docs, c.Key())
 		}
 	}
-	s.version = e.Version
-	s.history = append(s.history, e)
 }
 
 // write appends e to the log and fsyncs it. s.mu is held.
@@ -555,18 +560,7 @@ func (s *Store) Rollback(version uint64, opts ApplyOptions) (Result, error) {
 	// Replay the history up to version.
 	then := map[policy.Key]stored{}
 	for _, e := range s.history[:version] {
-		for _, c := range e.Changes {
-			switch c.Op {
-			case OpCreate, OpUpdate:
-				src := c.Source
-				if src == "" {
-					src = SourceAPI
-				}
-				then[c.Key()] = stored{*c.After, src}
-			case OpDelete:
-				delete(then, c.Key())
-			}
-		}
+		applyChanges(then, e.Changes)
 	}
 	var changes []Change
 	for _, st := range s.sortedLocked() {
