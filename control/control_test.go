@@ -57,7 +57,7 @@ func TestPolicyDirAtStart(t *testing.T) {
 				if err != nil {
 					t.Fatalf("New: %v", err)
 				}
-				if _, items := p.Store().List("", ""); len(items) != 2 || items[1].Source != "file:sub/b.yml" {
+				if _, items := p.Store().List("", ""); len(items) != 2 || items[0].Source != "file:sub/b.yml" || items[1].Source != "file:a.yaml" {
 					t.Errorf("loaded %+v, want a.yaml's route and sub/b.yml's resilience", items)
 				}
 				p.Close()
