@@ -214,8 +214,12 @@ func (r *Recorder) Retried(service, version string, n int) {
 }
 
 // Respond returns a response the proxy makes itself (a policy's abort,
-// 429, 503 or 504), with a short plain-text body naming the reason.
+// 429, 503 or 504), with a short plain-text body naming the reason. The
+// request's body, which will not be sent, is closed.
 func Respond(req *http.Request, status int, reason string) *http.Response {
+	if req != nil && req.Body != nil {
+		_ = req.Body.Close()
+	}
 	body := reason + "\n"
 	h := http.Header{}
 	h.Set("Content-Type", "text/plain; charset=utf-8")

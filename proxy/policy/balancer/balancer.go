@@ -147,9 +147,6 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 	}
 	if len(cands) == 0 {
-		if r.Body != nil {
-			_ = r.Body.Close()
-		}
 		return policy.Respond(r, http.StatusServiceUnavailable, "no endpoint for "+st.Service+" "+want), nil
 	}
 	var observed []*FilterRef // observe-mode filters, checked against the pick

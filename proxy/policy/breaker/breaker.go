@@ -49,9 +49,6 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 		if !l.Ref.Enforce {
 			return nil, nil
 		}
-		if r.Body != nil {
-			_ = r.Body.Close()
-		}
 		res := policy.Respond(r, http.StatusServiceUnavailable, "circuit breaker open")
 		return res, nil
 	}
@@ -98,7 +95,9 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 // at once on error).
 func (l *Layer) send(r *http.Request, release func()) (*http.Response, error) {
 	res, err := l.Next.RoundTrip(r)
-	if err != nil || res == nil {
+	if err != nil || res == nil || res.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection (WebSocket) is not a request in flight;
+		// its body must stay the transport's read-writer.
 		release()
 		return res, err
 	}

@@ -50,9 +50,6 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if c := l.Config; c.AbortPercent > 0 && l.roll() < c.AbortPercent {
 		st.Record(l.Ref, policy.DecisionFaultAbort)
 		if l.Ref.Enforce {
-			if r.Body != nil {
-				_ = r.Body.Close()
-			}
 			return policy.Respond(r, c.AbortStatus, "fault injected"), nil
 		}
 	}

@@ -63,6 +63,9 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func (l *Layer) send(r *http.Request) {
+	if r.Header.Get("Upgrade") != "" {
+		return // a protocol upgrade is not copied
+	}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength < 0 || r.ContentLength > MaxBody {

@@ -64,9 +64,6 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !l.Bucket.Allow(now()) {
 		policy.FromContext(r.Context()).Record(l.Ref, policy.DecisionRateLimited)
 		if l.Ref.Enforce {
-			if r.Body != nil {
-				_ = r.Body.Close()
-			}
 			res := policy.Respond(r, http.StatusTooManyRequests, "rate limited")
 			res.Header.Set("Retry-After", "1")
 			return res, nil

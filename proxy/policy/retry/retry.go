@@ -105,6 +105,11 @@ func (l *Layer) retriedStatus(res *http.Response) bool {
 
 // RoundTrip sends r with the configured timeout and retries.
 func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Upgrade") != "" {
+		// A protocol upgrade (WebSocket) is neither retried nor timed out:
+		// the upgraded connection must outlive any timeout.
+		return l.Next.RoundTrip(r)
+	}
 	if !l.Ref.Enforce {
 		return l.observe(r)
 	}
@@ -200,14 +205,17 @@ func (l *Layer) observe(r *http.Request) (*http.Response, error) {
 	return res, err
 }
 
-// bufferBody reads a request body of at most MaxReplayBody so it can be
-// sent again. replay is false when the body is too large to keep; then the
-// request goes out once with the bytes read so far put back in front.
+// bufferBody reads a request body of known length up to MaxReplayBody so
+// it can be sent again. replay is false for other bodies; if the body
+// turns out longer than its length said, the request goes out once with
+// the bytes read so far put back in front.
 func bufferBody(r *http.Request) (replay bool, body []byte, err error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return true, nil, nil
 	}
-	if r.ContentLength > MaxReplayBody {
+	if r.ContentLength < 0 || r.ContentLength > MaxReplayBody {
+		// Too large, or of unknown length (a stream such as a gRPC call,
+		// which must not be waited for): sent once.
 		return false, nil, nil
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, MaxReplayBody+1))

@@ -66,6 +66,7 @@ func TestRetry(t *testing.T) {
 		{"reset", Config{Retries: 2, On: OnReset}, true, []int{-2, 200}, "", 200, 2, []string{"retry"}},
 		{"last error returned", Config{Retries: 1, On: OnConnectFailure}, true, []int{0, 0}, "", 0, 2, []string{"retry"}},
 		{"body replayed", Config{Retries: 2, On: On5xx}, true, []int{500, 200}, "payload", 200, 2, []string{"retry"}},
+		{"streamed body sent once", Config{Retries: 2, On: On5xx}, true, []int{500, 200}, "stream", 500, 1, nil},
 		{"large body sent once", Config{Retries: 2, On: On5xx}, true, []int{500, 200}, strings.Repeat("x", MaxReplayBody+1), 500, 1, nil},
 		{"budget spent", Config{Retries: 3, On: On5xx, Budget: NewBudget(0, 0)}, true, []int{500, 200}, "", 500, 1, []string{"retry_budget_spent"}},
 		{"per-try timeout retried", Config{Retries: 1, On: OnGatewayError, PerTryTimeout: 20 * time.Millisecond}, true, []int{-1, 200}, "", 200, 2, []string{"retry"}},
@@ -87,6 +88,9 @@ func TestRetry(t *testing.T) {
 				method, body = "POST", strings.NewReader(tc.body)
 			}
 			r := httptest.NewRequest(method, "/", body)
+			if tc.name == "streamed body sent once" {
+				r.ContentLength = -1
+			}
 			r = r.WithContext(policy.NewContext(context.Background(), st))
 			res, err := l.RoundTrip(r)
 			got := 0

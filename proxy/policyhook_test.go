@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/meshscope/meshscope/proxy/policy/balancer"
+	"github.com/meshscope/meshscope/proxy/policy/breaker"
+	"github.com/meshscope/meshscope/proxy/policy/chain"
+	"github.com/meshscope/meshscope/proxy/policy/retry"
+	"github.com/meshscope/meshscope/proxy/policy/route"
+)
+
+// TestPoliciesInRequestPath: with a policy engine the outbound hop labels
+// the chosen version, counts decisions, and upgrades still work through
+// the retry/timeout and breaker layers.
+func TestPoliciesInRequestPath(t *testing.T) {
+	up := websocket.Upgrader{}
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ws" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		mt, m, err := c.ReadMessage()
+		if err == nil {
+			_ = c.WriteMessage(mt, append([]byte("echo:"), m...))
+		}
+	}))
+	cfg := baseConfig("web")
+	cfg.Mode = ModeEnforce
+	cfg.ControlPlane = "http://127.0.0.1:1" // engine only; no client in this test
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "catalog"}}
+	p := startProxy(t, cfg)
+	p.Policies().Apply(chain.Spec{Version: 4, Services: []chain.Service{{Name: "catalog",
+		Endpoints: []balancer.Address{{Addr: app, Version: "v7"}},
+		Route: &chain.Route{Name: "r", Rules: []route.Rule{{Backends: []route.Backend{{Version: "v7", Weight: 100}}}},
+			Retry: retry.Config{Timeout: 300 * time.Millisecond, Retries: 2, On: retry.On5xx}},
+		Resilience: &chain.Resilience{Name: "res", Breaker: &breaker.Config{MaxConnections: 10, MaxPending: 10, MaxRequests: 10}}}}})
+	addr := p.ListenAddrs()[0]
+
+	res, err := http.Get("http://" + addr + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("got %d %q", res.StatusCode, b)
+	}
+	eventually(t, "outbound request labelled with the chosen version", func() bool {
+		return p.value(t, "mesh_requests_total", map[string]string{"direction": "outbound", "destination_version": "v7", "status_code": "200"}) == 1
+	})
+	if got := p.value(t, "mesh_policy_decisions_total", map[string]string{"decision": "route:v7", "enforced": "true", "policy": "r", "service": "catalog"}); got != 1 {
+		t.Fatalf("route decisions %v, want 1", got)
+	}
+
+	// The WebSocket outlives the 300ms timeout.
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial: %v %v", err, resp)
+	}
+	defer c.Close()
+	time.Sleep(400 * time.Millisecond)
+	if err := c.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != "echo:hi" {
+		t.Fatalf("got %q %v", got, err)
+	}
+}
