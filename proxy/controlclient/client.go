@@ -210,6 +210,8 @@ func (c *Client) session(ctx context.Context) error {
 		}
 		return fmt.Errorf("dial %s: %w", c.streamURL(), err)
 	}
+	var reader sync.WaitGroup
+	defer reader.Wait() // after the close below: no apply runs once the session ended
 	defer conn.Close()
 	conn.SetReadLimit(wire.MaxServerMessage)
 	hello := &wire.Hello{Protocol: wire.Protocol, ProxyID: c.cfg.ProxyID, Service: c.cfg.Service, Version: c.cfg.Version,
@@ -230,7 +232,11 @@ func (c *Client) session(ctx context.Context) error {
 	defer cancel()
 	applied := make(chan struct{}, 1)
 	errc := make(chan error, 1)
-	go func() { errc <- c.read(conn, applied) }()
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		errc <- c.read(conn, applied)
+	}()
 
 	tick := time.NewTicker(c.cfg.StatusInterval)
 	defer tick.Stop()
