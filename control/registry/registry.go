@@ -292,9 +292,13 @@ func (r *Registry) expire() {
 		}
 	}
 	for k, byProxy := range r.reports {
-		for _, st := range byProxy {
-			if st.Ejected && !st.Until.IsZero() && !now.Before(st.Until) && !st.Until.Before(now.Add(-2*time.Second)) {
-				changed[k.service] = true // just expired: push ejected=false
+		for id, st := range byProxy {
+			if st.Ejected && !st.Until.IsZero() && !now.Before(st.Until) {
+				// The ejection ran out: callers learn it now, not at the
+				// next unrelated change.
+				st.Ejected, st.Reason = false, ""
+				byProxy[id] = st
+				changed[k.service] = true
 			}
 		}
 	}

@@ -230,6 +230,17 @@ func TestStatusHealthAndEjections(t *testing.T) {
 	if vw.Endpoints[0].Health != wire.HealthUnhealthy || vw.Endpoints[0].HealthReason == "" {
 		t.Errorf("unhealthy endpoint = %+v", vw.Endpoints[0])
 	}
+	// A short ejection runs out: callers are told without any other change.
+	web.send(&wire.Status{ConfigVersion: 0, Endpoints: []wire.EndpointStatus{{Service: "inventory", Address: "127.0.0.1:9002", Ejected: true, Reason: "5 consecutive 5xx", Until: time.Now().Add(1500 * time.Millisecond)}}})
+	web.wait("the short ejection to run out", func(s *wire.Snapshot) bool {
+		e := s.Services["inventory"].Endpoints
+		return len(e) == 2 && !e[1].Ejected
+	})
+	web.send(&wire.Status{ConfigVersion: 0, Endpoints: []wire.EndpointStatus{{Service: "inventory", Address: "127.0.0.1:9002", Ejected: true, Reason: "5 consecutive 5xx", Until: until}}})
+	web.wait("inv-2 ejected again", func(s *wire.Snapshot) bool {
+		e := s.Services["inventory"].Endpoints
+		return len(e) == 2 && e[1].Ejected
+	})
 	// The caller disconnects: its ejections go with it.
 	web.ws.Close()
 	deadline := time.Now().Add(20 * time.Second)
