@@ -94,3 +94,26 @@ func TestCompileRejects(t *testing.T) {
 		t.Fatalf("error %v, want one naming the service and the weights", err)
 	}
 }
+
+// FuzzCompile: any message the control plane could send either decodes
+// and compiles or is refused with an error — never a panic.
+func FuzzCompile(f *testing.F) {
+	for _, s := range []*wire.Snapshot{splitSnapshot(1, 20), splitSnapshot(2, 0), {Version: 3}} {
+		b, err := wire.Encode(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"type":"snapshot","version":1,"services":{"a":{"endpoints":[{"address":"x:1","version":"v1"}],"policies":[{"kind":"Route","name":"r","service":"a","rules":[{"match":{"path_regex":"(","headers":[{"name":"h","regex":"["}]},"backends":[{"version":"v1","weight":100}]}],"retries":{"attempts":3,"on":["999","5xx"]}}]}}}`))
+	f.Add([]byte(`{"type":"snapshot","services":{"a":{"policies":[{"kind":"Resilience","name":"r","service":"a","load_balancer":"p2c-ewma","outlier_detection":{"consecutive_5xx":0}}]}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		msg, err := wire.Decode(data)
+		if err != nil {
+			return
+		}
+		if s, ok := msg.(*wire.Snapshot); ok {
+			_, _ = Compile(s)
+		}
+	})
+}
