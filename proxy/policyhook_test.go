@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/meshscope/meshscope/proxy/policy/balancer"
 	"github.com/meshscope/meshscope/proxy/policy/breaker"
@@ -39,6 +40,8 @@ func TestPoliciesInRequestPath(t *testing.T) {
 	cfg.Mode = ModeEnforce
 	cfg.ControlPlane = "http://127.0.0.1:1" // engine only; no client in this test
 	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "catalog"}}
+	col := startCollector(t)
+	cfg.Telemetry.Collector = col.addr
 	p := startProxy(t, cfg)
 	p.Policies().Apply(chain.Spec{Version: 4, Services: []chain.Service{{Name: "catalog",
 		Endpoints: []balancer.Address{{Addr: app, Version: "v7"}},
@@ -62,6 +65,27 @@ func TestPoliciesInRequestPath(t *testing.T) {
 	if got := p.value(t, "mesh_policy_decisions_total", map[string]string{"decision": "route:v7", "enforced": "true", "policy": "r", "service": "catalog"}); got != 1 {
 		t.Fatalf("route decisions %v, want 1", got)
 	}
+	eventually(t, "the span with the version, attempts and a decision event", func() bool {
+		for _, sp := range col.snapshot() {
+			if spanAttr(sp, "url.path") != "/x" {
+				continue
+			}
+			if spanAttr(sp, "mesh.destination.version") != "v7" || intAttr(sp, "mesh.attempts") != 1 || len(sp.GetEvents()) != 1 {
+				t.Fatalf("span attributes %v events %v", sp.GetAttributes(), sp.GetEvents())
+			}
+			ev := sp.GetEvents()[0]
+			got := map[string]string{}
+			for _, a := range ev.GetAttributes() {
+				got[a.GetKey()] = a.GetValue().GetStringValue()
+			}
+			if ev.GetName() != "policy.decision" || got["mesh.policy.decision"] != "route:v7" || got["mesh.policy.enforced"] != "true" ||
+				got["mesh.policy.kind"] != "Route" || got["mesh.policy.name"] != "r" {
+				t.Fatalf("event %s %v", ev.GetName(), got)
+			}
+			return true
+		}
+		return false
+	})
 
 	// The WebSocket outlives the 300ms timeout.
 	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
@@ -76,4 +100,13 @@ func TestPoliciesInRequestPath(t *testing.T) {
 	if _, got, err := c.ReadMessage(); err != nil || string(got) != "echo:hi" {
 		t.Fatalf("got %q %v", got, err)
 	}
+}
+
+func intAttr(sp *tracepb.Span, key string) int64 {
+	for _, a := range sp.GetAttributes() {
+		if a.GetKey() == key {
+			return a.GetValue().GetIntValue()
+		}
+	}
+	return -1
 }
