@@ -30,6 +30,7 @@ type target struct {
 	dstService string // forward proxy: resolved per request
 	dstVersion string
 	addrs      []string
+	discover   func(service string) string // with --control-plane: a discovered endpoint
 	next       atomic.Uint64
 	spanKind   trace.SpanKind
 }
@@ -37,7 +38,10 @@ type target struct {
 // pick returns the next address round-robin.
 func (t *target) pick() string {
 	switch len(t.addrs) {
-	case 0: // discovered: the policy balancer sets the address
+	case 0: // discovered: the policy balancer sets HTTP requests' address
+		if t.discover != nil {
+			return t.discover(t.dstService)
+		}
 		return ""
 	case 1:
 		return t.addrs[0]

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -109,4 +111,28 @@ func intAttr(sp *tracepb.Span, key string) int64 {
 		}
 	}
 	return -1
+}
+
+// TestOpaqueToDiscoveredService: opaque TCP to an upstream without static
+// addresses goes to a discovered endpoint.
+func TestOpaqueToDiscoveredService(t *testing.T) {
+	backend := startTCPServer(t, "")
+	cfg := baseConfig("web")
+	cfg.ControlPlane = "http://127.0.0.1:1"
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "db", Protocol: ProtocolOpaque}}
+	p := startProxy(t, cfg)
+	p.Policies().Apply(chain.Spec{Services: []chain.Service{{Name: "db", Endpoints: []balancer.Address{{Addr: backend, Version: "v1"}}}}})
+	c, err := net.Dial("tcp", p.ListenAddrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "ECHO hello\n" {
+		t.Fatalf("got %q %v", line, err)
+	}
 }

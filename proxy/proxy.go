@@ -198,6 +198,9 @@ func (p *Proxy) bind() error {
 	for _, up := range p.cfg.Upstreams {
 		t := &target{kind: "outbound", direction: dirOutbound, dstService: up.Service, dstVersion: versionUnknown,
 			addrs: up.Addrs, spanKind: trace.SpanKindClient}
+		if p.policies != nil {
+			t.discover = p.policies.Addr
+		}
 		if err := p.addListener("--upstream", up.Listen, up.Protocol, t); err != nil {
 			return err
 		}

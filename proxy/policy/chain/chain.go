@@ -86,6 +86,8 @@ type Engine struct {
 
 type table struct {
 	version uint64
+	addrs   map[string][]string // endpoints per service, for opaque TCP
+	next    atomic.Uint64
 	out     map[string]http.RoundTripper
 	in      http.RoundTripper // nil = no inbound policy
 }
@@ -135,6 +137,18 @@ func (e *Engine) Outbound(service string) http.RoundTripper {
 	return e.cur.Load().out[service]
 }
 
+// Addr returns one of service's endpoints round-robin ("" when it has
+// none): where opaque TCP connections to a discovered service go, since
+// no HTTP policy applies to them.
+func (e *Engine) Addr(service string) string {
+	t := e.cur.Load()
+	a := t.addrs[service]
+	if len(a) == 0 {
+		return ""
+	}
+	return a[(t.next.Add(1)-1)%uint64(len(a))]
+}
+
 // Inbound returns the chain in front of the local app, or nil.
 func (e *Engine) Inbound() http.RoundTripper { return e.cur.Load().in }
 
@@ -182,7 +196,7 @@ func (e *Engine) Apply(spec Spec) {
 	for _, s := range spec.Services {
 		services[s.Name] = s
 	}
-	t := &table{version: spec.Version, out: map[string]http.RoundTripper{}}
+	t := &table{version: spec.Version, out: map[string]http.RoundTripper{}, addrs: map[string][]string{}}
 	next := map[string]*svcState{}
 	for name, s := range services {
 		st := e.state[name]
@@ -197,6 +211,9 @@ func (e *Engine) Apply(spec Spec) {
 			}
 		}
 		st.endpoints = eps
+		for _, a := range eps {
+			t.addrs[name] = append(t.addrs[name], a.Addr)
+		}
 		if name == e.self {
 			t.in = e.inbound(s, st)
 		}

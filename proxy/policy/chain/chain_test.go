@@ -119,6 +119,12 @@ func TestStaticFallbackAndSwap(t *testing.T) {
 	if string(b) != "static" {
 		t.Fatalf("old chain answered %q", b)
 	}
+	if a := e.Addr("catalog"); a != v2 {
+		t.Fatalf("Addr = %q, want the discovered %s", a, v2)
+	}
+	if a := e.Addr("nothing"); a != "" {
+		t.Fatalf("Addr of an unknown service = %q", a)
+	}
 	if e.Version() != 2 {
 		t.Fatalf("version %d", e.Version())
 	}
