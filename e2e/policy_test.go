@@ -382,6 +382,25 @@ fault:
 		m.remove(t, "route", "split")
 	})
 
+	t.Run("circuit breaker fails fast", func(t *testing.T) {
+		m.apply(t, "kind: Resilience\nname: limit\nservice: catalog\nmode: enforce\ncircuit_breaker: {max_connections: 2, max_pending: 1, max_requests: 3}\n")
+		start := time.Now()
+		r := m.fire(t, 12, 12, "/slow", nil)
+		fast := 0
+		for _, d := range r.elapsed {
+			if d < time.Second {
+				fast++
+			}
+		}
+		// 2 on connections + 1 pending (then served) = 3 admitted; the rest 503 at once.
+		if r.codes[503] < 6 || r.codes[200]+r.codes[503] != 12 || fast < r.codes[503] {
+			t.Fatalf("codes %v, %d answered under 1s (%s in all)", r.codes, fast, time.Since(start))
+		}
+		if decisions(t, m.callerAdmin, "breaker_open", true) < float64(r.codes[503]) {
+			t.Fatal("breaker_open decisions not counted")
+		}
+	})
+
 	t.Run("rate limit answers 429 above the rate", func(t *testing.T) {
 		m.apply(t, "kind: Resilience\nname: limit\nservice: catalog\nmode: enforce\nload_balancer: round-robin\nrate_limit: {requests_per_second: 5, burst: 5}\n")
 		start := time.Now()
