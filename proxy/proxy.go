@@ -198,7 +198,10 @@ func (p *Proxy) bind() error {
 	for _, up := range p.cfg.Upstreams {
 		t := &target{kind: "outbound", direction: dirOutbound, dstService: up.Service, dstVersion: versionUnknown,
 			addrs: up.Addrs, spanKind: trace.SpanKindClient}
-		if p.policies != nil {
+		if p.policies != nil && up.Protocol == ProtocolOpaque {
+			// Only declared-opaque listeners splice to discovered
+			// endpoints: on an auto listener a silent connection (say, a
+			// client's spare keep-alive dial) is closed, not kept open.
 			t.discover = p.policies.Addr
 		}
 		if err := p.addListener("--upstream", up.Listen, up.Protocol, t); err != nil {
