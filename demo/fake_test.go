@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshscope/meshscope/control/policy"
 )
 
 // The test binary doubles as fake `meshscope server` and fake
@@ -72,6 +74,15 @@ func fakeServer(ctx context.Context, args []string) int {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	// The policy API: the demo's policy set must load.
+	mux.HandleFunc("POST /api/mesh/v1/apply", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if _, err := policy.Load(body); err != nil {
+			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, `{"version":1,"changed":true}`+"\n")
+	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	<-ctx.Done()
@@ -91,6 +102,8 @@ func fakeProxy(ctx context.Context, args []string) int {
 	fs.String("collector", "", "")
 	admin := fs.String("admin", "", "")
 	fs.String("mode", "observe", "")
+	fs.String("control-plane", "", "")
+	fs.String("state-dir", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

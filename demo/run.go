@@ -85,6 +85,10 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	if err := waitReady(ctx, "http://"+httpAddr+"/ready", r.server, cfg.ReadyTimeout); err != nil {
 		return startupErr(err)
 	}
+	if err := applyPolicies(ctx, httpAddr); err != nil {
+		return startupErr(err)
+	}
+	r.controlPlane = "http://" + httpAddr
 
 	// 2. The services' listeners, then their proxies.
 	if r.instances, err = listenShop(Shop()); err != nil {
@@ -161,13 +165,15 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 
 // run is the state of one Run, for stopping.
 type run struct {
-	cfg       Config
-	logger    *slog.Logger
-	sp        *spawner
-	logDir    string
-	proxyBin  string
-	server    *child
-	instances []*instance
+	cfg      Config
+	logger   *slog.Logger
+	sp       *spawner
+	logDir   string
+	proxyBin string
+	// controlPlane is the server's URL the proxies register with.
+	controlPlane string
+	server       *child
+	instances    []*instance
 }
 
 func (r *run) children() []*child {
@@ -212,7 +218,8 @@ func (r *run) tryStartProxies(ctx context.Context, collector string) error {
 		if !in.spec.Meshed {
 			continue
 		}
-		args := proxyArgs(in, r.instances, collector)
+		args := append(proxyArgs(in, r.instances, collector), "--control-plane", r.controlPlane,
+			"--state-dir", filepath.Join(r.cfg.DataDir, "proxy-state", in.spec.ID()))
 		logPath := filepath.Join(r.logDir, "proxy-"+in.spec.ID()+".log")
 		c, err := r.sp.start("meshscope-proxy "+in.spec.ID(), r.proxyBin, args, logPath)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -68,7 +69,9 @@ type Upstream struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// Service is the destination service's name. Required.
 	Service string `yaml:"service" json:"service"`
-	// Addrs are the destination's endpoints (host:port), used round-robin. At least one.
+	// Addrs are the destination's endpoints (host:port), used round-robin.
+	// At least one, unless control_plane is set (then they are the fallback
+	// while discovery reports no endpoint).
 	Addrs []string `yaml:"addrs" json:"addrs"`
 	// Protocol is auto (default), http or opaque.
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
@@ -149,6 +152,13 @@ type Config struct {
 	Telemetry Telemetry `yaml:"telemetry" json:"telemetry"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level" json:"log_level"`
+	// ControlPlane is the control plane's URL (http://host:port): register,
+	// discover endpoints and receive traffic policies. Empty = static config.
+	ControlPlane string `yaml:"control_plane" json:"control_plane"`
+	// StateDir keeps the last good control-plane snapshot so a restart
+	// without the control plane still routes. Default: a directory per
+	// service and listener under the system temp dir.
+	StateDir string `yaml:"state_dir" json:"state_dir"`
 	// MaxProcs is how many CPU cores (threads running Go code, GOMAXPROCS)
 	// the proxy uses at once; 0 = Go's default (every core, or the
 	// container's CPU limit). The GOMAXPROCS environment variable overrides
@@ -235,7 +245,7 @@ var flagOfKey = map[string]string{
 	"response_timeout": "--response-timeout", "idle_timeout": "--idle-timeout",
 	"drain_timeout": "--drain-timeout", "tls": "--tls-cert/--tls-key", "log_level": "--log-level", "max_procs": "--max-procs",
 	"telemetry.collector": "--collector", "telemetry.push_interval": "--push-interval",
-	"telemetry.sample_ratio": "--sample-ratio", "telemetry.span_queue_size": "--span-queue",
+	"telemetry.sample_ratio": "--sample-ratio", "control_plane": "--control-plane", "state_dir": "--state-dir", "telemetry.span_queue_size": "--span-queue",
 }
 
 // Validate checks the configuration and names every bad key (and the flag
@@ -297,8 +307,8 @@ func (c *Config) Validate() error {
 		if !validName(up.Service) {
 			bad(k+".service", "1-63 characters of [A-Za-z0-9._-], got %q", up.Service)
 		}
-		if len(up.Addrs) == 0 {
-			bad(k+".addrs", "at least one address required")
+		if len(up.Addrs) == 0 && c.ControlPlane == "" {
+			bad(k+".addrs", "at least one address required (or set --control-plane to discover them)")
 		}
 		for j, a := range up.Addrs {
 			if err := validAddr(a); err != nil {
@@ -355,6 +365,11 @@ func (c *Config) Validate() error {
 	if !(c.Telemetry.SampleRatio >= 0 && c.Telemetry.SampleRatio <= 1) {
 		bad("telemetry.sample_ratio", "must be within 0..1, got %v", c.Telemetry.SampleRatio)
 	}
+	if c.ControlPlane != "" {
+		if u, err := url.Parse(c.ControlPlane); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("control_plane", "want http://host:port, got %q", c.ControlPlane)
+		}
+	}
 	if c.MaxProcs < 0 || c.MaxProcs > 1024 {
 		bad("max_procs", "must be within 0..1024 (0 = every core), got %d", c.MaxProcs)
 	}
@@ -405,12 +420,13 @@ func ParseInbound(s string) (Inbound, error) {
 	return Inbound{Listen: listen, App: app}, nil
 }
 
-// ParseUpstream parses a --upstream value LISTEN=SERVICE@ADDR[,ADDR...].
+// ParseUpstream parses a --upstream value LISTEN=SERVICE@ADDR[,ADDR...]
+// or LISTEN=SERVICE (addresses discovered from the control plane).
 func ParseUpstream(s string) (Upstream, error) {
 	listen, rest, ok := strings.Cut(s, "=")
 	svc, addrs, ok2 := strings.Cut(rest, "@")
-	if !ok || !ok2 || listen == "" || svc == "" || addrs == "" {
-		return Upstream{}, fmt.Errorf("want LISTEN=SERVICE@ADDR[,ADDR...], got %q", s)
+	if !ok || listen == "" || svc == "" || (ok2 && addrs == "") {
+		return Upstream{}, fmt.Errorf("want LISTEN=SERVICE@ADDR[,ADDR...] (or LISTEN=SERVICE with --control-plane), got %q", s)
 	}
 	up := Upstream{Listen: listen, Service: svc}
 	for _, a := range strings.Split(addrs, ",") {
@@ -449,13 +465,15 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 		noTracing                             = fs.Bool("no-tracing", false, "record no spans (metrics only)")
 		noMetrics                             = fs.Bool("no-metrics", false, "record no golden metrics")
 		logLevel                              = fs.String("log-level", def.LogLevel, "debug|info|warn|error")
+		controlPlane                          = fs.String("control-plane", "", "control plane `URL` (http://host:port): discovery and traffic policies")
+		stateDir                              = fs.String("state-dir", "", "`dir` keeping the last control-plane snapshot (default: under the temp dir)")
 		maxProcs                              = fs.Int("max-procs", def.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
 		inbound, upstream, routes, templates  listFlag
 		opaque                                listFlag
 		drain, detect, connect, resp, push, i = def.DrainTimeout, def.DetectTimeout, def.ConnectTimeout, def.ResponseTimeout, def.Telemetry.PushInterval, def.IdleTimeout
 	)
 	fs.Var(&inbound, "inbound", "inbound listener `LISTEN=APP_ADDR` (repeatable)")
-	fs.Var(&upstream, "upstream", "outbound listener `LISTEN=SERVICE@ADDR[,ADDR...]` (repeatable)")
+	fs.Var(&upstream, "upstream", "outbound listener `LISTEN=SERVICE[@ADDR,...]` (repeatable; addresses optional with --control-plane)")
 	fs.Var(&routes, "route", "forward-proxy route `HOST=SERVICE` (repeatable)")
 	fs.Var(&templates, "route-template", "route `template` such as /api/items/{id} (repeatable)")
 	fs.Var(&opaque, "opaque", "listen `addr` whose traffic is opaque TCP, no detection (repeatable)")
@@ -520,6 +538,10 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 			cfg.LogLevel = *logLevel
 		case "max-procs":
 			cfg.MaxProcs = *maxProcs
+		case "control-plane":
+			cfg.ControlPlane = *controlPlane
+		case "state-dir":
+			cfg.StateDir = *stateDir
 		case "drain-timeout":
 			cfg.DrainTimeout = drain
 		case "detect-timeout":

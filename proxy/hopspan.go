@@ -83,7 +83,7 @@ func newHopSpanContext(parent trace.SpanContext, s hopSampler) trace.SpanContext
 }
 
 // maxHopAttrs is the most attributes a hop span carries.
-const maxHopAttrs = 20
+const maxHopAttrs = 24
 
 // hopSpan is one finished (or in-progress) hop span. It implements
 // sdktrace.ReadOnlySpan for the exporter; the embedded interface is always
@@ -98,6 +98,7 @@ type hopSpan struct {
 	status     sdktrace.Status
 	n          int
 	attrs      [maxHopAttrs]attribute.KeyValue
+	events     []sdktrace.Event // policy decisions
 }
 
 var hopSpanPool = sync.Pool{New: func() any { return new(hopSpan) }}
@@ -115,6 +116,17 @@ func (s *hopSpan) add(kvs ...attribute.KeyValue) {
 	s.n += copy(s.attrs[s.n:], kvs)
 }
 
+// set replaces the attribute with kv's key, or adds it.
+func (s *hopSpan) set(kv attribute.KeyValue) {
+	for i := range s.attrs[:s.n] {
+		if s.attrs[i].Key == kv.Key {
+			s.attrs[i] = kv
+			return
+		}
+	}
+	s.add(kv)
+}
+
 func (s *hopSpan) setError(description string) {
 	s.status = sdktrace.Status{Code: codes.Error, Description: description}
 }
@@ -127,7 +139,7 @@ func (s *hopSpan) StartTime() time.Time             { return s.start }
 func (s *hopSpan) EndTime() time.Time               { return s.end }
 func (s *hopSpan) Attributes() []attribute.KeyValue { return s.attrs[:s.n] }
 func (s *hopSpan) Links() []sdktrace.Link           { return nil }
-func (s *hopSpan) Events() []sdktrace.Event         { return nil }
+func (s *hopSpan) Events() []sdktrace.Event         { return s.events }
 func (s *hopSpan) Status() sdktrace.Status          { return s.status }
 func (s *hopSpan) InstrumentationScope() instrumentation.Scope {
 	return instrumentation.Scope{Name: scopeName}

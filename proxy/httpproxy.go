@@ -30,13 +30,20 @@ type target struct {
 	dstService string // forward proxy: resolved per request
 	dstVersion string
 	addrs      []string
+	discover   func(service string) string // with --control-plane: a discovered endpoint
 	next       atomic.Uint64
 	spanKind   trace.SpanKind
 }
 
 // pick returns the next address round-robin.
 func (t *target) pick() string {
-	if len(t.addrs) == 1 {
+	switch len(t.addrs) {
+	case 0: // discovered: the policy balancer sets HTTP requests' address
+		if t.discover != nil {
+			return t.discover(t.dstService)
+		}
+		return ""
+	case 1:
 		return t.addrs[0]
 	}
 	return t.addrs[(t.next.Add(1)-1)%uint64(len(t.addrs))]
@@ -172,6 +179,9 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		k.dstVersion = versionUnknown
 		k.dstService, _ = p.resolveForward(hostOnly(forwardHost(r)))
 	}
+	if p.policies != nil {
+		r = withPolicyState(r, p, &k, h.t.kind == "inbound")
+	}
 
 	// Trace context: continue the caller's trace, start this hop's span,
 	// and hand the hop's context on.
@@ -252,6 +262,7 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 	case code == 0:
 		code = http.StatusOK
 	}
+	policyFinish(r, h.p, k, span)
 	k.statusCode = statusLabel(code)
 	failed := code >= 500 || code == statusClientGone || panicked != nil
 	if k.protocol == protoGRPC {

@@ -18,6 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/meshscope/meshscope/proxy/policy"
+	"github.com/meshscope/meshscope/proxy/policy/chain"
 )
 
 // maxCallers bounds the distinct caller service/version names an inbound
@@ -41,7 +44,9 @@ type Proxy struct {
 	meshState  []string // []string{meshMember}, shared by requests without a tracestate
 
 	transport http.RoundTripper
-	fast      *h1Transport // lean path for bodyless HTTP/1.1 requests
+	policies  *chain.Engine    // nil without --control-plane
+	policyRec *policy.Recorder // nil without --control-plane
+	fast      *h1Transport     // lean path for bodyless HTTP/1.1 requests
 	h1, h2c   *http.Transport
 	grpc      *http.Transport
 	dialer    *net.Dialer
@@ -135,6 +140,21 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 	p.grpc.ResponseHeaderTimeout = 0
 	p.fast = newH1Transport(p.dialer.DialContext, time.Duration(cfg.ResponseTimeout), time.Duration(cfg.IdleTimeout), 256, 1024)
 	p.transport = protoSwitch{fast: p.fast, h1: p.h1, h2: p.h2c, grpc: p.grpc}
+	if cfg.ControlPlane != "" {
+		if p.policyRec, err = policy.NewRecorder(reg); err != nil {
+			return nil, fmt.Errorf("register policy metrics: %w", err)
+		}
+		static := map[string][]string{}
+		for _, up := range cfg.Upstreams {
+			static[up.Service] = append(static[up.Service], up.Addrs...)
+		}
+		var apps []string
+		for _, in := range cfg.Inbound {
+			apps = append(apps, in.App)
+		}
+		p.policies = chain.New(cfg.Service, cfg.Mode == ModeEnforce, static, apps, p.transport, logger)
+		p.transport = p.policies
+	}
 
 	p.tel = newTelemetry(&cfg, reg, p.self, logger)
 	if err := p.bind(); err != nil {
@@ -178,6 +198,12 @@ func (p *Proxy) bind() error {
 	for _, up := range p.cfg.Upstreams {
 		t := &target{kind: "outbound", direction: dirOutbound, dstService: up.Service, dstVersion: versionUnknown,
 			addrs: up.Addrs, spanKind: trace.SpanKindClient}
+		if p.policies != nil && up.Protocol == ProtocolOpaque {
+			// Only declared-opaque listeners splice to discovered
+			// endpoints: on an auto listener a silent connection (say, a
+			// client's spare keep-alive dial) is closed, not kept open.
+			t.discover = p.policies.Addr
+		}
 		if err := p.addListener("--upstream", up.Listen, up.Protocol, t); err != nil {
 			return err
 		}
@@ -212,6 +238,10 @@ func (p *Proxy) closeListeners() {
 		_ = p.adminLn.Close()
 	}
 }
+
+// Policies is the traffic-policy engine the control-plane client feeds;
+// nil without --control-plane.
+func (p *Proxy) Policies() *chain.Engine { return p.policies }
 
 // AdminAddr is the bound admin address (useful with port 0).
 func (p *Proxy) AdminAddr() string {
@@ -272,6 +302,12 @@ func (p *Proxy) RegisterRoutes(mux *http.ServeMux) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(p.cfg)
 	})
+	if p.policies != nil {
+		mux.HandleFunc("GET /policy/endpoints", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"version": p.policies.Version(), "endpoints": p.policies.Endpoints(time.Now())})
+		})
+	}
 }
 
 // Run serves until ctx is cancelled, then stops accepting, drains in-flight
@@ -320,6 +356,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
 	p.grpc.CloseIdleConnections()
+	if p.policies != nil {
+		p.policies.Close()
+	}
 	return runErr
 }
 

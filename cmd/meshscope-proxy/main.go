@@ -10,13 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshscope/meshscope/cmd/internal/lifecycle"
 	"github.com/meshscope/meshscope/proxy"
+	"github.com/meshscope/meshscope/proxy/controlclient"
 )
 
 func main() {
@@ -48,18 +51,57 @@ func run(args []string) int {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()})).
 		With("service", cfg.Service)
-	p, err := proxy.New(cfg, prometheus.NewRegistry(), logger)
+	reg := prometheus.NewRegistry()
+	p, err := proxy.New(cfg, reg, logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 		return 1
+	}
+	var control *controlclient.Client
+	if cfg.ControlPlane != "" {
+		// Built before serving: it applies the persisted snapshot, so a
+		// restart without the control plane routes by the last config.
+		if control, err = controlclient.New(controlConfig(cfg, p), p.Policies(), reg, logger); err != nil {
+			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+			return 1
+		}
 	}
 	ctx, stop := lifecycle.SignalContext(context.Background())
 	defer stop()
 	var g lifecycle.Group
 	g.Add("proxy", p)
+	if control != nil {
+		g.Add("control-client", control)
+	}
 	if err := g.Run(ctx, logger); err != nil {
 		logger.Error("exit", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// controlConfig is the control client's view of the proxy: who it is,
+// where callers reach it, which services it calls.
+func controlConfig(cfg proxy.Config, p *proxy.Proxy) controlclient.Config {
+	cc := controlclient.Config{URL: cfg.ControlPlane, StateDir: cfg.StateDir, Service: cfg.Service,
+		Version: cfg.Version, Mode: cfg.Mode}
+	addrs := p.ListenAddrs() // inbound listeners first
+	for i := range cfg.Inbound {
+		cc.Inbound = append(cc.Inbound, addrs[i])
+	}
+	seen := map[string]bool{}
+	for _, up := range cfg.Upstreams {
+		if !seen[up.Service] {
+			seen[up.Service] = true
+			cc.Upstreams = append(cc.Upstreams, up.Service)
+		}
+	}
+	if cc.StateDir == "" {
+		key := cfg.Service
+		if len(addrs) > 0 {
+			key += "-" + strings.NewReplacer(":", "_", "[", "", "]", "").Replace(addrs[0])
+		}
+		cc.StateDir = filepath.Join(os.TempDir(), "meshscope-proxy", key)
+	}
+	return cc
 }

@@ -30,6 +30,11 @@ func commands() []command {
 		{"graph", "service graph edges as a table or DOT", runClient("graph")},
 		{"check", "check server health, stores and reporting proxies", runClient("check")},
 		{"migrate", "print or apply the ClickHouse trace store schema", runMigrate},
+		{"apply", "apply policy YAML (-f FILE|DIR|-; --dry-run prints the diff)", runPolicy("apply")},
+		{"get", "list policies or endpoints (get policies|endpoints)", runPolicy("get")},
+		{"delete", "delete a policy (delete KIND NAME)", runPolicy("delete")},
+		{"history", "policy versions: who changed what and when", runPolicy("history")},
+		{"rollback", "make a new policy version equal to an old one", runPolicy("rollback")},
 	}
 }
 

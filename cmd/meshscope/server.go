@@ -26,6 +26,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/collector/tracestore/clickhouse"
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
+	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/query"
 	"github.com/meshscope/meshscope/topology"
 	"github.com/meshscope/meshscope/ui"
@@ -56,6 +57,7 @@ type serverConfig struct {
 	Metrics   metricstore.Config `yaml:"metrics"`
 	Topology  topology.Config    `yaml:"topology"`
 	Query     query.Config       `yaml:"query"`
+	Control   control.Config     `yaml:"control"`
 }
 
 type traceStoreConfig struct {
@@ -83,6 +85,7 @@ func defaultServerConfig() serverConfig {
 			StreamMaxClients:           topology.DefaultStreamMaxClients,
 			StreamMaxClientsPerAddress: topology.DefaultStreamMaxClientsPerAddress,
 		},
+		Control: control.DefaultConfig(),
 	}
 }
 
@@ -90,6 +93,9 @@ func defaultServerConfig() serverConfig {
 func (c serverConfig) resolved() serverConfig {
 	if c.Metrics.Dir == "" {
 		c.Metrics.Dir = filepath.Join(c.Data, "metrics")
+	}
+	if c.Control.Dir == "" {
+		c.Control.Dir = filepath.Join(c.Data, "control")
 	}
 	if c.Traces.Embedded.Dir == "" {
 		c.Traces.Embedded.Dir = filepath.Join(c.Data, "traces")
@@ -132,6 +138,9 @@ func (c *serverConfig) Validate() error {
 	if err := r.Query.Validate(); err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
+	if err := r.Control.Validate(); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
 	return nil
 }
 
@@ -153,6 +162,8 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.IntVar(&c.Query.MaxQueryNodes, "query-max-nodes", c.Query.MaxQueryNodes, "most syntax `nodes` (tokens) of a PromQL expression")
 	fs.IntVar(&c.Topology.StreamMaxClients, "stream-max-clients", c.Topology.StreamMaxClients, "most graph stream (WebSocket) clients; more get 503")
 	fs.IntVar(&c.Topology.StreamMaxClientsPerAddress, "stream-max-clients-per-address", c.Topology.StreamMaxClientsPerAddress, "most graph stream clients from one client IP address; more get 503")
+	fs.StringVar(&c.Control.Policies, "policies", c.Control.Policies, "`dir`ectory of YAML policy files to load and watch (its documents win over the API's)")
+	fs.Var(durationValue{&c.Control.EndpointGrace}, "endpoint-grace", "how long a disconnected proxy's endpoints stay in the registry")
 }
 
 // durationValue is a flag accepting Prometheus durations (1d, 2w, 90s) that
@@ -267,11 +278,18 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("query: %w", err)
 	}
 
+	plane, err := control.New(cfg.Control, reg, logger.With("part", "control"))
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	closers = append(closers, plane.Close)
+
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
 	coll.RegisterRoutes(mux)
 	topo.RegisterRoutes(mux)
 	api.RegisterRoutes(mux)
+	plane.RegisterRoutes(mux)
 	ui.RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -308,6 +326,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	g.Add("self-metrics", self)
 	g.Add("topology", topo)
 	g.Add("collector", coll)
+	g.Add("control plane", plane)
 	g.Add("http", httpSrv)
 	closers = nil // the group owns them now
 

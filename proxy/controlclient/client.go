@@ -1,0 +1,376 @@
+package controlclient
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	cpolicy "github.com/meshscope/meshscope/control/policy"
+	"github.com/meshscope/meshscope/control/wire"
+	"github.com/meshscope/meshscope/proxy/policy/chain"
+)
+
+// Config says where the control plane is and who this proxy is.
+type Config struct {
+	// URL is the control plane's base URL (http://host:port); the stream is
+	// at wire.Path on it.
+	URL string
+	// StateDir holds the last good snapshot (snapshot.json).
+	StateDir string
+	// ProxyID identifies this proxy; empty = service-version-random.
+	ProxyID   string
+	Service   string
+	Version   string
+	Mode      string   // the proxy's --mode
+	Inbound   []string // addresses callers reach this instance at
+	Upstreams []string // services this proxy calls
+	// StatusInterval is how often endpoint state is checked and, when it
+	// changed, reported. Default 1s.
+	StatusInterval time.Duration
+	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter).
+	// Defaults 250ms and 15s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Engine is where snapshots go and where endpoint state comes from.
+type Engine interface {
+	Apply(chain.Spec)
+	Endpoints(now time.Time) []chain.EndpointState
+	// Health is the local app's health ("healthy", "unhealthy", "" =
+	// unknown) from the own service's enforced health check.
+	Health() string
+}
+
+// Client is the control-plane connection; a lifecycle runner.
+type Client struct {
+	cfg    Config
+	engine Engine
+	logger *slog.Logger
+	state  string // snapshot file
+
+	connected prometheus.Gauge
+	version   prometheus.Gauge
+	updates   *prometheus.CounterVec
+
+	mu      sync.Mutex
+	current uint64 // applied snapshot version
+}
+
+// stateFile is the snapshot file's name in the state directory.
+const stateFile = "snapshot.json"
+
+// New returns a client and applies the snapshot persisted in cfg.StateDir,
+// if any, so the proxy routes by its last known config before (or
+// without) reaching the control plane.
+func New(cfg Config, engine Engine, reg prometheus.Registerer, logger *slog.Logger) (*Client, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--control-plane %q: want http://host:port", cfg.URL)
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("--state-dir: required with --control-plane")
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--state-dir: %w", err)
+	}
+	if cfg.ProxyID == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		cfg.ProxyID = cfg.Service + "-" + cfg.Version + "-" + hex.EncodeToString(b)
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = time.Second
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 250 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(15*time.Second, cfg.MinBackoff)
+	}
+	c := &Client{cfg: cfg, engine: engine, logger: logger.With("component", "control-client"),
+		state: filepath.Join(cfg.StateDir, stateFile),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshscope_proxy_control_connected",
+			Help: "1 while the proxy holds a stream to the control plane."}),
+		version: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshscope_proxy_policy_version",
+			Help: "Version of the applied control-plane snapshot (0 = none)."}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshscope_proxy_control_snapshots_total",
+			Help: "Control-plane snapshots by result (applied, rejected, restored from the state directory)."}, []string{"result"}),
+	}
+	for _, col := range []prometheus.Collector{c.connected, c.version, c.updates} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("control client metrics: %w", err)
+		}
+	}
+	c.restore()
+	return c, nil
+}
+
+// restore applies the persisted snapshot, if there is a good one.
+func (c *Client) restore() {
+	b, err := os.ReadFile(c.state)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		c.logger.Warn("cannot read the persisted snapshot", "file", c.state, "err", err)
+		return
+	}
+	msg, err := wire.Decode(b)
+	snap, ok := msg.(*wire.Snapshot)
+	if err != nil || !ok {
+		c.logger.Warn("persisted snapshot unreadable; starting without it", "file", c.state, "err", err)
+		return
+	}
+	spec, err := Compile(snap)
+	if err != nil {
+		c.logger.Warn("persisted snapshot does not compile; starting without it", "file", c.state, "err", err)
+		return
+	}
+	c.engine.Apply(spec)
+	c.setCurrent(snap.Version)
+	c.updates.WithLabelValues("restored").Inc()
+	c.logger.Info("restored the last snapshot", "version", snap.Version, "file", c.state)
+}
+
+func (c *Client) setCurrent(v uint64) {
+	c.mu.Lock()
+	c.current = v
+	c.mu.Unlock()
+	c.version.Set(float64(v))
+}
+
+// Current is the applied snapshot version (0 = none).
+func (c *Client) Current() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current
+}
+
+// Run keeps a stream to the control plane until ctx ends.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := c.session(ctx)
+		c.connected.Set(0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > c.cfg.MaxBackoff {
+			backoff = c.cfg.MinBackoff // the session was up for a while
+		}
+		wait := time.Duration(mrand.Int64N(int64(backoff)) + 1)
+		c.logger.Warn("control plane unreachable; serving with the last applied config", "err", err,
+			"version", c.Current(), "retry_in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+func (c *Client) streamURL() string {
+	u, _ := url.Parse(c.cfg.URL)
+	if u.Scheme == "https" {
+		u.Scheme = "wss"
+	} else {
+		u.Scheme = "ws"
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + wire.Path
+	return u.String()
+}
+
+// session runs one stream: hello, then snapshots in and status out.
+func (c *Client) session(ctx context.Context) error {
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil}
+	conn, res, err := d.DialContext(ctx, c.streamURL(), http.Header{"User-Agent": {"meshscope-proxy"}})
+	if err != nil {
+		if res != nil {
+			return fmt.Errorf("dial %s: %w (status %d)", c.streamURL(), err, res.StatusCode)
+		}
+		return fmt.Errorf("dial %s: %w", c.streamURL(), err)
+	}
+	var reader sync.WaitGroup
+	defer reader.Wait() // after the close below: no apply runs once the session ended
+	defer conn.Close()
+	conn.SetReadLimit(wire.MaxServerMessage)
+	hello := &wire.Hello{Protocol: wire.Protocol, ProxyID: c.cfg.ProxyID, Service: c.cfg.Service, Version: c.cfg.Version,
+		Inbound: c.cfg.Inbound, Mode: cpolicy.Mode(c.cfg.Mode), Upstreams: c.cfg.Upstreams, ConfigVersion: c.Current()}
+	if err := c.write(conn, hello); err != nil {
+		return err
+	}
+	c.connected.Set(1)
+	c.logger.Info("connected to the control plane", "url", c.cfg.URL, "proxy_id", c.cfg.ProxyID)
+
+	_ = conn.SetReadDeadline(time.Now().Add(wire.PongWait))
+	conn.SetPingHandler(func(data string) error {
+		_ = conn.SetReadDeadline(time.Now().Add(wire.PongWait))
+		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(wire.WriteWait))
+	})
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	applied := make(chan struct{}, 1)
+	errc := make(chan error, 1)
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		errc <- c.read(conn, applied)
+	}()
+
+	tick := time.NewTicker(c.cfg.StatusInterval)
+	defer tick.Stop()
+	var last []wire.EndpointStatus
+	lastHealth := ""
+	sent := false
+	for {
+		select {
+		case <-sctx.Done():
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "proxy stopping"), time.Now().Add(time.Second))
+			return nil
+		case err := <-errc:
+			return err
+		case <-applied:
+			sent = false
+		case <-tick.C:
+		}
+		eps, health := c.endpointStatus(), c.engine.Health()
+		if sent && health == lastHealth && reflect.DeepEqual(eps, last) {
+			continue
+		}
+		if health == "" {
+			health = wire.HealthUnknown
+		}
+		if err := c.write(conn, &wire.Status{ConfigVersion: c.Current(), Health: health, Endpoints: eps}); err != nil {
+			return err
+		}
+		last, lastHealth, sent = eps, c.engine.Health(), true
+	}
+}
+
+// endpointStatus lists the endpoints this proxy ejected.
+func (c *Client) endpointStatus() []wire.EndpointStatus {
+	var out []wire.EndpointStatus
+	for _, e := range c.engine.Endpoints(time.Now()) {
+		if !e.Ejected {
+			continue
+		}
+		s := wire.EndpointStatus{Service: e.Service, Address: e.Addr, Until: e.Until, Ejected: true,
+			Reason: "consecutive 5xx (outlier detection)"}
+		if !e.Enforced {
+			s.Reason += "; observe mode: not enforced"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (c *Client) write(conn *websocket.Conn, msg any) error {
+	b, err := wire.Encode(msg)
+	if err != nil {
+		return err
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(wire.WriteWait))
+	if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// read applies snapshots until the stream fails.
+func (c *Client) read(conn *websocket.Conn, applied chan<- struct{}) error {
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(wire.PongWait))
+		msg, err := wire.Decode(data)
+		if err != nil {
+			if errors.Is(err, wire.ErrUnknownType) {
+				continue // a newer server's message kind
+			}
+			c.logger.Warn("bad message from the control plane", "err", err)
+			continue
+		}
+		switch m := msg.(type) {
+		case *wire.Snapshot:
+			if err := c.apply(m, data); err != nil {
+				c.updates.WithLabelValues("rejected").Inc()
+				c.logger.Error("snapshot rejected; keeping the previous config", "version", m.Version, "err", err)
+				continue
+			}
+			select {
+			case applied <- struct{}{}:
+			default:
+			}
+		case *wire.Error:
+			return fmt.Errorf("control plane: %s", m.Message)
+		}
+	}
+}
+
+// apply compiles, applies and persists one snapshot.
+func (c *Client) apply(s *wire.Snapshot, raw []byte) error {
+	spec, err := Compile(s)
+	if err != nil {
+		return err
+	}
+	c.engine.Apply(spec)
+	if err := writeAtomic(c.state, raw); err != nil {
+		c.logger.Warn("cannot persist the snapshot", "file", c.state, "err", err)
+	}
+	c.setCurrent(s.Version)
+	c.updates.WithLabelValues("applied").Inc()
+	c.logger.Info("applied snapshot", "version", s.Version, "services", len(s.Services))
+	return nil
+}
+
+// writeAtomic writes b to path through a synced temporary file and a
+// rename, so a crash leaves the old file or the new one, never a torn one.
+func writeAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".snapshot-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
