@@ -60,6 +60,14 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 	if sinks.Spans == nil || sinks.Metrics == nil {
 		return nil, errors.New("collector: Sinks.Spans and Sinks.Metrics are required")
 	}
+	// Prometheus' remote-write receiver appends exemplars separately: a
+	// metrics sink that cannot would answer 500 to every write.
+	probe := sinks.Metrics.AppenderV2(context.Background())
+	_, ok := probe.(storage.ExemplarAppenderV2)
+	_ = probe.Rollback()
+	if !ok {
+		return nil, fmt.Errorf("collector: Sinks.Metrics appender %T is not a storage.ExemplarAppenderV2 (remote write needs one)", probe)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
