@@ -14,9 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
 
 	"github.com/meshscope/meshscope/collector/batch"
 	"github.com/meshscope/meshscope/collector/consumer"
@@ -43,7 +42,8 @@ type Collector struct {
 	mw     *otlp.MetricsWriter
 	m      *metrics
 
-	inflight chan struct{} // one token per request in progress
+	inflight chan struct{} // one token per request being decoded or waiting for its ack
+	mem      *memLimiter   // estimated memory of the requests in progress
 
 	grpcLn, httpLn net.Listener
 	grpcSrv        *grpc.Server
@@ -92,6 +92,13 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 		m:      m,
 
 		inflight: make(chan struct{}, cfg.MaxConcurrentRequests),
+		mem:      &memLimiter{max: cfg.MaxInflightBytes},
+	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshscope_collector_inflight_bytes",
+		Help: "Estimated memory reserved by the ingest requests in progress (bounded by max_inflight_bytes).",
+	}, func() float64 { return float64(c.mem.used.Load()) })); err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
 	c.remoteWrite = remote.NewWriteHandler(logger, reg, sinks.Metrics,
 		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
@@ -116,14 +123,15 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 	c.grpcSrv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentRequests)),
-		grpc.ChainUnaryInterceptor(c.limitGRPC),
+		grpc.ForceServerCodecV2(ingestCodec{proto: encoding.GetCodecV2("proto")}),
+		grpc.InTapHandle(c.tapGRPC),
 	)
-	coltracepb.RegisterTraceServiceServer(c.grpcSrv, &grpcTraces{c: c})
-	pmetricotlp.RegisterGRPCServer(c.grpcSrv, &grpcMetrics{c: c})
+	c.grpcSrv.RegisterService(traceServiceDesc, c)
+	c.grpcSrv.RegisterService(metricsServiceDesc, c)
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/traces", c.limitHTTP(c.handleHTTPTraces))
-	mux.HandleFunc("POST /v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
+	mux.HandleFunc("POST /v1/traces", c.handleHTTPTraces)
+	mux.HandleFunc("POST /v1/metrics", c.handleHTTPMetrics)
 	c.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -157,10 +165,10 @@ func (c *Collector) Spans() consumer.Spans { return c.batch }
 // Prometheus' path (POST /api/v1/otlp/v1/metrics) plus the OTLP/HTTP paths
 // under /otlp (POST /otlp/v1/traces, /otlp/v1/metrics).
 func (c *Collector) RegisterRoutes(mux *http.ServeMux) {
-	mux.Handle("POST /api/v1/write", http.MaxBytesHandler(c.remoteWrite, c.cfg.MaxRequestBytes))
-	mux.HandleFunc("POST /api/v1/otlp/v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
-	mux.HandleFunc("POST /otlp/v1/traces", c.limitHTTP(c.handleHTTPTraces))
-	mux.HandleFunc("POST /otlp/v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
+	mux.HandleFunc("POST /api/v1/write", c.handleRemoteWrite)
+	mux.HandleFunc("POST /api/v1/otlp/v1/metrics", c.handleHTTPMetrics)
+	mux.HandleFunc("POST /otlp/v1/traces", c.handleHTTPTraces)
+	mux.HandleFunc("POST /otlp/v1/metrics", c.handleHTTPMetrics)
 }
 
 // Run serves the listeners until ctx is cancelled, then stops taking new

@@ -5,36 +5,20 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
-	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/meshscope/meshscope/collector/consumer"
-	"github.com/meshscope/meshscope/collector/otlp"
 )
 
 // errTooManyRequests is the overload answer when max_concurrent_requests
 // requests are already in progress.
 func (c *Collector) errTooManyRequests() error {
 	return fmt.Errorf("%d requests in progress (max_concurrent_requests): %w", cap(c.inflight), consumer.ErrOverloaded)
-}
-
-// limitHTTP refuses a request with 429 before reading its body when
-// max_concurrent_requests are in progress.
-func (c *Collector) limitHTTP(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case c.inflight <- struct{}{}:
-			defer func() { <-c.inflight }()
-			h(w, r)
-		default:
-			enc, err := otlp.ParseContentType(r.Header.Get("Content-Type"))
-			if err != nil {
-				enc = otlp.Protobuf
-			}
-			c.m.requests.WithLabelValues(signalOf(r), "http", "overloaded").Inc()
-			c.writeError(w, enc, c.errTooManyRequests())
-		}
-	}
 }
 
 func signalOf(r *http.Request) string {
@@ -44,23 +28,62 @@ func signalOf(r *http.Request) string {
 	return "traces"
 }
 
-// limitGRPC applies the same limit to gRPC calls. It runs after gRPC
-// decoded the message (gRPC offers no hook between reading a message and
-// decoding it that is also told when the call ends), so for gRPC the limit
-// bounds requests waiting in the pipeline, and decoding memory is bounded
-// by max_request_bytes × the streams of each connection
-// (grpc.MaxConcurrentStreams = max_concurrent_requests).
-func (c *Collector) limitGRPC(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+// grpcAdmission is the state the tap hands to a call's handler.
+type grpcAdmission struct {
+	started atomic.Bool
+	timer   *time.Timer
+}
+
+type grpcAdmissionKey struct{}
+
+// tapGRPC runs when a stream opens, before its message is read: it refuses
+// new calls while the memory limit is reached, and cuts a call whose
+// message has not fully arrived within body_timeout (the message's bytes
+// are reserved once it is complete, in admitGRPC).
+func (c *Collector) tapGRPC(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if c.mem.full() {
+		c.m.requests.WithLabelValues(signalOfMethod(info.FullMethodName), "grpc", "overloaded").Inc()
+		return ctx, c.grpcError(fmt.Errorf("ingest memory limit: max_inflight_bytes=%d in use: %w", c.mem.max, consumer.ErrOverloaded))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	a := &grpcAdmission{}
+	a.timer = time.AfterFunc(c.cfg.BodyTimeout, func() {
+		if a.started.CompareAndSwap(false, true) {
+			c.m.requests.WithLabelValues(signalOfMethod(info.FullMethodName), "grpc", "slow").Inc()
+			cancel()
+		}
+	})
+	context.AfterFunc(ctx, func() { a.timer.Stop() })
+	return context.WithValue(ctx, grpcAdmissionKey{}, a), nil
+}
+
+// admitGRPC reserves memory for a received message and takes a request
+// slot; done releases both.
+func (c *Collector) admitGRPC(ctx context.Context, raw []byte, signal string) (done func(), err error) {
+	if a, ok := ctx.Value(grpcAdmissionKey{}).(*grpcAdmission); ok {
+		if !a.started.CompareAndSwap(false, true) {
+			return nil, status.Errorf(codes.DeadlineExceeded, "message not received within body_timeout=%s", c.cfg.BodyTimeout)
+		}
+		a.timer.Stop()
+	}
+	res := &reservation{l: c.mem}
+	if err := res.grow(int64(len(raw))); err != nil {
+		c.m.requests.WithLabelValues(signal, "grpc", "overloaded").Inc()
+		return nil, c.grpcError(err)
+	}
 	select {
 	case c.inflight <- struct{}{}:
-		defer func() { <-c.inflight }()
-		return handler(ctx, req)
+		return func() { <-c.inflight; res.done() }, nil
 	default:
-		signal := "traces"
-		if strings.HasSuffix(info.FullMethod, "MetricsService/Export") {
-			signal = "metrics"
-		}
+		res.done()
 		c.m.requests.WithLabelValues(signal, "grpc", "overloaded").Inc()
 		return nil, c.grpcError(c.errTooManyRequests())
 	}
+}
+
+func signalOfMethod(fullMethod string) string {
+	if strings.HasSuffix(fullMethod, "MetricsService/Export") {
+		return "metrics"
+	}
+	return "traces"
 }
