@@ -1,10 +1,18 @@
 package collector
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
@@ -12,6 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshscope/meshscope/collector/batch"
 )
 
 // rawClientCodec sends []byte messages as they are (a client that sends
@@ -81,5 +91,82 @@ func TestUndecodableInputIsInvalidArgument(t *testing.T) {
 	if _, err := coltracepb.NewTraceServiceClient(good).Export(context.Background(),
 		otlpRequest("0102030405060708090a0b0c0d0e0f10", "1112131415161718")); err != nil {
 		t.Fatalf("valid request after undecodable ones: %v", err)
+	}
+}
+
+// While one request holds memory, others are refused as overloaded once
+// what they declare, or what their gzip body inflates to, or a remote-write
+// body decodes to, does not fit in max_inflight_bytes; everything is
+// released when the requests are answered.
+func TestMemoryLimitRefusesWhatDoesNotFit(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{}), entered: make(chan struct{})}
+	e := startEnv(t, Config{MaxInflightBytes: 1 << 20, Batch: batch.Config{Workers: 1}}, sink)
+	released := false
+	defer func() {
+		if !released {
+			close(sink.release)
+		}
+	}()
+	url := "http://" + e.c.HTTPAddr() + "/v1/traces"
+	first := make(chan int, 1)
+	go func() {
+		resp, _ := post(t, url, "application/x-protobuf", "", mustMarshal(otlpRequest("0102030405060708090a0b0c0d0e0f10", "1112131415161718")))
+		first <- resp.StatusCode
+	}()
+	<-sink.entered // the first request holds its reservation until acknowledged
+
+	// 8 bytes per body byte: 200 KB declared is 1.6 MB, beyond the limit.
+	big := mustMarshal(otlpRequest("0102030405060708090a0b0c0d0e0f11", strings.Split(strings.Repeat("1112131415161719,", 12000), ",")[:12000]...))
+	if len(big) < 128<<10 {
+		t.Fatalf("request of %d bytes, want > 128 KiB", len(big))
+	}
+	for _, c := range []struct {
+		name, ce string
+		body     []byte
+	}{
+		{"declared", "", big},
+		{"gzip inflating", "gzip", gz(big)},
+	} {
+		resp, body := post(t, url, "application/x-protobuf", c.ce, c.body)
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "max_inflight_bytes") {
+			t.Errorf("%s: %d %q, want 429 with Retry-After naming max_inflight_bytes", c.name, resp.StatusCode, body)
+		}
+	}
+	mux := http.NewServeMux()
+	e.c.RegisterRoutes(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	wr := &prompb.WriteRequest{}
+	for i := range 3000 {
+		wr.Timeseries = append(wr.Timeseries, prompb.TimeSeries{
+			Labels:  []prompb.Label{{Name: "__name__", Value: "rw_load"}, {Name: "i", Value: strconv.Itoa(i)}},
+			Samples: []prompb.Sample{{Value: 1, Timestamp: time.Now().UnixMilli()}},
+		})
+	}
+	raw, _ := wr.Marshal()
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(rb), "max_inflight_bytes") {
+		t.Errorf("remote write over the limit: %d %q, want 429", resp.StatusCode, rb)
+	}
+
+	close(sink.release)
+	released = true
+	if code := <-first; code != http.StatusOK {
+		t.Fatalf("first request: %d", code)
+	}
+	if used := e.c.mem.used.Load(); used != 0 {
+		t.Fatalf("%d bytes still reserved after every request was answered", used)
+	}
+	// With nothing in flight a request larger than the limit still passes.
+	if resp, body := post(t, url, "application/x-protobuf", "", big); resp.StatusCode != http.StatusOK {
+		t.Fatalf("lone large request: %d %q", resp.StatusCode, body)
 	}
 }
