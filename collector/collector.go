@@ -88,7 +88,7 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 		logger: logger,
 		sinks:  sinks,
 		batch:  b,
-		mw:     otlp.NewMetricsWriter(sinks.Metrics, logger),
+		mw:     otlp.NewMetricsWriter(sinks.Metrics, cfg.Delta, logger),
 		m:      m,
 
 		inflight: make(chan struct{}, cfg.MaxConcurrentRequests),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshscope/meshscope/collector/batch"
+	"github.com/meshscope/meshscope/collector/otlp"
 )
 
 // Config configures the receivers and the batching stage.
@@ -51,6 +52,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Batch configures the batching stage.
 	Batch batch.Config `yaml:"batch"`
+	// Delta bounds the delta-to-cumulative conversion of OTLP metrics.
+	Delta otlp.DeltaConfig `yaml:"delta"`
 }
 
 // Defaults.
@@ -134,6 +137,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("retry_after: %v must not be negative", c.RetryAfter)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown_timeout: %v must not be negative", c.ShutdownTimeout)
+	}
+	if err := c.Delta.Validate(); err != nil {
+		return fmt.Errorf("delta.%w", err)
 	}
 	return c.Batch.Validate()
 }

@@ -174,15 +174,24 @@ func countSpans(req *coltracepb.ExportTraceServiceRequest) int {
 	return n
 }
 
+// consumeMetrics converts and appends a request's metrics. Points refused
+// for what they are come back as partial success; a storage failure is a
+// retryable error (nothing of the request was committed).
 func (c *Collector) consumeMetrics(ctx context.Context, req pmetricotlp.ExportRequest, transport string) (pmetricotlp.ExportResponse, error) {
 	md := req.Metrics()
 	c.m.metricPoints.WithLabelValues(transport).Add(float64(md.DataPointCount()))
-	if err := c.mw.Write(ctx, md); err != nil {
+	res, err := c.mw.Write(ctx, md)
+	if err != nil {
 		c.m.requests.WithLabelValues("metrics", transport, "error").Inc()
-		c.logger.Warn("OTLP metrics partly rejected", "err", err)
-		// Translation or append problems are not fixed by retrying.
-		return pmetricotlp.ExportResponse{}, errInvalid{err}
+		return pmetricotlp.ExportResponse{}, err
+	}
+	resp := pmetricotlp.NewExportResponse()
+	if res.Rejected > 0 || res.Message != "" {
+		c.m.metricPointsRejected.Add(float64(res.Rejected))
+		c.logger.Warn("OTLP metrics partly rejected", "rejected_points", res.Rejected, "reason", res.Message)
+		resp.PartialSuccess().SetRejectedDataPoints(res.Rejected)
+		resp.PartialSuccess().SetErrorMessage(strings.ToValidUTF8(res.Message, "\uFFFD"))
 	}
 	c.m.requests.WithLabelValues("metrics", transport, "ok").Inc()
-	return pmetricotlp.NewExportResponse(), nil
+	return resp, nil
 }

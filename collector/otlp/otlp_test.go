@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -173,7 +174,11 @@ func FuzzDecodeMetrics(f *testing.F) {
 		}
 		md, err := DecodeMetrics(data, enc)
 		if err == nil {
-			_ = md.Metrics().DataPointCount()
+			n := md.Metrics().DataPointCount()
+			rej := newDeltaToCumulative(DeltaConfig{}).convert(md.Metrics(), time.Now())
+			if left := md.Metrics().DataPointCount(); int64(left)+rej.points != int64(n) {
+				t.Fatalf("delta conversion: %d points in, %d out + %d rejected", n, left, rej.points)
+			}
 		}
 	})
 }
