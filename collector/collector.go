@@ -12,6 +12,7 @@ import (
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"google.golang.org/grpc"
@@ -31,6 +32,15 @@ type Sinks struct {
 	// Metrics takes OTLP and remote-write samples. The embedded
 	// *metricstore.Store (a *tsdb.DB) is one. Required.
 	Metrics storage.AppendableV2
+	// Metadata takes the metric metadata of remote write 1.0 requests,
+	// which carry it apart from the samples (OTLP and remote write 2.0 pass
+	// it with each sample to Metrics). Optional.
+	Metadata MetadataSink
+}
+
+// MetadataSink records a metric family's metadata.
+type MetadataSink interface {
+	SetMetadata(family string, md metadata.Metadata)
 }
 
 // Collector runs the receivers and the batching stage.
@@ -101,7 +111,7 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
 	c.remoteWrite = remote.NewWriteHandler(logger, reg, sinks.Metrics,
-		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, true)
 
 	if cfg.OTLPGRPC != Off {
 		ln, err := net.Listen("tcp", cfg.OTLPGRPC)

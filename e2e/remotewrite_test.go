@@ -82,6 +82,17 @@ remote_write:
 		t.Errorf("server log mentions the appender error:\n%s", out)
 	}
 
+	// Metadata carried by remote write 1.0 is served as Prometheus serves it.
+	poll(t, 30*time.Second, "metadata of prometheus_http_requests_total", func() (bool, string) {
+		var r struct {
+			Data map[string][]struct{ Type, Help, Unit string } `json:"data"`
+		}
+		if err := getJSON(s.url("/api/v1/metadata?metric=prometheus_http_requests_total"), &r); err != nil {
+			return false, err.Error()
+		}
+		md := r.Data["prometheus_http_requests_total"]
+		return len(md) == 1 && md[0].Type == "counter" && md[0].Help == "Counter of HTTP requests.", fmt.Sprintf("%+v", r.Data)
+	}, s.proc, prom)
 }
 
 // TestRemoteWrite2 sends a remote write 2.0 request (the real protobuf
@@ -134,6 +145,20 @@ func TestRemoteWrite2(t *testing.T) {
 	if err != nil || len(res) != 1 || res[0].float() != 3 {
 		t.Fatalf("histogram_count(rw2_queue_seconds) = %v, %v; want 3", res, err)
 	}
+	var md struct {
+		Data map[string][]struct{ Type, Help, Unit string } `json:"data"`
+	}
+	if err := getJSON(s.url("/api/v1/metadata"), &md); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]struct{ Type, Help, Unit string }{
+		"rw2_jobs_done_total": {"counter", "Jobs finished.", ""},
+		"rw2_queue_seconds":   {"histogram", "Time in the queue.", "seconds"},
+	} {
+		if got := md.Data[name]; len(got) != 1 || got[0] != want {
+			t.Errorf("metadata of %s = %+v, want [%+v]", name, got, want)
+		}
+	}
 	// A body that is not snappy is refused as a client error, not 500.
 	resp, err := http.Post(s.url("/api/v1/write"), "application/x-protobuf;proto=io.prometheus.write.v2.Request", strings.NewReader("not snappy"))
 	if err != nil {
@@ -142,5 +167,44 @@ func TestRemoteWrite2(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("garbage remote-write body: status %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestMetadataFromOTLP sends OTLP/HTTP JSON metrics with descriptions and
+// units (a counter and an exponential histogram) to the real server and
+// reads their metadata back from /api/v1/metadata: the native histogram is
+// typed histogram, and help and unit are what the sender gave.
+func TestMetadataFromOTLP(t *testing.T) {
+	s := startServer(t)
+	now := time.Now().UnixNano()
+	body := fmt.Sprintf(`{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"md"}}]},
+	  "scopeMetrics":[{"metrics":[
+	    {"name":"orders.placed","description":"Orders placed by customers.","unit":"1",
+	     "sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[{"asInt":"3","timeUnixNano":"%[1]d"}]}},
+	    {"name":"checkout.latency","description":"Checkout latency.","unit":"s",
+	     "exponentialHistogram":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":"%[1]d","count":"2","sum":0.3,"scale":1,
+	       "positive":{"offset":0,"bucketCounts":["1","1"]}}]}}
+	  ]}]}]}`, now)
+	resp, err := http.Post("http://"+s.otlpHTTP+"/v1/metrics", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("OTLP metrics: status %d", resp.StatusCode)
+	}
+	var md struct {
+		Data map[string][]struct{ Type, Help, Unit string } `json:"data"`
+	}
+	if err := getJSON(s.url("/api/v1/metadata"), &md); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]struct{ Type, Help, Unit string }{
+		"orders_placed_total":      {"counter", "Orders placed by customers.", ""},
+		"checkout_latency_seconds": {"histogram", "Checkout latency.", "seconds"},
+	} {
+		if got := md.Data[name]; len(got) != 1 || got[0] != want {
+			t.Errorf("metadata of %s = %+v, want [%+v]", name, got, want)
+		}
 	}
 }

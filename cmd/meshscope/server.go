@@ -248,8 +248,9 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("self-metrics: %w", err)
 	}
 	coll, err := collector.New(cfg.Collector, collector.Sinks{
-		Spans:   consumer.FanOut{consumer.SpansFunc(traces.WriteSpans), topo}, // the durable store first: its error is the ack
-		Metrics: topo.AppendableV2(metrics),                                   // edge aggregates are counted as samples commit
+		Spans:    consumer.FanOut{consumer.SpansFunc(traces.WriteSpans), topo}, // the durable store first: its error is the ack
+		Metrics:  topo.AppendableV2(metrics),                                   // edge aggregates are counted as samples commit
+		Metadata: metrics,                                                      // remote write 1.0 metadata
 	}, reg, logger.With("part", "collector"))
 	if err != nil {
 		return err
