@@ -52,11 +52,12 @@ func (l *memLimiter) release(n int64) { l.used.Add(-n) }
 // full reports whether nothing more fits.
 func (l *memLimiter) full() bool { return l.used.Load() >= l.max }
 
-// reservation is one request's share of the limiter. Not safe for
-// concurrent use; done releases everything and may be called again.
+// reservation is one request's share of the limiter; done releases
+// everything and may be called again. Safe for concurrent use (a gRPC
+// request's body is read on one goroutine and decoded on another).
 type reservation struct {
 	l *memLimiter
-	n int64
+	n atomic.Int64
 }
 
 // grow reserves the memory of n more body bytes.
@@ -66,13 +67,22 @@ func (r *reservation) grow(bodyBytes int64) error {
 		return fmt.Errorf("ingest memory limit: %d of max_inflight_bytes=%d in use, a request of %d more refused: %w",
 			r.l.used.Load(), r.l.max, n, consumer.ErrOverloaded)
 	}
-	r.n += n
+	r.n.Add(n)
+	return nil
+}
+
+// growTo makes the reservation cover at least bodyBytes (a gRPC message
+// that was compressed on the wire is reserved again by its decompressed
+// size).
+func (r *reservation) growTo(bodyBytes int64) error {
+	if more := bodyBytes - r.n.Load()/memoryPerBodyByte; more > 0 {
+		return r.grow(more)
+	}
 	return nil
 }
 
 func (r *reservation) done() {
-	r.l.release(r.n)
-	r.n = 0
+	r.l.release(r.n.Swap(0))
 }
 
 // accountingReader reserves memory for the bytes it produces beyond the
@@ -120,6 +130,7 @@ type deadlineReader struct {
 	rc       *http.ResponseController
 	start    time.Time
 	minRate  int64
+	noRate   bool // only body_timeout applies (waiting for a gRPC message's prefix)
 	timeout  time.Duration
 	read     int64
 	deadline time.Time
@@ -131,7 +142,7 @@ func newDeadlineReader(w http.ResponseWriter, body io.Reader, minRate int64, tim
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	dl := d.start.Add(bodyGrace + time.Duration(float64(d.read)/float64(d.minRate)*float64(time.Second)))
-	if last := d.start.Add(d.timeout); dl.After(last) {
+	if last := d.start.Add(d.timeout); d.noRate || dl.After(last) {
 		dl = last
 	}
 	if !dl.Equal(d.deadline) {
@@ -144,6 +155,11 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 		return n, errSlowBody{read: d.read, elapsed: time.Since(d.start), minRate: d.minRate, timeout: d.timeout}
 	}
 	return n, err
+}
+
+// restart starts the clock again, with the minimum rate.
+func (d *deadlineReader) restart() {
+	d.start, d.read, d.noRate = time.Now(), 0, false
 }
 
 // finish lifts the deadline: the connection stays usable while the request

@@ -57,6 +57,7 @@ type Collector struct {
 
 	grpcLn, httpLn net.Listener
 	grpcSrv        *grpc.Server
+	grpcHTTP       *http.Server // serves grpcSrv over HTTP/2 (cleartext) through serveGRPC
 	httpSrv        *http.Server
 	remoteWrite    http.Handler
 }
@@ -132,12 +133,19 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 	}
 	c.grpcSrv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
-		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentRequests)),
 		grpc.ForceServerCodecV2(ingestCodec{proto: encoding.GetCodecV2("proto")}),
-		grpc.InTapHandle(c.tapGRPC),
 	)
 	c.grpcSrv.RegisterService(traceServiceDesc, c)
 	c.grpcSrv.RegisterService(metricsServiceDesc, c)
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true) // gRPC with prior knowledge, as OTLP exporters connect
+	c.grpcHTTP = &http.Server{
+		Handler:           http.HandlerFunc(c.serveGRPC),
+		Protocols:         &h2c,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentRequests},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/traces", c.handleHTTPTraces)
@@ -197,7 +205,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			c.logger.Info("OTLP gRPC receiver listening", "addr", c.GRPCAddr())
-			if err := c.grpcSrv.Serve(c.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			if err := c.grpcHTTP.Serve(c.grpcLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("OTLP gRPC on %s: %w", c.GRPCAddr(), err)
 			}
 		}()
@@ -221,21 +229,17 @@ func (c *Collector) Run(ctx context.Context) error {
 	// Sources first: stop accepting, let in-flight requests finish.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout)
 	defer cancel()
-	stopped := make(chan struct{})
-	go func() {
-		c.grpcSrv.GracefulStop()
-		close(stopped)
-	}()
-	if err := c.httpSrv.Shutdown(sctx); err != nil {
-		c.logger.Warn("OTLP HTTP shutdown", "err", err)
-		c.httpSrv.Close()
+	var swg sync.WaitGroup
+	for name, srv := range map[string]*http.Server{"OTLP gRPC": c.grpcHTTP, "OTLP HTTP": c.httpSrv} {
+		swg.Go(func() {
+			if err := srv.Shutdown(sctx); err != nil {
+				c.logger.Warn(name+" shutdown", "err", err)
+				srv.Close()
+			}
+		})
 	}
-	select {
-	case <-stopped:
-	case <-sctx.Done():
-		c.grpcSrv.Stop()
-		<-stopped
-	}
+	swg.Wait()
+	c.grpcSrv.Stop()
 	wg.Wait()
 	// Then the batching stage: it flushes everything it accepted.
 	stopBatch()
