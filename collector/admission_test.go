@@ -3,6 +3,8 @@ package collector
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"net"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
@@ -169,4 +173,79 @@ func TestMemoryLimitRefusesWhatDoesNotFit(t *testing.T) {
 	if resp, body := post(t, url, "application/x-protobuf", "", big); resp.StatusCode != http.StatusOK {
 		t.Fatalf("lone large request: %d %q", resp.StatusCode, body)
 	}
+}
+
+// slowGRPCCall opens an OTLP/gRPC call over a raw HTTP/2 connection whose
+// message declares declared bytes, sends the first send of them, then
+// nothing; it returns the call's grpc-status and grpc-message.
+func slowGRPCCall(t *testing.T, addr string, declared uint32, send int) (string, string, time.Duration) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", addr},
+		{":path", "/opentelemetry.proto.collector.trace.v1.TraceService/Export"},
+		{"content-type", "application/grpc"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	msg := make([]byte, 5+send)
+	binary.BigEndian.PutUint32(msg[1:5], declared)
+	fr.WriteData(1, false, msg)
+	dec := hpack.NewDecoder(4096, nil)
+	var code, message string
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the answer: %v (after %s)", err, time.Since(start))
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			fields, _ := dec.DecodeFull(f.HeaderBlockFragment())
+			for _, hf := range fields {
+				switch hf.Name {
+				case "grpc-status":
+					code = hf.Value
+				case "grpc-message":
+					message = hf.Value
+				}
+			}
+			if f.StreamEnded() {
+				return code, message, time.Since(start)
+			}
+		case *http2.RSTStreamFrame:
+			return code, "RST_STREAM " + f.ErrCode.String(), time.Since(start)
+		}
+	}
+}
+
+// A gRPC call whose message stalls is cut: before its length prefix
+// arrives it holds nothing and gets body_timeout; once its message is
+// reserved the minimum rate applies after the grace period.
+func TestSlowGRPCMessageIsCut(t *testing.T) {
+	e := startEnv(t, Config{BodyTimeout: 2 * time.Second}, nil)
+	code, msg, took := slowGRPCCall(t, e.c.GRPCAddr(), 100000, 10)
+	if code != strconv.Itoa(int(codes.DeadlineExceeded)) && !strings.Contains(msg, "too slow") {
+		t.Errorf("stalled message: grpc-status %q %q after %s, want the call cut as too slow", code, msg, took)
+	}
+	if took > 15*time.Second {
+		t.Errorf("stalled message cut after %s, want about body_timeout", took)
+	}
+	if used := e.c.mem.used.Load(); used != 0 {
+		t.Errorf("%d bytes still reserved after the stalled call", used)
+	}
+	t.Logf("stalled gRPC message: grpc-status %s %q after %s", code, msg, took.Round(time.Millisecond))
 }
