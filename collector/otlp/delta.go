@@ -170,103 +170,106 @@ func (d *deltaToCumulative) convertMetric(m pmetric.Metric, scopeHash []byte, no
 	switch m.Type() {
 	case pmetric.MetricTypeSum:
 		s := m.Sum()
-		switch s.AggregationTemporality() {
-		case pmetric.AggregationTemporalityUnspecified:
-			rej.add(int64(s.DataPoints().Len()), "metric %q: aggregation temporality unspecified", m.Name())
-			s.DataPoints().RemoveIf(func(pmetric.NumberDataPoint) bool { return true })
-		case pmetric.AggregationTemporalityDelta:
-			s.DataPoints().RemoveIf(func(dp pmetric.NumberDataPoint) bool {
-				st, ok := d.stream(key(dp.Attributes()), dp.StartTimestamp(), dp.Timestamp(), m.Name(), now, rej)
-				if !ok {
-					return true
-				}
-				v := dp.DoubleValue()
-				if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
-					v = float64(dp.IntValue())
-				} else {
-					st.pointIsFloat = true
-				}
-				if !st.initialized || dp.Flags().NoRecordedValue() {
-					st.value = 0
-				}
-				if !dp.Flags().NoRecordedValue() {
-					st.value += v
-				}
-				st.initialized = true
-				dp.SetStartTimestamp(st.start)
-				if st.pointIsFloat || st.value != math.Trunc(st.value) || math.Abs(st.value) > 1<<53 {
-					dp.SetDoubleValue(st.value)
-				} else {
-					dp.SetIntValue(int64(st.value))
-				}
-				return false
-			})
-			s.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-		}
+		convertPoints(d, m.Name(), s, s.DataPoints(), key, now, rej, func(st *deltaStream, dp pmetric.NumberDataPoint) {
+			v := dp.DoubleValue()
+			if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
+				v = float64(dp.IntValue())
+			} else {
+				st.pointIsFloat = true
+			}
+			if !st.initialized || dp.Flags().NoRecordedValue() {
+				st.value = 0
+			}
+			if !dp.Flags().NoRecordedValue() {
+				st.value += v
+			}
+			st.initialized = true
+			if st.pointIsFloat || st.value != math.Trunc(st.value) || math.Abs(st.value) > 1<<53 {
+				dp.SetDoubleValue(st.value)
+			} else {
+				dp.SetIntValue(int64(st.value))
+			}
+		})
 	case pmetric.MetricTypeHistogram:
-		hm := m.Histogram()
-		switch hm.AggregationTemporality() {
-		case pmetric.AggregationTemporalityUnspecified:
-			rej.add(int64(hm.DataPoints().Len()), "metric %q: aggregation temporality unspecified", m.Name())
-			hm.DataPoints().RemoveIf(func(pmetric.HistogramDataPoint) bool { return true })
-		case pmetric.AggregationTemporalityDelta:
-			hm.DataPoints().RemoveIf(func(dp pmetric.HistogramDataPoint) bool {
-				st, ok := d.stream(key(dp.Attributes()), dp.StartTimestamp(), dp.Timestamp(), m.Name(), now, rej)
-				if !ok {
-					return true
-				}
-				st.addHistogram(dp)
-				dp.SetStartTimestamp(st.start)
-				dp.BucketCounts().FromRaw(st.counts)
-				dp.SetCount(st.count)
-				if st.hasSum {
-					dp.SetSum(st.sum)
-				}
-				if st.hasMin {
-					dp.SetMin(st.min)
-				}
-				if st.hasMax {
-					dp.SetMax(st.max)
-				}
-				return false
-			})
-			hm.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-		}
+		h := m.Histogram()
+		convertPoints(d, m.Name(), h, h.DataPoints(), key, now, rej, func(st *deltaStream, dp pmetric.HistogramDataPoint) {
+			st.addHistogram(dp)
+			dp.BucketCounts().FromRaw(st.counts)
+			st.writeTotals(dp)
+		})
 	case pmetric.MetricTypeExponentialHistogram:
-		hm := m.ExponentialHistogram()
-		switch hm.AggregationTemporality() {
-		case pmetric.AggregationTemporalityUnspecified:
-			rej.add(int64(hm.DataPoints().Len()), "metric %q: aggregation temporality unspecified", m.Name())
-			hm.DataPoints().RemoveIf(func(pmetric.ExponentialHistogramDataPoint) bool { return true })
-		case pmetric.AggregationTemporalityDelta:
-			hm.DataPoints().RemoveIf(func(dp pmetric.ExponentialHistogramDataPoint) bool {
-				st, ok := d.stream(key(dp.Attributes()), dp.StartTimestamp(), dp.Timestamp(), m.Name(), now, rej)
-				if !ok {
-					return true
-				}
-				st.addExpHistogram(dp)
-				dp.SetStartTimestamp(st.start)
-				dp.SetScale(st.scale)
-				dp.SetCount(st.count)
-				dp.SetZeroCount(st.zeroCount)
-				dp.SetZeroThreshold(st.zeroThresh)
-				if st.hasSum {
-					dp.SetSum(st.sum)
-				}
-				if st.hasMin {
-					dp.SetMin(st.min)
-				}
-				if st.hasMax {
-					dp.SetMax(st.max)
-				}
-				dp.Positive().SetOffset(st.pos.offset)
-				dp.Positive().BucketCounts().FromRaw(st.pos.counts)
-				dp.Negative().SetOffset(st.neg.offset)
-				dp.Negative().BucketCounts().FromRaw(st.neg.counts)
-				return false
-			})
-			hm.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-		}
+		h := m.ExponentialHistogram()
+		convertPoints(d, m.Name(), h, h.DataPoints(), key, now, rej, func(st *deltaStream, dp pmetric.ExponentialHistogramDataPoint) {
+			st.addExpHistogram(dp)
+			dp.SetScale(st.scale)
+			dp.SetZeroCount(st.zeroCount)
+			dp.SetZeroThreshold(st.zeroThresh)
+			dp.Positive().SetOffset(st.pos.offset)
+			dp.Positive().BucketCounts().FromRaw(st.pos.counts)
+			dp.Negative().SetOffset(st.neg.offset)
+			dp.Negative().BucketCounts().FromRaw(st.neg.counts)
+			st.writeTotals(dp)
+		})
+	}
+}
+
+// deltaPoint is what the three kinds of delta data points share.
+type deltaPoint interface {
+	Attributes() pcommon.Map
+	StartTimestamp() pcommon.Timestamp
+	SetStartTimestamp(pcommon.Timestamp)
+	Timestamp() pcommon.Timestamp
+}
+
+// temporal is a metric with an aggregation temporality.
+type temporal interface {
+	AggregationTemporality() pmetric.AggregationTemporality
+	SetAggregationTemporality(pmetric.AggregationTemporality)
+}
+
+// convertPoints converts a metric's delta points with accumulate, which
+// adds a point to its stream and writes the stream's totals into it;
+// points of unspecified temporality and points their stream refuses are
+// removed.
+func convertPoints[P deltaPoint](d *deltaToCumulative, name string, m temporal, dps interface {
+	Len() int
+	RemoveIf(func(P) bool)
+}, key func(pcommon.Map) streamKey, now time.Time, rej *rejection, accumulate func(*deltaStream, P)) {
+	switch m.AggregationTemporality() {
+	case pmetric.AggregationTemporalityUnspecified:
+		rej.add(int64(dps.Len()), "metric %q: aggregation temporality unspecified", name)
+		dps.RemoveIf(func(P) bool { return true })
+	case pmetric.AggregationTemporalityDelta:
+		dps.RemoveIf(func(dp P) bool {
+			st, ok := d.stream(key(dp.Attributes()), dp.StartTimestamp(), dp.Timestamp(), name, now, rej)
+			if !ok {
+				return true
+			}
+			accumulate(st, dp)
+			dp.SetStartTimestamp(st.start)
+			return false
+		})
+		m.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	}
+}
+
+// writeTotals sets a histogram point's count, sum, min and max from the
+// stream.
+func (st *deltaStream) writeTotals(dp interface {
+	SetCount(uint64)
+	SetSum(float64)
+	SetMin(float64)
+	SetMax(float64)
+}) {
+	dp.SetCount(st.count)
+	if st.hasSum {
+		dp.SetSum(st.sum)
+	}
+	if st.hasMin {
+		dp.SetMin(st.min)
+	}
+	if st.hasMax {
+		dp.SetMax(st.max)
 	}
 }
 
