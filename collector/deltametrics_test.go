@@ -15,6 +15,12 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	otelmetric "go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -198,5 +204,64 @@ func TestMetricsStorageFailureIsRetryable(t *testing.T) {
 	resp, rb := post(t, "http://"+c.HTTPAddr()+"/v1/metrics", "application/x-protobuf", "", body)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("HTTP with a failing store: %d %q, want 503 with Retry-After", resp.StatusCode, rb)
+	}
+}
+
+// The OpenTelemetry Go SDK exporting with delta temporality (its
+// DeltaTemporalitySelector): counters, histograms and exponential
+// histograms arrive as deltas and are queryable as cumulative series.
+func TestSDKDeltaTemporality(t *testing.T) {
+	e := startEnv(t, Config{}, nil)
+	ctx := context.Background()
+	exp, err := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpoint(e.c.GRPCAddr()), otlpmetricgrpc.WithInsecure(),
+		otlpmetricgrpc.WithTemporalitySelector(sdkmetric.DeltaTemporalitySelector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(ctx)
+	reader := sdkmetric.NewManualReader(sdkmetric.WithTemporalitySelector(sdkmetric.DeltaTemporalitySelector))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
+		sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "deltasvc"))),
+		sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "payload"},
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationBase2ExponentialHistogram{MaxSize: 160, MaxScale: 20}})))
+	defer mp.Shutdown(ctx)
+	m := mp.Meter("test")
+	reqs, _ := m.Int64Counter("reqs")
+	dur, _ := m.Float64Histogram("dur", otelmetric.WithUnit("s"), otelmetric.WithExplicitBucketBoundaries(0.1, 1))
+	payload, _ := m.Float64Histogram("payload", otelmetric.WithUnit("By"))
+	export := func() {
+		t.Helper()
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			t.Fatal(err)
+		}
+		if err := exp.Export(ctx, &rm); err != nil {
+			t.Fatalf("export: %v", err)
+		}
+	}
+	reqs.Add(ctx, 4)
+	dur.Record(ctx, 0.05)
+	payload.Record(ctx, 100)
+	export()
+	time.Sleep(10 * time.Millisecond) // the next delta ends later
+	reqs.Add(ctx, 6)
+	dur.Record(ctx, 0.5)
+	dur.Record(ctx, 5)
+	payload.Record(ctx, 3000)
+	export()
+
+	now := time.Now()
+	for _, c := range []struct {
+		expr string
+		want float64
+	}{
+		{`reqs_total{job="deltasvc"}`, 10},
+		{`dur_seconds_count{job="deltasvc"}`, 3},
+		{`dur_seconds_bucket{job="deltasvc",le="1"}`, 2},
+		{`histogram_count(payload_bytes{job="deltasvc"})`, 2},
+	} {
+		if v := query(t, e.metrics, c.expr, now); len(v) != 1 || v[0].F != c.want {
+			t.Errorf("%s = %v, want %v", c.expr, v, c.want)
+		}
 	}
 }

@@ -341,7 +341,13 @@ func (st *deltaStream) addExpHistogram(dp pmetric.ExponentialHistogramDataPoint)
 	}
 	pos := expBuckets{offset: dp.Positive().Offset(), counts: dp.Positive().BucketCounts().AsRaw()}
 	neg := expBuckets{offset: dp.Negative().Offset(), counts: dp.Negative().BucketCounts().AsRaw()}
+	// The common scale: the lower of the two, lowered further while the
+	// merged buckets would span more than maxExpBuckets (as an SDK does).
 	scale := min(st.scale, dp.Scale())
+	for scale > minExpScale && (spanAt(st.pos, st.scale, pos, dp.Scale(), scale) > maxExpBuckets ||
+		spanAt(st.neg, st.scale, neg, dp.Scale(), scale) > maxExpBuckets) {
+		scale--
+	}
 	st.pos = st.pos.downscale(st.scale - scale)
 	st.neg = st.neg.downscale(st.scale - scale)
 	pos = pos.downscale(dp.Scale() - scale)
@@ -351,6 +357,35 @@ func (st *deltaStream) addExpHistogram(dp pmetric.ExponentialHistogramDataPoint)
 	st.neg = st.neg.merge(neg)
 	st.zeroCount += dp.ZeroCount()
 	st.addSumMinMax(dp.Count(), dp.HasSum(), dp.Sum(), dp.HasMin(), dp.Min(), dp.HasMax(), dp.Max())
+}
+
+// maxExpBuckets bounds the buckets of a converted exponential histogram on
+// each side (the OTel SDKs' default MaxSize); minExpScale is the lowest
+// scale a Prometheus native histogram takes.
+const (
+	maxExpBuckets = 160
+	minExpScale   = -4
+)
+
+// spanAt is the number of buckets a and b (at scales as and bs) cover
+// together at scale.
+func spanAt(a expBuckets, as int32, b expBuckets, bs int32, scale int32) int64 {
+	first, last, any := int64(math.MaxInt64), int64(math.MinInt64), false
+	for _, x := range []struct {
+		b  expBuckets
+		by int32
+	}{{a, as - scale}, {b, bs - scale}} {
+		if len(x.b.counts) == 0 {
+			continue
+		}
+		any = true
+		first = min(first, int64(x.b.offset>>x.by))
+		last = max(last, int64((x.b.offset+int32(len(x.b.counts))-1)>>x.by))
+	}
+	if !any {
+		return 0
+	}
+	return last - first + 1
 }
 
 // downscale merges buckets by 2^by (bucket i goes to i >> by).

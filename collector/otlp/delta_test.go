@@ -135,3 +135,36 @@ func TestDeltaHistogramBucketChangeRestarts(t *testing.T) {
 		t.Fatalf("after a bucket change %v count %d start %v; want a restart at the point's start", got, dp.Count(), dp.StartTimestamp().AsTime())
 	}
 }
+
+// Two deltas far apart at a fine scale are merged at a scale coarse enough
+// for the buckets to stay within the SDKs' 160 (not millions of buckets).
+func TestDeltaExpHistogramMergeStaysBounded(t *testing.T) {
+	d := newDeltaToCumulative(DeltaConfig{})
+	t0 := time.Unix(1_700_000_000, 0)
+	var last pmetric.ExponentialHistogramDataPoint
+	for i, offset := range []int32{6_966_000, 12_100_000} {
+		md := pmetric.NewMetrics()
+		m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName("payload")
+		h := m.SetEmptyExponentialHistogram()
+		h.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+		dp := h.DataPoints().AppendEmpty()
+		dp.SetTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(i) * time.Second)))
+		dp.SetScale(20)
+		dp.Positive().SetOffset(offset)
+		dp.Positive().BucketCounts().FromRaw([]uint64{1})
+		dp.SetCount(1)
+		d.convert(md, t0)
+		last = dp
+	}
+	if n := last.Positive().BucketCounts().Len(); n > maxExpBuckets || last.Count() != 2 || last.Scale() >= 20 {
+		t.Fatalf("merged: scale %d, %d buckets, count %d; want ≤ %d buckets, count 2", last.Scale(), n, last.Count(), maxExpBuckets)
+	}
+	var total uint64
+	for _, c := range last.Positive().BucketCounts().All() {
+		total += c
+	}
+	if total != 2 {
+		t.Fatalf("bucket counts sum to %d, want 2", total)
+	}
+}
