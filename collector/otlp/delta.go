@@ -370,7 +370,7 @@ const (
 // spanAt is the number of buckets a and b (at scales as and bs) cover
 // together at scale.
 func spanAt(a expBuckets, as int32, b expBuckets, bs int32, scale int32) int64 {
-	first, last, any := int64(math.MaxInt64), int64(math.MinInt64), false
+	first, last, found := int64(math.MaxInt64), int64(math.MinInt64), false
 	for _, x := range []struct {
 		b  expBuckets
 		by int32
@@ -378,11 +378,11 @@ func spanAt(a expBuckets, as int32, b expBuckets, bs int32, scale int32) int64 {
 		if len(x.b.counts) == 0 {
 			continue
 		}
-		any = true
+		found = true
 		first = min(first, int64(x.b.offset>>x.by))
 		last = max(last, int64((x.b.offset+int32(len(x.b.counts))-1)>>x.by))
 	}
-	if !any {
+	if !found {
 		return 0
 	}
 	return last - first + 1
