@@ -15,6 +15,8 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -49,6 +51,16 @@ var _ encoding.Codec = rawClientCodec{}
 // says.
 func TestUndecodableInputIsInvalidArgument(t *testing.T) {
 	e := startEnv(t, Config{}, nil)
+	md := pmetric.NewMetrics()
+	m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("requests")
+	dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.Attributes().PutStr("path", "/a\xff")
+	dp.SetDoubleValue(1)
+	badMetrics, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, path, ct string
 		body           string
@@ -61,6 +73,7 @@ func TestUndecodableInputIsInvalidArgument(t *testing.T) {
 		{"metrics json invalid utf-8", "/v1/metrics", "application/json",
 			`{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m\xff","gauge":{"dataPoints":[{"asDouble":1}]}}]}]}]}`},
 		{"traces protobuf invalid utf-8", "/v1/traces", "application/x-protobuf", "\x0a\x09\x12\x07\x12\x05\x2a\x03\xff\xfe\xfd"},
+		{"metrics protobuf invalid utf-8 in an attribute", "/v1/metrics", "application/x-protobuf", string(badMetrics)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, body := post(t, "http://"+e.c.HTTPAddr()+c.path, c.ct, "", []byte(c.body))

@@ -121,8 +121,13 @@ func DecodeMetrics(body []byte, enc Encoding) (pmetricotlp.ExportRequest, error)
 		if err := req.UnmarshalJSON(body); err != nil {
 			return req, fmt.Errorf("decode OTLP JSON metrics: %w", err)
 		}
-	} else if err := req.UnmarshalProto(body); err != nil {
-		return req, fmt.Errorf("decode OTLP protobuf metrics: %w", err)
+	} else {
+		if err := req.UnmarshalProto(body); err != nil {
+			return req, fmt.Errorf("decode OTLP protobuf metrics: %w", err)
+		}
+		if err := metricsUTF8(req.Metrics()); err != nil {
+			return req, fmt.Errorf("decode OTLP protobuf metrics: %w", err)
+		}
 	}
 	return req, nil
 }
