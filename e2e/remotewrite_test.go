@@ -55,15 +55,15 @@ remote_write:
 	waitReady(t, prom, "http://"+promAddr+"/-/ready", 60*time.Second)
 
 	// Samples scraped by Prometheus arrive and are queryable.
-	poll(t, 60*time.Second, "remote-written up{job=\"rwsource\"}", func() (bool, string) {
+	poll(t, 90*time.Second, "remote-written up{job=\"rwsource\"}", func() (bool, string) {
 		res, err := promQuery(s, `up{job="rwsource"}`)
 		if err != nil {
 			return false, err.Error()
 		}
 		return len(res) == 1 && res[0].float() == 1, fmt.Sprintf("%v", res)
 	}, s.proc, prom)
-	poll(t, 30*time.Second, "remote-written counter", func() (bool, string) {
-		res, err := promQuery(s, `prometheus_http_requests_total{job="rwsource",handler="/-/ready"}`)
+	poll(t, 90*time.Second, "remote-written counter", func() (bool, string) {
+		res, err := promQuery(s, `prometheus_http_requests_total{job="rwsource",handler="/-/ready",code="200"}`)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -83,7 +83,7 @@ remote_write:
 	}
 
 	// Metadata carried by remote write 1.0 is served as Prometheus serves it.
-	poll(t, 30*time.Second, "metadata of prometheus_http_requests_total", func() (bool, string) {
+	poll(t, 90*time.Second, "metadata of prometheus_http_requests_total", func() (bool, string) {
 		var r struct {
 			Data map[string][]struct{ Type, Help, Unit string } `json:"data"`
 		}
