@@ -1,10 +1,15 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 
+	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/meshscope/meshscope/collector/consumer"
@@ -28,4 +33,36 @@ func TestNewRefusesMetricsSinkWithoutExemplarAppender(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ExemplarAppenderV2") {
 		t.Fatalf("New with a sink lacking AppendExemplars: %v, want an error naming storage.ExemplarAppenderV2", err)
 	}
+}
+
+// metadataRecorder is a MetadataSink keeping what it is given.
+type metadataRecorder map[string]metadata.Metadata
+
+func (m metadataRecorder) SetMetadata(family string, md metadata.Metadata) { m[family] = md }
+
+// FuzzRemoteWriteV1Metadata: the scan of a remote write 1.0 body for its
+// metadata never panics, and finds the metadata of a valid request.
+func FuzzRemoteWriteV1Metadata(f *testing.F) {
+	valid, _ := (&prompb.WriteRequest{
+		Timeseries: []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: "up"}}, Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}}},
+		Metadata:   []prompb.MetricMetadata{{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests_total", Help: "Requests.", Unit: ""}},
+	}).Marshal()
+	f.Add(snappy.Encode(nil, valid))
+	f.Add(snappy.Encode(nil, []byte{0x1a, 0x05, 0x08, 0x01, 0x12, 0x01}))
+	f.Add([]byte("not snappy"))
+	c := &Collector{cfg: Config{MaxRequestBytes: 1 << 20}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := metadataRecorder{}
+		c.sinks.Metadata = rec
+		n, err := snappy.DecodedLen(body)
+		if err != nil {
+			return
+		}
+		c.remoteWriteV1Metadata(body, n)
+		if bytes.Equal(body, snappy.Encode(nil, valid)) {
+			if got := rec["http_requests_total"]; got.Type != model.MetricTypeCounter || got.Help != "Requests." {
+				t.Fatalf("metadata of a valid request: %+v", rec)
+			}
+		}
+	})
 }
