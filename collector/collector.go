@@ -12,11 +12,11 @@ import (
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
 
 	"github.com/meshscope/meshscope/collector/batch"
 	"github.com/meshscope/meshscope/collector/consumer"
@@ -32,6 +32,15 @@ type Sinks struct {
 	// Metrics takes OTLP and remote-write samples. The embedded
 	// *metricstore.Store (a *tsdb.DB) is one. Required.
 	Metrics storage.AppendableV2
+	// Metadata takes the metric metadata of remote write 1.0 requests,
+	// which carry it apart from the samples (OTLP and remote write 2.0 pass
+	// it with each sample to Metrics). Optional.
+	Metadata MetadataSink
+}
+
+// MetadataSink records a metric family's metadata.
+type MetadataSink interface {
+	SetMetadata(family string, md metadata.Metadata)
 }
 
 // Collector runs the receivers and the batching stage.
@@ -43,10 +52,12 @@ type Collector struct {
 	mw     *otlp.MetricsWriter
 	m      *metrics
 
-	inflight chan struct{} // one token per request in progress
+	inflight chan struct{} // one token per request being decoded or waiting for its ack
+	mem      *memLimiter   // estimated memory of the requests in progress
 
 	grpcLn, httpLn net.Listener
 	grpcSrv        *grpc.Server
+	grpcHTTP       *http.Server // serves grpcSrv over HTTP/2 (cleartext) through serveGRPC
 	httpSrv        *http.Server
 	remoteWrite    http.Handler
 }
@@ -59,6 +70,14 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 	}
 	if sinks.Spans == nil || sinks.Metrics == nil {
 		return nil, errors.New("collector: Sinks.Spans and Sinks.Metrics are required")
+	}
+	// Prometheus' remote-write receiver appends exemplars separately: a
+	// metrics sink that cannot would answer 500 to every write.
+	probe := sinks.Metrics.AppenderV2(context.Background())
+	_, ok := probe.(storage.ExemplarAppenderV2)
+	_ = probe.Rollback()
+	if !ok {
+		return nil, fmt.Errorf("collector: Sinks.Metrics appender %T is not a storage.ExemplarAppenderV2 (remote write needs one)", probe)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -80,13 +99,20 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 		logger: logger,
 		sinks:  sinks,
 		batch:  b,
-		mw:     otlp.NewMetricsWriter(sinks.Metrics, logger),
+		mw:     otlp.NewMetricsWriter(sinks.Metrics, cfg.Delta, logger),
 		m:      m,
 
 		inflight: make(chan struct{}, cfg.MaxConcurrentRequests),
+		mem:      &memLimiter{max: cfg.MaxInflightBytes},
+	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshscope_collector_inflight_bytes",
+		Help: "Estimated memory reserved by the ingest requests in progress (bounded by max_inflight_bytes).",
+	}, func() float64 { return float64(c.mem.used.Load()) })); err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
 	c.remoteWrite = remote.NewWriteHandler(logger, reg, sinks.Metrics,
-		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, false)
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType}, false, true)
 
 	if cfg.OTLPGRPC != Off {
 		ln, err := net.Listen("tcp", cfg.OTLPGRPC)
@@ -107,15 +133,23 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 	}
 	c.grpcSrv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
-		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentRequests)),
-		grpc.ChainUnaryInterceptor(c.limitGRPC),
+		grpc.ForceServerCodecV2(ingestCodec{proto: encoding.GetCodecV2("proto")}),
 	)
-	coltracepb.RegisterTraceServiceServer(c.grpcSrv, &grpcTraces{c: c})
-	pmetricotlp.RegisterGRPCServer(c.grpcSrv, &grpcMetrics{c: c})
+	c.grpcSrv.RegisterService(traceServiceDesc, c)
+	c.grpcSrv.RegisterService(metricsServiceDesc, c)
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true) // gRPC with prior knowledge, as OTLP exporters connect
+	c.grpcHTTP = &http.Server{
+		Handler:           http.HandlerFunc(c.serveGRPC),
+		Protocols:         &h2c,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxConcurrentRequests},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/traces", c.limitHTTP(c.handleHTTPTraces))
-	mux.HandleFunc("POST /v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
+	mux.HandleFunc("POST /v1/traces", c.handleHTTPTraces)
+	mux.HandleFunc("POST /v1/metrics", c.handleHTTPMetrics)
 	c.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -149,10 +183,10 @@ func (c *Collector) Spans() consumer.Spans { return c.batch }
 // Prometheus' path (POST /api/v1/otlp/v1/metrics) plus the OTLP/HTTP paths
 // under /otlp (POST /otlp/v1/traces, /otlp/v1/metrics).
 func (c *Collector) RegisterRoutes(mux *http.ServeMux) {
-	mux.Handle("POST /api/v1/write", http.MaxBytesHandler(c.remoteWrite, c.cfg.MaxRequestBytes))
-	mux.HandleFunc("POST /api/v1/otlp/v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
-	mux.HandleFunc("POST /otlp/v1/traces", c.limitHTTP(c.handleHTTPTraces))
-	mux.HandleFunc("POST /otlp/v1/metrics", c.limitHTTP(c.handleHTTPMetrics))
+	mux.HandleFunc("POST /api/v1/write", c.handleRemoteWrite)
+	mux.HandleFunc("POST /api/v1/otlp/v1/metrics", c.handleHTTPMetrics)
+	mux.HandleFunc("POST /otlp/v1/traces", c.handleHTTPTraces)
+	mux.HandleFunc("POST /otlp/v1/metrics", c.handleHTTPMetrics)
 }
 
 // Run serves the listeners until ctx is cancelled, then stops taking new
@@ -171,7 +205,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			c.logger.Info("OTLP gRPC receiver listening", "addr", c.GRPCAddr())
-			if err := c.grpcSrv.Serve(c.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			if err := c.grpcHTTP.Serve(c.grpcLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("OTLP gRPC on %s: %w", c.GRPCAddr(), err)
 			}
 		}()
@@ -195,21 +229,17 @@ func (c *Collector) Run(ctx context.Context) error {
 	// Sources first: stop accepting, let in-flight requests finish.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.ShutdownTimeout)
 	defer cancel()
-	stopped := make(chan struct{})
-	go func() {
-		c.grpcSrv.GracefulStop()
-		close(stopped)
-	}()
-	if err := c.httpSrv.Shutdown(sctx); err != nil {
-		c.logger.Warn("OTLP HTTP shutdown", "err", err)
-		c.httpSrv.Close()
+	var swg sync.WaitGroup
+	for name, srv := range map[string]*http.Server{"OTLP gRPC": c.grpcHTTP, "OTLP HTTP": c.httpSrv} {
+		swg.Go(func() {
+			if err := srv.Shutdown(sctx); err != nil {
+				c.logger.Warn(name+" shutdown", "err", err)
+				srv.Close()
+			}
+		})
 	}
-	select {
-	case <-stopped:
-	case <-sctx.Done():
-		c.grpcSrv.Stop()
-		<-stopped
-	}
+	swg.Wait()
+	c.grpcSrv.Stop()
 	wg.Wait()
 	// Then the batching stage: it flushes everything it accepted.
 	stopBatch()

@@ -3,5 +3,8 @@
 // remote-write receiver, and the batching stage in front of the sinks. It
 // feeds spans to a consumer.Spans (the trace store and the topology
 // builder) and metrics to a Prometheus storage.AppendableV2 (the embedded
-// TSDB). See docs/collector.md.
+// TSDB). Every request passes one admission before it is decoded: a
+// memory limit on the requests in flight (max_inflight_bytes), body
+// deadlines with a minimum rate, then a request slot. OTLP delta metrics
+// are converted to cumulative. See docs/collector.md.
 package collector

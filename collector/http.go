@@ -2,10 +2,12 @@ package collector
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -15,41 +17,96 @@ import (
 	"github.com/meshscope/meshscope/collector/otlp"
 )
 
-// readOTLP reads and checks an OTLP/HTTP request body, writing the error
-// response itself when it fails.
-func (c *Collector) readOTLP(w http.ResponseWriter, r *http.Request, signal string) ([]byte, otlp.Encoding, bool) {
+// admitHTTP reads an OTLP/HTTP request body under the memory limit and the
+// body deadlines, then takes a request slot; on failure it writes the
+// error response itself. done releases the slot and the reservation once
+// the request is answered.
+func (c *Collector) admitHTTP(w http.ResponseWriter, r *http.Request, signal string) (body []byte, enc otlp.Encoding, done func(), ok bool) {
 	enc, err := otlp.ParseContentType(r.Header.Get("Content-Type"))
 	if err != nil {
 		c.m.requests.WithLabelValues(signal, "http", "invalid").Inc()
 		writeStatus(w, otlp.Protobuf, http.StatusUnsupportedMediaType, codes.InvalidArgument, err.Error(), 0)
-		return nil, enc, false
+		return nil, enc, nil, false
 	}
-	if r.ContentLength > c.cfg.MaxRequestBytes {
-		c.m.requests.WithLabelValues(signal, "http", "too_large").Inc()
-		writeStatus(w, enc, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
-			"request body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes exceeds max_request_bytes="+strconv.FormatInt(c.cfg.MaxRequestBytes, 10), 0)
-		return nil, enc, false
-	}
-	body, err := otlp.ReadBody(r.Body, r.Header.Get("Content-Encoding"), c.cfg.MaxRequestBytes)
+	body, res, err := c.readBody(w, r, r.Header.Get("Content-Encoding"))
 	if err != nil {
-		if errors.Is(err, otlp.ErrTooLarge) {
-			c.m.requests.WithLabelValues(signal, "http", "too_large").Inc()
-			writeStatus(w, enc, http.StatusRequestEntityTooLarge, codes.InvalidArgument, err.Error()+" (max_request_bytes)", 0)
-		} else {
-			c.m.requests.WithLabelValues(signal, "http", "invalid").Inc()
-			writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error(), 0)
+		code, grpcCode, result := c.bodyError(w, err)
+		c.m.requests.WithLabelValues(signal, "http", result).Inc()
+		retry := 0
+		if code == http.StatusTooManyRequests {
+			retry = c.retryAfterSeconds()
 		}
-		return nil, enc, false
+		writeStatus(w, enc, code, grpcCode, err.Error(), retry)
+		return nil, enc, nil, false
+	}
+	select {
+	case c.inflight <- struct{}{}:
+	default:
+		res.done()
+		c.m.requests.WithLabelValues(signal, "http", "overloaded").Inc()
+		c.writeError(w, enc, c.errTooManyRequests())
+		return nil, enc, nil, false
 	}
 	c.m.requestLength.WithLabelValues(signal).Observe(float64(len(body)))
-	return body, enc, true
+	return body, enc, func() { <-c.inflight; res.done() }, true
 }
 
+// readBody reads r's body, gunzipped per contentEncoding, within
+// max_request_bytes, the memory limit (the declared Content-Length is
+// reserved at once, further bytes as they are produced) and the body
+// deadlines. On error nothing stays reserved.
+func (c *Collector) readBody(w http.ResponseWriter, r *http.Request, contentEncoding string) ([]byte, *reservation, error) {
+	res := &reservation{l: c.mem}
+	if r.ContentLength > c.cfg.MaxRequestBytes {
+		return nil, res, fmt.Errorf("%w: request body of %d bytes exceeds max_request_bytes=%d", otlp.ErrTooLarge, r.ContentLength, c.cfg.MaxRequestBytes)
+	}
+	var covered int64
+	if r.ContentLength > 0 {
+		if err := res.grow(r.ContentLength); err != nil {
+			return nil, res, err
+		}
+		covered = r.ContentLength
+	}
+	dr := newDeadlineReader(w, r.Body, c.cfg.MinBodyRate, c.cfg.BodyTimeout)
+	body, err := otlp.ReadBody(dr, contentEncoding, c.cfg.MaxRequestBytes, func(src io.Reader) io.Reader {
+		return &accountingReader{r: src, res: res, covered: covered}
+	})
+	dr.finish()
+	if err != nil {
+		res.done()
+		return nil, res, err
+	}
+	return body, res, nil
+}
+
+// bodyError maps a readBody error to its HTTP status, gRPC code and the
+// result label of meshscope_collector_requests_total. When the body was
+// not read to its end the connection is closed after the answer.
+func (c *Collector) bodyError(w http.ResponseWriter, err error) (int, codes.Code, string) {
+	var slow errSlowBody
+	switch {
+	case errors.As(err, &slow):
+		w.Header().Set("Connection", "close")
+		return http.StatusRequestTimeout, codes.DeadlineExceeded, "slow"
+	case errors.Is(err, consumer.ErrOverloaded):
+		w.Header().Set("Connection", "close")
+		return http.StatusTooManyRequests, codes.ResourceExhausted, "overloaded"
+	case errors.Is(err, otlp.ErrTooLarge):
+		w.Header().Set("Connection", "close")
+		return http.StatusRequestEntityTooLarge, codes.InvalidArgument, "too_large"
+	default:
+		return http.StatusBadRequest, codes.InvalidArgument, "invalid"
+	}
+}
+
+func (c *Collector) retryAfterSeconds() int { return int(c.cfg.RetryAfter.Seconds() + 0.999) }
+
 func (c *Collector) handleHTTPTraces(w http.ResponseWriter, r *http.Request) {
-	body, enc, ok := c.readOTLP(w, r, "traces")
+	body, enc, done, ok := c.admitHTTP(w, r, "traces")
 	if !ok {
 		return
 	}
+	defer done()
 	req, err := otlp.DecodeTraces(body, enc)
 	if err != nil {
 		c.m.requests.WithLabelValues("traces", "http", "invalid").Inc()
@@ -65,27 +122,22 @@ func (c *Collector) handleHTTPTraces(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Collector) handleHTTPMetrics(w http.ResponseWriter, r *http.Request) {
-	body, enc, ok := c.readOTLP(w, r, "metrics")
+	body, enc, done, ok := c.admitHTTP(w, r, "metrics")
 	if !ok {
 		return
 	}
-	req := pmetricotlp.NewExportRequest()
-	var err error
-	if enc == otlp.JSON {
-		err = req.UnmarshalJSON(body)
-	} else {
-		err = req.UnmarshalProto(body)
-	}
+	defer done()
+	req, err := otlp.DecodeMetrics(body, enc)
 	if err != nil {
 		c.m.requests.WithLabelValues("metrics", "http", "invalid").Inc()
-		writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, "decode OTLP metrics: "+err.Error(), 0)
+		writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error(), 0)
 		return
 	}
-	if err := c.consumeMetrics(r.Context(), req, "http"); err != nil {
+	resp, err := c.consumeMetrics(r.Context(), req, "http")
+	if err != nil {
 		c.writeError(w, enc, err)
 		return
 	}
-	resp := pmetricotlp.NewExportResponse()
 	var out []byte
 	if enc == otlp.JSON {
 		out, err = resp.MarshalJSON()
@@ -107,9 +159,9 @@ func (c *Collector) writeError(w http.ResponseWriter, enc otlp.Encoding, err err
 	case errors.As(err, &inv):
 		writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error(), 0)
 	case errors.Is(err, consumer.ErrOverloaded):
-		writeStatus(w, enc, http.StatusTooManyRequests, codes.ResourceExhausted, err.Error(), int(c.cfg.RetryAfter.Seconds()+0.999))
+		writeStatus(w, enc, http.StatusTooManyRequests, codes.ResourceExhausted, err.Error(), c.retryAfterSeconds())
 	default:
-		writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, err.Error(), int(c.cfg.RetryAfter.Seconds()+0.999))
+		writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, err.Error(), c.retryAfterSeconds())
 	}
 }
 
@@ -119,7 +171,9 @@ func writeStatus(w http.ResponseWriter, enc otlp.Encoding, httpCode int, code co
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	}
-	writeMessage(w, enc, httpCode, &status.Status{Code: int32(code), Message: msg})
+	// Messages may quote the client's invalid UTF-8; a protobuf string
+	// must be valid UTF-8 or the status would not encode.
+	writeMessage(w, enc, httpCode, &status.Status{Code: int32(code), Message: strings.ToValidUTF8(msg, "\uFFFD")})
 }
 
 func writeMessage(w http.ResponseWriter, enc otlp.Encoding, httpCode int, m proto.Message) {

@@ -7,11 +7,13 @@ import (
 )
 
 type metrics struct {
-	received      *prometheus.CounterVec // spans, by transport
-	dropped       *prometheus.CounterVec // spans rejected for good, by reason
-	requests      *prometheus.CounterVec // requests, by signal, transport and result
-	metricPoints  *prometheus.CounterVec // OTLP metric data points, by transport
-	requestLength *prometheus.HistogramVec
+	received     *prometheus.CounterVec // spans, by transport
+	dropped      *prometheus.CounterVec // spans rejected for good, by reason
+	requests     *prometheus.CounterVec // requests, by signal, transport and result
+	metricPoints *prometheus.CounterVec // OTLP metric data points, by transport
+
+	metricPointsRejected prometheus.Counter
+	requestLength        *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,6 +34,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meshscope_collector_metric_points_received_total",
 			Help: "OTLP metric data points received, by transport.",
 		}, []string{"transport"}),
+		metricPointsRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshscope_collector_metric_points_rejected_total",
+			Help: "OTLP metric data points rejected for good (partial success): unconvertible delta points, samples the TSDB refuses.",
+		}),
 		requestLength: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "meshscope_collector_request_bytes",
 			Help:    "Size of OTLP/HTTP request bodies after decompression.",
@@ -43,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.metricPoints.WithLabelValues(t)
 	}
 	m.dropped.WithLabelValues("invalid")
-	for _, c := range []prometheus.Collector{m.received, m.dropped, m.requests, m.metricPoints, m.requestLength} {
+	for _, c := range []prometheus.Collector{m.received, m.dropped, m.requests, m.metricPoints, m.metricPointsRejected, m.requestLength} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register collector metrics: %w", err)
 		}

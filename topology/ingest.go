@@ -3,7 +3,9 @@ package topology
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -117,6 +119,20 @@ func (x *hookAppenderV2) Append(ref storage.SeriesRef, ls labels.Labels, st, t i
 	}
 	return r, err
 }
+
+// AppendExemplars passes exemplars through to the store's appender: the
+// remote-write receiver needs a storage.ExemplarAppenderV2 and exemplars do
+// not count into the aggregates.
+func (x *hookAppenderV2) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, es []exemplar.Exemplar) (storage.SeriesRef, error) {
+	ea, ok := x.AppenderV2.(storage.ExemplarAppenderV2)
+	if !ok {
+		return ref, fmt.Errorf("exemplars not stored: %T does not append exemplars", x.AppenderV2)
+	}
+	return ea.AppendExemplars(ref, ls, es)
+}
+
+// The remote-write receiver asserts this interface on the appender.
+var _ storage.ExemplarAppenderV2 = (*hookAppenderV2)(nil)
 
 func (x *hookAppenderV2) Commit() error {
 	err := x.AppenderV2.Commit()

@@ -73,7 +73,7 @@ func defaultServerConfig() serverConfig {
 		HTTP:         "127.0.0.1:7070",
 		LogLevel:     "info",
 		DrainTimeout: 10 * time.Second,
-		Collector:    collector.Config{OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318"},
+		Collector:    collector.Config{OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxInflightBytes: collector.DefaultMaxInflightBytes},
 		Traces: traceStoreConfig{
 			Store:      traceStoreEmbedded,
 			Embedded:   embedded.Config{Retention: embedded.DefaultRetention, MaxBytes: embedded.DefaultMaxBytes},
@@ -149,6 +149,7 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "`addr`ess of the UI and all HTTP APIs")
 	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP gRPC receiver `addr`ess (\"off\" disables)")
 	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP HTTP receiver `addr`ess (\"off\" disables)")
+	fs.Var(bytesValue{&c.Collector.MaxInflightBytes}, "ingest-max-inflight-bytes", "bound on the estimated memory of ingest requests in progress (OTLP and remote write; e.g. 512MiB)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.Traces.Store, "trace-store", c.Traces.Store, "trace store `backend`: embedded or clickhouse")
 	fs.Var(durationValue{&c.Traces.Embedded.Retention, &c.Traces.ClickHouse.Retention}, "trace-retention", "keep traces this long (e.g. 7d, 48h)")
@@ -267,8 +268,9 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("self-metrics: %w", err)
 	}
 	coll, err := collector.New(cfg.Collector, collector.Sinks{
-		Spans:   consumer.FanOut{consumer.SpansFunc(traces.WriteSpans), topo}, // the durable store first: its error is the ack
-		Metrics: topo.AppendableV2(metrics),                                   // edge aggregates are counted as samples commit
+		Spans:    consumer.FanOut{consumer.SpansFunc(traces.WriteSpans), topo}, // the durable store first: its error is the ack
+		Metrics:  topo.AppendableV2(metrics),                                   // edge aggregates are counted as samples commit
+		Metadata: metrics,                                                      // remote write 1.0 metadata
 	}, reg, logger.With("part", "collector"))
 	if err != nil {
 		return err

@@ -1,12 +1,18 @@
 package metricstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 )
 
@@ -49,9 +55,84 @@ func (c *Config) Validate() error {
 
 // Store is the open TSDB. It embeds *tsdb.DB, so it is a storage.Appendable,
 // storage.AppendableV2 and storage.Queryable (what promql.Engine queries).
+// Its AppenderV2 also records the metric metadata the samples carry (OTLP,
+// remote write 2.0); SetMetadata takes remote write 1.0's, and
+// MetricMetadata serves them (/api/v1/metadata).
 type Store struct {
 	*tsdb.DB
+	meta   *metadataStore
+	logger *slog.Logger
 }
+
+// AppenderV2 returns the TSDB's appender, recording on commit the metadata
+// passed with the samples (AppendV2Options.Metadata) per metric family.
+func (s *Store) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return &metaAppender{next: s.DB.AppenderV2(ctx), s: s}
+}
+
+// SetMetadata records a metric family's metadata (type, unit, help).
+func (s *Store) SetMetadata(family string, md metadata.Metadata) {
+	if err := s.meta.set(family, md); err != nil {
+		s.logger.Warn("saving metric metadata failed", "err", err)
+	}
+}
+
+// MetricMetadata returns the recorded metadata by metric family.
+func (s *Store) MetricMetadata() map[string]metadata.Metadata { return s.meta.all() }
+
+// Close saves the metadata and closes the TSDB.
+func (s *Store) Close() error {
+	merr := s.meta.save()
+	if err := s.DB.Close(); err != nil {
+		return err
+	}
+	return merr
+}
+
+// metaAppender stages the metadata of appended samples until Commit.
+type metaAppender struct {
+	next   storage.AppenderV2
+	s      *Store
+	staged map[string]metadata.Metadata
+}
+
+func (a *metaAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
+	r, err := a.next.Append(ref, ls, st, t, v, h, fh, opts)
+	if !opts.Metadata.IsEmpty() {
+		family := opts.MetricFamilyName
+		if family == "" {
+			family = familyOf(ls.Get(labels.MetricName), opts.Metadata.Type)
+		}
+		if old, ok := a.staged[family]; !ok || old != opts.Metadata {
+			if a.staged == nil {
+				a.staged = map[string]metadata.Metadata{}
+			}
+			a.staged[family] = opts.Metadata
+		}
+	}
+	return r, err
+}
+
+// AppendExemplars passes exemplars to the TSDB (remote write needs it).
+func (a *metaAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, es []exemplar.Exemplar) (storage.SeriesRef, error) {
+	ea, ok := a.next.(storage.ExemplarAppenderV2)
+	if !ok {
+		return ref, fmt.Errorf("exemplars not stored: %T does not append exemplars", a.next)
+	}
+	return ea.AppendExemplars(ref, ls, es)
+}
+
+func (a *metaAppender) Commit() error {
+	if err := a.next.Commit(); err != nil {
+		return err
+	}
+	for family, md := range a.staged {
+		a.s.SetMetadata(family, md)
+	}
+	return nil
+}
+
+func (a *metaAppender) Rollback() error { return a.next.Rollback() }
 
 // New opens (or creates) the TSDB in cfg.Dir. Its own metrics (prometheus_tsdb_*)
 // go to reg.
@@ -80,5 +161,10 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("open metrics TSDB in %s: %w", cfg.Dir, err)
 	}
-	return &Store{DB: db}, nil
+	meta, err := openMetadata(cfg.Dir, DefaultMaxMetadata)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{DB: db, meta: meta, logger: logger}, nil
 }

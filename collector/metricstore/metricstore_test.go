@@ -62,6 +62,14 @@ func TestSelfMetricsQueryableWithPromQL(t *testing.T) {
 			t.Fatalf("%s labels %v lack job=meshscope", c.expr, v[0].Metric)
 		}
 	}
+	// Their metadata is recorded with the registry's help texts.
+	md := st.MetricMetadata()
+	if got := md["meshscope_collector_wal_fsync_duration_seconds"]; got.Type != "histogram" || got.Help != "x" {
+		t.Errorf("self-metric metadata = %+v, want histogram with its help", got)
+	}
+	if got := md["meshscope_collector_spans_received_total"]; got.Type != "counter" {
+		t.Errorf("self-metric metadata = %+v, want counter", got)
+	}
 }
 
 func TestConfigValidateNamesKey(t *testing.T) {

@@ -10,7 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -139,7 +141,24 @@ func (s *SelfMetrics) AppendOnce(ctx context.Context) error {
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("commit self-metrics: %w", err)
 	}
+	// The server's own metrics are described like any sender's.
+	if ms, ok := s.app.(interface {
+		SetMetadata(string, metadata.Metadata)
+	}); ok {
+		for _, mf := range mfs {
+			ms.SetMetadata(mf.GetName(), metadata.Metadata{Type: selfMetricType[mf.GetType()], Help: mf.GetHelp()})
+		}
+	}
 	return appendErr
+}
+
+var selfMetricType = map[dto.MetricType]model.MetricType{
+	dto.MetricType_COUNTER:         model.MetricTypeCounter,
+	dto.MetricType_GAUGE:           model.MetricTypeGauge,
+	dto.MetricType_SUMMARY:         model.MetricTypeSummary,
+	dto.MetricType_HISTOGRAM:       model.MetricTypeHistogram,
+	dto.MetricType_GAUGE_HISTOGRAM: model.MetricTypeGaugeHistogram,
+	dto.MetricType_UNTYPED:         model.MetricTypeUnknown,
 }
 
 func formatFloat(f float64) string {

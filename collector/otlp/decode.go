@@ -7,8 +7,8 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"unicode/utf8"
 
-	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -55,8 +55,10 @@ func ParseContentType(ct string) (Encoding, error) {
 }
 
 // ReadBody reads an HTTP body, gunzipping it if contentEncoding is gzip,
-// and fails with ErrTooLarge past limit bytes (compressed or not).
-func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) {
+// and fails with ErrTooLarge past limit bytes (compressed or not). account,
+// if not nil, wraps the decompressed stream (the collector counts the bytes
+// it produces against its memory limit as they are read).
+func ReadBody(r io.Reader, contentEncoding string, limit int64, account func(io.Reader) io.Reader) ([]byte, error) {
 	switch strings.ToLower(strings.TrimSpace(contentEncoding)) {
 	case "", "identity":
 	case "gzip":
@@ -69,12 +71,15 @@ func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) 
 	default:
 		return nil, fmt.Errorf("unsupported Content-Encoding %q: want gzip or none", contentEncoding)
 	}
+	if account != nil {
+		r = account(r)
+	}
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: body exceeds %d bytes", ErrTooLarge, limit)
+		return nil, fmt.Errorf("%w: body exceeds %d bytes (max_request_bytes)", ErrTooLarge, limit)
 	}
 	return b, nil
 }
@@ -86,6 +91,9 @@ func ReadBody(r io.Reader, contentEncoding string, limit int64) ([]byte, error) 
 func DecodeTraces(body []byte, enc Encoding) (*coltracepb.ExportTraceServiceRequest, error) {
 	req := &coltracepb.ExportTraceServiceRequest{}
 	if enc == JSON {
+		if err := validUTF8(body); err != nil {
+			return nil, fmt.Errorf("decode OTLP JSON traces: %w", err)
+		}
 		pr := ptraceotlp.NewExportRequest()
 		if err := pr.UnmarshalJSON(body); err != nil {
 			return nil, fmt.Errorf("decode OTLP JSON traces: %w", err)
@@ -104,14 +112,38 @@ func DecodeTraces(body []byte, enc Encoding) (*coltracepb.ExportTraceServiceRequ
 
 // DecodeMetrics decodes an ExportMetricsServiceRequest into pdata, the form
 // Prometheus' translator takes.
-func DecodeMetrics(body []byte, enc Encoding) (pmetric.Metrics, error) {
+func DecodeMetrics(body []byte, enc Encoding) (pmetricotlp.ExportRequest, error) {
 	req := pmetricotlp.NewExportRequest()
 	if enc == JSON {
-		if err := req.UnmarshalJSON(body); err != nil {
-			return pmetric.Metrics{}, fmt.Errorf("decode OTLP JSON metrics: %w", err)
+		if err := validUTF8(body); err != nil {
+			return req, fmt.Errorf("decode OTLP JSON metrics: %w", err)
 		}
-	} else if err := req.UnmarshalProto(body); err != nil {
-		return pmetric.Metrics{}, fmt.Errorf("decode OTLP protobuf metrics: %w", err)
+		if err := req.UnmarshalJSON(body); err != nil {
+			return req, fmt.Errorf("decode OTLP JSON metrics: %w", err)
+		}
+	} else {
+		if err := req.UnmarshalProto(body); err != nil {
+			return req, fmt.Errorf("decode OTLP protobuf metrics: %w", err)
+		}
+		if err := metricsUTF8(req.Metrics()); err != nil {
+			return req, fmt.Errorf("decode OTLP protobuf metrics: %w", err)
+		}
 	}
-	return req.Metrics(), nil
+	return req, nil
+}
+
+// validUTF8 checks that a JSON body is UTF-8 (RFC 8259 §8.1; protobuf
+// strings must be too), naming the offset of the first bad byte.
+func validUTF8(body []byte) error {
+	if utf8.Valid(body) {
+		return nil
+	}
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return fmt.Errorf("invalid UTF-8 at byte %d", i)
+		}
+		i += n
+	}
+	return errors.New("invalid UTF-8")
 }

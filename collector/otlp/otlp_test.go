@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -99,13 +100,13 @@ func TestReadBody(t *testing.T) {
 	w := gzip.NewWriter(&gz)
 	w.Write(bytes.Repeat([]byte("a"), 1000))
 	w.Close()
-	if _, err := ReadBody(bytes.NewReader(gz.Bytes()), "gzip", 999); !errors.Is(err, ErrTooLarge) {
+	if _, err := ReadBody(bytes.NewReader(gz.Bytes()), "gzip", 999, nil); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("gzip bomb past limit: %v", err)
 	}
-	if b, err := ReadBody(bytes.NewReader(gz.Bytes()), "gzip", 1000); err != nil || len(b) != 1000 {
+	if b, err := ReadBody(bytes.NewReader(gz.Bytes()), "gzip", 1000, nil); err != nil || len(b) != 1000 {
 		t.Fatalf("gzip at limit: %d %v", len(b), err)
 	}
-	if _, err := ReadBody(strings.NewReader("x"), "zstd", 10); err == nil || !strings.Contains(err.Error(), "zstd") {
+	if _, err := ReadBody(strings.NewReader("x"), "zstd", 10, nil); err == nil || !strings.Contains(err.Error(), "zstd") {
 		t.Fatalf("unknown encoding: %v", err)
 	}
 }
@@ -173,7 +174,11 @@ func FuzzDecodeMetrics(f *testing.F) {
 		}
 		md, err := DecodeMetrics(data, enc)
 		if err == nil {
-			_ = md.DataPointCount()
+			n := md.Metrics().DataPointCount()
+			rej := newDeltaToCumulative(DeltaConfig{}).convert(md.Metrics(), time.Now())
+			if left := md.Metrics().DataPointCount(); int64(left)+rej.points != int64(n) {
+				t.Fatalf("delta conversion: %d points in, %d out + %d rejected", n, left, rej.points)
+			}
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 )
 
 // Metadata is one entry of /api/v1/metadata.
@@ -29,11 +30,18 @@ var knownMetadata = map[string]Metadata{
 	"meshscope_proxy_info":          {Type: "gauge", Help: "Always 1; names a proxy's service, version and mode."},
 }
 
-// metadata answers /api/v1/metadata. Meshscope ingests over OTLP rather than
-// scraping, so there are no scrape targets to ask: the answer is built from
-// the metric names present in the TSDB, with the golden metrics' documented
-// help texts and a type inferred from the name for the rest (`_total` →
-// counter; `_bucket`+`_count`+`_sum` → histogram under the family name;
+// metadataSource is a storage that records the metadata its senders sent
+// (the metric store: OTLP type/unit/description, remote write metadata).
+type metadataSource interface {
+	MetricMetadata() map[string]metadata.Metadata
+}
+
+// metadata answers /api/v1/metadata. Meshscope ingests rather than scrapes,
+// so the metadata is what OTLP and remote write carried, recorded by the
+// storage per metric family. Metric names present in the TSDB without such
+// metadata are still listed: the golden metrics with their documented help
+// texts, the rest with a type inferred from the name (`_total` → counter;
+// `_bucket`+`_count`+`_sum` → histogram under the family name;
 // `x`+`x_count`+`x_sum` → summary `x`; anything else → gauge).
 func (a *API) metadata(r *http.Request) apiResult {
 	limit := -1
@@ -57,7 +65,21 @@ func (a *API) metadata(r *http.Request) apiResult {
 		present[n] = true
 	}
 	families := map[string]Metadata{}
+	if src, ok := a.queryable.(metadataSource); ok {
+		for name, md := range src.MetricMetadata() {
+			families[name] = Metadata{Type: string(md.Type), Help: md.Help, Unit: md.Unit}
+		}
+	}
+	sent := setOf(families)
 	for _, n := range names {
+		if _, ok := sent[n]; ok {
+			continue
+		}
+		if base, ok := cutHistogramSuffix(n); ok {
+			if _, ok := sent[base]; ok {
+				continue
+			}
+		}
 		name, md := familyOf(n, present)
 		if _, ok := families[name]; !ok {
 			families[name] = md
@@ -75,6 +97,17 @@ func (a *API) metadata(r *http.Request) apiResult {
 		res[name] = []Metadata{families[name]}
 	}
 	return apiResult{data: res}
+}
+
+// cutHistogramSuffix strips the suffix of a classic histogram's or a
+// summary's series.
+func cutHistogramSuffix(name string) (string, bool) {
+	for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok {
+			return base, true
+		}
+	}
+	return name, false
 }
 
 func setOf(m map[string]Metadata) map[string]struct{} {
