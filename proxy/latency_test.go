@@ -67,7 +67,7 @@ func TestQuantilesPrecise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := otlp.NewMetricsWriter(topo.AppendableV2(db), nil)
+	w := otlp.NewMetricsWriter(topo.AppendableV2(db), otlp.DeltaConfig{}, nil)
 	ctx := context.Background()
 	t0 := time.Now().Truncate(time.Second)
 	push := func(at time.Time) {
@@ -81,7 +81,7 @@ func TestQuantilesPrecise(t *testing.T) {
 		if err := req.UnmarshalProto(b); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Write(ctx, req.Metrics()); err != nil {
+		if _, err := w.Write(ctx, req.Metrics()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -218,7 +218,7 @@ func BenchmarkDurationIngest(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			w := otlp.NewMetricsWriter(topo.AppendableV2(db), nil)
+			w := otlp.NewMetricsWriter(topo.AppendableV2(db), otlp.DeltaConfig{}, nil)
 			t0 := time.Now()
 			ctx := context.Background()
 			res := []attribute.KeyValue{attribute.String("service.name", "payments")}
@@ -232,7 +232,7 @@ func BenchmarkDurationIngest(b *testing.B) {
 				if err := req.UnmarshalProto(buf); err != nil {
 					b.Fatal(err)
 				}
-				if err := w.Write(ctx, req.Metrics()); err != nil {
+				if _, err := w.Write(ctx, req.Metrics()); err != nil {
 					b.Fatal(err)
 				}
 			}
