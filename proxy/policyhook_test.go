@@ -135,4 +135,8 @@ func TestOpaqueToDiscoveredService(t *testing.T) {
 	if err != nil || line != "ECHO hello\n" {
 		t.Fatalf("got %q %v", line, err)
 	}
+	c.Close()
+	eventually(t, "the spliced connection to end before shutdown", func() bool {
+		return p.value(t, "mesh_tcp_open_connections", map[string]string{"destination_service": "db"}) == 0
+	})
 }
