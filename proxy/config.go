@@ -132,9 +132,17 @@ type Config struct {
 	// RouteTemplates are declared path templates ("/api/items/{id}",
 	// "/static/{path...}") used as the route label; other paths are "unmatched".
 	RouteTemplates []string `yaml:"route_templates" json:"route_templates"`
-	// DetectTimeout is how long the proxy waits for a client's first bytes
-	// before treating the connection as opaque TCP (server speaks first). Default 1s.
+	// DetectTimeout is how long the proxy waits for a client's first bytes;
+	// a connection that sends nothing by then is closed (declare
+	// server-speaks-first ports opaque). Default 1s.
 	DetectTimeout Duration `yaml:"detect_timeout" json:"detect_timeout"`
+	// MaxDetections bounds the connections waiting for protocol detection
+	// at once, per proxy; further connections are closed at once. Default 1024.
+	MaxDetections int `yaml:"max_detections" json:"max_detections"`
+	// MaxHeaderBytes bounds an HTTP request head (request line and header
+	// lines; also a trailer section, and HTTP/2 header lists); larger
+	// requests get 431. Default 65536 bytes.
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes"`
 	// ConnectTimeout bounds connecting to an upstream or the app. Default 5s.
 	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
 	// ResponseTimeout bounds waiting for response headers (then 504); 0 = none. Default 30s.
@@ -177,6 +185,8 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		Admin:           "127.0.0.1:4191",
 		DetectTimeout:   Duration(time.Second),
+		MaxDetections:   1024,
+		MaxHeaderBytes:  64 << 10,
 		ConnectTimeout:  Duration(5 * time.Second),
 		ResponseTimeout: Duration(30 * time.Second),
 		IdleTimeout:     Duration(90 * time.Second),
@@ -231,7 +241,7 @@ var flagOfKey = map[string]string{
 	"service": "--service", "version": "--version", "mode": "--mode", "admin": "--admin",
 	"inbound": "--inbound", "upstreams": "--upstream", "http_proxy": "--http-proxy",
 	"routes": "--route", "route_templates": "--route-template",
-	"detect_timeout": "--detect-timeout", "connect_timeout": "--connect-timeout",
+	"detect_timeout": "--detect-timeout", "max_detections": "--max-detections", "max_header_bytes": "--max-header-bytes", "connect_timeout": "--connect-timeout",
 	"response_timeout": "--response-timeout", "idle_timeout": "--idle-timeout",
 	"drain_timeout": "--drain-timeout", "tls": "--tls-cert/--tls-key", "log_level": "--log-level", "max_procs": "--max-procs",
 	"telemetry.collector": "--collector", "telemetry.push_interval": "--push-interval",
@@ -355,6 +365,12 @@ func (c *Config) Validate() error {
 	if !(c.Telemetry.SampleRatio >= 0 && c.Telemetry.SampleRatio <= 1) {
 		bad("telemetry.sample_ratio", "must be within 0..1, got %v", c.Telemetry.SampleRatio)
 	}
+	if c.MaxDetections < 1 || c.MaxDetections > 1<<20 {
+		bad("max_detections", "must be within 1..1048576, got %d", c.MaxDetections)
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 16<<20 {
+		bad("max_header_bytes", "must be within 1024..16777216 bytes, got %d", c.MaxHeaderBytes)
+	}
 	if c.MaxProcs < 0 || c.MaxProcs > 1024 {
 		bad("max_procs", "must be within 0..1024 (0 = every core), got %d", c.MaxProcs)
 	}
@@ -449,6 +465,8 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 		noTracing                             = fs.Bool("no-tracing", false, "record no spans (metrics only)")
 		noMetrics                             = fs.Bool("no-metrics", false, "record no golden metrics")
 		logLevel                              = fs.String("log-level", def.LogLevel, "debug|info|warn|error")
+		maxDetections                         = fs.Int("max-detections", def.MaxDetections, "connections in protocol detection at once; more are closed")
+		maxHeader                             = fs.Int("max-header-bytes", def.MaxHeaderBytes, "largest request head in bytes (then 431)")
 		maxProcs                              = fs.Int("max-procs", def.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
 		inbound, upstream, routes, templates  listFlag
 		opaque                                listFlag
@@ -460,7 +478,7 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 	fs.Var(&templates, "route-template", "route `template` such as /api/items/{id} (repeatable)")
 	fs.Var(&opaque, "opaque", "listen `addr` whose traffic is opaque TCP, no detection (repeatable)")
 	fs.TextVar(&drain, "drain-timeout", def.DrainTimeout, "bound on draining in-flight requests at shutdown")
-	fs.TextVar(&detect, "detect-timeout", def.DetectTimeout, "wait for a client's first bytes before treating it as opaque TCP")
+	fs.TextVar(&detect, "detect-timeout", def.DetectTimeout, "wait for a client's first bytes; a connection silent that long is closed (use --opaque for server-speaks-first ports)")
 	fs.TextVar(&connect, "connect-timeout", def.ConnectTimeout, "bound on connecting upstream (then 502)")
 	fs.TextVar(&resp, "response-timeout", def.ResponseTimeout, "bound on waiting for response headers (then 504); 0 = none")
 	fs.TextVar(&i, "idle-timeout", def.IdleTimeout, "idle keep-alive connection timeout")
@@ -520,6 +538,10 @@ func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
 			cfg.LogLevel = *logLevel
 		case "max-procs":
 			cfg.MaxProcs = *maxProcs
+		case "max-detections":
+			cfg.MaxDetections = *maxDetections
+		case "max-header-bytes":
+			cfg.MaxHeaderBytes = *maxHeader
 		case "drain-timeout":
 			cfg.DrainTimeout = drain
 		case "detect-timeout":
