@@ -41,7 +41,11 @@ func newLimits(cfg *Config, reg prometheus.Registerer, logger *slog.Logger) (*li
 			Help: "Connections closed before protocol detection finished (detect_timeout: the client sent nothing; detect_limit: too many connections in detection).",
 		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{l.rejected, l.refused} {
+	detecting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "meshscope_proxy_detecting_connections",
+		Help: "Connections waiting for protocol detection (at most max_detections).",
+	}, func() float64 { return float64(len(l.detects)) })
+	for _, c := range []prometheus.Collector{l.rejected, l.refused, detecting} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

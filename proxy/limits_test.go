@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingTCPApp accepts connections and counts them.
+func countingTCPApp(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			go func() {
+				buf := make([]byte, 512)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), &n
+}
+
+// closedWithin reports whether the peer closes c within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := c.Read(make([]byte, 1))
+	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// TestSilentConnectionsClosed opens connections that send nothing to an
+// auto-detecting listener: each is closed after detect_timeout and none
+// reaches the app.
+func TestSilentConnectionsClosed(t *testing.T) {
+	const conns = 300
+	app, accepted := countingTCPApp(t)
+	cfg := baseConfig("client")
+	cfg.DetectTimeout = Duration(300 * time.Millisecond)
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "db", Addrs: []string{app}}}
+	p := startProxy(t, cfg)
+	var cs []net.Conn
+	for range conns {
+		c, err := net.Dial("tcp", p.ListenAddrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+	}
+	for i, c := range cs {
+		if !closedWithin(c, 30*time.Second) {
+			t.Fatalf("connection %d still open", i)
+		}
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("%d connections reached the app, want 0", n)
+	}
+	if got := p.value(t, "meshscope_proxy_refused_connections_total", map[string]string{"reason": refusedDetectTimeout}); got != conns {
+		t.Errorf("refused{detect_timeout} = %v, want %d", got, conns)
+	}
+	if got := p.value(t, "mesh_tcp_connections_total", nil); got != 0 {
+		t.Errorf("mesh_tcp_connections_total = %v, want 0", got)
+	}
+}
+
+// TestDetectionLimit fills max_detections with silent connections: one
+// more is closed at once, and a slot frees when a connection is detected.
+func TestDetectionLimit(t *testing.T) {
+	const slots = 8
+	app, accepted := countingTCPApp(t)
+	cfg := baseConfig("client")
+	cfg.DetectTimeout = Duration(time.Minute)
+	cfg.MaxDetections = slots
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "db", Addrs: []string{app}}}
+	p := startProxy(t, cfg)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", p.ListenAddrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	var idle []net.Conn
+	for range slots {
+		idle = append(idle, dial())
+	}
+	eventually(t, "every slot taken", func() bool {
+		return p.value(t, "meshscope_proxy_detecting_connections", nil) == slots
+	})
+	extra := dial()
+	if !closedWithin(extra, 30*time.Second) {
+		t.Fatal("a connection beyond max_detections was not closed")
+	}
+	if got := p.value(t, "meshscope_proxy_refused_connections_total", map[string]string{"reason": refusedDetectLimit}); got != 1 {
+		t.Errorf("refused{detect_limit} = %v, want 1", got)
+	}
+	// A client that speaks is detected (opaque here) and frees its slot.
+	if _, err := idle[0].Write([]byte("\x00binary\n")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the app receives the detected connection", func() bool { return accepted.Load() == 1 })
+	eventually(t, "slot freed", func() bool {
+		return p.value(t, "meshscope_proxy_detecting_connections", nil) == slots-1
+	})
+	next := dial()
+	if closedWithin(next, 200*time.Millisecond) {
+		t.Error("a connection within max_detections was closed")
+	}
+}
