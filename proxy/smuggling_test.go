@@ -474,3 +474,64 @@ func TestHeaderSizeLimit(t *testing.T) {
 		}
 	}
 }
+
+// pipeConn is a net.Conn that reads from a fixed input and discards writes.
+type pipeConn struct {
+	net.Conn // nil: only Read, Write and Close are used
+	r        io.Reader
+}
+
+func (c *pipeConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *pipeConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c *pipeConn) Close() error                { return nil }
+
+// FuzzGuardConn feeds arbitrary bytes, in arbitrary read sizes, through the
+// framing guard: it must not panic, must release a prefix of its input,
+// and once it refused a request it must release nothing beyond it.
+func FuzzGuardConn(f *testing.F) {
+	data, err := os.ReadFile(filepath.Join("testdata", "smuggling.txt"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if fs := strings.SplitN(line, "\t", 3); len(fs) == 3 && line[0] != '#' {
+			if req, err := strconv.Unquote(fs[2]); err == nil {
+				f.Add([]byte(req), uint8(7))
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		var rejected *framingError
+		g := newGuardConn(&pipeConn{r: &stepReader{b: in, step: int(step)%64 + 1}}, 1024, func(fe *framingError) { rejected = fe })
+		var out []byte
+		buf := make([]byte, 100)
+		for i := 0; i < 10*len(in)+10; i++ {
+			n, err := g.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.HasPrefix(in, out) {
+			t.Fatalf("released %q, not a prefix of the input %q", out, in)
+		}
+		if rejected != nil && rejected.status == 0 {
+			t.Fatalf("refusal without status: %+v", rejected)
+		}
+	})
+}
+
+// stepReader returns at most step bytes per Read.
+type stepReader struct {
+	b    []byte
+	step int
+}
+
+func (r *stepReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[:min(len(r.b), r.step)])
+	r.b = r.b[n:]
+	return n, nil
+}
