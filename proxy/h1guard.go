@@ -467,7 +467,7 @@ func (g *guardConn) fieldLine(b []byte) {
 		g.bad("field", "invalid character in header name %q", clip(name))
 		return
 	}
-	value := bytes.Trim(b[colon+1:], " \t")
+	value := trimOWS(b[colon+1:])
 	for _, c := range value {
 		if (c < ' ' && c != '\t') || c == 0x7f {
 			g.bad("ctl", "control byte 0x%02x in header %s", c, clip(name))
@@ -500,7 +500,7 @@ func (g *guardConn) fieldLine(b []byte) {
 	case asciiEqualFold(name, "Transfer-Encoding"):
 		g.nTE++
 		for _, el := range bytes.Split(value, []byte{','}) {
-			el = bytes.Trim(el, " \t")
+			el = trimOWS(el)
 			if len(el) == 0 {
 				continue
 			}
@@ -728,4 +728,15 @@ func clip(b []byte) string {
 		return string(b[:40]) + "…"
 	}
 	return string(b)
+}
+
+// trimOWS strips spaces and tabs at both ends.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
