@@ -98,39 +98,26 @@ type rawApp struct {
 
 func startRawApp(t *testing.T) *rawApp {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	a := &rawApp{addr: ln.Addr().String()}
-	go func() {
+	a := &rawApp{}
+	a.addr = rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		tc := &teeConn{Conn: c}
+		br := bufio.NewReader(tc)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				tc := &teeConn{Conn: c}
-				br := bufio.NewReader(tc)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					a.mu.Lock()
-					a.requests = append(a.requests, tc.take())
-					resp := a.response
-					a.mu.Unlock()
-					if _, err := io.WriteString(c, resp); err != nil {
-						return
-					}
-				}
-			}()
+			_, _ = io.Copy(io.Discard, req.Body)
+			a.mu.Lock()
+			a.requests = append(a.requests, tc.take())
+			resp := a.response
+			a.mu.Unlock()
+			if _, err := io.WriteString(c, resp); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	return a
 }
 

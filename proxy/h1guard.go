@@ -135,9 +135,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 			return g.Conn.Read(p)
 		}
 		g.process()
-		if g.rel < g.ok {
-			n := copy(p, g.buf[g.rel:g.ok])
-			g.rel += n
+		if n := g.release(p); n > 0 {
 			g.mu.Unlock()
 			return n, nil
 		}
@@ -146,19 +144,13 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		// cancel the request in flight. It waits for more bytes instead,
 		// until net/http aborts it.
 		if g.err != nil && (len(p) > 1 || !g.errInHead) {
-			if g.errInHead {
-				g.reported.Store(true)
-			}
-			err := g.err
+			err := g.report()
 			g.mu.Unlock()
 			return 0, err
 		}
 		if !g.makeRoom() {
 			g.fail(http.StatusRequestHeaderFieldsTooLarge, "header_too_large", "more than %d bytes sent ahead of an upgrade", g.maxBufCapacity)
-			if g.errInHead {
-				g.reported.Store(true)
-			}
-			err := g.err
+			err := g.report()
 			g.mu.Unlock()
 			return 0, err
 		}
@@ -169,16 +161,30 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		g.buf = g.buf[:len(g.buf)+n]
 		if err != nil && n == 0 {
 			g.process()
-			if g.rel < g.ok {
-				n := copy(p, g.buf[g.rel:g.ok])
-				g.rel += n
-				g.mu.Unlock()
+			n := g.release(p)
+			g.mu.Unlock()
+			if n > 0 {
 				return n, nil
 			}
-			g.mu.Unlock()
 			return 0, err
 		}
 	}
+}
+
+// release copies validated bytes into p; g.mu is held.
+func (g *guardConn) release(p []byte) int {
+	n := copy(p, g.buf[g.rel:g.ok])
+	g.rel += n
+	return n
+}
+
+// report returns the framing error to net/http, noting that its request
+// reader got it when it concerns a request head; g.mu is held.
+func (g *guardConn) report() error {
+	if g.errInHead {
+		g.reported.Store(true)
+	}
+	return g.err
 }
 
 // makeRoom makes space at the end of buf, moving unreleased bytes to the

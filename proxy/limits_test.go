@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -12,31 +13,13 @@ import (
 // countingTCPApp accepts connections and counts them.
 func countingTCPApp(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			go func() {
-				buf := make([]byte, 512)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						c.Close()
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String(), &n
+	addr := rawServer(t, func(c net.Conn) {
+		n.Add(1)
+		_, _ = io.Copy(io.Discard, c)
+		c.Close()
+	})
+	return addr, &n
 }
 
 // closedWithin reports whether the peer closes c within d.
