@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,5 +110,45 @@ func TestDetectionLimit(t *testing.T) {
 	next := dial()
 	if closedWithin(next, 200*time.Millisecond) {
 		t.Error("a connection within max_detections was closed")
+	}
+}
+
+// TestHTTP2HeaderLimit: over HTTP/2 the proxy advertises max_header_bytes
+// (plus net/http's per-field allowance) as its header list limit; a client
+// that honours it refuses to send a larger list, one that does not gets
+// 431. Either way nothing reaches the app, and a list under the limit
+// passes.
+func TestHTTP2HeaderLimit(t *testing.T) {
+	var served atomic.Int64
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	cfg := baseConfig("client")
+	cfg.MaxHeaderBytes = 16 << 10
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "app", Addrs: []string{app}}}
+	p := startProxy(t, cfg)
+	do := func(size int) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.ListenAddrs()[0]+"/", nil)
+		for i := range size / 512 {
+			req.Header.Set(fmt.Sprintf("X-Big-%d", i), strings.Repeat("a", 500))
+		}
+		resp, err := h2cClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := do(12 << 10); err != nil || resp.StatusCode != http.StatusOK || served.Load() != 1 {
+		t.Fatalf("12 KB list: %v %v, app served %d", resp, err, served.Load())
+	}
+	resp, err := do(20 << 10)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "header list larger than"):
+		t.Logf("the client refused: %v", err)
+	case err == nil && resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge:
+		t.Log("the proxy answered 431")
+	default:
+		t.Errorf("20 KB list: %v %v, want 431 or the client refusing", resp, err)
+	}
+	if served.Load() != 1 {
+		t.Errorf("the app served %d requests, want 1", served.Load())
 	}
 }
