@@ -48,6 +48,7 @@ type guardConn struct {
 	net.Conn
 	maxHead  int
 	onReject func(*framingError)
+	tls      bool // the guarded connection is TLS the proxy terminated
 
 	mu sync.Mutex
 	// buf holds bytes read from Conn: buf[:rel] were handed to net/http,

@@ -334,6 +334,9 @@ func schemeOf(r *http.Request) string {
 	if r.TLS != nil {
 		return "https"
 	}
+	if g := guardOf(r); g != nil && g.tls {
+		return "https" // HTTP/1.x over TLS reaches net/http through the guard
+	}
 	return "http"
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -115,13 +116,38 @@ func (l *listener) handleConn(c net.Conn) {
 		l.httpLn.push(l.p.limits.guard(pc))
 	case detectedTLS:
 		if l.p.tlsConf != nil {
-			l.httpLn.push(tls.Server(pc, l.p.tlsConf))
+			l.serveTLS(pc)
 			return
 		}
 		l.forwardOpaque(pc)
 	default:
 		l.forwardOpaque(pc)
 	}
+}
+
+// tlsHandshakeTimeout bounds a client's TLS handshake, as net/http's
+// header timeout bounds a plain request head.
+const tlsHandshakeTimeout = 30 * time.Second
+
+// serveTLS terminates TLS: HTTP/2 (ALPN h2) goes to net/http as a
+// *tls.Conn, HTTP/1.x through the framing guard like plain text.
+func (l *listener) serveTLS(c net.Conn) {
+	tc := tls.Server(c, l.p.tlsConf)
+	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		l.p.logger.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
+		_ = c.Close()
+		return
+	}
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		l.httpLn.push(tc)
+		return
+	}
+	g := l.p.limits.guard(tc).(*guardConn)
+	g.tls = true
+	l.httpLn.push(g)
 }
 
 func (l *listener) forwardOpaque(c net.Conn) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -169,8 +170,13 @@ func (r smugglingResult) String() string {
 // wait), then, when closeWait > 0, whether the connection is closed within
 // closeWait.
 func sendRaw(addr string, req []byte, want int, wait, closeWait time.Duration) smugglingResult {
+	return sendRawWith(func() (net.Conn, error) { return net.Dial("tcp", addr) }, req, want, wait, closeWait)
+}
+
+// sendRawWith is sendRaw over a connection from dial.
+func sendRawWith(dial func() (net.Conn, error), req []byte, want int, wait, closeWait time.Duration) smugglingResult {
 	var res smugglingResult
-	c, err := net.Dial("tcp", addr)
+	c, err := dial()
 	if err != nil {
 		res.err = err
 		return res
@@ -277,7 +283,8 @@ http {
 }
 
 // TestSmugglingCorpus sends every case of testdata/smuggling.txt through
-// the proxy's inbound and outbound listeners and, when installed, nginx,
+// the proxy's inbound and outbound listeners (plain and over TLS the proxy
+// terminates) and, when installed, nginx,
 // and checks that no smuggled request reaches the upstream and that the
 // proxy refuses bad framing with the corpus' status, forwarding nothing
 // and closing the connection.
@@ -290,13 +297,28 @@ func TestSmugglingCorpus(t *testing.T) {
 	ocfg := baseConfig("frontend")
 	ocfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "backend", Addrs: []string{outApp.addr}, Protocol: ProtocolHTTP}}
 	out := startProxy(t, ocfg)
+	// The same inbound listener, reached over TLS the proxy terminates.
+	certFile, keyFile, pool := writeCert(t)
+	tlsApp := startRecordingApp(t)
+	tcfg := baseConfig("backend")
+	tcfg.TLS = TLS{CertFile: certFile, KeyFile: keyFile}
+	tcfg.Inbound = []Inbound{{Listen: "127.0.0.1:0", App: tlsApp.addr}}
+	tin := startProxy(t, tcfg)
+	dialTCP := func(addr string) func() (net.Conn, error) {
+		return func() (net.Conn, error) { return net.Dial("tcp", addr) }
+	}
+	dialTLS := func() (net.Conn, error) {
+		return tls.Dial("tcp", tin.ListenAddrs()[0], &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}})
+	}
 	targets := []struct {
-		name, addr string
-		app        *recordingApp
-		p          *testProxy
+		name string
+		dial func() (net.Conn, error)
+		app  *recordingApp
+		p    *testProxy
 	}{
-		{"inbound", in.ListenAddrs()[0], inApp, in},
-		{"outbound", out.ListenAddrs()[0], outApp, out},
+		{"inbound", dialTCP(in.ListenAddrs()[0]), inApp, in},
+		{"outbound", dialTCP(out.ListenAddrs()[0]), outApp, out},
+		{"inbound over TLS", dialTLS, tlsApp, tin},
 	}
 	var nginxApp *recordingApp
 	var nginx string
@@ -324,7 +346,7 @@ func TestSmugglingCorpus(t *testing.T) {
 				if c.status != 0 {
 					closeWait = 5 * time.Second // the proxy closes at once
 				}
-				res := sendRaw(tg.addr, c.request, want, 10*time.Second, closeWait)
+				res := sendRawWith(tg.dial, c.request, want, 10*time.Second, closeWait)
 				raw, paths := tg.app.seen()
 				if strings.Contains(raw, "/smuggled") && !strings.Contains(c.name, "body_looks_like_request") {
 					t.Errorf("%s: upstream received a smuggled request: %q", tg.name, raw)
