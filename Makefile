@@ -26,6 +26,8 @@ TEST_EXTRA :=
 BUILD_DEPS :=
 # promtool (package prometheus) checks the Prometheus-compatible API.
 TEST_APT   := prometheus
+# nginx (nginx-light) is the reference the proxy's smuggling corpus runs against.
+TEST_APT   += nginx-light
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/meshscope/meshscope/cmd/internal/buildinfo.version=$(VERSION)

@@ -99,6 +99,8 @@ func fakeProxy(ctx context.Context, args []string) int {
 	inbound := fs.String("inbound", "", "")
 	var upstreams multiFlag
 	fs.Var(&upstreams, "upstream", "")
+	var templates multiFlag
+	fs.Var(&templates, "route-template", "")
 	fs.String("collector", "", "")
 	admin := fs.String("admin", "", "")
 	fs.String("mode", "observe", "")

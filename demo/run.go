@@ -350,11 +350,24 @@ func proxyArgs(in *instance, all []*instance, collector string) []string {
 		"--admin", in.admin,
 		"--mode", "observe",
 	}
+	// Route templates: the instance's own routes (inbound) and those of
+	// every dependency (outbound), so spans and the route label name them.
+	seen := map[string]bool{}
+	addTemplates := func(s ServiceSpec) {
+		for _, t := range s.RouteTemplates() {
+			if !seen[t] {
+				seen[t] = true
+				args = append(args, "--route-template", t)
+			}
+		}
+	}
+	addTemplates(in.spec)
 	for _, dep := range in.spec.Dependencies() {
 		var addrs []string
 		for _, o := range all {
 			if o.spec.Name == dep {
 				addrs = append(addrs, o.inbound)
+				addTemplates(o.spec)
 			}
 		}
 		args = append(args, "--upstream", in.outbound[dep]+"="+dep+"@"+strings.Join(addrs, ","))

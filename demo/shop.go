@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,24 @@ func (s ServiceSpec) ID() string {
 		return s.Name + "-" + s.Version
 	}
 	return s.Name
+}
+
+// RouteTemplates are the path templates of s's routes in the proxy's
+// syntax ("GET /product/{id}" → "/product/{id}", "GET /{$}" → "/"), each
+// once, in declaration order.
+func (s ServiceSpec) RouteTemplates() []string {
+	var out []string
+	for _, r := range s.Routes {
+		_, path, ok := strings.Cut(r.Pattern, " ")
+		if !ok {
+			path = r.Pattern
+		}
+		path = strings.ReplaceAll(path, "{$}", "")
+		if !slices.Contains(out, path) {
+			out = append(out, path)
+		}
+	}
+	return out
 }
 
 // Dependencies lists the services s calls, each once, in first-use order.

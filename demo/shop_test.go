@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -352,5 +353,28 @@ func TestPlanAndProxyArgs(t *testing.T) {
 	}
 	if a := args("web"); strings.Count(a, "--upstream") != 3 || !strings.Contains(a, "--collector 127.0.0.1:4317") || !strings.Contains(a, "--admin "+by["web"].admin) {
 		t.Errorf("web proxy args = %q", a)
+	}
+	// Route templates: own routes for the inbound side, the dependencies'
+	// for the outbound side, each once.
+	templates := func(id string) []string {
+		var out []string
+		a := proxyArgs(by[id], instances, "127.0.0.1:4317")
+		for i, s := range a {
+			if s == "--route-template" {
+				out = append(out, a[i+1])
+			}
+		}
+		return out
+	}
+	for id, want := range map[string][]string{
+		"web":          {"/", "/product/{id}", "/cart", "/checkout", "/products", "/products/{id}"},
+		"catalog":      {"/products", "/products/{id}", "/stock", "/stock/{id}"},
+		"cart":         {"/cart", "/prices"},
+		"inventory-v2": {"/stock", "/stock/{id}"},
+		"payments":     {"/charge"},
+	} {
+		if got := templates(id); !slices.Equal(got, want) {
+			t.Errorf("%s proxy route templates = %q, want %q", id, got, want)
+		}
 	}
 }

@@ -5,10 +5,12 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,6 +109,36 @@ func TestDemo(t *testing.T) {
 			v2 = v2 || e.Source == "catalog@v1" && e.Target == "inventory@v2"
 		}
 		return v1 && v2, g.summary()
+	}, p)
+
+	// The proxies know the shop's route templates: span names (Jaeger
+	// operations) and the route label name real routes.
+	poll(t, 30*time.Second, "route templates in Jaeger operations and the route label", func() (bool, string) {
+		var ops struct {
+			Data []string `json:"data"`
+		}
+		if err := getJSON("http://"+httpAddr+"/jaeger/api/services/catalog/operations", &ops); err != nil {
+			return false, err.Error()
+		}
+		if !slices.Contains(ops.Data, "GET /products/{id}") || !slices.Contains(ops.Data, "GET /stock/{id}") {
+			return false, fmt.Sprintf("catalog operations %q", ops.Data)
+		}
+		var q struct {
+			Data struct {
+				Result []struct {
+					Metric map[string]string `json:"metric"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		query := url.QueryEscape(`sum by (route) (mesh_requests_total{destination_service="inventory"})`)
+		if err := getJSON("http://"+httpAddr+"/api/v1/query?query="+query, &q); err != nil {
+			return false, err.Error()
+		}
+		var routes []string
+		for _, r := range q.Data.Result {
+			routes = append(routes, r.Metric["route"])
+		}
+		return slices.Contains(routes, "/stock/{id}") && slices.Contains(routes, "/stock"), fmt.Sprintf("inventory routes %q", routes)
 	}, p)
 
 	kids := demoChildren(t, p)

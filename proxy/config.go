@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -135,9 +133,17 @@ type Config struct {
 	// RouteTemplates are declared path templates ("/api/items/{id}",
 	// "/static/{path...}") used as the route label; other paths are "unmatched".
 	RouteTemplates []string `yaml:"route_templates" json:"route_templates"`
-	// DetectTimeout is how long the proxy waits for a client's first bytes
-	// before treating the connection as opaque TCP (server speaks first). Default 1s.
+	// DetectTimeout is how long the proxy waits for a client's first bytes;
+	// a connection that sends nothing by then is closed (declare
+	// server-speaks-first ports opaque). Default 1s.
 	DetectTimeout Duration `yaml:"detect_timeout" json:"detect_timeout"`
+	// MaxDetections bounds the connections waiting for protocol detection
+	// at once, per proxy; further connections are closed at once. Default 1024.
+	MaxDetections int `yaml:"max_detections" json:"max_detections"`
+	// MaxHeaderBytes bounds an HTTP request head (request line and header
+	// lines; also a trailer section, and HTTP/2 header lists); larger
+	// requests get 431. Default 65536 bytes.
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes"`
 	// ConnectTimeout bounds connecting to an upstream or the app. Default 5s.
 	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
 	// ResponseTimeout bounds waiting for response headers (then 504); 0 = none. Default 30s.
@@ -187,6 +193,8 @@ func DefaultConfig() Config {
 		LogLevel:        "info",
 		Admin:           "127.0.0.1:4191",
 		DetectTimeout:   Duration(time.Second),
+		MaxDetections:   1024,
+		MaxHeaderBytes:  64 << 10,
 		ConnectTimeout:  Duration(5 * time.Second),
 		ResponseTimeout: Duration(30 * time.Second),
 		IdleTimeout:     Duration(90 * time.Second),
@@ -241,7 +249,7 @@ var flagOfKey = map[string]string{
 	"service": "--service", "version": "--version", "mode": "--mode", "admin": "--admin",
 	"inbound": "--inbound", "upstreams": "--upstream", "http_proxy": "--http-proxy",
 	"routes": "--route", "route_templates": "--route-template",
-	"detect_timeout": "--detect-timeout", "connect_timeout": "--connect-timeout",
+	"detect_timeout": "--detect-timeout", "max_detections": "--max-detections", "max_header_bytes": "--max-header-bytes", "connect_timeout": "--connect-timeout",
 	"response_timeout": "--response-timeout", "idle_timeout": "--idle-timeout",
 	"drain_timeout": "--drain-timeout", "tls": "--tls-cert/--tls-key", "log_level": "--log-level", "max_procs": "--max-procs",
 	"telemetry.collector": "--collector", "telemetry.push_interval": "--push-interval",
@@ -370,6 +378,12 @@ func (c *Config) Validate() error {
 			bad("control_plane", "want http://host:port, got %q", c.ControlPlane)
 		}
 	}
+	if c.MaxDetections < 1 || c.MaxDetections > 1<<20 {
+		bad("max_detections", "must be within 1..1048576, got %d", c.MaxDetections)
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 16<<20 {
+		bad("max_header_bytes", "must be within 1024..16777216 bytes, got %d", c.MaxHeaderBytes)
+	}
 	if c.MaxProcs < 0 || c.MaxProcs > 1024 {
 		bad("max_procs", "must be within 0..1024 (0 = every core), got %d", c.MaxProcs)
 	}
@@ -437,179 +451,101 @@ func ParseUpstream(s string) (Upstream, error) {
 	return up, nil
 }
 
-type listFlag struct{ vals []string }
-
-func (l *listFlag) String() string     { return strings.Join(l.vals, " ") }
-func (l *listFlag) Set(v string) error { l.vals = append(l.vals, v); return nil }
-
-// ConfigFromArgs builds the effective configuration from command-line
-// arguments: defaults, then the --config file, then the flags that were set.
-// Repeatable flags given on the command line replace the file's list.
-func ConfigFromArgs(args []string, stderr io.Writer) (Config, error) {
-	fs := flag.NewFlagSet("meshscope-proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	def := DefaultConfig()
-	var (
-		configFile                            = fs.String("config", "", "YAML config `file` (flags override it)")
-		service                               = fs.String("service", "", "this proxy's service `name` (required)")
-		version                               = fs.String("version", def.Version, "this service's `version`")
-		mode                                  = fs.String("mode", def.Mode, "observe|enforce")
-		admin                                 = fs.String("admin", def.Admin, "admin listen `addr` (/metrics /ready /live /config)")
-		collector                             = fs.String("collector", "", "collector OTLP gRPC `host:port` (empty = no export)")
-		httpProxy                             = fs.String("http-proxy", "", "HTTP forward-proxy listen `addr` (empty = off)")
-		certFile                              = fs.String("tls-cert", "", "PEM certificate `file` for TLS termination (ALPN h2, http/1.1)")
-		keyFile                               = fs.String("tls-key", "", "PEM key `file` for --tls-cert")
-		sample                                = fs.Float64("sample-ratio", def.Telemetry.SampleRatio, "fraction of new traces recorded (0..1)")
-		queue                                 = fs.Int("span-queue", def.Telemetry.SpanQueueSize, "spans buffered for export before dropping")
-		noHeaders                             = fs.Bool("no-trace-headers", false, "never add or change trace headers")
-		noTracing                             = fs.Bool("no-tracing", false, "record no spans (metrics only)")
-		noMetrics                             = fs.Bool("no-metrics", false, "record no golden metrics")
-		logLevel                              = fs.String("log-level", def.LogLevel, "debug|info|warn|error")
-		controlPlane                          = fs.String("control-plane", "", "control plane `URL` (http://host:port): discovery and traffic policies")
-		stateDir                              = fs.String("state-dir", "", "`dir` keeping the last control-plane snapshot (default: under the temp dir)")
-		maxProcs                              = fs.Int("max-procs", def.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
-		inbound, upstream, routes, templates  listFlag
-		opaque                                listFlag
-		drain, detect, connect, resp, push, i = def.DrainTimeout, def.DetectTimeout, def.ConnectTimeout, def.ResponseTimeout, def.Telemetry.PushInterval, def.IdleTimeout
-	)
-	fs.Var(&inbound, "inbound", "inbound listener `LISTEN=APP_ADDR` (repeatable)")
-	fs.Var(&upstream, "upstream", "outbound listener `LISTEN=SERVICE[@ADDR,...]` (repeatable; addresses optional with --control-plane)")
-	fs.Var(&routes, "route", "forward-proxy route `HOST=SERVICE` (repeatable)")
-	fs.Var(&templates, "route-template", "route `template` such as /api/items/{id} (repeatable)")
-	fs.Var(&opaque, "opaque", "listen `addr` whose traffic is opaque TCP, no detection (repeatable)")
-	fs.TextVar(&drain, "drain-timeout", def.DrainTimeout, "bound on draining in-flight requests at shutdown")
-	fs.TextVar(&detect, "detect-timeout", def.DetectTimeout, "wait for a client's first bytes before treating it as opaque TCP")
-	fs.TextVar(&connect, "connect-timeout", def.ConnectTimeout, "bound on connecting upstream (then 502)")
-	fs.TextVar(&resp, "response-timeout", def.ResponseTimeout, "bound on waiting for response headers (then 504); 0 = none")
-	fs.TextVar(&i, "idle-timeout", def.IdleTimeout, "idle keep-alive connection timeout")
-	fs.TextVar(&push, "push-interval", def.Telemetry.PushInterval, "metric push interval to the collector")
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	cfg := def
-	if *configFile != "" {
-		b, err := os.ReadFile(*configFile)
+// BindFlags defines the proxy's flags on fs, each bound to a field of cfg
+// with that field's current value as default; cmd/internal/flagconfig
+// applies them over the defaults and the --config file. A repeatable flag
+// given on the command line replaces the file's list. The addresses given
+// with --opaque are collected into opaque (reset here); apply them with
+// MarkOpaque once the listeners are known.
+func BindFlags(fs *flag.FlagSet, cfg *Config, opaque *[]string) {
+	*opaque = nil
+	tel := &cfg.Telemetry
+	fs.StringVar(&cfg.Service, "service", cfg.Service, "this proxy's service `name` (required)")
+	fs.StringVar(&cfg.Version, "version", cfg.Version, "this service's `version`")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "observe|enforce")
+	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listen `addr` (/metrics /ready /live /config)")
+	fs.StringVar(&tel.Collector, "collector", tel.Collector, "collector OTLP gRPC `host:port` (empty = no export)")
+	fs.StringVar(&cfg.HTTPProxy, "http-proxy", cfg.HTTPProxy, "HTTP forward-proxy listen `addr` (empty = off)")
+	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", cfg.TLS.CertFile, "PEM certificate `file` for TLS termination (ALPN h2, http/1.1)")
+	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", cfg.TLS.KeyFile, "PEM key `file` for --tls-cert")
+	fs.Float64Var(&tel.SampleRatio, "sample-ratio", tel.SampleRatio, "fraction of new traces recorded (0..1)")
+	fs.Func("span-queue", fmt.Sprintf("spans buffered for export before dropping (default %d)", tel.SpanQueueSize), func(v string) error {
+		n, err := strconv.Atoi(v)
 		if err != nil {
-			return Config{}, fmt.Errorf("--config: %w", err)
+			return errors.New("not a whole number")
 		}
-		if err := decodeInto(bytes.NewReader(b), &cfg); err != nil {
-			return Config{}, fmt.Errorf("--config %s: %w", *configFile, err)
-		}
-	}
-	var ferr error
-	fs.Visit(func(f *flag.Flag) {
-		if ferr != nil {
-			return
-		}
-		switch f.Name {
-		case "service":
-			cfg.Service = *service
-		case "version":
-			cfg.Version = *version
-		case "mode":
-			cfg.Mode = *mode
-		case "admin":
-			cfg.Admin = *admin
-		case "collector":
-			cfg.Telemetry.Collector = *collector
-		case "http-proxy":
-			cfg.HTTPProxy = *httpProxy
-		case "tls-cert":
-			cfg.TLS.CertFile = *certFile
-		case "tls-key":
-			cfg.TLS.KeyFile = *keyFile
-		case "sample-ratio":
-			cfg.Telemetry.SampleRatio = *sample
-		case "span-queue":
-			cfg.Telemetry.SpanQueueSize = *queue
-			if cfg.Telemetry.SpanBatchSize > *queue {
-				cfg.Telemetry.SpanBatchSize = *queue
-			}
-		case "no-trace-headers":
-			cfg.Telemetry.NoTraceHeaders = *noHeaders
-		case "no-tracing":
-			cfg.Telemetry.DisableTracing = *noTracing
-		case "no-metrics":
-			cfg.Telemetry.DisableMetrics = *noMetrics
-		case "log-level":
-			cfg.LogLevel = *logLevel
-		case "max-procs":
-			cfg.MaxProcs = *maxProcs
-		case "control-plane":
-			cfg.ControlPlane = *controlPlane
-		case "state-dir":
-			cfg.StateDir = *stateDir
-		case "drain-timeout":
-			cfg.DrainTimeout = drain
-		case "detect-timeout":
-			cfg.DetectTimeout = detect
-		case "connect-timeout":
-			cfg.ConnectTimeout = connect
-		case "response-timeout":
-			cfg.ResponseTimeout = resp
-		case "idle-timeout":
-			cfg.IdleTimeout = i
-		case "push-interval":
-			cfg.Telemetry.PushInterval = push
-		case "inbound":
-			cfg.Inbound = nil
-			for _, v := range inbound.vals {
-				in, err := ParseInbound(v)
-				if err != nil {
-					ferr = fmt.Errorf("--inbound: %w", err)
-					return
-				}
-				cfg.Inbound = append(cfg.Inbound, in)
-			}
-		case "upstream":
-			cfg.Upstreams = nil
-			for _, v := range upstream.vals {
-				up, err := ParseUpstream(v)
-				if err != nil {
-					ferr = fmt.Errorf("--upstream: %w", err)
-					return
-				}
-				cfg.Upstreams = append(cfg.Upstreams, up)
-			}
-		case "route":
-			cfg.Routes = map[string]string{}
-			for _, v := range routes.vals {
-				h, s, ok := strings.Cut(v, "=")
-				if !ok || h == "" || s == "" {
-					ferr = fmt.Errorf("--route: want HOST=SERVICE, got %q", v)
-					return
-				}
-				cfg.Routes[h] = s
-			}
-		case "route-template":
-			cfg.RouteTemplates = append([]string(nil), templates.vals...)
-		}
+		tel.SpanQueueSize = n
+		tel.SpanBatchSize = min(tel.SpanBatchSize, n)
+		return nil
 	})
-	if ferr != nil {
-		return Config{}, ferr
-	}
-	// --opaque marks listeners (from flags or the file) as opaque TCP.
-	for _, addr := range opaque.vals {
+	fs.BoolVar(&tel.NoTraceHeaders, "no-trace-headers", tel.NoTraceHeaders, "never add or change trace headers")
+	fs.BoolVar(&tel.DisableTracing, "no-tracing", tel.DisableTracing, "record no spans (metrics only)")
+	fs.BoolVar(&tel.DisableMetrics, "no-metrics", tel.DisableMetrics, "record no golden metrics")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug|info|warn|error")
+	fs.IntVar(&cfg.MaxDetections, "max-detections", cfg.MaxDetections, "connections in protocol detection at once; more are closed")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request head in bytes (then 431)")
+	fs.IntVar(&cfg.MaxProcs, "max-procs", cfg.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
+	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port): discovery and traffic policies")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir` keeping the last control-plane snapshot (default: under the temp dir)")
+	listFlag(fs, "inbound", "inbound listener `LISTEN=APP_ADDR` (repeatable)", &cfg.Inbound, ParseInbound)
+	listFlag(fs, "upstream", "outbound listener `LISTEN=SERVICE[@ADDR,...]` (repeatable; addresses optional with --control-plane)", &cfg.Upstreams, ParseUpstream)
+	listFlag(fs, "route-template", "route `template` such as /api/items/{id} (repeatable)", &cfg.RouteTemplates, func(v string) (string, error) { return v, nil })
+	listFlag(fs, "opaque", "listen `addr` whose traffic is opaque TCP, no detection (repeatable)", opaque, func(v string) (string, error) { return v, nil })
+	routesSet := false
+	fs.Func("route", "forward-proxy route `HOST=SERVICE` (repeatable)", func(v string) error {
+		h, svc, ok := strings.Cut(v, "=")
+		if !ok || h == "" || svc == "" {
+			return fmt.Errorf("want HOST=SERVICE, got %q", v)
+		}
+		if !routesSet {
+			cfg.Routes, routesSet = map[string]string{}, true
+		}
+		cfg.Routes[h] = svc
+		return nil
+	})
+	fs.TextVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "bound on draining in-flight requests at shutdown")
+	fs.TextVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "wait for a client's first bytes; a connection silent that long is closed (use --opaque for server-speaks-first ports)")
+	fs.TextVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "bound on connecting upstream (then 502)")
+	fs.TextVar(&cfg.ResponseTimeout, "response-timeout", cfg.ResponseTimeout, "bound on waiting for response headers (then 504); 0 = none")
+	fs.TextVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "idle keep-alive connection timeout")
+	fs.TextVar(&tel.PushInterval, "push-interval", tel.PushInterval, "metric push interval to the collector")
+}
+
+// listFlag defines a repeatable flag whose values, parsed, replace *dst
+// (the first value given drops what *dst held).
+func listFlag[T any](fs *flag.FlagSet, name, usage string, dst *[]T, parse func(string) (T, error)) {
+	set := false
+	fs.Func(name, usage, func(v string) error {
+		x, err := parse(v)
+		if err != nil {
+			return err
+		}
+		if !set {
+			*dst, set = nil, true
+		}
+		*dst = append(*dst, x)
+		return nil
+	})
+}
+
+// MarkOpaque declares the listeners on addrs (from flags or the file)
+// opaque TCP; an address no listener uses is an error.
+func (c *Config) MarkOpaque(addrs []string) error {
+	for _, addr := range addrs {
 		found := false
-		for k := range cfg.Inbound {
-			if cfg.Inbound[k].Listen == addr {
-				cfg.Inbound[k].Protocol, found = ProtocolOpaque, true
+		for k := range c.Inbound {
+			if c.Inbound[k].Listen == addr {
+				c.Inbound[k].Protocol, found = ProtocolOpaque, true
 			}
 		}
-		for k := range cfg.Upstreams {
-			if cfg.Upstreams[k].Listen == addr {
-				cfg.Upstreams[k].Protocol, found = ProtocolOpaque, true
+		for k := range c.Upstreams {
+			if c.Upstreams[k].Listen == addr {
+				c.Upstreams[k].Protocol, found = ProtocolOpaque, true
 			}
 		}
 		if !found {
-			return Config{}, fmt.Errorf("--opaque %s: no --inbound or --upstream listens on that address", addr)
+			return fmt.Errorf("--opaque %s: no --inbound or --upstream listens on that address", addr)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return nil
 }

@@ -1,95 +1,39 @@
 package proxy
 
 import (
-	"bytes"
+	"flag"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestConfigFromArgs(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "proxy.yaml")
-	if err := os.WriteFile(file, []byte(`
-service: from-file
-version: v7
-inbound:
-  - listen: 127.0.0.1:4143
-    app: 127.0.0.1:8080
-upstreams:
-  - listen: 127.0.0.1:4140
-    service: catalog
-    addrs: [127.0.0.1:9001, 127.0.0.1:9002]
-route_templates: ["/api/items/{id}"]
-drain_timeout: 3s
-telemetry:
-  collector: 127.0.0.1:4317
-  sample_ratio: 0.5
-`), 0o644); err != nil {
+// configFromFlags applies args with BindFlags over the defaults, as
+// meshscope-proxy does when no --config file is given.
+func configFromFlags(args []string) (Config, error) {
+	cfg := DefaultConfig()
+	var opaque []string
+	fs := flag.NewFlagSet("meshscope-proxy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	BindFlags(fs, &cfg, &opaque)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if err := cfg.MarkOpaque(opaque); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func TestBindFlags(t *testing.T) {
+	c, err := configFromFlags([]string{"--service", "a", "--upstream", "127.0.0.1:1=b@127.0.0.1:2", "--span-queue", "100",
+		"--route", "h=s", "--opaque", "127.0.0.1:1", "--detect-timeout", "250ms", "--max-header-bytes", "8192", "--max-detections", "7"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name    string
-		args    []string
-		check   func(t *testing.T, c Config)
-		wantErr string
-	}{
-		{name: "flags only", args: []string{"--service", "web", "--inbound", "127.0.0.1:1=127.0.0.1:2",
-			"--upstream", "127.0.0.1:3=cart@127.0.0.1:4,127.0.0.1:5", "--upstream", "127.0.0.1:6=pay@127.0.0.1:7",
-			"--collector", "127.0.0.1:4317", "--mode", "enforce", "--drain-timeout", "2s", "--route-template", "/a/{b}"},
-			check: func(t *testing.T, c Config) {
-				if c.Service != "web" || c.Version != "v1" || c.Mode != "enforce" || c.Admin != "127.0.0.1:4191" {
-					t.Errorf("got %+v", c)
-				}
-				if len(c.Upstreams) != 2 || c.Upstreams[0].Service != "cart" || len(c.Upstreams[0].Addrs) != 2 {
-					t.Errorf("upstreams %+v", c.Upstreams)
-				}
-				if c.Inbound[0].App != "127.0.0.1:2" || time.Duration(c.DrainTimeout) != 2*time.Second || c.Telemetry.Collector != "127.0.0.1:4317" {
-					t.Errorf("got %+v", c)
-				}
-			}},
-		{name: "file then flags override", args: []string{"--config", file, "--service", "web", "--upstream", "127.0.0.1:1=x@127.0.0.1:2"},
-			check: func(t *testing.T, c Config) {
-				if c.Service != "web" || c.Version != "v7" || len(c.Upstreams) != 1 || c.Upstreams[0].Service != "x" {
-					t.Errorf("got %+v", c)
-				}
-				if len(c.Inbound) != 1 || c.Telemetry.SampleRatio != 0.5 || time.Duration(c.DrainTimeout) != 3*time.Second {
-					t.Errorf("file values lost: %+v", c)
-				}
-			}},
-		{name: "opaque override", args: []string{"--service", "db", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--opaque", "127.0.0.1:1"},
-			check: func(t *testing.T, c Config) {
-				if c.Inbound[0].Protocol != ProtocolOpaque {
-					t.Errorf("got %+v", c.Inbound)
-				}
-			}},
-		{name: "missing service", args: []string{"--inbound", "127.0.0.1:1=127.0.0.1:2"}, wantErr: "service (--service): required"},
-		{name: "bad upstream", args: []string{"--service", "a", "--upstream", "nope"}, wantErr: "--upstream: want LISTEN=SERVICE@ADDR"},
-		{name: "bad mode", args: []string{"--service", "a", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--mode", "audit"}, wantErr: "mode (--mode): must be observe or enforce"},
-		{name: "unknown flag", args: []string{"--servce", "a"}, wantErr: "servce"},
-		{name: "no listeners", args: []string{"--service", "a"}, wantErr: "no listeners"},
-		{name: "bad template", args: []string{"--service", "a", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--route-template", "/a/x{y}"}, wantErr: "route_templates[0]"},
-		{name: "opaque unknown listener", args: []string{"--service", "a", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--opaque", "127.0.0.1:9"}, wantErr: "--opaque 127.0.0.1:9"},
-		{name: "bad duration", args: []string{"--service", "a", "--drain-timeout", "soon"}, wantErr: "drain-timeout"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			c, err := ConfigFromArgs(tt.args, &stderr)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error()+stderr.String(), tt.wantErr) {
-					t.Fatalf("err = %v (stderr %q), want it to mention %q", err, stderr.String(), tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tt.check(t, c)
-		})
+	if c.Telemetry.SpanQueueSize != 100 || c.Telemetry.SpanBatchSize != 100 || c.Routes["h"] != "s" || c.Upstreams[0].Protocol != ProtocolOpaque ||
+		time.Duration(c.DetectTimeout) != 250*time.Millisecond || c.MaxHeaderBytes != 8192 || c.MaxDetections != 7 {
+		t.Errorf("got %+v", c)
 	}
 }
 
@@ -154,7 +98,7 @@ func TestMaxProcsFlag(t *testing.T) {
 		{[]string{"--service", "a", "--upstream", "127.0.0.1:1=b@127.0.0.1:2", "--max-procs", "0"}, 0},
 		{[]string{"--service", "a", "--upstream", "127.0.0.1:1=b@127.0.0.1:2", "--max-procs", "4"}, 4},
 	} {
-		c, err := ConfigFromArgs(tc.args, io.Discard)
+		c, err := configFromFlags(tc.args)
 		if err != nil || c.MaxProcs != tc.want {
 			t.Errorf("%q: max_procs %d, %v; want %d", tc.args, c.MaxProcs, err, tc.want)
 		}

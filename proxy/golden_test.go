@@ -15,10 +15,16 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 // TestConfigEndpointGolden renders /config for a config read from a file
 // and compares it with testdata/config.golden.json.
 func TestConfigEndpointGolden(t *testing.T) {
-	cfg, err := ConfigFromArgs([]string{"--config", filepath.Join("testdata", "proxy.yaml"), "--version", "v9"}, os.Stderr)
+	f, err := os.Open(filepath.Join("testdata", "proxy.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	cfg, err := DecodeConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Version = "v9"
 	p := &Proxy{cfg: cfg, ready: newReadyLatch()}
 	mux := http.NewServeMux()
 	p.RegisterRoutes(mux)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -77,6 +78,12 @@ func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
 			// ReverseProxy drops query parameters it cannot parse (such as
 			// ones with ';'); the app must see the query as sent.
 			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			// Request trailers arrive after the body; the clone made
+			// before it was read has none, so pass the one the server
+			// fills in (http.Transport writes it after the body).
+			if pr.In.Trailer != nil {
+				pr.Out.Trailer = pr.In.Trailer
+			}
 			for _, k := range forwardedHeaders {
 				if v, ok := pr.In.Header[k]; ok {
 					pr.Out.Header[k] = v
@@ -142,6 +149,9 @@ func isWebSocket(r *http.Request) bool {
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
+	if g := guardOf(r); g != nil {
+		defer g.resume() // an Upgrade or CONNECT that did not take the connection over
+	}
 	start := time.Now()
 	p.inflight.Add(1)
 	p.self.inflight.Inc()
@@ -335,6 +345,9 @@ func schemeOf(r *http.Request) string {
 	if r.TLS != nil {
 		return "https"
 	}
+	if g := guardOf(r); g != nil && g.tls {
+		return "https" // HTTP/1.x over TLS reaches net/http through the guard
+	}
 	return "http"
 }
 
@@ -351,6 +364,21 @@ func protoVersion(r *http.Request) string {
 // proxyError maps a forwarding error to the status the client sees.
 func (h *httpHandler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	rec, _ := w.(*recorder)
+	if g := guardOf(r); g != nil {
+		if fe := g.bodyError(); fe != nil {
+			// The request body's framing was bad: the upstream request
+			// was aborted before its end; the client gets the guard's
+			// status and the connection is closed.
+			if rec != nil {
+				rec.errCode, rec.errReason = fe.status, fe.Error()
+			}
+			if rec == nil || rec.status == 0 {
+				w.Header().Set("Connection", "close")
+				http.Error(w, fmt.Sprintf("%d %s: %s", fe.status, http.StatusText(fe.status), fe.reason), fe.status)
+			}
+			return
+		}
+	}
 	code, reason := classifyError(r.Context(), err)
 	if rec != nil {
 		rec.errCode, rec.errReason = code, reason
@@ -397,6 +425,17 @@ func (rw *recorder) WriteHeader(code int) {
 	if rw.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		rw.status = code
 	}
+	if code >= 200 {
+		// Responses pass as the upstream sent them: net/http must not
+		// add a Date or a sniffed Content-Type the upstream left out.
+		h := rw.w.Header()
+		if _, ok := h["Date"]; !ok {
+			h["Date"] = nil
+		}
+		if _, ok := h["Content-Type"]; !ok {
+			h["Content-Type"] = nil
+		}
+	}
 	rw.w.WriteHeader(code)
 }
 
@@ -420,6 +459,7 @@ func (rw *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(rw.w).Hijack()
 	if err == nil {
 		rw.hijacked = true
+		tunnelGuard(c)
 	}
 	return c, brw, err
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -42,8 +43,13 @@ func (p *Proxy) addListener(flag, addr, protocol string, t *target) error {
 		Handler:           p.newHTTPHandler(t),
 		Protocols:         protos,
 		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       time.Duration(p.cfg.IdleTimeout),
-		ErrorLog:          p.errorLog,
+		// The framing guard enforces max_header_bytes on HTTP/1.1 exactly
+		// (net/http adds 4 KB of slack to this); HTTP/2 uses it for its
+		// header list limit.
+		MaxHeaderBytes: p.cfg.MaxHeaderBytes,
+		ConnContext:    connContext,
+		IdleTimeout:    time.Duration(p.cfg.IdleTimeout),
+		ErrorLog:       p.errorLog,
 	}
 	p.listeners = append(p.listeners, l)
 	return nil
@@ -87,24 +93,61 @@ func (l *listener) handleConn(c net.Conn) {
 		l.p.forwardTCP(c, l.t, l.t.pick())
 		return
 	case ProtocolHTTP:
-		l.httpLn.push(c)
+		l.httpLn.push(l.p.limits.guard(c))
+		return
+	}
+	if !l.p.limits.startDetect() {
+		_ = c.Close()
 		return
 	}
 	br := bufio.NewReaderSize(c, 1024)
-	proto := l.detect(c, br)
+	proto, silent := l.detect(c, br)
+	l.p.limits.endDetect()
+	if silent {
+		// Nothing arrived: not forwarded, so idle connections cannot
+		// reach the app (server-speaks-first ports are declared opaque).
+		l.p.limits.refused.WithLabelValues(refusedDetectTimeout).Inc()
+		_ = c.Close()
+		return
+	}
 	pc := &peekedConn{Conn: c, r: br}
 	switch proto {
 	case detectedHTTP:
-		l.httpLn.push(pc)
+		l.httpLn.push(l.p.limits.guard(pc))
 	case detectedTLS:
 		if l.p.tlsConf != nil {
-			l.httpLn.push(tls.Server(pc, l.p.tlsConf))
+			l.serveTLS(pc)
 			return
 		}
 		l.forwardOpaque(pc)
 	default:
 		l.forwardOpaque(pc)
 	}
+}
+
+// tlsHandshakeTimeout bounds a client's TLS handshake, as net/http's
+// header timeout bounds a plain request head.
+const tlsHandshakeTimeout = 30 * time.Second
+
+// serveTLS terminates TLS: HTTP/2 (ALPN h2) goes to net/http as a
+// *tls.Conn, HTTP/1.x through the framing guard like plain text.
+func (l *listener) serveTLS(c net.Conn) {
+	tc := tls.Server(c, l.p.tlsConf)
+	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		l.p.logger.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
+		_ = c.Close()
+		return
+	}
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		l.httpLn.push(tc)
+		return
+	}
+	g := l.p.limits.guard(tc).(*guardConn)
+	g.tls = true
+	l.httpLn.push(g)
 }
 
 func (l *listener) forwardOpaque(c net.Conn) {
@@ -115,8 +158,9 @@ func (l *listener) forwardOpaque(c net.Conn) {
 	l.p.forwardTCP(c, l.t, l.t.pick())
 }
 
-// detect peeks at the first bytes, waiting at most detect_timeout for them.
-func (l *listener) detect(c net.Conn, br *bufio.Reader) detected {
+// detect peeks at the first bytes, waiting at most detect_timeout for them;
+// silent reports that not one byte arrived.
+func (l *listener) detect(c net.Conn, br *bufio.Reader) (proto detected, silent bool) {
 	_ = c.SetReadDeadline(time.Now().Add(time.Duration(l.p.cfg.DetectTimeout)))
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	n := 1
@@ -124,10 +168,13 @@ func (l *listener) detect(c net.Conn, br *bufio.Reader) detected {
 		b, err := br.Peek(n)
 		proto, more := detectProtocol(b)
 		if !more || err != nil || len(b) >= br.Size() {
-			if more {
-				return detectedOpaque // undecided when the client stopped or the timeout hit
+			if len(b) == 0 {
+				return detectedOpaque, true
 			}
-			return proto
+			if more {
+				return detectedOpaque, false // undecided when the client stopped or the timeout hit
+			}
+			return proto, false
 		}
 		n = len(b) + 1
 		if bb := br.Buffered(); bb >= n {
@@ -253,8 +300,16 @@ func (p *Proxy) forwardTCPAs(c net.Conn, t *target, addr, dstService, dstVersion
 
 func closeWrite(c net.Conn) {
 	type closeWriter interface{ CloseWrite() error }
-	if pc, ok := c.(*peekedConn); ok {
-		c = pc.Conn
+	for {
+		if pc, ok := c.(*peekedConn); ok {
+			c = pc.Conn
+			continue
+		}
+		if g, ok := c.(*guardConn); ok {
+			c = g.Conn
+			continue
+		}
+		break
 	}
 	if cw, ok := c.(closeWriter); ok {
 		_ = cw.CloseWrite()
@@ -289,6 +344,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, t *target) 
 		http.Error(w, "cannot tunnel over this connection", http.StatusBadRequest)
 		return
 	}
+	tunnelGuard(c)
 	var conn net.Conn = c
 	if brw.Reader.Buffered() > 0 {
 		conn = &peekedConn{Conn: c, r: brw.Reader}

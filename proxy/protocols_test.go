@@ -277,7 +277,6 @@ func TestOpaqueTCP(t *testing.T) {
 	}{
 		{name: "client speaks first, binary", first: "\x00\x01binary\n"},
 		{name: "client speaks first, lower-case text", first: "hello there\n"},
-		{name: "server speaks first, detection times out", banner: "220 smtp ready"},
 		{name: "server speaks first, opaque override", banner: "220 smtp ready", protocol: ProtocolOpaque},
 	}
 	for _, tt := range tests {

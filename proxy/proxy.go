@@ -37,6 +37,7 @@ type Proxy struct {
 	tel      *telemetry
 	tracing  bool
 	routes   *routeTable
+	limits   *limits
 	callers  *callerSet
 	tlsConf  *tls.Config
 
@@ -101,6 +102,9 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 		if p.metrics, err = newGoldenMetrics(reg); err != nil {
 			return nil, fmt.Errorf("register golden metrics: %w", err)
 		}
+	}
+	if p.limits, err = newLimits(&cfg, reg, logger); err != nil {
+		return nil, fmt.Errorf("register limit metrics: %w", err)
 	}
 	runtimeReg := prometheus.NewRegistry()
 	runtimeReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

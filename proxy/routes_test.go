@@ -92,3 +92,46 @@ func TestRouteCardinality(t *testing.T) {
 		t.Errorf("route values %v", routes)
 	}
 }
+
+// TestSpanNamesFollowRoutes checks the OpenTelemetry HTTP span names on
+// both hops: "{method} {route}" with the matched template, the method
+// alone when no template matches, and http.route only when one does.
+func TestSpanNamesFollowRoutes(t *testing.T) {
+	col := startCollector(t)
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	_, _, addr := meshPair(t, app, col.addr, func(c *Config) {
+		c.RouteTemplates = []string{"/", "/api/items/{id}", "/static/{path...}"}
+	})
+	tests := []struct {
+		method, path, name, route string
+	}{
+		{"GET", "/api/items/7", "GET /api/items/{id}", "/api/items/{id}"},
+		{"POST", "/static/css/site.css", "POST /static/{path...}", "/static/{path...}"},
+		{"GET", "/", "GET /", "/"},
+		{"DELETE", "/nowhere/1", "DELETE", ""},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, "http://"+addr+tt.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	eventually(t, "both hops' spans of every request", func() bool { return len(col.snapshot()) >= 2*len(tests) })
+	for _, tt := range tests {
+		n := 0
+		for _, sp := range col.snapshot() {
+			if spanAttr(sp, "url.path") != tt.path {
+				continue
+			}
+			n++
+			if sp.GetName() != tt.name || spanAttr(sp, "http.route") != tt.route {
+				t.Errorf("%s %s: span %q with http.route %q, want %q and %q", tt.method, tt.path, sp.GetName(), spanAttr(sp, "http.route"), tt.name, tt.route)
+			}
+		}
+		if n != 2 {
+			t.Errorf("%s %s: %d spans, want 2 (client and server)", tt.method, tt.path, n)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshscope/meshscope/cmd/internal/flagconfig"
 	"github.com/meshscope/meshscope/cmd/internal/lifecycle"
 	"github.com/meshscope/meshscope/proxy"
 	"github.com/meshscope/meshscope/proxy/controlclient"
@@ -31,11 +33,27 @@ func main() {
 // The GOGC environment variable overrides it.
 const defaultGCPercent = 70
 
+// parseConfig builds the effective configuration: defaults, then the
+// --config file, then the flags given, then --opaque, then Validate.
+func parseConfig(args []string, stderr io.Writer) (proxy.Config, error) {
+	var opaque []string
+	cfg, err := flagconfig.Parse("meshscope-proxy", args, proxy.DefaultConfig, func(fs *flag.FlagSet, c *proxy.Config) {
+		proxy.BindFlags(fs, c, &opaque)
+	}, stderr)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.MarkOpaque(opaque); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
 func run(args []string) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	cfg, err := proxy.ConfigFromArgs(args, os.Stderr)
+	cfg, err := parseConfig(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -92,5 +92,9 @@ func DecodeYAML(data []byte, dst any) error {
 		}
 		return errors.New(strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n  ", " "), "yaml: "))
 	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document")
+	}
 	return nil
 }

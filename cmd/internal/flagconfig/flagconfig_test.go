@@ -106,3 +106,13 @@ func FuzzDecodeYAML(f *testing.F) {
 		_ = DecodeYAML(data, &c) // must not panic
 	})
 }
+
+func TestDecodeYAMLOneDocument(t *testing.T) {
+	var c testConfig
+	if err := DecodeYAML([]byte("addr: a:1\n---\naddr: b:2\n"), &c); err == nil || !strings.Contains(err.Error(), "more than one YAML document") {
+		t.Errorf("err = %v, want more than one YAML document", err)
+	}
+	if err := DecodeYAML([]byte("addr: a:1\n"), &c); err != nil || c.Addr != "a:1" {
+		t.Errorf("one document: %v %+v", err, c)
+	}
+}
