@@ -24,6 +24,7 @@ type API struct {
 	routes  []route.Route
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	prom    *promapi.API
 }
 
 // New builds the query layer over the server's PromQL engine, its TSDB
@@ -65,12 +66,17 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces trac
 	}
 
 	prom := promapi.New(promapi.Options{Timeout: cfg.Timeout, Logger: logger}, engine, q)
+	a.prom = prom
 	for _, r := range prom.Routes() {
 		a.routes = append(a.routes, r)
 	}
 	a.addTraceAndMeshRoutes(engine, q, traces)
 	return a, nil
 }
+
+// SetRules sets where /api/v1/rules and /api/v1/alerts read the rule
+// groups from (the rules engine); without it they answer empty.
+func (a *API) SetRules(src promapi.RulesSource) { a.prom.SetRules(src) }
 
 // RegisterRoutes registers every endpoint on mux (Go 1.22 method patterns).
 func (a *API) RegisterRoutes(mux *http.ServeMux) {
