@@ -97,4 +97,3 @@ func (m *Manager) rules(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	_, _ = w.Write(b)
 }
-

@@ -253,4 +253,3 @@ func (m *Manager) recordedRatios(ctx context.Context, sloName string, now time.T
 	}
 	return out, nil
 }
-
