@@ -77,7 +77,15 @@ func (m *Manager) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m.status(r.Context(), d, genErr, ratios, now))
 }
 
-// rules answers the SLO's generated rule file as YAML.
+// RulesView answers GET /api/mesh/v1/slos/{name}/rules?format=json.
+type RulesView struct {
+	Name string `json:"name"`
+	// Rules is the Prometheus rule file (YAML).
+	Rules string `json:"rules"`
+}
+
+// rules answers the SLO's generated rule file as YAML (as JSON with
+// ?format=json).
 func (m *Manager) rules(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	d, _, ok := m.document(name)
@@ -92,6 +100,10 @@ func (m *Manager) rules(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, errorView{err.Error()})
+		return
+	}
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, http.StatusOK, RulesView{Name: name, Rules: string(b)})
 		return
 	}
 	w.Header().Set("Content-Type", "application/yaml")
