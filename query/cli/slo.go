@@ -170,4 +170,3 @@ func indicatorText(s slo.Status) string {
 		return "succeeding"
 	}
 }
-
