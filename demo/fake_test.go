@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshscope/meshscope/control/policy"
 )
 
 // The test binary doubles as fake `meshscope server` and fake
@@ -71,6 +73,15 @@ func fakeServer(ctx context.Context, args []string) int {
 			return
 		}
 		io.WriteString(w, "ready\n")
+	})
+	// The policy API: the demo's policy set must load.
+	mux.HandleFunc("POST /api/mesh/v1/apply", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if _, err := policy.Load(body); err != nil {
+			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, `{"version":1,"changed":true}`+"\n")
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
