@@ -368,3 +368,32 @@ func TestSLOAlerts(t *testing.T) {
 	b, _ := json.Marshal(list.SLOs[1].ErrorBudget)
 	t.Logf("payments error budget after the incident: %s", b)
 }
+
+// TestDemoSLOPage: `meshscope demo` applies its SLOs and the payments
+// availability SLO pages within 2 minutes of the demo being up, while the
+// SLOs whose objectives the shop meets stay quiet.
+func TestDemoSLOPage(t *testing.T) {
+	p, httpAddr, _ := startDemo(t, "4m")
+	up := time.Now()
+	var list slo.ListView
+	poll(t, 120*time.Second, "payments-availability paging in the demo", func() (bool, string) {
+		if err := getJSON("http://"+httpAddr+slo.APIPrefix, &list); err != nil {
+			return false, err.Error()
+		}
+		for _, s := range list.SLOs {
+			if s.Name == "payments-availability" {
+				return s.State == slo.StateFiring && s.FiringSeverity == slo.SeverityPage, fmt.Sprintf("state %s, SLI %v", s.State, s.SLINow)
+			}
+		}
+		return false, fmt.Sprintf("%d SLOs, no payments-availability", len(list.SLOs))
+	}, p)
+	t.Logf("payments page alert fired %v after the demo was up", time.Since(up).Round(time.Second))
+	if len(list.SLOs) < 7 {
+		t.Errorf("demo has %d SLOs, want one per service", len(list.SLOs))
+	}
+	for _, s := range list.SLOs {
+		if s.Name != "payments-availability" && s.State == slo.StateFiring {
+			t.Errorf("%s fires in the demo (SLI %v over %s)", s.Name, s.SLINow, s.NowWindow)
+		}
+	}
+}
