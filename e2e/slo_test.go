@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -265,7 +266,7 @@ func TestSLOAlerts(t *testing.T) {
 		for _, g := range rules.Data.Groups {
 			groups[g.Name] = g.File
 		}
-		if groups["slo:payments-availability"] == "" || groups["slo:catalog-latency"] == "" || groups["user-rules"] != filepath.Join(rulesDir, "user.yml") {
+		if groups["slo:payments-availability"] == "" || groups["slo:payments-availability:ticket"] == "" || groups["slo:catalog-latency"] == "" || groups["user-rules"] != filepath.Join(rulesDir, "user.yml") {
 			t.Errorf("rule groups = %v", groups)
 		}
 		if v, err := promQuery(srv, `service:mesh_requests:rate1m{destination_service="payments"}`); err != nil || len(v) != 1 {
@@ -293,9 +294,31 @@ func TestSLOAlerts(t *testing.T) {
 				Groups []struct{ Name string } `json:"groups"`
 			} `json:"data"`
 		}
-		if err := getJSON(srv.url("/api/v1/rules"), &rules); err != nil || len(rules.Data.Groups) != 3 {
+		if err := getJSON(srv.url("/api/v1/rules"), &rules); err != nil || len(rules.Data.Groups) != 4 {
 			t.Errorf("rules after the refused reload: %+v %v", rules, err)
 		}
+		// SIGHUP with the bad file still there: refused, logged, kept.
+		if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, 30*time.Second, "the refused SIGHUP reload in the log", func() (bool, string) {
+			return strings.Contains(srv.output(), "rule reload on SIGHUP refused"), srv.tail(2)
+		}, srv.proc)
+		// A good new file is picked up on SIGHUP.
+		os.Remove(bad)
+		second := strings.ReplaceAll(userRuleFile, "user-rules", "more-rules")
+		if err := os.WriteFile(filepath.Join(rulesDir, "more.yml"), []byte(second), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, 30*time.Second, "the new rule file after SIGHUP", func() (bool, string) {
+			if err := getJSON(srv.url("/api/v1/rules"), &rules); err != nil {
+				return false, err.Error()
+			}
+			return len(rules.Data.Groups) == 5, fmt.Sprintf("%+v", rules.Data.Groups)
+		}, srv.proc)
 	})
 
 	t.Run("cli", func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/prometheus/model/rulefmt"
 )
 
 // APIPrefix starts the SLO API paths.
@@ -93,10 +92,10 @@ func (m *Manager) rules(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorView{"slo " + name + " not found"})
 		return
 	}
-	g, err := Rules(&d, m.opts)
+	gs, err := Rules(&d, m.opts)
 	var b []byte
 	if err == nil {
-		b, err = RuleFile([]rulefmt.RuleGroup{g})
+		b, err = RuleFile(gs)
 	}
 	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, errorView{err.Error()})

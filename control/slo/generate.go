@@ -177,28 +177,71 @@ func ErrorRatioExpr(d *policy.Document, window time.Duration) string {
 	}
 }
 
-// Rules returns the rule group of one SLO document.
-func Rules(d *policy.Document, opts Options) (rulefmt.RuleGroup, error) {
+// TicketGroupSuffix ends the name of an SLO's slow group: the ticket
+// alert and the windows only ticket rows use.
+const TicketGroupSuffix = ":ticket"
+
+// MaxSlowInterval caps the slow group's interval so its series stay within
+// PromQL's default 5m lookback.
+const MaxSlowInterval = time.Minute
+
+// SlowInterval is the evaluation interval of the slow group: 4 evaluation
+// intervals, at most MaxSlowInterval (never below the evaluation interval).
+// Its windows are at least 4 × 4 evaluations long, so their ratios move
+// little between two evaluations.
+func SlowInterval(eval time.Duration) time.Duration {
+	return max(eval, min(4*eval, MaxSlowInterval))
+}
+
+// GroupNames are the names of an SLO's rule groups: the fast one (page
+// windows, page alert) and the slow one (ticket windows, ticket alert).
+func GroupNames(name string) (fast, slow string) {
+	return GroupPrefix + name, GroupPrefix + name + TicketGroupSuffix
+}
+
+// Rules returns the rule groups of one SLO document: the fast group,
+// evaluated every evaluation interval, records the windows of the page
+// rows (and the objective) and holds the page alert; the slow group,
+// evaluated every SlowInterval, records the windows only ticket rows use
+// and holds the ticket alert. Long windows read the most samples, so
+// evaluating them less often is most of the rules' cost saved.
+func Rules(d *policy.Document, opts Options) ([]rulefmt.RuleGroup, error) {
 	s := d.SLO()
 	if s == nil {
-		return rulefmt.RuleGroup{}, fmt.Errorf("%s: not an SLO", d.Ref())
+		return nil, fmt.Errorf("%s: not an SLO", d.Ref())
 	}
 	if opts.EvalInterval <= 0 {
-		return rulefmt.RuleGroup{}, fmt.Errorf("evaluation interval must be positive")
+		return nil, fmt.Errorf("evaluation interval must be positive")
 	}
 	lbls := Labels(d)
 	budget := Budget(s.Objective)
 	bws := Windows(s.Window.D(), opts.EvalInterval)
-	g := rulefmt.RuleGroup{Name: GroupPrefix + d.Name}
+	fastName, slowName := GroupNames(d.Name)
+	fast := rulefmt.RuleGroup{Name: fastName}
+	slow := rulefmt.RuleGroup{Name: slowName}
+	if iv := SlowInterval(opts.EvalInterval); iv != opts.EvalInterval {
+		slow.Interval = model.Duration(iv)
+	}
+	pageWindow := map[time.Duration]bool{}
+	for _, w := range bws {
+		if w.Severity == SeverityPage {
+			pageWindow[w.Long], pageWindow[w.Short] = true, true
+		}
+	}
 	p := parser.NewParser(parser.Options{})
 	for _, w := range WindowsOf(bws) {
 		expr := ErrorRatioExpr(d, w)
 		if _, err := p.ParseExpr(expr); err != nil {
-			return rulefmt.RuleGroup{}, fmt.Errorf("%s: indicator: the error ratio over %s is not valid PromQL: %w", d.Ref(), PromDuration(w), err)
+			return nil, fmt.Errorf("%s: indicator: the error ratio over %s is not valid PromQL: %w", d.Ref(), PromDuration(w), err)
 		}
-		g.Rules = append(g.Rules, rulefmt.Rule{Record: ErrorRatioMetric(w), Expr: expr, Labels: maps.Clone(lbls)})
+		r := rulefmt.Rule{Record: ErrorRatioMetric(w), Expr: expr, Labels: maps.Clone(lbls)}
+		if pageWindow[w] {
+			fast.Rules = append(fast.Rules, r)
+		} else {
+			slow.Rules = append(slow.Rules, r)
+		}
 	}
-	g.Rules = append(g.Rules, rulefmt.Rule{Record: ObjectiveMetric, Expr: "vector(" + formatFloat(roundSig(s.Objective/100, 10)) + ")", Labels: maps.Clone(lbls)})
+	fast.Rules = append(fast.Rules, rulefmt.Rule{Record: ObjectiveMetric, Expr: "vector(" + formatFloat(roundSig(s.Objective/100, 10)) + ")", Labels: maps.Clone(lbls)})
 	for _, sev := range []string{SeverityPage, SeverityTicket} {
 		if (sev == SeverityPage && !s.Alerting.PageEnabled()) || (sev == SeverityTicket && !s.Alerting.TicketEnabled()) {
 			continue
@@ -217,7 +260,6 @@ func Rules(d *policy.Document, opts Options) (rulefmt.RuleGroup, error) {
 				ErrorRatioMetric(w.Long), matcher(lbls), th, ErrorRatioMetric(w.Short), matcher(lbls), th))
 		}
 		al := maps.Clone(lbls)
-		al["severity"] = sev
 		maps.Copy(al, s.Alerting.Labels)
 		al["severity"] = sev
 		ann := map[string]string{
@@ -227,14 +269,18 @@ func Rules(d *policy.Document, opts Options) (rulefmt.RuleGroup, error) {
 			"traces_url":  link(opts.ExternalURL, "/traces", TracesQuery(d)),
 		}
 		maps.Copy(ann, s.Alerting.Annotations)
-		g.Rules = append(g.Rules, rulefmt.Rule{
-			Alert:       AlertName,
-			Expr:        strings.Join(conds, "\nor\n"),
-			Labels:      al,
-			Annotations: ann,
-		})
+		r := rulefmt.Rule{Alert: AlertName, Expr: strings.Join(conds, "\nor\n"), Labels: al, Annotations: ann}
+		if sev == SeverityPage {
+			fast.Rules = append(fast.Rules, r)
+		} else {
+			slow.Rules = append(slow.Rules, r)
+		}
 	}
-	return g, nil
+	out := []rulefmt.RuleGroup{fast}
+	if len(slow.Rules) > 0 {
+		out = append(out, slow)
+	}
+	return out, nil
 }
 
 // matcher selects one SLO's recorded series.
@@ -279,7 +325,7 @@ func RuleGroups(docs []policy.Document, opts Options) (groups []rulefmt.RuleGrou
 		if d.Kind != policy.KindSLO || d.SLO() == nil {
 			continue
 		}
-		g, err := Rules(d, opts)
+		gs, err := Rules(d, opts)
 		if err != nil {
 			if errs == nil {
 				errs = map[string]error{}
@@ -287,7 +333,7 @@ func RuleGroups(docs []policy.Document, opts Options) (groups []rulefmt.RuleGrou
 			errs[d.Name] = err
 			continue
 		}
-		groups = append(groups, g)
+		groups = append(groups, gs...)
 	}
 	sort.Slice(groups, func(i, j int) bool { return groups[i].Name < groups[j].Name })
 	return groups, errs

@@ -40,11 +40,11 @@ func loadDocs(t *testing.T) []policy.Document {
 func TestRulesGolden(t *testing.T) {
 	for _, d := range loadDocs(t) {
 		t.Run(d.Name, func(t *testing.T) {
-			g, err := Rules(&d, Options{EvalInterval: goldenInterval, ExternalURL: "http://meshscope.example:7070/"})
+			gs, err := Rules(&d, Options{EvalInterval: goldenInterval, ExternalURL: "http://meshscope.example:7070/"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := RuleFile([]rulefmt.RuleGroup{g})
+			got, err := RuleFile(gs)
 			if err != nil {
 				t.Fatal(err)
 			}

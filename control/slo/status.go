@@ -165,8 +165,9 @@ func (m *Manager) status(ctx context.Context, d policy.Document, genErr error, r
 		st.State = StateNoData
 	}
 
+	fast, slow := GroupNames(d.Name)
 	for _, g := range m.ruler.RuleGroups() {
-		if g.Name() != GroupPrefix+d.Name {
+		if g.Name() != fast && g.Name() != slow {
 			continue
 		}
 		for _, ar := range g.AlertingRules() {
