@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
-
 )
 
 // APIPrefix starts the SLO API paths.
