@@ -294,7 +294,7 @@ func TestSLOAlerts(t *testing.T) {
 				Groups []struct{ Name string } `json:"groups"`
 			} `json:"data"`
 		}
-		if err := getJSON(srv.url("/api/v1/rules"), &rules); err != nil || len(rules.Data.Groups) != 4 {
+		if err := getJSON(srv.url("/api/v1/rules"), &rules); err != nil || len(rules.Data.Groups) != 5 {
 			t.Errorf("rules after the refused reload: %+v %v", rules, err)
 		}
 		// SIGHUP with the bad file still there: refused, logged, kept.
@@ -317,7 +317,7 @@ func TestSLOAlerts(t *testing.T) {
 			if err := getJSON(srv.url("/api/v1/rules"), &rules); err != nil {
 				return false, err.Error()
 			}
-			return len(rules.Data.Groups) == 5, fmt.Sprintf("%+v", rules.Data.Groups)
+			return len(rules.Data.Groups) == 6, fmt.Sprintf("%+v", rules.Data.Groups)
 		}, srv.proc)
 	})
 
