@@ -24,8 +24,9 @@ help:
 TEST_DEPS  := test-apt
 TEST_EXTRA :=
 BUILD_DEPS :=
-# promtool (package prometheus) checks the Prometheus-compatible API.
-TEST_APT   := prometheus
+# promtool (package prometheus) checks the Prometheus-compatible API and the
+# generated SLO rules; prometheus-alertmanager receives alerts in tests.
+TEST_APT   := prometheus prometheus-alertmanager
 # nginx (nginx-light) is the reference the proxy's smuggling corpus runs against.
 TEST_APT   += nginx-light
 

@@ -97,6 +97,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	if err := r.startProxies(ctx, otlpGRPC); err != nil {
 		return startupErr(err)
 	}
+	if err := applyDocuments(ctx, httpAddr, "SLOs", slosYAML); err != nil {
+		return startupErr(err)
+	}
 
 	// 3. The services, calling their dependencies through their proxies.
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}

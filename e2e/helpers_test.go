@@ -196,13 +196,13 @@ type server struct {
 
 func (s *server) url(path string) string { return "http://" + s.http + path }
 
-func startServer(t *testing.T) *server {
+func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
 	a := freeAddrs(t, 3)
 	s := &server{http: a[0], otlpGRPC: a[1], otlpHTTP: a[2], data: t.TempDir()}
-	s.proc = startProc(t, "meshscope-server", bin, "server",
-		"--data", s.data, "--http", s.http, "--otlp-grpc", s.otlpGRPC, "--otlp-http", s.otlpHTTP)
+	s.proc = startProc(t, "meshscope-server", bin, append([]string{"server",
+		"--data", s.data, "--http", s.http, "--otlp-grpc", s.otlpGRPC, "--otlp-http", s.otlpHTTP}, extra...)...)
 	waitReady(t, s.proc, s.url("/ready"), 90*time.Second)
 	return s
 }

@@ -39,6 +39,7 @@ type API struct {
 	routes  []route.Route
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	prom    *promapi.API
 }
 
 // New builds the query layer over the server's PromQL engine, its TSDB
@@ -92,10 +93,15 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, traces trac
 		MaxQueryNodes:  cfg.MaxQueryNodes,
 		Status:         o.status,
 	}, engine, q)
+	a.prom = prom
 	a.routes = append(a.routes, prom.Routes()...)
 	a.addTraceAndMeshRoutes(engine, q, traces, engineRED)
 	return a, nil
 }
+
+// SetRules sets where /api/v1/rules and /api/v1/alerts read the rule
+// groups from (the rules engine); without it they answer empty.
+func (a *API) SetRules(src promapi.RulesSource) { a.prom.SetRules(src) }
 
 // RegisterRoutes registers every endpoint on mux (Go 1.22 method patterns).
 // Answers are compressed (gzip or deflate) when the client accepts it, as

@@ -29,6 +29,7 @@ func commands() []command {
 		{"traces", "search traces; `traces get ID` prints a waterfall", runClient("traces")},
 		{"graph", "service graph edges as a table or DOT", runClient("graph")},
 		{"check", "check server health, stores and reporting proxies", runClient("check")},
+		{"slo", "SLOs: slo list | slo status NAME | slo rules NAME", runClient("slo")},
 		{"migrate", "print or apply the ClickHouse trace store schema", runMigrate},
 		{"apply", "apply policy YAML (-f FILE|DIR|-; --dry-run prints the diff)", runPolicy("apply")},
 		{"get", "list policies or endpoints (get policies|endpoints)", runPolicy("get")},

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/units"
@@ -27,7 +28,9 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/clickhouse"
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
+	"github.com/meshscope/meshscope/control/slo"
 	"github.com/meshscope/meshscope/query"
+	"github.com/meshscope/meshscope/ruler"
 	"github.com/meshscope/meshscope/topology"
 	"github.com/meshscope/meshscope/ui"
 )
@@ -58,6 +61,7 @@ type serverConfig struct {
 	Topology  topology.Config    `yaml:"topology"`
 	Query     query.Config       `yaml:"query"`
 	Control   control.Config     `yaml:"control"`
+	Rules     ruler.Config       `yaml:"rules"`
 }
 
 type traceStoreConfig struct {
@@ -86,6 +90,7 @@ func defaultServerConfig() serverConfig {
 			StreamMaxClientsPerAddress: topology.DefaultStreamMaxClientsPerAddress,
 		},
 		Control: control.DefaultConfig(),
+		Rules:   ruler.DefaultConfig(),
 	}
 }
 
@@ -96,6 +101,9 @@ func (c serverConfig) resolved() serverConfig {
 	}
 	if c.Control.Dir == "" {
 		c.Control.Dir = filepath.Join(c.Data, "control")
+	}
+	if c.Rules.ExternalURL == "" && c.HTTP != "" {
+		c.Rules.ExternalURL = "http://" + c.HTTP
 	}
 	if c.Traces.Embedded.Dir == "" {
 		c.Traces.Embedded.Dir = filepath.Join(c.Data, "traces")
@@ -141,6 +149,9 @@ func (c *serverConfig) Validate() error {
 	if err := r.Control.Validate(); err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
+	if err := r.Rules.Validate(); err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
 	return nil
 }
 
@@ -165,6 +176,10 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.IntVar(&c.Topology.StreamMaxClientsPerAddress, "stream-max-clients-per-address", c.Topology.StreamMaxClientsPerAddress, "most graph stream clients from one client IP address; more get 503")
 	fs.StringVar(&c.Control.Policies, "policies", c.Control.Policies, "`dir`ectory of YAML policy files to load and watch (its documents win over the API's)")
 	fs.Var(durationValue{&c.Control.EndpointGrace}, "endpoint-grace", "how long a disconnected proxy's endpoints stay in the registry")
+	fs.Var(stringsValue{&c.Rules.RuleFiles}, "rule-files", "`glob` of Prometheus rule files to evaluate (repeatable; reloaded on SIGHUP and POST /-/reload)")
+	fs.Var(durationValue{&c.Rules.EvalInterval}, "rule-eval-interval", "how often rules (SLO and --rule-files) are evaluated")
+	fs.Var(stringsValue{&c.Rules.Alertmanagers}, "alertmanager", "Alertmanager base `URL` to send alerts to (repeatable)")
+	fs.StringVar(&c.Rules.ExternalURL, "external-url", c.Rules.ExternalURL, "`URL` the UI is reached at, for links in alerts (default http://<--http>)")
 }
 
 // durationValue is a flag accepting Prometheus durations (1d, 2w, 90s) that
@@ -186,6 +201,22 @@ func (d durationValue) Set(s string) error {
 	for _, p := range d {
 		*p = time.Duration(v)
 	}
+	return nil
+}
+
+// stringsValue is a repeatable flag; each use appends to the list (after
+// the config file's entries).
+type stringsValue struct{ p *[]string }
+
+func (s stringsValue) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return strings.Join(*s.p, ",")
+}
+
+func (s stringsValue) Set(v string) error {
+	*s.p = append(*s.p, v)
 	return nil
 }
 
@@ -286,12 +317,25 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	}
 	closers = append(closers, plane.Close)
 
+	rl, err := ruler.New(cfg.Rules, engine, metrics, metrics, reg, logger.With("part", "rules"))
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+	api.SetRules(rl)
+	slos, err := slo.NewManager(plane.Store(), rl, engine, metrics,
+		slo.Options{EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL}, reg, logger.With("part", "slo"))
+	if err != nil {
+		return fmt.Errorf("slo: %w", err)
+	}
+
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
 	coll.RegisterRoutes(mux)
 	topo.RegisterRoutes(mux)
 	api.RegisterRoutes(mux)
 	plane.RegisterRoutes(mux)
+	rl.RegisterRoutes(mux)
+	slos.RegisterRoutes(mux)
 	ui.RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -329,6 +373,8 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	g.Add("topology", topo)
 	g.Add("collector", coll)
 	g.Add("control plane", plane)
+	g.Add("rules", rl)
+	g.Add("slo", slos)
 	g.Add("http", httpSrv)
 	closers = nil // the group owns them now
 

@@ -16,6 +16,7 @@ type Kind struct {
 const (
 	KindRoute      = "Route"
 	KindResilience = "Resilience"
+	KindSLO        = "SLO"
 )
 
 // kinds is the kind table: adding a kind is one entry here and one file
@@ -23,6 +24,7 @@ const (
 var kinds = [...]Kind{
 	{Name: KindRoute, New: func() Spec { return new(Route) }, OnePerService: true},
 	{Name: KindResilience, New: func() Spec { return new(Resilience) }, OnePerService: true},
+	{Name: KindSLO, New: func() Spec { return new(SLO) }},
 }
 
 // Kinds returns the known kinds.

@@ -82,6 +82,9 @@ func (d *Document) Route() *Route { r, _ := d.Spec.(*Route); return r }
 // Resilience returns the spec of a Resilience document, or nil.
 func (d *Document) Resilience() *Resilience { r, _ := d.Spec.(*Resilience); return r }
 
+// SLO returns the spec of an SLO document, or nil.
+func (d *Document) SLO() *SLO { s, _ := d.Spec.(*SLO); return s }
+
 // FieldError is a validation error naming a field by its path within the
 // document, e.g. rules[0].backends[1].weight.
 type FieldError struct {

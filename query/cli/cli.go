@@ -43,6 +43,7 @@ func Commands() []Command {
 		{"traces", "search traces; `traces get ID` prints a waterfall", runTraces},
 		{"graph", "service graph edges as a table, JSON or DOT", runGraph},
 		{"check", "verify server health, stores and reporting proxies (exit 1 on problems)", runCheck},
+		{"slo", "SLOs: list, status NAME (SLI, error budget, burn rates, alerts), rules NAME (Prometheus rule file)", runSLO},
 	}
 }
 

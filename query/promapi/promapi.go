@@ -48,6 +48,9 @@ type Options struct {
 	MaxQueryNodes int
 	// Status is what /api/v1/status/{runtimeinfo,flags,config} report.
 	Status Status
+	// Rules lists the rule groups of /api/v1/rules and /api/v1/alerts;
+	// nil answers them empty.
+	Rules RulesSource
 }
 
 // API serves the Prometheus HTTP API.
@@ -466,30 +469,6 @@ func (a *API) queryExemplars(r *http.Request) apiResult {
 		return badData(err)
 	}
 	return apiResult{data: []any{}}
-}
-
-// RuleDiscovery is the data of /api/v1/rules.
-type RuleDiscovery struct {
-	RuleGroups []any `json:"groups"`
-}
-
-// AlertDiscovery is the data of /api/v1/alerts.
-type AlertDiscovery struct {
-	Alerts []any `json:"alerts"`
-}
-
-func (a *API) rules(r *http.Request) apiResult {
-	if err := r.ParseForm(); err != nil {
-		return badData(fmt.Errorf("error parsing form values: %w", err))
-	}
-	if t := r.Form.Get("type"); t != "" && t != "alert" && t != "record" {
-		return badData(fmt.Errorf("not supported value %q", t))
-	}
-	return apiResult{data: &RuleDiscovery{RuleGroups: []any{}}}
-}
-
-func (a *API) alerts(*http.Request) apiResult {
-	return apiResult{data: &AlertDiscovery{Alerts: []any{}}}
 }
 
 // MinTime and MaxTime are the defaults of optional time ranges, equal to

@@ -7,6 +7,7 @@ import { useRoute, match, onLinkClick } from './router.js';
 import { TopologyPage } from './topology.js';
 import { ServicesPage } from './services.js';
 import { TracesPage, TraceView } from './traces.js';
+import { SlosPage, SloView } from './slos.js';
 
 // routes is the page table: adding a page is one entry (nav: shown in the
 // navigation bar, in this order). Paths match with :params.
@@ -15,6 +16,8 @@ export const routes = [
   { path: '/services', title: 'Services', nav: true, page: ServicesPage },
   { path: '/traces', title: 'Traces', nav: true, page: TracesPage },
   { path: '/traces/:id', title: 'Trace', page: TraceView, section: '/traces' },
+  { path: '/slos', title: 'SLOs', nav: true, page: SlosPage },
+  { path: '/slos/:name', title: 'SLO', page: SloView, section: '/slos' },
 ];
 
 function NotFound({ path }) {

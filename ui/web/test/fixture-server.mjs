@@ -40,6 +40,36 @@ const baseEdges = [
   ['checkout', 'external', 1, 0], ['checkout', 'orders-db', 2, 0],
 ];
 
+// demoSLOs answers GET /api/mesh/v1/slos in its wire shape (control/slo
+// Status): payments burning its budget (page firing), catalog latency
+// fine, pricing without traffic.
+export function demoSLOs(at = new Date()) {
+  const rows = (budget, long, short) => [
+    ['page', 14.4, '1h', '5m', 2], ['page', 6, '6h', '30m', 5], ['ticket', 3, '1d', '2h', 10], ['ticket', 1, '3d', '6h', 10],
+  ].map(([severity, factor, lw, sw, bp]) => ({
+    severity, factor, threshold: +(factor * budget).toPrecision(10), long_window: lw, short_window: sw, budget_percent: bp,
+    long_burn_rate: long, short_burn_rate: short, exceeded: long !== null && short !== null && long > factor && short > factor,
+  }));
+  const traces = (svc) => ({ service: svc, error: true, api: `/api/mesh/traces?service=${svc}&status=error`, ui: `http://127.0.0.1:7070/traces?service=${svc}&status=error` });
+  const base = (name, service, objective, budget, type) => ({
+    name, service, objective, window: '30d', indicator: type === 'latency' ? { type, threshold: '250ms' } : { type }, alerts: [],
+    now_window: '5m', traces: traces(service), evaluated_at: at.toISOString(),
+    error_budget: { ratio: budget, total_minutes: +(43200 * budget).toFixed(3), consumed_percent: null, remaining_percent: null, remaining_minutes: null },
+  });
+  const budgetOf = (b, consumed) => ({ ...b, consumed_percent: consumed, remaining_percent: +(100 - consumed).toFixed(3), remaining_minutes: +(b.total_minutes * (100 - consumed) / 100).toFixed(3) });
+  const pay = base('payments-availability', 'payments', 99.9, 0.001, 'availability');
+  const active = new Date(at.getTime() - 120000).toISOString();
+  Object.assign(pay, {
+    state: 'firing', firing_severity: 'page', sli: 96.5, sli_now: 96.2, error_budget: budgetOf(pay.error_budget, 3500), burn_rates: rows(0.001, 35, 38),
+    alerts: ['page', 'ticket'].map((severity) => ({ severity, state: 'firing', active_at: active, fired_at: active, value: 0.035, labels: { alertname: 'SLOErrorBudgetBurn', slo: 'payments-availability', service: 'payments', severity } })),
+  });
+  const cat = base('catalog-latency', 'catalog', 99, 0.01, 'latency');
+  Object.assign(cat, { state: 'ok', sli: 99.6, sli_now: 99.5, error_budget: budgetOf(cat.error_budget, 40), burn_rates: rows(0.01, 0.4, 0.5) });
+  const pri = base('pricing-availability', 'pricing', 99.5, 0.005, 'availability');
+  Object.assign(pri, { state: 'no_data', sli: null, sli_now: null, burn_rates: rows(0.005, null, null) });
+  return [cat, pay, pri];
+}
+
 function fill(n) {
   return { error_rate: 0, p50_ms: 0, p95_ms: 0, p99_ms: 0, bytes_per_sec: (n.rps || 0) * 900, protocols: n.kind === 'user' ? undefined : ['http1'], ...n };
 }
@@ -362,6 +392,11 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
       const t = byID.get(m[1]);
       if (!t) return json(res, 404, { data: null, errors: [{ code: 404, msg: 'trace not found' }] });
       return json(res, 200, { data: [t], total: 1 });
+    }
+    if (p === '/api/mesh/v1/slos') return json(res, 200, { version: 3, slos: demoSLOs() });
+    if (p.startsWith('/api/mesh/v1/slos/')) {
+      const s = demoSLOs().find((x) => x.name === decodeURIComponent(p.slice('/api/mesh/v1/slos/'.length)));
+      return s ? json(res, 200, s) : json(res, 404, { error: 'slo ' + p.slice(18) + ' not found' });
     }
     if (p.startsWith('/api/') || p.startsWith('/jaeger/')) return json(res, 404, { error: 'no API at ' + p });
     // Static files like ui.Handler.

@@ -555,6 +555,36 @@ test('one instant: graph, side panel, routes and Services table print the RED en
   assert.deepEqual(cells.slice(3, 8), [fmtPct(svc.success_rate), fmtRate(svc.rps), fmtMs(svc.p50_ms), fmtMs(svc.p95_ms), fmtMs(svc.p99_ms)]);
 });
 
+test('the SLOs page sorts by state, shows budget bars and opens an SLO with its burn rates', async () => {
+  await page.goto(target.url + '/topology');
+  await page.click('nav a[href="/slos"]');
+  await page.locator('[data-testid=slos-table] tbody tr').first().waitFor();
+  // payments burns its budget (2 % errors against 99.9 %): its page alert
+  // fires, and the default sort (state, descending) puts it first.
+  const first = page.locator('[data-testid=slos-table] tbody tr').first();
+  await page.waitForFunction(() => {
+    const r = document.querySelector('[data-testid=slos-table] tbody tr');
+    return r && r.dataset.slo === 'payments-availability' && r.querySelector('[data-state=firing]');
+  }, null, { timeout: 150000 });
+  assert.match(await first.textContent(), /firing: page/);
+  assert.ok(await first.locator('.bar[role=img]').count(), 'no budget bar');
+  await page.click('button.sort:has-text("Budget left")');
+  await page.waitForURL(/sort=budget/);
+  const vals = await page.locator('[data-testid=slos-table] tbody tr').evaluateAll((rs) => rs.map((r) => Number(r.dataset.sortValue)));
+  assert.ok(vals.length > 1 && vals.every((v, i) => i === 0 || vals[i - 1] >= v), `rows not sorted by budget: ${vals}`);
+  await shot('slos');
+  await page.click('a[href="/slos/payments-availability"]');
+  await page.locator('[data-testid=slo-detail]').waitFor();
+  assert.match(await page.locator('[data-testid=slo-budget]').textContent(), /min of full outage left/);
+  assert.equal(await page.locator('[data-testid=burn-table] tbody tr').count(), 4);
+  assert.ok(await page.locator('[data-testid=burn-table] tbody tr[data-exceeded=true]').count() >= 1, 'no exceeded burn-rate row');
+  assert.match(await page.locator('[data-testid=slo-alerts]').textContent(), /page firing/);
+  assert.match(await page.locator('[data-testid=slo-traces]').getAttribute('href'), /^\/traces\?service=payments&status=error/);
+  await shot('slo-detail');
+  await page.click('[data-testid=slo-traces]');
+  await page.waitForURL(/\/traces\?service=payments/);
+});
+
 test('no script errors or CSP violations on any page', () => {
   const bad = problems.filter((p) => !/Failed to load resource.*404/.test(p) || target.kind === 'fixture');
   assert.deepEqual(bad, []);

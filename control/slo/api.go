@@ -1,0 +1,109 @@
+package slo
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// APIPrefix starts the SLO API paths.
+const APIPrefix = "/api/mesh/v1/slos"
+
+// ListView answers GET /api/mesh/v1/slos.
+type ListView struct {
+	// Version is the policy version the SLOs come from.
+	Version uint64   `json:"version"`
+	SLOs    []Status `json:"slos"`
+}
+
+// RegisterRoutes adds the SLO API to mux.
+func (m *Manager) RegisterRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+APIPrefix, m.list)
+	mux.HandleFunc("GET "+APIPrefix+"/{name}", m.get)
+	mux.HandleFunc("GET "+APIPrefix+"/{name}/rules", m.rules)
+}
+
+type errorView struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding response failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func (m *Manager) list(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	ratios, err := m.recordedRatios(r.Context(), "", now)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorView{err.Error()})
+		return
+	}
+	docs := m.documents()
+	m.mu.RLock()
+	v := ListView{Version: m.version, SLOs: make([]Status, 0, len(docs))}
+	errs := m.errs
+	m.mu.RUnlock()
+	service := r.URL.Query().Get("service")
+	for _, d := range docs {
+		if service != "" && d.Service != service {
+			continue
+		}
+		v.SLOs = append(v.SLOs, m.status(r.Context(), d, errs[d.Name], ratios, now))
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (m *Manager) get(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	d, genErr, ok := m.document(name)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorView{"slo " + name + " not found"})
+		return
+	}
+	now := time.Now()
+	ratios, err := m.recordedRatios(r.Context(), name, now)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorView{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, m.status(r.Context(), d, genErr, ratios, now))
+}
+
+// RulesView answers GET /api/mesh/v1/slos/{name}/rules?format=json.
+type RulesView struct {
+	Name string `json:"name"`
+	// Rules is the Prometheus rule file (YAML).
+	Rules string `json:"rules"`
+}
+
+// rules answers the SLO's generated rule file as YAML (as JSON with
+// ?format=json).
+func (m *Manager) rules(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	d, _, ok := m.document(name)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorView{"slo " + name + " not found"})
+		return
+	}
+	gs, err := Rules(&d, m.opts)
+	var b []byte
+	if err == nil {
+		b, err = RuleFile(gs)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, errorView{err.Error()})
+		return
+	}
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, http.StatusOK, RulesView{Name: name, Rules: string(b)})
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(b)
+}
