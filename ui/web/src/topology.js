@@ -5,7 +5,8 @@ import cytoscape from 'cytoscape';
 import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, windows } from './api.js';
 import { timeParams, apiTime, TimeControls, CoverageNote } from './time.js';
 import { setQuery, withQuery, onLinkClick } from './router.js';
-import { usePolicies, policyMarks, policyGlyph } from './policies.js';
+import { usePolicies } from './policies.js';
+import { policyMarks, policyGlyph } from './policymodel.js';
 import { applyMessage, fromSnapshot, emptyGraph, health, healthInfo, kindInfo, groupGraph } from './graphmodel.js';
 import { compileFind } from './findexpr.js';
 import { StableLayout } from './layout.js';
@@ -448,8 +449,9 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       for (const e of edges) {
         want.add(e.id);
         const tgt = nodeByID.get(e.target);
-        const split = tgt && tgt.kind === 'service' && !tgt.version ? (marks.get(tgt.service || tgt.id) || {}).split : '';
-        const lbl = lod === 2 ? [split ? `⇉ split ${split}` : '', edgeLabel(e, label)].filter(Boolean).join(' · ') : '';
+        const tm = tgt && tgt.kind === 'service' && !tgt.version ? marks.get(tgt.service || tgt.id) : null;
+        const split = tm && tm.split ? `⇉ split ${tm.split}${tm.splitMode === 'observe' ? ' (observe)' : ''}` : '';
+        const lbl = lod === 2 ? [split, edgeLabel(e, label)].filter(Boolean).join(' · ') : '';
         const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (split ? ' split' : '') + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
         if (empty || !cy.hasElementWithId(e.id)) freshEdges.push({ group: 'edges', data: { id: e.id, source: e.source, target: e.target, label: lbl }, classes });
         else {
