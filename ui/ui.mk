@@ -49,5 +49,5 @@ ui-test-demo: ui-deps
 ui-screenshots:
 	@test -f ui/test-artifacts/topology.png || { echo "ui-screenshots: run make ui-test first"; exit 1; }
 	mkdir -p docs/screenshots
-	cp ui/test-artifacts/topology.png ui/test-artifacts/topology-node-panel.png ui/test-artifacts/services.png \
+	cp ui/test-artifacts/topology.png ui/test-artifacts/topology-node-panel.png ui/test-artifacts/topology-policies.png ui/test-artifacts/services.png \
 	   ui/test-artifacts/traces-search.png ui/test-artifacts/trace-waterfall.png docs/screenshots/

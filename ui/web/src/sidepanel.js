@@ -7,6 +7,7 @@ import { panelTables, sortRows, tableURL } from './redtables.js';
 import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, windowToSeconds, rateRange } from './api.js';
 import { health, kindInfo } from './graphmodel.js';
 import { onLinkClick } from './router.js';
+import { PolicySection } from './policies.js';
 
 // FigureTable prints rows of RED figures with the one formatter of each
 // kind (fmtRate, fmtPct, fmtMs), as the header does.
@@ -70,7 +71,7 @@ function TraceList({ title, service, extra, window, at, testid }) {
   </div>`;
 }
 
-export function SidePanel({ sel, graph, window, view, at, onClose }) {
+export function SidePanel({ sel, graph, pol, window, view, at, onClose }) {
   const [kind, id] = [sel.slice(0, sel.indexOf(':')), sel.slice(sel.indexOf(':') + 1)];
   let subject, a, b;
   if (kind === 'node') {
@@ -93,6 +94,9 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
   const h = health(subject.health);
   const userNode = kind === 'node' && a.kind === 'user';
   const traceService = userNode ? null : kind === 'node' ? (a.kind === 'external' ? null : a.service || a.id) : (b.kind === 'external' ? a.service || a.id : b.service || b.id);
+  // The policies of the node's service, or of an edge's callee.
+  const dst = kind === 'node' ? a : b;
+  const policyService = dst.kind === 'service' ? dst.service || dst.id : null;
   const minDur = `${Math.max(1, Math.round(subject.p95_ms || 1))}ms`;
   const title = kind === 'node' ? id : `${subject.source} → ${subject.target}`;
   return html`<aside class="side-panel" aria-label=${'Details of ' + title} data-testid="side-panel">
@@ -111,6 +115,7 @@ export function SidePanel({ sel, graph, window, view, at, onClose }) {
       <div><dt>p95</dt><dd>${fmtMs(subject.p95_ms)}</dd></div>
       <div><dt>p99</dt><dd>${fmtMs(subject.p99_ms)}</dd></div>
     </dl>
+    ${pol && policyService ? html`<${PolicySection} service=${policyService} pol=${pol} proxyMode=${a.mode} window=${window} at=${at} />` : ''}
     <div class="charts">
       <${RangeChart} title="Request rate" unit="req/s" series=${qs.rate} window=${window} at=${at} testid="chart-rate" />
       <${RangeChart} title="Errors" unit="%" series=${qs.errors} window=${window} at=${at} testid="chart-errors" />

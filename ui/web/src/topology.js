@@ -5,6 +5,8 @@ import cytoscape from 'cytoscape';
 import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, windows } from './api.js';
 import { timeParams, apiTime, TimeControls, CoverageNote } from './time.js';
 import { setQuery, withQuery, onLinkClick } from './router.js';
+import { usePolicies } from './policies.js';
+import { policyMarks, policyGlyph } from './policymodel.js';
 import { applyMessage, fromSnapshot, emptyGraph, health, healthInfo, kindInfo, groupGraph } from './graphmodel.js';
 import { compileFind } from './findexpr.js';
 import { StableLayout } from './layout.js';
@@ -308,7 +310,7 @@ function fitPositions(cy, pos) {
 // GraphCanvas draws nodes and edges with Cytoscape. It keeps one Cytoscape
 // instance and syncs elements in place, so nodes never jump: positions come
 // from a StableLayout that only places new nodes.
-function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layoutKey }) {
+function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layoutKey, marks }) {
   const box = useRef(null);
   const cyRef = useRef(null);
   const layoutRef = useRef(null);
@@ -417,6 +419,7 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
     const maxRps = nodes.reduce((m, n) => Math.max(m, n.rps || 0), 0);
     const maxERps = edges.reduce((m, e) => Math.max(m, e.rps || 0), 0);
     const findOn = found.size > 0;
+    const nodeByID = new Map(nodes.map((n) => [n.id, n]));
     // Level of detail: when labels are too small to read (big graphs zoomed
     // out) they are shortened or left out, so the first render and updates
     // that only change numbers do not measure thousands of labels. Zooming
@@ -431,8 +434,10 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       const freshEdges = [];
       for (const n of nodes) {
         want.add(n.id);
-        const lbl = nodeText(n);
-        const classes = `kind-${kindInfo[n.kind] ? n.kind : 'service'} health-${healthInfo[n.health] ? n.health : 'no_data'} mode-${n.mode} size-${sizeClass(n, maxRps)}` + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
+        const mark = marks.get(n.service || n.id);
+        const txt = nodeText(n);
+        const lbl = mark && txt ? txt.replace('\n', ` ${policyGlyph[mark.mode]}\n`) + (txt.includes('\n') ? '' : ` ${policyGlyph[mark.mode]}`) : txt;
+        const classes = `kind-${kindInfo[n.kind] ? n.kind : 'service'} health-${healthInfo[n.health] ? n.health : 'no_data'} mode-${n.mode} size-${sizeClass(n, maxRps)}` + (mark ? ` pol-${mark.mode}` : '') + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
         if (empty || !cy.hasElementWithId(n.id)) {
           fresh.push({ group: 'nodes', data: { id: n.id, label: lbl }, position: { ...pos.get(n.id) }, classes });
         } else {
@@ -443,8 +448,11 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
       }
       for (const e of edges) {
         want.add(e.id);
-        const lbl = lod === 2 ? edgeLabel(e, label) : '';
-        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
+        const tgt = nodeByID.get(e.target);
+        const tm = tgt && tgt.kind === 'service' && !tgt.version ? marks.get(tgt.service || tgt.id) : null;
+        const split = tm && tm.split ? `⇉ split ${tm.split}${tm.splitMode === 'observe' ? ' (observe)' : ''}` : '';
+        const lbl = lod === 2 ? [split, edgeLabel(e, label)].filter(Boolean).join(' · ') : '';
+        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (split ? ' split' : '') + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
         if (empty || !cy.hasElementWithId(e.id)) freshEdges.push({ group: 'edges', data: { id: e.id, source: e.source, target: e.target, label: lbl }, classes });
         else {
           const el = cy.getElementById(e.id);
@@ -534,6 +542,14 @@ export function TopologyPage({ query }) {
     findError = e.message;
   }
   const vis = useMemo(() => visibleGraph(graph, p, findFn), [graph, tick, p.group, p.hideHealthy, p.find, p.mode]);
+  // One policy list for the page (refreshed every 10 s): the graph's
+  // enforced / observe-only marks and split edges, and the side panel.
+  const pol = usePolicies();
+  const marks = useMemo(() => {
+    const modes = new Map();
+    for (const n of graph.nodes.values()) if (n.mode && n.mode !== 'none') modes.set(n.service || n.id, n.mode);
+    return policyMarks(pol.policies, (s) => modes.get(s));
+  }, [pol.policies, graph, tick]);
   const groups = useMemo(() => [...new Set([...graph.nodes.values()].map((n) => n.group).filter(Boolean))].sort(), [graph, tick]);
   const onSelect = useCallback((s) => setQuery({ sel: s || null }), []);
   const findTimer = useRef(0);
@@ -576,15 +592,15 @@ export function TopologyPage({ query }) {
         ${vis.mode === 'table'
           ? html`<${NodeTable} nodes=${vis.nodes} found=${vis.found} onSelect=${onSelect} caption=${vis.nodes.length > MAX_DRAWN_NODES ? `${vis.nodes.length} nodes: too many to draw, shown as a table (use Group or Find to narrow)` : 'Nodes'} />`
           : html`<${GraphCanvas} nodes=${vis.nodes} edges=${vis.edges} found=${vis.found} label=${p.label} sel=${p.sel} onSelect=${onSelect}
-              fitKey=${p.window + p.view + p.group + p.hideHealthy + vis.mode} layoutKey=${p.view + vis.mode} />
+              fitKey=${p.window + p.view + p.group + p.hideHealthy + vis.mode} layoutKey=${p.view + vis.mode} marks=${marks} />
             ${vis.mode === 'grouped' ? html`<p class="note">${graph.nodes.size} nodes: shown grouped by group. Pick a group to see its nodes.</p>` : ''}
             <${Legend} />
             <details class="node-list" open=${listOpen} onToggle=${(e) => setListOpen(e.currentTarget.open)}><summary>Nodes as a list (${vis.nodes.length})</summary>
               <ul data-testid="node-list">${!listOpen ? '' : vis.nodes.map((n) => html`<li key=${n.id}><button type="button" class="linklike" data-node=${n.id} onClick=${() => onSelect('node:' + n.id)}>
-                ${n.id}</button> <${HealthBadge} h=${n.health} /> ${n.kind !== 'service' ? html`<span class="tag">${n.kind}</span>` : ''} ${fmtRate(n.rps)} rps, ${fmtPct(n.error_rate)} errors, p99 ${fmtMs(n.p99_ms)}</li>`)}</ul>
+                ${n.id}</button> <${HealthBadge} h=${n.health} /> ${n.kind !== 'service' ? html`<span class="tag">${n.kind}</span>` : ''} ${marks.has(n.service || n.id) ? html`<span class="tag">policies: ${marks.get(n.service || n.id).mode === 'enforce' ? 'enforced' : 'observe only'}</span>` : ''} ${fmtRate(n.rps)} rps, ${fmtPct(n.error_rate)} errors, p99 ${fmtMs(n.p99_ms)}</li>`)}</ul>
             </details>`}
       </div>
-      ${p.sel ? html`<${SidePanel} sel=${p.sel} graph=${graph} tick=${tick} view=${p.view} window=${p.t.absolute ? p.t.secs + 's' : p.window} at=${p.at} onClose=${() => onSelect('')} />` : ''}
+      ${p.sel ? html`<${SidePanel} sel=${p.sel} graph=${graph} pol=${pol} tick=${tick} view=${p.view} window=${p.t.absolute ? p.t.secs + 's' : p.window} at=${p.at} onClose=${() => onSelect('')} />` : ''}
     </div>
   </section>`;
 }
@@ -595,6 +611,7 @@ function Legend() {
     <span><span class="lg-dot degraded" aria-hidden="true">!</span> degraded (dashed edge)</span>
     <span><span class="lg-dot failing" aria-hidden="true">✖</span> failing (double border, dashed edge)</span>
     <span><span class="lg-dot no_data" aria-hidden="true">?</span> no data</span>
+    <span>◆ enforced policies · ◇ observe-only policies · ⇉ split: a route splits the callee's traffic between versions</span>
     <span>● service · ◌ unmeshed (dashed border) · ⬡ external · ⛁ database · ▲ user · dotted edge: seen in spans only</span>
   </div>`;
 }

@@ -80,6 +80,33 @@ function mkEdge([s, t, rps, err]) {
   return { id: `${s}->${t}`, source: s, target: t, protocols: ['http1'], health: edgeHealth(err), seen_by: t === 'reviews' || t === 'external' || t === 'orders-db' ? 'source' : s === 'user' ? 'destination' : 'both', rps, error_rate: err, p50_ms: 5, p95_ms: 40, p99_ms: 90, bytes_per_sec: rps * 900 };
 }
 
+// The policies of /api/mesh/v1/policies as the control plane answers them
+// (every default filled in): the demo's set (demo/policies.yaml) and an
+// enforced breaker and rate limit on cart.
+export const fixturePolicies = [
+  { kind: 'Resilience', name: 'cart-limits', service: 'cart', mode: 'enforce', load_balancer: 'round-robin',
+    circuit_breaker: { max_connections: 64, max_pending: 32, max_requests: 100 }, rate_limit: { requests_per_second: 50, burst: 60 } },
+  { kind: 'Resilience', name: 'payments-outliers', service: 'payments', load_balancer: 'p2c-ewma',
+    outlier_detection: { consecutive_5xx: 5, interval: '10s', base_ejection_time: '30s', max_ejection_percent: 10 } },
+  { kind: 'Route', name: 'inventory-split', service: 'inventory', mode: 'enforce', rules: [{ backends: [{ version: 'v1', weight: 90 }, { version: 'v2', weight: 10 }] }] },
+  { kind: 'Route', name: 'payments-retries', service: 'payments', mode: 'observe', timeout: '300ms',
+    retries: { attempts: 2, per_try_timeout: '150ms', on: ['5xx', 'connect-failure', 'reset'], budget: { ratio: 0.2, min_per_second: 10 } } },
+];
+// The decisions per destination service: [policy_kind, policy, decision, enforced, increase].
+export const fixtureDecisions = {
+  inventory: [['Route', 'inventory-split', 'route:v1', 'true', 540.4], ['Route', 'inventory-split', 'route:v2', 'true', 59.7]],
+  payments: [['Route', 'payments-retries', 'retry', 'false', 14.2], ['Route', 'payments-retries', 'timeout', 'false', 3], ['Resilience', 'payments-outliers', 'ejected', 'false', 0]],
+  cart: [['Resilience', 'cart-limits', 'rate_limited', 'true', 7]],
+};
+function fixtureEndpoints() {
+  const until = new Date(Date.now() + 30000).toISOString();
+  const ep = (service, version, address, ejectedBy) => ({ service, version, address, proxy_id: `${service}-${address.split(':')[1]}`, mode: 'observe', health: 'healthy', ejected: !!ejectedBy, ...(ejectedBy ? { ejected_by: ejectedBy } : {}), connected: true, config_version: 3 });
+  return [
+    ep('payments', 'v1', '127.0.0.1:9301', [{ proxy_id: 'checkout-1', reason: '5 consecutive 5xx', until }]),
+    ep('payments', 'v1', '127.0.0.1:9302'),
+  ];
+}
+
 // The fixture's data starts this long before "now": windows longer than
 // that are only partly covered (covered_seconds).
 export const fixtureDataSeconds = 600;
@@ -292,7 +319,7 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
   const traces = demoTraces();
   const big = bigTrace();
   const byID = new Map([...traces, big].map((t) => [t.traceID, t]));
-  const stats = { streams: 0, graphGets: 0, graphURLs: [], tableURLs: [], traceSearches: [], queries: [] };
+  const stats = { policyGets: 0, streams: 0, graphGets: 0, graphURLs: [], tableURLs: [], traceSearches: [], queries: [] };
   const json = (res, code, body) => {
     res.writeHead(code, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(body));
@@ -322,9 +349,22 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
       stats.queries.push(q);
       const t = Date.now() / 1000;
       let result = [{ metric: {}, value: [t, '1'] }];
+      const dm = /mesh_policy_decisions_total\{service="([^"]*)"\}/.exec(q);
+      if (dm) result = (fixtureDecisions[dm[1]] || []).map(([kind, policy, decision, enforced, n]) => ({ metric: { policy_kind: kind, policy, decision, enforced }, value: [t, String(n)] }));
       if (q.includes('by (route')) result = ['/api/items/{id}', '/api/items', 'unmatched'].map((r, i) => ({ metric: { route: r }, value: [t, String(q.includes('histogram') ? 0.01 * (i + 1) : q.includes('failure') ? 0.1 * i : 8 - 3 * i)] }));
       if (q.includes('by (destination_version')) result = ['v1', 'v2'].map((v, i) => ({ metric: { destination_version: v }, value: [t, String(q.includes('histogram') ? 0.01 : q.includes('failure') ? 0 : 6 - i)] }));
       return json(res, 200, { status: 'success', data: { resultType: 'vector', result } });
+    }
+    if (p === '/api/mesh/v1/policies') {
+      stats.policyGets++;
+      const svc = u.searchParams.get('service');
+      const policies = fixturePolicies.filter((d) => !svc || d.service === svc);
+      return json(res, 200, { version: 3, policies, sources: Object.fromEntries(policies.map((d) => [`${d.kind}/${d.name}`, 'api'])) });
+    }
+    if (p === '/api/mesh/v1/endpoints') {
+      const svc = u.searchParams.get('service');
+      const endpoints = fixtureEndpoints().filter((e) => !svc || e.service === svc);
+      return json(res, 200, { policy_version: 3, endpoints, proxies: [] });
     }
     if (p === '/api/mesh/services') {
       const g = demoGraph({ window: u.searchParams.get('window') || '1m' });

@@ -585,6 +585,106 @@ test('the SLOs page sorts by state, shows budget bars and opens an SLO with its 
   await page.waitForURL(/\/traces\?service=payments/);
 });
 
+// countOf reads a decision count of a policy in the side panel (0 while
+// absent).
+async function countOf(panel, policy, decision, enforced) {
+  const li = panel.locator(`[data-policy="${policy}"] li[data-decision="${decision}"][data-enforced="${enforced}"]`);
+  return (await li.count()) ? Number(await li.getAttribute('data-count')) : 0;
+}
+
+// pollCount waits until a decision count is above 0 (the panels refresh
+// their counts every 10 s; the demo's counters need a scrape or two).
+async function pollCount(panel, policy, decision, enforced, timeout = 60000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const n = await countOf(panel, policy, decision, enforced);
+    if (n > 0 || Date.now() > deadline) return n;
+    await page.waitForTimeout(1000);
+  }
+}
+
+test('the topology marks services with enforced and observe-only policies and split edges', async () => {
+  await page.goto(target.url + '/topology?window=5m');
+  await waitForNodes(['inventory', 'payments', 'catalog']);
+  const read = () => page.evaluate(() => {
+    const cy = window.meshscope.cy;
+    const cls = (id) => cy.getElementById(id).classes().filter((c) => c.startsWith('pol-'));
+    const toInv = cy.edges().filter((e) => e.target().id() === 'inventory').map((e) => ({ split: e.hasClass('split'), label: e.data('label') }));
+    const toPay = cy.edges().filter((e) => e.target().id() === 'payments').map((e) => ({ split: e.hasClass('split'), label: e.data('label') }));
+    return { inventory: cls('inventory'), payments: cls('payments'), web: cls('web'), invLabel: cy.getElementById('inventory').data('label'), toInv, toPay };
+  });
+  // The policy list arrives on its own request, after the graph.
+  await page.waitForFunction(() => window.meshscope.cy.getElementById('inventory').hasClass('pol-enforce'), null, { timeout: 20000 });
+  const r = await read();
+  assert.deepEqual(r.inventory, ['pol-enforce']);
+  assert.deepEqual(r.payments, ['pol-observe']);
+  assert.deepEqual(r.web, []);
+  assert.match(r.invLabel, /inventory ◆/);
+  assert.ok(r.toInv.length > 0, 'no edge into inventory');
+  for (const e of r.toInv) {
+    assert.ok(e.split, 'edge into inventory lacks the split mark');
+    assert.match(e.label, /split 90\/10/);
+  }
+  for (const e of r.toPay) assert.ok(!e.split, 'payments has no split but its edge is marked');
+});
+
+test('the side panel shows policies, their mode, ejected endpoints and decision counts', async () => {
+  await page.goto(target.url + '/topology?window=5m&sel=node%3Ainventory');
+  const panel = page.locator('[data-testid=side-panel]');
+  const inv = panel.locator('[data-policy="Route/inventory-split"]');
+  await inv.waitFor({ timeout: 20000 });
+  assert.equal(await inv.getAttribute('data-mode'), 'enforce');
+  assert.equal((await inv.locator('[data-testid=policy-mode]').textContent()).trim(), 'enforce');
+  const weights = await inv.locator('tr[data-version]').evaluateAll((rows) => rows.map((r) => [r.dataset.version, r.dataset.weight]));
+  assert.deepEqual(weights, [['v1', '90'], ['v2', '10']]);
+  const v1 = await pollCount(panel, 'Route/inventory-split', 'route:v1', 'true');
+  assert.ok(v1 > 0, 'no route:v1 decisions counted');
+  assert.match(await inv.locator('li[data-decision="route:v1"]').textContent(), new RegExp(`^sent ${v1} requests? to v1$`));
+  if (target.kind === 'fixture') {
+    assert.equal(v1, 540);
+    assert.equal(await countOf(panel, 'Route/inventory-split', 'route:v2', 'true'), 60);
+  }
+
+  await page.goto(target.url + '/topology?window=5m&sel=node%3Apayments');
+  const pay = panel.locator('[data-policy="Route/payments-retries"]');
+  await pay.waitFor({ timeout: 20000 });
+  assert.equal(await pay.getAttribute('data-mode'), 'observe');
+  const facts = await pay.locator('.pol-facts').textContent();
+  assert.match(facts, /timeout\s*300ms/);
+  assert.match(facts, /retries\s*2 on 5xx, connect-failure, reset, 150ms per try/);
+  // Outlier detection has no mode: the proxies' (observe in the demo).
+  const od = panel.locator('[data-policy="Resilience/payments-outliers"]');
+  assert.equal(await od.getAttribute('data-mode'), 'observe');
+  assert.match(await od.locator('[data-testid=policy-mode]').textContent(), /observe \(proxy\)/);
+  await od.locator('[data-testid=ejected]').waitFor({ timeout: 20000 });
+  const retried = await pollCount(panel, 'Route/payments-retries', 'retry', 'false');
+  assert.ok(retried > 0, 'no would-have retry counted within 60 s');
+  const text = await pay.locator('li[data-decision="retry"][data-enforced="false"]').textContent();
+  assert.match(text, retried === 1 ? /^would have retried once$/ : new RegExp(`^would have retried ${retried} times$`));
+  assert.equal(await countOf(panel, 'Route/payments-retries', 'retry', 'true'), 0, 'observe-mode retries counted as enforced');
+  if (target.kind === 'fixture') {
+    assert.equal(retried, 14);
+    assert.match(await pay.textContent(), /would have timed out 3 requests/);
+    const row = od.locator('[data-testid=ejected] tr[data-address="127.0.0.1:9301"]');
+    assert.match(await row.textContent(), /127\.0\.0\.1:9301\s*v1\s*5 consecutive 5xx \(by checkout-1\)\s*\d/);
+    assert.equal(await od.locator('[data-testid=ejected] tbody tr').count(), 1);
+  }
+  await shot('topology-policies');
+
+  if (target.kind === 'fixture') {
+    await page.goto(target.url + '/topology?window=5m&sel=node%3Acart');
+    const cart = panel.locator('[data-policy="Resilience/cart-limits"]');
+    await cart.waitFor({ timeout: 20000 });
+    assert.equal(await cart.getAttribute('data-mode'), 'enforce');
+    const f = await cart.locator('.pol-facts').textContent();
+    assert.match(f, /breaker\s*100 requests, 64 connections, 32 pending/);
+    assert.match(f, /rate limit\s*50\/s, burst 60/);
+    assert.match(await cart.locator('li[data-decision=rate_limited]').textContent(), /^answered 429 to 7 requests$/);
+    // The PromQL behind the counts names the destination service and the window.
+    assert.ok(target.stats.queries.includes('sum by (policy_kind, policy, decision, enforced) (increase(mesh_policy_decisions_total{service="cart"}[300s]))'));
+  }
+});
+
 test('no script errors or CSP violations on any page', () => {
   const bad = problems.filter((p) => !/Failed to load resource.*404/.test(p) || target.kind === 'fixture');
   assert.deepEqual(bad, []);

@@ -10,7 +10,8 @@ import { selector, redQueries } from '../src/promql.js';
 import { panelTables, tableURL } from '../src/redtables.js';
 import { fromSnapshot } from '../src/graphmodel.js';
 import { timeParams, apiTime, coverageShort } from '../src/timeparams.js';
-import { demoGraph, demoTraces, syntheticGraph, bigTrace } from './fixture-server.mjs';
+import { policyMarks, splitOf, effectiveMode, decisionText, decisionsQuery, groupCounts } from '../src/policymodel.js';
+import { demoGraph, fixturePolicies, demoTraces, syntheticGraph, bigTrace } from './fixture-server.mjs';
 
 test('find expressions', () => {
   const nodes = demoGraph().nodes;
@@ -209,4 +210,54 @@ test('trace search asks the server to sort', () => {
   assert.deepEqual(u.searchParams.getAll('attr'), ['http.route=/pay']);
   assert.equal(u.searchParams.get('min_duration'), '1.5s');
   assert.equal(Number(u.searchParams.get('end')) - Number(u.searchParams.get('start')), 900);
+});
+
+test('policy marks, split weights and the effective mode', () => {
+  const modes = { cart: 'enforce', payments: 'observe', inventory: 'observe' };
+  const marks = policyMarks(fixturePolicies, (s) => modes[s]);
+  assert.deepEqual(Object.fromEntries(marks), {
+    cart: { mode: 'enforce', split: '', splitMode: '' },
+    payments: { mode: 'observe', split: '', splitMode: '' },
+    inventory: { mode: 'enforce', split: '90/10', splitMode: 'enforce' },
+  });
+  // Without a document mode the proxy's applies; a proxy without one observes.
+  assert.deepEqual(effectiveMode({ kind: 'Resilience' }, 'enforce'), { mode: 'enforce', from: 'proxy' });
+  assert.deepEqual(effectiveMode({ kind: 'Resilience' }, undefined), { mode: 'observe', from: 'proxy' });
+  assert.deepEqual(effectiveMode({ kind: 'Route', mode: 'observe' }, 'enforce'), { mode: 'observe', from: 'document' });
+  const cases = [
+    [{ kind: 'Route', rules: [{ backends: [{ version: 'v2', weight: 100 }] }] }, ''],
+    [{ kind: 'Route', rules: [{ backends: [{ version: 'v2', weight: 100 }] }, { backends: [{ version: 'v1', weight: 80 }, { version: 'v2', weight: 20 }] }] }, '80/20'],
+    [{ kind: 'Route', rules: [{ backends: [{ version: 'v1', weight: 100 }, { version: 'v2', weight: 0 }] }] }, ''],
+    [{ kind: 'Resilience' }, ''],
+  ];
+  for (const [doc, want] of cases) assert.equal(splitOf(doc), want, JSON.stringify(doc));
+});
+
+test('decision counts: query, grouping and words', () => {
+  assert.equal(decisionsQuery('pay"x', '1h'), 'sum by (policy_kind, policy, decision, enforced) (increase(mesh_policy_decisions_total{service="pay\\"x"}[3600s]))');
+  const by = groupCounts([
+    { metric: { policy_kind: 'Route', policy: 'r', decision: 'retry', enforced: 'false' }, value: 13.6 },
+    { metric: { policy_kind: 'Route', policy: 'r', decision: 'timeout', enforced: 'false' }, value: 0.4 },
+    { metric: { policy_kind: 'Route', policy: 'r', decision: 'retry', enforced: 'true' }, value: 2 },
+    { metric: { policy_kind: 'Resilience', policy: 'x', decision: 'rate_limited', enforced: 'true' }, value: 1 },
+  ]);
+  assert.deepEqual(Object.fromEntries(by), {
+    'Route/r': [{ decision: 'retry', enforced: false, n: 14 }, { decision: 'retry', enforced: true, n: 2 }],
+    'Resilience/x': [{ decision: 'rate_limited', enforced: true, n: 1 }],
+  });
+  const words = [
+    ['retry', false, 14, 'would have retried 14 times'],
+    ['retry', true, 1, 'retried once'],
+    ['route:v2', true, 60, 'sent 60 requests to v2'],
+    ['route:v2', false, 1, 'would have sent 1 request to v2'],
+    ['timeout', false, 3, 'would have timed out 3 requests'],
+    ['rate_limited', false, 3, 'would have answered 429 to 3 requests'],
+    ['breaker_open', true, 2, 'answered 503 (breaker open) to 2 requests'],
+    ['retry_budget_spent', false, 2, 'would have skipped 2 retries: budget spent'],
+    ['ejected', false, 5, 'would have kept 5 requests off ejected endpoints'],
+    ['mirror', true, 9, 'mirrored 9 requests'],
+    ['fault_abort', false, 4, 'would have aborted 4 requests'],
+    ['something_new', true, 2, 'something_new: 2 requests'],
+  ];
+  for (const [d, e, n, want] of words) assert.equal(decisionText(d, e, n), want);
 });
