@@ -23,12 +23,17 @@ export function splitOf(doc) {
   return '';
 }
 
+// Kinds that describe rather than act on traffic: they give the graph no
+// policy mark (an SLO is shown with the SLOs).
+const markless = new Set(['SLO']);
+
 // policyMarks summarises the policies per service for the graph:
 // {mode: 'enforce'|'observe', split: '90/10', splitMode}. A service with at
 // least one enforced policy is 'enforce'. modeOf(service) is the proxy mode.
 export function policyMarks(policies, modeOf) {
   const out = new Map();
   for (const d of policies) {
+    if (markless.has(d.kind)) continue;
     const m = effectiveMode(d, modeOf(d.service)).mode;
     const cur = out.get(d.service) || { mode: 'observe', split: '', splitMode: '' };
     if (m === 'enforce') cur.mode = 'enforce';

@@ -4,7 +4,8 @@
 // failing traces), from GET /api/mesh/v1/slos[/{name}] (docs/slo.md).
 import { html } from './html.js';
 import { useEffect, useState } from 'preact/hooks';
-import { getJSON, fmtTime } from './api.js';
+import { getJSON, fmtTime, promString } from './api.js';
+import { RangeChart } from './charts.js';
 import { setQuery, onLinkClick } from './router.js';
 
 const stateOrder = { error: 4, firing: 3, pending: 2, ok: 1, no_data: 0 };
@@ -120,9 +121,35 @@ export function SloView({ params }) {
         <tbody>${s.burn_rates.map((b) => html`<tr data-exceeded=${String(b.exceeded)}><td>${b.severity}</td><td class="num">${b.factor}× (${b.budget_percent} % of the budget)</td>
           <td>${b.long_window}</td><td class="num">${burn(b.long_burn_rate)}</td><td>${b.short_window}</td><td class="num">${burn(b.short_burn_rate)}</td>
           <td>${b.exceeded ? html`<strong>yes</strong>` : 'no'}</td></tr>`)}</tbody></table>
+      <${BurnCharts} s=${s} />
       <h2>Alerts</h2>
       ${s.alerts.length === 0 ? html`<p class="muted">No active alert.</p>` : html`<ul data-testid="slo-alerts">${s.alerts.map((a) => html`<li>${a.severity} ${a.state} since ${fmtTime(a.active_at)}</li>`)}</ul>`}
       <p><a data-testid="slo-traces" href=${s.traces.ui.replace(/^https?:\/\/[^/]+/, '')} onClick=${onLinkClick}>Failing traces of ${s.service}${s.route ? ' ' + s.route : ''}</a></p>
     </div>` : ''}
   </section>`;
+}
+
+// BurnCharts draws, over the last hour, the burn rate of each page row's
+// windows with the row's factor as a line, and the number of firing
+// alerts of the SLO (its alert timeline), from the recorded series.
+function BurnCharts({ s }) {
+  const sel = (metric) => `${metric}{slo=${promString(s.name)}}`;
+  const budget = s.error_budget.ratio;
+  const charts = s.burn_rates.filter((b) => b.severity === 'page').map((b) => ({
+    title: `Burn rate, page ${b.long_window}/${b.short_window} (fires above ${b.factor}×)`,
+    testid: `burn-chart-${b.long_window}`,
+    series: [
+      { label: b.short_window, query: sel('slo:sli_error:ratio_rate' + b.short_window), scale: 1 / budget },
+      { label: b.long_window, query: sel('slo:sli_error:ratio_rate' + b.long_window), scale: 1 / budget },
+      { label: `${b.factor}×`, query: `vector(${b.factor})` },
+    ],
+  }));
+  const alerts = [
+    { label: 'page', query: `count(ALERTS{slo=${promString(s.name)},alertstate="firing",severity="page"}) or vector(0)` },
+    { label: 'ticket', query: `count(ALERTS{slo=${promString(s.name)},alertstate="firing",severity="ticket"}) or vector(0)` },
+  ];
+  return html`<h2>Last hour</h2><div class="charts" data-testid="slo-charts">
+    ${charts.map((c) => html`<${RangeChart} title=${c.title} unit="×" series=${c.series} window="1h" testid=${c.testid} />`)}
+    <${RangeChart} title="Firing alerts" unit="" series=${alerts} window="1h" testid="alert-timeline" />
+  </div>`;
 }

@@ -214,7 +214,7 @@ test('trace search asks the server to sort', () => {
 
 test('policy marks, split weights and the effective mode', () => {
   const modes = { cart: 'enforce', payments: 'observe', inventory: 'observe' };
-  const marks = policyMarks(fixturePolicies, (s) => modes[s]);
+  const marks = policyMarks([...fixturePolicies, { kind: 'SLO', name: 'web-availability', service: 'web' }], (s) => modes[s]);
   assert.deepEqual(Object.fromEntries(marks), {
     cart: { mode: 'enforce', split: '', splitMode: '' },
     payments: { mode: 'observe', split: '', splitMode: '' },
