@@ -163,13 +163,55 @@ func (b *Batcher) ConsumeSpans(ctx context.Context, batch []spans.Span) error {
 	}
 	b.queued += n
 	b.depth.Set(float64(b.queued))
-	req := &request{batch: batch, done: make(chan error, 1)}
-	b.in <- req // capacity ≥ QueueSpans ≥ number of queued requests
+	if n <= b.cfg.MaxSpans {
+		req := &request{batch: batch, done: make(chan error, 1)}
+		b.in <- req // capacity ≥ QueueSpans ≥ number of queued requests
+		b.mu.Unlock()
+		// The request is queued: it will be written. Wait for the outcome even if
+		// ctx ends, because the sink reads batch until then.
+		return <-req.done
+	}
 	b.mu.Unlock()
-	// The request is queued: it will be written. Wait for the outcome even if
-	// ctx ends, because the sink reads batch until then.
-	err := <-req.done
+	return b.consumeLarge(batch)
+}
+
+// consumeLarge writes a request above MaxSpans in pieces of at most
+// MaxSpans, one piece in the queue at a time: requests that arrive
+// meanwhile are queued between its pieces, so a small export waits for at
+// most one piece of each large request ahead of it instead of the whole
+// request. Its spans are already counted in queued (admission is all or
+// nothing); a failed piece fails the rest of the request, which is
+// answered with that error (the client retries the whole request: spans
+// of the pieces already written are then stored twice, the usual
+// at-least-once delivery of OTLP).
+func (b *Batcher) consumeLarge(batch []spans.Span) error {
+	var err error
+	for len(batch) > 0 {
+		k := min(len(batch), b.cfg.MaxSpans)
+		piece := batch[:k:k]
+		batch = batch[k:]
+		if err != nil {
+			b.release(len(piece), err)
+			continue
+		}
+		req := &request{batch: piece, done: make(chan error, 1)}
+		b.in <- req // this request counted all its pieces in queued
+		err = <-req.done
+	}
 	return err
+}
+
+// release takes n spans that will not reach the sink off the queue.
+func (b *Batcher) release(n int, err error) {
+	reason := "sink_error"
+	if errors.Is(err, consumer.ErrOverloaded) {
+		reason = "overloaded"
+	}
+	b.refused.WithLabelValues(reason).Add(float64(n))
+	b.mu.Lock()
+	b.queued -= n
+	b.depth.Set(float64(b.queued))
+	b.mu.Unlock()
 }
 
 // Run flushes batches until ctx is cancelled, then refuses new requests,
@@ -210,13 +252,26 @@ func (b *Batcher) worker(quit <-chan struct{}) {
 		select {
 		case first = <-b.in:
 		case <-quit:
-			// Drain: after stopping is set nothing new arrives.
+			// Drain: after stopping is set no new request arrives, but a
+			// large request accepted before queues its remaining pieces
+			// one by one: drain until nothing accepted is left.
 			for {
 				select {
 				case r := <-b.in:
 					merged = b.flush([]*request{r}, merged)
+					continue
 				default:
+				}
+				b.mu.Lock()
+				q := b.queued
+				b.mu.Unlock()
+				if q == 0 {
 					return
+				}
+				select {
+				case r := <-b.in:
+					merged = b.flush([]*request{r}, merged)
+				case <-time.After(5 * time.Millisecond):
 				}
 			}
 		}
