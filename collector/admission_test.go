@@ -262,3 +262,52 @@ func TestSlowGRPCMessageIsCut(t *testing.T) {
 	}
 	t.Logf("stalled gRPC message: grpc-status %s %q after %s", code, msg, took.Round(time.Millisecond))
 }
+
+// A request refused before its body is read (429) gets its answer even
+// when the client writes its whole body before reading, and reads late:
+// the server drains the body after answering instead of resetting the
+// connection under the client's writes ("broken pipe", no 429).
+func TestRefusalIsReadableByClientThatWritesFirst(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{}), entered: make(chan struct{})}
+	e := startEnv(t, Config{MaxInflightBytes: 1 << 20, Batch: batch.Config{Workers: 1}}, sink)
+	defer close(sink.release)
+	url := "http://" + e.c.HTTPAddr() + "/v1/traces"
+	go post(t, url, "application/x-protobuf", "", mustMarshal(otlpRequest("0102030405060708090a0b0c0d0e0f10", "1112131415161718")))
+	<-sink.entered // holds its reservation: the next large request does not fit
+
+	for _, size := range []int{4 << 20, 12 << 20} {
+		conn, err := net.Dial("tcp", e.c.HTTPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		writeErr := make(chan error, 1)
+		go func() {
+			_, err := io.WriteString(conn, "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+			if err == nil {
+				_, err = conn.Write(make([]byte, size))
+			}
+			writeErr <- err
+		}()
+		// A client busy elsewhere reads late, past net/http's 500 ms
+		// before it closes a connection with unread data.
+		time.Sleep(time.Second)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Errorf("%d-byte request: reading the answer: %v (write: %v)", size, err, <-writeErr)
+			conn.Close()
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%d-byte request: %d %q, want 429 with Retry-After", size, resp.StatusCode, body)
+		}
+		if err := <-writeErr; err != nil {
+			t.Errorf("%d-byte request: writing the body after the refusal: %v", size, err)
+		}
+		conn.Close()
+	}
+	if n := testutil.ToFloat64(e.c.m.lingerBytes); n < 16<<20 {
+		t.Errorf("meshscope_collector_refused_body_bytes_discarded_total = %v, want the two bodies (%d)", n, 16<<20)
+	}
+}

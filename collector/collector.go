@@ -54,6 +54,9 @@ type Collector struct {
 
 	inflight chan struct{} // one token per request being decoded or waiting for its ack
 	mem      *memLimiter   // estimated memory of the requests in progress
+	// lingering bounds the refused requests whose body is drained after
+	// the answer (refuseUnread).
+	lingering chan struct{}
 
 	grpcLn, httpLn net.Listener
 	grpcSrv        *grpc.Server
@@ -104,6 +107,8 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 
 		inflight: make(chan struct{}, cfg.MaxConcurrentRequests),
 		mem:      &memLimiter{max: cfg.MaxInflightBytes},
+
+		lingering: make(chan struct{}, 4*cfg.MaxConcurrentRequests),
 	}
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshscope_collector_inflight_bytes",

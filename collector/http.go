@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -36,7 +37,7 @@ func (c *Collector) admitHTTP(w http.ResponseWriter, r *http.Request, signal str
 		if code == http.StatusTooManyRequests {
 			retry = c.retryAfterSeconds()
 		}
-		writeStatus(w, enc, code, grpcCode, err.Error(), retry)
+		c.refuseUnread(w, r, code, func() { writeStatus(w, enc, code, grpcCode, err.Error(), retry) })
 		return nil, enc, nil, false
 	}
 	select {
@@ -97,6 +98,48 @@ func (c *Collector) bodyError(w http.ResponseWriter, err error) (int, codes.Code
 	default:
 		return http.StatusBadRequest, codes.InvalidArgument, "invalid"
 	}
+}
+
+// maxLingerTime bounds how long a refused request's body is drained after
+// its answer (nginx's lingering_time plays the same part).
+const maxLingerTime = 10 * time.Second
+
+// refuseUnread sends the answer write produces to a request refused before
+// its body was read (429 overloaded, 413 too large), then reads and
+// discards the rest of the body before the connection is closed: a client
+// such as Go's net/http or an OTel SDK exporter writes its whole body
+// before it reads the answer, and a server that closes with unread data
+// resets the connection, so the client sees "broken pipe" or "connection
+// reset" instead of the 429 and its Retry-After. The drain is bounded:
+// at most max_request_bytes, at most maxLingerTime, the body deadlines
+// (min_body_rate) apply, it holds no memory reservation and no request
+// slot, and at most 4 × max_concurrent_requests drains run at once (beyond
+// that the connection is closed at once, as before). Other answers are
+// written as they are.
+func (c *Collector) refuseUnread(w http.ResponseWriter, r *http.Request, code int, write func()) {
+	if code != http.StatusTooManyRequests && code != http.StatusRequestEntityTooLarge {
+		write()
+		return
+	}
+	select {
+	case c.lingering <- struct{}{}:
+		defer func() { <-c.lingering }()
+	default:
+		write()
+		return
+	}
+	rc := http.NewResponseController(w)
+	// Without full duplex net/http forbids reading an HTTP/1 body once the
+	// answer is sent (HTTP/2 streams are always full duplex).
+	_ = rc.EnableFullDuplex()
+	write()
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	timeout := min(c.cfg.BodyTimeout, maxLingerTime)
+	dr := newDeadlineReader(w, r.Body, c.cfg.MinBodyRate, timeout)
+	n, _ := io.Copy(io.Discard, io.LimitReader(dr, c.cfg.MaxRequestBytes))
+	c.m.lingerBytes.Add(float64(n))
 }
 
 func (c *Collector) retryAfterSeconds() int { return int(c.cfg.RetryAfter.Seconds() + 0.999) }

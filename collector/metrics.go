@@ -14,6 +14,7 @@ type metrics struct {
 
 	metricPointsRejected prometheus.Counter
 	requestLength        *prometheus.HistogramVec
+	lingerBytes          prometheus.Counter // body bytes of refused requests read and discarded
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,13 +44,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Size of OTLP/HTTP request bodies after decompression.",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 10),
 		}, []string{"signal"}),
+		lingerBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshscope_collector_refused_body_bytes_discarded_total",
+			Help: "Body bytes of requests refused before reading (429, 413) read and discarded after the answer, so the client can read it.",
+		}),
 	}
 	for _, t := range []string{"grpc", "http"} {
 		m.received.WithLabelValues(t)
 		m.metricPoints.WithLabelValues(t)
 	}
 	m.dropped.WithLabelValues("invalid")
-	for _, c := range []prometheus.Collector{m.received, m.dropped, m.requests, m.metricPoints, m.metricPointsRejected, m.requestLength} {
+	for _, c := range []prometheus.Collector{m.received, m.dropped, m.requests, m.metricPoints, m.metricPointsRejected, m.requestLength, m.lingerBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register collector metrics: %w", err)
 		}

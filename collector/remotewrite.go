@@ -25,7 +25,7 @@ func (c *Collector) handleRemoteWrite(w http.ResponseWriter, r *http.Request) {
 		if code == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", fmt.Sprint(c.retryAfterSeconds()))
 		}
-		http.Error(w, "remote write: "+err.Error(), code)
+		c.refuseUnread(w, r, code, func() { http.Error(w, "remote write: "+err.Error(), code) })
 		return
 	}
 	defer res.done()
