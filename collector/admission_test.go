@@ -274,7 +274,12 @@ func TestRefusalIsReadableByClientThatWritesFirst(t *testing.T) {
 	e := startEnv(t, Config{MaxInflightBytes: 1 << 20, Batch: batch.Config{Workers: 1}}, sink)
 	defer close(sink.release)
 	url := "http://" + e.c.HTTPAddr() + "/v1/traces"
-	go post(t, url, "application/x-protobuf", "", mustMarshal(otlpRequest("0102030405060708090a0b0c0d0e0f10", "1112131415161718")))
+	first := mustMarshal(otlpRequest("0102030405060708090a0b0c0d0e0f10", "1112131415161718"))
+	go func() {
+		if resp, err := http.Post(url, "application/x-protobuf", bytes.NewReader(first)); err == nil {
+			resp.Body.Close()
+		}
+	}()
 	<-sink.entered // holds its reservation: the next large request does not fit
 
 	for _, size := range []int{4 << 20, 12 << 20} {
@@ -311,5 +316,22 @@ func TestRefusalIsReadableByClientThatWritesFirst(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(e.c.m.lingerBytes); n < 16<<20 {
 		t.Errorf("meshscope_collector_refused_body_bytes_discarded_total = %v, want the two bodies (%d)", n, 16<<20)
+	}
+}
+
+func TestSoftLimitFollowsTheNonIngestHeap(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name                       string
+		live, reserved, max, want int64
+	}{
+		{"idle server", 100 * mib, 0, 256 * mib, 100*mib + 256*mib + softLimitHeadroom},
+		{"during a flood the reservations are not counted twice", 400 * mib, 256 * mib, 256 * mib, 144*mib + 256*mib + softLimitHeadroom},
+		{"large stores keep their own heap", 3000 * mib, 0, 512 * mib, 3000*mib + 512*mib + softLimitHeadroom},
+		{"reservation above the live heap", 10 * mib, 50 * mib, 256 * mib, 256*mib + softLimitHeadroom},
+	} {
+		if got := softLimit(c.live, c.reserved, c.max); got != c.want {
+			t.Errorf("%s: softLimit = %d MiB, want %d MiB", c.name, got/mib, c.want/mib)
+		}
 	}
 }

@@ -202,6 +202,12 @@ func (c *Collector) Run(ctx context.Context) error {
 	bctx, stopBatch := context.WithCancel(context.WithoutCancel(ctx))
 	batchDone := make(chan error, 1)
 	go func() { batchDone <- c.batch.Run(bctx) }()
+	if c.cfg.SoftMemoryLimit {
+		lctx, stopLimit := context.WithCancel(bctx)
+		limitDone := make(chan struct{})
+		go func() { defer close(limitDone); c.runSoftMemoryLimit(lctx) }()
+		defer func() { stopLimit(); <-limitDone }()
+	}
 
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup

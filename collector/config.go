@@ -37,6 +37,14 @@ type Config struct {
 	// 512 MiB (sized for a server with 2 GB of memory; flag
 	// --ingest-max-inflight-bytes). Unit: bytes.
 	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// SoftMemoryLimit keeps Go's soft memory limit (debug.SetMemoryLimit)
+	// at the live heap that is not ingest + max_inflight_bytes + 128 MiB
+	// while the collector runs, so the garbage of answered requests does
+	// not push the process far past max_inflight_bytes between collections.
+	// Process-wide: the server turns it on (flag
+	// --ingest-soft-memory-limit, default true); GOMEMLIMIT, when set,
+	// wins. Default false in the library.
+	SoftMemoryLimit bool `yaml:"soft_memory_limit"`
 	// BodyTimeout bounds the time to receive a whole request body or gRPC
 	// message. Default 30s. Unit: duration.
 	BodyTimeout time.Duration `yaml:"body_timeout"`

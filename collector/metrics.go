@@ -15,6 +15,7 @@ type metrics struct {
 	metricPointsRejected prometheus.Counter
 	requestLength        *prometheus.HistogramVec
 	lingerBytes          prometheus.Counter // body bytes of refused requests read and discarded
+	softLimit            prometheus.Gauge   // Go soft memory limit set by the collector
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Size of OTLP/HTTP request bodies after decompression.",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 10),
 		}, []string{"signal"}),
+		softLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshscope_collector_soft_memory_limit_bytes",
+			Help: "Go soft memory limit the collector keeps at the non-ingest live heap + max_inflight_bytes + 128 MiB (0: not set, soft_memory_limit off or GOMEMLIMIT set).",
+		}),
 		lingerBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshscope_collector_refused_body_bytes_discarded_total",
 			Help: "Body bytes of requests refused before reading (429, 413) read and discarded after the answer, so the client can read it.",
@@ -54,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.metricPoints.WithLabelValues(t)
 	}
 	m.dropped.WithLabelValues("invalid")
-	for _, c := range []prometheus.Collector{m.received, m.dropped, m.requests, m.metricPoints, m.metricPointsRejected, m.requestLength, m.lingerBytes} {
+	for _, c := range []prometheus.Collector{m.received, m.dropped, m.requests, m.metricPoints, m.metricPointsRejected, m.requestLength, m.lingerBytes, m.softLimit} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register collector metrics: %w", err)
 		}

@@ -77,7 +77,7 @@ func defaultServerConfig() serverConfig {
 		HTTP:         "127.0.0.1:7070",
 		LogLevel:     "info",
 		DrainTimeout: 10 * time.Second,
-		Collector:    collector.Config{OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxInflightBytes: collector.DefaultMaxInflightBytes},
+		Collector:    collector.Config{OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxInflightBytes: collector.DefaultMaxInflightBytes, SoftMemoryLimit: true},
 		Traces: traceStoreConfig{
 			Store:      traceStoreEmbedded,
 			Embedded:   embedded.Config{Retention: embedded.DefaultRetention, MaxBytes: embedded.DefaultMaxBytes},
@@ -161,6 +161,7 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP gRPC receiver `addr`ess (\"off\" disables)")
 	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP HTTP receiver `addr`ess (\"off\" disables)")
 	fs.Var(bytesValue{&c.Collector.MaxInflightBytes}, "ingest-max-inflight-bytes", "bound on the estimated memory of ingest requests in progress (OTLP and remote write; e.g. 512MiB)")
+	fs.BoolVar(&c.Collector.SoftMemoryLimit, "ingest-soft-memory-limit", c.Collector.SoftMemoryLimit, "keep Go's soft memory limit at the live heap + --ingest-max-inflight-bytes + 128MiB (GOMEMLIMIT, when set, wins)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.Traces.Store, "trace-store", c.Traces.Store, "trace store `backend`: embedded or clickhouse")
 	fs.Var(durationValue{&c.Traces.Embedded.Retention, &c.Traces.ClickHouse.Retention}, "trace-retention", "keep traces this long (e.g. 7d, 48h)")
