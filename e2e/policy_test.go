@@ -315,10 +315,25 @@ service: catalog
 fault:
   abort: {percent: 50, status: 503}
 `)
-		r := m.fire(t, 400, 4, "/", nil)
+		// Each request rolls its own uniform number (math/rand/v2), once,
+		// in the caller's outbound chain, outside any retry layer: the
+		// aborted count X of n requests is Binomial(n, 0.5), σ = √(n/4).
+		// The bounds are 4.5 σ either side: a correct proxy fails this
+		// test with probability 2·P(Z > 4.5) ≈ 7·10⁻⁶ per run, whatever
+		// the machine's load (timing plays no part in X). What the proxy
+		// decided is also checked exactly: every abort decision is one
+		// 503 answer and nothing else answers 503.
+		binomialBound := func(n int) int { return int(math.Ceil(4.5 * math.Sqrt(float64(n)/4))) }
+		const nAbort = 400
+		abort0 := decisions(t, m.callerAdmin, "fault_abort", true)
+		r := m.fire(t, nAbort, 4, "/", nil)
 		aborted := r.codes[503]
-		if share := float64(aborted) / 400; !within(share, 0.5, 0.08) || r.codes[200]+r.codes[503] != 400 {
-			t.Fatalf("abort 50%%: codes %v", r.codes)
+		decided := int(decisions(t, m.callerAdmin, "fault_abort", true) - abort0)
+		if r.codes[200]+r.codes[503] != nAbort || decided != aborted {
+			t.Fatalf("abort 50%%: codes %v (errors %d), %d abort decisions for %d answers 503", r.codes, r.errs, decided, aborted)
+		}
+		if b := binomialBound(nAbort); aborted < nAbort/2-b || aborted > nAbort/2+b {
+			t.Fatalf("abort 50%%: %d of %d aborted, want %d ± %d (4.5 σ of Binomial(%d, 0.5))", aborted, nAbort, nAbort/2, b, nAbort)
 		}
 		m.apply(t, `kind: Route
 name: split
@@ -326,17 +341,28 @@ service: catalog
 fault:
   delay: {percent: 50, duration: 300ms}
 `)
-		r = m.fire(t, 100, 4, "/", nil)
+		// Which requests were delayed is counted from the proxy's
+		// decisions, not guessed from latency (on a loaded machine a
+		// request that was not delayed may also take 300 ms): the count is
+		// Binomial(n, 0.5) as above, and at least that many requests took
+		// the delay.
+		const nDelay = 100
+		delay0 := decisions(t, m.callerAdmin, "fault_delay", true)
+		r = m.fire(t, nDelay, 4, "/", nil)
+		delayed := int(decisions(t, m.callerAdmin, "fault_delay", true) - delay0)
 		slow := 0
 		for _, d := range r.elapsed {
 			if d >= 300*time.Millisecond {
 				slow++
 			}
 		}
-		if r.codes[200] != 100 || !within(float64(slow)/100, 0.5, 0.15) {
-			t.Fatalf("delay 50%%: %d of 100 slow, codes %v", slow, r.codes)
+		if r.codes[200] != nDelay || slow < delayed {
+			t.Fatalf("delay 50%%: %d delay decisions but %d of %d took 300 ms, codes %v (errors %d)", delayed, slow, nDelay, r.codes, r.errs)
 		}
-		t.Logf("fault: %d of 400 aborted, %d of 100 delayed", aborted, slow)
+		if b := binomialBound(nDelay); delayed < nDelay/2-b || delayed > nDelay/2+b {
+			t.Fatalf("delay 50%%: %d of %d delayed, want %d ± %d (4.5 σ of Binomial(%d, 0.5))", delayed, nDelay, nDelay/2, b, nDelay)
+		}
+		t.Logf("fault: %d of %d aborted, %d of %d delayed (%d took ≥ 300 ms)", aborted, nAbort, delayed, nDelay, slow)
 	})
 
 	t.Run("timeout answers 504 at the bound", func(t *testing.T) {
