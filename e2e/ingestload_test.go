@@ -359,6 +359,11 @@ func largeRequests(t *testing.T, overGRPC bool) {
 	if p := nc.p99(); p > 5*time.Second {
 		t.Errorf("normal client p99 %s during the large requests: stalled", p)
 	}
+	// The server keeps Go's soft memory limit at its non-ingest heap +
+	// the bound + 128 MiB.
+	if v, ok, err := scrape(s.url("/metrics"), "meshscope_collector_soft_memory_limit_bytes"); err != nil || !ok || v < ingestBound || v > ingestBound+1<<30 {
+		t.Errorf("meshscope_collector_soft_memory_limit_bytes = %v (found %v, %v), want the bound + the server's own heap + 128 MiB", v, ok, err)
+	}
 }
 
 // rawCodec sends an already marshalled protobuf message as it is.
