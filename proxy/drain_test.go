@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // lockedBuffer collects a child's output safely.
@@ -127,5 +132,87 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "draining") {
 		t.Errorf("no drain in logs:\n%s", logs.String())
+	}
+}
+
+// TestTCPSplicesRaceWithDrainWait: connections accepted before the drain
+// whose protocol is decided during it (their first bytes arrive after
+// the drain began) are spliced to the upstream and waited for: Run returns
+// only after every such splice ended, and the WaitGroup is never added to
+// while the drain waits on it (run with -race).
+func TestTCPSplicesRaceWithDrainWait(t *testing.T) {
+	srv := startTCPServer(t, "")
+	cfg := baseConfig("tcpclient")
+	cfg.DetectTimeout = Duration(5 * time.Second)
+	cfg.DrainTimeout = Duration(20 * time.Second)
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "db", Addrs: []string{srv}}}
+	p, err := New(cfg, prometheus.NewRegistry(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan time.Time, 1)
+	go func() {
+		if err := p.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		runDone <- time.Now()
+	}()
+	<-p.Ready()
+
+	const clients = 40
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		c, err := net.Dial("tcp", p.ListenAddrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	// Every connection is accepted and waits in protocol detection.
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	time.Sleep(100 * time.Millisecond) // the drain has begun
+
+	var mu sync.Mutex
+	var lastClose time.Time
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			c.SetDeadline(time.Now().Add(15 * time.Second))
+			msg := fmt.Sprintf("\x00binary %d\n", i)
+			if _, err := io.WriteString(c, msg); err != nil {
+				t.Errorf("client %d: write: %v", i, err)
+				return
+			}
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || line != "ECHO "+msg {
+				t.Errorf("client %d accepted before the drain: echo %q, %v", i, line, err)
+			}
+			time.Sleep(200 * time.Millisecond) // the splice outlives the drain's start
+			mu.Lock()
+			lastClose = time.Now()
+			mu.Unlock()
+			c.Close()
+		})
+	}
+	wg.Wait()
+	var returned time.Time
+	select {
+	case returned = <-runDone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after every client closed")
+	}
+	if returned.Before(lastClose) {
+		t.Errorf("Run returned %s before the last spliced connection closed: splices started during the drain were not waited for",
+			lastClose.Sub(returned).Round(time.Millisecond))
+	}
+	p.tcpMu.Lock()
+	open := len(p.tcpConns)
+	p.tcpMu.Unlock()
+	if open != 0 {
+		t.Errorf("%d connections still tracked after Run returned", open)
 	}
 }

@@ -77,7 +77,14 @@ func (l *listener) serve() error {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		go l.handleConn(c)
+		if !l.p.beginConn(c) {
+			_ = c.Close() // accepted after the drain began waiting
+			continue
+		}
+		go func() {
+			defer l.p.endConn(c)
+			l.handleConn(c)
+		}()
 	}
 }
 
@@ -245,9 +252,11 @@ func (p *Proxy) forwardTCP(c net.Conn, t *target, addr string) {
 // forwardTCPAs splices c to addr, labelling the connection with dstService;
 // connected, when set, is called with the outcome of connecting upstream
 // (CONNECT uses it to answer the client) and stops the splice on error.
+//
+// The caller keeps the drain waiting while it runs: a connection of a
+// listener is counted from its accept (beginConn), a CONNECT tunnel by
+// its HTTP request (p.inflight).
 func (p *Proxy) forwardTCPAs(c net.Conn, t *target, addr, dstService, dstVersion string, connected func(error) error) {
-	p.tcpWG.Add(1)
-	defer p.tcpWG.Done()
 	p.trackTCP(c, true)
 	defer p.trackTCP(c, false)
 	defer c.Close()
@@ -316,6 +325,25 @@ func closeWrite(c net.Conn) {
 		return
 	}
 	_ = c.Close()
+}
+
+// beginConn counts an accepted connection in tcpWG and tracks it (closed
+// when the drain times out, also while its protocol is being detected);
+// false once the drain waits on tcpWG.
+func (p *Proxy) beginConn(c net.Conn) bool {
+	p.tcpMu.Lock()
+	defer p.tcpMu.Unlock()
+	if p.tcpClosed {
+		return false
+	}
+	p.tcpWG.Add(1)
+	p.tcpConns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) endConn(c net.Conn) {
+	p.trackTCP(c, false)
+	p.tcpWG.Done()
 }
 
 func (p *Proxy) trackTCP(c net.Conn, add bool) {

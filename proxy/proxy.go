@@ -64,7 +64,12 @@ type Proxy struct {
 
 	tcpMu    sync.Mutex
 	tcpConns map[net.Conn]struct{}
-	tcpWG    sync.WaitGroup
+	// tcpWG counts the accepted connections being detected or spliced
+	// (from Accept until handleConn returns). tcpClosed, set under tcpMu
+	// before the drain waits on tcpWG, makes later accepts close their
+	// connection instead of adding to tcpWG while it is waited on.
+	tcpWG     sync.WaitGroup
+	tcpClosed bool
 }
 
 // New builds a proxy and binds every listener, so an address in use fails
@@ -388,6 +393,11 @@ func (p *Proxy) drain() {
 		}()
 	}
 	wg.Wait()
+	// Connections accepted before the listeners closed are counted in
+	// tcpWG; from here on none is added.
+	p.tcpMu.Lock()
+	p.tcpClosed = true
+	p.tcpMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		p.inflight.Wait() // hijacked (WebSocket) requests are not tracked by http.Server
