@@ -322,7 +322,7 @@ func TestRefusalIsReadableByClientThatWritesFirst(t *testing.T) {
 func TestSoftLimitFollowsTheNonIngestHeap(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		name                       string
+		name                      string
 		live, reserved, max, want int64
 	}{
 		{"idle server", 100 * mib, 0, 256 * mib, 100*mib + 256*mib + softLimitHeadroom},

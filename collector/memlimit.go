@@ -66,4 +66,3 @@ func (c *Collector) runSoftMemoryLimit(ctx context.Context) {
 		}
 	}
 }
-
