@@ -245,3 +245,43 @@ func TestObserveModeFidelity(t *testing.T) {
 		})
 	}
 }
+
+// headLines returns the field lines of a raw HTTP/1.1 message's head, as
+// written (name case and order kept), without the trace headers in skip.
+func headLines(raw string, skip ...string) []string {
+	head, _, _ := strings.Cut(raw, "\r\n\r\n")
+	var out []string
+	for _, l := range strings.Split(head, "\r\n")[1:] {
+		name, _, _ := strings.Cut(l, ":")
+		if !slices.Contains(skip, strings.ToLower(name)) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestObserveModeHeaderCaseAndOrder pins what observe mode does NOT keep
+// on HTTP/1.1, as docs/proxy.md ("What observe mode keeps") states it:
+// field names reach the other side in canonical case, a request's Host
+// first and the other fields sorted by name, a response's fields sorted by
+// name; values, and the order of one name's values, are kept. A change of
+// this behaviour must update that section.
+func TestObserveModeHeaderCaseAndOrder(t *testing.T) {
+	app := startRawApp(t)
+	icfg := baseConfig("backend")
+	icfg.Inbound = []Inbound{{Listen: "127.0.0.1:0", App: app.addr}}
+	in := startProxy(t, icfg)
+	fc := fidelityCase{
+		request:  "GET /o HTTP/1.1\r\nx-zed: 1\r\nHost: shop\r\naccept: */*\r\nx-multi: b\r\nX-MULTI: a\r\nuser-agent: curl/8\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nx-zed: 1\r\nETAG: \"v\"\r\nset-cookie: b=1\r\nSet-Cookie: a=2\r\nContent-Length: 0\r\n\r\n",
+	}
+	up, client := app.exchange(t, in.ListenAddrs()[0], fc)
+	wantUp := []string{"Host: shop", "User-Agent: curl/8", "Accept: */*", "X-Multi: b", "X-Multi: a", "X-Zed: 1"}
+	if got := headLines(up, "traceparent", "tracestate"); !slices.Equal(got, wantUp) {
+		t.Errorf("the app read the fields\n%q\nwant (canonical case, Host and User-Agent first, then by name, values in order)\n%q", got, wantUp)
+	}
+	wantClient := []string{"Content-Length: 0", "Etag: \"v\"", "Set-Cookie: b=1", "Set-Cookie: a=2", "X-Zed: 1"}
+	if got := headLines(client); !slices.Equal(got, wantClient) {
+		t.Errorf("the client read the fields\n%q\nwant (canonical case, by name, values in order)\n%q", got, wantClient)
+	}
+}
