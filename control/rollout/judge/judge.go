@@ -80,7 +80,7 @@ type Result struct {
 	Score   float64  `json:"score"`
 	Metrics []Metric `json:"metrics"`
 	// LatencySource says where the latency samples came from.
-	LatencySource string `json:"latency_source"`
+	LatencySource string  `json:"latency_source"`
 	Canary        Figures `json:"canary"`
 	Stable        Figures `json:"stable"`
 	Reason        string  `json:"reason"`
