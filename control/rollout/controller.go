@@ -49,6 +49,10 @@ type Config struct {
 	Dir string
 	// Tick is how often due intervals are checked. Default 100ms.
 	Tick time.Duration
+	// Settle shifts the analysed window back: telemetry of the last
+	// seconds is still on its way (proxies push metrics and flush spans
+	// every second). Default 2s; negative = none.
+	Settle time.Duration
 }
 
 // Options are the controller's optional sources.
@@ -86,6 +90,11 @@ func New(cfg Config, st Store, sampler Sampler, opts Options, reg prometheus.Reg
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 100 * time.Millisecond
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = 2 * time.Second
+	} else if cfg.Settle < 0 {
+		cfg.Settle = 0
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -348,7 +357,7 @@ func (c *Controller) judgeDue(ctx context.Context) {
 
 func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 	t0 := time.Now()
-	cs, ss, source, err := c.sampler.Collect(ctx, d.service, d.canary, d.stable, d.start, now)
+	cs, ss, source, err := c.sampler.Collect(ctx, d.service, d.canary, d.stable, d.start.Add(-c.cfg.Settle), now.Add(-c.cfg.Settle))
 	c.mu.Lock()
 	s := c.states[d.name]
 	if s == nil || s.Generation != d.gen || s.Phase != PhaseProgressing || !s.IntervalStart.Equal(d.start) {
