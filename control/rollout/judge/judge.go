@@ -240,9 +240,12 @@ func compareErrors(cfg Config, canary, stable Sample, r Result) Metric {
 	case significant && eff > cfg.MaxErrorIncrease:
 		m.Verdict = Fail
 		m.Reason = fmt.Sprintf("error rate %.2f%% vs stable %.2f%% (+%.2f pp > %.2f pp, p=%.3g < %.3g)", m.Canary, *m.Stable, eff, cfg.MaxErrorIncrease, pr.P, cfg.Alpha)
-	case significant:
+	case eff > cfg.MaxErrorIncrease:
 		m.Verdict = Marginal
-		m.Reason = fmt.Sprintf("error rate %.2f%% vs stable %.2f%%: significantly worse (p=%.3g) but within %.2f pp", m.Canary, *m.Stable, pr.P, cfg.MaxErrorIncrease)
+		m.Reason = fmt.Sprintf("error rate %.2f%% vs stable %.2f%%: +%.2f pp but not significant (p=%.3g ≥ %.3g): needs more requests", m.Canary, *m.Stable, eff, pr.P, cfg.Alpha)
+	case significant:
+		m.Verdict = Pass
+		m.Reason = fmt.Sprintf("error rate %.2f%% vs stable %.2f%%: significantly higher (p=%.3g) but within %.2f pp", m.Canary, *m.Stable, pr.P, cfg.MaxErrorIncrease)
 	default:
 		m.Verdict = Pass
 		m.Reason = fmt.Sprintf("error rate %.2f%% vs stable %.2f%% (p=%.3g ≥ %.3g)", m.Canary, *m.Stable, pr.P, cfg.Alpha)
@@ -290,8 +293,11 @@ func compareLatency(cfg Config, canary, stable Sample, source string, r Result) 
 	case significant && eff > cfg.MaxDegradation:
 		m.Verdict = Fail
 		m.Reason = fmt.Sprintf("p50 %s vs stable %s (+%.0f%% > %.0f%%, p=%.3g < %.3g)", seconds(m.Canary), seconds(*m.Stable), eff, cfg.MaxDegradation, res.P, cfg.Alpha)
-	case significant:
+	case eff > cfg.MaxDegradation:
 		m.Verdict = Marginal
+		m.Reason = fmt.Sprintf("p50 %s vs stable %s: +%.0f%% but not significant (p=%.3g ≥ %.3g): needs more requests", seconds(m.Canary), seconds(*m.Stable), eff, res.P, cfg.Alpha)
+	case significant:
+		m.Verdict = Pass
 		m.Reason = fmt.Sprintf("p50 %s vs stable %s: significantly slower (p=%.3g) but within %.0f%%", seconds(m.Canary), seconds(*m.Stable), res.P, cfg.MaxDegradation)
 	default:
 		m.Verdict = Pass

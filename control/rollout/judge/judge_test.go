@@ -34,7 +34,8 @@ func TestJudge(t *testing.T) {
 		{"20% failing", Sample{Requests: 400, Errors: 80, Latencies: same}, Sample{Requests: 400, Latencies: base}, Fail, "success_rate"},
 		{"5% failing above threshold", Sample{Requests: 400, Errors: 20, Latencies: same}, Sample{Requests: 400, Latencies: base}, Fail, "error_rate"},
 		{"2x latency", Sample{Requests: 400, Latencies: double}, Sample{Requests: 400, Latencies: base}, Fail, "latency"},
-		{"3% slower: marginal", Sample{Requests: 400, Latencies: slight}, Sample{Requests: 400, Latencies: base}, Marginal, ""},
+		{"3% slower: significant but tolerated", Sample{Requests: 400, Latencies: slight}, Sample{Requests: 400, Latencies: base}, Pass, ""},
+		{"1.7 pp more errors, too few to tell: marginal", Sample{Requests: 60, Errors: 1, Latencies: same[:60]}, Sample{Requests: 400, Latencies: base}, Marginal, ""},
 		{"slow beyond p99 threshold", Sample{Requests: 400, Latencies: append(lognormal(r, 390, 0.01), 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)}, Sample{Requests: 400, Latencies: base}, Fail, "latency_p99"},
 	}
 	for _, c := range cases {
