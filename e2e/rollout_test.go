@@ -4,10 +4,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -211,7 +213,14 @@ min_requests: 20
 func TestRolloutHealthyPromoted(t *testing.T) {
 	m := startRolloutMesh(t, 5*time.Millisecond, 5*time.Millisecond)
 	m.load(t, 80, 0)
-	m.start(t, rolloutDoc("catalog-v2", "[20, 50, 80, 100]", "3s", "analysis: {success_rate: {min: 99}, latency: {p99_max: 500ms}}\n"))
+	// Started with the CLI.
+	file := filepath.Join(t.TempDir(), "rollout.yaml")
+	if err := os.WriteFile(file, []byte(rolloutDoc("catalog-v2", "[20, 50, 80, 100]", "3s", "analysis: {success_rate: {min: 99}, latency: {p99_max: 500ms}}\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := m.cli(t, "rollout", "start", "-f", file); code != 0 || !strings.Contains(out, "progressing") {
+		t.Fatalf("rollout start: exit %d\n%s", code, out)
+	}
 	if w := m.routeWeights(t); w["v2"] != 20 || w["v1"] != 80 {
 		t.Fatalf("first step route %v", w)
 	}
@@ -242,6 +251,30 @@ func TestRolloutHealthyPromoted(t *testing.T) {
 		}
 	}
 	t.Logf("latency source of the last interval: %s", s.Intervals[len(s.Intervals)-1].Result.LatencySource)
+	out, code := m.cli(t, "rollout", "status", "catalog-v2")
+	if code != 0 || !strings.Contains(out, "Phase:    promoted") || !strings.Contains(out, "mann-whitney") || !strings.Contains(out, "two-proportion") {
+		t.Errorf("rollout status: exit %d\n%s", code, out)
+	}
+	t.Logf("meshscope rollout status catalog-v2:\n%s", out)
+	if out, code := m.cli(t, "rollout", "pause", "catalog-v2"); code != 1 || !strings.Contains(out, "has finished") {
+		t.Errorf("pausing a promoted rollout: exit %d\n%s", code, out)
+	}
+}
+
+// cli runs `meshscope ARGS --server URL` and returns its output and exit code.
+func (m *rolloutMesh) cli(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	bin, _ := binaries(t)
+	cmd := exec.Command(bin, append(args, "--server", "http://"+m.s.http)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
 }
 
 // TestRolloutFailingRolledBack: a canary failing 20 % of its requests is
