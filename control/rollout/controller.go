@@ -350,10 +350,28 @@ func (c *Controller) judgeDue(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
-	for _, d := range list {
-		c.judgeOne(ctx, d, now)
+	// Rollouts are judged by a few workers: the queries of one do not
+	// delay the decisions of the others by more than necessary.
+	work := make(chan due)
+	var wg sync.WaitGroup
+	for range min(judgeWorkers, len(list)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				c.judgeOne(ctx, d, now)
+			}
+		}()
 	}
+	for _, d := range list {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
 }
+
+// judgeWorkers bounds the rollouts judged at once.
+const judgeWorkers = 4
 
 func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 	t0 := time.Now()
@@ -405,7 +423,7 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 			iv.Action = EventRolledBack
 			s.addInterval(iv)
 			c.finish(s, PhaseRolledBack, 0, fmt.Sprintf("failed interval %d of %d allowed: %s; %s — rolled back to 100%% %s", s.Failures, s.Spec.FailureLimit, res.Reason, numbers, s.Stable), "")
-			c.decision.Observe(time.Since(d.end).Seconds())
+			c.decided(&s.Intervals[len(s.Intervals)-1], d.end)
 			c.save(s)
 			return
 		}
@@ -435,7 +453,7 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 				s.Step = next
 			}
 			c.finish(s, PhasePromoted, 100, fmt.Sprintf("last step passed (%s; %s): %s promoted to 100%%", res.Reason, numbers, s.Canary), "")
-			c.decision.Observe(time.Since(d.end).Seconds())
+			c.decided(&s.Intervals[len(s.Intervals)-1], d.end)
 			c.save(s)
 			return
 		}
@@ -444,7 +462,7 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 			c.event(s, Event{Type: EventError, Message: err.Error()})
 			break
 		}
-		c.decision.Observe(time.Since(d.end).Seconds())
+		c.decided(&iv, d.end)
 		iv.Action = EventAdvanced
 		s.Step, s.StepStarted = next, now
 		c.event(s, Event{Type: EventAdvanced, Score: &score, Message: fmt.Sprintf("interval passed (%s; %s): canary to %d%%", res.Reason, numbers, s.Weight)})
@@ -454,6 +472,13 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 	}
 	s.addInterval(iv)
 	c.save(s)
+}
+
+// decided records the decision latency: interval end to route change.
+func (c *Controller) decided(iv *Interval, end time.Time) {
+	sec := c.opts.Now().Sub(end).Seconds()
+	iv.DecisionSeconds = sec
+	c.decision.Observe(sec)
 }
 
 // summary renders an interval's numbers for an event.

@@ -97,6 +97,9 @@ type Interval struct {
 	// Action is what the controller did: advanced, held, failed,
 	// promoted, rolled_back.
 	Action string `json:"action"`
+	// DecisionSeconds is the time from the interval's end to the route
+	// change it decided (advance, promotion, rollback); 0 when held.
+	DecisionSeconds float64 `json:"decision_seconds,omitempty"`
 }
 
 // Event is one thing that happened, with the numbers behind it.
