@@ -145,7 +145,7 @@ func run() error {
 			r.AtMost(fmt.Sprintf("CPU per %s interval for %d rollouts, trace path, ≤ 10 %% of the interval", o.interval, o.rollouts),
 				0.1*o.interval.Seconds(), perInterval, "s")
 			r.AtMost("decision latency p99 (interval end → route fsynced), trace path", 1000, q(0.99), "ms").Note =
-				"the controller judges due rollouts one after another: the last of 100 waits for the 99 before it"
+				"four workers judge the due rollouts; on the trace path each reads every matching trace by id, so the last of 100 rollouts waits for the trace reads of the others on 2 shared cores"
 		}
 	}
 	t.Note("CPU is the process's user+system time over the measured intervals divided by their number; each rollout-interval is two PromQL queries (request counts by version and outcome; on the histogram path also the bucket increases), on the trace path a trace search per version and a read of every matching trace, the statistics, and a Route write to the policy store (fsync)")
