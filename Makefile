@@ -61,7 +61,7 @@ binaries:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshscope-proxy ./cmd/meshscope-proxy
 
 demo: build
-	$(BIN)/meshscope demo
+	$(BIN)/meshscope demo --scenario $(or $(DEMO_SCENARIO),canary)
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*')); \

@@ -43,6 +43,10 @@ type Config struct {
 	// StopTimeout is how long a child gets after SIGTERM before SIGKILL.
 	// Default 10s.
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// Scenario starts a rollout of inventory v2: "canary" (v2 as healthy
+	// as v1, promoted within a few minutes) or "bad-canary" (v2 fails 5 %
+	// and is rolled back). Default none.
+	Scenario string `yaml:"scenario"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -80,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadyTimeout < 0 {
 		return fmt.Errorf("ready_timeout %s: must not be negative", c.ReadyTimeout)
+	}
+	if err := validScenario(c.Scenario); err != nil {
+		return err
 	}
 	if c.StopTimeout < 0 {
 		return fmt.Errorf("stop_timeout %s: must not be negative", c.StopTimeout)

@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	r.controlPlane = "http://" + httpAddr
 
 	// 2. The services' listeners, then their proxies.
-	if r.instances, err = listenShop(Shop()); err != nil {
+	if r.instances, err = listenShop(withScenario(Shop(), cfg.Scenario)); err != nil {
 		return err
 	}
 	if err := r.startProxies(ctx, otlpGRPC); err != nil {
@@ -99,6 +99,12 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	}
 	if err := applyDocuments(ctx, httpAddr, "SLOs", slosYAML); err != nil {
 		return startupErr(err)
+	}
+	if cfg.Scenario != ScenarioNone {
+		if err := applyDocuments(ctx, httpAddr, "the inventory v2 rollout", []byte(rolloutYAML)); err != nil {
+			return startupErr(err)
+		}
+		logger.Info("scenario "+cfg.Scenario+": rolling inventory v2 out", "status", "meshscope rollout status inventory-v2", "ui", "http://"+httpAddr+"/rollouts/inventory-v2")
 	}
 
 	// 3. The services, calling their dependencies through their proxies.

@@ -36,6 +36,7 @@ func commands() []command {
 		{"delete", "delete a policy (delete KIND NAME)", runPolicy("delete")},
 		{"history", "policy versions: who changed what and when", runPolicy("history")},
 		{"rollback", "make a new policy version equal to an old one", runPolicy("rollback")},
+		{"rollout", "canary rollouts: rollout start -f FILE | status [NAME] | pause|resume|promote|abort NAME", runPolicy("rollout")},
 	}
 }
 

@@ -28,8 +28,10 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/clickhouse"
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
+	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/slo"
 	"github.com/meshscope/meshscope/query"
+	"github.com/meshscope/meshscope/query/red"
 	"github.com/meshscope/meshscope/ruler"
 	"github.com/meshscope/meshscope/topology"
 	"github.com/meshscope/meshscope/ui"
@@ -329,6 +331,13 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("slo: %w", err)
 	}
 
+	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
+		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
+		rollout.Options{Budget: slos}, reg, logger.With("part", "rollouts"))
+	if err != nil {
+		return fmt.Errorf("rollouts: %w", err)
+	}
+
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
 	coll.RegisterRoutes(mux)
@@ -337,6 +346,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	plane.RegisterRoutes(mux)
 	rl.RegisterRoutes(mux)
 	slos.RegisterRoutes(mux)
+	rollouts.RegisterRoutes(mux)
 	ui.RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -376,6 +386,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	g.Add("control plane", plane)
 	g.Add("rules", rl)
 	g.Add("slo", slos)
+	g.Add("rollouts", rollouts)
 	g.Add("http", httpSrv)
 	closers = nil // the group owns them now
 

@@ -41,6 +41,7 @@ const (
 func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	run := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
 		"apply": runApply, "get": runGet, "delete": runDelete, "history": runHistory, "rollback": runRollback,
+		"rollout": runRollout,
 	}[name]
 	if run == nil {
 		fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)

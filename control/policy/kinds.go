@@ -10,6 +10,8 @@ type Kind struct {
 	New func() Spec
 	// OnePerService means a service has at most one document of this kind.
 	OnePerService bool
+	// NoMode means documents of this kind take no observe/enforce mode.
+	NoMode bool
 }
 
 // Kind names.
@@ -17,6 +19,7 @@ const (
 	KindRoute      = "Route"
 	KindResilience = "Resilience"
 	KindSLO        = "SLO"
+	KindRollout    = "Rollout"
 )
 
 // kinds is the kind table: adding a kind is one entry here and one file
@@ -25,6 +28,7 @@ var kinds = [...]Kind{
 	{Name: KindRoute, New: func() Spec { return new(Route) }, OnePerService: true},
 	{Name: KindResilience, New: func() Spec { return new(Resilience) }, OnePerService: true},
 	{Name: KindSLO, New: func() Spec { return new(SLO) }},
+	{Name: KindRollout, New: func() Spec { return new(Rollout) }, OnePerService: true, NoMode: true},
 }
 
 // Kinds returns the known kinds.

@@ -157,7 +157,7 @@ func TestLoadErrors(t *testing.T) {
 		{"weights sum", "kind: Route\nname: inv\nservice: inventory\nrules:\n- backends:\n  - {version: v1, weight: 50}\n  - {version: v2, weight: 20}\n",
 			`route "inv": rules[0].backends: weights sum to 70, want 100`},
 		{"no kind", "name: r\nservice: s\n", "document 1 (line 1): kind: must be set"},
-		{"unknown kind", "kind: VirtualService\nname: r\nservice: s\n", `kind: unknown kind "VirtualService" (want one of Route, Resilience, SLO)`},
+		{"unknown kind", "kind: VirtualService\nname: r\nservice: s\n", `kind: unknown kind "VirtualService" (want one of Route, Resilience, SLO`},
 		{"kind case", "kind: route\nname: r\nservice: s\n", `kind: "route": spell it "Route"`},
 		{"no name", "kind: Resilience\nservice: s\n", `resilience "": name: must be set`},
 		{"bad service", "kind: Resilience\nname: x\nservice: Bad Name\n", `resilience "x": service: "Bad Name"`},
@@ -283,6 +283,8 @@ func FuzzLoad(f *testing.F) {
 		"kind: Route\nname: r\nservice: s\ntimeout: 1s\n",
 		"kind: Resilience\nname: x\nservice: s\nrate_limit: {requests_per_second: 1e308}\n",
 		"kind: Route\nname: r\nservice: s\nrules: [{backends: [{version: a}]}]\n",
+		"kind: Rollout\nname: r\nservice: s\nstable: v1\ncanary: v2\nsteps: [5, {weight: 50, pause: 1m}]\nanalysis: {success_rate: {min: 99}, latency: {p99_max: 500ms}, slo_budget: {slo: a}}\n",
+		"kind: Rollout\nname: r\nservice: s\nstable: v1\ncanary: v2\nsteps: [5]\nmatch: {headers: [{name: x-canary, exact: \"1\"}]}\n",
 		"a: &a [*a]\n",
 		"kind: Route\n---\n- 1\n",
 	} {

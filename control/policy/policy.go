@@ -131,6 +131,9 @@ func (d *Document) validate() error {
 	case !nameRE.MatchString(d.Service):
 		return fieldErr("service", "%q: want lower-case letters, digits, '-', '.' or '_', starting and ending with a letter or digit", d.Service)
 	}
+	if k.NoMode && d.Mode != "" {
+		return fieldErr("mode", "a %s takes no mode (it acts through the controller's own controls: pause, abort)", k.Name)
+	}
 	switch d.Mode {
 	case "", ModeObserve, ModeEnforce:
 	default:

@@ -211,20 +211,29 @@ func checkPercent(path string, p float64) error {
 }
 
 func (rule *RouteRule) validate(path string) error {
-	if m := rule.Match; m != nil {
+	if err := rule.Match.validate(path + ".match"); err != nil {
+		return err
+	}
+	return rule.validateBackends(path)
+}
+
+// validate checks a match; path names it (rules[0].match). A nil match is
+// valid.
+func (m *Match) validate(path string) error {
+	if m != nil {
 		if m.PathPrefix != "" && m.PathPrefix[0] != '/' {
-			return fieldErr(path+".match.path_prefix", "%q: must start with /", m.PathPrefix)
+			return fieldErr(path+".path_prefix", "%q: must start with /", m.PathPrefix)
 		}
 		if m.PathRegex != "" {
 			if _, err := regexp.Compile(m.PathRegex); err != nil {
-				return fieldErr(path+".match.path_regex", "%v", err)
+				return fieldErr(path+".path_regex", "%v", err)
 			}
 		}
 		if m.Method != "" && !tokenRE.MatchString(m.Method) {
-			return fieldErr(path+".match.method", "%q is not an HTTP method", m.Method)
+			return fieldErr(path+".method", "%q is not an HTTP method", m.Method)
 		}
 		for i, h := range m.Headers {
-			hp := fmt.Sprintf("%s.match.headers[%d]", path, i)
+			hp := fmt.Sprintf("%s.headers[%d]", path, i)
 			if h.Name == "" || !tokenRE.MatchString(h.Name) {
 				return fieldErr(hp+".name", "%q is not a header name", h.Name)
 			}
@@ -240,6 +249,10 @@ func (rule *RouteRule) validate(path string) error {
 			}
 		}
 	}
+	return nil
+}
+
+func (rule *RouteRule) validateBackends(path string) error {
 	if len(rule.Backends) == 0 {
 		return fieldErr(path+".backends", "must list at least one backend")
 	}

@@ -1,7 +1,9 @@
 package slo
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -106,4 +108,24 @@ func (m *Manager) rules(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/yaml")
 	_, _ = w.Write(b)
+}
+
+// RemainingBudget returns the named SLO's remaining error budget in percent
+// over its window (nil without traffic): the figure the SLO API shows, for
+// the rollout controller's budget gate.
+func (m *Manager) RemainingBudget(ctx context.Context, name string) (*float64, error) {
+	d, genErr, ok := m.document(name)
+	if !ok {
+		return nil, fmt.Errorf("slo %s not found", name)
+	}
+	now := time.Now()
+	ratios, err := m.recordedRatios(ctx, name, now)
+	if err != nil {
+		return nil, err
+	}
+	st := m.status(ctx, d, genErr, ratios, now)
+	if st.State == StateError {
+		return nil, fmt.Errorf("slo %s: %s", name, st.Error)
+	}
+	return st.ErrorBudget.RemainingPercent, nil
 }

@@ -8,6 +8,7 @@ import { TopologyPage } from './topology.js';
 import { ServicesPage } from './services.js';
 import { TracesPage, TraceView } from './traces.js';
 import { SlosPage, SloView } from './slos.js';
+import { RolloutsPage, RolloutView } from './rollouts.js';
 
 // routes is the page table: adding a page is one entry (nav: shown in the
 // navigation bar, in this order). Paths match with :params.
@@ -18,6 +19,8 @@ export const routes = [
   { path: '/traces/:id', title: 'Trace', page: TraceView, section: '/traces' },
   { path: '/slos', title: 'SLOs', nav: true, page: SlosPage },
   { path: '/slos/:name', title: 'SLO', page: SloView, section: '/slos' },
+  { path: '/rollouts', title: 'Rollouts', nav: true, page: RolloutsPage },
+  { path: '/rollouts/:name', title: 'Rollout', page: RolloutView, section: '/rollouts' },
 ];
 
 function NotFound({ path }) {

@@ -40,6 +40,48 @@ const baseEdges = [
   ['checkout', 'external', 1, 0], ['checkout', 'orders-db', 2, 0],
 ];
 
+// demoRollout is a rollout in the wire shape of GET /api/mesh/v1/rollouts/NAME
+// (control/rollout State): inventory v2 at its third step after two
+// passing intervals and one held by a marginal latency verdict.
+export function demoRollout(phase = 'progressing', at = new Date()) {
+  const t = (s) => new Date(at.getTime() - s * 1000).toISOString();
+  const fig = (req, err, p50, p99) => ({ requests: req, errors: err, success_rate: 100 * (req - err) / req, p50, p99, latency_samples: req });
+  const metrics = (p, eff, verdict) => [
+    { name: 'success_rate', kind: 'threshold', verdict: 'pass', canary: 100, limit: 99, reason: '100.00% ≥ 99.00%' },
+    { name: 'error_rate', kind: 'comparison', verdict: 'pass', canary: 0, stable: 0.2, p: 0.81, test: 'two-proportion fisher', effect: -0.2, reason: 'error rate 0.00% vs stable 0.20% (p=0.81 ≥ 0.05)' },
+    { name: 'latency', kind: 'comparison', verdict, canary: 0.0061, stable: 0.0058, p, test: 'mann-whitney (normal approx.)', effect: eff, prob_worse: 0.53, reason: `p50 6.1ms vs stable 5.8ms (p=${p})` },
+  ];
+  const iv = (ago, step, weight, verdict, score, action, p, eff, c, st) => ({
+    start: t(ago + 60), end: t(ago), step, weight, action,
+    result: { verdict, score, metrics: metrics(p, eff, verdict === 'marginal' ? 'marginal' : 'pass'), latency_source: 'traces', canary: c, stable: st, reason: `score ${score}` },
+  });
+  const intervals = [
+    iv(180, 0, 5, 'pass', 100, 'advanced', 0.41, 1.2, fig(61, 0, 0.0059, 0.021), fig(1150, 2, 0.0058, 0.019)),
+    iv(120, 1, 20, 'pass', 100, 'advanced', 0.33, 2.1, fig(240, 0, 0.006, 0.022), fig(960, 2, 0.0058, 0.02)),
+    iv(60, 2, 50, 'marginal', 83.3, 'held', 0.09, 14.2, fig(600, 0, 0.0066, 0.024), fig(598, 1, 0.0058, 0.02)),
+  ];
+  const ev = (ago, type, step, weight, message, who) => ({ time: t(ago), type, step, weight, message, ...(who ? { who } : {}) });
+  const events = [
+    ev(240, 'started', 0, 5, 'rolling v2 out over v1: steps [5%, 20%, 50%, 100%], interval 1m, failure limit 2'),
+    ev(180, 'advanced', 1, 20, 'interval passed (score 100.0; canary 61 req 0 err …): canary to 20%'),
+    ev(120, 'advanced', 2, 50, 'interval passed (score 100.0; canary 240 req 0 err …): canary to 50%'),
+    ev(60, 'held', 2, 50, 'marginal: score 83.3 below pass_score 90'),
+  ];
+  if (phase === 'paused') events.push(ev(1, 'paused', 2, 50, 'paused at step 3 (canary 50%)', 'ui'));
+  return {
+    name: 'inventory-v2', service: 'inventory', stable: 'v1', canary: 'v2', generation: '0f3c2a1b9d8e7f60',
+    spec: { stable: 'v1', canary: 'v2', steps: [{ weight: 5 }, { weight: 20 }, { weight: 50 }, { weight: 100 }], interval: '1m0s', min_requests: 50,
+      analysis: { success_rate: { min: 99 }, alpha: 0.05, max_degradation: 10, max_error_increase: 1, pass_score: 90, marginal_score: 60 }, failure_limit: 2 },
+    phase, step: 2, weight: 50, step_started: t(120), interval_start: t(0), failures: 0, held: 'marginal: score 83.3 below pass_score 90',
+    route: 'inventory-v2', intervals, events, started: t(240), updated: t(phase === 'paused' ? 1 : 60),
+  };
+}
+
+function rolloutSummary(s) {
+  return { name: s.name, service: s.service, stable: s.stable, canary: s.canary, phase: s.phase, step: s.step, steps: s.spec.steps.map((x) => x.weight),
+    weight: s.weight, failures: s.failures, failure_limit: s.spec.failure_limit, held: s.held, last: s.intervals[s.intervals.length - 1], started: s.started, updated: s.updated };
+}
+
 // demoSLOs answers GET /api/mesh/v1/slos in its wire shape (control/slo
 // Status): payments burning its budget (page firing), catalog latency
 // fine, pricing without traffic.
@@ -324,6 +366,7 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
     res.writeHead(code, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(body));
   };
+  let rolloutPhase = 'progressing'; // POST pause/resume changes it
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     const p = u.pathname;
@@ -432,6 +475,12 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
       const t = byID.get(m[1]);
       if (!t) return json(res, 404, { data: null, errors: [{ code: 404, msg: 'trace not found' }] });
       return json(res, 200, { data: [t], total: 1 });
+    }
+    if (p === '/api/mesh/v1/rollouts') return json(res, 200, { rollouts: [rolloutSummary(demoRollout(rolloutPhase))] });
+    if (p === '/api/mesh/v1/rollouts/inventory-v2') return json(res, 200, demoRollout(rolloutPhase));
+    if ((m = /^\/api\/mesh\/v1\/rollouts\/inventory-v2\/(pause|resume)$/.exec(p)) && req.method === 'POST') {
+      rolloutPhase = m[1] === 'pause' ? 'paused' : 'progressing';
+      return json(res, 200, rolloutSummary(demoRollout(rolloutPhase)));
     }
     if (p === '/api/mesh/v1/slos') return json(res, 200, { version: 3, slos: demoSLOs() });
     if (p.startsWith('/api/mesh/v1/slos/')) {

@@ -694,3 +694,39 @@ test('no script errors or CSP violations on any page', () => {
   const bad = problems.filter((p) => !/Failed to load resource.*404/.test(p) || target.kind === 'fixture');
   assert.deepEqual(bad, []);
 });
+
+test('the Rollouts page lists progress and a rollout shows its charts, judgement and controls', async (t) => {
+  const list = await api('/api/mesh/v1/rollouts');
+  if (target.kind === 'demo' && list.rollouts.length === 0) return t.skip('the demo runs no rollout');
+  const ro = list.rollouts[0];
+  await page.goto(target.url + '/topology');
+  await page.click('nav a[href="/rollouts"]');
+  const row = page.locator(`[data-testid=rollouts-table] tr[data-rollout="${ro.name}"]`);
+  await row.waitFor();
+  assert.match(await row.textContent(), new RegExp(`${ro.stable} → ${ro.canary}`));
+  assert.equal(await row.locator('[data-testid=weight]').textContent(), `${ro.weight} %`);
+  assert.equal(await row.locator('.rollout-steps li').count(), ro.steps.length);
+  await shot('rollouts');
+  await row.locator('a').click();
+  await page.locator('[data-testid=rollout-detail]').waitFor();
+  const s = await api('/api/mesh/v1/rollouts/' + encodeURIComponent(ro.name));
+  assert.equal(await page.locator('[data-testid=rollout-weight]').textContent(), `${s.weight} %`);
+  assert.equal(await page.locator('[data-testid=rollout-charts] figure').count(), 5, 'want weight, success rate, p50, p99 and request-rate charts');
+  if (s.intervals.length) {
+    assert.equal(await page.locator('[data-testid=rollout-intervals] tbody tr').count(), s.intervals.length);
+    const lastMetrics = s.intervals[s.intervals.length - 1].result.metrics;
+    assert.equal(await page.locator('[data-testid=rollout-metrics] tbody tr').count(), lastMetrics.length);
+    const lat = lastMetrics.find((m) => m.name === 'latency');
+    if (lat) assert.match(await page.locator('[data-testid=rollout-metrics] tr[data-metric=latency]').textContent(), new RegExp(lat.p.toPrecision(3).replace('.', '\\.')));
+    assert.ok(await page.locator('[data-testid=chart-weight] path[data-series="canary weight"]').count(), 'no weight line');
+  }
+  assert.match(await page.locator('[data-testid=rollout-traces]').getAttribute('href'), new RegExp(`^/traces\\?service=${s.service}&tags=service\\.version%3D${s.canary}&errors=1`));
+  await shot('rollout-detail');
+  if (target.kind === 'fixture') {
+    await page.click('button:has-text("Pause")');
+    await page.locator('section.rollout .page-head [data-phase=paused]').waitFor();
+    await page.locator('button:has-text("Resume")').waitFor();
+    await page.click('button:has-text("Resume")');
+    await page.locator('section.rollout .page-head [data-phase=progressing]').waitFor();
+  }
+});
