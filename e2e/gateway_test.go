@@ -296,7 +296,7 @@ routes:
 `, tlsAddr, shopCrt, shopKey, apiCrt, apiKey, plainAddr, backend, jwks, rps, burst)
 	cfg := filepath.Join(dir, "gateway.yaml")
 	writeRename(t, cfg, []byte(doc))
-	gw, admin := startProxy(t, "gateway", "--gateway", "--service", "edge", "--config", cfg, "--no-tracing")
+	gw, admin := startProxy(t, "gateway", "--gateway", "--service", "edge", "--config", cfg)
 	poll(t, 10*time.Second, "gateway listener", func() (bool, string) {
 		c, err := net.Dial("tcp", tlsAddr)
 		if err != nil {
@@ -318,6 +318,10 @@ routes:
 		r := gwDo(t, c, "GET", shop+"/", "", nil)
 		if r.code != 200 || r.body["x_edge"] != "edge" {
 			t.Fatalf("GET /: %d %s (want 200 with X-Edge set by the route)", r.code, r.raw)
+		}
+		// The gateway starts the trace: the upstream gets its span as parent.
+		if tp, _ := r.body["traceparent"].(string); len(tp) != 55 || !strings.HasPrefix(tp, "00-") {
+			t.Fatalf("upstream got traceparent %q, want one started by the gateway", tp)
 		}
 	})
 
@@ -573,10 +577,10 @@ func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
 func TestGatewayControlPlane(t *testing.T) {
 	m := startMesh(t, "observe", "v1")
 	gwAddr := freeAddrs(t, 1)[0]
-	var bad control.ResultView
+	var bad control.ErrorView
 	if code := post(t, m.s.url(control.APIPrefix+"/apply"), "kind: Gateway\nname: edge\nservice: edge\nlisteners: [{address: "+gwAddr+", tls: {certificates: []}}]\nroutes: [{service: catalog, anonymous: true}]\n", &bad); code == http.StatusOK {
 		t.Fatalf("a Gateway without certificates was accepted: %+v", bad)
-	} else if !strings.Contains(fmt.Sprint(bad), "listeners[0].tls.certificates") {
+	} else if !strings.Contains(bad.Error, "listeners[0].tls.certificates") {
 		t.Fatalf("rejection does not name the key: %+v", bad)
 	}
 	gw, admin := startProxy(t, "gateway", "--gateway", "--service", "edge", "--control-plane", "http://"+m.s.http,
