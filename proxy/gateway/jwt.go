@@ -129,7 +129,10 @@ func verifySignature(t *token, key crypto.PublicKey) error {
 		}
 	case "ES256":
 		k, ok := key.(*ecdsa.PublicKey)
-		if !ok || len(t.sig) != 64 {
+		if !ok {
+			return authErr(reasonAlgorithm)
+		}
+		if len(t.sig) != 64 {
 			return authErr(reasonSignature)
 		}
 		d := sha256.Sum256([]byte(t.signed))
@@ -139,7 +142,10 @@ func verifySignature(t *token, key crypto.PublicKey) error {
 		}
 	case "EdDSA":
 		k, ok := key.(ed25519.PublicKey)
-		if !ok || !ed25519.Verify(k, []byte(t.signed), t.sig) {
+		if !ok {
+			return authErr(reasonAlgorithm)
+		}
+		if !ed25519.Verify(k, []byte(t.signed), t.sig) {
 			return authErr(reasonSignature)
 		}
 	default:
