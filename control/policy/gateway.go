@@ -135,8 +135,10 @@ type GatewayJWT struct {
 	// Refresh is how often the key set is fetched again; an unknown kid
 	// fetches it at most once per 10 s on top.
 	Refresh Duration `yaml:"refresh" json:"refresh" default:"5m"`
-	// ClockSkew tolerated on exp and nbf.
+	// ClockSkew tolerated on exp and nbf, at most 60s.
 	ClockSkew Duration `yaml:"clock_skew" json:"clock_skew" default:"30s"`
+	// Algorithms the issuer signs with (pinned): RS256, ES256, EdDSA.
+	Algorithms []string `yaml:"algorithms" json:"algorithms" default:"RS256,ES256,EdDSA"`
 	// RequiredClaims must be present in the token (any value).
 	RequiredClaims []string `yaml:"required_claims,omitempty" json:"required_claims,omitempty"`
 	// ForwardClaims maps a claim to the request header it is forwarded in
@@ -276,8 +278,16 @@ func (r *GatewayRoute) validate(p string) error {
 		if j.Refresh < Duration(1e9) {
 			return fieldErr(jp+".refresh", "must be at least 1s")
 		}
-		if j.ClockSkew < 0 || j.ClockSkew > Duration(300e9) {
-			return fieldErr(jp+".clock_skew", "must be within 0..5m")
+		if j.ClockSkew < 0 || j.ClockSkew > Duration(60e9) {
+			return fieldErr(jp+".clock_skew", "must be within 0..60s")
+		}
+		if len(j.Algorithms) == 0 {
+			return fieldErr(jp+".algorithms", "at least one of RS256, ES256, EdDSA")
+		}
+		for i, a := range j.Algorithms {
+			if a != "RS256" && a != "ES256" && a != "EdDSA" {
+				return fieldErr(fmt.Sprintf("%s.algorithms[%d]", jp, i), "%q: want RS256, ES256 or EdDSA (none and HMAC are refused)", a)
+			}
 		}
 		for claim, h := range j.ForwardClaims {
 			if claim == "" || !headerNameRE.MatchString(h) {

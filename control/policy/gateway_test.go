@@ -51,6 +51,8 @@ func TestGatewayErrors(t *testing.T) {
 		{"audiences: [shop]", "audiences: []", "routes[0].jwt.audiences"},
 		{"jwks_file: jwks.json", "jwks_url: http://issuer.example/jwks", "routes[0].jwt.jwks_url"},
 		{"jwks_file: jwks.json", "jwks_file: j, jwks_url: https://x/j", "routes[0].jwt: set exactly one"},
+		{"jwks_file: jwks.json", "jwks_file: jwks.json, algorithms: [HS256]", "routes[0].jwt.algorithms[0]"},
+		{"jwks_file: jwks.json", "jwks_file: jwks.json, clock_skew: 5m", "routes[0].jwt.clock_skew"},
 		{"burst: 5", "burst: 5, key: cookie", "routes[0].rate_limit.key"},
 		{"requests_per_second: 10", "requests_per_second: 0", "routes[0].rate_limit.requests_per_second"},
 		{"    anonymous: true\n", "    anonymous: true\n    rate_limit: {requests_per_second: 1, key: 'claim:sub'}\n", "a claim key needs jwt"},

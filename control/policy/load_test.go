@@ -157,7 +157,7 @@ func TestLoadErrors(t *testing.T) {
 		{"weights sum", "kind: Route\nname: inv\nservice: inventory\nrules:\n- backends:\n  - {version: v1, weight: 50}\n  - {version: v2, weight: 20}\n",
 			`route "inv": rules[0].backends: weights sum to 70, want 100`},
 		{"no kind", "name: r\nservice: s\n", "document 1 (line 1): kind: must be set"},
-		{"unknown kind", "kind: VirtualService\nname: r\nservice: s\n", `kind: unknown kind "VirtualService" (want one of Route, Resilience, SLO)`},
+		{"unknown kind", "kind: VirtualService\nname: r\nservice: s\n", `kind: unknown kind "VirtualService" (want one of Route, Resilience, SLO, Gateway)`},
 		{"kind case", "kind: route\nname: r\nservice: s\n", `kind: "route": spell it "Route"`},
 		{"no name", "kind: Resilience\nservice: s\n", `resilience "": name: must be set`},
 		{"bad service", "kind: Resilience\nname: x\nservice: Bad Name\n", `resilience "x": service: "Bad Name"`},

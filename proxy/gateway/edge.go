@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -200,7 +201,7 @@ func (g *Gateway) authenticate(r *http.Request, rt *route, now time.Time) (map[s
 	if err != nil {
 		return nil, err
 	}
-	if !supportedAlg(t.alg) {
+	if !supportedAlg(t.alg) || !slices.Contains(rt.jwt.Algorithms, t.alg) {
 		return nil, authErr(reasonAlgorithm)
 	}
 	key, err := rt.keys.key(r.Context(), t.kid, now)
