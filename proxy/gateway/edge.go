@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -197,11 +199,26 @@ func (g *Gateway) authenticate(r *http.Request, rt *route, now time.Time) (map[s
 	if auth == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
 		return nil, authErr(reasonMissing)
 	}
-	t, err := parseToken(strings.TrimSpace(raw))
+	raw = strings.TrimSpace(raw)
+	if len(raw) > maxTokenBytes {
+		return nil, authErr(reasonMalformed)
+	}
+	j := rt.jwt
+	sum := sha256.Sum256([]byte(raw))
+	if v, ok := rt.keys.verified.get(sum); ok {
+		// Verified before: the key must still be the set's key for its kid.
+		if key, err := rt.keys.key(r.Context(), v.kid, now); err == nil && sameKey(key, v.key) && slices.Contains(j.Algorithms, v.alg) {
+			if err := checkClaims(v.claims, j.Issuer, j.Audiences, j.RequiredClaims, j.ClockSkew.D(), now); err != nil {
+				return nil, err
+			}
+			return v.claims, nil
+		}
+	}
+	t, err := parseToken(raw)
 	if err != nil {
 		return nil, err
 	}
-	if !supportedAlg(t.alg) || !slices.Contains(rt.jwt.Algorithms, t.alg) {
+	if !supportedAlg(t.alg) || !slices.Contains(j.Algorithms, t.alg) {
 		return nil, authErr(reasonAlgorithm)
 	}
 	key, err := rt.keys.key(r.Context(), t.kid, now)
@@ -211,10 +228,10 @@ func (g *Gateway) authenticate(r *http.Request, rt *route, now time.Time) (map[s
 	if err := verifySignature(t, key); err != nil {
 		return nil, err
 	}
-	j := rt.jwt
 	if err := checkClaims(t.claims, j.Issuer, j.Audiences, j.RequiredClaims, j.ClockSkew.D(), now); err != nil {
 		return nil, err
 	}
+	rt.keys.verified.put(sum, verifiedToken{claims: t.claims, kid: t.kid, alg: t.alg, key: key})
 	return t.claims, nil
 }
 
@@ -347,4 +364,10 @@ func preflight(c *policy.CORS, origin string) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// sameKey reports whether two public keys are the same key material.
+func sameKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }

@@ -45,6 +45,8 @@ type keySet struct {
 	fileMod   time.Time
 	fileSize  int64
 	lastError error
+
+	verified verifiedCache
 }
 
 func newKeySet(file, url string, refresh time.Duration, client *http.Client, logger *slog.Logger) *keySet {
@@ -256,4 +258,42 @@ func (j *jwk) public() (crypto.PublicKey, error) {
 		return ed25519.PublicKey(x), nil
 	}
 	return nil, nil
+}
+
+// maxVerified bounds the verified-signature cache of a key set.
+const maxVerified = 4096
+
+// verifiedToken is a token whose signature verified with key.
+type verifiedToken struct {
+	claims map[string]any
+	kid    string
+	alg    string
+	key    crypto.PublicKey // the key it verified with
+}
+
+// verifiedCache remembers tokens whose signature verified, so a client
+// sending the same token again costs a hash instead of a signature check
+// (Envoy's jwt_cache_config). Claims (exp, nbf, iss, aud) are still
+// checked on every request, and an entry is used only while its key is
+// still the key set's key for its kid: a rotated-out key stops its
+// tokens at once.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]verifiedToken
+}
+
+func (c *verifiedCache) get(k [32]byte) (verifiedToken, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *verifiedCache) put(k [32]byte, v verifiedToken) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxVerified {
+		c.m = make(map[[32]byte]verifiedToken, 64) // drop all: bounded memory, refilled by use
+	}
+	c.m[k] = v
 }
