@@ -164,14 +164,15 @@ func startTLSTarget(ctx context.Context, key, dir string, argv []string, listen 
 
 // tlsLoad is one client worker of one mode.
 type tlsLoad struct {
-	addr  string
-	f     *gatewayFiles
-	mode  string
-	conf  *tls.Config
-	conn  *tls.Conn
-	br    *bufio.Reader
-	req   []byte
-	close []byte
+	addr string
+	f    *gatewayFiles
+	mode string
+	conf *tls.Config
+	conn *tls.Conn
+	br   *bufio.Reader
+	req  []byte
+	// conns and resumed count connections made and TLS sessions resumed.
+	conns, resumed int64
 }
 
 func tlsClient(addr string, f *gatewayFiles, mode string) *tlsLoad {
@@ -199,6 +200,10 @@ func (l *tlsLoad) once() error {
 			return err
 		}
 		l.conn, l.br = c, bufio.NewReader(c)
+		l.conns++
+		if c.ConnectionState().DidResume {
+			l.resumed++
+		}
 	}
 	_ = l.conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := l.conn.Write(l.req); err != nil {
@@ -234,6 +239,7 @@ type tlsCell struct {
 	elapsed          time.Duration
 	cpu              time.Duration
 	firstErr         string
+	conns, resumed   int64
 }
 
 func (c tlsCell) cpuPerReq() float64 {
@@ -246,7 +252,7 @@ func (c tlsCell) cpuPerReq() float64 {
 // runTLSRound drives workers closed-loop against t for d and adds the
 // result to c.
 func runTLSRound(ctx context.Context, t *target, f *gatewayFiles, mode string, workers int, d time.Duration, c *tlsCell) {
-	var ok, bad atomic.Int64
+	var ok, bad, conns, resumed atomic.Int64
 	var firstErr atomic.Value
 	cpu0, _ := procstat.CPUTime(t.pid())
 	start := time.Now()
@@ -257,7 +263,11 @@ func runTLSRound(ctx context.Context, t *target, f *gatewayFiles, mode string, w
 		go func() {
 			defer wg.Done()
 			l := tlsClient(t.addr, f, mode)
-			defer l.reset()
+			defer func() {
+				l.reset()
+				conns.Add(l.conns)
+				resumed.Add(l.resumed)
+			}()
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				if err := l.once(); err != nil {
 					bad.Add(1)
@@ -273,6 +283,8 @@ func runTLSRound(ctx context.Context, t *target, f *gatewayFiles, mode string, w
 	c.requests += ok.Load()
 	c.errors += bad.Load()
 	c.elapsed += time.Since(start)
+	c.conns += conns.Load()
+	c.resumed += resumed.Load()
 	c.cpu += cpu1 - cpu0
 	if s, _ := firstErr.Load().(string); s != "" && c.firstErr == "" {
 		c.firstErr = s
@@ -376,7 +388,7 @@ func gatewayBench(ctx context.Context, o options, r *report.Result, base, upstre
 		}
 	}
 	tab := r.AddTable(fmt.Sprintf("Ingress gateway with TLS vs nginx with TLS, closed loop, %d client workers", workers),
-		"target", "client behaviour", "req/s", "errors", "CPU ms per 1000 req", "vs nginx")
+		"target", "client behaviour", "req/s", "errors", "TLS connections", "resumed", "CPU ms per 1000 req", "vs nginx")
 	var ratio = map[string]float64{}
 	for _, m := range tlsModes {
 		ng := cells["nginx-tls/"+m.key]
@@ -388,7 +400,7 @@ func gatewayBench(ctx context.Context, o options, r *report.Result, base, upstre
 				rel = report.Num(ratio[m.key]) + "×"
 			}
 			tab.AddRow(t.name, m.name, report.Num(float64(c.requests)/c.elapsed.Seconds()),
-				fmt.Sprint(c.errors), report.Num(c.cpuPerReq()*1e6), rel)
+				fmt.Sprint(c.errors), fmt.Sprint(c.conns), fmt.Sprint(c.resumed), report.Num(c.cpuPerReq()*1e6), rel)
 			if c.errors > 0 {
 				r.Note("%s, %s: %d errors (first: %s)", t.name, m.name, c.errors, c.firstErr)
 			}
