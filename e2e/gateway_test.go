@@ -195,10 +195,11 @@ func gwClient(ca *gwCA, addr string, keepAlive bool) *http.Client {
 }
 
 type gwReply struct {
-	code int
-	hdr  http.Header
-	body map[string]any
-	raw  string
+	proto string
+	code  int
+	hdr   http.Header
+	body  map[string]any
+	raw   string
 }
 
 func gwDo(t *testing.T, c *http.Client, method, url, token string, body io.Reader) gwReply {
@@ -217,7 +218,7 @@ func gwDo(t *testing.T, c *http.Client, method, url, token string, body io.Reade
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	r := gwReply{code: res.StatusCode, hdr: res.Header, raw: string(b)}
+	r := gwReply{proto: res.Proto, code: res.StatusCode, hdr: res.Header, raw: string(b)}
 	_ = json.Unmarshal(b, &r.body)
 	return r
 }
@@ -251,8 +252,8 @@ func TestGatewayEdge(t *testing.T) {
 	jwks := filepath.Join(dir, "jwks.json")
 	writeJWKS(t, jwks, es, rs, ed)
 	backend, hits := headerApp(t)
-	a := freeAddrs(t, 2)
-	tlsAddr, plainAddr := a[0], a[1]
+	a := freeAddrs(t, 3)
+	tlsAddr, plainAddr, h2cAddr := a[0], a[1], a[2]
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	const rps, burst = 30.0, 10
 	doc := fmt.Sprintf(`kind: Gateway
@@ -266,6 +267,8 @@ listeners:
         - {hosts: [api.example], cert_file: %[4]s, key_file: %[5]s}
   - address: %[6]s
     https_redirect: true
+  - address: %[11]s
+    h2c: true
 routes:
   - name: api
     host: api.example
@@ -293,7 +296,7 @@ routes:
     service: web@%[7]s
     anonymous: true
     request_headers: {set: {X-Edge: edge}}
-`, tlsAddr, shopCrt, shopKey, apiCrt, apiKey, plainAddr, backend, jwks, rps, burst)
+`, tlsAddr, shopCrt, shopKey, apiCrt, apiKey, plainAddr, backend, jwks, rps, burst, h2cAddr)
 	cfg := filepath.Join(dir, "gateway.yaml")
 	writeRename(t, cfg, []byte(doc))
 	gw, admin := startProxy(t, "gateway", "--gateway", "--service", "edge", "--config", cfg)
@@ -316,8 +319,26 @@ routes:
 			}
 		}
 		r := gwDo(t, c, "GET", shop+"/", "", nil)
-		if r.code != 200 || r.body["x_edge"] != "edge" {
-			t.Fatalf("GET /: %d %s (want 200 with X-Edge set by the route)", r.code, r.raw)
+		if r.code != 200 || r.body["x_edge"] != "edge" || r.proto != "HTTP/2.0" {
+			t.Fatalf("GET /: %s %d %s (want HTTP/2 over ALPN, 200 with X-Edge set by the route)", r.proto, r.code, r.raw)
+		}
+		h1 := gwClient(ca, tlsAddr, true)
+		h1.Transport.(*http.Transport).ForceAttemptHTTP2 = false
+		h1.Transport.(*http.Transport).TLSClientConfig.NextProtos = []string{"http/1.1"}
+		if r := gwDo(t, h1, "GET", shop+"/", "", nil); r.code != 200 || r.proto != "HTTP/1.1" {
+			t.Fatalf("HTTP/1.1 over TLS: %s %d", r.proto, r.code)
+		}
+		tr := &http.Transport{Protocols: new(http.Protocols)}
+		tr.Protocols.SetUnencryptedHTTP2(true)
+		req, _ := http.NewRequest("GET", "http://"+h2cAddr+"/", nil)
+		req.Host = "shop.example"
+		res, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("h2c: %v", err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || res.ProtoMajor != 2 {
+			t.Fatalf("h2c listener: %s %d", res.Proto, res.StatusCode)
 		}
 		// The gateway starts the trace: the upstream gets its span as parent.
 		if tp, _ := r.body["traceparent"].(string); len(tp) != 55 || !strings.HasPrefix(tp, "00-") {
