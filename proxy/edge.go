@@ -78,6 +78,13 @@ func (e *Edge) Handler() http.Handler {
 	rewrite := h.rp.Rewrite
 	h.rp.Rewrite = func(pr *httputil.ProxyRequest) {
 		rewrite(pr)
+		// The edge trusts no client's forwarding headers: X-Forwarded-For
+		// is the client's address, X-Forwarded-Proto and -Host what it
+		// used (Envoy's use_remote_address at the edge).
+		for _, k := range forwardedHeaders {
+			pr.Out.Header.Del(k)
+		}
+		pr.SetXForwarded()
 		if d, _ := pr.In.Context().Value(edgeKey{}).(*EdgeDecision); d != nil {
 			pr.Out.URL.Host = d.Addr
 			pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for

@@ -19,7 +19,7 @@ func (f edgeRouterFunc) RouteEdge(r *http.Request) (*http.Request, EdgeDecision)
 // router, are recorded by the sidecar's code with direction="ingress".
 func TestEdge(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor != 1 || r.Header.Get("Traceparent") == "" || r.Host != "shop.example" {
+		if r.ProtoMajor != 1 || r.Header.Get("Traceparent") == "" || r.Host != "shop.example" || r.Header.Get("X-Forwarded-For") != "192.0.2.1" {
 			http.Error(w, "bad forwarded request", http.StatusTeapot)
 			return
 		}
@@ -45,6 +45,7 @@ func TestEdge(t *testing.T) {
 	for path, want := range map[string]int{"/api": 200, "/deny": 401} {
 		req := httptest.NewRequest("GET", "http://shop.example"+path, nil)
 		req.Host = "shop.example"
+		req.Header.Set("X-Forwarded-For", "10.9.9.9") // spoofed by the client: replaced
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != want {
