@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -106,6 +107,8 @@ func fakeProxy(ctx context.Context, args []string) int {
 	fs.String("mode", "observe", "")
 	fs.String("control-plane", "", "")
 	fs.String("state-dir", "", "")
+	gateway := fs.Bool("gateway", false, "")
+	config := fs.String("config", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -137,6 +140,44 @@ func fakeProxy(ctx context.Context, args []string) int {
 			r.SetURL(&url.URL{Scheme: "http", Host: addr})
 			fmt.Printf("%s %s %s %s -> %s\n", dir, name, r.In.Method, r.In.URL.Path, addr)
 		}}
+	}
+	if *gateway {
+		// The gateway: TLS on the document's first listener, forwarding
+		// to the first route's static address; a checkout without a token
+		// is answered 401 as the real gateway would.
+		b, err := os.ReadFile(*config)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		docs, err := policy.Load(b)
+		if err != nil || len(docs) != 1 || docs[0].Gateway() == nil {
+			fmt.Println("error: bad gateway document:", err)
+			return 1
+		}
+		g := docs[0].Gateway()
+		c := g.Listeners[0].TLS.Certificates[0]
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		_, addrs, _ := policy.ParseGatewayService(g.Routes[0].Service)
+		fwd := forward("gateway", *service, addrs)
+		ln, err := tls.Listen("tcp", g.Listeners[0].Address, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/checkout" && r.Header.Get("Authorization") == "" {
+				http.Error(w, "no token", http.StatusUnauthorized)
+				return
+			}
+			fwd.ServeHTTP(w, r)
+		})}
+		servers = append(servers, s)
+		go s.Serve(ln)
 	}
 	if *inbound != "" {
 		listen, app, _ := strings.Cut(*inbound, "=")

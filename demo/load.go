@@ -31,6 +31,8 @@ type Load struct {
 	client      *http.Client
 	maxInFlight int
 	seed        uint64
+	// Authorize, if set, adds credentials to a request before it is sent.
+	Authorize func(*http.Request)
 
 	sent, ok, failed, skipped atomic.Int64
 }
@@ -113,6 +115,9 @@ func (l *Load) send(ctx context.Context, method, path string) {
 		return
 	}
 	req.Header.Set("User-Agent", "meshscope-demo-load")
+	if l.Authorize != nil {
+		l.Authorize(req)
+	}
 	l.sent.Add(1)
 	res, err := l.client.Do(req)
 	if err != nil {

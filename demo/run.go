@@ -122,8 +122,21 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 		go in.server.Serve(in.appLn)
 	}
 
-	// 4. Load on web's inbound proxy.
+	// 4. The ingress gateway in front of web's inbound proxy.
 	web := r.instances[0]
+	gw, err := newGatewaySetup(filepath.Join(cfg.DataDir, "gateway"), web.inbound)
+	if err != nil {
+		return err
+	}
+	logger.Info("starting the ingress gateway", "listen", gw.listen, "log", filepath.Join(logDir, "proxy-gateway.log"))
+	if r.gateway, err = r.sp.start("meshscope-proxy gateway", r.proxyBin, gw.args(otlpGRPC), filepath.Join(logDir, "proxy-gateway.log")); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, "http://"+gw.admin+"/ready", r.gateway, cfg.ReadyTimeout); err != nil {
+		return startupErr(err)
+	}
+
+	// 5. Load through the gateway.
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	if cfg.Duration > 0 {
@@ -134,19 +147,20 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	var load *Load
 	loadDone := make(chan LoadStats, 1)
 	if cfg.Rate > 0 {
-		load, err = NewLoad("http://"+web.inbound, cfg.Rate, 64, nil, 42)
+		load, err = NewLoad(gw.url(), cfg.Rate, 64, gw.client(), 42)
 		if err != nil {
 			return err
 		}
+		load.Authorize = gw.authorize
 		go func() { loadDone <- load.Run(runCtx) }()
 	} else {
 		loadDone <- LoadStats{}
 	}
 
-	printSummary(stdout, cfg, httpAddr, otlpGRPC, otlpHTTP, logDir, r.instances, web)
+	printSummary(stdout, cfg, httpAddr, otlpGRPC, otlpHTTP, logDir, r.instances, gw)
 	logger.Info("demo running", "ui", "http://"+httpAddr+"/", "proxies", countMeshed(r.instances), "rate", cfg.Rate)
 
-	// 5. Run until cancelled, the duration passed, or a child died.
+	// 6. Run until cancelled, the duration passed, or a child died.
 	children := r.children()
 	died := make(chan *child, len(children))
 	for _, c := range children {
@@ -182,6 +196,7 @@ type run struct {
 	// controlPlane is the server's URL the proxies register with.
 	controlPlane string
 	server       *child
+	gateway      *child
 	instances    []*instance
 }
 
@@ -189,6 +204,9 @@ func (r *run) children() []*child {
 	var out []*child
 	if r.server != nil {
 		out = append(out, r.server)
+	}
+	if r.gateway != nil {
+		out = append(out, r.gateway)
 	}
 	for _, in := range r.instances {
 		if in.proxy != nil {
@@ -284,7 +302,12 @@ func (r *run) stopProxies() error {
 // stop stops everything still running: proxies first, then the services,
 // the server last (so its stores shut down after the last telemetry).
 func (r *run) stop() error {
-	errs := []error{r.stopProxies()}
+	var errs []error
+	if r.gateway != nil {
+		errs = append(errs, r.gateway.stop(r.cfg.StopTimeout))
+		r.gateway = nil
+	}
+	errs = append(errs, r.stopProxies())
 	for _, in := range r.instances {
 		if in.server != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StopTimeout)
@@ -384,7 +407,7 @@ func proxyArgs(in *instance, all []*instance, collector string) []string {
 	return args
 }
 
-func printSummary(w io.Writer, cfg Config, httpAddr, otlpGRPC, otlpHTTP, logDir string, instances []*instance, web *instance) {
+func printSummary(w io.Writer, cfg Config, httpAddr, otlpGRPC, otlpHTTP, logDir string, instances []*instance, gw *gatewaySetup) {
 	fmt.Fprintf(w, "Meshscope demo: %d services, %d proxies\n", countServices(instances), countMeshed(instances))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  server\thttp %s\totlp-grpc %s\totlp-http %s\tdata %s\n", httpAddr, otlpGRPC, otlpHTTP, cfg.DataDir)
@@ -395,9 +418,14 @@ func printSummary(w io.Writer, cfg Config, httpAddr, otlpGRPC, otlpHTTP, logDir 
 			fmt.Fprintf(tw, "  %s %s\tapp %s\t(no proxy)\n", in.spec.Name, in.spec.Version, in.appAddr)
 		}
 	}
+	fmt.Fprintf(tw, "  %s\tTLS %s\tadmin %s\t(ingress: JWT on POST /checkout)\n", gatewayService, gw.listen, gw.admin)
 	tw.Flush()
+	_, port, _ := net.SplitHostPort(gw.listen)
+	fmt.Fprintf(w, "Gateway: %s/ (TLS with a certificate from the demo CA %s)\n", gw.url(), gw.caFile)
+	fmt.Fprintf(w, "  curl --cacert %s --resolve %s:%s:127.0.0.1 %s/\n", gw.caFile, gatewayHost, port, gw.url())
+	fmt.Fprintf(w, "Demo CA root certificate:\n%s", gw.caPEM)
 	if cfg.Rate > 0 {
-		fmt.Fprintf(w, "Load: %g requests/s to http://%s/ (web's proxy)\n", cfg.Rate, web.inbound)
+		fmt.Fprintf(w, "Load: %g requests/s to %s/ through the gateway; %g%% of checkouts carry an expired token (401)\n", cfg.Rate, gw.url(), ExpiredTokenShare*100)
 	}
 	fmt.Fprintf(w, "Logs: %s (server.log, proxy-<service>.log)\n", logDir)
 	fmt.Fprintf(w, "Meshscope UI: http://%s/\n", httpAddr)

@@ -85,8 +85,8 @@ func TestRunStartsShopAndStopsEveryChild(t *testing.T) {
 		}
 		return uiLine.MatchString(out.String())
 	})
-	if n := len(childPIDs(t, os.Getpid())); n != 8 {
-		t.Errorf("running children = %d, want 8 (server + 7 proxies)", n)
+	if n := len(childPIDs(t, os.Getpid())); n != 9 {
+		t.Errorf("running children = %d, want 9 (server + 7 proxies + the gateway)", n)
 	}
 	logs := filepath.Join(cfg.DataDir, "logs")
 	// Load reaches web through its proxy, and catalog's upstream spreads
@@ -95,6 +95,9 @@ func TestRunStartsShopAndStopsEveryChild(t *testing.T) {
 		path := filepath.Join(logs, f)
 		eventually(t, 30*time.Second, "inbound traffic in "+f, func() bool { return fileContains(path, "inbound ") })
 	}
+	eventually(t, 30*time.Second, "load entering through the gateway", func() bool {
+		return fileContains(filepath.Join(logs, "proxy-gateway.log"), "gateway gateway ")
+	})
 	eventually(t, 30*time.Second, "cart calling pricing through its outbound listener", func() bool {
 		return fileContains(filepath.Join(logs, "proxy-cart.log"), "outbound pricing GET /prices")
 	})
@@ -263,8 +266,8 @@ func TestKilledDemoLeavesNoChild(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stdout)
 	kids := childPIDs(t, cmd.Process.Pid)
-	if len(kids) != 8 {
-		t.Errorf("demo runner has %d children, want 8", len(kids))
+	if len(kids) != 9 {
+		t.Errorf("demo runner has %d children, want 9 (server, 7 proxies, gateway)", len(kids))
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

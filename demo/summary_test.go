@@ -26,6 +26,8 @@ func TestSummaryGolden(t *testing.T) {
 		}
 		instances = append(instances, in)
 	}
+	gw := &gatewaySetup{listen: "127.0.0.1:8443", admin: "127.0.0.1:8444", caFile: "data/demo/gateway/ca.crt",
+		caPEM: []byte("-----BEGIN CERTIFICATE-----\n(the generated demo CA)\n-----END CERTIFICATE-----\n")}
 	tests := []struct {
 		name string
 		cfg  Config
@@ -36,7 +38,7 @@ func TestSummaryGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
-			printSummary(&b, tt.cfg, "127.0.0.1:7070", "127.0.0.1:4317", "127.0.0.1:4318", filepath.Join(tt.cfg.DataDir, "logs"), instances, instances[0])
+			printSummary(&b, tt.cfg, "127.0.0.1:7070", "127.0.0.1:4317", "127.0.0.1:4318", filepath.Join(tt.cfg.DataDir, "logs"), instances, gw)
 			golden := filepath.Join("testdata", "summary-"+tt.name+".golden")
 			if *update {
 				if err := os.MkdirAll("testdata", 0o755); err != nil {

@@ -59,7 +59,7 @@ func TestDemo(t *testing.T) {
 		for _, e := range g.Edges {
 			edges[e.Source+"->"+e.Target] = true
 		}
-		for _, e := range []string{"web->catalog", "web->cart", "web->checkout", "catalog->inventory", "cart->pricing", "checkout->payments"} {
+		for _, e := range []string{"gateway->web", "web->catalog", "web->cart", "web->checkout", "catalog->inventory", "cart->pricing", "checkout->payments"} {
 			if !edges[e] {
 				return false, "missing edge " + e + "; " + g.summary()
 			}
@@ -141,6 +141,27 @@ func TestDemo(t *testing.T) {
 		return slices.Contains(routes, "/stock/{id}") && slices.Contains(routes, "/stock"), fmt.Sprintf("inventory routes %q", routes)
 	}, p)
 
+	// Traffic enters through the TLS gateway; checkouts with an expired
+	// token are answered 401 there, valid ones reach web.
+	poll(t, 30*time.Second, "gateway checkout route with 200s and 401s", func() (bool, string) {
+		var q struct {
+			Data struct {
+				Result []struct {
+					Metric map[string]string `json:"metric"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		query := url.QueryEscape(`sum by (status_code) (mesh_requests_total{direction="ingress", source_service="gateway", route="checkout"})`)
+		if err := getJSON("http://"+httpAddr+"/api/v1/query?query="+query, &q); err != nil {
+			return false, err.Error()
+		}
+		var codes []string
+		for _, r := range q.Data.Result {
+			codes = append(codes, r.Metric["status_code"])
+		}
+		return slices.Contains(codes, "401") && (slices.Contains(codes, "200") || slices.Contains(codes, "500")), fmt.Sprintf("status codes %q", codes)
+	}, p)
+
 	kids := demoChildren(t, p)
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -202,12 +223,12 @@ func TestDemoKilled(t *testing.T) {
 func demoChildren(t *testing.T, p *proc) []int {
 	t.Helper()
 	kids := childPIDs(p.cmd.Process.Pid)
-	if len(kids) != 8 {
+	if len(kids) != 9 {
 		var cmds []string
 		for _, k := range kids {
 			cmds = append(cmds, procCmdline(k))
 		}
-		t.Errorf("demo has %d child processes, want 8 (server + 7 proxies): %q", len(kids), cmds)
+		t.Errorf("demo has %d child processes, want 9 (server + 7 proxies + the gateway): %q", len(kids), cmds)
 	}
 	return kids
 }

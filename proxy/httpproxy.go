@@ -52,9 +52,10 @@ func (t *target) pick() string {
 
 // httpHandler forwards and records the requests of one listener.
 type httpHandler struct {
-	p  *Proxy
-	t  *target
-	rp *httputil.ReverseProxy
+	p      *Proxy
+	t      *target
+	rp     *httputil.ReverseProxy
+	router EdgeRouter // gateway listeners only (edge.go)
 }
 
 // forwardedHeaders are removed by ReverseProxy.Rewrite; observe mode puts
@@ -178,6 +179,11 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "outbound":
 		k.srcService, k.srcVersion = p.cfg.Service, p.cfg.Version
 		k.dstService, k.dstVersion = h.t.dstService, versionUnknown
+	case "gateway":
+		var cancel context.CancelFunc
+		if r, cancel = p.edgeRequest(h, r, &k); cancel != nil {
+			defer cancel()
+		}
 	default: // forward proxy
 		if r.Method == http.MethodConnect {
 			p.inflight.Done()
@@ -250,6 +256,10 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
+	if l := edgeLocal(r); l != nil {
+		l.ServeHTTP(rec, r) // answered by the gateway (edge.go)
+		return
+	}
 	h.rp.ServeHTTP(rec, r)
 }
 
@@ -396,6 +406,10 @@ func (h *httpHandler) proxyError(w http.ResponseWriter, r *http.Request, err err
 func classifyError(ctx context.Context, err error) (int, string) {
 	if ctx.Err() != nil {
 		return statusClientGone, "client gone: " + err.Error()
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return http.StatusRequestEntityTooLarge, "request body larger than the route's limit"
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {

@@ -80,6 +80,11 @@ func New(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	return build(cfg, reg, logger)
+}
+
+// build makes a proxy from a validated configuration and binds its listeners.
+func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -415,14 +415,18 @@ func (a *aggregator) newRawState(l labels.Labels) *rawState {
 		return nil
 	}
 	dir := l.Get("direction")
-	if dir != "inbound" && dir != "outbound" {
-		return nil
-	}
 	k := edgeAggKey{dir: dir, fineKey: fineKey{
 		src: l.Get("source_service"), srcVer: l.Get("source_version"),
 		dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
 		proto: l.Get("protocol"), route: l.Get("route"),
 	}}
+	switch dir {
+	case "inbound", "outbound":
+	case "ingress": // aggregated as what the gateway serves (ingressKey)
+		k.dir, k.fineKey = "inbound", ingressKey(k.fineKey)
+	default:
+		return nil
+	}
 	st.edge = a.edgeFor(k)
 	return st
 }

@@ -191,17 +191,19 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 	meshStats := func(s promql.Sample) *fineStats {
 		l := s.Metric
 		d := dirIn
-		switch l.Get("direction") {
-		case "inbound":
-		case "outbound":
-			d = dirOut
-		default:
-			return nil
-		}
 		k := fineKey{
 			src: orUnknown(l.Get("source_service")), srcVer: orUnknown(l.Get("source_version")),
 			dst: orUnknown(l.Get("destination_service")), dstVer: orUnknown(l.Get("destination_version")),
 			proto: l.Get("protocol"), route: l.Get("route"),
+		}
+		switch l.Get("direction") {
+		case "inbound":
+		case "outbound":
+			d = dirOut
+		case "ingress":
+			k = ingressKey(k)
+		default:
+			return nil
 		}
 		st := raw.mesh[d][k]
 		if st == nil {
@@ -351,8 +353,8 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 			outDst[k.dst] = true
 		}
 	}
-	sels := []string{`direction="inbound"`}
-	selMatchers := [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchEqual, "direction", "inbound")}}
+	sels := []string{`direction=~"inbound|ingress"`}
+	selMatchers := [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchRegexp, "direction", "inbound|ingress")}}
 	if len(outDst) > 0 {
 		alts := make([]string, 0, len(outDst))
 		for _, d := range sortedKeys(outDst) {
@@ -530,6 +532,16 @@ func (b *builder) runAll(ctx context.Context, at time.Time, specs []querySpec) e
 		}
 	}
 	return nil
+}
+
+// ingressKey turns a gateway's ingress report (source = the gateway,
+// destination = the route's service) into what the gateway serves: a
+// request from outside the mesh (the user node) to the gateway, on the
+// route. The gateway → service edge comes from the service's inbound
+// report, as for any caller; the gateway is the graph's entry node with
+// its per-route RED (docs/gateway.md).
+func ingressKey(k fineKey) fineKey {
+	return fineKey{src: UserNodeID, srcVer: unknownVersion, dst: k.src, dstVer: k.srcVer, proto: k.proto, route: k.route}
 }
 
 func orUnknown(s string) string {

@@ -208,3 +208,43 @@ func TestFreshEdge(t *testing.T) {
 		t.Fatalf("edge after second sample = %+v", e)
 	}
 }
+
+// TestIngressGateway: a gateway's direction="ingress" reports make it the
+// entry node, serving requests from outside the mesh with its own RED;
+// the per-edge aggregates give the same graph as the raw series.
+func TestIngressGateway(t *testing.T) {
+	calls := []call{
+		{dir: "ingress", src: "gateway", srcVer: "v1", dst: "web", dstVer: "unknown", proto: "http2", rps: 8, latency: 0.02, bytesPerReq: 100},
+		{dir: "inbound", src: "gateway", srcVer: "v1", dst: "web", dstVer: "v1", proto: "http1", rps: 8, latency: 0.015, bytesPerReq: 100},
+	}
+	top, db, _ := newTestTopology(t, Config{})
+	off := false
+	rawTop, err := New(Config{EdgeAggregates: &off}, newEngine(), db, db, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := hooked(top, db, 0)
+	if err := top.AggregateEdges(context.Background(), at(0)); err != nil {
+		t.Fatal(err)
+	}
+	aggregated(t, top, app, 1, 60, calls)
+	if a := assembleAt(t, top, 60, DefaultDefaultWindow); !a.raw.aggregates {
+		t.Fatal("the aggregates were not used")
+	}
+	g, err := rawTop.Graph(context.Background(), at(60), DefaultDefaultWindow, ViewService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, in, out := nodeByID(g, "gateway"), edgeByID(g, "unknown->gateway"), edgeByID(g, "gateway->web")
+	if gw == nil || in == nil || out == nil {
+		t.Fatalf("nodes %s edges %s", ids(g.Nodes, func(n Node) string { return n.ID }), ids(g.Edges, func(e Edge) string { return e.ID }))
+	}
+	if !near(gw.RPS, 8) || !near(gw.P50Ms, in.P50Ms) || in.P50Ms == 0 || !near(in.RPS, 8) || in.SeenBy != "destination" || !near(out.RPS, 8) {
+		t.Errorf("gateway node %+v, unknown->gateway %+v, gateway->web %+v", gw, in, out)
+	}
+	agg, err := top.Graph(context.Background(), at(60), DefaultDefaultWindow, ViewService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graphsNear(t, agg, g)
+}

@@ -52,6 +52,7 @@ type options struct {
 	keepTmp           bool
 	inProcessUpstream bool
 	out               string
+	gateway           string // "on", "off" or "only": the ingress-gateway TLS rows (gateway.go)
 }
 
 var allTargets = []string{"direct", "meshscope", "meshscope-allcores", "meshscope-off", "nginx", "haproxy", "caddy"}
@@ -79,6 +80,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&targets, "targets", strings.Join(allTargets, ","), "targets to measure, comma separated (direct is always measured)")
 	fs.StringVar(&o.out, "out", "proxy", "results `file`, or the part name for bench/results/proxy[.quick].json")
 	fs.BoolVar(&o.inProcessUpstream, "in-process-upstream", false, "serve the upstream from the benchmark process (default: its own process, like a real app)")
+	fs.StringVar(&o.gateway, "gateway", "on", "ingress-gateway rows (TLS + JWT vs nginx with TLS): on, off, or only (just those rows)")
 	fs.BoolVar(&o.keepTmp, "keep-tmp", false, "keep the generated configs and server logs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -137,6 +139,9 @@ func parseOptions(args []string) (options, error) {
 		if o.quick {
 			o.closedRound = time.Second
 		}
+	}
+	if o.gateway != "on" && o.gateway != "off" && o.gateway != "only" {
+		return o, fmt.Errorf("-gateway: %q: want on, off or only", o.gateway)
 	}
 	if o.connections <= 0 || o.size < 0 {
 		return o, errors.New("-connections must be positive and -size not negative")
@@ -277,6 +282,26 @@ func run(ctx context.Context, o options) (int, error) {
 	}
 	defer sink.close()
 
+	if o.gateway == "only" {
+		r.Part = "gateway" // its own results file and section; the full run adds the same rows to proxy
+		r.Title = "meshscope-proxy --gateway (TLS termination + JWT) against nginx with TLS (issue 20)."
+		proxyBin := o.proxyBin
+		if proxyBin == "" {
+			if proxyBin, err = buildProxy(ctx, base); err != nil {
+				return 1, err
+			}
+		}
+		if err := gatewayBench(ctx, o, r, base, up.addr, proxyBin); err != nil {
+			return 1, err
+		}
+		r.Note("The machine is shared with other work (load average %s at start, %s at end).", r.Machine.LoadAverage, report.DetectMachine().LoadAverage)
+		path, err := report.Write(o.out, r)
+		if err != nil {
+			return 1, err
+		}
+		logf("wrote %s", path)
+		return 0, nil
+	}
 	want := map[string]bool{}
 	for _, k := range o.targets {
 		want[k] = true
@@ -575,6 +600,11 @@ func run(ctx context.Context, o options) (int, error) {
 		r.Note("Peak RSS could not be reset per cell (/proc/<pid>/clear_refs not writable): it is the peak since the process started.")
 	} else {
 		r.Note("Peak RSS is VmHWM of the proxy's processes (summed over nginx's master and workers), reset before each cell; CPU is utime+stime of the same processes during the cell (10 ms resolution, so at 20 rps it is coarse; it includes the proxy's background work such as telemetry export).")
+	}
+	if o.gateway == "on" {
+		if err := gatewayBench(ctx, o, r, base, up.addr, proxyBin); err != nil {
+			r.Note("The ingress-gateway rows were not measured: %v", err)
+		}
 	}
 	end := report.DetectMachine().LoadAverage
 	r.Note("The machine is shared with other work (load average %s at start, %s at end): compare rows of one run, not absolute numbers across runs; tails (p99.9, max) are the noisiest.", r.Machine.LoadAverage, end)

@@ -53,6 +53,9 @@ func run(args []string) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	if isGateway(args) {
+		return runGateway(args) // ingress gateway (gateway.go)
+	}
 	cfg, err := parseConfig(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

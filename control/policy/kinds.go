@@ -20,6 +20,7 @@ const (
 	KindResilience = "Resilience"
 	KindSLO        = "SLO"
 	KindRollout    = "Rollout"
+	KindGateway    = "Gateway"
 )
 
 // kinds is the kind table: adding a kind is one entry here and one file
@@ -29,6 +30,7 @@ var kinds = [...]Kind{
 	{Name: KindResilience, New: func() Spec { return new(Resilience) }, OnePerService: true},
 	{Name: KindSLO, New: func() Spec { return new(SLO) }},
 	{Name: KindRollout, New: func() Spec { return new(Rollout) }, OnePerService: true, NoMode: true},
+	{Name: KindGateway, New: func() Spec { return new(Gateway) }, OnePerService: true},
 }
 
 // Kinds returns the known kinds.

@@ -85,6 +85,9 @@ func (d *Document) Resilience() *Resilience { r, _ := d.Spec.(*Resilience); retu
 // SLO returns the spec of an SLO document, or nil.
 func (d *Document) SLO() *SLO { s, _ := d.Spec.(*SLO); return s }
 
+// Gateway returns the spec of a Gateway document, or nil.
+func (d *Document) Gateway() *Gateway { g, _ := d.Spec.(*Gateway); return g }
+
 // FieldError is a validation error naming a field by its path within the
 // document, e.g. rules[0].backends[1].weight.
 type FieldError struct {

@@ -210,6 +210,9 @@ func (r *Registry) loadPolicies() {
 		}
 	}
 	r.byService = by
+	for _, p := range r.proxies {
+		r.gatewayServicesLocked(p)
+	}
 	if version != r.policyVersion {
 		r.policyVersion = version
 		// Every proxy learns the new version, even if its services did
@@ -218,6 +221,29 @@ func (r *Registry) loadPolicies() {
 		return
 	}
 	r.markPoliciesLocked(changed)
+}
+
+// gatewayServicesLocked sets what proxy p calls: the upstreams of its
+// hello plus, for an ingress gateway, the services its Gateway document's
+// routes name (so it gets their endpoints without knowing them in advance).
+func (r *Registry) gatewayServicesLocked(p *proxy) {
+	services := map[string]bool{p.hello.Service: true}
+	upstreams := map[string]bool{}
+	for _, u := range p.hello.Upstreams {
+		services[u], upstreams[u] = true, true
+	}
+	for i := range r.byService[p.hello.Service] {
+		g := r.byService[p.hello.Service][i].Gateway()
+		if g == nil {
+			continue
+		}
+		for _, rt := range g.Routes {
+			if name, addrs, err := policy.ParseGatewayService(rt.Service); err == nil && len(addrs) == 0 {
+				services[name], upstreams[name] = true, true
+			}
+		}
+	}
+	p.services, p.upstreams = services, upstreams
 }
 
 func sameDocs(a, b []policy.Document) bool {
@@ -409,6 +435,7 @@ func (r *Registry) register(h *wire.Hello, c *conn) bool {
 		old.conn.close()
 	}
 	p := &proxy{hello: *h, services: services, upstreams: upstreams, conn: c, connectedAt: r.now()}
+	r.gatewayServicesLocked(p)
 	if existed {
 		p.status = old.status
 		p.statusAt = old.statusAt

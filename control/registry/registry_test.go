@@ -277,3 +277,23 @@ func TestBadHelloAndReconnect(t *testing.T) {
 		t.Errorf("after reconnect: %+v", vw)
 	}
 }
+
+// TestGatewayDiscovery: an ingress gateway declares no upstreams; the
+// services its Gateway document routes to become its upstreams.
+func TestGatewayDiscovery(t *testing.T) {
+	h := newHarness(t, 500*time.Millisecond)
+	h.connect(wire.Hello{ProxyID: "inv-1", Service: "inventory", Version: "v1", Inbound: []string{"127.0.0.1:9001"}})
+	gw := h.connect(wire.Hello{ProxyID: "edge-1", Service: "edge", Version: "v1"})
+	gw.wait("the first snapshot", func(s *wire.Snapshot) bool { return len(s.Services) == 1 })
+	h.apply("kind: Gateway\nname: edge\nservice: edge\nlisteners: [{address: \"127.0.0.1:8443\"}]\nroutes:\n  - {service: inventory, anonymous: true}\n  - {service: static@127.0.0.1:1, anonymous: true}\n")
+	s := gw.wait("inventory's endpoint", func(s *wire.Snapshot) bool {
+		return addrs(s, "inventory") == "127.0.0.1:9001/v1/unknown"
+	})
+	if _, ok := s.Services["static"]; ok {
+		t.Error("a static route's service was subscribed")
+	}
+	h.connect(wire.Hello{ProxyID: "inv-2", Service: "inventory", Version: "v2", Inbound: []string{"127.0.0.1:9002"}})
+	gw.wait("the new inventory endpoint", func(s *wire.Snapshot) bool {
+		return addrs(s, "inventory") == "127.0.0.1:9001/v1/unknown,127.0.0.1:9002/v2/unknown"
+	})
+}

@@ -45,6 +45,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter).
 	// Defaults 250ms and 15s.
 	MinBackoff, MaxBackoff time.Duration
+	// OnSnapshot, if set, is called with every snapshot applied (received
+	// or restored): the ingress gateway takes its Gateway document from it.
+	OnSnapshot func(*wire.Snapshot)
 }
 
 // Engine is where snapshots go and where endpoint state comes from.
@@ -145,6 +148,9 @@ func (c *Client) restore() {
 		return
 	}
 	c.engine.Apply(spec)
+	if c.cfg.OnSnapshot != nil {
+		c.cfg.OnSnapshot(snap)
+	}
 	c.setCurrent(snap.Version)
 	c.updates.WithLabelValues("restored").Inc()
 	c.logger.Info("restored the last snapshot", "version", snap.Version, "file", c.state)
@@ -337,6 +343,9 @@ func (c *Client) apply(s *wire.Snapshot, raw []byte) error {
 		return err
 	}
 	c.engine.Apply(spec)
+	if c.cfg.OnSnapshot != nil {
+		c.cfg.OnSnapshot(s)
+	}
 	if err := writeAtomic(c.state, raw); err != nil {
 		c.logger.Warn("cannot persist the snapshot", "file", c.state, "err", err)
 	}
