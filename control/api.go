@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
@@ -84,6 +85,7 @@ type api struct {
 	store    *store.Store
 	registry *registry.Registry
 	logger   *slog.Logger
+	audit    audit.Recorder // nil = no audit log
 }
 
 type httpError struct {
@@ -154,6 +156,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // who names the caller: the X-Meshscope-Who header, else its address.
 func who(r *http.Request) string {
+	if name, ok := identityWho(r.Context()); ok {
+		return name
+	}
 	if w := r.Header.Get(HeaderWho); w != "" {
 		if len(w) > 200 {
 			w = w[:200]
@@ -216,6 +221,9 @@ func (a *api) apply(r *http.Request) (any, error) {
 		return nil, badRequest("no policy documents in the request")
 	}
 	res, err := a.store.Apply(docs, store.ApplyOptions{Who: who(r), DryRun: dry})
+	if !dry {
+		a.auditChange(r, store.ActionApply, res, err, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +282,7 @@ func (a *api) delete(r *http.Request) (any, error) {
 		return nil, err
 	}
 	res, err := a.store.Delete(k, store.ApplyOptions{Who: who(r)})
+	a.auditChange(r, store.ActionDelete, res, err, map[string]string{"target": k.String()})
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +338,7 @@ func (a *api) rollback(r *http.Request) (any, error) {
 		return nil, err
 	}
 	res, err := a.store.Rollback(n, store.ApplyOptions{Who: who(r)})
+	a.auditChange(r, store.ActionRollback, res, err, map[string]string{"rollback_to": v})
 	if err != nil {
 		return nil, err
 	}
