@@ -36,6 +36,9 @@ func commands() []command {
 		{"delete", "delete a policy (delete KIND NAME)", runPolicy("delete")},
 		{"history", "policy versions: who changed what and when", runPolicy("history")},
 		{"rollback", "make a new policy version equal to an old one", runPolicy("rollback")},
+		{"audit", "the audit log: who changed what, when, from where", runPolicy("audit")},
+		{"token", "token create --role R [--name N]: a bearer token and its --auth-file line", runToken},
+		{"user", "user hash --name N --role R: a --auth-file users line (password from stdin)", runUser},
 	}
 }
 
