@@ -56,4 +56,3 @@ func identityWho(ctx context.Context) (string, bool) {
 	}
 	return id.Name, true
 }
-
