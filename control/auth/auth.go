@@ -95,11 +95,14 @@ func Classify(r *http.Request) Permission {
 			return PermRead
 		}
 		return PermWrite
-	case p == "/metrics":
-		return PermRead
+	case p == "/metrics" || p == "/federate" || strings.HasPrefix(p, "/jaeger/") || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/-/"):
+		if get {
+			return PermRead
+		}
+		return PermAdmin
 	}
 	if get {
-		return PermPublic // the UI's static files hold no data
+		return PermPublic // the UI's files and pages hold no data
 	}
 	return PermWrite
 }
