@@ -200,6 +200,7 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, err
 			return nil, err
 		}
 	}
+	l.pruneLocked()
 	l.updateBytes()
 	logger.Info("audit log open", "dir", cfg.Dir, "entries_seq", l.seq, "segments", len(l.segs))
 	return l, nil
