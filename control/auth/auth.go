@@ -212,9 +212,10 @@ func clientAddr(r *http.Request) string {
 
 // errNoCredentials and friends explain a refusal.
 type refusal struct {
-	code   int // 401 or 403
-	reason string
-	msg    string
+	code    int // 401 or 403
+	reason  string
+	msg     string
+	invalid bool // a credential was given but is not valid (RFC 6750 invalid_token)
 }
 
 // Authenticate returns the caller's identity; ok=false with no error means
@@ -227,28 +228,28 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, *refusal) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Bearer") {
-			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "Authorization: want a Bearer token"}
+			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "Authorization: want a Bearer token", false}
 		}
 		tok, err := ParseToken(tok)
 		if err != nil {
-			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "invalid bearer token"}
+			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "invalid bearer token", true}
 		}
 		e, ok := a.lookupToken(tok)
 		if !ok {
-			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "invalid bearer token"}
+			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "invalid bearer token", true}
 		}
 		return Identity{Name: e.name, Role: e.role, Method: MethodToken, Addr: addr}, nil
 	}
 	if c, err := r.Cookie(SessionCookie); err == nil {
 		s := a.session(c.Value)
 		if s == nil {
-			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "session expired; log in again"}
+			return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "session expired; log in again", true}
 		}
 		id := s.id
 		id.Addr = addr
 		return id, nil
 	}
-	return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "authentication required: send Authorization: Bearer TOKEN or log in"}
+	return Identity{}, &refusal{http.StatusUnauthorized, "unauthenticated", "authentication required: send Authorization: Bearer TOKEN or log in", false}
 }
 
 func (a *Authenticator) session(sid string) *session {
@@ -270,7 +271,7 @@ func (a *Authenticator) session(sid string) *session {
 // must come from the server's own origin.
 func (a *Authenticator) authorize(r *http.Request, id Identity, need Permission) *refusal {
 	if !id.Role.Can(need) {
-		return &refusal{http.StatusForbidden, "forbidden", fmt.Sprintf("role %s may not %s (%s %s)", id.Role, need, r.Method, r.URL.Path)}
+		return &refusal{http.StatusForbidden, "forbidden", fmt.Sprintf("role %s may not %s (%s %s)", id.Role, need, r.Method, r.URL.Path), false}
 	}
 	if id.Method != MethodSession {
 		return nil
@@ -283,14 +284,14 @@ func (a *Authenticator) authorize(r *http.Request, id Identity, need Permission)
 		}
 		got := r.Header.Get(CSRFHeader)
 		if s == nil || got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) != 1 {
-			return &refusal{http.StatusForbidden, "csrf", "missing or wrong " + CSRFHeader + " header (the value of the " + CSRFCookie + " cookie)"}
+			return &refusal{http.StatusForbidden, "csrf", "missing or wrong " + CSRFHeader + " header (the value of the " + CSRFCookie + " cookie)", false}
 		}
 	}
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		if o := r.Header.Get("Origin"); o != "" {
 			u, err := url.Parse(o)
 			if err != nil || !strings.EqualFold(u.Host, r.Host) {
-				return &refusal{http.StatusForbidden, "csrf", "WebSocket from another origin"}
+				return &refusal{http.StatusForbidden, "csrf", "WebSocket from another origin", false}
 			}
 		}
 	}
@@ -342,7 +343,11 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refu
 		return
 	}
 	if ref.code == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="meshscope"`)
+		if ref.invalid {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="meshscope", error="invalid_token"`)
+		} else {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="meshscope"`)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(ref.code)
