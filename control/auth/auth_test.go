@@ -302,3 +302,16 @@ func TestCheckBind(t *testing.T) {
 		}
 	}
 }
+
+func TestLoginWithToken(t *testing.T) {
+	a, toks := newTestAuth(t)
+	for _, tc := range []struct {
+		tok  string
+		want int
+	}{{toks[RoleOperator], 200}, {toks[RoleIngest], 401}, {"msk_unknown-token-0000", 401}} {
+		w, _ := serve(a, httptest.NewRequest("POST", PathLogin, strings.NewReader(`{"token":"`+tc.tok+`"}`)))
+		if w.Code != tc.want {
+			t.Errorf("token login: %d %s, want %d", w.Code, w.Body, tc.want)
+		}
+	}
+}
