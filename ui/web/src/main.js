@@ -8,6 +8,8 @@ import { TopologyPage } from './topology.js';
 import { ServicesPage } from './services.js';
 import { TracesPage, TraceView } from './traces.js';
 import { SlosPage, SloView } from './slos.js';
+import { AuditPage } from './audit.js';
+import { LoginPage, UserBadge, useSession } from './auth.js';
 
 // routes is the page table: adding a page is one entry (nav: shown in the
 // navigation bar, in this order). Paths match with :params.
@@ -18,6 +20,7 @@ export const routes = [
   { path: '/traces/:id', title: 'Trace', page: TraceView, section: '/traces' },
   { path: '/slos', title: 'SLOs', nav: true, page: SlosPage },
   { path: '/slos/:name', title: 'SLO', page: SloView, section: '/slos' },
+  { path: '/audit', title: 'Audit', nav: true, page: AuditPage },
 ];
 
 function NotFound({ path }) {
@@ -26,6 +29,7 @@ function NotFound({ path }) {
 
 function App() {
   let { path, query } = useRoute();
+  const session = useSession();
   if (path === '/' || path === '/index.html') {
     history.replaceState(null, '', '/topology' + location.search);
     path = '/topology';
@@ -40,7 +44,8 @@ function App() {
   }
   const section = route ? route.section || route.path : '';
   document.title = route ? `${route.title} · Meshscope` : 'Not found · Meshscope';
-  const Page = route ? route.page : NotFound;
+  const needLogin = session.enabled && !session.authenticated;
+  const Page = needLogin ? LoginPage : route ? route.page : NotFound;
   return html`
     <a class="skip" href="#main">Skip to content</a>
     <header class="top">
@@ -48,8 +53,9 @@ function App() {
       <nav aria-label="Pages"><ul>
         ${routes.filter((r) => r.nav).map((r) => html`<li><a href=${r.path} onClick=${onLinkClick} aria-current=${section === r.path ? 'page' : undefined}>${r.title}</a></li>`)}
       </ul></nav>
+      <${UserBadge} />
     </header>
-    <main id="main" tabindex="-1"><${Page} key=${route ? route.path : 'nf'} params=${params} query=${query} path=${path} /></main>`;
+    <main id="main" tabindex="-1"><${Page} key=${needLogin ? 'login' : route ? route.path : 'nf'} params=${params} query=${query} path=${path} /></main>`;
 }
 
 const root = document.getElementById('app');
