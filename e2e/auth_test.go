@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -295,4 +296,46 @@ func TestAuthSecureDefaults(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "tokens[0].role") {
 		t.Errorf("bad auth file: %v\n%s", err, out)
 	}
+}
+
+// TestDemoAuth: the demo runs its server with a generated admin token,
+// prints it, applies its policies and connects its proxies with tokens.
+func TestDemoAuth(t *testing.T) {
+	bin, _ := binaries(t)
+	httpAddr := freeAddrs(t, 1)[0]
+	data := t.TempDir()
+	p := startProc(t, "meshscope-demo-auth", bin, "demo", "--http", httpAddr, "--data", data, "--duration", "2m", "--rate", "5")
+	poll(t, 120*time.Second, "the demo to print its UI URL", func() (bool, string) {
+		return strings.Contains(p.output(), "Meshscope UI: http://"+httpAddr+"/"), p.tail(3)
+	}, p)
+	var token string
+	for _, l := range strings.Split(p.output(), "\n") {
+		if v, ok := strings.CutPrefix(l, "Admin token: "); ok {
+			token = v
+		}
+	}
+	if !strings.HasPrefix(token, "msk_") {
+		t.Fatalf("no admin token printed:\n%s", p.tail(20))
+	}
+	base := "http://" + httpAddr + control.APIPrefix
+	if code, _ := call(t, "GET", base+"/policies", "", ""); code != 401 {
+		t.Errorf("demo API without the token: %d, want 401", code)
+	}
+	code, b := call(t, "GET", base+"/history", token, "")
+	var h control.HistoryView
+	if code != 200 || json.Unmarshal(b, &h) != nil || len(h.Entries) == 0 || h.Entries[0].Who != "demo-admin" {
+		t.Errorf("demo history with the admin token: %d %s", code, b)
+	}
+	poll(t, 60*time.Second, "the demo's proxies connected with their token", func() (bool, string) {
+		code, b := call(t, "GET", base+"/endpoints", token, "")
+		var v control.EndpointsView
+		_ = json.Unmarshal(b, &v)
+		connected := 0
+		for _, px := range v.Proxies {
+			if px.Connected {
+				connected++
+			}
+		}
+		return code == 200 && connected >= 7, fmt.Sprintf("%d %d connected", code, connected)
+	}, p)
 }

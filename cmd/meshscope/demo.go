@@ -19,6 +19,7 @@ func bindDemoFlags(fs *flag.FlagSet, c *demo.Config) {
 	fs.StringVar(&c.ServerConfig, "server-config", c.ServerConfig, "YAML `file` passed to the server as --config")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "load in requests per second (negative: no load)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "stop after this long once up (0: until Ctrl-C)")
+	fs.BoolVar(&c.NoAuth, "no-auth", c.NoAuth, "run the server without an auth file (default: a generated admin token, printed at start)")
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
