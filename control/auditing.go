@@ -24,6 +24,9 @@ func (a *api) auditChange(r *http.Request, action string, res store.Result, err 
 		return // nothing changed: nothing to audit
 	}
 	e := audit.Entry{Action: action, Version: res.Version, Detail: detail}
+	if _, ok := identityWho(r.Context()); !ok {
+		e.Who = who(r) // without auth: the name the history records too
+	}
 	if err != nil {
 		e.Outcome = err.Error()
 		e.Version = 0

@@ -5,6 +5,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +30,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -338,4 +348,86 @@ func TestDemoAuth(t *testing.T) {
 		}
 		return code == 200 && connected >= 7, fmt.Sprintf("%d %d connected", code, connected)
 	}, p)
+}
+
+// TestAuthServerTLS: --tls-cert/--tls-key serve the HTTP listener and both
+// OTLP listeners over TLS (OTLP/gRPC as h2 over TLS), with auth on top.
+func TestAuthServerTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	at := makeTokens(t, "viewer", "ingest")
+	bin, _ := binaries(t)
+	a := freeAddrs(t, 3)
+	p := startProc(t, "meshscope-server-tls", bin, "server", "--data", t.TempDir(), "--http", a[0], "--otlp-grpc", a[1], "--otlp-http", a[2],
+		"--auth-file", at.authFile, "--tls-cert", certFile, "--tls-key", keyFile)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	poll(t, 90*time.Second, "the server over TLS", func() (bool, string) {
+		res, err := client.Get("https://" + a[0] + "/ready")
+		if err != nil {
+			return false, err.Error()
+		}
+		res.Body.Close()
+		return res.StatusCode == 200, res.Status
+	}, p)
+	// Plaintext HTTP to the TLS listener fails.
+	if res, err := httpClient.Get("http://" + a[0] + "/ready"); err == nil && res.StatusCode == 200 {
+		t.Error("plaintext HTTP answered 200 on the TLS listener")
+	}
+	req, _ := http.NewRequest("GET", "https://"+a[0]+control.APIPrefix+"/policies", nil)
+	req.Header.Set("Authorization", "Bearer "+at.token["viewer"])
+	res, err := client.Do(req)
+	if err != nil || res.StatusCode != 200 || res.ProtoMajor != 2 {
+		t.Fatalf("policies over TLS: %v %v", err, res)
+	}
+	res.Body.Close()
+	// OTLP/HTTP over TLS.
+	body, _ := proto.Marshal(traceRequest(3, 2))
+	req, _ = http.NewRequest("POST", "https://"+a[2]+"/v1/traces", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Authorization", "Bearer "+at.token["ingest"])
+	if res, err := client.Do(req); err != nil || res.StatusCode != 200 {
+		t.Errorf("OTLP/HTTP over TLS: %v %v", err, res)
+	}
+	// OTLP/gRPC over TLS.
+	conn, err := grpc.NewClient(a[1], grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := coltracepb.NewTraceServiceClient(conn).Export(ctx, traceRequest(4, 2)); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("OTLP/gRPC over TLS without a token: %v, want UNAUTHENTICATED", err)
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+at.token["ingest"])
+	if _, err := coltracepb.NewTraceServiceClient(conn).Export(ctx, traceRequest(5, 2)); err != nil {
+		t.Errorf("OTLP/gRPC over TLS with the ingest token: %v", err)
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "meshscope-e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }
