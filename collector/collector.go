@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -161,6 +162,32 @@ func New(cfg Config, sinks Sinks, reg prometheus.Registerer, logger *slog.Logger
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return c, nil
+}
+
+// Secure puts wrap (authentication) in front of both OTLP listeners and,
+// with a non-nil tlsCfg, serves them over TLS (OTLP/gRPC then speaks
+// HTTP/2 over TLS). Call before Run.
+func (c *Collector) Secure(wrap func(http.Handler) http.Handler, tlsCfg *tls.Config) {
+	if wrap != nil {
+		c.grpcHTTP.Handler = wrap(c.grpcHTTP.Handler)
+		c.httpSrv.Handler = wrap(c.httpSrv.Handler)
+	}
+	if tlsCfg == nil {
+		return
+	}
+	if c.grpcLn != nil {
+		g := tlsCfg.Clone()
+		g.NextProtos = []string{"h2"}
+		c.grpcLn = tls.NewListener(c.grpcLn, g)
+		var p http.Protocols
+		p.SetHTTP2(true)
+		c.grpcHTTP.Protocols = &p
+	}
+	if c.httpLn != nil {
+		h := tlsCfg.Clone()
+		h.NextProtos = []string{"h2", "http/1.1"}
+		c.httpLn = tls.NewListener(c.httpLn, h)
+	}
 }
 
 // GRPCAddr is the bound OTLP/gRPC address ("" when off).

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 
+	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
@@ -19,7 +20,7 @@ import (
 const APIPrefix = "/api/mesh/v1"
 
 // HeaderWho names who makes a change; it is recorded in the history.
-const HeaderWho = "X-Meshscope-Who"
+const HeaderWho = auth.HeaderWho
 
 // maxApplyBody caps an apply request.
 const maxApplyBody = 32 << 20
@@ -84,6 +85,7 @@ type api struct {
 	store    *store.Store
 	registry *registry.Registry
 	logger   *slog.Logger
+	audit    audit.Recorder // nil = no audit log
 }
 
 type httpError struct {
@@ -152,20 +154,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// who names the caller: the X-Meshscope-Who header, else its address.
-func who(r *http.Request) string {
-	if w := r.Header.Get(HeaderWho); w != "" {
-		if len(w) > 200 {
-			w = w[:200]
-		}
-		return w
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return "api " + host
-}
+// who names the caller (see auth.Who).
+func who(r *http.Request) string { return auth.Who(r) }
 
 func boolParam(r *http.Request, name string) (bool, error) {
 	v := r.URL.Query().Get(name)
@@ -216,6 +206,9 @@ func (a *api) apply(r *http.Request) (any, error) {
 		return nil, badRequest("no policy documents in the request")
 	}
 	res, err := a.store.Apply(docs, store.ApplyOptions{Who: who(r), DryRun: dry})
+	if !dry {
+		a.auditChange(r, store.ActionApply, res, err, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +267,7 @@ func (a *api) delete(r *http.Request) (any, error) {
 		return nil, err
 	}
 	res, err := a.store.Delete(k, store.ApplyOptions{Who: who(r)})
+	a.auditChange(r, store.ActionDelete, res, err, map[string]string{"target": k.String()})
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +323,7 @@ func (a *api) rollback(r *http.Request) (any, error) {
 		return nil, err
 	}
 	res, err := a.store.Rollback(n, store.ApplyOptions{Who: who(r)})
+	a.auditChange(r, store.ActionRollback, res, err, map[string]string{"rollback_to": v})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
 	"github.com/meshscope/meshscope/control/wire"
@@ -62,6 +63,7 @@ type Plane struct {
 	store    *store.Store
 	registry *registry.Registry
 	watcher  *watcher // nil without --policies
+	audit    audit.Recorder
 }
 
 // New opens the store, loads the policy directory (an invalid file is an
@@ -105,7 +107,7 @@ func (p *Plane) Registry() *registry.Registry { return p.registry }
 
 // RegisterRoutes adds the policy API and the proxy stream to mux.
 func (p *Plane) RegisterRoutes(mux *http.ServeMux) {
-	a := &api{store: p.store, registry: p.registry, logger: p.logger}
+	a := &api{store: p.store, registry: p.registry, logger: p.logger, audit: p.audit}
 	a.register(mux)
 	mux.Handle("GET "+wire.Path, p.registry.Handler())
 }

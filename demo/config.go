@@ -40,6 +40,10 @@ type Config struct {
 	// ReadyTimeout bounds the wait for the server's and each proxy's /ready.
 	// Default 60s.
 	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// NoAuth runs the server without an auth file (every caller an admin).
+	// Default false: the server runs with a generated admin token, printed
+	// at start.
+	NoAuth bool `yaml:"no_auth"`
 	// StopTimeout is how long a child gets after SIGTERM before SIGKILL.
 	// Default 10s.
 	StopTimeout time.Duration `yaml:"stop_timeout"`

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/policy"
 )
 
@@ -55,6 +56,7 @@ func fakeServer(ctx context.Context, args []string) int {
 	fs.String("otlp-grpc", "", "")
 	fs.String("otlp-http", "", "")
 	fs.String("config", "", "")
+	authFile := fs.String("auth-file", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -77,6 +79,15 @@ func fakeServer(ctx context.Context, args []string) int {
 	})
 	// The policy API: the demo's policy set must load.
 	mux.HandleFunc("POST /api/mesh/v1/apply", func(w http.ResponseWriter, r *http.Request) {
+		if *authFile != "" {
+			// The demo's own calls carry its admin token.
+			f, err := auth.LoadFile(*authFile)
+			tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if err != nil || len(f.Tokens) == 0 || f.Tokens[0].Role != auth.RoleAdmin || auth.HashToken(tok) != f.Tokens[0].SHA256 {
+				http.Error(w, `{"error":"unauthenticated"}`, http.StatusUnauthorized)
+				return
+			}
+		}
 		body, _ := io.ReadAll(r.Body)
 		if _, err := policy.Load(body); err != nil {
 			http.Error(w, `{"error":"`+err.Error()+`"}`, http.StatusBadRequest)
@@ -109,6 +120,7 @@ func fakeProxy(ctx context.Context, args []string) int {
 	fs.String("state-dir", "", "")
 	gateway := fs.Bool("gateway", false, "")
 	config := fs.String("config", "", "")
+	fs.String("token-file", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

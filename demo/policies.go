@@ -25,6 +25,9 @@ func applyDocuments(ctx context.Context, httpAddr, what string, docs []byte) err
 	}
 	req.Header.Set("Content-Type", "application/yaml")
 	req.Header.Set("X-Meshscope-Who", "demo")
+	if t := tokenFrom(ctx); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("demo: applying %s: %w", what, err)

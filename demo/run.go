@@ -78,6 +78,13 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	if cfg.ServerConfig != "" {
 		serverArgs = append(serverArgs, "--config", cfg.ServerConfig)
 	}
+	if !cfg.NoAuth {
+		if r.auth, err = newDemoAuth(cfg.DataDir); err != nil {
+			return err
+		}
+		serverArgs = append(serverArgs, "--auth-file", r.auth.authFile)
+		ctx = withToken(ctx, r.auth.adminToken)
+	}
 	logger.Info("starting server", "http", httpAddr, "otlp_grpc", otlpGRPC, "log", filepath.Join(logDir, "server.log"))
 	if r.server, err = r.sp.start("meshscope server", serverBin, serverArgs, filepath.Join(logDir, "server.log")); err != nil {
 		return err
@@ -129,7 +136,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 		return err
 	}
 	logger.Info("starting the ingress gateway", "listen", gw.listen, "log", filepath.Join(logDir, "proxy-gateway.log"))
-	if r.gateway, err = r.sp.start("meshscope-proxy gateway", r.proxyBin, gw.args(otlpGRPC), filepath.Join(logDir, "proxy-gateway.log")); err != nil {
+	gwArgs := gw.args(otlpGRPC)
+	if r.auth != nil {
+		gwArgs = append(gwArgs, "--token-file", r.auth.proxyTokenFile)
+	}
+	if r.gateway, err = r.sp.start("meshscope-proxy gateway", r.proxyBin, gwArgs, filepath.Join(logDir, "proxy-gateway.log")); err != nil {
 		return err
 	}
 	if err := waitReady(ctx, "http://"+gw.admin+"/ready", r.gateway, cfg.ReadyTimeout); err != nil {
@@ -157,6 +168,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 		loadDone <- LoadStats{}
 	}
 
+	if r.auth != nil {
+		fmt.Fprintf(stdout, "Admin token: %s\n  (in %s; sign in to the UI with it, or meshscope --token-file %s)\n", r.auth.adminToken, r.auth.adminTokenFile, r.auth.adminTokenFile)
+	}
 	printSummary(stdout, cfg, httpAddr, otlpGRPC, otlpHTTP, logDir, r.instances, gw)
 	logger.Info("demo running", "ui", "http://"+httpAddr+"/", "proxies", countMeshed(r.instances), "rate", cfg.Rate)
 
@@ -193,6 +207,7 @@ type run struct {
 	sp       *spawner
 	logDir   string
 	proxyBin string
+	auth     *demoAuth // nil with --no-auth
 	// controlPlane is the server's URL the proxies register with.
 	controlPlane string
 	server       *child
@@ -247,6 +262,9 @@ func (r *run) tryStartProxies(ctx context.Context, collector string) error {
 		}
 		args := append(proxyArgs(in, r.instances, collector), "--control-plane", r.controlPlane,
 			"--state-dir", filepath.Join(r.cfg.DataDir, "proxy-state", in.spec.ID()))
+		if r.auth != nil {
+			args = append(args, "--token-file", r.auth.proxyTokenFile)
+		}
 		logPath := filepath.Join(r.logDir, "proxy-"+in.spec.ID()+".log")
 		c, err := r.sp.start("meshscope-proxy "+in.spec.ID(), r.proxyBin, args, logPath)
 		if err != nil {

@@ -26,7 +26,7 @@ func startDemo(t *testing.T, duration string) (p *proc, httpAddr, data string) {
 	bin, _ := binaries(t)
 	httpAddr = freeAddrs(t, 1)[0]
 	data = t.TempDir()
-	p = startProc(t, "meshscope-demo", bin, "demo", "--http", httpAddr, "--data", data, "--duration", duration)
+	p = startProc(t, "meshscope-demo", bin, "demo", "--http", httpAddr, "--data", data, "--duration", duration, "--no-auth")
 	// The demo prints the UI URL once the server, services, proxies and load run.
 	poll(t, 120*time.Second, "the demo to print its UI URL", func() (bool, string) {
 		return strings.Contains(p.output(), "Meshscope UI: http://"+httpAddr+"/"), p.tail(3)

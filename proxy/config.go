@@ -165,6 +165,10 @@ type Config struct {
 	// without the control plane still routes. Default: a directory per
 	// service and listener under the system temp dir.
 	StateDir string `yaml:"state_dir" json:"state_dir"`
+	// TokenFile holds the bearer token sent to a server run with
+	// --auth-file, on the control stream and the OTLP exports (role proxy,
+	// operator or admin). Default none.
+	TokenFile string `yaml:"token_file" json:"token_file"`
 	// MaxProcs is how many CPU cores (threads running Go code, GOMAXPROCS)
 	// the proxy uses at once; 0 = Go's default (every core, or the
 	// container's CPU limit). The GOMAXPROCS environment variable overrides
@@ -486,6 +490,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config, opaque *[]string) {
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request head in bytes (then 431)")
 	fs.IntVar(&cfg.MaxProcs, "max-procs", cfg.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port): discovery and traffic policies")
+	fs.StringVar(&cfg.TokenFile, "token-file", cfg.TokenFile, "`file` holding the bearer token for a server run with --auth-file (control stream and OTLP export)")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir` keeping the last control-plane snapshot (default: under the temp dir)")
 	listFlag(fs, "inbound", "inbound listener `LISTEN=APP_ADDR` (repeatable)", &cfg.Inbound, ParseInbound)
 	listFlag(fs, "upstream", "outbound listener `LISTEN=SERVICE[@ADDR,...]` (repeatable; addresses optional with --control-plane)", &cfg.Upstreams, ParseUpstream)

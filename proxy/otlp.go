@@ -477,9 +477,10 @@ func uvarintLen(v uint64) int {
 
 // otlpClient sends unary OTLP gRPC calls over HTTP/2 prior knowledge.
 type otlpClient struct {
-	base string
-	tr   *http.Transport
-	hc   *http.Client
+	token string // bearer token; "" = none
+	base  string
+	tr    *http.Transport
+	hc    *http.Client
 }
 
 func newOTLPClient(endpoint string, timeout time.Duration) *otlpClient {
@@ -514,6 +515,9 @@ func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
 	req.Header.Set("Content-Type", "application/grpc+proto")
 	req.Header.Set("Te", "trailers")
 	req.Header.Set("User-Agent", "meshscope-proxy")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -538,6 +542,11 @@ func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
 		return fmt.Errorf("otlp %s: %w", path, &errGRPC{code: st, message: msgText})
 	}
 	return nil
+}
+
+func (c *otlpClient) withToken(token string) *otlpClient {
+	c.token = token
+	return c
 }
 
 func (c *otlpClient) close() { c.tr.CloseIdleConnections() }

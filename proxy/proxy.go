@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/proxy/policy"
 	"github.com/meshscope/meshscope/proxy/policy/chain"
 )
@@ -170,7 +171,11 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 		p.transport = p.policies
 	}
 
-	p.tel = newTelemetry(&cfg, reg, p.self, logger)
+	token, err := auth.ClientToken(cfg.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	p.tel = newTelemetry(&cfg, token, reg, p.self, logger)
 	if err := p.bind(); err != nil {
 		p.closeListeners()
 		_ = p.tel.shutdown(context.Background())

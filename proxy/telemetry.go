@@ -30,7 +30,8 @@ func newInstanceID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func newTelemetry(cfg *Config, gatherer prometheus.Gatherer, self *selfMetrics, logger *slog.Logger) *telemetry {
+// token (may be "") authenticates the exports to a collector run with --auth-file.
+func newTelemetry(cfg *Config, token string, gatherer prometheus.Gatherer, self *selfMetrics, logger *slog.Logger) *telemetry {
 	tc := cfg.Telemetry
 	t := &telemetry{timeout: time.Duration(tc.ExportTimeout)}
 	res := []attribute.KeyValue{
@@ -43,12 +44,12 @@ func newTelemetry(cfg *Config, gatherer prometheus.Gatherer, self *selfMetrics, 
 	}
 	t.sampler = newHopSampler(tc.SampleRatio)
 	if !tc.DisableTracing && tc.Collector != "" {
-		exp := &otlpSpanExporter{c: newOTLPClient(tc.Collector, t.timeout), res: res}
+		exp := &otlpSpanExporter{c: newOTLPClient(tc.Collector, t.timeout).withToken(token), res: res}
 		t.spans = newBoundedSpanProcessor(exp, tc.SpanQueueSize, tc.SpanBatchSize,
 			time.Duration(tc.SpanFlushInterval), t.timeout, self, logger)
 	}
 	if tc.Collector != "" {
-		t.pusher = newMetricPusher(newOTLPClient(tc.Collector, t.timeout), gatherer, res,
+		t.pusher = newMetricPusher(newOTLPClient(tc.Collector, t.timeout).withToken(token), gatherer, res,
 			time.Duration(tc.PushInterval), t.timeout, self, logger)
 	}
 	return t

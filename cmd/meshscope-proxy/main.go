@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshscope/meshscope/cmd/internal/flagconfig"
 	"github.com/meshscope/meshscope/cmd/internal/lifecycle"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/proxy"
 	"github.com/meshscope/meshscope/proxy/controlclient"
 )
@@ -82,7 +83,12 @@ func run(args []string) int {
 	if cfg.ControlPlane != "" {
 		// Built before serving: it applies the persisted snapshot, so a
 		// restart without the control plane routes by the last config.
-		if control, err = controlclient.New(controlConfig(cfg, p), p.Policies(), reg, logger); err != nil {
+		cc := controlConfig(cfg, p)
+		if cc.Token, err = auth.ClientToken(cfg.TokenFile); err != nil {
+			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+			return 1
+		}
+		if control, err = controlclient.New(cc, p.Policies(), reg, logger); err != nil {
 			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 			return 1
 		}

@@ -20,6 +20,7 @@ func bindDemoFlags(fs *flag.FlagSet, c *demo.Config) {
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "load in requests per second (negative: no load)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "stop after this long once up (0: until Ctrl-C)")
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "roll inventory v2 out: canary (healthy, promoted) or bad-canary (fails 5 %, rolled back)")
+	fs.BoolVar(&c.NoAuth, "no-auth", c.NoAuth, "run the server without an auth file (default: a generated admin token, printed at start)")
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -37,6 +37,9 @@ func commands() []command {
 		{"history", "policy versions: who changed what and when", runPolicy("history")},
 		{"rollback", "make a new policy version equal to an old one", runPolicy("rollback")},
 		{"rollout", "canary rollouts: rollout start -f FILE | status [NAME] | pause|resume|promote|abort NAME", runPolicy("rollout")},
+		{"audit", "the audit log: who changed what, when, from where", runPolicy("audit")},
+		{"token", "token create --role R [--name N]: a bearer token and its --auth-file line", runToken},
+		{"user", "user hash --name N --role R: a --auth-file users line (password from stdin)", runUser},
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/clickhouse"
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
+	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/slo"
 	"github.com/meshscope/meshscope/query"
@@ -64,6 +66,7 @@ type serverConfig struct {
 	Query     query.Config       `yaml:"query"`
 	Control   control.Config     `yaml:"control"`
 	Rules     ruler.Config       `yaml:"rules"`
+	Security  securityConfig     `yaml:"security"`
 }
 
 type traceStoreConfig struct {
@@ -91,8 +94,9 @@ func defaultServerConfig() serverConfig {
 			StreamMaxClients:           topology.DefaultStreamMaxClients,
 			StreamMaxClientsPerAddress: topology.DefaultStreamMaxClientsPerAddress,
 		},
-		Control: control.DefaultConfig(),
-		Rules:   ruler.DefaultConfig(),
+		Control:  control.DefaultConfig(),
+		Rules:    ruler.DefaultConfig(),
+		Security: securityConfig{Audit: audit.DefaultConfig()},
 	}
 }
 
@@ -106,6 +110,12 @@ func (c serverConfig) resolved() serverConfig {
 	}
 	if c.Rules.ExternalURL == "" && c.HTTP != "" {
 		c.Rules.ExternalURL = "http://" + c.HTTP
+		if c.Security.TLSCert != "" {
+			c.Rules.ExternalURL = "https://" + c.HTTP
+		}
+	}
+	if c.Security.Audit.Dir == "" {
+		c.Security.Audit.Dir = filepath.Join(c.Data, "audit")
 	}
 	if c.Traces.Embedded.Dir == "" {
 		c.Traces.Embedded.Dir = filepath.Join(c.Data, "traces")
@@ -154,6 +164,9 @@ func (c *serverConfig) Validate() error {
 	if err := r.Rules.Validate(); err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
+	if err := r.Security.validate(r.HTTP, r.Collector.OTLPGRPC, r.Collector.OTLPHTTP); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -182,6 +195,7 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.Var(stringsValue{&c.Rules.RuleFiles}, "rule-files", "`glob` of Prometheus rule files to evaluate (repeatable; reloaded on SIGHUP and POST /-/reload)")
 	fs.Var(durationValue{&c.Rules.EvalInterval}, "rule-eval-interval", "how often rules (SLO and --rule-files) are evaluated")
 	fs.Var(stringsValue{&c.Rules.Alertmanagers}, "alertmanager", "Alertmanager base `URL` to send alerts to (repeatable)")
+	bindSecurityFlags(fs, &c.Security)
 	fs.StringVar(&c.Rules.ExternalURL, "external-url", c.Rules.ExternalURL, "`URL` the UI is reached at, for links in alerts (default http://<--http>)")
 }
 
@@ -314,11 +328,19 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("query: %w", err)
 	}
 
+	sec, err := openSecurity(cfg.Security, reg, logger.With("part", "security"))
+	if err != nil {
+		return err
+	}
+	closers = append(closers, sec.audit.Close)
+	coll.Secure(sec.ingestWrap(), sec.tls)
+
 	plane, err := control.New(cfg.Control, reg, logger.With("part", "control"))
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	closers = append(closers, plane.Close)
+	plane.SetAudit(sec.audit)
 
 	rl, err := ruler.New(cfg.Rules, engine, metrics, metrics, reg, logger.With("part", "rules"))
 	if err != nil {
@@ -348,6 +370,8 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	slos.RegisterRoutes(mux)
 	rollouts.RegisterRoutes(mux)
 	ui.RegisterRoutes(mux)
+	sec.auth.RegisterRoutes(mux)
+	sec.audit.RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.IsSet() {
@@ -364,9 +388,12 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	if err != nil {
 		return err
 	}
+	if sec.tls != nil {
+		ln = tls.NewListener(ln, sec.tls)
+	}
 	httpSrv := &lifecycle.HTTPServer{
 		Server: &http.Server{
-			Handler:           mux,
+			Handler:           sec.auth.Middleware(mux),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
@@ -379,6 +406,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	// accepting, the pipeline drains into the stores, the stores close last.
 	var g lifecycle.Group
 	g.Add("metrics store", closerRunner(metrics.Close))
+	g.Add("audit log", closerRunner(sec.audit.Close))
 	g.Add("trace store", closerRunner(traces.Close))
 	g.Add("self-metrics", self)
 	g.Add("topology", topo)
@@ -391,7 +419,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	closers = nil // the group owns them now
 
 	logger.Info("meshscope server started",
-		"ui", "http://"+ln.Addr().String()+"/",
+		"ui", sec.scheme()+"://"+ln.Addr().String()+"/", "auth", sec.auth.Enabled(),
 		"otlp_grpc", coll.GRPCAddr(), "otlp_http", coll.HTTPAddr(),
 		"data", cfg.Data, "trace_store", cfg.Traces.Store)
 	return g.Run(ctx, logger)

@@ -23,6 +23,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshscope/meshscope/control"
+	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/policy"
 )
 
@@ -42,6 +44,7 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 	run := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
 		"apply": runApply, "get": runGet, "delete": runDelete, "history": runHistory, "rollback": runRollback,
 		"rollout": runRollout,
+		"audit":   runAudit,
 	}[name]
 	if run == nil {
 		fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)
@@ -51,9 +54,10 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 }
 
 type common struct {
-	server  string
-	timeout time.Duration
-	output  string
+	server    string
+	timeout   time.Duration
+	output    string
+	tokenFile string
 }
 
 func newFlags(name, usage string, stderr io.Writer, c *common, formats ...string) *flag.FlagSet {
@@ -61,6 +65,7 @@ func newFlags(name, usage string, stderr io.Writer, c *common, formats ...string
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.server, "server", DefaultServer, "base URL of the meshscope server")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "timeout of each request to the server")
+	auth.TokenFileFlag(fs, &c.tokenFile)
 	if len(formats) > 0 {
 		c.output = formats[0]
 		fs.StringVar(&c.output, "o", formats[0], "output `format`: "+strings.Join(formats, ", "))
@@ -139,6 +144,11 @@ func (c *common) do(ctx context.Context, method, path string, q url.Values, body
 		req.Header.Set("Content-Type", "application/yaml")
 	}
 	req.Header.Set(control.HeaderWho, whoAmI())
+	token, err := auth.ClientToken(c.tokenFile)
+	if err != nil {
+		return err
+	}
+	auth.SetBearer(req, token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("server at %s: %w", c.server, err)
@@ -619,4 +629,73 @@ func runHistory(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	_ = tw.Flush()
 	return ExitOK
+}
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c common
+	fs := newFlags("audit", "audit [--who NAME] [--action A] [--target KIND/NAME] [--since T] [--limit N] [--before SEQ] [--diff] [-o table|json] [--server URL]", stderr, &c, "table", "json")
+	who := fs.String("who", "", "only entries by this token or user `name`")
+	action := fs.String("action", "", "only this `action` (apply, delete, rollback; a prefix ending in . such as guard.)")
+	target := fs.String("target", "", "only entries whose target contains this `text` (Route/web)")
+	since := fs.String("since", "", "only entries at or after this `time` (RFC 3339 or Unix seconds)")
+	before := fs.Uint64("before", 0, "page backwards: entries with a sequence number below `seq`")
+	limit := fs.Int("limit", 50, "show the newest `n` entries (1-1000)")
+	diff := fs.Bool("diff", false, "show each entry's diff")
+	pos, code, ok := parseArgs(fs, args, stderr)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(stderr, "audit", "unexpected argument %q", pos[0])
+	}
+	if err := checkFormat(c.output, "table", "json"); err != nil {
+		return usageError(stderr, "audit", "%v", err)
+	}
+	if *limit < 1 || *limit > 1000 {
+		return usageError(stderr, "audit", "--limit %d: want 1 to 1000", *limit)
+	}
+	q := url.Values{"limit": {strconv.Itoa(*limit)}}
+	for k, v := range map[string]string{"who": *who, "action": *action, "target": *target, "since": *since} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if *before > 0 {
+		q.Set("before", strconv.FormatUint(*before, 10))
+	}
+	var v audit.Page
+	if err := c.do(ctx, http.MethodGet, audit.Path, q, nil, &v); err != nil {
+		return failure(stderr, "audit", err)
+	}
+	if c.output == "json" {
+		return writeJSON(stdout, stderr, v)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tWHO\tROLE\tFROM\tACTION\tTARGETS\tVERSION\tOUTCOME")
+	for _, e := range v.Entries {
+		ver := "-"
+		if e.Version > 0 {
+			ver = strconv.FormatUint(e.Version, 10)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"),
+			e.Who, dash(e.Role), dash(e.From), e.Action, dash(strings.Join(e.Targets, ",")), ver, e.Outcome)
+		if *diff && e.Diff != "" {
+			_ = tw.Flush()
+			for _, l := range strings.Split(strings.TrimRight(e.Diff, "\n"), "\n") {
+				fmt.Fprintf(stdout, "    %s\n", l)
+			}
+		}
+	}
+	_ = tw.Flush()
+	if v.NextBefore > 0 {
+		fmt.Fprintf(stdout, "(more: --before %d)\n", v.NextBefore)
+	}
+	return ExitOK
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

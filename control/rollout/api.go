@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/store"
 )
@@ -16,7 +16,7 @@ import (
 const APIPrefix = "/api/mesh/v1/rollouts"
 
 // HeaderWho names who acts (as in the policy API).
-const HeaderWho = "X-Meshscope-Who"
+const HeaderWho = auth.HeaderWho
 
 // ListView answers GET /api/mesh/v1/rollouts.
 type ListView struct {
@@ -79,19 +79,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-func whoOf(r *http.Request) string {
-	if w := r.Header.Get(HeaderWho); w != "" {
-		if len(w) > 200 {
-			w = w[:200]
-		}
-		return w
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return "api " + host
-}
+func whoOf(r *http.Request) string { return auth.Who(r) }
 
 func (c *Controller) apiList(w http.ResponseWriter, r *http.Request) {
 	service := r.URL.Query().Get("service")

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,14 +14,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshscope/meshscope/control/jsonlog"
 	"github.com/meshscope/meshscope/control/policy"
 )
 
 // LogFile is the name of the log in the store's directory.
 const LogFile = "policies.log"
-
-// maxLine caps one log line (one version) when replaying.
-const maxLine = 1 << 30
 
 // Operations of a change.
 const (
@@ -116,7 +112,7 @@ type Store struct {
 	path   string
 
 	mu      sync.RWMutex
-	f       *os.File
+	f       *jsonlog.File
 	version uint64
 	docs    map[policy.Key]stored
 	history []Entry
@@ -159,17 +155,13 @@ func Open(dir string, reg prometheus.Registerer, logger *slog.Logger) (*Store, e
 			return nil, fmt.Errorf("registering policy store metrics: %w", err)
 		}
 	}
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, torn, err := jsonlog.Open(s.path, s.replayLine)
 	if err != nil {
-		return nil, fmt.Errorf("opening policy log: %w", err)
+		return nil, fmt.Errorf("policy log: %w", err)
 	}
-	if err := s.replay(f); err != nil {
-		_ = f.Close()
-		return nil, err
-	}
-	if err := syncDir(dir); err != nil {
-		_ = f.Close()
-		return nil, err
+	if torn > 0 {
+		// A torn last write: it was never acknowledged.
+		logger.Warn("cut off an incomplete last line of the policy log", "path", s.path, "bytes", torn)
 	}
 	s.f = f
 	s.versionGauge.Set(float64(s.version))
@@ -178,52 +170,16 @@ func Open(dir string, reg prometheus.Registerer, logger *slog.Logger) (*Store, e
 	return s, nil
 }
 
-func (s *Store) replay(f *os.File) error {
-	r := bufio.NewReaderSize(f, 1<<16)
-	var off int64
-	for lineNo := 1; ; lineNo++ {
-		line, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			if len(line) > 0 {
-				// A torn last write: it was never acknowledged.
-				s.logger.Warn("cutting off an incomplete last line of the policy log", "path", s.path, "line", lineNo, "bytes", len(line))
-				if err := f.Truncate(off); err != nil {
-					return fmt.Errorf("truncating policy log: %w", err)
-				}
-			}
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("reading policy log %s: %w", s.path, err)
-		}
-		if len(line) > maxLine {
-			return fmt.Errorf("policy log %s line %d: longer than %d bytes", s.path, lineNo, maxLine)
-		}
-		var e Entry
-		if err := json.Unmarshal(line, &e); err != nil {
-			return fmt.Errorf("policy log %s line %d is damaged (%v); the store will not start over a damaged log", s.path, lineNo, err)
-		}
-		if e.Version != s.version+1 {
-			return fmt.Errorf("policy log %s line %d: version %d follows %d", s.path, lineNo, e.Version, s.version)
-		}
-		s.commit(e)
-		off += int64(len(line))
+// replayLine applies one line of the log on open.
+func (s *Store) replayLine(lineNo int, line []byte) error {
+	var e Entry
+	if err := json.Unmarshal(line, &e); err != nil {
+		return fmt.Errorf("policy log %s line %d is damaged (%v); the store will not start over a damaged log", s.path, lineNo, err)
 	}
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return fmt.Errorf("policy log: %w", err)
+	if e.Version != s.version+1 {
+		return fmt.Errorf("policy log %s line %d: version %d follows %d", s.path, lineNo, e.Version, s.version)
 	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing policy store directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing policy store directory: %w", err)
-	}
+	s.commit(e)
 	return nil
 }
 
@@ -257,41 +213,12 @@ func (s *Store) write(e Entry) error {
 	if s.closed {
 		return errors.New("policy store is closed")
 	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encoding version %d: %w", e.Version, err)
-	}
-	b = append(b, '\n')
 	start := time.Now()
-	if _, err := s.f.Write(b); err != nil {
-		return s.rewind(fmt.Errorf("writing policy log: %w", err))
-	}
-	if err := s.f.Sync(); err != nil {
-		return s.rewind(fmt.Errorf("syncing policy log: %w", err))
+	if err := s.f.Append(e); err != nil {
+		return fmt.Errorf("policy log version %d: %w", e.Version, err)
 	}
 	s.fsyncSeconds.Observe(time.Since(start).Seconds())
 	return nil
-}
-
-// rewind cuts a partly written version off the log so that the next write
-// starts on a clean line.
-func (s *Store) rewind(err error) error {
-	off := int64(0)
-	if fi, serr := s.f.Stat(); serr == nil {
-		off = fi.Size()
-	}
-	// Find the end of the last complete line.
-	buf := make([]byte, 1)
-	for off > 0 {
-		if _, rerr := s.f.ReadAt(buf, off-1); rerr != nil || buf[0] == '\n' {
-			break
-		}
-		off--
-	}
-	if terr := s.f.Truncate(off); terr == nil {
-		_, _ = s.f.Seek(off, io.SeekStart)
-	}
-	return err
 }
 
 // Close closes the log.

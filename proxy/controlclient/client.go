@@ -42,6 +42,8 @@ type Config struct {
 	// StatusInterval is how often endpoint state is checked and, when it
 	// changed, reported. Default 1s.
 	StatusInterval time.Duration
+	// Token is the bearer token for a server run with --auth-file; "" = none.
+	Token string
 	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter).
 	// Defaults 250ms and 15s.
 	MinBackoff, MaxBackoff time.Duration
@@ -209,7 +211,11 @@ func (c *Client) streamURL() string {
 // session runs one stream: hello, then snapshots in and status out.
 func (c *Client) session(ctx context.Context) error {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil}
-	conn, res, err := d.DialContext(ctx, c.streamURL(), http.Header{"User-Agent": {"meshscope-proxy"}})
+	hdr := http.Header{"User-Agent": {"meshscope-proxy"}}
+	if c.cfg.Token != "" {
+		hdr.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
+	conn, res, err := d.DialContext(ctx, c.streamURL(), hdr)
 	if err != nil {
 		if res != nil {
 			return fmt.Errorf("dial %s: %w (status %d)", c.streamURL(), err, res.StatusCode)

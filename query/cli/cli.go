@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/meshscope/meshscope/control/auth"
 )
 
 // DefaultServer is the server URL used when --server is not given.
@@ -68,13 +70,15 @@ type client struct {
 
 // commonFlags registers --server and --timeout on fs.
 type commonFlags struct {
-	server  string
-	timeout time.Duration
+	server    string
+	timeout   time.Duration
+	tokenFile string
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.server, "server", DefaultServer, "base URL of the meshscope server")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each request to the server")
+	auth.TokenFileFlag(fs, &c.tokenFile)
 }
 
 func (c *commonFlags) client() (*client, error) {
@@ -86,7 +90,11 @@ func (c *commonFlags) client() (*client, error) {
 		return nil, fmt.Errorf("--timeout %s: must be positive", c.timeout)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	return &client{base: u, http: &http.Client{}, timeout: c.timeout}, nil
+	token, err := auth.ClientToken(c.tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return &client{base: u, http: &http.Client{Transport: auth.BearerTransport{Token: token}}, timeout: c.timeout}, nil
 }
 
 // apiError is an error answer of the server.

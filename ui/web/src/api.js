@@ -1,4 +1,5 @@
 // HTTP helpers for the Meshscope APIs (same origin only).
+import { onUnauthorized, csrfToken } from './auth.js';
 
 export class APIError extends Error {}
 
@@ -17,11 +18,28 @@ export async function getJSON(url, { signal } = {}) {
   } catch {
     throw new APIError(`${url}: HTTP ${res.status}: ${text.slice(0, 200)}`);
   }
+  if (res.status === 401) onUnauthorized();
   if (!res.ok) {
     const msg = (body && (body.error || (body.errors && body.errors[0] && body.errors[0].msg))) || text.slice(0, 200);
     throw new APIError(`${url}: HTTP ${res.status}: ${msg}`);
   }
   return body;
+}
+
+// sendJSON sends a mutating request (POST, DELETE) with the session's CSRF
+// token; body is a string (YAML) or an object (JSON).
+export async function sendJSON(method, url, body) {
+  const headers = { Accept: 'application/json', 'X-CSRF-Token': csrfToken() };
+  if (typeof body === 'string') headers['Content-Type'] = 'application/yaml';
+  else if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(body);
+  }
+  const res = await fetch(url, { method, headers, body, credentials: 'same-origin' });
+  if (res.status === 401) onUnauthorized();
+  const b = await res.json().catch(() => null);
+  if (!res.ok) throw new APIError(`${url}: HTTP ${res.status}: ${(b && b.error) || ''}`);
+  return b;
 }
 
 // The windows offered everywhere (URL `window`), in seconds.

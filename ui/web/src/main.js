@@ -9,6 +9,8 @@ import { ServicesPage } from './services.js';
 import { TracesPage, TraceView } from './traces.js';
 import { SlosPage, SloView } from './slos.js';
 import { RolloutsPage, RolloutView } from './rollouts.js';
+import { AuditPage } from './audit.js';
+import { LoginPage, UserBadge, useSession } from './auth.js';
 
 // routes is the page table: adding a page is one entry (nav: shown in the
 // navigation bar, in this order). Paths match with :params.
@@ -21,6 +23,7 @@ export const routes = [
   { path: '/slos/:name', title: 'SLO', page: SloView, section: '/slos' },
   { path: '/rollouts', title: 'Rollouts', nav: true, page: RolloutsPage },
   { path: '/rollouts/:name', title: 'Rollout', page: RolloutView, section: '/rollouts' },
+  { path: '/audit', title: 'Audit', nav: true, page: AuditPage },
 ];
 
 function NotFound({ path }) {
@@ -29,6 +32,7 @@ function NotFound({ path }) {
 
 function App() {
   let { path, query } = useRoute();
+  const session = useSession();
   if (path === '/' || path === '/index.html') {
     history.replaceState(null, '', '/topology' + location.search);
     path = '/topology';
@@ -43,7 +47,8 @@ function App() {
   }
   const section = route ? route.section || route.path : '';
   document.title = route ? `${route.title} · Meshscope` : 'Not found · Meshscope';
-  const Page = route ? route.page : NotFound;
+  const needLogin = session.enabled && !session.authenticated;
+  const Page = needLogin ? LoginPage : route ? route.page : NotFound;
   return html`
     <a class="skip" href="#main">Skip to content</a>
     <header class="top">
@@ -51,8 +56,9 @@ function App() {
       <nav aria-label="Pages"><ul>
         ${routes.filter((r) => r.nav).map((r) => html`<li><a href=${r.path} onClick=${onLinkClick} aria-current=${section === r.path ? 'page' : undefined}>${r.title}</a></li>`)}
       </ul></nav>
+      <${UserBadge} />
     </header>
-    <main id="main" tabindex="-1"><${Page} key=${route ? route.path : 'nf'} params=${params} query=${query} path=${path} /></main>`;
+    <main id="main" tabindex="-1"><${Page} key=${needLogin ? 'login' : route ? route.path : 'nf'} params=${params} query=${query} path=${path} /></main>`;
 }
 
 const root = document.getElementById('app');

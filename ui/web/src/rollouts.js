@@ -5,7 +5,8 @@
 // /api/mesh/v1/rollouts[/{name}] (docs/rollouts.md).
 import { html } from './html.js';
 import { useEffect, useState } from 'preact/hooks';
-import { getJSON, fmtTime } from './api.js';
+import { getJSON, sendJSON, fmtTime } from './api.js';
+import { Mutating } from './auth.js';
 import { onLinkClick } from './router.js';
 
 const finished = (phase) => phase === 'promoted' || phase === 'rolled_back' || phase === 'aborted';
@@ -100,8 +101,7 @@ export function RolloutView({ params }) {
   const act = async (action) => {
     setActErr(null);
     try {
-      const r = await fetch(`/api/mesh/v1/rollouts/${encodeURIComponent(name)}/${action}`, { method: 'POST', headers: { 'X-Meshscope-Who': 'ui' } });
-      if (!r.ok) setActErr((await r.json().catch(() => ({}))).error || `HTTP ${r.status}`);
+      await sendJSON('POST', `/api/mesh/v1/rollouts/${encodeURIComponent(name)}/${action}`);
     } catch (e) {
       setActErr(e.message);
     }
@@ -128,11 +128,13 @@ export function RolloutView({ params }) {
       <${Steps} steps=${s.spec.steps.map((x) => x.weight)} step=${s.step} phase=${s.phase} />
       ${s.held ? html`<p class="muted" data-testid="rollout-held">Held: ${s.held}</p>` : ''}
       <div class="controls" role="group" aria-label="rollout controls">
+        <${Mutating}>
         ${s.phase === 'paused'
           ? html`<button type="button" onClick=${() => act('resume')}>Resume</button>`
           : html`<button type="button" disabled=${finished(s.phase)} onClick=${() => act('pause')}>Pause</button>`}
         <button type="button" disabled=${finished(s.phase)} onClick=${() => confirm(`Promote ${s.canary} to 100 %?`) && act('promote')}>Promote</button>
         <button type="button" class="danger" disabled=${finished(s.phase)} onClick=${() => confirm(`Abort and send 100 % to ${s.stable}?`) && act('abort')}>Abort</button>
+        <//>
         <a data-testid="rollout-traces" href=${traces} onClick=${onLinkClick}>Failing traces of ${s.canary}</a>
       </div>
       ${actErr ? html`<p class="error" role="alert">${actErr}</p>` : ''}

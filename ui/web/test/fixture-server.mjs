@@ -357,7 +357,20 @@ function wsAccept(req, socket) {
 // startFixtureServer listens on 127.0.0.1:port (0 = free port). Options:
 // streamInterval (ms between diffs), addNodeAfter (diff number that adds the
 // "recommendations" node), synthetic (node count: serve syntheticGraph).
-export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAfter = 3, synthetic = 0 } = {}) {
+// fixtureAudit answers GET /api/mesh/v1/audit (control/audit Page), newest first.
+export const fixtureAudit = [
+  { seq: 3, time: '2026-12-05T18:40:00Z', who: 'ci', role: 'operator', auth: 'token', from: '10.0.4.7', action: 'rollback', targets: ['Route/inventory-split'], version: 3, outcome: 'ok',
+    diff: '# update Route/inventory-split\n  kind: Route\n-         weight: 80\n+         weight: 90\n', detail: { rollback_to: '1' } },
+  { seq: 2, time: '2026-12-05T18:35:00Z', who: 'alice', role: 'operator', auth: 'session', from: '10.0.4.9', action: 'apply', targets: ['Route/inventory-split'], version: 2, outcome: 'ok',
+    diff: '# update Route/inventory-split\n  kind: Route\n-         weight: 90\n+         weight: 80\n' },
+  { seq: 1, time: '2026-12-05T18:30:00Z', who: 'ci', role: 'operator', auth: 'token', from: '10.0.4.7', action: 'apply', targets: ['Route/inventory-split'], version: 1, outcome: 'ok',
+    diff: '# create Route/inventory-split\n+ kind: Route\n+ name: inventory-split\n' },
+];
+
+// auth: null = the server runs without --auth-file; {role} = with one, and
+// a login (any name, password "secret") signs in with that role.
+export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAfter = 3, synthetic = 0, auth = null } = {}) {
+  let signedIn = null;
   const traces = demoTraces();
   const big = bigTrace();
   const byID = new Map([...traces, big].map((t) => [t.traceID, t]));
@@ -370,6 +383,41 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     const p = u.pathname;
+    if (p === '/api/auth/v1/whoami') {
+      if (!auth) return json(res, 200, { enabled: false, authenticated: true, identity: { name: 'anonymous', role: 'admin', method: 'none' }, can: ['read', 'write', 'admin', 'ingest', 'stream'] });
+      if (!signedIn) return json(res, 200, { enabled: true, authenticated: false, identity: { name: '', role: '', method: '' }, can: [] });
+      return json(res, 200, { enabled: true, authenticated: true, identity: signedIn, can: signedIn.role === 'viewer' ? ['read'] : ['read', 'write', 'ingest', 'stream'] });
+    }
+    if (p === '/api/auth/v1/login' && req.method === 'POST') {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        const b = JSON.parse(body || '{}');
+        if (b.password !== 'secret') return json(res, 401, { error: 'wrong name or password' });
+        signedIn = { name: b.name, role: auth.role, method: 'session' };
+        res.setHeader('Set-Cookie', ['meshscope_session=s1; Path=/; HttpOnly; SameSite=Strict', 'meshscope_csrf=c1; Path=/; SameSite=Strict']);
+        json(res, 200, { identity: signedIn, csrf: 'c1' });
+      });
+      return;
+    }
+    if (p === '/api/auth/v1/logout') {
+      signedIn = null;
+      return json(res, 200, {});
+    }
+    if (auth && !signedIn && p.startsWith('/api/')) return json(res, 401, { error: 'authentication required' });
+    if (p === '/api/mesh/v1/rollback' && req.method === 'POST') {
+      stats.rollbacks = stats.rollbacks || [];
+      stats.rollbacks.push({ version: u.searchParams.get('version'), csrf: req.headers['x-csrf-token'] || '' });
+      if (auth && req.headers['x-csrf-token'] !== 'c1') return json(res, 403, { error: 'missing or wrong X-CSRF-Token header' });
+      return json(res, 200, { version: 4, changed: true, dry_run: false, changes: [] });
+    }
+    if (p === '/api/mesh/v1/audit') {
+      const before = Number(u.searchParams.get('before') || 0), limit = Number(u.searchParams.get('limit') || 100);
+      const who = u.searchParams.get('who');
+      const all = fixtureAudit.filter((e) => (!before || e.seq < before) && (!who || e.who === who));
+      const entries = all.slice(0, limit);
+      return json(res, 200, { entries, next_before: all.length > limit ? entries[entries.length - 1].seq : undefined });
+    }
     if (p === '/api/mesh/graph') {
       stats.graphGets++;
       stats.graphURLs.push(req.url);

@@ -40,7 +40,8 @@ export async function startTarget(opts = {}) {
   const data = mkdtempSync(join(tmpdir(), 'meshscope-ui-demo-'));
   // --http with port 0: the demo picks free ports for everything and prints
   // "Meshscope UI: http://127.0.0.1:PORT/".
-  const args = ['demo', '--data', data, '--http', '127.0.0.1:0'];
+  // --no-auth: the tests read the APIs directly (the demo's auth is covered by e2e TestDemoAuth).
+  const args = ['demo', '--data', data, '--http', '127.0.0.1:0', '--no-auth'];
   const child = spawn(meshscopeBin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let log = '';
   child.stdout.on('data', (d) => (log += d));

@@ -690,6 +690,70 @@ test('the side panel shows policies, their mode, ejected endpoints and decision 
   }
 });
 
+test('the Audit page lists changes newest first and opens a diff', async () => {
+  await page.goto(target.url + '/audit');
+  await page.waitForSelector('[data-testid="audit-table"] tbody tr');
+  const want = target.kind === 'fixture' ? 3 : (await api('/api/mesh/v1/audit')).entries.length;
+  const rows = await page.$$eval('[data-testid="audit-table"] tbody tr[data-seq]', (trs) => trs.map((tr) => Number(tr.dataset.seq)));
+  assert.equal(rows.length, want);
+  assert.deepEqual(rows, [...rows].sort((a, b) => b - a), 'newest first');
+  if (target.kind === 'fixture') {
+    await page.click('tr[data-seq="2"] button:has-text("diff")');
+    const diff = await page.textContent('pre.diff');
+    assert.match(diff, /- {9}weight: 90/);
+    assert.match(diff, /\+ {9}weight: 80/);
+    assert.equal(await page.textContent('tr[data-seq="2"] td:nth-child(3)'), 'alice');
+  }
+  await shot('audit');
+});
+
+test('with an auth file the UI asks to sign in, then shows the user and role', async () => {
+  const f = await startFixtureServer({ auth: { role: 'viewer' } });
+  const p2 = await browser.context.newPage();
+  try {
+    await p2.goto(f.url + '/services');
+    await p2.waitForSelector('[data-testid="login"]');
+    await p2.fill('input[name="name"]', 'alice');
+    await p2.fill('input[name="password"]', 'wrong');
+    await p2.click('button[type="submit"]');
+    await p2.waitForSelector('[role="alert"]');
+    assert.match(await p2.textContent('[role="alert"]'), /wrong name or password/);
+    await p2.fill('input[name="password"]', 'secret');
+    await p2.click('button[type="submit"]');
+    await p2.waitForSelector('[data-testid="user"]');
+    assert.match(await p2.textContent('[data-testid="user"]'), /alice\s+viewer/);
+    assert.equal(await p2.$('[data-testid="login"]'), null);
+    // A viewer sees the audit log but no mutating buttons.
+    await p2.goto(f.url + '/audit');
+    await p2.waitForSelector('tr[data-seq="2"]');
+    assert.equal(await p2.$('[data-mutating]'), null);
+  } finally {
+    await p2.close();
+    await f.close();
+  }
+});
+
+test('an operator rolls back from the Audit page with the CSRF header', async () => {
+  const f = await startFixtureServer({ auth: { role: 'operator' } });
+  const p2 = await browser.context.newPage();
+  try {
+    await p2.goto(f.url + '/audit');
+    await p2.fill('input[name="name"]', 'bob');
+    await p2.fill('input[name="password"]', 'secret');
+    await p2.click('button[type="submit"]');
+    await p2.waitForSelector('tr[data-seq="3"] [data-mutating="rollback"]');
+    assert.match(await p2.textContent('[data-testid="user"]'), /bob\s+operator/);
+    await p2.click('tr[data-seq="3"] [data-mutating] button');
+    await p2.click('tr[data-seq="3"] button:has-text("Confirm rollback to v2")');
+    await p2.waitForSelector('[data-testid="audit-notice"]');
+    assert.equal(await p2.textContent('[data-testid="audit-notice"]'), 'Rolled back to v2: new version v4.');
+    assert.deepEqual(f.stats.rollbacks, [{ version: '2', csrf: 'c1' }]);
+  } finally {
+    await p2.close();
+    await f.close();
+  }
+});
+
 test('no script errors or CSP violations on any page', () => {
   const bad = problems.filter((p) => !/Failed to load resource.*404/.test(p) || target.kind === 'fixture');
   assert.deepEqual(bad, []);
