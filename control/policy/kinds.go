@@ -17,6 +17,7 @@ const (
 	KindRoute      = "Route"
 	KindResilience = "Resilience"
 	KindSLO        = "SLO"
+	KindGuard      = "Guard"
 )
 
 // kinds is the kind table: adding a kind is one entry here and one file
@@ -25,6 +26,7 @@ var kinds = [...]Kind{
 	{Name: KindRoute, New: func() Spec { return new(Route) }, OnePerService: true},
 	{Name: KindResilience, New: func() Spec { return new(Resilience) }, OnePerService: true},
 	{Name: KindSLO, New: func() Spec { return new(SLO) }},
+	{Name: KindGuard, New: func() Spec { return new(Guard) }},
 }
 
 // Kinds returns the known kinds.

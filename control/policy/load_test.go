@@ -157,7 +157,7 @@ func TestLoadErrors(t *testing.T) {
 		{"weights sum", "kind: Route\nname: inv\nservice: inventory\nrules:\n- backends:\n  - {version: v1, weight: 50}\n  - {version: v2, weight: 20}\n",
 			`route "inv": rules[0].backends: weights sum to 70, want 100`},
 		{"no kind", "name: r\nservice: s\n", "document 1 (line 1): kind: must be set"},
-		{"unknown kind", "kind: VirtualService\nname: r\nservice: s\n", `kind: unknown kind "VirtualService" (want one of Route, Resilience, SLO)`},
+		{"unknown kind", "kind: VirtualService\nname: r\nservice: s\n", `kind: unknown kind "VirtualService" (want one of Route, Resilience, SLO, Guard)`},
 		{"kind case", "kind: route\nname: r\nservice: s\n", `kind: "route": spell it "Route"`},
 		{"no name", "kind: Resilience\nservice: s\n", `resilience "": name: must be set`},
 		{"bad service", "kind: Resilience\nname: x\nservice: Bad Name\n", `resilience "x": service: "Bad Name"`},
@@ -285,6 +285,9 @@ func FuzzLoad(f *testing.F) {
 		"kind: Route\nname: r\nservice: s\nrules: [{backends: [{version: a}]}]\n",
 		"a: &a [*a]\n",
 		"kind: Route\n---\n- 1\n",
+		"kind: Guard\nname: g\nservice: s\nmode: enforce\nwhen: {slo: s-availability}\nthen: {shift: {to: v1}}\n",
+		"kind: Guard\nname: g\nservice: s\nwhen: {alert: HighErrors, labels: {team: a}}\nthen: {break: {probe_percent: 10}, shed: {percent: 30}}\nrevert: manual\n",
+		"kind: Guard\nname: g\nservice: s\nwhen: {slo: x}\nthen: {eject: {version: v2}, shed: {requests_per_second: 1e308}}\nlimits: {max_shed_percent: 20}\n",
 	} {
 		f.Add([]byte(s))
 	}

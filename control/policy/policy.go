@@ -131,10 +131,8 @@ func (d *Document) validate() error {
 	case !nameRE.MatchString(d.Service):
 		return fieldErr("service", "%q: want lower-case letters, digits, '-', '.' or '_', starting and ending with a letter or digit", d.Service)
 	}
-	switch d.Mode {
-	case "", ModeObserve, ModeEnforce:
-	default:
-		return fieldErr("mode", "%q: want observe or enforce", d.Mode)
+	if err := d.checkMode(); err != nil {
+		return err
 	}
 	if d.Spec == nil {
 		return fieldErr("", "no spec")
