@@ -38,7 +38,7 @@ const (
 	ActionApply    = "apply"
 	ActionDelete   = "delete"
 	ActionRollback = "rollback"
-	ActionSync     = "sync" // the watched policy directory
+	ActionSync     = "sync"  // the watched policy directory
 	ActionGuard    = "guard" // a guard's action or its revert
 )
 
