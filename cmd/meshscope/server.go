@@ -28,6 +28,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/clickhouse"
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
+	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/slo"
 	"github.com/meshscope/meshscope/query"
 	"github.com/meshscope/meshscope/ruler"
@@ -328,6 +329,13 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("slo: %w", err)
 	}
 
+	guards, err := guard.New(guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL},
+		plane.Store(), rl, plane.Registry(), engine, metrics, rl, reg, logger.With("part", "guards"))
+	if err != nil {
+		return fmt.Errorf("guards: %w", err)
+	}
+	rl.AfterEval(guards.AfterEval)
+
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
 	coll.RegisterRoutes(mux)
@@ -336,6 +344,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	plane.RegisterRoutes(mux)
 	rl.RegisterRoutes(mux)
 	slos.RegisterRoutes(mux)
+	guards.RegisterRoutes(mux)
 	ui.RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -375,6 +384,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	g.Add("control plane", plane)
 	g.Add("rules", rl)
 	g.Add("slo", slos)
+	g.Add("guards", guards)
 	g.Add("http", httpSrv)
 	closers = nil // the group owns them now
 
