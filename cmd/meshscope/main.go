@@ -36,6 +36,7 @@ func commands() []command {
 		{"delete", "delete a policy (delete KIND NAME)", runPolicy("delete")},
 		{"history", "policy versions: who changed what and when", runPolicy("history")},
 		{"rollback", "make a new policy version equal to an old one", runPolicy("rollback")},
+		{"guard", "SLO guards: guard list | status|pause|resume|revert|promote NAME | events", runPolicy("guard")},
 	}
 }
 

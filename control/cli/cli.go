@@ -41,6 +41,7 @@ const (
 func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	run := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
 		"apply": runApply, "get": runGet, "delete": runDelete, "history": runHistory, "rollback": runRollback,
+		"guard": runGuard,
 	}[name]
 	if run == nil {
 		fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)
@@ -466,6 +467,9 @@ func Summary(d *policy.Document) string {
 				parts = append(parts, fmt.Sprintf("abort %s%% with %d", strconv.FormatFloat(f.Abort.Percent, 'g', -1, 64), f.Abort.Status))
 			}
 		}
+	}
+	if g := d.Guard(); g != nil {
+		parts = append(parts, "when "+describeGuardWhen(g), "then "+strings.Join(guardActions(g), ", "))
 	}
 	if r := d.Resilience(); r != nil {
 		parts = append(parts, r.LoadBalancer)

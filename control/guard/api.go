@@ -89,7 +89,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-func describeWhen(g *policy.Guard) string {
+// DescribeWhen is a guard's condition in words.
+func DescribeWhen(g *policy.Guard) string {
 	if g.When.SLO != "" {
 		return fmt.Sprintf("SLO %s burns at %s level", g.When.SLO, g.When.Burn)
 	}
@@ -101,7 +102,8 @@ func describeWhen(g *policy.Guard) string {
 	return s
 }
 
-func describeThen(g *policy.Guard) []string {
+// DescribeThen lists a guard's actions in words.
+func DescribeThen(g *policy.Guard) []string {
 	var out []string
 	t := g.Then
 	if s := t.Shift; s != nil {
@@ -130,7 +132,7 @@ func describeThen(g *policy.Guard) []string {
 // viewLocked builds a guard's view.
 func (c *Controller) viewLocked(d *policy.Document) View {
 	g := d.Guard()
-	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: describeWhen(g), Then: describeThen(g), State: StateArmed}
+	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: DescribeWhen(g), Then: DescribeThen(g), State: StateArmed}
 	if v.Mode == "" {
 		v.Mode = string(policy.ModeDryRun)
 	}
