@@ -133,9 +133,9 @@ func TestEject(t *testing.T) {
 		in   []policy.Backend
 		want string
 	}{
-		{[]policy.Backend{{"v1", 70}, {"v2", 20}, {"v3", 10}}, "v1:88,v3:12"},
-		{[]policy.Backend{{"v1", 0}, {"v2", 100}, {"v3", 0}}, "v1:50,v3:50"},
-		{[]policy.Backend{{"v1", 33}, {"v2", 33}, {"v3", 34}}, "v1:49,v3:51"},
+		{[]policy.Backend{{Version: "v1", Weight: 70}, {Version: "v2", Weight: 20}, {Version: "v3", Weight: 10}}, "v1:88,v3:12"},
+		{[]policy.Backend{{Version: "v1", Weight: 0}, {Version: "v2", Weight: 100}, {Version: "v3", Weight: 0}}, "v1:50,v3:50"},
+		{[]policy.Backend{{Version: "v1", Weight: 33}, {Version: "v2", Weight: 33}, {Version: "v3", Weight: 34}}, "v1:49,v3:51"},
 	}
 	for _, tt := range tests {
 		out, err := eject(tt.in, "v2")
