@@ -270,19 +270,35 @@ func (c *Controller) firingAlerts() []*rules.Alert {
 	return out
 }
 
+// alertIndex holds the firing alerts by name and by SLO, so that matching
+// 1,000 guards against 1,000 alerts is not a product.
+type alertIndex struct {
+	byName map[string][]*rules.Alert
+	bySLO  map[string][]*rules.Alert // SLO burn alerts by slo label
+}
+
+func indexAlerts(alerts []*rules.Alert) alertIndex {
+	ix := alertIndex{byName: map[string][]*rules.Alert{}, bySLO: map[string][]*rules.Alert{}}
+	for _, a := range alerts {
+		name := a.Labels.Get(labels.AlertName)
+		if name == slo.AlertName {
+			ix.bySLO[a.Labels.Get("slo")] = append(ix.bySLO[a.Labels.Get("slo")], a)
+		}
+		ix.byName[name] = append(ix.byName[name], a)
+	}
+	return ix
+}
+
 // match returns the firing alert that satisfies the guard's condition, or
 // nil. A page alert satisfies burn: ticket too.
-func match(g *policy.Guard, alerts []*rules.Alert) *rules.Alert {
-	for _, a := range alerts {
+func (ix alertIndex) match(g *policy.Guard) *rules.Alert {
+	cands := ix.byName[g.When.Alert]
+	if g.When.SLO != "" {
+		cands = ix.bySLO[g.When.SLO]
+	}
+	for _, a := range cands {
 		l := a.Labels
-		if w := g.When; w.SLO != "" {
-			if l.Get(labels.AlertName) != slo.AlertName || l.Get("slo") != w.SLO {
-				continue
-			}
-			if sev := l.Get("severity"); sev != w.Burn && sev != slo.SeverityPage {
-				continue
-			}
-		} else if l.Get(labels.AlertName) != w.Alert {
+		if sev := l.Get("severity"); g.When.SLO != "" && sev != g.When.Burn && sev != slo.SeverityPage {
 			continue
 		}
 		ok := true
@@ -301,7 +317,7 @@ func (c *Controller) Evaluate(ctx context.Context) {
 	start := time.Now()
 	_, docs := c.store.Snapshot()
 	guards := guardsOf(docs)
-	alerts := c.firingAlerts()
+	alerts := indexAlerts(c.firingAlerts())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	changed := false
@@ -309,7 +325,7 @@ func (c *Controller) Evaluate(ctx context.Context) {
 	for i := range guards {
 		d := &guards[i]
 		names[d.Name] = true
-		if c.step(ctx, d, docs, match(d.Guard(), alerts)) {
+		if c.step(ctx, d, docs, alerts.match(d.Guard())) {
 			changed = true
 		}
 	}
@@ -345,7 +361,7 @@ func (c *Controller) stateOf(name string) *guardState {
 func (c *Controller) step(ctx context.Context, d *policy.Document, docs []policy.Document, alert *rules.Alert) bool {
 	g := d.Guard()
 	st := c.stateOf(d.Name)
-	before, _ := json.Marshal(st)
+	before := *st
 	now := c.now()
 	dryRun := d.Mode != policy.ModeEnforce
 	if st.Paused {
@@ -375,8 +391,7 @@ func (c *Controller) step(ctx context.Context, d *policy.Document, docs []policy
 	if alert == nil {
 		st.LastSkip = ""
 	}
-	after, _ := json.Marshal(st)
-	return string(before) != string(after)
+	return before != *st
 }
 
 // condition describes the alert for events, with the SLO's burn rates.
