@@ -18,6 +18,7 @@ import (
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/slo"
+	"github.com/meshscope/meshscope/ruler/rulertest"
 )
 
 // guardApp is an inventory instance that answers with its version and
@@ -331,10 +332,12 @@ cooldown: %s
 
 // TestGuardShift: v2 fails half its requests; the enforced shift guard
 // sends every request to v1 within the alert windows + 2 s, success is
-// ≥ 99 % after, an event records it with the policy diff; once healthy the
-// automatic revert restores the previous route exactly.
+// ≥ 99 % after, an event records it with the policy diff (and reaches a
+// real Alertmanager); once healthy the automatic revert restores the
+// previous route exactly.
 func TestGuardShift(t *testing.T) {
-	m := startGuardMesh(t)
+	am := rulertest.StartAlertmanager(t)
+	m := startGuardMesh(t, "--alertmanager", am)
 	before := m.policyJSON(t, "Route", "inventory-split")
 	m.apply(t, fmt.Sprintf(shiftGuard, "enforce", "30s"))
 	if g := m.guard(t, "inventory-shift"); g.State != guard.StateArmed || g.Mode != "enforce" {
@@ -362,7 +365,14 @@ func TestGuardShift(t *testing.T) {
 		!strings.Contains(acted.Summary, "shift inventory to v1 100%") || acted.Mode != "enforce" {
 		t.Errorf("acted event: %+v", acted)
 	}
-	time.Sleep(4 * time.Second)
+	poll(t, 30*time.Second, "the acted event in Alertmanager", func() (bool, string) {
+		got, err := amActive(am, map[string]string{"alertname": guard.AlertName, "guard": "inventory-shift", "event": guard.EventActed, "severity": "info"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(got) == 1 && strings.Contains(got[0].Annotations["summary"], "shift inventory to v1"), fmt.Sprintf("%+v", got)
+	}, m.all()...)
+	time.Sleep(2 * time.Second)
 	after := m.load.between(allV1.Add(time.Second), time.Now())
 	ok := count(after, func(s shot) bool { return s.code == 200 })
 	if len(after) < 100 || float64(ok)/float64(len(after)) < 0.99 {
