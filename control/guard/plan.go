@@ -274,4 +274,3 @@ func revertPuts(puts []store.Put) []store.Put {
 	}
 	return out
 }
-
