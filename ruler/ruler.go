@@ -126,6 +126,14 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 // Run.
 func (r *Ruler) AfterEval(h EvalHook) { r.hooks = append(r.hooks, h) }
 
+// Notify sends alerts to the configured Alertmanagers (through the same
+// notifier as the rules' alerts); without Alertmanagers it does nothing.
+func (r *Ruler) Notify(alerts ...*notifier.Alert) {
+	if r.notifier != nil {
+		r.notifier.Send(alerts...)
+	}
+}
+
 // EvalInterval is the default evaluation interval.
 func (r *Ruler) EvalInterval() time.Duration { return r.cfg.EvalInterval }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/slo"
 	"github.com/meshscope/meshscope/query"
@@ -353,9 +354,16 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("slo: %w", err)
 	}
 
+	guards, err := guard.New(guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL},
+		plane.Store(), rl, plane.Registry(), engine, metrics, rl, reg, logger.With("part", "guards"))
+	if err != nil {
+		return fmt.Errorf("guards: %w", err)
+	}
+	rl.AfterEval(guards.AfterEval)
+
 	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
 		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
-		rollout.Options{Budget: slos}, reg, logger.With("part", "rollouts"))
+		rollout.Options{Budget: slos, Guard: guards}, reg, logger.With("part", "rollouts"))
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
@@ -369,6 +377,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	rl.RegisterRoutes(mux)
 	slos.RegisterRoutes(mux)
 	rollouts.RegisterRoutes(mux)
+	guards.RegisterRoutes(mux)
 	ui.RegisterRoutes(mux)
 	sec.auth.RegisterRoutes(mux)
 	sec.audit.RegisterRoutes(mux)
@@ -415,6 +424,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	g.Add("rules", rl)
 	g.Add("slo", slos)
 	g.Add("rollouts", rollouts)
+	g.Add("guards", guards)
 	g.Add("http", httpSrv)
 	closers = nil // the group owns them now
 

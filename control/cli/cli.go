@@ -45,6 +45,7 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 		"apply": runApply, "get": runGet, "delete": runDelete, "history": runHistory, "rollback": runRollback,
 		"rollout": runRollout,
 		"audit":   runAudit,
+		"guard":   runGuard,
 	}[name]
 	if run == nil {
 		fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)
@@ -477,6 +478,9 @@ func Summary(d *policy.Document) string {
 				parts = append(parts, fmt.Sprintf("abort %s%% with %d", strconv.FormatFloat(f.Abort.Percent, 'g', -1, 64), f.Abort.Status))
 			}
 		}
+	}
+	if g := d.Guard(); g != nil {
+		parts = append(parts, "when "+describeGuardWhen(g), "then "+strings.Join(guardActions(g), ", "))
 	}
 	if r := d.Resilience(); r != nil {
 		parts = append(parts, r.LoadBalancer)

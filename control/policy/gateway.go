@@ -158,8 +158,6 @@ type GatewayRateLimit struct {
 	Key string `yaml:"key" json:"key" default:"client_ip"`
 }
 
-var headerNameRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`)
-
 // Validate implements Spec.
 func (g *Gateway) Validate() error {
 	if len(g.Listeners) == 0 {

@@ -21,6 +21,7 @@ const (
 	KindSLO        = "SLO"
 	KindRollout    = "Rollout"
 	KindGateway    = "Gateway"
+	KindGuard      = "Guard"
 )
 
 // kinds is the kind table: adding a kind is one entry here and one file
@@ -31,6 +32,7 @@ var kinds = [...]Kind{
 	{Name: KindSLO, New: func() Spec { return new(SLO) }},
 	{Name: KindRollout, New: func() Spec { return new(Rollout) }, OnePerService: true, NoMode: true},
 	{Name: KindGateway, New: func() Spec { return new(Gateway) }, OnePerService: true},
+	{Name: KindGuard, New: func() Spec { return new(Guard) }},
 }
 
 // Kinds returns the known kinds.

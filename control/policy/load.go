@@ -90,6 +90,9 @@ func decodeDocument(root *yaml.Node) (*Document, int, error) {
 	if s, ok := spec.(interface{ setDefaults() }); ok {
 		s.setDefaults()
 	}
+	if d.Kind == KindGuard && d.Mode == "" {
+		d.Mode = ModeDryRun
+	}
 	if err := d.validate(); err != nil {
 		line := n.Line
 		var fe *FieldError

@@ -287,6 +287,9 @@ func FuzzLoad(f *testing.F) {
 		"kind: Rollout\nname: r\nservice: s\nstable: v1\ncanary: v2\nsteps: [5]\nmatch: {headers: [{name: x-canary, exact: \"1\"}]}\n",
 		"a: &a [*a]\n",
 		"kind: Route\n---\n- 1\n",
+		"kind: Guard\nname: g\nservice: s\nmode: enforce\nwhen: {slo: s-availability}\nthen: {shift: {to: v1}}\n",
+		"kind: Guard\nname: g\nservice: s\nwhen: {alert: HighErrors, labels: {team: a}}\nthen: {break: {probe_percent: 10}, shed: {percent: 30}}\nrevert: manual\n",
+		"kind: Guard\nname: g\nservice: s\nwhen: {slo: x}\nthen: {eject: {version: v2}, shed: {requests_per_second: 1e308}}\nlimits: {max_shed_percent: 20}\n",
 	} {
 		f.Add([]byte(s))
 	}

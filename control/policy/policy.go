@@ -137,10 +137,8 @@ func (d *Document) validate() error {
 	if k.NoMode && d.Mode != "" {
 		return fieldErr("mode", "a %s takes no mode (it acts through the controller's own controls: pause, abort)", k.Name)
 	}
-	switch d.Mode {
-	case "", ModeObserve, ModeEnforce:
-	default:
-		return fieldErr("mode", "%q: want observe or enforce", d.Mode)
+	if err := d.checkMode(); err != nil {
+		return err
 	}
 	if d.Spec == nil {
 		return fieldErr("", "no spec")

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 )
+
+// headerNameRE is the syntax of an HTTP header name (an RFC 9110 token).
+var headerNameRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 // Route is the spec of kind Route: how requests to a service are split
 // between its versions, retried, timed out, mirrored and faulted.
@@ -115,6 +119,9 @@ type FaultAbort struct {
 	Percent float64 `yaml:"percent" json:"percent" default:"100"`
 	// Status is the HTTP status returned, 200..599.
 	Status int `yaml:"status" json:"status" default:"503"`
+	// Headers are set on the aborted answers (a guard's breaker sets
+	// x-meshscope-guard). Default none.
+	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
 }
 
 // Retry conditions.
@@ -188,6 +195,14 @@ func (r *Route) Validate() error {
 			}
 			if a.Status < 200 || a.Status > 599 {
 				return fieldErr("fault.abort.status", "must be 200..599")
+			}
+			for _, k := range sortedKeys(a.Headers) {
+				if !headerNameRE.MatchString(k) {
+					return fieldErr("fault.abort.headers."+k, "is not a header name")
+				}
+				if strings.ContainsAny(a.Headers[k], "\r\n\x00") {
+					return fieldErr("fault.abort.headers."+k, "value must not contain CR, LF or NUL")
+				}
 			}
 		}
 	}

@@ -34,7 +34,8 @@ const (
 	ActionApply    = "apply"
 	ActionDelete   = "delete"
 	ActionRollback = "rollback"
-	ActionSync     = "sync" // the watched policy directory
+	ActionSync     = "sync"  // the watched policy directory
+	ActionGuard    = "guard" // a guard's action or its revert
 )
 
 // SourceAPI owns documents applied through the API.
@@ -530,6 +531,69 @@ func (s *Store) Rollback(version uint64, opts ApplyOptions) (Result, error) {
 	}
 	opts.Source = SourceAPI
 	return s.record(ActionRollback, version, changes, opts)
+}
+
+// Put is one compare-and-swap change of CompareAndPut.
+type Put struct {
+	Key policy.Key
+	// Expect is what the document must be now; nil = it must not exist.
+	Expect *policy.Document
+	// After is what it becomes; nil = it is deleted.
+	After *policy.Document
+}
+
+// StaleError is a CompareAndPut whose expectation no longer holds: the
+// document changed since it was read.
+type StaleError struct{ Key policy.Key }
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("%s changed since it was read; not overwritten", e.Key)
+}
+
+// CompareAndPut writes puts in one version (action opts.Action, default
+// guard) if every document is still what its Expect says; otherwise it
+// writes nothing and answers a *StaleError. Documents owned by a policy
+// file are not changed (*ConflictError).
+func (s *Store) CompareAndPut(puts []Put, action string, opts ApplyOptions) (Result, error) {
+	if action == "" {
+		action = ActionGuard
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var changes []Change
+	for _, p := range puts {
+		cur, exists := s.docs[p.Key]
+		switch {
+		case p.Expect == nil && exists, p.Expect != nil && (!exists || !policy.Equal(&cur.doc, p.Expect)):
+			return Result{}, &StaleError{p.Key}
+		case exists && cur.source != SourceAPI:
+			return Result{}, &ConflictError{p.Key, cur.source}
+		}
+		if p.After != nil {
+			if p.After.Key() != p.Key {
+				return Result{}, fmt.Errorf("put %s: document is %s", p.Key, p.After.Key())
+			}
+			if err := p.After.Validate(); err != nil {
+				return Result{}, &ValidationError{err}
+			}
+		}
+		switch {
+		case p.After == nil && !exists:
+			continue
+		case p.After == nil:
+			before := cur.doc
+			changes = append(changes, Change{Op: OpDelete, Kind: p.Key.Kind, Name: p.Key.Name, Service: before.Service, Before: &before})
+		case !exists:
+			after := *p.After
+			changes = append(changes, Change{Op: OpCreate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, After: &after})
+		case policy.Equal(&cur.doc, p.After):
+			continue
+		default:
+			before, after := cur.doc, *p.After
+			changes = append(changes, Change{Op: OpUpdate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, Before: &before, After: &after})
+		}
+	}
+	return s.record(action, 0, changes, opts)
 }
 
 // record writes a version holding changes (unless none changes anything

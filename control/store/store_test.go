@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -266,4 +267,48 @@ func items(src string, docs []policy.Document) []Item {
 		out[i] = Item{d, src}
 	}
 	return out
+}
+
+func TestCompareAndPut(t *testing.T) {
+	s, err := Open(t.TempDir(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	docs, err := policy.Load([]byte("kind: Route\nname: r\nservice: s\ntimeout: 1s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := docs[0]
+	key := d.Key()
+	if _, err := s.CompareAndPut([]Put{{Key: key, After: &d}}, "", ApplyOptions{Who: "guard:g"}); err != nil {
+		t.Fatal(err)
+	}
+	changed := d
+	changed.Spec = &policy.Route{Timeout: policy.Duration(2 * time.Second)}
+	// A concurrent apply happened: the expectation (absent) is stale.
+	if _, err := s.CompareAndPut([]Put{{Key: key, After: &changed}}, "", ApplyOptions{}); !errors.As(err, new(*StaleError)) {
+		t.Fatalf("put over a changed document: %v, want a StaleError", err)
+	}
+	res, err := s.CompareAndPut([]Put{{Key: key, Expect: &d, After: &changed}}, "", ApplyOptions{Who: "guard:g"})
+	if err != nil || !res.Changed || res.Changes[0].Op != OpUpdate {
+		t.Fatalf("put: %+v %v", res, err)
+	}
+	// Revert: back to exactly d, then delete.
+	if _, err := s.CompareAndPut([]Put{{Key: key, Expect: &changed, After: &d}}, "", ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := s.Get(key); !policy.Equal(&it.Document, &d) {
+		t.Errorf("after revert: %+v", it)
+	}
+	if _, err := s.CompareAndPut([]Put{{Key: key, Expect: &d}}, "", ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get(key); ok {
+		t.Error("delete by put left the document")
+	}
+	h := s.History(0, 0)
+	if len(h) != 4 || h[3].Action != ActionGuard || h[0].Who != "guard:g" {
+		t.Errorf("history: %+v", h)
+	}
 }

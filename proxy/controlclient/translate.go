@@ -122,7 +122,7 @@ func compileRoute(d *cpolicy.Document, r *cpolicy.Route) (*chain.Route, error) {
 			fc.DelayPercent, fc.Delay = f.Delay.Percent, f.Delay.Duration.D()
 		}
 		if f.Abort != nil {
-			fc.AbortPercent, fc.AbortStatus = f.Abort.Percent, f.Abort.Status
+			fc.AbortPercent, fc.AbortStatus, fc.AbortHeaders = f.Abort.Percent, f.Abort.Status, f.Abort.Headers
 		}
 		out.Fault = fc
 	}

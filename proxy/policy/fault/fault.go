@@ -14,6 +14,8 @@ type Config struct {
 	Delay        time.Duration
 	AbortPercent float64
 	AbortStatus  int
+	// AbortHeaders are set on aborted answers.
+	AbortHeaders map[string]string
 }
 
 // Layer injects the faults of Config.
@@ -50,7 +52,11 @@ func (l *Layer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if c := l.Config; c.AbortPercent > 0 && l.roll() < c.AbortPercent {
 		st.Record(l.Ref, policy.DecisionFaultAbort)
 		if l.Ref.Enforce {
-			return policy.Respond(r, c.AbortStatus, "fault injected"), nil
+			res := policy.Respond(r, c.AbortStatus, "fault injected")
+			for k, v := range c.AbortHeaders {
+				res.Header.Set(k, v)
+			}
+			return res, nil
 		}
 	}
 	return l.Next.RoundTrip(r)

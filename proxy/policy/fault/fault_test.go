@@ -20,6 +20,7 @@ func TestFault(t *testing.T) {
 		decisions  []string
 	}{
 		{"abort enforced", Config{AbortPercent: 50, AbortStatus: 503}, true, 10, 503, false, []string{"fault_abort"}},
+		{"abort with headers", Config{AbortPercent: 100, AbortStatus: 503, AbortHeaders: map[string]string{"x-meshscope-guard": "g"}}, true, 10, 503, false, []string{"fault_abort"}},
 		{"abort not rolled", Config{AbortPercent: 50, AbortStatus: 503}, true, 60, 200, false, nil},
 		{"abort observed", Config{AbortPercent: 50, AbortStatus: 503}, false, 10, 200, false, []string{"fault_abort"}},
 		{"delay enforced", Config{DelayPercent: 100, Delay: 30 * time.Millisecond}, true, 10, 200, true, []string{"fault_delay"}},
@@ -45,6 +46,11 @@ func TestFault(t *testing.T) {
 			}
 			if res.StatusCode != tc.wantStatus {
 				t.Errorf("status %d, want %d", res.StatusCode, tc.wantStatus)
+			}
+			for k, v := range tc.cfg.AbortHeaders {
+				if got := res.Header.Get(k); (res.StatusCode == tc.cfg.AbortStatus) != (got == v) {
+					t.Errorf("header %s = %q on status %d", k, got, res.StatusCode)
+				}
 			}
 			if (res.StatusCode == 200) != (upstream == 1) {
 				t.Errorf("upstream called %d times with status %d", upstream, res.StatusCode)

@@ -1,0 +1,309 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/meshscope/meshscope/control/auth"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/meshscope/meshscope/control/policy"
+	"github.com/meshscope/meshscope/control/store"
+)
+
+// APIPrefix starts the guard API paths (same prefix as the policy API).
+const APIPrefix = "/api/mesh/v1"
+
+// View is a guard as GET /api/mesh/v1/guards shows it.
+type View struct {
+	Name    string `json:"name"`
+	Service string `json:"service"`
+	// Mode is dry-run or enforce.
+	Mode string `json:"mode"`
+	// State is armed, paused, triggered-dry-run, acting or cooling-down.
+	State string `json:"state"`
+	// When is the condition in words.
+	When string `json:"when"`
+	// Then lists the configured actions.
+	Then []string `json:"then"`
+	// Action is the active action (dry-run: the one it would have made).
+	Action        *ActionView `json:"action,omitempty"`
+	CooldownUntil *time.Time  `json:"cooldown_until,omitempty"`
+	// Error is the last failed write, if any.
+	Error string `json:"error,omitempty"`
+	// LastEvent is the guard's newest event.
+	LastEvent *Event `json:"last_event,omitempty"`
+}
+
+// ActionView is an active action with its revert point.
+type ActionView struct {
+	Started time.Time `json:"started"`
+	DryRun  bool      `json:"dry_run"`
+	Summary string    `json:"summary"`
+	// Version is the policy version the action wrote.
+	Version uint64 `json:"version,omitempty"`
+	// Changes are the documents before (the revert point) and after.
+	Changes []store.Change `json:"changes"`
+}
+
+// ListView answers GET /api/mesh/v1/guards.
+type ListView struct {
+	Guards []View `json:"guards"`
+}
+
+// EventsView answers GET /api/mesh/v1/events.
+type EventsView struct {
+	Events []Event `json:"events"`
+}
+
+// OpResult answers POST /api/mesh/v1/guards/{name}/{op}.
+type OpResult struct {
+	Guard View `json:"guard"`
+	// Event is the event the operation recorded.
+	Event *Event `json:"event,omitempty"`
+}
+
+// RegisterRoutes adds the guard API to mux.
+func (c *Controller) RegisterRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+APIPrefix+"/guards", c.handleList)
+	mux.HandleFunc("GET "+APIPrefix+"/guards/{name}", c.handleGet)
+	mux.HandleFunc("POST "+APIPrefix+"/guards/{name}/{op}", c.handleOp)
+	mux.HandleFunc("GET "+APIPrefix+"/events", c.handleEvents)
+}
+
+type errorView struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding response failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// DescribeWhen is a guard's condition in words.
+func DescribeWhen(g *policy.Guard) string {
+	if g.When.SLO != "" {
+		return fmt.Sprintf("SLO %s burns at %s level", g.When.SLO, g.When.Burn)
+	}
+	s := "alert " + g.When.Alert + " fires"
+	if len(g.When.Labels) > 0 {
+		b, _ := json.Marshal(g.When.Labels)
+		s += " with " + string(b)
+	}
+	return s
+}
+
+// DescribeThen lists a guard's actions in words.
+func DescribeThen(g *policy.Guard) []string {
+	var out []string
+	t := g.Then
+	if s := t.Shift; s != nil {
+		if s.To != "" {
+			out = append(out, "shift to "+s.To)
+		} else {
+			out = append(out, "shift to "+weightsText(backendsOf(s.Weights)))
+		}
+	}
+	if e := t.Eject; e != nil {
+		out = append(out, "eject "+e.Version)
+	}
+	if b := t.Break; b != nil {
+		out = append(out, fmt.Sprintf("break (%v%% probes)", b.ProbePercent))
+	}
+	if s := t.Shed; s != nil {
+		if s.Percent > 0 {
+			out = append(out, fmt.Sprintf("shed %v%%", s.Percent))
+		} else {
+			out = append(out, fmt.Sprintf("shed to %v rps", s.RequestsPerSecond))
+		}
+	}
+	return out
+}
+
+// viewLocked builds a guard's view.
+func (c *Controller) viewLocked(d *policy.Document) View {
+	g := d.Guard()
+	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: DescribeWhen(g), Then: DescribeThen(g), State: StateArmed}
+	if v.Mode == "" {
+		v.Mode = string(policy.ModeDryRun)
+	}
+	st := c.state[d.Name]
+	if st != nil {
+		switch {
+		case st.Paused:
+			v.State = StatePaused
+		case st.Action != nil && st.Action.DryRun:
+			v.State = StateDryRun
+		case st.Action != nil:
+			v.State = StateActing
+		case c.now().Before(st.CooldownUntil):
+			v.State = StateCooling
+		}
+		if a := st.Action; a != nil {
+			v.Action = &ActionView{Started: a.Started, DryRun: a.DryRun, Summary: a.Summary, Version: a.Version, Changes: changesOf(a.puts())}
+		}
+		if c.now().Before(st.CooldownUntil) {
+			t := st.CooldownUntil
+			v.CooldownUntil = &t
+		}
+		v.Error = st.Failed
+	}
+	if evs := c.events.list(d.Name, "", 1); len(evs) == 1 {
+		v.LastEvent = &evs[0]
+	}
+	return v
+}
+
+// Guards returns every guard's view, sorted by name.
+func (c *Controller) Guards(service string) []View {
+	_, docs := c.store.Snapshot()
+	guards := guardsOf(docs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := []View{}
+	for i := range guards {
+		if service == "" || guards[i].Service == service {
+			out = append(out, c.viewLocked(&guards[i]))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (c *Controller) handleList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, ListView{Guards: c.Guards(r.URL.Query().Get("service"))})
+}
+
+func (c *Controller) guardDoc(name string) (*policy.Document, bool) {
+	it, ok := c.store.Get(policy.Key{Kind: policy.KindGuard, Name: name})
+	if !ok || it.Guard() == nil {
+		return nil, false
+	}
+	d := it.Document
+	return &d, true
+}
+
+func (c *Controller) handleGet(w http.ResponseWriter, r *http.Request) {
+	d, ok := c.guardDoc(r.PathValue("name"))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorView{fmt.Sprintf("guard %q not found", r.PathValue("name"))})
+		return
+	}
+	c.mu.Lock()
+	v := c.viewLocked(d)
+	c.mu.Unlock()
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (c *Controller) handleEvents(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > keepEvents {
+			writeJSON(w, http.StatusBadRequest, errorView{fmt.Sprintf("limit: %q: want 1..%d", s, keepEvents)})
+			return
+		}
+		limit = n
+	}
+	c.mu.Lock()
+	evs := c.events.list(r.URL.Query().Get("guard"), r.URL.Query().Get("service"), limit)
+	c.mu.Unlock()
+	writeJSON(w, http.StatusOK, EventsView{Events: evs})
+}
+
+// Operations on a guard.
+const (
+	OpPause   = "pause"
+	OpResume  = "resume"
+	OpRevert  = "revert"
+	OpPromote = "promote"
+)
+
+// ErrNotFound is an operation on a guard that does not exist.
+var ErrNotFound = errors.New("guard not found")
+
+// Operate pauses, resumes, reverts or promotes a guard on behalf of who.
+func (c *Controller) Operate(ctx context.Context, name, op, who string) (OpResult, error) {
+	d, ok := c.guardDoc(name)
+	if !ok {
+		return OpResult{}, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if op == OpPromote {
+		if d.Mode == policy.ModeEnforce {
+			return OpResult{}, fmt.Errorf("guard %q is already in enforce mode", name)
+		}
+		promoted := clone(d)
+		promoted.Mode = policy.ModeEnforce
+		if _, err := c.store.CompareAndPut([]store.Put{{Key: d.Key(), Expect: d, After: promoted}}, store.ActionApply, store.ApplyOptions{Who: who}); err != nil {
+			return OpResult{}, fmt.Errorf("promoting guard %q: %w", name, err)
+		}
+		d = promoted
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stateOf(name)
+	seq := c.events.seq
+	mode := string(d.Mode)
+	switch op {
+	case OpPause:
+		if st.Paused {
+			return OpResult{}, fmt.Errorf("guard %q is already paused", name)
+		}
+		st.Paused = true
+		c.emitLocked(Event{Guard: name, Service: d.Service, Kind: EventPaused, Mode: mode, Summary: "paused: no automatic action or revert until resumed", Who: who})
+	case OpResume:
+		if !st.Paused {
+			return OpResult{}, fmt.Errorf("guard %q is not paused", name)
+		}
+		st.Paused = false
+		st.ClearSince = time.Time{}
+		c.emitLocked(Event{Guard: name, Service: d.Service, Kind: EventResumed, Mode: mode, Summary: "resumed", Who: who})
+	case OpRevert:
+		if err := c.revertLocked(ctx, name, st, who, d); err != nil {
+			c.saveLocked()
+			c.updateFiringLocked()
+			return OpResult{}, fmt.Errorf("reverting guard %q: %w", name, err)
+		}
+	case OpPromote:
+		c.emitLocked(Event{Guard: name, Service: d.Service, Kind: EventPromoted, Mode: mode, Summary: "promoted from dry-run to enforce", Who: who})
+	default:
+		return OpResult{}, fmt.Errorf("%q is not an operation (want pause, resume, revert or promote)", op)
+	}
+	c.saveLocked()
+	c.updateFiringLocked()
+	res := OpResult{Guard: c.viewLocked(d)}
+	if c.events.seq > seq {
+		e := c.events.recent[len(c.events.recent)-1]
+		res.Event = &e
+	}
+	c.Trigger()
+	return res, nil
+}
+
+func (c *Controller) handleOp(w http.ResponseWriter, r *http.Request) {
+	res, err := c.Operate(r.Context(), r.PathValue("name"), r.PathValue("op"), requester(r))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeJSON(w, http.StatusNotFound, errorView{err.Error()})
+	case errors.As(err, new(*store.StaleError)), errors.As(err, new(*store.ConflictError)):
+		writeJSON(w, http.StatusConflict, errorView{err.Error()})
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, errorView{err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// HeaderWho names the operator (as in the policy API).
+const HeaderWho = auth.HeaderWho
+
+func requester(r *http.Request) string { return auth.Who(r) }
