@@ -165,6 +165,10 @@ type Config struct {
 	// without the control plane still routes. Default: a directory per
 	// service and listener under the system temp dir.
 	StateDir string `yaml:"state_dir" json:"state_dir"`
+	// NoMTLS turns mesh mTLS off (--mtls=false): with a control plane the
+	// proxy otherwise gets a certificate and talks mTLS to meshed peers
+	// (docs/mtls.md).
+	NoMTLS bool `yaml:"no_mtls" json:"no_mtls"`
 	// MaxProcs is how many CPU cores (threads running Go code, GOMAXPROCS)
 	// the proxy uses at once; 0 = Go's default (every core, or the
 	// container's CPU limit). The GOMAXPROCS environment variable overrides
@@ -486,6 +490,11 @@ func BindFlags(fs *flag.FlagSet, cfg *Config, opaque *[]string) {
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request head in bytes (then 431)")
 	fs.IntVar(&cfg.MaxProcs, "max-procs", cfg.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port): discovery and traffic policies")
+	fs.BoolFunc("mtls", "mTLS between meshed proxies with --control-plane (default true; --mtls=false disables)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		cfg.NoMTLS = !on
+		return err
+	})
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir` keeping the last control-plane snapshot (default: under the temp dir)")
 	listFlag(fs, "inbound", "inbound listener `LISTEN=APP_ADDR` (repeatable)", &cfg.Inbound, ParseInbound)
 	listFlag(fs, "upstream", "outbound listener `LISTEN=SERVICE[@ADDR,...]` (repeatable; addresses optional with --control-plane)", &cfg.Upstreams, ParseUpstream)

@@ -250,6 +250,9 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
+	if p.mesh != nil && !p.meshRequest(rec, r, h.t, span) {
+		return
+	}
 	h.rp.ServeHTTP(rec, r)
 }
 

@@ -17,6 +17,9 @@ const (
 	KindRoute      = "Route"
 	KindResilience = "Resilience"
 	KindSLO        = "SLO"
+	// KindPeerAuthentication and KindAuthorization are docs/mtls.md's.
+	KindPeerAuthentication = "PeerAuthentication"
+	KindAuthorization      = "Authorization"
 )
 
 // kinds is the kind table: adding a kind is one entry here and one file
@@ -25,6 +28,8 @@ var kinds = [...]Kind{
 	{Name: KindRoute, New: func() Spec { return new(Route) }, OnePerService: true},
 	{Name: KindResilience, New: func() Spec { return new(Resilience) }, OnePerService: true},
 	{Name: KindSLO, New: func() Spec { return new(SLO) }},
+	{Name: KindPeerAuthentication, New: func() Spec { return new(PeerAuthentication) }, OnePerService: true},
+	{Name: KindAuthorization, New: func() Spec { return new(Authorization) }, OnePerService: true},
 }
 
 // Kinds returns the known kinds.
