@@ -203,7 +203,7 @@ func TestMTLSRotationAndTCP(t *testing.T) {
 	echoProc, echoAdmin := startProxy(t, "echo", "--service", "echo", "--version", "v1",
 		"--inbound", echoIn+"="+echoLn.Addr().String(), "--control-plane", cp, "--state-dir", t.TempDir(), "--no-tracing")
 	tcpProc, tcpAdmin := startProxy(t, "tcp-caller", "--service", "checkout-tcp", "--version", "v1",
-		"--upstream", echoOut+"=echo", "--control-plane", cp, "--state-dir", t.TempDir(), "--no-tracing")
+		"--upstream", echoOut+"=echo", "--opaque", echoOut, "--control-plane", cp, "--state-dir", t.TempDir(), "--no-tracing")
 	waitCert(t, echoAdmin, echoProc)
 	waitCert(t, tcpAdmin, tcpProc)
 	poll(t, 30*time.Second, "echo over opaque TCP through mTLS", func() (bool, string) {
@@ -260,6 +260,20 @@ func TestMTLSRotationAndTCP(t *testing.T) {
 	}
 	if issued1-issued0 < 1 || expiry1 <= expiry0 {
 		t.Errorf("payments did not rotate: issued %v → %v, expiry %v → %v", issued0, issued1, expiry0, expiry1)
+	}
+	// The first certificates have expired by now: a new TCP connection
+	// handshakes with rotated ones on both sides.
+	hs0 := metric(t, tcpAdmin, "mesh_tls_handshakes_total", `side="client"`, `result="ok"`)
+	c, err := net.DialTimeout("tcp", echoOut, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "after rotation\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if line != "echo after rotation\n" || metric(t, tcpAdmin, "mesh_tls_handshakes_total", `side="client"`, `result="ok"`) <= hs0 {
+		t.Errorf("TCP after rotation: %q %v; want a new mTLS handshake and the echo", line, err)
 	}
 	if v := metric(t, m.callAdmin, "mesh_tls_handshakes_total", `side="client"`, `result="failed"`); v != 0 {
 		t.Errorf("checkout: %v failed mTLS handshakes", v)

@@ -60,6 +60,9 @@ type identity struct {
 	roots       *x509.CertPool
 	trustDomain string
 	id          string
+	// renewAt is 2/3 of the way from receipt to expiry (the CA backdates
+	// NotBefore for clock skew, so the receipt time is the start).
+	renewAt time.Time
 }
 
 // New returns a mesh identity for service, without a certificate.
@@ -122,11 +125,8 @@ func (m *Mesh) NotAfter() time.Time {
 // outstanding; nil otherwise. The control client calls it on every tick.
 func (m *Mesh) CertRequest() []byte {
 	now := m.now()
-	if id := m.cur.Load(); id != nil {
-		life := id.leaf.NotAfter.Sub(id.leaf.NotBefore)
-		if now.Before(id.leaf.NotBefore.Add(life * 2 / 3)) {
-			return nil
-		}
+	if id := m.cur.Load(); id != nil && now.Before(id.renewAt) {
+		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -219,8 +219,9 @@ func (m *Mesh) parse(c *wire.Cert, key *ecdsa.PrivateKey) (*identity, error) {
 	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
 		return nil, fmt.Errorf("certificate: URI SAN %v, want %s", leaf.URIs, want)
 	}
+	now := m.now()
 	return &identity{cert: tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, leaf: leaf, roots: roots,
-		trustDomain: c.TrustDomain, id: want}, nil
+		trustDomain: c.TrustDomain, id: want, renewAt: now.Add(leaf.NotAfter.Sub(now) * 2 / 3)}, nil
 }
 
 // SetPeers replaces the table of endpoints that accept mesh mTLS, from a
