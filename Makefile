@@ -29,6 +29,8 @@ BUILD_DEPS :=
 TEST_APT   := prometheus prometheus-alertmanager
 # nginx (nginx-light) is the reference the proxy's smuggling corpus runs against.
 TEST_APT   += nginx-light
+# openssl s_client checks the mesh mTLS chain and SPIFFE ID (e2e TestMTLS).
+TEST_APT   += openssl
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/meshscope/meshscope/cmd/internal/buildinfo.version=$(VERSION)

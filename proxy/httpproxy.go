@@ -250,7 +250,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
-	if p.mesh != nil && !p.meshRequest(rec, r, h.t, span) {
+	if p.mesh != nil && !p.meshRequest(rec, r, h.t, &k, span) {
 		return
 	}
 	h.rp.ServeHTTP(rec, r)
@@ -276,6 +276,9 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 		code = http.StatusOK
 	}
 	policyFinish(r, h.p, k, span)
+	if h.p.mesh != nil {
+		h.p.meshFinish(r, h.t, k, span)
+	}
 	k.statusCode = statusLabel(code)
 	failed := code >= 500 || code == statusClientGone || panicked != nil
 	if k.protocol == protoGRPC {

@@ -154,11 +154,12 @@ func meshInfo(r *http.Request) meshtls.Info {
 // meshRequest records the TLS state of an inbound request on its span and
 // evaluates the service's Authorization; false: the request was denied
 // (403 written).
-func (p *Proxy) meshRequest(w *recorder, r *http.Request, t *target, span *hopSpan) bool {
+func (p *Proxy) meshRequest(w *recorder, r *http.Request, t *target, k *requestKey, span *hopSpan) bool {
 	if t.kind != "inbound" {
 		return true
 	}
 	info := meshInfo(r)
+	k.tls = info.TLS
 	if span != nil {
 		span.add(attribute.String("mesh.tls", info.TLS))
 		if info.Peer != "" {
@@ -189,4 +190,29 @@ func (p *Proxy) meshRequest(w *recorder, r *http.Request, t *target, span *hopSp
 	w.Header().Set(authz.ReasonHeader, reason)
 	http.Error(w, "403 forbidden by mesh authorization\n", http.StatusForbidden)
 	return false
+}
+
+// meshFinish labels an outbound request with the TLS of the hop it took:
+// mTLS when its (last) endpoint is a meshed peer the proxy dials with
+// mTLS.
+func (p *Proxy) meshFinish(r *http.Request, t *target, k *requestKey, span *hopSpan) {
+	if t.kind == "inbound" {
+		return
+	}
+	st := policy.FromContext(r.Context())
+	addr, _ := st.Endpoint()
+	if addr == "" {
+		return
+	}
+	k.tls = tlsPlaintext
+	peer, mtls := p.mesh.tls.PeerFor(addr)
+	if mtls {
+		k.tls = meshtls.TLSMutual
+	}
+	if span != nil {
+		span.add(attribute.String("mesh.tls", k.tls))
+		if mtls {
+			span.add(attribute.String("mesh.peer.identity", p.mesh.tls.PeerID(peer)))
+		}
+	}
 }

@@ -428,3 +428,12 @@ func InfoOf(c net.Conn) Info {
 	}
 	return Info{TLS: TLSPlaintext}
 }
+
+// PeerID is the SPIFFE ID of service in the proxy's trust domain ("" before
+// the first certificate).
+func (m *Mesh) PeerID(service string) string {
+	if id := m.cur.Load(); id != nil {
+		return "spiffe://" + id.trustDomain + "/service/" + service
+	}
+	return ""
+}
