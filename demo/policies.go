@@ -15,11 +15,11 @@ import (
 //go:embed policies.yaml
 var policiesYAML []byte
 
-// applyPolicies posts the demo's policy set to the server's apply API.
-func applyPolicies(ctx context.Context, httpAddr string) error {
+// applyDocuments posts policy documents (YAML) to the server's apply API.
+func applyDocuments(ctx context.Context, httpAddr, what string, docs []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+"/api/mesh/v1/apply", bytes.NewReader(policiesYAML))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+"/api/mesh/v1/apply", bytes.NewReader(docs))
 	if err != nil {
 		return err
 	}
@@ -27,12 +27,12 @@ func applyPolicies(ctx context.Context, httpAddr string) error {
 	req.Header.Set("X-Meshscope-Who", "demo")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("demo: applying policies: %w", err)
+		return fmt.Errorf("demo: applying %s: %w", what, err)
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<16))
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("demo: applying policies: server answered %d: %s", res.StatusCode, bytes.TrimSpace(body))
+		return fmt.Errorf("demo: applying %s: server answered %d: %s", what, res.StatusCode, bytes.TrimSpace(body))
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	if err := waitReady(ctx, "http://"+httpAddr+"/ready", r.server, cfg.ReadyTimeout); err != nil {
 		return startupErr(err)
 	}
-	if err := applyPolicies(ctx, httpAddr); err != nil {
+	if err := applyDocuments(ctx, httpAddr, "policies", policiesYAML); err != nil {
 		return startupErr(err)
 	}
 	r.controlPlane = "http://" + httpAddr

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/slo"
+	"github.com/meshscope/meshscope/ruler/rulertest"
 )
 
 // flakyApp answers 500 to every other request while failing is set and
@@ -51,26 +52,6 @@ func startFlakyApp(t *testing.T) *flakyApp {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return a
-}
-
-// startAlertmanager runs Debian's prometheus-alertmanager on loopback.
-func startAlertmanager(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		t.Skip("prometheus-alertmanager not installed (make test installs it: apt-get install prometheus-alertmanager)")
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "am.yml")
-	if err := os.WriteFile(cfg, []byte("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a := freeAddrs(t, 2)
-	p := startProc(t, "alertmanager", bin, "--config.file="+cfg, "--storage.path="+dir,
-		"--web.listen-address="+a[0], "--cluster.listen-address="+a[1])
-	u := "http://" + a[0]
-	waitReady(t, p, u+"/-/ready", 60*time.Second)
-	return u
 }
 
 type amAlert struct {
@@ -135,7 +116,7 @@ const userRuleFile = `groups:
 // the failures stop. A latency SLO fires on a slow upstream. User rule
 // files load unchanged and a bad one is refused on reload.
 func TestSLOAlerts(t *testing.T) {
-	am := startAlertmanager(t)
+	am := rulertest.StartAlertmanager(t)
 	rulesDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(rulesDir, "user.yml"), []byte(userRuleFile), 0o644); err != nil {
 		t.Fatal(err)

@@ -3,13 +3,11 @@ package ruler
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/rules"
 
 	"github.com/meshscope/meshscope/collector/metricstore"
+	"github.com/meshscope/meshscope/ruler/rulertest"
 )
 
 type env struct {
@@ -269,42 +268,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// StartAlertmanager runs the Debian prometheus-alertmanager on loopback and
-// returns its base URL; the test is skipped when it is not installed.
-func startAlertmanager(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		t.Skip("prometheus-alertmanager not installed (apt-get install prometheus-alertmanager); make test installs it")
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "am.yml")
-	writeFile(t, cfg, "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n")
-	port, cport := freePort(t), freePort(t)
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+dir,
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
-		fmt.Sprintf("--cluster.listen-address=127.0.0.1:%d", cport))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	u := fmt.Sprintf("http://127.0.0.1:%d", port)
-	eventually(t, "alertmanager ready", func() bool {
-		resp, err := http.Get(u + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return u
-}
-
 // TestAlertmanagerReceives: a firing alert reaches a real Alertmanager
 // through the Prometheus notifier, with the external URL in its link.
 func TestAlertmanagerReceives(t *testing.T) {
-	am := startAlertmanager(t)
+	am := rulertest.StartAlertmanager(t)
 	e := newEnv(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.yml"), userRules)

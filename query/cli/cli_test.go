@@ -116,6 +116,7 @@ func TestCommandsGolden(t *testing.T) {
 		{"stat_versions_unknown", []string{"stat", "--versions", "nosuchsvc"}, 1},
 		{"top_once", []string{"top", "--once"}, 0},
 		{"top_once_limit", []string{"top", "--once", "--limit", "2", "--service", "catalog"}, 0},
+		{"top_once_utc", []string{"top", "--once", "--utc", "--limit", "1"}, 0},
 		{"traces", []string{"traces", "--lookback", "24h"}, 0},
 		{"traces_filtered", []string{"traces", "--lookback", "24h", "--service", "payments", "--status", "error"}, 0},
 		{"traces_attr", []string{"traces", "--lookback", "24h", "--attr", "http.response.status_code=200", "--min-duration", "100ms"}, 0},

@@ -23,8 +23,9 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	limit := fs.Int("limit", 20, "number of routes shown")
 	interval := fs.Duration("interval", 2*time.Second, "refresh interval")
 	once := fs.Bool("once", false, "print one frame and exit (non-interactive)")
+	utc := utcFlag(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: meshscope top [--service NAME] [--window 1m] [--limit 20] [--interval 2s] [--once] [--server URL]")
+		fmt.Fprintln(stderr, "usage: meshscope top [--service NAME] [--window 1m] [--limit 20] [--interval 2s] [--once] [--utc] [--server URL]")
 		fs.PrintDefaults()
 	}
 	pos, code, ok := parse(fs, args, stderr)
@@ -58,7 +59,7 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(rows) > *limit {
 			rows = rows[:*limit]
 		}
-		fmt.Fprintf(stdout, "busiest routes over %s at %s (%d of %d)\n\n", resp.Window, resp.At.Format(time.RFC3339), len(rows), len(resp.Routes))
+		fmt.Fprintf(stdout, "busiest routes over %s at %s (%d of %d)\n\n", resp.Window, FormatTime(resp.At, location(*utc)), len(rows), len(resp.Routes))
 		tw := newTable(stdout)
 		fmt.Fprintln(tw, "SERVICE\tROUTE\tRPS\tSUCCESS\tLATENCY_P50\tLATENCY_P95\tLATENCY_P99")
 		for _, r := range rows {
