@@ -290,8 +290,8 @@ func handshakes(data string, p *pair, d time.Duration) (perSec, cpuMSPer float64
 	roots.AppendCertsFromPEM(iss.Bundle)
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13, NextProtos: []string{wire.MeshALPN}, RootCAs: roots, ServerName: "unused",
 		InsecureSkipVerify: true, // the chain is checked below; the identity is a URI SAN, not a host name
-		Certificates:        []tls.Certificate{{Certificate: [][]byte{b.Bytes}, PrivateKey: key}},
-		ClientSessionCache:  nil, // every handshake is a full one
+		Certificates:       []tls.Certificate{{Certificate: [][]byte{b.Bytes}, PrivateKey: key}},
+		ClientSessionCache: nil, // every handshake is a full one
 	}
 	var n atomic.Int64
 	var failed atomic.Int64

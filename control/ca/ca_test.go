@@ -170,9 +170,9 @@ func TestConfigAndCSRErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for in, want := range map[string]string{
-		"":                     "PEM CERTIFICATE REQUEST",
+		"": "PEM CERTIFICATE REQUEST",
 		"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n": "csr:",
-		strings.Repeat("x", MaxCSRBytes+1): "larger than",
+		strings.Repeat("x", MaxCSRBytes+1):                                               "larger than",
 	} {
 		if _, err := c.Sign([]byte(in), "web", time.Now()); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Sign(%.20q) = %v, want %q", in, err, want)

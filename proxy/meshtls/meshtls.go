@@ -41,11 +41,11 @@ type Mesh struct {
 
 	cur atomic.Pointer[identity] // nil until the first certificate
 
-	mu          sync.Mutex
-	pendingKey  *ecdsa.PrivateKey
-	pendingAt   time.Time
-	peers       map[string]string // mTLS endpoint address → service
-	strict      atomic.Bool
+	mu         sync.Mutex
+	pendingKey *ecdsa.PrivateKey
+	pendingAt  time.Time
+	peers      map[string]string // mTLS endpoint address → service
+	strict     atomic.Bool
 
 	certs      *prometheus.CounterVec
 	expiry     prometheus.Gauge
