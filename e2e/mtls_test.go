@@ -32,19 +32,25 @@ type tlsMesh struct {
 	client            *http.Client
 }
 
-func startTLSMesh(t *testing.T, serverArgs ...string) *tlsMesh {
+func startTLSMesh(t *testing.T, tracing bool, serverArgs ...string) *tlsMesh {
 	t.Helper()
+	tel := []string{"--no-tracing"}
+	if tracing {
+		otlp := freeAddrs(t, 1)[0]
+		serverArgs = append(serverArgs, "--otlp-grpc", otlp)
+		tel = []string{"--collector", otlp}
+	}
 	m := &tlsMesh{s: startControlServer(t, t.TempDir(), serverArgs...)}
 	m.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	t.Cleanup(m.client.CloseIdleConnections)
 	cp := "http://" + m.s.http
 	m.app = startVersionApp(t, "v1")
 	m.payIn = freeAddrs(t, 1)[0]
-	m.payProc, m.payAdmin = startProxy(t, "payments", "--service", "payments", "--version", "v1",
-		"--inbound", m.payIn+"="+m.app.addr, "--control-plane", cp, "--state-dir", t.TempDir(), "--no-tracing")
+	m.payProc, m.payAdmin = startProxy(t, "payments", append([]string{"--service", "payments", "--version", "v1",
+		"--inbound", m.payIn + "=" + m.app.addr, "--control-plane", cp, "--state-dir", t.TempDir()}, tel...)...)
 	m.caller = freeAddrs(t, 1)[0]
-	m.callProc, m.callAdmin = startProxy(t, "checkout", "--service", "checkout", "--version", "v1",
-		"--upstream", m.caller+"=payments", "--control-plane", cp, "--state-dir", t.TempDir(), "--no-tracing")
+	m.callProc, m.callAdmin = startProxy(t, "checkout", append([]string{"--service", "checkout", "--version", "v1",
+		"--upstream", m.caller + "=payments", "--control-plane", cp, "--state-dir", t.TempDir()}, tel...)...)
 	for _, admin := range []string{m.payAdmin, m.callAdmin} {
 		waitCert(t, admin, m.payProc, m.callProc)
 	}
@@ -109,7 +115,7 @@ func TestMTLS(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed (Makefile TEST_APT)")
 	}
-	m := startTLSMesh(t)
+	m := startTLSMesh(t, false)
 
 	codes := m.fire(20, "/pay")
 	if codes[200] != 20 {
@@ -177,7 +183,7 @@ func TestMTLS(t *testing.T) {
 // rotate (at 2/3 of the life) while requests flow, none failing; opaque
 // TCP between meshed proxies runs over mTLS too.
 func TestMTLSRotationAndTCP(t *testing.T) {
-	m := startTLSMesh(t, "--cert-lifetime", "30s")
+	m := startTLSMesh(t, false, "--cert-lifetime", "30s")
 	cp := "http://" + m.s.http
 
 	// An echo service (line protocol, client speaks first) behind its
@@ -283,7 +289,7 @@ func TestMTLSRotationAndTCP(t *testing.T) {
 // TestAuthorization: audit mode counts would-deny and passes the request;
 // enforce answers 403 with the reason.
 func TestAuthorization(t *testing.T) {
-	m := startTLSMesh(t)
+	m := startTLSMesh(t, true)
 	const doc = `kind: Authorization
 name: payments-callers
 service: payments
@@ -304,6 +310,54 @@ rules:
 	if codes := m.fire(5, "/public/x"); codes[200] != 5 {
 		t.Errorf("allowed path in audit mode: %v", codes)
 	}
+	// The payments span of an audited request carries the TLS state, the
+	// caller identity and the would-deny event.
+	poll(t, 30*time.Second, "a payments span with mesh.tls, mesh.peer.identity and the audit event", func() (bool, string) {
+		var r struct {
+			Data []struct {
+				Spans []struct {
+					Tags []struct {
+						Key   string `json:"key"`
+						Value any    `json:"value"`
+					} `json:"tags"`
+					Logs []struct {
+						Fields []struct {
+							Key   string `json:"key"`
+							Value any    `json:"value"`
+						} `json:"fields"`
+					} `json:"logs"`
+				} `json:"spans"`
+			} `json:"data"`
+		}
+		if err := getJSON(m.s.url("/jaeger/api/traces?service=payments&lookback=1h&limit=50"), &r); err != nil {
+			return false, err.Error()
+		}
+		seen := ""
+		for _, tr := range r.Data {
+			for _, s := range tr.Spans {
+				tags := map[string]string{}
+				for _, tg := range s.Tags {
+					tags[tg.Key] = fmt.Sprint(tg.Value)
+				}
+				if tags["mesh.direction"] != "inbound" {
+					continue
+				}
+				seen = fmt.Sprint(tags)
+				deny := false
+				for _, l := range s.Logs {
+					for _, f := range l.Fields {
+						if f.Key == "mesh.policy.decision" && fmt.Sprint(f.Value) == "deny" {
+							deny = true
+						}
+					}
+				}
+				if tags["mesh.tls"] == "mtls" && tags["mesh.peer.identity"] == "spiffe://meshscope.local/service/checkout" && deny {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("%d traces; last inbound span tags %s", len(r.Data), seen)
+	}, m.payProc, m.callProc)
 
 	m.apply(t, fmt.Sprintf(doc, "enforce"))
 	res, err := m.client.Get("http://" + m.caller + "/pay")
