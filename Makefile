@@ -29,7 +29,8 @@ BUILD_DEPS :=
 TEST_APT   := prometheus prometheus-alertmanager
 # nginx (nginx-light) is the reference the proxy's smuggling corpus runs against.
 TEST_APT   += nginx-light
-# openssl s_client checks which certificate the ingress gateway serves per SNI host (e2e/gateway_test.go).
+# openssl s_client checks the ingress gateway's certificate per SNI host (e2e/gateway_test.go)
+# and the mesh mTLS chain and SPIFFE ID (e2e TestMTLS).
 TEST_APT   += openssl
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/ca"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
 	"github.com/meshscope/meshscope/control/wire"
@@ -30,6 +32,19 @@ type Config struct {
 	// EndpointGrace is how long a disconnected proxy's endpoints stay in
 	// the registry. Default 30s.
 	EndpointGrace time.Duration `yaml:"endpoint_grace"`
+	// CA is the mesh certificate authority (mTLS identities).
+	CA ca.Config `yaml:"ca"`
+	// CAAuthorizer decides who may get a certificate; nil = everyone.
+	CAAuthorizer CAAuthorizer `yaml:"-"`
+}
+
+// caConfig is the CA config with its directory defaulted to <Dir>/ca
+// (the server sets <data>/ca).
+func (c Config) caConfig() ca.Config {
+	if c.CA.Dir == "" && c.Dir != "" {
+		c.CA.Dir = filepath.Join(c.Dir, "ca")
+	}
+	return c.CA
 }
 
 // Defaults.
@@ -39,7 +54,7 @@ const (
 
 // DefaultConfig returns the defaults (Dir is derived from the data dir).
 func DefaultConfig() Config {
-	return Config{PollInterval: DefaultPollInterval, EndpointGrace: registry.DefaultGrace}
+	return Config{PollInterval: DefaultPollInterval, EndpointGrace: registry.DefaultGrace, CA: ca.DefaultConfig()}
 }
 
 // Validate names the bad field.
@@ -51,6 +66,9 @@ func (c Config) Validate() error {
 		return errors.New("poll_interval: must be positive")
 	case c.EndpointGrace < 0:
 		return errors.New("endpoint_grace: must not be negative")
+	}
+	if err := c.caConfig().Validate(); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
 	return nil
 }
@@ -64,6 +82,7 @@ type Plane struct {
 	registry *registry.Registry
 	watcher  *watcher // nil without --policies
 	audit    audit.Recorder
+	ca       *ca.CA
 }
 
 // New opens the store, loads the policy directory (an invalid file is an
@@ -96,11 +115,22 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (_ *Plane, 
 	if err != nil {
 		return nil, err
 	}
+	if p.ca, err = ca.New(cfg.caConfig(), reg); err != nil {
+		return nil, err
+	}
+	auth := cfg.CAAuthorizer
+	if auth == nil {
+		auth = AllowAllCerts{}
+	}
+	p.registry.SetSigner(certSigner{ca: p.ca, auth: auth, now: time.Now})
 	return p, nil
 }
 
 // Store is the policy store.
 func (p *Plane) Store() *store.Store { return p.store }
+
+// CA is the mesh certificate authority.
+func (p *Plane) CA() *ca.CA { return p.ca }
 
 // Registry is the proxy registry.
 func (p *Plane) Registry() *registry.Registry { return p.registry }
@@ -147,3 +177,35 @@ func (p *Plane) Run(ctx context.Context) error {
 // Close closes the store; for wiring that fails before Run (Run closes it
 // otherwise).
 func (p *Plane) Close() error { return p.store.Close() }
+
+// CAAuthorizer decides whether the credentials of a proxy stream (its HTTP
+// upgrade request) may get a certificate for service. The server's auth
+// wires its token check in here; without auth every proxy may.
+type CAAuthorizer interface {
+	AuthorizeCert(r *http.Request, service string) error
+}
+
+// AllowAllCerts is the CAAuthorizer used when no auth is configured.
+type AllowAllCerts struct{}
+
+// AuthorizeCert allows every request.
+func (AllowAllCerts) AuthorizeCert(*http.Request, string) error { return nil }
+
+// certSigner joins the CA and the authorizer for the registry.
+type certSigner struct {
+	ca   *ca.CA
+	auth CAAuthorizer
+	now  func() time.Time
+}
+
+func (s certSigner) SignProxyCert(_ context.Context, r *http.Request, service string, csrPEM []byte) (*wire.Cert, error) {
+	if err := s.auth.AuthorizeCert(r, service); err != nil {
+		s.ca.Denied()
+		return nil, fmt.Errorf("not allowed a certificate for service %q: %w", service, err)
+	}
+	iss, err := s.ca.Sign(csrPEM, service, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return &wire.Cert{Chain: string(iss.Chain), Bundle: string(iss.Bundle), SPIFFEID: iss.SPIFFEID, TrustDomain: s.ca.TrustDomain()}, nil
+}

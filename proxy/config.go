@@ -169,6 +169,10 @@ type Config struct {
 	// --auth-file, on the control stream and the OTLP exports (role proxy,
 	// operator or admin). Default none.
 	TokenFile string `yaml:"token_file" json:"token_file"`
+	// NoMTLS turns mesh mTLS off (--mtls=false): with a control plane the
+	// proxy otherwise gets a certificate and talks mTLS to meshed peers
+	// (docs/mtls.md).
+	NoMTLS bool `yaml:"no_mtls" json:"no_mtls"`
 	// MaxProcs is how many CPU cores (threads running Go code, GOMAXPROCS)
 	// the proxy uses at once; 0 = Go's default (every core, or the
 	// container's CPU limit). The GOMAXPROCS environment variable overrides
@@ -491,6 +495,11 @@ func BindFlags(fs *flag.FlagSet, cfg *Config, opaque *[]string) {
 	fs.IntVar(&cfg.MaxProcs, "max-procs", cfg.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
 	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port): discovery and traffic policies")
 	fs.StringVar(&cfg.TokenFile, "token-file", cfg.TokenFile, "`file` holding the bearer token for a server run with --auth-file (control stream and OTLP export)")
+	fs.BoolFunc("mtls", "mTLS between meshed proxies with --control-plane (default true; --mtls=false disables)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		cfg.NoMTLS = !on
+		return err
+	})
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir` keeping the last control-plane snapshot (default: under the temp dir)")
 	listFlag(fs, "inbound", "inbound listener `LISTEN=APP_ADDR` (repeatable)", &cfg.Inbound, ParseInbound)
 	listFlag(fs, "upstream", "outbound listener `LISTEN=SERVICE[@ADDR,...]` (repeatable; addresses optional with --control-plane)", &cfg.Upstreams, ParseUpstream)

@@ -53,7 +53,7 @@ func TestEdge(t *testing.T) {
 		}
 	}
 	for route, code := range map[string]string{"api": "200", "deny": "401"} {
-		c := e.metrics.requests.WithLabelValues("ingress", "edge", "v1", "web", "unknown", "success", "http1", route, code, "")
+		c := e.metrics.requests.WithLabelValues("ingress", "edge", "v1", "web", "unknown", "success", "http1", route, "plaintext", code, "")
 		if v := testutil.ToFloat64(c); v != 1 {
 			t.Errorf("mesh_requests_total{route=%q, status_code=%q} = %v, want 1", route, code, v)
 		}

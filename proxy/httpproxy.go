@@ -260,6 +260,9 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.ServeHTTP(rec, r) // answered by the gateway (edge.go)
 		return
 	}
+	if p.mesh != nil && !p.meshRequest(rec, r, h.t, &k, span) {
+		return
+	}
 	h.rp.ServeHTTP(rec, r)
 }
 
@@ -283,6 +286,9 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 		code = http.StatusOK
 	}
 	policyFinish(r, h.p, k, span)
+	if h.p.mesh != nil {
+		h.p.meshFinish(r, h.t, k, span)
+	}
 	k.statusCode = statusLabel(code)
 	failed := code >= 500 || code == statusClientGone || panicked != nil
 	if k.protocol == protoGRPC {

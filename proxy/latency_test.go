@@ -200,7 +200,7 @@ func BenchmarkDurationIngest(b *testing.B) {
 				NativeHistogramBucketFactor: bc.factor, NativeHistogramMaxBucketNumber: NativeMaxBuckets,
 			}, commonLabels)
 			reg.MustRegister(h)
-			o := h.WithLabelValues(dirInbound, "checkout", "v1", "payments", "v1", outcomeSuccess, protoHTTP1, "/pay")
+			o := h.WithLabelValues(dirInbound, "checkout", "v1", "payments", "v1", outcomeSuccess, protoHTTP1, "/pay", tlsPlaintext)
 			for _, d := range latencySample(1000) {
 				o.Observe(d)
 			}

@@ -83,6 +83,7 @@ type guardKey struct{}
 
 // connContext puts a connection's framing guard into its requests' context.
 func connContext(ctx context.Context, c net.Conn) context.Context {
+	ctx = withMeshConn(ctx, c)
 	if g, ok := c.(*guardConn); ok {
 		return context.WithValue(ctx, guardKey{}, g)
 	}

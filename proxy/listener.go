@@ -95,6 +95,12 @@ func (l *listener) stopAccepting() {
 
 // handleConn routes one accepted connection by protocol.
 func (l *listener) handleConn(c net.Conn) {
+	if l.p.mesh != nil && l.t.kind == "inbound" && l.protocol != ProtocolOpaque {
+		var ok bool
+		if c, ok = l.meshAccept(c); !ok {
+			return
+		}
+	}
 	switch l.protocol {
 	case ProtocolOpaque:
 		l.p.forwardTCP(c, l.t, l.t.pick())
@@ -274,7 +280,7 @@ func (p *Proxy) forwardTCPAs(c net.Conn, t *target, addr, dstService, dstVersion
 		s.open.Inc()
 		defer s.open.Dec()
 	}
-	up, err := p.dialer.Dial("tcp", addr)
+	up, err := p.dial(context.Background(), "tcp", addr)
 	if err != nil {
 		p.logger.Debug("tcp upstream connect failed", "addr", addr, "err", err)
 		if connected != nil {

@@ -35,12 +35,14 @@ const (
 	protoWebSocket = "websocket"
 	protoTCP       = "tcp"
 
+	tlsPlaintext = "plaintext" // the tls label; mtls from proxy/meshtls
+
 	serviceUnknown  = "unknown"
 	serviceExternal = "external"
 	versionUnknown  = "unknown"
 )
 
-var commonLabels = []string{"direction", "source_service", "source_version", "destination_service", "destination_version", "outcome", "protocol", "route"}
+var commonLabels = []string{"direction", "source_service", "source_version", "destination_service", "destination_version", "outcome", "protocol", "route", "tls"}
 var tcpLabels = []string{"direction", "source_service", "destination_service", "destination_version", "protocol"}
 
 // peerLabels identify the two ends of a request or connection.
@@ -52,6 +54,8 @@ type peerLabels struct {
 type requestKey struct {
 	peerLabels
 	outcome, protocol, route, statusCode, grpcStatus string
+	// tls is mtls when the hop ran over mesh mTLS, else plaintext.
+	tls string
 }
 
 // requestSeries holds the resolved metric children of one label set, so the
@@ -138,7 +142,11 @@ func (m *goldenMetrics) request(k *requestKey) *requestSeries {
 	if s = m.req[*k]; s != nil {
 		return s
 	}
-	common := []string{k.direction, k.srcService, k.srcVersion, k.dstService, k.dstVersion, k.outcome, k.protocol, k.route}
+	tls := k.tls
+	if tls == "" {
+		tls = tlsPlaintext
+	}
+	common := []string{k.direction, k.srcService, k.srcVersion, k.dstService, k.dstVersion, k.outcome, k.protocol, k.route, tls}
 	s = &requestSeries{
 		requests:  m.requests.WithLabelValues(append(common, k.statusCode, k.grpcStatus)...),
 		duration:  m.duration.WithLabelValues(common...),

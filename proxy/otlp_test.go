@@ -120,7 +120,7 @@ func TestEncodeMetricsRequest(t *testing.T) {
 	for _, a := range dp.Attributes {
 		attrs[a.Key] = a.Value.GetStringValue()
 	}
-	if attrs["direction"] != "inbound" || attrs["source_service"] != "a" || attrs["status_code"] != "200" || attrs["grpc_status"] != "" || len(attrs) != 10 {
+	if attrs["direction"] != "inbound" || attrs["source_service"] != "a" || attrs["status_code"] != "200" || attrs["grpc_status"] != "" || attrs["tls"] != "plaintext" || len(attrs) != 11 {
 		t.Errorf("attributes: %v", attrs)
 	}
 	var h *metricspb.Histogram

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshscope/meshscope/control/auth"
+	"github.com/meshscope/meshscope/proxy/meshtls"
 	"github.com/meshscope/meshscope/proxy/policy"
 	"github.com/meshscope/meshscope/proxy/policy/chain"
 )
@@ -41,6 +42,7 @@ type Proxy struct {
 	limits   *limits
 	callers  *callerSet
 	tlsConf  *tls.Config
+	mesh     *meshState // nil without mTLS (mesh.go)
 
 	meshMember string   // tracestate member naming this proxy's service
 	meshState  []string // []string{meshMember}, shared by requests without a tracestate
@@ -52,6 +54,7 @@ type Proxy struct {
 	h1, h2c   *http.Transport
 	grpc      *http.Transport
 	dialer    *net.Dialer
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // dialer, with mTLS to meshed peers
 	errorLog  *log.Logger
 	bufPool   *bufferPool
 
@@ -131,8 +134,17 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 		p.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 	}
 	p.dialer = &net.Dialer{Timeout: time.Duration(cfg.ConnectTimeout), KeepAlive: 30 * time.Second}
+	p.dial = p.dialer.DialContext
+	if cfg.ControlPlane != "" && !cfg.NoMTLS {
+		mt, err := meshtls.New(cfg.Service, reg, logger)
+		if err != nil {
+			return nil, err
+		}
+		p.mesh = &meshState{p: p, tls: mt}
+		p.dial = mt.WrapDial(p.dialer.DialContext)
+	}
 	p.h1 = &http.Transport{
-		DialContext:           p.dialer.DialContext,
+		DialContext:           p.dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       time.Duration(cfg.IdleTimeout),
@@ -141,7 +153,7 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 		ExpectContinueTimeout: time.Second,
 	}
 	p.h2c = &http.Transport{
-		DialContext:           p.dialer.DialContext,
+		DialContext:           p.dial,
 		IdleConnTimeout:       time.Duration(cfg.IdleTimeout),
 		ResponseHeaderTimeout: time.Duration(cfg.ResponseTimeout),
 		DisableCompression:    true,
@@ -153,7 +165,7 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 	// response-header timeout does not apply to it.
 	p.grpc = p.h2c.Clone()
 	p.grpc.ResponseHeaderTimeout = 0
-	p.fast = newH1Transport(p.dialer.DialContext, time.Duration(cfg.ResponseTimeout), time.Duration(cfg.IdleTimeout), 256, 1024)
+	p.fast = newH1Transport(p.dial, time.Duration(cfg.ResponseTimeout), time.Duration(cfg.IdleTimeout), 256, 1024)
 	p.transport = protoSwitch{fast: p.fast, h1: p.h1, h2: p.h2c, grpc: p.grpc}
 	if cfg.ControlPlane != "" {
 		if p.policyRec, err = policy.NewRecorder(reg); err != nil {

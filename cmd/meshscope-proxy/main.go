@@ -116,6 +116,9 @@ func controlConfig(cfg proxy.Config, p *proxy.Proxy) controlclient.Config {
 	for i := range cfg.Inbound {
 		cc.Inbound = append(cc.Inbound, addrs[i])
 	}
+	if h := p.MeshHooks(); h != nil {
+		cc.Mesh, cc.MTLS = h, p.MTLSAddrs()
+	}
 	seen := map[string]bool{}
 	for _, up := range cfg.Upstreams {
 		if !seen[up.Service] {

@@ -109,6 +109,9 @@ func (c serverConfig) resolved() serverConfig {
 	if c.Control.Dir == "" {
 		c.Control.Dir = filepath.Join(c.Data, "control")
 	}
+	if c.Control.CA.Dir == "" {
+		c.Control.CA.Dir = filepath.Join(c.Data, "ca")
+	}
 	if c.Rules.ExternalURL == "" && c.HTTP != "" {
 		c.Rules.ExternalURL = "http://" + c.HTTP
 		if c.Security.TLSCert != "" {
@@ -192,6 +195,10 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.IntVar(&c.Topology.StreamMaxClients, "stream-max-clients", c.Topology.StreamMaxClients, "most graph stream (WebSocket) clients; more get 503")
 	fs.IntVar(&c.Topology.StreamMaxClientsPerAddress, "stream-max-clients-per-address", c.Topology.StreamMaxClientsPerAddress, "most graph stream clients from one client IP address; more get 503")
 	fs.StringVar(&c.Control.Policies, "policies", c.Control.Policies, "`dir`ectory of YAML policy files to load and watch (its documents win over the API's)")
+	fs.StringVar(&c.Control.CA.CertFile, "ca-cert", c.Control.CA.CertFile, "PEM `file` of the mesh CA's signing certificate (a root or an intermediate with its chain); default: a root generated in <data>/ca")
+	fs.StringVar(&c.Control.CA.KeyFile, "ca-key", c.Control.CA.KeyFile, "PEM `file` of the --ca-cert key")
+	fs.StringVar(&c.Control.CA.TrustDomain, "trust-domain", c.Control.CA.TrustDomain, "SPIFFE trust `domain` of proxy identities (spiffe://DOMAIN/service/NAME)")
+	fs.Var(durationValue{&c.Control.CA.CertLifetime}, "cert-lifetime", "lifetime of proxy certificates (rotated at 2/3 of it)")
 	fs.Var(durationValue{&c.Control.EndpointGrace}, "endpoint-grace", "how long a disconnected proxy's endpoints stay in the registry")
 	fs.Var(stringsValue{&c.Rules.RuleFiles}, "rule-files", "`glob` of Prometheus rule files to evaluate (repeatable; reloaded on SIGHUP and POST /-/reload)")
 	fs.Var(durationValue{&c.Rules.EvalInterval}, "rule-eval-interval", "how often rules (SLO and --rule-files) are evaluated")

@@ -222,7 +222,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // checkMode checks the envelope's mode: dry-run or enforce for a Guard,
-// observe or enforce for the other kinds.
+// audit, observe or enforce for an Authorization, observe or enforce for
+// the other kinds.
 func (d *Document) checkMode() error {
 	if d.Kind == KindGuard {
 		switch d.Mode {
@@ -234,6 +235,11 @@ func (d *Document) checkMode() error {
 	switch d.Mode {
 	case "", ModeObserve, ModeEnforce:
 		return nil
+	case ModeAudit:
+		if d.Kind == KindAuthorization {
+			return nil
+		}
+		return fieldErr("mode", "%q: only an Authorization has audit mode; want observe or enforce", d.Mode)
 	}
 	return fieldErr("mode", "%q: want observe or enforce", d.Mode)
 }

@@ -22,6 +22,9 @@ const (
 	KindRollout    = "Rollout"
 	KindGateway    = "Gateway"
 	KindGuard      = "Guard"
+	// KindPeerAuthentication and KindAuthorization are docs/mtls.md's.
+	KindPeerAuthentication = "PeerAuthentication"
+	KindAuthorization      = "Authorization"
 )
 
 // kinds is the kind table: adding a kind is one entry here and one file
@@ -33,6 +36,8 @@ var kinds = [...]Kind{
 	{Name: KindRollout, New: func() Spec { return new(Rollout) }, OnePerService: true, NoMode: true},
 	{Name: KindGateway, New: func() Spec { return new(Gateway) }, OnePerService: true},
 	{Name: KindGuard, New: func() Spec { return new(Guard) }},
+	{Name: KindPeerAuthentication, New: func() Spec { return new(PeerAuthentication) }, OnePerService: true},
+	{Name: KindAuthorization, New: func() Spec { return new(Authorization) }, OnePerService: true},
 }
 
 // Kinds returns the known kinds.

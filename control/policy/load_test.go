@@ -161,7 +161,7 @@ func TestLoadErrors(t *testing.T) {
 		{"kind case", "kind: route\nname: r\nservice: s\n", `kind: "route": spell it "Route"`},
 		{"no name", "kind: Resilience\nservice: s\n", `resilience "": name: must be set`},
 		{"bad service", "kind: Resilience\nname: x\nservice: Bad Name\n", `resilience "x": service: "Bad Name"`},
-		{"bad mode", "kind: Resilience\nname: x\nservice: s\nmode: audit\n", `document 1 (line 4): resilience "x": mode: "audit": want observe or enforce`},
+		{"bad mode", "kind: Resilience\nname: x\nservice: s\nmode: audit\n", `document 1 (line 4): resilience "x": mode: "audit": only an Authorization has audit mode; want observe or enforce`},
 		{"type mismatch", "kind: Route\nname: r\nservice: s\nretries: {attempts: many}\n", "document 1 (line 4): route \"r\": retries.attempts: cannot unmarshal !!str `many` into int"},
 		{"bad duration", "kind: Route\nname: r\nservice: s\ntimeout: 5\n", `document 1 (line 4): route "r": timeout: "5" is not a duration`},
 		{"negative timeout", "kind: Route\nname: r\nservice: s\ntimeout: -1s\n", `document 1 (line 4): route "r": timeout: must not be negative`},

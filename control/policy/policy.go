@@ -19,6 +19,9 @@ const (
 	ModeObserve Mode = "observe"
 	// ModeEnforce evaluates the policy, records the decision and acts on it.
 	ModeEnforce Mode = "enforce"
+	// ModeAudit is an Authorization's observe mode: would-deny decisions
+	// are counted and traced, nothing is denied.
+	ModeAudit Mode = "audit"
 )
 
 // Meta is the envelope every policy document has.
@@ -81,6 +84,15 @@ func (d *Document) Route() *Route { r, _ := d.Spec.(*Route); return r }
 
 // Resilience returns the spec of a Resilience document, or nil.
 func (d *Document) Resilience() *Resilience { r, _ := d.Spec.(*Resilience); return r }
+
+// PeerAuthentication returns the spec of a PeerAuthentication document, or nil.
+func (d *Document) PeerAuthentication() *PeerAuthentication {
+	p, _ := d.Spec.(*PeerAuthentication)
+	return p
+}
+
+// Authorization returns the spec of an Authorization document, or nil.
+func (d *Document) Authorization() *Authorization { a, _ := d.Spec.(*Authorization); return a }
 
 // SLO returns the spec of an SLO document, or nil.
 func (d *Document) SLO() *SLO { s, _ := d.Spec.(*SLO); return s }

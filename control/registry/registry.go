@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -40,6 +41,12 @@ type Policies interface {
 	Snapshot() (uint64, []policy.Document)
 }
 
+// Signer signs a proxy's certificate request for its service; req is the
+// stream's HTTP upgrade request (its credentials). Nil: no certificates.
+type Signer interface {
+	SignProxyCert(ctx context.Context, req *http.Request, service string, csrPEM []byte) (*wire.Cert, error)
+}
+
 // MinPushInterval is the shortest time between two snapshots to one proxy.
 const MinPushInterval = 100 * time.Millisecond
 
@@ -71,7 +78,12 @@ type Registry struct {
 	snapshots  prometheus.Counter
 	streams    *prometheus.CounterVec
 	pushErrors prometheus.Counter
+
+	signer Signer
 }
+
+// SetSigner sets who signs proxy certificates; call before serving.
+func (r *Registry) SetSigner(s Signer) { r.signer = s }
 
 type epKey struct{ service, address string }
 
@@ -88,6 +100,8 @@ type proxy struct {
 
 type conn struct {
 	ws    *websocket.Conn
+	req   *http.Request
+	out   chan []byte // messages other than snapshots (cert answers)
 	dirty chan struct{}
 	done  chan struct{}
 	once  sync.Once
@@ -350,7 +364,7 @@ func (r *Registry) serveStream(w http.ResponseWriter, req *http.Request) {
 		return // the upgrader answered
 	}
 	ws.SetReadLimit(wire.MaxProxyMessage)
-	c := &conn{ws: ws, dirty: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &conn{ws: ws, req: req, out: make(chan []byte, 2), dirty: make(chan struct{}, 1), done: make(chan struct{})}
 	hello, err := readHello(ws)
 	if err != nil {
 		r.streams.WithLabelValues("rejected").Inc()
@@ -460,7 +474,7 @@ func (r *Registry) register(h *wire.Hello, c *conn) bool {
 }
 
 func sameEndpoint(a, b *wire.Hello) bool {
-	if a.Service != b.Service || a.Version != b.Version || a.Mode != b.Mode || len(a.Inbound) != len(b.Inbound) {
+	if a.Service != b.Service || a.Version != b.Version || a.Mode != b.Mode || len(a.Inbound) != len(b.Inbound) || !slices.Equal(a.MTLS, b.MTLS) {
 		return false
 	}
 	for i := range a.Inbound {
@@ -523,9 +537,42 @@ func (r *Registry) readLoop(id string, c *conn) {
 			r.sendError(c, err.Error())
 			return
 		}
-		if st, ok := msg.(*wire.Status); ok {
-			r.setStatus(id, c, st)
+		switch m := msg.(type) {
+		case *wire.Status:
+			r.setStatus(id, c, m)
+		case *wire.CertRequest:
+			r.signCert(id, c, m)
 		}
+	}
+}
+
+// signCert answers a certificate request on the stream's writer.
+func (r *Registry) signCert(id string, c *conn, m *wire.CertRequest) {
+	r.mu.Lock()
+	p, ok := r.proxies[id]
+	service := ""
+	if ok {
+		service = p.hello.Service
+	}
+	r.mu.Unlock()
+	var ans *wire.Cert
+	if r.signer == nil {
+		ans = &wire.Cert{Error: "this server issues no certificates"}
+	} else {
+		var err error
+		ans, err = r.signer.SignProxyCert(c.req.Context(), c.req, service, []byte(m.CSR))
+		if err != nil {
+			r.logger.Warn("certificate request refused", "proxy_id", id, "service", service, "err", err)
+			ans = &wire.Cert{Error: err.Error()}
+		}
+	}
+	b, err := wire.Encode(ans)
+	if err != nil {
+		return
+	}
+	select {
+	case c.out <- b:
+	case <-c.done:
 	}
 }
 
@@ -546,6 +593,13 @@ func (r *Registry) writeLoop(id string, c *conn) {
 		select {
 		case <-c.done:
 			return
+		case b := <-c.out:
+			_ = c.ws.SetWriteDeadline(time.Now().Add(wire.WriteWait))
+			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+				r.pushErrors.Inc()
+				c.close()
+				return
+			}
 		case <-ping.C:
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wire.WriteWait)); err != nil {
 				c.close()
@@ -709,7 +763,7 @@ func (r *Registry) endpointsLocked(services map[string]bool, now time.Time) map[
 		}
 		for _, addr := range h.Inbound {
 			e := EndpointInfo{
-				Endpoint:      wire.Endpoint{Address: addr, Version: h.Version, ProxyID: h.ProxyID, Mode: h.Mode, Health: wire.HealthUnknown},
+				Endpoint:      wire.Endpoint{Address: addr, Version: h.Version, ProxyID: h.ProxyID, Mode: h.Mode, Health: wire.HealthUnknown, MTLS: slices.Contains(h.MTLS, addr)},
 				Service:       h.Service,
 				Connected:     p.conn != nil,
 				Disconnected:  p.disconnected,

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -65,13 +67,14 @@ func (h *harness) apply(y string) uint64 {
 
 // client is a proxy's side of the stream, over a real WebSocket.
 type client struct {
-	t    *testing.T
-	ws   *websocket.Conn
-	mu   sync.Mutex
-	last *wire.Snapshot
-	errs []string
-	got  chan struct{}
-	done chan struct{}
+	t     *testing.T
+	ws    *websocket.Conn
+	mu    sync.Mutex
+	last  *wire.Snapshot
+	errs  []string
+	certs []*wire.Cert
+	got   chan struct{}
+	done  chan struct{}
 }
 
 func (h *harness) connect(hello wire.Hello) *client {
@@ -122,6 +125,8 @@ func (c *client) read() {
 			c.last = m
 		case *wire.Error:
 			c.errs = append(c.errs, m.Message)
+		case *wire.Cert:
+			c.certs = append(c.certs, m)
 		}
 		c.mu.Unlock()
 		select {
@@ -296,4 +301,63 @@ func TestGatewayDiscovery(t *testing.T) {
 	gw.wait("the new inventory endpoint", func(s *wire.Snapshot) bool {
 		return addrs(s, "inventory") == "127.0.0.1:9001/v1/unknown,127.0.0.1:9002/v2/unknown"
 	})
+}
+
+// fakeSigner signs for services it allows and records the credentials.
+type fakeSigner struct {
+	mu      sync.Mutex
+	allowed map[string]bool
+	tokens  []string
+}
+
+func (f *fakeSigner) SignProxyCert(_ context.Context, r *http.Request, service string, csr []byte) (*wire.Cert, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tokens = append(f.tokens, r.Header.Get("Authorization"))
+	if !f.allowed[service] {
+		return nil, fmt.Errorf("service %s not allowed", service)
+	}
+	return &wire.Cert{Chain: "chain for " + service + " of " + string(csr), SPIFFEID: "spiffe://t/service/" + service}, nil
+}
+
+// TestCertRequests: a cert_request is answered on the same stream for the
+// hello's service, through the Signer; refusals come back as errors and
+// the stream stays up; mtls addresses mark endpoints.
+func TestCertRequests(t *testing.T) {
+	h := newHarness(t, time.Minute)
+	f := &fakeSigner{allowed: map[string]bool{"payments": true}}
+	h.reg.SetSigner(f)
+	pay := h.connect(wire.Hello{ProxyID: "p1", Service: "payments", Version: "v1", Inbound: []string{"127.0.0.1:9001"}, MTLS: []string{"127.0.0.1:9001"}})
+	web := h.connect(wire.Hello{ProxyID: "w1", Service: "web", Version: "v1", Upstreams: []string{"payments"}})
+	web.wait("payments endpoint marked mtls", func(s *wire.Snapshot) bool {
+		eps := s.Services["payments"].Endpoints
+		return len(eps) == 1 && eps[0].MTLS
+	})
+	pay.send(&wire.CertRequest{CSR: "csr1"})
+	web.send(&wire.CertRequest{CSR: "csr2"})
+	for _, c := range []*client{pay, web} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c.mu.Lock()
+			n := len(c.certs)
+			c.mu.Unlock()
+			if n == 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	pay.mu.Lock()
+	if len(pay.certs) != 1 || pay.certs[0].Chain != "chain for payments of csr1" || pay.certs[0].Error != "" {
+		t.Errorf("payments got %+v", pay.certs)
+	}
+	pay.mu.Unlock()
+	web.mu.Lock()
+	if len(web.certs) != 1 || web.certs[0].Error == "" || !strings.Contains(web.certs[0].Error, "web not allowed") {
+		t.Errorf("web got %+v, want a refusal", web.certs)
+	}
+	web.mu.Unlock()
+	// The stream is still up after a refusal: a policy change arrives.
+	v := h.apply("kind: Route\nname: r\nservice: payments\ntimeout: 1s\n")
+	web.wait("snapshot after the refusal", func(s *wire.Snapshot) bool { return s.Version == v })
 }

@@ -8,6 +8,8 @@
 //	proxy  → server  status    the proxy's view: config version applied, its
 //	                           own health, endpoint health and ejections
 //	server → proxy   error     why the server is closing the stream
+//	proxy  → server  cert_request  a CSR for the proxy's mesh identity
+//	server → proxy   cert      the signed certificate and trust bundle, or why not
 //
 // Liveness uses WebSocket ping/pong control frames: the server pings every
 // PingInterval and drops a proxy it has not heard from for PongWait.

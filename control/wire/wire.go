@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/meshscope/meshscope/control/policy"
@@ -23,6 +24,10 @@ const (
 	TypeSnapshot = "snapshot"
 	TypeStatus   = "status"
 	TypeError    = "error"
+	// TypeCertRequest and TypeCert carry a proxy's certificate request and
+	// the signed certificate (docs/mtls.md).
+	TypeCertRequest = "cert_request"
+	TypeCert        = "cert"
 	// TypeDelta is reserved for incremental updates.
 	TypeDelta = "delta"
 )
@@ -72,6 +77,37 @@ type Hello struct {
 	// ConfigVersion is the snapshot version the proxy holds (from its
 	// state dir); 0 = none.
 	ConfigVersion uint64 `json:"config_version"`
+	// MTLS lists the inbound addresses that accept mesh mTLS (ALPN
+	// MeshALPN); callers use mTLS only towards these. Must be a subset of
+	// Inbound.
+	MTLS []string `json:"mtls,omitempty"`
+}
+
+// MeshALPN is the ALPN protocol of proxy-to-proxy mTLS: inside it, the
+// caller's bytes as it got them (HTTP/1, h2c, gRPC or opaque TCP).
+const MeshALPN = "meshscope-mtls/1"
+
+// CertRequest asks the server to sign a certificate for the proxy's
+// service (the hello's). At most one is outstanding per stream.
+type CertRequest struct {
+	Type string `json:"type"` // "cert_request"
+	// CSR is a PEM CERTIFICATE REQUEST; its subject and SANs are ignored.
+	CSR string `json:"csr"`
+}
+
+// Cert answers a CertRequest: a chain and trust bundle, or an error.
+type Cert struct {
+	Type string `json:"type"` // "cert"
+	// Chain is the PEM leaf certificate followed by any intermediates.
+	Chain string `json:"chain,omitempty"`
+	// Bundle is the PEM trust anchor (the mesh root).
+	Bundle string `json:"bundle,omitempty"`
+	// SPIFFEID is the identity in the leaf's URI SAN.
+	SPIFFEID string `json:"spiffe_id,omitempty"`
+	// TrustDomain is the server's trust domain.
+	TrustDomain string `json:"trust_domain,omitempty"`
+	// Error says why no certificate was issued.
+	Error string `json:"error,omitempty"`
 }
 
 // Snapshot is the full config of a proxy: every service it calls and its
@@ -109,6 +145,8 @@ type Endpoint struct {
 	// that reports on it says so. Callers skip unhealthy endpoints while
 	// healthy ones remain.
 	Health string `json:"health"`
+	// MTLS is true when the endpoint accepts mesh mTLS.
+	MTLS bool `json:"mtls,omitempty"`
 	// Ejected is true while any caller's outlier detection has it
 	// ejected. Informational: each caller ejects on its own evidence.
 	Ejected bool `json:"ejected"`
@@ -158,6 +196,10 @@ func Encode(msg any) ([]byte, error) {
 		m.Type = TypeStatus
 	case *Error:
 		m.Type = TypeError
+	case *CertRequest:
+		m.Type = TypeCertRequest
+	case *Cert:
+		m.Type = TypeCert
 	default:
 		return nil, fmt.Errorf("wire: cannot encode %T", msg)
 	}
@@ -186,6 +228,10 @@ func Decode(data []byte) (any, error) {
 		msg = new(Status)
 	case TypeError:
 		msg = new(Error)
+	case TypeCertRequest:
+		msg = new(CertRequest)
+	case TypeCert:
+		msg = new(Cert)
 	case "":
 		return nil, errors.New("wire: message has no type")
 	default:
@@ -222,6 +268,14 @@ func (h *Hello) Validate() error {
 	for i, a := range h.Inbound {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" || len(a) > 300 {
 			return fmt.Errorf("hello: inbound[%d]: %q is not a host:port address", i, a)
+		}
+	}
+	if len(h.MTLS) > len(h.Inbound) {
+		return errors.New("hello: mtls: more addresses than inbound")
+	}
+	for i, a := range h.MTLS {
+		if !slices.Contains(h.Inbound, a) {
+			return fmt.Errorf("hello: mtls[%d]: %q is not one of inbound", i, a)
 		}
 	}
 	for i, u := range h.Upstreams {

@@ -77,6 +77,7 @@ func TestHelloValidate(t *testing.T) {
 		{func(h *Hello) { h.Mode = "audit" }, "mode"},
 		{func(h *Hello) { h.Inbound = []string{"nowhere"} }, "inbound[0]"},
 		{func(h *Hello) { h.Upstreams = []string{"ok", "Not OK"} }, "upstreams[1]"},
+		{func(h *Hello) { h.MTLS = []string{"127.0.0.1:9999"} }, "mtls[0]"},
 	} {
 		h := good
 		tc.mut(&h)
@@ -93,6 +94,10 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"snapshot","version":3,"services":{"a":{"endpoints":[{"address":"x:1","version":"v1","health":"healthy"}],"policies":[{"kind":"Route","name":"r","service":"a","timeout":"1s"},{"kind":"Gadget","name":"g","service":"a"}]}}}`,
 		`{"type":"status","config_version":3,"health":"unhealthy","endpoints":[{"service":"a","address":"x:1","ejected":true,"until":"2026-01-01T00:00:00Z"}]}`,
 		`{"type":"error","message":"no"}`,
+		`{"type":"cert_request","csr":"-----BEGIN CERTIFICATE REQUEST-----\nAA==\n-----END CERTIFICATE REQUEST-----\n"}`,
+		`{"type":"cert","chain":"x","bundle":"y","spiffe_id":"spiffe://d/service/a","trust_domain":"d"}`,
+		`{"type":"cert","error":"denied"}`,
+		`{"type":"hello","protocol":1,"proxy_id":"p","service":"web","version":"v1","inbound":["127.0.0.1:1"],"mtls":["127.0.0.1:1"],"mode":"observe"}`,
 		`{"type":"snapshot","services":{"a":{"policies":[{"kind":"Route","timeout":5}]}}}`,
 	} {
 		f.Add([]byte(s))
@@ -109,4 +114,21 @@ func FuzzDecode(f *testing.F) {
 			_ = h.Validate()
 		}
 	})
+}
+
+func TestCertMessages(t *testing.T) {
+	for _, in := range []any{&CertRequest{CSR: "pem"}, &Cert{Chain: "c", Bundle: "b", SPIFFEID: "spiffe://d/service/a", TrustDomain: "d"}, &Cert{Error: "no"}} {
+		b, err := Encode(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, _ := Encode(out)
+		if string(b) != string(b2) {
+			t.Errorf("round trip %s → %s", b, b2)
+		}
+	}
 }

@@ -39,6 +39,10 @@ type Config struct {
 	Mode      string   // the proxy's --mode
 	Inbound   []string // addresses callers reach this instance at
 	Upstreams []string // services this proxy calls
+	// MTLS are the inbound addresses accepting mesh mTLS (a subset of
+	// Inbound); Mesh receives certificates and peers. Both nil: no mTLS.
+	MTLS []string
+	Mesh Mesh
 	// StatusInterval is how often endpoint state is checked and, when it
 	// changed, reported. Default 1s.
 	StatusInterval time.Duration
@@ -59,6 +63,19 @@ type Engine interface {
 	// Health is the local app's health ("healthy", "unhealthy", "" =
 	// unknown) from the own service's enforced health check.
 	Health() string
+}
+
+// Mesh is the proxy's mTLS identity as the control client drives it
+// (proxy.MeshHooks).
+type Mesh interface {
+	// CertRequest returns a PEM CSR when a certificate is due, else nil.
+	CertRequest() []byte
+	// Issued installs the answer to the last request.
+	Issued(*wire.Cert) error
+	// ConnectionLost forgets an unanswered request.
+	ConnectionLost()
+	// Snapshot takes peers and security policies from a snapshot.
+	Snapshot(*wire.Snapshot) error
 }
 
 // Client is the control-plane connection; a lifecycle runner.
@@ -150,6 +167,11 @@ func (c *Client) restore() {
 		return
 	}
 	c.engine.Apply(spec)
+	if c.cfg.Mesh != nil {
+		if err := c.cfg.Mesh.Snapshot(snap); err != nil {
+			c.logger.Warn("persisted snapshot: security policies", "err", err)
+		}
+	}
 	if c.cfg.OnSnapshot != nil {
 		c.cfg.OnSnapshot(snap)
 	}
@@ -227,7 +249,7 @@ func (c *Client) session(ctx context.Context) error {
 	defer conn.Close()
 	conn.SetReadLimit(wire.MaxServerMessage)
 	hello := &wire.Hello{Protocol: wire.Protocol, ProxyID: c.cfg.ProxyID, Service: c.cfg.Service, Version: c.cfg.Version,
-		Inbound: c.cfg.Inbound, Mode: cpolicy.Mode(c.cfg.Mode), Upstreams: c.cfg.Upstreams, ConfigVersion: c.Current()}
+		Inbound: c.cfg.Inbound, Mode: cpolicy.Mode(c.cfg.Mode), Upstreams: c.cfg.Upstreams, ConfigVersion: c.Current(), MTLS: c.cfg.MTLS}
 	if err := c.write(conn, hello); err != nil {
 		return err
 	}
@@ -250,6 +272,9 @@ func (c *Client) session(ctx context.Context) error {
 		errc <- c.read(conn, applied)
 	}()
 
+	if c.cfg.Mesh != nil {
+		defer c.cfg.Mesh.ConnectionLost()
+	}
 	tick := time.NewTicker(c.cfg.StatusInterval)
 	defer tick.Stop()
 	var last []wire.EndpointStatus
@@ -265,6 +290,13 @@ func (c *Client) session(ctx context.Context) error {
 		case <-applied:
 			sent = false
 		case <-tick.C:
+		}
+		if c.cfg.Mesh != nil {
+			if csr := c.cfg.Mesh.CertRequest(); csr != nil {
+				if err := c.write(conn, &wire.CertRequest{CSR: string(csr)}); err != nil {
+					return err
+				}
+			}
 		}
 		eps, health := c.endpointStatus(), c.engine.Health()
 		if sent && health == lastHealth && reflect.DeepEqual(eps, last) {
@@ -336,6 +368,12 @@ func (c *Client) read(conn *websocket.Conn, applied chan<- struct{}) error {
 			case applied <- struct{}{}:
 			default:
 			}
+		case *wire.Cert:
+			if c.cfg.Mesh != nil {
+				if err := c.cfg.Mesh.Issued(m); err != nil {
+					c.logger.Warn("no mesh certificate; mTLS waits for the next request", "err", err)
+				}
+			}
 		case *wire.Error:
 			return fmt.Errorf("control plane: %s", m.Message)
 		}
@@ -347,6 +385,11 @@ func (c *Client) apply(s *wire.Snapshot, raw []byte) error {
 	spec, err := Compile(s)
 	if err != nil {
 		return err
+	}
+	if c.cfg.Mesh != nil {
+		if err := c.cfg.Mesh.Snapshot(s); err != nil {
+			return err
+		}
 	}
 	c.engine.Apply(spec)
 	if c.cfg.OnSnapshot != nil {
