@@ -549,6 +549,12 @@ func (c *Controller) rateWindow(d *policy.Document) time.Duration {
 	return time.Minute
 }
 
+// minTargetWindow is the shortest window a target version's error ratio
+// is read over: 15 of the proxies' 1 s pushes, so that a short SLO window
+// (a few seconds in tests) on a loaded server neither misses the version's
+// failures nor judges it on one or two samples.
+const minTargetWindow = 15 * time.Second
+
 // checkTargets refuses to send traffic to a version that is itself
 // burning: its error ratio over the rate window above the limit.
 func (c *Controller) checkTargets(ctx context.Context, d *policy.Document, targets []string) error {
@@ -565,7 +571,7 @@ func (c *Controller) checkTargets(ctx context.Context, d *policy.Document, targe
 			limit = 100 * bws[0].Factor * slo.Budget(s.SLO().Objective)
 		}
 	}
-	w := slo.PromDuration(c.rateWindow(d))
+	w := slo.PromDuration(max(c.rateWindow(d), minTargetWindow))
 	for _, v := range targets {
 		sel := fmt.Sprintf(`direction="inbound",destination_service=%q,destination_version=%q`, d.Service, v)
 		q := fmt.Sprintf(`sum(rate(mesh_requests_total{%s,outcome="failure"}[%s])) / sum(rate(mesh_requests_total{%s}[%s]))`, sel, w, sel, w)
