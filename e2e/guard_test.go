@@ -509,9 +509,19 @@ func count2(evs []guard.Event, kind string) int {
 func TestGuardLimits(t *testing.T) {
 	m := startGuardMesh(t)
 	before := m.policyJSON(t, "Route", "inventory-split")
-	m.apply(t, fmt.Sprintf(shiftGuard, "enforce", "30s"))
 	m.apps["v1"].failPct.Store(50)
 	m.apps["v2"].failPct.Store(50)
+	// The guard is applied once v1's failures are in the metrics store: a
+	// version without samples yet is not known to burn (docs/guards.md).
+	v1Failing := `sum(rate(mesh_requests_total{direction="inbound",destination_service="inventory",destination_version="v1",outcome="failure"}[15s])) > 0`
+	poll(t, 60*time.Second, "v1's failures in the metrics store", func() (bool, string) {
+		r, err := promQuery(m.srv, v1Failing)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(r) == 1, fmt.Sprintf("%d samples", len(r))
+	}, m.all()...)
+	m.apply(t, fmt.Sprintf(shiftGuard, "enforce", "30s"))
 	sk := m.waitEvent(t, "inventory-shift", guard.EventSkipped, 60*time.Second)
 	if !strings.Contains(sk.Summary, "target version v1 is burning too") {
 		t.Errorf("skipped event: %+v", sk)
