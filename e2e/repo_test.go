@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -26,6 +28,31 @@ func TestRepositoryHoldsNoRunArtefacts(t *testing.T) {
 	for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if runArtefact.MatchString(f) && !strings.Contains(f, "testdata/") {
 			t.Errorf("run artefact tracked by git: %s (remove it; .gitignore covers it)", f)
+		}
+	}
+}
+
+// TestRepositoryHoldsNoBinaries fails when a compiled executable (ELF) is
+// tracked by git: a `go build` in the checkout's root leaves one behind.
+func TestRepositoryHoldsNoBinaries(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("git", "-C", root, "ls-files").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fh, err := os.Open(filepath.Join(root, f))
+		if err != nil {
+			continue // deleted in the work tree
+		}
+		head := make([]byte, 4)
+		n, _ := fh.Read(head)
+		fh.Close()
+		if bytes.Equal(head[:n], []byte("\x7fELF")) {
+			t.Errorf("binary tracked by git: %s (remove it; build into bin/)", f)
 		}
 	}
 }
