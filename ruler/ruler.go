@@ -34,6 +34,18 @@ const generatedPrefix = "meshscope:"
 // state (its rules' alerts and health) as of that evaluation.
 type EvalHook func(ctx context.Context, g *rules.Group, ts time.Time)
 
+// Leadership tells whether this server is the one of the cluster that
+// evaluates the rules (several servers over a shared metrics store must not
+// each record the same series and send the same alerts).
+type Leadership interface {
+	IsLeader() bool
+}
+
+// alwaysLeader is a single server's leadership.
+type alwaysLeader struct{}
+
+func (alwaysLeader) IsLeader() bool { return true }
+
 // Ruler runs rule groups. Create it with New, add hooks with AfterEval,
 // then Run it as a lifecycle runner.
 type Ruler struct {
@@ -45,7 +57,9 @@ type Ruler struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	hooks []EvalHook // fixed once Run starts
+	hooks  []EvalHook // fixed once Run starts
+	leader Leadership // fixed once Run starts
+	skips  prometheus.Counter
 
 	mu        sync.Mutex // serialises applies
 	generated map[string]*rulefmt.RuleGroups
@@ -73,6 +87,11 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 		ctx:       ctx,
 		cancel:    cancel,
 		generated: map[string]*rulefmt.RuleGroups{},
+		leader:    alwaysLeader{},
+		skips: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshscope_ruler_evaluations_skipped_not_leader_total",
+			Help: "Rule group evaluations skipped because another server of the cluster is the leader.",
+		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshscope_ruler_reloads_total",
 			Help: "Rule reloads (rule files and generated groups), by result.",
@@ -83,7 +102,7 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.reloads, r.lastReload} {
+		for _, c := range []prometheus.Collector{r.reloads, r.lastReload, r.skips} {
 			if err := reg.Register(c); err != nil {
 				cancel()
 				return nil, fmt.Errorf("ruler: registering metrics: %w", err)
@@ -125,6 +144,11 @@ func New(cfg Config, engine promql.QueryEngine, q storage.Queryable, app storage
 // AfterEval adds a hook run after every group evaluation. Call it before
 // Run.
 func (r *Ruler) AfterEval(h EvalHook) { r.hooks = append(r.hooks, h) }
+
+// SetLeadership makes the ruler evaluate (and run the AfterEval hooks) only
+// while l says this server leads; by default it always does. Call it
+// before Run.
+func (r *Ruler) SetLeadership(l Leadership) { r.leader = l }
 
 // Notify sends alerts to the configured Alertmanagers (through the same
 // notifier as the rules' alerts); without Alertmanagers it does nothing.
@@ -246,6 +270,10 @@ func (r *Ruler) applyLocked(files []string) error {
 	sort.Strings(ids)
 	ids = append(ids, files...)
 	iter := func(ctx context.Context, g *rules.Group, ts time.Time) {
+		if !r.leader.IsLeader() {
+			r.skips.Inc()
+			return
+		}
 		rules.DefaultEvalIterationFunc(ctx, g, ts)
 		for _, h := range r.hooks { // fixed before groups run
 			h(ctx, g, ts)

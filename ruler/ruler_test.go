@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
@@ -142,6 +143,37 @@ func TestUserRulesAndAlertSeries(t *testing.T) {
 	gs := r.RuleGroups()
 	if len(gs) != 1 || gs[0].File() != filepath.Join(dir, "a.rules.yml") || len(gs[0].Rules()) != 2 {
 		t.Fatalf("groups = %v", gs)
+	}
+}
+
+// leaderFlag is a switchable Leadership.
+type leaderFlag struct{ on atomic.Bool }
+
+func (l *leaderFlag) IsLeader() bool { return l.on.Load() }
+
+// TestRulesEvaluatedOnlyByLeader: a server that is not the leader neither
+// records nor runs the hooks; once it leads, it evaluates.
+func TestRulesEvaluatedOnlyByLeader(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.rules.yml"), userRules)
+	r, err := e.new(t, Config{RuleFiles: []string{filepath.Join(dir, "*.yml")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evals atomic.Int64
+	r.AfterEval(func(context.Context, *rules.Group, time.Time) { evals.Add(1) })
+	var leader leaderFlag
+	r.SetLeadership(&leader)
+	run(t, r)
+	eventually(t, "skipped evaluations", func() bool { return testutil.ToFloat64(r.skips) >= 3 })
+	if _, ok := e.query(t, "job:answer:sum"); ok || evals.Load() != 0 {
+		t.Fatalf("a follower evaluated: recorded %v, %d hook runs", ok, evals.Load())
+	}
+	leader.on.Store(true)
+	eventually(t, "the leader's recording", func() bool { v, ok := e.query(t, "job:answer:sum"); return ok && v == 42 })
+	if evals.Load() == 0 {
+		t.Error("the leader's evaluations ran no hook")
 	}
 }
 

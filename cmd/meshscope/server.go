@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/meshscope/meshscope/cmd/internal/flagconfig"
 	"github.com/meshscope/meshscope/cmd/internal/lifecycle"
@@ -89,7 +93,7 @@ func defaultServerConfig() serverConfig {
 			Embedded:   embedded.Config{Retention: embedded.DefaultRetention, MaxBytes: embedded.DefaultMaxBytes},
 			ClickHouse: clickhouse.Defaults(),
 		},
-		Metrics: metricstore.Config{Retention: metricstore.DefaultRetention},
+		Metrics: metricstore.Config{Store: metricstore.StoreEmbedded, Retention: metricstore.DefaultRetention},
 		Query:   query.DefaultConfig(),
 		Topology: topology.Config{
 			StreamMaxClients:           topology.DefaultStreamMaxClients,
@@ -105,6 +109,21 @@ func defaultServerConfig() serverConfig {
 func (c serverConfig) resolved() serverConfig {
 	if c.Metrics.Dir == "" {
 		c.Metrics.Dir = filepath.Join(c.Data, "metrics")
+		if c.Metrics.Store == metricstore.StoreRemote {
+			c.Metrics.Dir = filepath.Join(c.Data, "metrics-wal") // the remote-write WAL, never a TSDB
+		}
+	}
+	if c.Metrics.Store == metricstore.StoreRemote && c.Topology.EdgeAggregates == nil {
+		// Edge aggregates and the live memory are per-server state (what
+		// this server ingested); over a shared store graphs come from the
+		// golden series every server sees (docs/scale-out.md).
+		off := false
+		c.Topology.EdgeAggregates = &off
+	}
+	if c.Metrics.Store == metricstore.StoreRemote && c.Metrics.Remote.Server == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(c.HTTP)
+		c.Metrics.Remote.Server = host + ":" + port
 	}
 	if c.Control.Dir == "" {
 		c.Control.Dir = filepath.Join(c.Data, "control")
@@ -156,6 +175,9 @@ func (c *serverConfig) Validate() error {
 	if err := r.Metrics.Validate(); err != nil {
 		return err
 	}
+	if r.Metrics.Store == metricstore.StoreRemote && *r.Topology.EdgeAggregates {
+		return errors.New("topology.edge_aggregates: must be false with --metrics-store remote (aggregates hold only what one server ingested)")
+	}
 	if err := r.Topology.Validate(); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
@@ -187,6 +209,10 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.Var(bytesValue{&c.Traces.Embedded.MaxBytes}, "trace-max-bytes", "cap the embedded trace store's size on disk (e.g. 10GiB)")
 	fs.Var(durationValue{&c.Metrics.Retention}, "metrics-retention", "keep metrics this long (e.g. 15d)")
 	fs.Var(bytesValue{&c.Metrics.MaxBytes}, "metrics-max-bytes", "cap the TSDB's size on disk (0 = no cap)")
+	fs.StringVar(&c.Metrics.Store, "metrics-store", c.Metrics.Store, "metrics store `backend`: embedded (a TSDB in <data>/metrics) or remote (a shared Prometheus-compatible store; see --remote-write-url)")
+	fs.StringVar(&c.Metrics.Remote.WriteURL, "remote-write-url", c.Metrics.Remote.WriteURL, "Prometheus remote write `url` of the shared metrics store (--metrics-store remote)")
+	fs.StringVar(&c.Metrics.Remote.PrometheusURL, "prometheus-url", c.Metrics.Remote.PrometheusURL, "base `url` of the shared Prometheus-compatible engine; series are read with remote read at <url>/api/v1/read (--metrics-store remote)")
+	fs.StringVar(&c.Metrics.Remote.ReadURL, "remote-read-url", c.Metrics.Remote.ReadURL, "remote read `url` of the shared metrics store, instead of --prometheus-url")
 	fs.StringVar(&c.Traces.ClickHouse.DSN, "clickhouse-dsn", c.Traces.ClickHouse.DSN, "ClickHouse `dsn` (clickhouse://user:pass@host:9000/db) for --trace-store clickhouse")
 	fs.StringVar(&c.Traces.ClickHouse.Cluster, "clickhouse-cluster", c.Traces.ClickHouse.Cluster, "ClickHouse `cluster` name: replicated tables ON CLUSTER")
 	fs.Var(durationValue{&c.Query.Timeout}, "query-timeout", "PromQL query timeout")
@@ -301,9 +327,9 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		}
 	}()
 
-	metrics, err := metricstore.New(cfg.Metrics, reg, logger.With("part", "metrics"))
+	metrics, err := openMetricsStore(cfg.Metrics, reg, logger.With("part", "metrics"))
 	if err != nil {
-		return fmt.Errorf("opening metrics store in %s: %w", cfg.Metrics.Dir, err)
+		return err
 	}
 	closers = append(closers, metrics.Close)
 
@@ -448,6 +474,34 @@ func closerRunner(closeFn func() error) lifecycle.Runner {
 		<-ctx.Done()
 		return closeFn()
 	})
+}
+
+// metricsStore is what the server's parts use of the metrics store: the
+// PromQL engine's Queryable, the appenders of the receivers, the ruler and
+// the topology, and the metric metadata the senders carried.
+type metricsStore interface {
+	storage.Queryable
+	storage.Appendable
+	storage.AppendableV2
+	SetMetadata(family string, md metadata.Metadata)
+	MetricMetadata() map[string]metadata.Metadata
+	Close() error
+}
+
+func openMetricsStore(cfg metricstore.Config, reg prometheus.Registerer, logger *slog.Logger) (metricsStore, error) {
+	if cfg.Store == metricstore.StoreRemote {
+		s, err := metricstore.OpenRemote(cfg.Remote, cfg.Dir, reg, logger)
+		if err != nil {
+			return nil, fmt.Errorf("opening the shared metrics store (%s): %w", cfg.Remote.WriteURL, err)
+		}
+		logger.Info("metrics go to a shared store", "remote_write", cfg.Remote.WriteURL, "server_label", cfg.Remote.Server, "wal", cfg.Dir)
+		return s, nil
+	}
+	s, err := metricstore.New(cfg, reg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("opening metrics store in %s: %w", cfg.Dir, err)
+	}
+	return s, nil
 }
 
 func openTraceStore(ctx context.Context, cfg traceStoreConfig, reg prometheus.Registerer, logger *slog.Logger) (tracestore.Store, error) {

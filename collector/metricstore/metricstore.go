@@ -16,8 +16,14 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 )
 
-// Config configures the metrics TSDB.
+// Config configures the metrics store.
 type Config struct {
+	// Store is "embedded" (default: Prometheus' TSDB in Dir) or "remote"
+	// (a shared Prometheus-compatible store, see Remote; Dir then holds the
+	// remote-write WAL).
+	Store string `yaml:"store"`
+	// Remote configures the shared store when Store is "remote".
+	Remote RemoteConfig `yaml:"remote"`
 	// Dir is the TSDB directory; the server uses <data>/metrics. Required.
 	Dir string `yaml:"dir"`
 	// Retention drops blocks older than this. Default 15d (Prometheus'
@@ -38,6 +44,15 @@ const DefaultOutOfOrderWindow = 10 * time.Minute
 
 // Validate names the first bad field.
 func (c *Config) Validate() error {
+	switch c.Store {
+	case "", StoreEmbedded:
+	case StoreRemote:
+		if err := c.Remote.Validate(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("metrics.store (--metrics-store): %q is not one of embedded, remote", c.Store)
+	}
 	switch {
 	case c.Dir == "":
 		return errors.New("metrics.dir: must be set")
@@ -67,7 +82,7 @@ type Store struct {
 // AppenderV2 returns the TSDB's appender, recording on commit the metadata
 // passed with the samples (AppendV2Options.Metadata) per metric family.
 func (s *Store) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	return &metaAppender{next: s.DB.AppenderV2(ctx), s: s}
+	return &metaAppender{next: s.DB.AppenderV2(ctx), meta: s}
 }
 
 // SetMetadata records a metric family's metadata (type, unit, help).
@@ -89,10 +104,16 @@ func (s *Store) Close() error {
 	return merr
 }
 
+// metadataSetter records a metric family's metadata (the embedded and the
+// remote store).
+type metadataSetter interface {
+	SetMetadata(family string, md metadata.Metadata)
+}
+
 // metaAppender stages the metadata of appended samples until Commit.
 type metaAppender struct {
 	next   storage.AppenderV2
-	s      *Store
+	meta   metadataSetter
 	staged map[string]metadata.Metadata
 }
 
@@ -127,7 +148,7 @@ func (a *metaAppender) Commit() error {
 		return err
 	}
 	for family, md := range a.staged {
-		a.s.SetMetadata(family, md)
+		a.meta.SetMetadata(family, md)
 	}
 	return nil
 }
