@@ -402,3 +402,23 @@ func TestWindowCoverage(t *testing.T) {
 		t.Errorf("8d window: %d %s", code, b)
 	}
 }
+
+// TestParseAtUnixSecondsToTheMillisecond: Unix seconds with a fraction
+// name the millisecond written, as Prometheus' time= does, even where the
+// float is a hair below it.
+func TestParseAtUnixSecondsToTheMillisecond(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64 // Unix ms
+	}{
+		{"1796507386.266", 1796507386266},
+		{"1796507386.001", 1796507386001},
+		{"1796507386", 1796507386000},
+		{"2026-12-05T21:49:46.266Z", 1796507386266},
+	} {
+		got, err := parseAt(tc.in)
+		if err != nil || got.UnixMilli() != tc.want {
+			t.Errorf("parseAt(%q) = %v (%d ms), %v; want %d ms", tc.in, got, got.UnixMilli(), err, tc.want)
+		}
+	}
+}

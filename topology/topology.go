@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -321,8 +322,10 @@ func parseAt(s string) (time.Time, error) {
 		return ts, nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil && f > 0 {
-		sec := int64(f)
-		return time.Unix(sec, int64((f-float64(sec))*1e9)).Truncate(time.Millisecond), nil
+		// As Prometheus' API parses time=: rounded to the millisecond, so
+		// "1796507386.266" is not read as .265999 and truncated to .265.
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(math.Round(frac*1000))*int64(time.Millisecond)), nil
 	}
 	return time.Time{}, badParam("at", "%q is neither an RFC 3339 time nor Unix seconds", s)
 }
