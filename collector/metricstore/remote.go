@@ -136,6 +136,7 @@ func (c *RemoteConfig) readURL() string {
 // shards, highest timestamps sent and appended).
 type Remote struct {
 	db     *agent.DB
+	app    storage.Storage // db, and rs for the highest timestamp appended (the queues' lag)
 	rs     *remote.Storage
 	read   storage.SampleAndChunkQueryable
 	meta   *metadataStore
@@ -219,17 +220,22 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	}
 	return &Remote{
 		db: db, rs: rs, meta: meta, logger: logger,
+		// As Prometheus in agent mode: samples go to the WAL, and the remote
+		// storage's appender records the highest timestamp appended, so
+		// prometheus_remote_storage_highest_timestamp_in_seconds minus
+		// ..._queue_highest_sent_timestamp_seconds is the queue's lag.
+		app: storage.NewFanout(logger, db, rs),
 		// Every query reads the remote engine: this server holds no samples.
 		read: remote.NewSampleAndChunkQueryableClient(rc, labels.EmptyLabels(), nil, true, latest),
 	}, nil
 }
 
 // Appender appends to the WAL; the queue sends what commits.
-func (r *Remote) Appender(ctx context.Context) storage.Appender { return r.db.Appender(ctx) }
+func (r *Remote) Appender(ctx context.Context) storage.Appender { return r.app.Appender(ctx) }
 
 // AppenderV2 appends to the WAL and records the samples' metadata.
 func (r *Remote) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	return &metaAppender{next: r.db.AppenderV2(ctx), meta: r}
+	return &metaAppender{next: r.app.AppenderV2(ctx), meta: r}
 }
 
 // Querier reads the remote engine's series with remote read. Errors of the
