@@ -259,8 +259,8 @@ func scrapeSum(rawURL, name string) (float64, error) {
 
 type ingestRow struct {
 	spansPerSec, pointsPerSec, sentPerSec, landedPerSec float64
-	drain                                   time.Duration
-	failed                                  int
+	drain                                               time.Duration
+	failed                                              int
 }
 
 // ingest starts n servers over prom and loads them for o.duration.
