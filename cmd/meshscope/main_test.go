@@ -45,6 +45,11 @@ func TestCommandErrorsNameTheProblem(t *testing.T) {
 		{"bad log level", []string{"server", "--log-level", "loud"}, 2, "log_level"},
 		{"clickhouse without dsn", []string{"server", "--trace-store", "clickhouse"}, 2, "traces.clickhouse"},
 		{"version extra arg", []string{"version", "x"}, 2, `unexpected argument "x"`},
+		{"bad metrics store", []string{"server", "--metrics-store", "s3"}, 2, `metrics.store (--metrics-store): "s3"`},
+		{"remote metrics without write url", []string{"server", "--metrics-store", "remote", "--prometheus-url", "http://p:9090"}, 2, "--remote-write-url"},
+		{"remote metrics without read side", []string{"server", "--metrics-store", "remote", "--remote-write-url", "http://p:9090/api/v1/write"}, 2, "--prometheus-url"},
+		{"remote metrics with edge aggregates", []string{"server", "--metrics-store", "remote", "--remote-write-url", "http://p/api/v1/write", "--prometheus-url", "http://p",
+			"--config", writeConfig(t, "topology:\n  edge_aggregates: true\n")}, 2, "topology.edge_aggregates: must be false with --metrics-store remote"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,6 +115,22 @@ metrics:
 	}
 	if cfg.Collector.OTLPGRPC != "127.0.0.1:4317" {
 		t.Errorf("otlp grpc default lost: %s", cfg.Collector.OTLPGRPC)
+	}
+}
+
+// TestRemoteMetricsStoreDefaults: with --metrics-store remote the WAL gets
+// its own directory, the server label names host and port, and the
+// per-server edge aggregates are off.
+func TestRemoteMetricsStoreDefaults(t *testing.T) {
+	var errb bytes.Buffer
+	cfg, err := parseServerConfig([]string{"--data", "/d", "--http", "127.0.0.1:7171", "--metrics-store", "remote",
+		"--remote-write-url", "http://p:9090/api/v1/write", "--prometheus-url", "http://p:9090"}, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.resolved()
+	if cfg.Metrics.Dir != "/d/metrics-wal" || !strings.HasSuffix(cfg.Metrics.Remote.Server, ":7171") || *cfg.Topology.EdgeAggregates {
+		t.Errorf("dir %s server label %q edge aggregates %v", cfg.Metrics.Dir, cfg.Metrics.Remote.Server, *cfg.Topology.EdgeAggregates)
 	}
 }
 

@@ -186,6 +186,7 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	wcfg.QueueConfig.MaxShards = cfg.MaxShards
 	wcfg.QueueConfig.Capacity = cfg.Capacity
 	wcfg.QueueConfig.BatchSendDeadline = model.Duration(cfg.BatchSendDeadline)
+	wcfg.QueueConfig.RetryOnRateLimit = true // a 429 is backpressure: retry, do not drop
 	global := config.DefaultGlobalConfig
 	global.ExternalLabels = labels.FromStrings(ServerLabel, cfg.Server)
 	if err := rs.ApplyConfig(&config.Config{GlobalConfig: global, RemoteWriteConfigs: []*config.RemoteWriteConfig{&wcfg}}); err != nil {
