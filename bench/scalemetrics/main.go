@@ -146,7 +146,7 @@ func run(r *report.Result, o options) error {
 		t.AddRow(strconv.Itoa(n), report.Num(row.spansPerSec), report.Num(row.pointsPerSec), report.Num(row.sentPerSec), report.Num(row.landedPerSec),
 			report.Num(row.drain.Seconds()), strconv.Itoa(row.failed))
 	}
-	r.Note("the servers, Prometheus and the load generator share this machine's %d CPUs: more servers add no CPU here, so the rows show the overhead of spreading the load, not the scaling of a cluster (load average %s at the start)",
+	r.Note("inconclusive for scaling: the servers, Prometheus and the load generator share this machine's %d CPUs (load average %s at the start), so more servers add no CPU here and the rows show the overhead of spreading the load, not the scaling of a cluster",
 		r.Machine.Cores, r.Machine.LoadAverage)
 
 	return nil
@@ -359,24 +359,28 @@ func ingest(bin string, prom *proc, dir string, n int, o options) (ingestRow, er
 	t0 := time.Now()
 	wg.Wait()
 	load := time.Since(t0)
-	// Drained when every server's queue has sent up to the newest sample
-	// it appended (Prometheus' own lag measure: highest timestamp appended
-	// vs highest sent).
+	// Drained when, twice 500 ms apart, every server's queue has sent up to
+	// the newest sample it appended (Prometheus' lag measure: highest
+	// timestamp appended vs highest sent, a maximum over the shards) and
+	// holds no sample in its shards.
 	drainStart := time.Now()
-	for time.Since(drainStart) < 2*time.Minute {
+	for calm := 0; calm < 2 && time.Since(drainStart) < 2*time.Minute; {
 		behind := false
 		for _, s := range servers {
 			appended, err1 := scrapeSum("http://"+s.addr+"/metrics", "prometheus_remote_storage_highest_timestamp_in_seconds")
 			sent, err2 := scrapeSum("http://"+s.addr+"/metrics", "prometheus_remote_storage_queue_highest_sent_timestamp_seconds")
-			if err := errors.Join(err1, err2); err != nil {
+			pending, err3 := scrapeSum("http://"+s.addr+"/metrics", "prometheus_remote_storage_samples_pending")
+			if err := errors.Join(err1, err2, err3); err != nil {
 				return ingestRow{}, err
 			}
-			behind = behind || sent < appended
+			behind = behind || sent < appended || pending > 0
 		}
-		if !behind {
-			break
+		if behind {
+			calm = 0
+		} else {
+			calm++
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	drain := time.Since(drainStart)
 	sent1, err := sentTotal()
