@@ -79,7 +79,7 @@ func TestScaleOutSharedMetrics(t *testing.T) {
 			}
 		}
 		if round == 0 {
-			poll(t, 30*time.Second, "the first round in Prometheus", func() (bool, string) {
+			poll(t, 45*time.Second, "the first round in Prometheus", func() (bool, string) {
 				c, err := total(`sum(mesh_requests_total{source_service="frontend",destination_service="backend"})`, time.Now())
 				return err == nil && c == n+failures, fmt.Sprintf("count %g (%v)", c, err) // both directions
 			}, procs...)
