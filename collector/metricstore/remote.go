@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/agent"
@@ -29,9 +30,13 @@ const (
 
 // ServerLabel is the label the remote store adds to every series a server
 // writes (Prometheus' external labels), so that two servers never write
-// the same series: their self-metrics, per-edge aggregates and span-derived
-// series stay apart, and PromQL sums over them.
+// the same series: their self-metrics and span-derived series stay apart,
+// and PromQL sums over them. Rule outputs do not get it (see ruleOutputs).
 const ServerLabel = "meshscope_server"
+
+// ruleOutputs matches the names of the series the ruler writes: recording
+// rules (a colon, by Prometheus' naming convention) and the alert series.
+const ruleOutputs = `[^;]*:[^;]*|ALERTS|ALERTS_FOR_STATE`
 
 // RemoteConfig configures the shared metrics store (Config.Store "remote").
 type RemoteConfig struct {
@@ -58,6 +63,9 @@ type RemoteConfig struct {
 	// Timeout bounds one write or read request. Default 30s. Unit: duration.
 	Timeout time.Duration `yaml:"timeout"`
 }
+
+// flushDeadline bounds the queue's last sends on Close.
+const flushDeadline = 10 * time.Second
 
 // Defaults of RemoteConfig.
 const (
@@ -175,7 +183,9 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	}
 
 	latest := func() (int64, error) { return int64(model.Latest), nil }
-	rs := remote.NewStorage(logger.With("component", "remote"), reg, latest, dir, time.Minute, nil, false)
+	// On Close the queue gets flushDeadline to send what it holds; the rest
+	// stays in the WAL (and is not resent: see docs/scale-out.md).
+	rs := remote.NewStorage(logger.With("component", "remote"), reg, latest, dir, flushDeadline, nil, false)
 	wcfg := config.DefaultRemoteWriteConfig
 	wcfg.URL = &config_util.URL{URL: writeURL}
 	wcfg.Name = "shared"
@@ -187,13 +197,20 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	wcfg.QueueConfig.Capacity = cfg.Capacity
 	wcfg.QueueConfig.BatchSendDeadline = model.Duration(cfg.BatchSendDeadline)
 	wcfg.QueueConfig.RetryOnRateLimit = true // a 429 is backpressure: retry, do not drop
+	// Rule outputs (recording rules are named with a colon, and the alert
+	// series) are the cluster's, evaluated by the leader only: they keep one
+	// series when leadership moves (applied after the external labels).
+	wcfg.WriteRelabelConfigs = []*relabel.Config{{
+		SourceLabels:         model.LabelNames{labels.MetricName, ServerLabel},
+		Separator:            ";",
+		Regex:                relabel.MustNewRegexp("(?:" + ruleOutputs + ");.*"), // the name, then the server's host:port
+		TargetLabel:          ServerLabel,
+		Replacement:          "",
+		Action:               relabel.Replace,
+		NameValidationScheme: model.UTF8Validation,
+	}}
 	global := config.DefaultGlobalConfig
 	global.ExternalLabels = labels.FromStrings(ServerLabel, cfg.Server)
-	if err := rs.ApplyConfig(&config.Config{GlobalConfig: global, RemoteWriteConfigs: []*config.RemoteWriteConfig{&wcfg}}); err != nil {
-		_ = rs.Close()
-		return nil, fmt.Errorf("metrics.remote: starting remote write to %s: %w", cfg.WriteURL, err)
-	}
-
 	rc, err := remote.NewReadClient("shared", &remote.ClientConfig{
 		URL:              &config_util.URL{URL: readURL},
 		Timeout:          model.Duration(cfg.Timeout),
@@ -213,6 +230,15 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 		return nil, fmt.Errorf("open remote-write WAL in %s: %w", filepath.Join(dir, "wal"), err)
 	}
 	db.SetWriteNotified(rs)
+	// The queue starts tailing the WAL now that it exists (as Prometheus
+	// applies its configuration once the storage is open): a watcher that
+	// finds no WAL retries 5 s later and skips what was appended meanwhile.
+	if err := rs.ApplyConfig(&config.Config{GlobalConfig: global, RemoteWriteConfigs: []*config.RemoteWriteConfig{&wcfg}}); err != nil {
+		_ = db.Close()
+		_ = rs.Close()
+		return nil, fmt.Errorf("metrics.remote: starting remote write to %s: %w", cfg.WriteURL, err)
+	}
+
 	meta, err := openMetadata(dir, DefaultMaxMetadata)
 	if err != nil {
 		_ = db.Close()
@@ -264,7 +290,7 @@ func (r *Remote) SetMetadata(family string, md metadata.Metadata) {
 // MetricMetadata returns the recorded metadata by metric family.
 func (r *Remote) MetricMetadata() map[string]metadata.Metadata { return r.meta.all() }
 
-// Close closes the WAL, then flushes the queue (up to a minute) and stops it.
+// Close closes the WAL, then flushes the queue (up to 10 s) and stops it.
 func (r *Remote) Close() error {
 	merr := r.meta.save()
 	return errors.Join(r.db.Close(), r.rs.Close(), merr)

@@ -49,8 +49,8 @@ func TestRemoteConfigValidate(t *testing.T) {
 
 // TestRemoteRoundTrip appends through the remote store to Prometheus' own
 // remote-write and remote-read handlers over a TSDB, and reads the samples
-// back with PromQL: sent by the queue, labelled with the server, read with
-// remote read.
+// back with PromQL: sent by the queue, labelled with the server (except a
+// rule's output), read with remote read.
 func TestRemoteRoundTrip(t *testing.T) {
 	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
 	if err != nil {
@@ -69,21 +69,33 @@ func TestRemoteRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	// The queue sends samples newer than its start.
-	time.Sleep(10 * time.Millisecond)
-	now := time.Now()
+	// The queue sends samples newer than its start (strictly, in ms).
+	now := time.Now().Add(100 * time.Millisecond)
 	app := st.Appender(context.Background())
 	for i, v := range []float64{3, 5} {
 		if _, err := app.Append(0, labels.FromStrings("__name__", "mesh_requests_total", "source_service", "a"), now.Add(time.Duration(i)*time.Second).UnixMilli(), v); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// A recording rule's output is the cluster's: no server label.
+	if _, err := app.Append(0, labels.FromStrings("__name__", "job:answer:sum"), now.UnixMilli(), 42); err != nil {
+		t.Fatal(err)
+	}
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
 	deadline := time.Now().Add(30 * time.Second)
-	for {
+	for tick := 0; ; tick++ {
+		// A live source keeps appending; each commit wakes the queue's WAL
+		// watcher (one that raced the first commit waits for the next).
+		ta := st.Appender(context.Background())
+		if _, err := ta.Append(0, labels.FromStrings("__name__", "tick"), time.Now().UnixMilli(), float64(tick)); err != nil {
+			t.Fatal(err)
+		}
+		if err := ta.Commit(); err != nil {
+			t.Fatal(err)
+		}
 		q, err := eng.NewInstantQuery(context.Background(), st, nil, `sum by (meshscope_server) (mesh_requests_total)`, now.Add(time.Second))
 		if err != nil {
 			t.Fatal(err)
@@ -93,22 +105,38 @@ func TestRemoteRoundTrip(t *testing.T) {
 			t.Fatal(res.Err)
 		}
 		v, _ := res.Vector()
-		if len(v) == 1 && v[0].F == 5 && v[0].Metric.Get(ServerLabel) == "s1:7070" {
+		q2, err := eng.NewInstantQuery(context.Background(), st, nil, `job:answer:sum`, now.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rule, _ := q2.Exec(context.Background()).Vector()
+		if len(v) == 1 && v[0].F == 5 && v[0].Metric.Get(ServerLabel) == "s1:7070" &&
+			len(rule) == 1 && rule[0].Metric.String() == `{__name__="job:answer:sum"}` {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("remote answer = %v, want 5 from meshscope_server s1:7070", v)
+			t.Fatalf("remote answer = %v and %v, want 5 from meshscope_server s1:7070 and job:answer:sum without it", v, rule)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
 
-	// An unreachable store is an error of the query, not an empty answer.
-	srv.Close()
-	q, err := eng.NewInstantQuery(context.Background(), st, nil, `mesh_requests_total`, now)
+// TestRemoteStoreDownIsQueryError: an unreachable store is an error of the
+// query, not an empty answer.
+func TestRemoteStoreDownIsQueryError(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close() // its address now refuses connections
+	st, err := OpenRemote(RemoteConfig{WriteURL: srv.URL + "/api/v1/write", PrometheusURL: srv.URL, Server: "s1:7070"}, t.TempDir(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := q.Exec(context.Background()); res.Err == nil {
-		t.Errorf("query with the store down: %v, want an error", res.Value)
+	defer st.Close()
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	q, err := eng.NewInstantQuery(context.Background(), st, nil, `mesh_requests_total`, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := q.Exec(context.Background()); res.Err == nil || !strings.Contains(res.Err.Error(), "remote_read") {
+		t.Errorf("query with the store down: %v, %v; want a remote read error", res.Value, res.Err)
 	}
 }
