@@ -199,6 +199,8 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.StringVar(&c.Control.CA.KeyFile, "ca-key", c.Control.CA.KeyFile, "PEM `file` of the --ca-cert key")
 	fs.StringVar(&c.Control.CA.TrustDomain, "trust-domain", c.Control.CA.TrustDomain, "SPIFFE trust `domain` of proxy identities (spiffe://DOMAIN/service/NAME)")
 	fs.Var(durationValue{&c.Control.CA.CertLifetime}, "cert-lifetime", "lifetime of proxy certificates (rotated at 2/3 of it)")
+	fs.StringVar(&c.Control.StateStore, "state-store", c.Control.StateStore, "control state `backend`: embedded (policy log in <data>/control) or etcd (shared by several servers; needs --etcd-endpoints)")
+	fs.Var(commaListValue{&c.Control.Etcd.Endpoints}, "etcd-endpoints", "comma-separated etcd client `URLs` for --state-store etcd (http://A:2379,http://B:2379)")
 	fs.Var(durationValue{&c.Control.EndpointGrace}, "endpoint-grace", "how long a disconnected proxy's endpoints stay in the registry")
 	fs.Var(stringsValue{&c.Rules.RuleFiles}, "rule-files", "`glob` of Prometheus rule files to evaluate (repeatable; reloaded on SIGHUP and POST /-/reload)")
 	fs.Var(durationValue{&c.Rules.EvalInterval}, "rule-eval-interval", "how often rules (SLO and --rule-files) are evaluated")
@@ -242,6 +244,29 @@ func (s stringsValue) String() string {
 
 func (s stringsValue) Set(v string) error {
 	*s.p = append(*s.p, v)
+	return nil
+}
+
+// commaListValue is a flag taking a comma-separated list; it replaces the
+// config file's list.
+type commaListValue struct{ p *[]string }
+
+func (s commaListValue) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return strings.Join(*s.p, ",")
+}
+
+func (s commaListValue) Set(v string) error {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			return fmt.Errorf("%q: an empty entry in the list", v)
+		}
+		out = append(out, e)
+	}
+	*s.p = out
 	return nil
 }
 
@@ -361,7 +386,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("slo: %w", err)
 	}
 
-	guards, err := guard.New(guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL},
+	guards, err := guard.New(guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL, Leader: plane.Leader()},
 		plane.Store(), rl, plane.Registry(), engine, metrics, rl, reg, logger.With("part", "guards"))
 	if err != nil {
 		return fmt.Errorf("guards: %w", err)
@@ -370,7 +395,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 
 	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
 		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
-		rollout.Options{Budget: slos, Guard: guards}, reg, logger.With("part", "rollouts"))
+		rollout.Options{Budget: slos, Guard: guards, Leader: plane.Leader()}, reg, logger.With("part", "rollouts"))
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
@@ -438,7 +463,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	logger.Info("meshscope server started",
 		"ui", sec.scheme()+"://"+ln.Addr().String()+"/", "auth", sec.auth.Enabled(),
 		"otlp_grpc", coll.GRPCAddr(), "otlp_http", coll.HTTPAddr(),
-		"data", cfg.Data, "trace_store", cfg.Traces.Store)
+		"data", cfg.Data, "trace_store", cfg.Traces.Store, "state_store", cfg.Control.StateStore)
 	return g.Run(ctx, logger)
 }
 

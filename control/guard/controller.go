@@ -54,6 +54,12 @@ type Instances interface {
 	View(service string) registry.View
 }
 
+// Leadership tells whether this server leads its cluster's controllers
+// (control/etcdstate.Elector); only the leader evaluates guards.
+type Leadership interface {
+	IsLeader() bool
+}
+
 // Notifier sends events to Alertmanager as informational alerts.
 type Notifier interface {
 	Notify(alerts ...*notifier.Alert)
@@ -70,6 +76,8 @@ type Options struct {
 	Tick time.Duration
 	// ExternalURL is where the UI is reached, for links in alerts.
 	ExternalURL string
+	// Leader, when set, lets guards act only while it leads.
+	Leader Leadership
 }
 
 // Controller evaluates the guards. Run it as a lifecycle runner; call
@@ -235,6 +243,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-c.trigger:
+		}
+		if c.opts.Leader != nil && !c.opts.Leader.IsLeader() {
+			continue
 		}
 		c.Evaluate(ctx)
 	}

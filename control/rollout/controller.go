@@ -37,6 +37,12 @@ type BudgetSource interface {
 	RemainingBudget(ctx context.Context, slo string) (*float64, error)
 }
 
+// Leadership tells whether this server leads its cluster's controllers
+// (control/etcdstate.Elector); only the leader runs rollouts.
+type Leadership interface {
+	IsLeader() bool
+}
+
 // Sampler gathers an interval's samples of the canary and the stable
 // version; Collector is the real one.
 type Sampler interface {
@@ -59,6 +65,8 @@ type Config struct {
 type Options struct {
 	Budget BudgetSource
 	Guard  GuardSource
+	// Leader, when set, lets the controller act only while it leads.
+	Leader Leadership
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -162,7 +170,11 @@ func New(cfg Config, st Store, sampler Sampler, opts Options, reg prometheus.Reg
 func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.cfg.Tick)
 	defer t.Stop()
-	c.reconcile()
+	leading := func() bool { return c.opts.Leader == nil || c.opts.Leader.IsLeader() }
+	led := leading()
+	if led {
+		c.reconcile()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,8 +183,17 @@ func (c *Controller) Run(ctx context.Context) error {
 			if !ok {
 				c.sub = nil
 			}
-			c.reconcile()
+			if led = leading(); led {
+				c.reconcile()
+			}
 		case <-t.C:
+			was := led
+			if led = leading(); !led {
+				continue
+			}
+			if !was {
+				c.reconcile() // a new leader picks up what changed while it followed
+			}
 			c.guardCheck()
 			c.judgeDue(ctx)
 		}
