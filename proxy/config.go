@@ -158,8 +158,10 @@ type Config struct {
 	Telemetry Telemetry `yaml:"telemetry" json:"telemetry"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level" json:"log_level"`
-	// ControlPlane is the control plane's URL (http://host:port): register,
-	// discover endpoints and receive traffic policies. Empty = static config.
+	// ControlPlane is the control plane's URL (http://host:port), or the
+	// URLs of several servers of one control plane separated by commas:
+	// register, discover endpoints and receive traffic policies. Empty =
+	// static config.
 	ControlPlane string `yaml:"control_plane" json:"control_plane"`
 	// StateDir keeps the last good control-plane snapshot so a restart
 	// without the control plane still routes. Default: a directory per
@@ -382,8 +384,10 @@ func (c *Config) Validate() error {
 		bad("telemetry.sample_ratio", "must be within 0..1, got %v", c.Telemetry.SampleRatio)
 	}
 	if c.ControlPlane != "" {
-		if u, err := url.Parse(c.ControlPlane); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("control_plane", "want http://host:port, got %q", c.ControlPlane)
+		for _, raw := range strings.Split(c.ControlPlane, ",") {
+			if u, err := url.Parse(strings.TrimSpace(raw)); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("control_plane", "want http://host:port (several separated by commas), got %q", raw)
+			}
 		}
 	}
 	if c.MaxDetections < 1 || c.MaxDetections > 1<<20 {
@@ -493,7 +497,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config, opaque *[]string) {
 	fs.IntVar(&cfg.MaxDetections, "max-detections", cfg.MaxDetections, "connections in protocol detection at once; more are closed")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request head in bytes (then 431)")
 	fs.IntVar(&cfg.MaxProcs, "max-procs", cfg.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
-	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port): discovery and traffic policies")
+	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port), or several servers of one control plane separated by commas (tried in turn): discovery and traffic policies")
 	fs.StringVar(&cfg.TokenFile, "token-file", cfg.TokenFile, "`file` holding the bearer token for a server run with --auth-file (control stream and OTLP export)")
 	fs.BoolFunc("mtls", "mTLS between meshed proxies with --control-plane (default true; --mtls=false disables)", func(v string) error {
 		on, err := strconv.ParseBool(v)

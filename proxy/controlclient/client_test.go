@@ -268,8 +268,26 @@ func TestReconnectsAndReports(t *testing.T) {
 	}
 }
 
+// TestMovesToTheNextServer: with several servers, a proxy whose server
+// dies reconnects to another one at once, keeping its config meanwhile.
+func TestMovesToTheNextServer(t *testing.T) {
+	a, b := newControlServer(t, splitSnapshot(4, 20)), newControlServer(t, splitSnapshot(4, 20))
+	eng := &fakeEngine{}
+	c := newClient(t, a.URL+","+b.URL, t.TempDir(), eng)
+	run(t, c)
+	waitFor(t, "a hello on the first server", func() bool { h, _ := a.counts(); return h == 1 })
+	a.Close() // the first server dies
+	a.dropAll()
+	waitFor(t, "a hello on the second server", func() bool { h, _ := b.counts(); return h == 1 })
+	if c.Current() != 4 {
+		t.Fatalf("version %d after the move, want 4", c.Current())
+	}
+	b.push(t, splitSnapshot(5, 50))
+	waitFor(t, "the second server's snapshot", func() bool { return c.Current() == 5 })
+}
+
 func TestNewRejectsBadURL(t *testing.T) {
-	for _, u := range []string{"", "ftp://x", "127.0.0.1:7070", "http://"} {
+	for _, u := range []string{"", "ftp://x", "127.0.0.1:7070", "http://", "http://a:1,", "http://a:1,ftp://b"} {
 		if _, err := New(Config{URL: u, StateDir: t.TempDir()}, &fakeEngine{}, prometheus.NewRegistry(), nil); err == nil {
 			t.Errorf("URL %q accepted", u)
 		}
