@@ -125,6 +125,7 @@ type Plane struct {
 	ca       *ca.CA
 	etcd     *clientv3.Client   // nil with the embedded store
 	elector  *etcdstate.Elector // nil with the embedded store
+	peers    *etcdstate.Peers   // nil with the embedded store
 }
 
 // New opens the store, loads the policy directory (an invalid file is an
@@ -195,6 +196,10 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (_ *Plane, 
 		auth = AllowAllCerts{}
 	}
 	p.registry.SetSigner(certSigner{ca: p.ca, auth: auth, now: time.Now})
+	if p.etcd != nil {
+		p.peers = etcdstate.NewPeers(p.etcd, cfg.Etcd, cfg.ID, logger.With("component", "shared-registry"))
+		p.registry.SetPublisher(p.peers)
+	}
 	return p, nil
 }
 
@@ -242,7 +247,7 @@ func (p *Plane) RegisterRoutes(mux *http.ServeMux) {
 // closes every proxy stream and the store.
 func (p *Plane) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wg.Add(1)
@@ -258,10 +263,14 @@ func (p *Plane) Run(ctx context.Context) error {
 		}()
 	}
 	if p.elector != nil {
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			errc <- p.elector.Run(cctx)
+		}()
+		go func() {
+			defer wg.Done()
+			errc <- p.peers.Run(cctx, p.registry.SetPeers)
 		}()
 	}
 	var first error

@@ -16,7 +16,9 @@ import (
 
 	"github.com/meshscope/meshscope/control/etcdstate"
 	"github.com/meshscope/meshscope/control/policy"
+	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
+	"github.com/meshscope/meshscope/control/wire"
 )
 
 // startEtcd runs a one-member etcd (Debian etcd-server) on loopback and
@@ -226,5 +228,48 @@ func TestCheckCA(t *testing.T) {
 	err := etcdstate.CheckCA(ctx, cli, "/t", "bb")
 	if err == nil || !strings.Contains(err.Error(), "--ca-cert and --ca-key") {
 		t.Fatalf("CheckCA with another CA: %v, want a refusal naming --ca-cert and --ca-key", err)
+	}
+}
+
+// TestSharedRegistry: a proxy one server publishes reaches the other's
+// sink, and leaves it when the publishing server stops (its lease goes).
+func TestSharedRegistry(t *testing.T) {
+	ep := startEtcd(t)
+	cfg := etcdstate.DefaultConfig()
+	cfg.LeaseTTL = 2 * time.Second
+	a := etcdstate.NewPeers(dial(t, ep), cfg, "a", slog.New(slog.DiscardHandler))
+	b := etcdstate.NewPeers(dial(t, ep), cfg, "b", slog.New(slog.DiscardHandler))
+	var mu sync.Mutex
+	var atA, atB map[string]registry.Peer
+	sink := func(to *map[string]registry.Peer) func(map[string]registry.Peer) {
+		return func(m map[string]registry.Peer) { mu.Lock(); *to = m; mu.Unlock() }
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	bctx, bcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = a.Run(actx, sink(&atA)) }()
+	go func() { defer wg.Done(); _ = b.Run(bctx, sink(&atB)) }()
+	t.Cleanup(func() { acancel(); bcancel(); wg.Wait() })
+
+	a.Publish("web-1", &registry.Peer{Hello: wire.Hello{ProxyID: "web-1", Service: "web", Version: "v1", Inbound: []string{"127.0.0.1:1"}}, Health: "healthy"})
+	eventually(t, "b sees web-1", func() bool { mu.Lock(); defer mu.Unlock(); return atB["web-1"].Health == "healthy" })
+	mu.Lock()
+	if len(atA) != 0 {
+		t.Errorf("a sees its own proxies as peers: %v", atA)
+	}
+	mu.Unlock()
+	acancel()
+	eventually(t, "web-1 leaves b when a stops", func() bool { mu.Lock(); defer mu.Unlock(); _, ok := atB["web-1"]; return !ok })
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
