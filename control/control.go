@@ -215,6 +215,16 @@ func (p *Plane) Leader() Leadership {
 	return p.elector
 }
 
+// SharedState keeps a controller's state (part: "guards", "rollouts") in
+// etcd, written only by the leader; nil with the embedded store (the
+// controllers keep their files in the data directory).
+func (p *Plane) SharedState(part string) *etcdstate.Blobs {
+	if p.elector == nil {
+		return nil
+	}
+	return etcdstate.NewBlobs(p.etcd, p.cfg.Etcd.Prefix+"/controllers/"+part, p.elector)
+}
+
 // status answers GET /status: the store, this server and the leader.
 func (p *Plane) status(ctx context.Context) StatusView {
 	v := StatusView{Version: p.store.Version(), StateStore: p.cfg.StateStore, ID: p.cfg.ID, Leader: p.Leader().IsLeader()}

@@ -19,6 +19,7 @@ import (
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/ca"
 	"github.com/meshscope/meshscope/control/policy"
+	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/wire"
 )
 
@@ -308,6 +309,23 @@ func TestScaleOutEtcd(t *testing.T) {
 	wg.Wait()
 	if n := historyBy(t, next, starter); n != 1 {
 		t.Errorf("%d history entries by %q after the failover, want exactly 1", n, starter)
+	}
+	var ro rollout.State
+	if err := getJSON(next.url(rollout.APIPrefix+"/catalog-v2"), &ro); err != nil {
+		t.Fatal(err)
+	}
+	started, resumed := 0, 0
+	for _, e := range ro.Events {
+		switch {
+		case e.Type == rollout.EventStarted:
+			started++
+		case e.Type == rollout.EventResumed && strings.Contains(e.Message, "took the controllers over"):
+			resumed++
+		}
+	}
+	if started != 1 || resumed != 1 || ro.Weight != 10 || ro.Phase != rollout.PhaseProgressing {
+		t.Errorf("rollout on the new leader: %d started and %d take-over events, weight %d, phase %s; want 1, 1, 10, progressing: %+v",
+			started, resumed, ro.Weight, ro.Phase, ro.Events)
 	}
 	if f := failed.Load(); f > 0 || sent.Load() < 50 {
 		t.Errorf("%d of %d requests through the caller failed during the failover (last: %v)", f, sent.Load(), lastErr.Load())

@@ -386,16 +386,26 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("slo: %w", err)
 	}
 
-	guards, err := guard.New(guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL, Leader: plane.Leader()},
-		plane.Store(), rl, plane.Registry(), engine, metrics, rl, reg, logger.With("part", "guards"))
+	// In a cluster (--state-store etcd) only the leader acts, on state
+	// kept in etcd; alone, a server acts on its files in the data dir.
+	guardOpts := guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL}
+	rolloutOpts := rollout.Options{Budget: slos}
+	if st := plane.SharedState("guards"); st != nil {
+		guardOpts.State, guardOpts.Leader = st, plane.Leader()
+	}
+	if st := plane.SharedState("rollouts"); st != nil {
+		rolloutOpts.State, rolloutOpts.Leader = st, plane.Leader()
+	}
+	guards, err := guard.New(guardOpts, plane.Store(), rl, plane.Registry(), engine, metrics, rl, reg, logger.With("part", "guards"))
 	if err != nil {
 		return fmt.Errorf("guards: %w", err)
 	}
 	rl.AfterEval(guards.AfterEval)
+	rolloutOpts.Guard = guards
 
 	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
 		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
-		rollout.Options{Budget: slos, Guard: guards, Leader: plane.Leader()}, reg, logger.With("part", "rollouts"))
+		rolloutOpts, reg, logger.With("part", "rollouts"))
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}

@@ -19,13 +19,14 @@ const writeTimeout = 10 * time.Second
 // Elector campaigns for the controllers' leadership of the cluster. Run it
 // as a lifecycle runner; IsLeader answers whether this server leads now.
 type Elector struct {
-	cli    *clientv3.Client
-	key    string
-	id     string
-	ttl    time.Duration
-	logger *slog.Logger
-	leader atomic.Bool
-	won    prometheus.Counter
+	cli      *clientv3.Client
+	key      string
+	id       string
+	ttl      time.Duration
+	logger   *slog.Logger
+	leader   atomic.Bool
+	election atomic.Pointer[concurrency.Election] // while leading
+	won      prometheus.Counter
 }
 
 // NewElector campaigns under <prefix>/leader as id (the server's address).
@@ -90,12 +91,14 @@ func (e *Elector) term(ctx context.Context) error {
 		}
 		return fmt.Errorf("campaigning: %w", err)
 	}
+	e.election.Store(el)
 	e.leader.Store(true)
 	e.won.Inc()
 	e.logger.Info("leading the controllers", "id", e.id, "lease", fmt.Sprintf("%x", sess.Lease()))
 	select {
 	case <-ctx.Done():
 		e.leader.Store(false) // before resigning: never two leaders in one process's view
+		e.election.Store(nil)
 		rctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		defer cancel()
 		_ = el.Resign(rctx)
@@ -103,9 +106,23 @@ func (e *Elector) term(ctx context.Context) error {
 		return nil
 	case <-sess.Done():
 		e.leader.Store(false)
+		e.election.Store(nil)
 		// The lease expired (etcd unreachable longer than its TTL):
 		// another server may lead already.
 		e.logger.Warn("lost the controllers' leadership: etcd session ended", "id", e.id)
 		return nil
 	}
+}
+
+// errNotLeader answers a fenced write of a server that does not lead.
+var errNotLeader = errors.New("this server does not lead the controllers (any more); not written")
+
+// fence is the condition of a write only the leader may make: its
+// election key is still the one it won with.
+func (e *Elector) fence() (clientv3.Cmp, error) {
+	el := e.election.Load()
+	if el == nil {
+		return clientv3.Cmp{}, errNotLeader
+	}
+	return clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev()), nil
 }

@@ -78,7 +78,37 @@ type Options struct {
 	ExternalURL string
 	// Leader, when set, lets guards act only while it leads.
 	Leader Leadership
+	// State keeps the guards' state (their actions and revert points);
+	// default state.json in Dir.
+	State StateStore
 }
+
+// StateStore keeps the guards' state as one JSON document named "state":
+// a file in Dir by default, or a store the servers of a cluster share
+// (control/etcdstate.Blobs).
+type StateStore interface {
+	Load() (map[string][]byte, error)
+	Save(name string, b []byte) error
+}
+
+// stateName is the guards' document in the StateStore.
+const stateName = "state"
+
+// stateFile is the default StateStore: state.json in the guard directory.
+type stateFile struct{ path string }
+
+func (f stateFile) Load() (map[string][]byte, error) {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading guard state: %w", err)
+	}
+	return map[string][]byte{stateName: b}, nil
+}
+
+func (f stateFile) Save(_ string, b []byte) error { return writeFileSync(f.path, b) }
 
 // Controller evaluates the guards. Run it as a lifecycle runner; call
 // Trigger after every rule evaluation.
@@ -190,12 +220,11 @@ func New(opts Options, st Store, alerts Alerts, inst Instances, engine promql.Qu
 			}
 		}
 	}
-	if b, err := os.ReadFile(c.statePath()); err == nil {
-		if err := json.Unmarshal(b, &c.state); err != nil {
-			return nil, fmt.Errorf("guard state %s is damaged: %w", c.statePath(), err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading guard state: %w", err)
+	if c.opts.State == nil {
+		c.opts.State = stateFile{filepath.Join(opts.Dir, "state.json")}
+	}
+	if err := c.loadState(); err != nil {
+		return nil, err
 	}
 	ev, err := openEvents(opts.Dir)
 	if err != nil {
@@ -206,7 +235,28 @@ func New(opts Options, st Store, alerts Alerts, inst Instances, engine promql.Qu
 	return c, nil
 }
 
-func (c *Controller) statePath() string { return filepath.Join(c.opts.Dir, "state.json") }
+// loadState reads the guards' state: at start, and when this server
+// takes the controllers over (the last leader's actions and revert
+// points).
+func (c *Controller) loadState() error {
+	raw, err := c.opts.State.Load()
+	if err != nil {
+		return err
+	}
+	state := map[string]*guardState{}
+	if b, ok := raw[stateName]; ok {
+		if err := json.Unmarshal(b, &state); err != nil {
+			return fmt.Errorf("guard state is damaged: %w", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state = state
+	if c.events != nil {
+		c.updateFiringLocked()
+	}
+	return nil
+}
 
 // Trigger asks for an evaluation now (coalesced); the rules engine calls
 // it after each evaluation.
@@ -237,6 +287,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer c.mu.Unlock()
 		_ = c.events.close()
 	}()
+	led := false // with a Leader: whether this server led at the last tick
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,8 +295,18 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-c.trigger:
 		}
-		if c.opts.Leader != nil && !c.opts.Leader.IsLeader() {
-			continue
+		if c.opts.Leader != nil {
+			was := led
+			if led = c.opts.Leader.IsLeader(); !led {
+				continue
+			}
+			if !was {
+				if err := c.loadState(); err != nil {
+					c.logger.Error("taking the guards over", "err", err)
+					led = false // try again on the next tick
+					continue
+				}
+			}
 		}
 		c.Evaluate(ctx)
 	}
@@ -650,7 +711,7 @@ func (c *Controller) alertOf(e Event) *notifier.Alert {
 func (c *Controller) saveLocked() {
 	b, err := json.Marshal(c.state)
 	if err == nil {
-		err = writeFileSync(c.statePath(), b)
+		err = c.opts.State.Save(stateName, b)
 	}
 	if err != nil {
 		c.logger.Error("guard state not saved", "err", err)

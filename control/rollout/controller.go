@@ -67,6 +67,8 @@ type Options struct {
 	Guard  GuardSource
 	// Leader, when set, lets the controller act only while it leads.
 	Leader Leadership
+	// State keeps the rollouts' states; default files in Config.Dir.
+	State StateStore
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -78,7 +80,7 @@ type Controller struct {
 	sampler Sampler
 	opts    Options
 	logger  *slog.Logger
-	files   files
+	state   StateStore
 	sub     <-chan struct{}
 
 	mu     sync.Mutex
@@ -111,7 +113,7 @@ func New(cfg Config, st Store, sampler Sampler, opts Options, reg prometheus.Reg
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Controller{
-		cfg: cfg, store: st, sampler: sampler, opts: opts, logger: logger, files: files{cfg.Dir},
+		cfg: cfg, store: st, sampler: sampler, opts: opts, logger: logger, state: opts.State,
 		sub: st.Subscribe(),
 		intervals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshscope_rollout_intervals_total",
@@ -143,37 +145,65 @@ func New(cfg Config, st Store, sampler Sampler, opts Options, reg prometheus.Reg
 			}
 		}
 	}
-	states, err := c.files.load()
-	if err != nil {
-		return nil, err
+	if c.state == nil {
+		c.state = files{cfg.Dir}
 	}
+	if opts.Leader == nil { // else Run resumes once this server leads
+		if err := c.resume("server restarted"); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// resume loads the states and resumes every running rollout at its step;
+// the interval no one judged is not judged (its samples straddle the
+// outage or the change of leader). why says what happened.
+func (c *Controller) resume(why string) error {
+	states, err := decodeStates(c.state)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.states = states
-	now := opts.Now()
+	now := c.opts.Now()
 	for _, s := range states {
 		if terminal(s.Phase) {
 			continue
 		}
-		// Resume at the same step; the interval the server missed is
-		// not judged (its samples straddle the outage).
 		s.IntervalStart = now
 		s.addEvent(Event{Time: now, Type: EventResumed, Step: s.Step, Weight: s.Weight,
-			Message: fmt.Sprintf("server restarted: resuming at step %d (canary %d%%), failures so far %d", s.Step+1, s.Weight, s.Failures)})
-		if err := c.files.save(s); err != nil {
-			return nil, err
+			Message: fmt.Sprintf("%s: resuming at step %d (canary %d%%), failures so far %d", why, s.Step+1, s.Weight, s.Failures)})
+		if err := c.saveErr(s); err != nil {
+			return err
 		}
 		c.weight.WithLabelValues(s.Name, s.Service).Set(float64(s.Weight))
 	}
-	return c, nil
+	return nil
 }
 
 // Run reconciles the documents and judges due intervals until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.cfg.Tick)
 	defer t.Stop()
-	leading := func() bool { return c.opts.Leader == nil || c.opts.Leader.IsLeader() }
-	led := leading()
+	led := c.opts.Leader == nil // a server of a cluster takes over when it first leads
 	if led {
 		c.reconcile()
+	}
+	// leading reports whether this server leads; when it has just become
+	// the leader it takes the rollouts on from the state the last leader
+	// left.
+	leading := func() bool {
+		now := c.opts.Leader == nil || c.opts.Leader.IsLeader()
+		if now && !led {
+			if err := c.resume("this server took the controllers over"); err != nil {
+				c.logger.Error("taking the rollouts over", "err", err)
+				now = false // try again on the next tick
+			}
+		}
+		led = now
+		return now
 	}
 	for {
 		select {
@@ -183,16 +213,16 @@ func (c *Controller) Run(ctx context.Context) error {
 			if !ok {
 				c.sub = nil
 			}
-			if led = leading(); led {
+			if leading() {
 				c.reconcile()
 			}
 		case <-t.C:
 			was := led
-			if led = leading(); !led {
+			if !leading() {
 				continue
 			}
 			if !was {
-				c.reconcile() // a new leader picks up what changed while it followed
+				c.reconcile() // a new leader picks up what changed meanwhile
 			}
 			c.guardCheck()
 			c.judgeDue(ctx)
@@ -215,9 +245,17 @@ func (c *Controller) event(s *State, e Event) {
 }
 
 func (c *Controller) save(s *State) {
-	if err := c.files.save(s); err != nil {
+	if err := c.saveErr(s); err != nil {
 		c.logger.Error("saving rollout state", "rollout", s.Name, "err", err)
 	}
+}
+
+func (c *Controller) saveErr(s *State) error {
+	b, err := encodeState(s)
+	if err != nil {
+		return err
+	}
+	return c.state.Save(s.Name, b)
 }
 
 // reconcile starts rollouts for new or changed documents and aborts
