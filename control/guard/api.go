@@ -231,8 +231,15 @@ const (
 // ErrNotFound is an operation on a guard that does not exist.
 var ErrNotFound = errors.New("guard not found")
 
+// ErrNotLeader answers an operation sent to a server of a cluster that does
+// not lead the controllers: only the leader acts and saves guard state.
+var ErrNotLeader = errors.New("this server does not lead the controllers: send the operation to the leader (GET /api/mesh/v1/status names it)")
+
 // Operate pauses, resumes, reverts or promotes a guard on behalf of who.
 func (c *Controller) Operate(ctx context.Context, name, op, who string) (OpResult, error) {
+	if c.opts.Leader != nil && !c.opts.Leader.IsLeader() {
+		return OpResult{}, ErrNotLeader
+	}
 	d, ok := c.guardDoc(name)
 	if !ok {
 		return OpResult{}, fmt.Errorf("%w: %q", ErrNotFound, name)
@@ -294,6 +301,8 @@ func (c *Controller) handleOp(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, errorView{err.Error()})
+	case errors.Is(err, ErrNotLeader):
+		writeJSON(w, http.StatusMisdirectedRequest, errorView{err.Error()})
 	case errors.As(err, new(*store.StaleError)), errors.As(err, new(*store.ConflictError)):
 		writeJSON(w, http.StatusConflict, errorView{err.Error()})
 	case err != nil:

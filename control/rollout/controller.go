@@ -195,7 +195,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	// the leader it takes the rollouts on from the state the last leader
 	// left.
 	leading := func() bool {
-		now := c.opts.Leader == nil || c.opts.Leader.IsLeader()
+		now := c.leads()
 		if now && !led {
 			if err := c.resume("this server took the controllers over"); err != nil {
 				c.logger.Error("taking the rollouts over", "err", err)
@@ -229,6 +229,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// leads reports whether this server runs the rollouts (always, alone).
+func (c *Controller) leads() bool { return c.opts.Leader == nil || c.opts.Leader.IsLeader() }
 
 // who is how the controller signs its route changes.
 func who(name string) string { return "rollout " + name }
@@ -568,6 +571,9 @@ func summary(r judge.Result) string {
 var (
 	ErrNotFound = errors.New("rollout not found")
 	ErrFinished = errors.New("rollout has finished")
+	// ErrNotLeader answers an action sent to a server of a cluster that
+	// does not lead the controllers.
+	ErrNotLeader = errors.New("this server does not lead the controllers: send the action to the leader (GET /api/mesh/v1/status names it)")
 )
 
 // Actions an operator can take.
@@ -580,6 +586,9 @@ const (
 
 // Act carries out an operator action on a rollout and returns its state.
 func (c *Controller) Act(name, action, by string) (State, error) {
+	if !c.leads() {
+		return State{}, ErrNotLeader
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.states[name]

@@ -2,7 +2,9 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"strings"
@@ -334,5 +336,91 @@ rules:
 	}
 	if b := r.Rules[2].Backends; len(b) != 1 || b[0].Version != "v1" || b[0].Weight != 100 {
 		t.Errorf("unmatched requests not on stable: %+v", b)
+	}
+}
+
+// memState is a StateStore shared by two controllers, as etcd is by the
+// servers of a cluster.
+type memState struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memState) Load() (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range s.m {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *memState) Save(name string, b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[name] = b
+	return nil
+}
+
+type leadFlag struct{ v atomic.Bool }
+
+func (l *leadFlag) IsLeader() bool { return l.v.Load() }
+
+// TestFollowerTakesOver: a follower neither starts a rollout nor accepts
+// actions; when it becomes the leader it resumes the rollout at the step
+// the last leader saved, without starting it again.
+func TestFollowerTakesOver(t *testing.T) {
+	shared := &memState{m: map[string][]byte{}}
+	first := newEnv(t, Options{State: shared})
+	first.apply(doc) // a controller without Leader leads alone: it starts the rollout
+	if w := first.routeWeights(); w["v2"] != 10 {
+		t.Fatalf("first step route %v", w)
+	}
+	var lead leadFlag
+	follower, err := New(Config{Dir: t.TempDir(), Tick: 5 * time.Millisecond}, first.st, first.samp,
+		Options{State: shared, Leader: &lead, Now: first.clk.now}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = follower.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	time.Sleep(50 * time.Millisecond)
+	if _, ok := follower.Get("inv"); ok {
+		t.Fatal("a follower took a rollout on")
+	}
+	if _, err := follower.Act("inv", ActionPause, "alice"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Act on a follower: %v, want ErrNotLeader", err)
+	}
+	versions := first.st.Version()
+	lead.v.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, ok := follower.Get("inv")
+		if ok {
+			started, resumed := 0, 0
+			for _, e := range s.Events {
+				switch e.Type {
+				case EventStarted:
+					started++
+				case EventResumed:
+					resumed++
+				}
+			}
+			if started != 1 || resumed != 1 || s.Weight != 10 || s.Phase != PhaseProgressing {
+				t.Fatalf("taken over: %d started, %d resumed, weight %d, %s", started, resumed, s.Weight, s.Phase)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new leader did not take the rollout over")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if v := first.st.Version(); v != versions {
+		t.Fatalf("the take-over wrote policy versions %d..%d", versions+1, v)
 	}
 }
