@@ -271,19 +271,26 @@ func TestReconnectsAndReports(t *testing.T) {
 // TestMovesToTheNextServer: with several servers, a proxy whose server
 // dies reconnects to another one at once, keeping its config meanwhile.
 func TestMovesToTheNextServer(t *testing.T) {
-	a, b := newControlServer(t, splitSnapshot(4, 20)), newControlServer(t, splitSnapshot(4, 20))
+	a, b := newControlServer(t, splitSnapshot(4, 20)), newControlServer(t, splitSnapshot(5, 50))
 	eng := &fakeEngine{}
 	c := newClient(t, a.URL+","+b.URL, t.TempDir(), eng)
 	run(t, c)
-	waitFor(t, "a hello on the first server", func() bool { h, _ := a.counts(); return h == 1 })
+	waitFor(t, "the first server's snapshot", func() bool { return c.Current() == 4 })
+	if h, _ := b.counts(); h != 0 {
+		t.Fatalf("%d hellos on the second server while the first is up", h)
+	}
 	a.Close() // the first server dies
 	a.dropAll()
-	waitFor(t, "a hello on the second server", func() bool { h, _ := b.counts(); return h == 1 })
-	if c.Current() != 4 {
-		t.Fatalf("version %d after the move, want 4", c.Current())
-	}
-	b.push(t, splitSnapshot(5, 50))
 	waitFor(t, "the second server's snapshot", func() bool { return c.Current() == 5 })
+	if h, _ := b.counts(); h != 1 {
+		t.Fatalf("%d hellos on the second server, want 1", h)
+	}
+	b.mu.Lock()
+	has := b.hellos[0].ConfigVersion
+	b.mu.Unlock()
+	if has != 4 {
+		t.Fatalf("hello to the second server says version %d, want 4 (the config kept meanwhile)", has)
+	}
 }
 
 func TestNewRejectsBadURL(t *testing.T) {
