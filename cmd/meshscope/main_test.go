@@ -45,6 +45,9 @@ func TestCommandErrorsNameTheProblem(t *testing.T) {
 		{"bad log level", []string{"server", "--log-level", "loud"}, 2, "log_level"},
 		{"clickhouse without dsn", []string{"server", "--trace-store", "clickhouse"}, 2, "traces.clickhouse"},
 		{"version extra arg", []string{"version", "x"}, 2, `unexpected argument "x"`},
+		{"bad state store", []string{"server", "--state-store", "zk"}, 2, `control: state_store: "zk" is not a state store`},
+		{"etcd without endpoints", []string{"server", "--state-store", "etcd"}, 2, "control: etcd: endpoints: at least one etcd endpoint is needed (--etcd-endpoints A,B,C)"},
+		{"empty etcd endpoint", []string{"server", "--etcd-endpoints", "http://a:2379,,http://b:2379"}, 2, "-etcd-endpoints"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
