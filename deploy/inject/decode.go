@@ -17,7 +17,8 @@ type document struct {
 	raw   []byte
 }
 
-// splitDocuments cuts a YAML stream at its "---" lines. A "---" line may
+// splitDocuments cuts a YAML stream at its "---" lines (a line "----" is
+// content, as in YAML). A "---" line may
 // carry a comment; anything else after "---" on the line is an error (a
 // document starting on the separator line is legal YAML but written by
 // nobody, and splitting it right would need a YAML parser here).
@@ -26,7 +27,7 @@ func splitDocuments(data []byte) ([]document, error) {
 	var cur bytes.Buffer
 	for n, line := range bytes.SplitAfter(data, []byte("\n")) {
 		t := bytes.TrimRight(line, " \t\r\n")
-		if bytes.HasPrefix(t, []byte("---")) {
+		if bytes.Equal(t, []byte("---")) || bytes.HasPrefix(t, []byte("--- ")) || bytes.HasPrefix(t, []byte("---\t")) {
 			rest := bytes.TrimSpace(t[3:])
 			if len(rest) == 0 || rest[0] == '#' {
 				docs = append(docs, document{index: len(docs) + 1, raw: bytes.Clone(cur.Bytes())})

@@ -42,6 +42,9 @@ func Transform(in []byte, o Options) ([]byte, []Outcome, error) {
 	var outcomes []Outcome
 	for i, d := range docs {
 		if i > 0 {
+			if b := out.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
+				out.WriteByte('\n')
+			}
 			out.WriteString("---\n")
 		}
 		res, oc, err := transformDocument(d.raw, o)

@@ -333,9 +333,18 @@ func setProxyEnv(c *corev1.Container, i int) error {
 				podPath, i, k, name, c.Env[k].Value, httpProxyValue, AnnotationInject)
 		}
 	}
+	// The app's own NO_PROXY (either spelling) is kept and copied to the
+	// other spelling, so tools that read only one agree.
+	noProxy := noProxyValue
+	for _, name := range noProxyEnvNames {
+		if k := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name }); k >= 0 && c.Env[k].ValueFrom == nil {
+			noProxy = c.Env[k].Value
+			break
+		}
+	}
 	for _, name := range noProxyEnvNames {
 		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name }) {
-			c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: noProxyValue})
+			c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: noProxy})
 		}
 	}
 	return nil
