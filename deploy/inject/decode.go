@@ -95,10 +95,10 @@ func peekType(j []byte) (typeMeta, error) {
 	return t, nil
 }
 
-// decodeStrict decodes JSON into a Kubernetes API type as the API server's
+// DecodeStrict decodes JSON into a Kubernetes API type as the API server's
 // strict field validation does: unknown and duplicate fields are errors,
 // named by their path (spec.template.spec.containers[0].portz).
-func decodeStrict(j []byte, v any) error {
+func DecodeStrict(j []byte, v any) error {
 	strict, err := sigsjson.UnmarshalStrict(j, v)
 	if err != nil {
 		return err

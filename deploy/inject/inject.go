@@ -109,7 +109,7 @@ func transformObject(j []byte, o Options) (map[string]any, []Outcome, error) {
 	if t.APIVersion != "apps/v1" {
 		return nil, nil, fmt.Errorf(" (%s): apiVersion: %q: only apps/v1 workloads are injected", t, t.APIVersion)
 	}
-	if err := decodeStrict(j, obj); err != nil {
+	if err := DecodeStrict(j, obj); err != nil {
 		return nil, nil, fmt.Errorf(" (%s): %w", t, err)
 	}
 	off, err := disabled(meta, tmpl)
@@ -145,7 +145,7 @@ func transformList(j []byte, t typeMeta, o Options) (map[string]any, []Outcome, 
 		Metadata   metav1.ListMeta   `json:"metadata"`
 		Items      []json.RawMessage `json:"items"`
 	}
-	if err := decodeStrict(j, &list); err != nil {
+	if err := DecodeStrict(j, &list); err != nil {
 		return nil, nil, fmt.Errorf(" (List): %w", err)
 	}
 	var whole map[string]any

@@ -404,7 +404,7 @@ func decodeWorkloads(t *testing.T, stream []byte) []corev1.PodTemplateSpec {
 
 func mustStrict(t *testing.T, j []byte, v any) {
 	t.Helper()
-	if err := decodeStrict(j, v); err != nil {
+	if err := DecodeStrict(j, v); err != nil {
 		t.Fatalf("strict decode: %v", err)
 	}
 }
