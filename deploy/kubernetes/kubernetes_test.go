@@ -332,6 +332,8 @@ func checkPodSecurity(t *testing.T, d *appsv1.Deployment) {
 			sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
 			sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
 			t.Errorf("container %s securityContext %+v: want a read-only root, no privilege escalation, ALL capabilities dropped", c.Name, sc)
+		} else if (sc.RunAsNonRoot != nil && !*sc.RunAsNonRoot) || (sc.RunAsUser != nil && *sc.RunAsUser == 0) || sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("container %s securityContext overrides the pod's non-root user: %+v", c.Name, sc)
 		}
 		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 			t.Errorf("container %s resources %+v: want CPU and memory requests and a memory limit", c.Name, c.Resources)
