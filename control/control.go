@@ -186,17 +186,15 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (_ *Plane, 
 	if p.ca, err = ca.New(cfg.caConfig(), reg); err != nil {
 		return nil, err
 	}
-	if p.etcd != nil {
-		if err := etcdstate.CheckCA(context.Background(), p.etcd, cfg.Etcd.Prefix, p.ca.Fingerprint()); err != nil {
-			return nil, err
-		}
-	}
 	auth := cfg.CAAuthorizer
 	if auth == nil {
 		auth = AllowAllCerts{}
 	}
 	p.registry.SetSigner(certSigner{ca: p.ca, auth: auth, now: time.Now})
 	if p.etcd != nil {
+		if err := etcdstate.CheckCA(context.Background(), p.etcd, cfg.Etcd.Prefix, p.ca.Fingerprint()); err != nil {
+			return nil, err
+		}
 		p.peers = etcdstate.NewPeers(p.etcd, cfg.Etcd, cfg.ID, logger.With("component", "shared-registry"))
 		p.registry.SetPublisher(p.peers)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -50,10 +51,15 @@ func (l *Log) watch(ctx context.Context, wch clientv3.WatchChan) {
 		for range wch {
 			l.signal()
 		}
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() != nil || l.cli.Ctx().Err() != nil {
+			return // stopped, or the client is closed
 		}
 		l.signal()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond): // no busy loop while etcd has no leader
+		}
 		wch = l.cli.Watch(clientv3.WithRequireLeader(ctx), l.prefix, clientv3.WithPrefix())
 	}
 }

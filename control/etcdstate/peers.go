@@ -188,5 +188,8 @@ func (p *Peers) watch(ctx context.Context, sink func(map[string]registry.Peer)) 
 			}
 			publish()
 		}
+		if p.cli.Ctx().Err() != nil {
+			return // the client is closed
+		}
 	}
 }

@@ -193,6 +193,7 @@ func OpenShared(log SharedLog, where string, reg prometheus.Registerer, logger *
 	}
 	s.log, s.shared, s.follow = log, log, make(chan struct{})
 	if err := s.catchUpLocked(); err != nil {
+		_ = log.Close()
 		return nil, fmt.Errorf("policy log: %w", err)
 	}
 	go s.followShared()
