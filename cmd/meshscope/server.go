@@ -367,6 +367,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("guards: %w", err)
 	}
 	rl.AfterEval(guards.AfterEval)
+	guards.SetAudit(sec.audit)
 
 	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
 		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
@@ -374,6 +375,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
+	rollouts.SetAudit(sec.audit)
 
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
