@@ -107,6 +107,13 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	if err := applyDocuments(ctx, httpAddr, "SLOs", slosYAML); err != nil {
 		return startupErr(err)
 	}
+	if cfg.Scenario == ScenarioNone {
+		if err := applyDocuments(ctx, httpAddr, "guards", guardsYAML); err != nil {
+			return startupErr(err)
+		}
+		logger.Info("guard demo: inventory v2 fails half of its requests from "+InventoryV2FailsAfter.String()+" after the start; the inventory-fallback guard shifts inventory to v1",
+			"ui", "http://"+httpAddr+"/slos/inventory-availability")
+	}
 	if cfg.Scenario != ScenarioNone {
 		if err := applyDocuments(ctx, httpAddr, "the inventory v2 rollout", []byte(rolloutYAML)); err != nil {
 			return startupErr(err)

@@ -28,6 +28,9 @@ type View struct {
 	State string `json:"state"`
 	// When is the condition in words.
 	When string `json:"when"`
+	// SLO names the SLO of an SLO condition (the UI lists the guard on
+	// that SLO's page).
+	SLO string `json:"slo,omitempty"`
 	// Then lists the configured actions.
 	Then []string `json:"then"`
 	// Action is the active action (dry-run: the one it would have made).
@@ -132,7 +135,7 @@ func DescribeThen(g *policy.Guard) []string {
 // viewLocked builds a guard's view.
 func (c *Controller) viewLocked(d *policy.Document) View {
 	g := d.Guard()
-	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: DescribeWhen(g), Then: DescribeThen(g), State: StateArmed}
+	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: DescribeWhen(g), SLO: g.When.SLO, Then: DescribeThen(g), State: StateArmed}
 	if v.Mode == "" {
 		v.Mode = string(policy.ModeDryRun)
 	}
