@@ -45,9 +45,7 @@ const decisions = new Set(['would-act', 'acted', 'would-revert', 'reverted', 'sk
 function EventItem({ e }) {
   const c = e.condition;
   return html`<li data-kind=${e.kind} data-mode=${e.mode} data-seq=${e.seq}>
-    <time datetime=${e.time}>${fmtTime(e.time)}</time> <strong>${kindWords[e.kind] || e.kind}</strong>
-    ${decisions.has(e.kind) ? html`<span class=${'tag mode-' + (e.mode === 'enforce' ? 'enforce' : 'observe')}>${e.mode === 'enforce' ? 'enforced' : 'dry-run'}</span>` : ''}
-    ${e.summary}${e.version ? html` <span class="muted">(policy v${e.version})</span>` : ''}
+    <time datetime=${e.time}>${fmtTime(e.time)}</time> <strong>${kindWords[e.kind] || e.kind}</strong>${' '}${decisions.has(e.kind) ? html`<span class=${'tag mode-' + (e.mode === 'enforce' ? 'enforce' : 'observe')}>${e.mode === 'enforce' ? 'enforced' : 'dry-run'}</span> ` : ''}${e.summary}${e.version ? html` <span class="muted">(policy v${e.version})</span>` : ''}
     ${c ? html`<div class="small why" data-testid="guard-why">why: ${c.alert}${c.labels && c.labels.severity ? ` (${c.labels.severity})` : ''} firing since ${fmtTime(c.active_at)}${c.burn_rates ? html`; burn rate <span data-testid="burn-rates">${burnText(c.burn_rates)}</span>` : ''}</div>` : ''}
     <div class="small muted">by ${e.who}</div>
   </li>`;
@@ -118,16 +116,17 @@ export function actingGuards(list) {
   return out;
 }
 
-// guardNodeLabel adds the acting badge (⛨ acting) to the first line of a
+// guardNodeLabel adds the acting badge (⚑ acting) to the first line of a
 // node's label; guards are the service's acting guards (or undefined).
 export function guardNodeLabel(lbl, guards) {
   if (!guards || !lbl) return lbl;
   const i = lbl.indexOf('\n');
-  return i < 0 ? lbl + ' ⛨ acting' : lbl.slice(0, i) + ' ⛨ acting' + lbl.slice(i);
+  return i < 0 ? lbl + ' ⚑ acting' : lbl.slice(0, i) + ' ⚑ acting' + lbl.slice(i);
 }
 
-// guardEdgeLabel says how the acting guards of a callee moved its traffic:
-// each action's summary as the server wrote it.
+// guardEdgeLabel says how the acting guards of a callee moved its
+// callers' traffic, in the guards' own words ("⚑ shift to v1"); the side
+// panel has the full action.
 export function guardEdgeLabel(guards) {
-  return guards ? '⛨ ' + guards.map((g) => g.action.summary).join('; ') : '';
+  return guards ? '⚑ ' + guards.map((g) => g.then.join(', ')).join('; ') : '';
 }

@@ -623,7 +623,7 @@ function Legend() {
     <span><span class="lg-dot failing" aria-hidden="true">✖</span> failing (double border, dashed edge)</span>
     <span><span class="lg-dot no_data" aria-hidden="true">?</span> no data</span>
     <span>◆ enforced policies · ◇ observe-only policies · ⇉ split: a route splits the callee's traffic between versions</span>
-    <span>⛨ a guard acts on the service (highlighted), its callers' edges say how it moved their traffic</span>
+    <span>⚑ a guard acts on the service (highlighted), its callers' edges say how it moved their traffic</span>
     <span>● service · ◌ unmeshed (dashed border) · ⬡ external · ⛁ database · ▲ user · dotted edge: seen in spans only</span>
   </div>`;
 }
