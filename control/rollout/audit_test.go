@@ -51,7 +51,10 @@ func TestRolloutAudit(t *testing.T) {
 	if strings.Join(got, ",") != want {
 		t.Fatalf("audit entries\n%s\nwant\n%s", strings.Join(got, ","), want)
 	}
-	adv, paused, aborted := page.Entries[2], page.Entries[1], page.Entries[0]
+	started, adv, paused, aborted := page.Entries[3], page.Entries[2], page.Entries[1], page.Entries[0]
+	if started.Version == 0 || !strings.Contains(started.Diff, "weight: 10") {
+		t.Errorf("started: version %d diff\n%s", started.Version, started.Diff)
+	}
 	if adv.Version == 0 || !strings.Contains(adv.Diff, "weight: 50") || strings.Join(adv.Targets, ",") != "Rollout/inv,Route/inv" {
 		t.Errorf("advanced: version %d targets %v diff\n%s", adv.Version, adv.Targets, adv.Diff)
 	}

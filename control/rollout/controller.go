@@ -76,10 +76,9 @@ type Controller struct {
 	files   files
 	sub     <-chan struct{}
 
-	mu      sync.Mutex
-	states  map[string]*State
-	audit   audit.Recorder // may be nil
-	written *store.Result  // the last route write, for the next event's audit entry
+	mu     sync.Mutex
+	states map[string]*State
+	audit  audit.Recorder // may be nil
 
 	intervals *prometheus.CounterVec
 	events    *prometheus.CounterVec
@@ -192,24 +191,24 @@ func (c *Controller) event(ctx context.Context, s *State, e Event) {
 		e.Time = c.opts.Now()
 	}
 	e.Step, e.Weight = s.Step, s.Weight
+	w := e.write
+	e.write = nil
 	s.addEvent(e)
 	s.Updated = e.Time
 	c.events.WithLabelValues(e.Type).Inc()
 	c.logger.Info("rollout "+e.Type, "rollout", s.Name, "service", s.Service, "step", s.Step+1, "weight", s.Weight, "msg", e.Message)
-	c.auditEvent(ctx, s, e)
+	c.auditEvent(ctx, s, e, w)
 }
 
 // ControllerWho names the rollout controller in the audit log.
 const ControllerWho = "controller:rollout"
 
 // auditEvent appends an event that changed the rollout or its route to
-// the audit log as "rollout.TYPE", with the route diff and version the
-// event's weight change wrote (c.written). Under a request's context (an
+// the audit log as "rollout.TYPE", with the route diff and version of
+// the weight change w the event reports (nil: none). Under a request's context (an
 // operator's start, pause, resume, promote or abort) the entry names the
 // caller; the controller's own decisions name controller:rollout.
-func (c *Controller) auditEvent(ctx context.Context, s *State, e Event) {
-	w := c.written
-	c.written = nil
+func (c *Controller) auditEvent(ctx context.Context, s *State, e Event, w *store.Result) {
 	switch e.Type {
 	case EventHeld, EventFailed:
 		return // judgements without a change: the rollout's own events
@@ -306,10 +305,15 @@ func (c *Controller) start(ctx context.Context, d *policy.Document, gen string, 
 	if prev != nil && !prev.DocumentGone && !terminal(prev.Phase) {
 		msg = "document changed: restarting; " + msg
 	}
-	c.event(ctx, s, Event{Type: EventStarted, Message: msg})
+	started := Event{Type: EventStarted, Message: msg}
+	var err error
+	if s.Weight < 100 {
+		started.write, err = c.setWeight(s, s.Weight)
+	}
+	c.event(ctx, s, started)
 	if s.Weight >= 100 {
 		c.finish(ctx, s, PhasePromoted, 100, "the only step is 100%: promoted at once", "")
-	} else if err := c.setWeight(s, s.Weight); err != nil {
+	} else if err != nil {
 		c.finish(ctx, s, PhaseAborted, -1, fmt.Sprintf("could not set the first weight: %v", err), "")
 	}
 	c.save(s)
@@ -326,43 +330,46 @@ func stepList(steps []policy.Step) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
-// setWeight writes the route that gives the canary weight percent.
-func (c *Controller) setWeight(s *State, weight int) error {
+// setWeight writes the route that gives the canary weight percent; the
+// result is nil when the route was already so.
+func (c *Controller) setWeight(s *State, weight int) (*store.Result, error) {
 	// The route name must not belong to another service.
 	if s.OriginalRoute == nil {
 		_, routes := c.store.List(policy.KindRoute, "")
 		for _, r := range routes {
 			if r.Name == s.Route && r.Service != s.Service {
-				return fmt.Errorf("route %q belongs to service %q", s.Route, r.Service)
+				return nil, fmt.Errorf("route %q belongs to service %q", s.Route, r.Service)
 			}
 		}
 	}
 	doc := routeFor(s, s.OriginalRoute, weight)
 	res, err := c.store.Apply([]policy.Document{doc}, store.ApplyOptions{Who: who(s.Name)})
 	if err != nil {
-		return fmt.Errorf("writing route %q: %w", s.Route, err)
-	}
-	if res.Changed {
-		c.written = &res // audited with the event that follows
+		return nil, fmt.Errorf("writing route %q: %w", s.Route, err)
 	}
 	s.Weight = weight
 	c.weight.WithLabelValues(s.Name, s.Service).Set(float64(weight))
-	return nil
+	if !res.Changed {
+		return nil, nil
+	}
+	return &res, nil
 }
 
 // finish ends a rollout: weight 100 (promoted), 0 (rolled back, aborted)
 // or -1 (leave the route alone).
 func (c *Controller) finish(ctx context.Context, s *State, phase string, weight int, msg, by string) {
 	typ := map[string]string{PhasePromoted: EventPromoted, PhaseRolledBack: EventRolledBack, PhaseAborted: EventAborted}[phase]
+	var w *store.Result
 	if weight >= 0 {
-		if err := c.setWeight(s, weight); err != nil {
+		var err error
+		if w, err = c.setWeight(s, weight); err != nil {
 			c.event(ctx, s, Event{Type: EventError, Message: err.Error(), Who: by})
 			msg += fmt.Sprintf(" (route not changed: %v)", err)
 		}
 	}
 	s.Phase = phase
 	s.Held = ""
-	c.event(ctx, s, Event{Type: typ, Message: msg, Who: by})
+	c.event(ctx, s, Event{Type: typ, Message: msg, Who: by, write: w})
 }
 
 // guardCheck rolls back every rollout whose service has a firing guard.
@@ -508,7 +515,8 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 			c.save(s)
 			return
 		}
-		if err := c.setWeight(s, s.Spec.Steps[next].Weight); err != nil {
+		w, err := c.setWeight(s, s.Spec.Steps[next].Weight)
+		if err != nil {
 			iv.Action, s.Held = EventHeld, err.Error()
 			c.event(ctx, s, Event{Type: EventError, Message: err.Error()})
 			break
@@ -516,7 +524,7 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 		c.decided(&iv, d.end)
 		iv.Action = EventAdvanced
 		s.Step, s.StepStarted = next, now
-		c.event(ctx, s, Event{Type: EventAdvanced, Score: &score, Message: fmt.Sprintf("interval passed (%s; %s): canary to %d%%", res.Reason, numbers, s.Weight)})
+		c.event(ctx, s, Event{Type: EventAdvanced, Score: &score, Message: fmt.Sprintf("interval passed (%s; %s): canary to %d%%", res.Reason, numbers, s.Weight), write: w})
 	default:
 		iv.Action, s.Held = EventHeld, res.Verdict+": "+res.Reason
 		c.event(ctx, s, Event{Type: EventHeld, Score: &score, Message: s.Held + "; " + numbers})
