@@ -402,6 +402,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	}
 	rl.AfterEval(guards.AfterEval)
 	rolloutOpts.Guard = guards
+	guards.SetAudit(sec.audit)
 
 	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
 		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
@@ -409,6 +410,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
+	rollouts.SetAudit(sec.audit)
 
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()

@@ -140,7 +140,7 @@ func (c *Controller) apiStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.leads() { // else the leader starts them
-		c.reconcile()
+		c.reconcile(r.Context())
 	}
 	v := ListView{Rollouts: []Summary{}}
 	for i := range docs {
@@ -152,7 +152,7 @@ func (c *Controller) apiStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Controller) apiAct(w http.ResponseWriter, r *http.Request) {
-	s, err := c.Act(r.PathValue("name"), r.PathValue("action"), whoOf(r))
+	s, err := c.Act(r.Context(), r.PathValue("name"), r.PathValue("action"), whoOf(r))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, errorView{err.Error()})

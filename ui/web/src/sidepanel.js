@@ -8,6 +8,7 @@ import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, windowToSeconds, rateRange } 
 import { health, kindInfo } from './graphmodel.js';
 import { onLinkClick } from './router.js';
 import { PolicySection } from './policies.js';
+import { GuardsSection } from './guards.js';
 
 // FigureTable prints rows of RED figures with the one formatter of each
 // kind (fmtRate, fmtPct, fmtMs), as the header does.
@@ -116,6 +117,7 @@ export function SidePanel({ sel, graph, pol, window, view, at, onClose }) {
       <div><dt>p99</dt><dd>${fmtMs(subject.p99_ms)}</dd></div>
     </dl>
     ${pol && policyService ? html`<${PolicySection} service=${policyService} pol=${pol} proxyMode=${a.mode} window=${window} at=${at} />` : ''}
+    ${policyService ? html`<${GuardsSection} service=${policyService} />` : ''}
     <div class="charts">
       <${RangeChart} title="Request rate" unit="req/s" series=${qs.rate} window=${window} at=${at} testid="chart-rate" />
       <${RangeChart} title="Errors" unit="%" series=${qs.errors} window=${window} at=${at} testid="chart-errors" />
