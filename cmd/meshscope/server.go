@@ -30,6 +30,7 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/slo"
@@ -343,6 +344,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	closers = append(closers, sec.audit.Close)
 	coll.Secure(sec.ingestWrap(), sec.tls)
 
+	cfg.Control.CAAuthorizer = auth.CertAuthorizer{}
 	plane, err := control.New(cfg.Control, reg, logger.With("part", "control"))
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -474,6 +475,25 @@ func (a *Authenticator) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true})
 	http.SetCookie(w, &http.Cookie{Name: CSRFCookie, Value: "", Path: "/", MaxAge: -1})
 	writeJSON(w, http.StatusOK, map[string]string{})
+}
+
+// CertAuthorizer lets proxies whose stream authenticated with a token of
+// role proxy, operator or admin get mesh certificates (control.CAAuthorizer).
+// With auth off every caller may.
+type CertAuthorizer struct{}
+
+// AuthorizeCert checks the identity the middleware put in r's context.
+func (CertAuthorizer) AuthorizeCert(r *http.Request, service string) error {
+	id, ok := FromContext(r.Context())
+	switch {
+	case !ok:
+		return errors.New("the control stream carries no authenticated identity")
+	case id.Method == MethodNone:
+		return nil
+	case !id.Role.Can(PermCert):
+		return fmt.Errorf("%s %q has role %s; mesh certificates go to tokens of role %s, %s or %s", id.Method, id.Name, id.Role, RoleProxy, RoleOperator, RoleAdmin)
+	}
+	return nil
 }
 
 // HeaderWho names who makes a change when the server runs without auth;
