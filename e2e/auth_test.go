@@ -431,3 +431,85 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// TestAuthProxyOverTLS: a proxy reaches a server run with --tls-cert and
+// --auth-file over TLS (trusting --server-ca): its control stream over
+// wss with a proxy token gets a mesh certificate, and its spans arrive
+// through the OTLP/gRPC export over TLS. Proxies with a viewer or an
+// ingest token get no stream and no certificate, and say why.
+func TestAuthProxyOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	at := makeTokens(t, "viewer", "ingest", "proxy")
+	bin, _ := binaries(t)
+	a := freeAddrs(t, 3)
+	s := startProc(t, "meshscope-server-tls", bin, "server", "--data", t.TempDir(), "--http", a[0], "--otlp-grpc", a[1], "--otlp-http", a[2],
+		"--auth-file", at.authFile, "--tls-cert", certFile, "--tls-key", keyFile)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", "https://"+a[0]+path, nil)
+		req.Header.Set("Authorization", "Bearer "+at.token["viewer"])
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	poll(t, 90*time.Second, "the server over TLS", func() (bool, string) {
+		code, b := get("/ready")
+		return code == 200, b
+	}, s)
+
+	app := startApp(t)
+	in := freeAddrs(t, 1)[0]
+	startProxy(t, "tls-proxy", "--service", "inventory", "--version", "v1", "--inbound", in+"="+app.addr,
+		"--control-plane", "https://"+a[0], "--collector", "https://"+a[1], "--server-ca", certFile,
+		"--state-dir", t.TempDir(), "--token-file", at.file["proxy"])
+	refused := map[string]*proc{}
+	for _, role := range []string{"viewer", "ingest"} {
+		rin := freeAddrs(t, 1)[0]
+		refused[role], _ = startProxy(t, role+"-proxy", "--service", "cart", "--version", "v1", "--inbound", rin+"="+app.addr,
+			"--control-plane", "https://"+a[0], "--server-ca", certFile, "--state-dir", t.TempDir(), "--token-file", at.file[role])
+	}
+	poll(t, 30*time.Second, "the proxy in /endpoints over TLS", func() (bool, string) {
+		code, b := get(control.APIPrefix + "/endpoints?service=inventory")
+		var v control.EndpointsView
+		_ = json.Unmarshal([]byte(b), &v)
+		return code == 200 && len(v.Proxies) == 1 && v.Proxies[0].Connected, b
+	}, s)
+	poll(t, 30*time.Second, "a mesh certificate issued", func() (bool, string) {
+		_, b := get("/metrics")
+		return strings.Contains(b, `mesh_ca_certificates_issued_total{result="issued"} 1`), grepLines(b, "mesh_ca_certificates_issued_total")
+	}, s)
+	// The spans go over OTLP/gRPC with TLS and the proxy's token.
+	send(t, in, "/hello", "")
+	poll(t, 30*time.Second, "the proxy's spans over TLS", func() (bool, string) {
+		code, b := get("/jaeger/api/traces?service=inventory&lookback=1h&limit=20")
+		return code == 200 && strings.Contains(b, "traceID"), b
+	}, s)
+	for role, p := range refused {
+		poll(t, 20*time.Second, role+" proxy's refusal", func() (bool, string) {
+			out := p.output()
+			return strings.Contains(out, "HTTP 403") && strings.Contains(out, "role "+role+" may not stream") &&
+				strings.Contains(out, "only tokens of role proxy, operator or admin"), p.tail(5)
+		}, p)
+	}
+	if code, b := get(control.APIPrefix + "/endpoints?service=cart"); code != 200 || strings.Contains(b, `"connected":true`) {
+		t.Errorf("a proxy with a viewer or ingest token registered: %d %s", code, b)
+	}
+	if _, b := get("/metrics"); !strings.Contains(b, `mesh_ca_certificates_issued_total{result="issued"} 1`) {
+		t.Errorf("certificates issued beyond the proxy token's: %s", grepLines(b, "mesh_ca_certificates_issued_total"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
