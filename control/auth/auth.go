@@ -85,10 +85,7 @@ func Classify(r *http.Request) Permission {
 	case strings.HasPrefix(p, "/api/v1/admin/") || (strings.HasPrefix(p, "/-/") && !get):
 		return PermAdmin
 	case strings.HasPrefix(p, "/api/mesh/v1/tokens"):
-		if get {
-			return PermRead
-		}
-		return PermAdmin
+		return PermAdmin // even the list: who holds which role is the admins' business
 	case strings.HasPrefix(p, "/api/v1/"):
 		return PermRead // the Prometheus API reads with POST too
 	case strings.HasPrefix(p, "/api/"):
@@ -118,6 +115,9 @@ type Config struct {
 	SessionTTL time.Duration
 	// SecureCookies marks cookies Secure (set when the listener has TLS).
 	SecureCookies bool
+	// TokenStore is the file keeping the tokens created through the token
+	// API (their SHA-256 only), beside the auth file's; "" = no API tokens.
+	TokenStore string
 }
 
 type session struct {
@@ -130,8 +130,10 @@ type session struct {
 type Authenticator struct {
 	cfg    Config
 	logger *slog.Logger
-	tokens []tokenEntry
 	users  map[string]User
+
+	tokMu  sync.RWMutex
+	tokens []tokenEntry // auth-file tokens, then API ones
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -144,9 +146,10 @@ type Authenticator struct {
 }
 
 type tokenEntry struct {
-	hash [32]byte
-	name string
-	role Role
+	hash   [32]byte
+	name   string
+	role   Role
+	source string // SourceFile or SourceAPI
 }
 
 // New builds an Authenticator. reg may be nil.
@@ -177,11 +180,27 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Authentic
 			if _, err := hex.Decode(e.hash[:], []byte(t.SHA256)); err != nil {
 				return nil, fmt.Errorf("token %s: %w", t.Name, err)
 			}
-			e.name, e.role = t.Name, t.Role
+			e.name, e.role, e.source = t.Name, t.Role, SourceFile
 			a.tokens = append(a.tokens, e)
 		}
 		for _, u := range cfg.File.Users {
 			a.users[u.Name] = u
+		}
+		if cfg.TokenStore != "" {
+			stored, err := loadStore(cfg.TokenStore)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range stored {
+				if a.nameTaken(t.Name) {
+					return nil, fmt.Errorf("token store %s: token %q: the --auth-file has that name too; rename one", cfg.TokenStore, t.Name)
+				}
+				e := tokenEntry{name: t.Name, role: t.Role, source: SourceAPI}
+				if _, err := hex.Decode(e.hash[:], []byte(t.SHA256)); err != nil {
+					return nil, fmt.Errorf("token store: token %s: %w", t.Name, err)
+				}
+				a.tokens = append(a.tokens, e)
+			}
 		}
 	}
 	return a, nil
@@ -195,6 +214,8 @@ func (a *Authenticator) lookupToken(token string) (tokenEntry, bool) {
 	h := sha256.Sum256([]byte(token))
 	var found tokenEntry
 	ok := 0
+	a.tokMu.RLock()
+	defer a.tokMu.RUnlock()
 	for _, e := range a.tokens {
 		if subtle.ConstantTimeCompare(h[:], e.hash[:]) == 1 {
 			found, ok = e, 1

@@ -88,6 +88,8 @@ func TestClassify(t *testing.T) {
 		{"POST", "/-/reload", PermAdmin},
 		{"POST", "/api/v1/admin/tsdb/delete_series", PermAdmin},
 		{"POST", "/api/mesh/v1/tokens", PermAdmin},
+		{"GET", "/api/mesh/v1/tokens", PermAdmin},
+		{"DELETE", "/api/mesh/v1/tokens/ci", PermAdmin},
 		{"POST", "/api/v1/write", PermIngest},
 		{"POST", "/otlp/v1/traces", PermIngest},
 		{"POST", "/api/v1/otlp/v1/metrics", PermIngest},
