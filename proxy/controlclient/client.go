@@ -3,9 +3,12 @@ package controlclient
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -50,6 +53,9 @@ type Config struct {
 	StatusInterval time.Duration
 	// Token is the bearer token for a server run with --auth-file; "" = none.
 	Token string
+	// TLS is the client config of an https:// URL (the roots of
+	// --server-ca); nil = system roots.
+	TLS *tls.Config
 	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter).
 	// Defaults 250ms and 15s.
 	MinBackoff, MaxBackoff time.Duration
@@ -201,6 +207,25 @@ func (c *Client) Current() uint64 {
 	return c.current
 }
 
+// errRefused is the server refusing the proxy's credentials: retrying
+// does not help until the token changes.
+var errRefused = errors.New("the control plane refused this proxy's credentials")
+
+// refusal explains a failed stream handshake, with the server's reason.
+func refusal(u string, res *http.Response, err error) error {
+	var body struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&body)
+	switch res.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%w (HTTP 401: %s): give --token-file a token of role proxy, operator or admin from the server's --auth-file", errRefused, body.Error)
+	case http.StatusForbidden:
+		return fmt.Errorf("%w (HTTP 403: %s): only tokens of role proxy, operator or admin open the control stream and get mesh certificates", errRefused, body.Error)
+	}
+	return fmt.Errorf("dial %s: %w (status %d)", u, err, res.StatusCode)
+}
+
 // Run keeps a stream to the control plane until ctx ends. When a stream
 // fails it tries the next server at once; once every server failed in a
 // row it backs off. The proxy serves with its last config meanwhile.
@@ -220,14 +245,20 @@ func (c *Client) Run(ctx context.Context) error {
 		if time.Since(start) > c.cfg.MaxBackoff {
 			backoff = c.cfg.MinBackoff // the session was up for a while
 		}
-		if failed++; failed < len(c.urls) {
+		if failed++; failed < len(c.urls) && !errors.Is(err, errRefused) {
 			c.logger.Warn("control plane server lost; trying the next one", "err", err, "next", c.urls[(i+1)%len(c.urls)], "version", c.Current())
 			continue
 		}
 		failed = 0
 		wait := time.Duration(mrand.Int64N(int64(backoff)) + 1)
-		c.logger.Warn("control plane unreachable; serving with the last applied config", "err", err,
-			"version", c.Current(), "retry_in", wait.Round(time.Millisecond))
+		if errors.Is(err, errRefused) {
+			backoff = c.cfg.MaxBackoff
+			wait = backoff
+			c.logger.Error("no control stream and no mesh certificate", "err", err, "retry_in", wait)
+		} else {
+			c.logger.Warn("control plane unreachable; serving with the last applied config", "err", err,
+				"version", c.Current(), "retry_in", wait.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -251,7 +282,7 @@ func streamURL(base string) string {
 // session runs one stream to server base: hello, then snapshots in and
 // status out. connected says whether the hello went out.
 func (c *Client) session(ctx context.Context, base string) (connected bool, _ error) {
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil, TLSClientConfig: c.cfg.TLS}
 	hdr := http.Header{"User-Agent": {"meshscope-proxy"}}
 	if c.cfg.Token != "" {
 		hdr.Set("Authorization", "Bearer "+c.cfg.Token)
@@ -259,7 +290,7 @@ func (c *Client) session(ctx context.Context, base string) (connected bool, _ er
 	conn, res, err := d.DialContext(ctx, streamURL(base), hdr)
 	if err != nil {
 		if res != nil {
-			return false, fmt.Errorf("dial %s: %w (status %d)", streamURL(base), err, res.StatusCode)
+			return false, refusal(streamURL(base), res, err)
 		}
 		return false, fmt.Errorf("dial %s: %w", streamURL(base), err)
 	}

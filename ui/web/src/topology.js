@@ -13,6 +13,7 @@ import { StableLayout } from './layout.js';
 import { SidePanel } from './sidepanel.js';
 import { usePoll } from './poll.js';
 import { actingGuards, guardNodeLabel, guardEdgeLabel } from './guards.js';
+import { edgeTLSMark, edgeTLSClass, TLSCoverage } from './mtls.js';
 
 // Above this many drawn nodes the page shows the grouped view (or a table
 // when nodes have no groups) instead of drawing every node.
@@ -459,8 +460,8 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
         const tm = tgt && tgt.kind === 'service' && !tgt.version ? marks.get(tgt.service || tgt.id) : null;
         const split = tm && tm.split ? `⇉ split ${tm.split}${tm.splitMode === 'observe' ? ' (observe)' : ''}` : '';
         const moved = tgt && tgt.kind === 'service' ? guardEdgeLabel(acting.get(tgt.service || tgt.id)) : '';
-        const lbl = lod === 2 ? [moved, split, edgeLabel(e, label)].filter(Boolean).join(' · ') : '';
-        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (split ? ' split' : '') + (moved ? ' guard-moved' : '') + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
+        const lbl = lod === 2 ? [moved, edgeTLSMark(e), split, edgeLabel(e, label)].filter(Boolean).join(' · ') : '';
+        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + edgeTLSClass(e) + (split ? ' split' : '') + (moved ? ' guard-moved' : '') + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
         if (empty || !cy.hasElementWithId(e.id)) freshEdges.push({ group: 'edges', data: { id: e.id, source: e.source, target: e.target, label: lbl }, classes });
         else {
           const el = cy.getElementById(e.id);
@@ -515,6 +516,7 @@ function CoverageStrip({ c }) {
       <span class="bar" aria-hidden="true"><span style=${{ width: pct(c.request_fraction) }}></span></span></span>
     <span><b>Modes</b> observe ${c.observe_services} · enforce ${c.enforce_services}</span>
     <span><b>Edges seen by both proxies</b> ${c.edges_both_sides}/${c.edges}</span>
+    <${TLSCoverage} c=${c} />
     ${c.unmeshed_services && c.unmeshed_services.length ? html`<span><b>Needs a proxy:</b> ${c.unmeshed_services.join(', ')}</span>` : ''}
   </div>`;
 }
@@ -625,6 +627,7 @@ function Legend() {
     <span>◆ enforced policies · ◇ observe-only policies · ⇉ split: a route splits the callee's traffic between versions</span>
     <span>⚑ a guard acts on the service (highlighted), its callers' edges say how it moved their traffic</span>
     <span>● service · ◌ unmeshed (dashed border) · ⬡ external · ⛁ database · ▲ user · dotted edge: seen in spans only</span>
+    <span>🔒 mTLS edge · 🔓 partly mTLS (share of requests)</span>
   </div>`;
 }
 

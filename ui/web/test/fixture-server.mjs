@@ -118,8 +118,16 @@ function fill(n) {
 function edgeHealth(err) {
   return err > 0.1 ? 'failing' : err > 0.001 ? 'degraded' : 'healthy';
 }
+// edgeTLS: calls from outside the mesh or to what has no proxy are
+// plaintext; web → cart is mid-rollout (a quarter of its requests still
+// plaintext); the rest is mTLS.
+function edgeTLS(s, t) {
+  if (s === 'user' || t === 'reviews' || t === 'external' || t === 'orders-db') return { tls: 'plaintext', mtls_fraction: 0 };
+  if (s === 'web' && t === 'cart') return { tls: 'partial', mtls_fraction: 0.75 };
+  return { tls: 'mtls', mtls_fraction: 1 };
+}
 function mkEdge([s, t, rps, err]) {
-  return { id: `${s}->${t}`, source: s, target: t, protocols: ['http1'], health: edgeHealth(err), seen_by: t === 'reviews' || t === 'external' || t === 'orders-db' ? 'source' : s === 'user' ? 'destination' : 'both', rps, error_rate: err, p50_ms: 5, p95_ms: 40, p99_ms: 90, bytes_per_sec: rps * 900 };
+  return { id: `${s}->${t}`, source: s, target: t, protocols: ['http1'], health: edgeHealth(err), seen_by: t === 'reviews' || t === 'external' || t === 'orders-db' ? 'source' : s === 'user' ? 'destination' : 'both', ...edgeTLS(s, t), rps, error_rate: err, p50_ms: 5, p95_ms: 40, p99_ms: 90, bytes_per_sec: rps * 900 };
 }
 
 // The policies of /api/mesh/v1/policies as the control plane answers them
@@ -185,6 +193,7 @@ export function demoGraph({ view = 'service', window = '1m', at = new Date(), ex
       services: services.length, meshed_services: meshed.length, service_fraction: meshed.length / services.length,
       request_fraction: 0.94, observe_services: meshed.filter((n) => n.mode === 'observe').length, enforce_services: meshed.filter((n) => n.mode === 'enforce').length,
       edges: edges.length, edges_both_sides: edges.filter((e) => e.seen_by === 'both').length, unmeshed_services: ['reviews'],
+      edges_mtls: edges.filter((e) => e.tls === 'mtls').length, edges_plaintext: edges.filter((e) => e.tls === 'plaintext' || e.tls === 'partial').length,
     },
   };
 }
@@ -196,7 +205,7 @@ export function demoGraph({ view = 'service', window = '1m', at = new Date(), ex
 const routeSplit = [['/api/items/{id}', 0.6, 1], ['/api/items', 0.3, 0.5], ['unmatched', 0.1, 0.25]];
 const fixtureID = (s) => (s === 'unknown' ? 'user' : s);
 function tableRow(x) {
-  return { rps: x.rps, requests: x.rps * 60, success_rate: 1 - x.error_rate, error_rate: x.error_rate, p50_ms: x.p50_ms, p95_ms: x.p95_ms, p99_ms: x.p99_ms, seen_by: x.seen_by === 'source' ? 'outbound' : 'inbound' };
+  return { rps: x.rps, requests: x.rps * 60, success_rate: 1 - x.error_rate, error_rate: x.error_rate, p50_ms: x.p50_ms, p95_ms: x.p95_ms, p99_ms: x.p99_ms, seen_by: x.seen_by === 'source' ? 'outbound' : 'inbound', mtls_fraction: x.tls ? x.mtls_fraction : null };
 }
 function fixtureRoutes(service, source, version) {
   const g = demoGraph({ view: version ? 'version' : 'service' });

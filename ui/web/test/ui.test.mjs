@@ -10,6 +10,7 @@ import { launch, watchPage } from './browser.mjs';
 import { startTarget, demoServices } from './target.mjs';
 import { startFixtureServer } from './fixture-server.mjs';
 import { fmtRate, fmtPct, fmtMs } from '../src/api.js';
+import { edgeTLSMark, mtlsShare } from '../src/mtls.js';
 
 const artifacts = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test-artifacts');
 mkdirSync(artifacts, { recursive: true });
@@ -176,7 +177,7 @@ test('a deep link restores the view and the back button works', async () => {
   const ids = await nodeIDs();
   assert.ok(ids.every((id) => id.includes('@') || !/^(web|cart|catalog)$/.test(id)), `version view shows ${ids.join(', ')}`);
   const labels = await page.evaluate(() => window.meshscope.cy.edges().map((e) => e.data('label')));
-  assert.ok(labels.length > 0 && labels.every((l) => l.startsWith('p99')), `edge labels ${labels.join(', ')}`);
+  assert.ok(labels.length > 0 && labels.every((l) => /^(🔒 · |🔓 [^·]+ · )?p99/.test(l)), `edge labels ${labels.join(', ')}`);
   // The side panel is part of the URL too.
   const sel = ids.find((id) => id.startsWith('payments')) || ids[0];
   await page.goto(target.url + deep + '&sel=' + encodeURIComponent('node:' + sel));
@@ -466,6 +467,8 @@ async function panelFigures(testid) {
   }), testid);
 }
 const printed = (x) => [fmtRate(x.rps), fmtPct(x.error_rate), fmtMs(x.p99_ms)];
+// A panel table's row: the figures and the share over mTLS.
+const printedRow = (x) => [...printed(x), fmtPct(mtlsShare(x))];
 const headerOf = (x) => ({ 'requests/s': fmtRate(x.rps), errors: fmtPct(x.error_rate), p50: fmtMs(x.p50_ms), p95: fmtMs(x.p95_ms), p99: fmtMs(x.p99_ms) });
 const sumRPS = (rows) => rows.reduce((s, r) => s + r.rps, 0);
 
@@ -506,7 +509,7 @@ test('one instant: graph, side panel, routes and Services table print the RED en
   const svc = services.services.find((r) => r.service === 'payments');
   const edgeRow = edges.edges.find((r) => r.source === 'checkout' && r.destination === 'payments');
   assert.deepEqual(printed(svc), printed(pay));
-  assert.deepEqual(printed(edgeRow), printed(edge));
+  assert.deepEqual(printedRow(edgeRow), printedRow(edge));
   assert.equal(fmtRate(sumRPS(routes.routes)), fmtRate(pay.rps));
   assert.equal(fmtRate(sumRPS(edgeRoutes.routes)), fmtRate(edge.rps));
   assert.equal(fmtRate(sumRPS(userEdges.edges)), fmtRate(user.rps));
@@ -520,20 +523,20 @@ test('one instant: graph, side panel, routes and Services table print the RED en
     edge: window.meshscope.cy.getElementById('checkout->payments').data('label'),
   }));
   assert.ok(labels.node.endsWith(`\n${fmtRate(pay.rps)} rps · ${fmtPct(pay.error_rate)} err`), labels.node);
-  assert.equal(labels.edge, `${fmtRate(edge.rps)} rps`);
+  assert.equal(labels.edge, [edgeTLSMark(edge), `${fmtRate(edge.rps)} rps`].filter(Boolean).join(' · '));
   await page.locator('.node-list summary').click();
   const item = await page.locator('[data-testid=node-list] li', { has: page.locator('[data-node=payments]') }).textContent();
   assert.ok(item.includes(`${fmtRate(pay.rps)} rps, ${fmtPct(pay.error_rate)} errors, p99 ${fmtMs(pay.p99_ms)}`), item);
   let f = await panelFigures('top-routes');
   assert.deepEqual(f.header, headerOf(pay));
-  assert.deepEqual(f.rows.map((r) => r.slice(1)), routes.routes.sort((a, b) => b.rps - a.rps).map(printed));
+  assert.deepEqual(f.rows.map((r) => r.slice(1)), routes.routes.sort((a, b) => b.rps - a.rps).map(printedRow));
   await shot('topology-replay-node-panel');
 
   // The edge's panel and its routes.
   await page.goto(`${target.url}/topology?${q}&sel=${encodeURIComponent('edge:checkout->payments')}`);
   f = await panelFigures('top-routes');
   assert.deepEqual(f.header, headerOf(edge));
-  assert.deepEqual(f.rows.map((r) => r.slice(1)), edgeRoutes.routes.sort((a, b) => b.rps - a.rps).map(printed));
+  assert.deepEqual(f.rows.map((r) => r.slice(1)), edgeRoutes.routes.sort((a, b) => b.rps - a.rps).map(printedRow));
   // Its versions: the version view's edges between the two services.
   const vg = await api(`/api/mesh/graph?${q}&view=version`);
   const vsvc = new Map(vg.nodes.map((n) => [n.id, n.service || n.id]));
@@ -541,13 +544,13 @@ test('one instant: graph, side panel, routes and Services table print the RED en
   assert.ok(vedges.length > 0, 'no version-view edge checkout → payments');
   assert.equal(fmtRate(sumRPS(vedges)), fmtRate(edge.rps));
   const fv = await panelFigures('versions');
-  assert.deepEqual(fv.rows.map((r) => r.slice(1)), vedges.sort((a, b) => b.rps - a.rps).map(printed));
+  assert.deepEqual(fv.rows.map((r) => r.slice(1)), vedges.sort((a, b) => b.rps - a.rps).map(printedRow));
 
   // The user node: its outgoing traffic, and its destinations.
   await page.goto(`${target.url}/topology?${q}&sel=${encodeURIComponent('node:' + user.id)}`);
   f = await panelFigures('versions');
   assert.deepEqual(f.header, headerOf(user));
-  assert.deepEqual(f.rows.map((r) => r.slice(1)), userEdges.edges.sort((a, b) => b.rps - a.rps).map(printed));
+  assert.deepEqual(f.rows.map((r) => r.slice(1)), userEdges.edges.sort((a, b) => b.rps - a.rps).map(printedRow));
   assert.ok(user.rps > 0, 'the user node shows no outgoing rate');
 
   // The Services table row.
@@ -741,6 +744,45 @@ async function inventoryShifted() {
   const g = (await api('/api/mesh/v1/guards?service=inventory')).guards.find((x) => x.name === 'inventory-fallback');
   return !!(g && g.action && !g.action.dry_run);
 }
+test('the topology shows mTLS per edge: padlocks, the share in the panel and the strip\'s plaintext count', async () => {
+  await page.goto(target.url + '/topology?window=1m');
+  await waitForNodes(['payments', 'checkout']);
+  // The padlock follows the graph's tls state of each edge; the unmeshed
+  // service (reviews in the fixture, pricing in the demo) is called in
+  // plaintext.
+  const unmeshed = target.kind === 'fixture' ? 'reviews' : 'pricing';
+  await page.waitForFunction(() => window.meshscope.cy.edges().some((e) => e.hasClass('tls-mtls')), null, { timeout: 30000 });
+  const g = await api('/api/mesh/graph?window=1m');
+  const drawn = await page.evaluate(() => Object.fromEntries(window.meshscope.cy.edges().map((e) => [e.id(), { label: e.data('label'), cls: e.classes().filter((c) => c.startsWith('tls-')) }])));
+  const toUnmeshed = g.edges.filter((e) => e.target === unmeshed);
+  assert.ok(toUnmeshed.length > 0, `no edge into ${unmeshed}`);
+  for (const e of toUnmeshed) {
+    assert.equal(e.tls, 'plaintext', `${e.id} into the unmeshed ${unmeshed}`);
+    assert.ok(!drawn[e.id].label.includes('🔒'), `${e.id} drawn with a padlock: ${drawn[e.id].label}`);
+  }
+  const mtls = g.edges.filter((e) => e.tls === 'mtls');
+  assert.ok(mtls.length > 0, 'no mTLS edge between meshed services');
+  for (const e of mtls) if (drawn[e.id]) {
+    assert.ok(/^(⚑[^·]*· )?🔒/.test(drawn[e.id].label), `${e.id}: ${drawn[e.id].label}`); // a guard's mark comes first
+    assert.deepEqual(drawn[e.id].cls, ['tls-mtls']);
+  }
+  // The strip counts the edges still in plaintext, as the server does.
+  const strip = await page.locator('[data-testid=coverage-tls]').textContent();
+  assert.match(strip, new RegExp(`Edges in mTLS\\s*${g.coverage.edges_mtls}/${g.coverage.edges}`));
+  assert.ok(g.coverage.edges_plaintext >= toUnmeshed.length);
+  if (target.kind === 'fixture') assert.equal(g.coverage.edges_plaintext, 5);
+  // The edge panel: its share, the same figure as the edges table.
+  const e = target.kind === 'fixture' ? g.edges.find((x) => x.id === 'web->cart') : mtls[0];
+  const rows = await api(`/api/mesh/edges?window=1m&source=${e.source === 'user' ? 'unknown' : e.source}&destination=${e.target}`);
+  await page.goto(`${target.url}/topology?window=1m&sel=${encodeURIComponent('edge:' + e.id)}`);
+  const tag = page.locator('[data-testid=side-panel] [data-testid=edge-tls]');
+  await tag.waitFor({ timeout: 20000 });
+  assert.equal(await tag.getAttribute('data-tls'), e.tls);
+  assert.match(await tag.textContent(), new RegExp(`${fmtPct(e.mtls_fraction)} of requests over mTLS`));
+  assert.equal(fmtPct(mtlsShare(rows.edges[0])), fmtPct(e.mtls_fraction));
+  if (target.kind === 'fixture') assert.match(await tag.textContent(), /partly mTLS: 75%/);
+  await shot('topology-mtls-edge');
+});
 
 test('the topology marks services with enforced and observe-only policies and split edges', async () => {
   await page.goto(target.url + '/topology?window=5m');
