@@ -162,9 +162,8 @@ func (a *rawApp) exchange(t *testing.T, addr string, fc fidelityCase) (upstream,
 
 // normalizeMessage turns a raw HTTP/1.1 message into a comparable form:
 // the start line, the header and trailer lines with lower-cased names in
-// a stable order (net/http writes names canonicalised and sorted, so
-// order across names and name case are not kept; the order of a name's
-// values is), the body with chunk framing removed, and the framing kind.
+// a stable order (TestObserveModeHeaderCaseAndOrder checks case and
+// order), the body with chunk framing removed, and the framing kind.
 // Trace headers in skip are dropped.
 func normalizeMessage(t *testing.T, raw string, skip ...string) string {
 	t.Helper()

@@ -76,7 +76,8 @@ func policyBench(ctx context.Context, rn *runner, r *report.Result, base, upstre
 	if proxyBin == "" {
 		return fmt.Errorf("meshscope-proxy could not be built")
 	}
-	serverBin, err := buildBinary(ctx, base, "meshscope", "./cmd/meshscope")
+	// Not base/meshscope: that is the meshscope-proxy target's directory.
+	serverBin, err := buildBinary(ctx, base, "meshscope-server-bin", "./cmd/meshscope")
 	if err != nil {
 		return err
 	}
