@@ -254,13 +254,20 @@ func (g *guardConn) takeOrder(uri string) fieldNames {
 	defer g.mu.Unlock()
 	for len(g.orders) > 0 {
 		o := g.orders[0]
-		g.orders[0] = ""
-		g.orders = g.orders[1:]
+		g.dropOrder()
 		if len(o) > len(uri) && o[len(uri)] == '\n' && o[:len(uri)] == uri {
 			return o[len(uri)+1:]
 		}
 	}
 	return ""
+}
+
+// dropOrder removes the oldest pending order, keeping the slice's
+// capacity; g.mu is held.
+func (g *guardConn) dropOrder() {
+	n := copy(g.orders, g.orders[1:])
+	g.orders[n] = ""
+	g.orders = g.orders[:n]
 }
 
 // CloseWrite half-closes the underlying connection (tunnels).
@@ -558,7 +565,7 @@ func (g *guardConn) fieldLine(b []byte) {
 func (g *guardConn) endHead() {
 	g.headDone = true
 	if len(g.orders) == maxPendingOrders {
-		g.orders = g.orders[1:]
+		g.dropOrder()
 	}
 	g.orders = append(g.orders, string(g.names))
 	switch {

@@ -9,7 +9,6 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // Header field order and name case on HTTP/1.1 (observe mode changes
@@ -35,8 +34,22 @@ type fieldNames = string
 // headOrders travels with a request (context): the request's field names
 // as the client sent them, and the response's as the upstream sent them.
 type headOrders struct {
-	req  fieldNames
-	resp atomic.Pointer[string] // written by the upstream connection's reader
+	req fieldNames
+
+	mu   sync.Mutex // resp is written by the upstream connection's reader
+	resp fieldNames
+}
+
+func (o *headOrders) setResp(names fieldNames) {
+	o.mu.Lock()
+	o.resp = names
+	o.mu.Unlock()
+}
+
+func (o *headOrders) respNames() fieldNames {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.resp
 }
 
 type headOrdersKey struct{}
@@ -72,10 +85,8 @@ func headEnd(b []byte) int {
 	}
 }
 
-// headFieldNames returns the field names of head in order.
-func headFieldNames(head []byte) fieldNames {
-	var b strings.Builder
-	b.Grow(len(head) / 4)
+// appendFieldNames appends the field names of head, in order, to dst.
+func appendFieldNames(dst, head []byte) []byte {
 	_, rest, _ := bytes.Cut(head, []byte{'\n'})
 	for len(rest) > 0 {
 		var line []byte
@@ -84,11 +95,10 @@ func headFieldNames(head []byte) fieldNames {
 			continue
 		}
 		if name, _, ok := bytes.Cut(line, []byte{':'}); ok && len(name) > 0 {
-			b.Write(name)
-			b.WriteByte('\n')
+			dst = append(append(dst, name...), '\n')
 		}
 	}
-	return b.String()
+	return dst
 }
 
 // isInterim reports whether head is a 1xx response other than 101.
@@ -124,20 +134,11 @@ func reorderHead(dst, head []byte, names fieldNames) []byte {
 	var usedBuf [maxRewriteFields]bool
 	used := usedBuf[:len(lines)]
 	dst = append(dst, start...)
-	emit := func(k int, name string) {
-		used[k] = true
-		l := lines[k]
-		if name == "" {
-			dst = append(dst, head[l.start:l.end]...)
-			return
-		}
-		dst = append(dst, name...)
-		dst = append(dst, head[l.colon:l.end]...)
-	}
 	if !hasName(names, "Host") { // a Host line no name places goes first
 		for k, l := range lines {
 			if asciiEqualFold(head[l.start:l.colon], "Host") {
-				emit(k, "")
+				used[k] = true
+				dst = append(dst, head[l.start:l.end]...)
 			}
 		}
 	}
@@ -146,14 +147,16 @@ func reorderHead(dst, head []byte, names fieldNames) []byte {
 		rest = after
 		for k, l := range lines {
 			if !used[k] && l.colon-l.start == len(name) && asciiEqualFold(head[l.start:l.colon], name) {
-				emit(k, name)
+				used[k] = true
+				dst = append(dst, name...)
+				dst = append(dst, head[l.colon:l.end]...)
 				break
 			}
 		}
 	}
-	for k := range lines {
+	for k, l := range lines {
 		if !used[k] {
-			emit(k, "")
+			dst = append(dst, head[l.start:l.end]...)
 		}
 	}
 	return append(dst, "\r\n"...)
@@ -293,8 +296,10 @@ func (c *orderConn) capture(p []byte) {
 			c.rbuf = c.rbuf[:copy(c.rbuf, c.rbuf[n:])]
 			continue
 		}
-		names := headFieldNames(c.rbuf[:n])
-		c.dst.resp.Store(&names)
+		// The names go after the head in rbuf, then into one string.
+		all := appendFieldNames(c.rbuf[:n], c.rbuf[:n])
+		c.rbuf = all
+		c.dst.setResp(string(all[n:]))
 		c.dst, c.rbuf = nil, c.rbuf[:0]
 		return
 	}

@@ -463,8 +463,10 @@ func (rw *recorder) WriteHeader(code int) {
 		if _, ok := h["Content-Type"]; !ok {
 			h["Content-Type"] = nil
 		}
-		if names := rw.order.resp.Load(); names != nil && rw.guard != nil {
-			rw.guard.out.expect(*names)
+		if rw.guard != nil {
+			if names := rw.order.respNames(); names != "" {
+				rw.guard.out.expect(names)
+			}
 		}
 	}
 	rw.w.WriteHeader(code)
