@@ -41,6 +41,7 @@ func commands() []command {
 		{"token", "token create --role R [--name N]: a bearer token and its --auth-file line", runToken},
 		{"user", "user hash --name N --role R: a --auth-file users line (password from stdin)", runUser},
 		{"guard", "SLO guards: guard list | status|pause|resume|revert|promote NAME | events", runPolicy("guard")},
+		{"inject", "add the meshscope-proxy sidecar to Kubernetes workloads (-f FILE|-)", runInject},
 	}
 }
 
