@@ -115,21 +115,26 @@ func reorderHead(dst, head []byte, names fieldNames) []byte {
 	lines := buf[:0]
 	i := bytes.IndexByte(head, '\n') + 1
 	start := head[:i]
+	complete := false
 	for i < len(head) {
 		j := bytes.IndexByte(head[i:], '\n')
 		if j < 0 {
 			return append(dst, head...)
 		}
 		end := i + j + 1
-		c := bytes.IndexByte(head[i:end], ':')
-		if end-i <= 2 { // the empty line
+		if j == 0 || (j == 1 && head[i] == '\r') { // the empty line
+			complete = end == len(head)
 			break
 		}
+		c := bytes.IndexByte(head[i:end], ':')
 		if c <= 0 || len(lines) == maxRewriteFields {
 			return append(dst, head...) // not a head net/http wrote
 		}
 		lines = append(lines, line{i, i + c, end})
 		i = end
+	}
+	if !complete {
+		return append(dst, head...)
 	}
 	var usedBuf [maxRewriteFields]bool
 	used := usedBuf[:len(lines)]

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -67,4 +68,32 @@ func TestHeadFieldNames(t *testing.T) {
 	if want := "x-A\nset-cookie\nSet-Cookie\n"; got != want {
 		t.Errorf("got %q want %q", got, want)
 	}
+}
+
+// FuzzReorderHead checks that rewriting only permutes lines and changes
+// the case of names: the same bytes, case-folded and sorted by line, and
+// the same start line.
+func FuzzReorderHead(f *testing.F) {
+	f.Add("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-A: 2\r\n\r\n", "x-a\nhost\nX-a\n")
+	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "content-length\ncontent-length\n")
+	f.Fuzz(func(t *testing.T, head, names string) {
+		out := string(reorderHead(nil, []byte(head), names))
+		if len(out) != len(head) && !strings.HasSuffix(head, "\r\n\r\n") {
+			return // not a complete head: passed through or cut
+		}
+		if len(out) != len(head) {
+			t.Fatalf("length %d -> %d: %q -> %q", len(head), len(out), head, out)
+		}
+		sorted := func(s string) string {
+			l := strings.Split(strings.ToLower(s), "\n")
+			slices.Sort(l)
+			return strings.Join(l, "\n")
+		}
+		if sorted(out) != sorted(head) {
+			t.Fatalf("lines changed: %q -> %q", head, out)
+		}
+		if first, _, _ := strings.Cut(head, "\n"); !strings.HasPrefix(out, first) {
+			t.Fatalf("start line changed: %q -> %q", head, out)
+		}
+	})
 }
