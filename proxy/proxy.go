@@ -188,7 +188,11 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 	if err != nil {
 		return nil, err
 	}
-	p.tel = newTelemetry(&cfg, token, reg, p.self, logger)
+	serverTLS, err := auth.ClientTLS("--server-ca", cfg.ServerCA)
+	if err != nil {
+		return nil, err
+	}
+	p.tel = newTelemetry(&cfg, token, serverTLS, reg, p.self, logger)
 	if err := p.bind(); err != nil {
 		p.closeListeners()
 		_ = p.tel.shutdown(context.Background())

@@ -107,6 +107,10 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 			return 1
 		}
+		if cc.TLS, err = auth.ClientTLS("--server-ca", cfg.ServerCA); err != nil {
+			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+			return 1
+		}
 		if control, err = controlclient.New(cc, p.Policies(), reg, logger); err != nil {
 			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 			return 1

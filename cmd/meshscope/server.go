@@ -30,9 +30,11 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/slo"
+	"github.com/meshscope/meshscope/control/tokenapi"
 	"github.com/meshscope/meshscope/query"
 	"github.com/meshscope/meshscope/query/red"
 	"github.com/meshscope/meshscope/ruler"
@@ -117,6 +119,9 @@ func (c serverConfig) resolved() serverConfig {
 		if c.Security.TLSCert != "" {
 			c.Rules.ExternalURL = "https://" + c.HTTP
 		}
+	}
+	if c.Security.TokenStore == "" {
+		c.Security.TokenStore = filepath.Join(c.Data, "auth", "tokens.yaml")
 	}
 	if c.Security.Audit.Dir == "" {
 		c.Security.Audit.Dir = filepath.Join(c.Data, "audit")
@@ -343,6 +348,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	closers = append(closers, sec.audit.Close)
 	coll.Secure(sec.ingestWrap(), sec.tls)
 
+	cfg.Control.CAAuthorizer = auth.CertAuthorizer{}
 	plane, err := control.New(cfg.Control, reg, logger.With("part", "control"))
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
@@ -367,6 +373,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("guards: %w", err)
 	}
 	rl.AfterEval(guards.AfterEval)
+	guards.SetAudit(sec.audit)
 
 	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
 		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
@@ -374,6 +381,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
+	rollouts.SetAudit(sec.audit)
 
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
@@ -388,6 +396,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	ui.RegisterRoutes(mux)
 	sec.auth.RegisterRoutes(mux)
 	sec.audit.RegisterRoutes(mux)
+	tokenapi.New(sec.auth, sec.audit, logger.With("part", "tokens")).RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.IsSet() {

@@ -139,7 +139,7 @@ func (c *Controller) apiStart(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, errorView{err.Error()})
 		return
 	}
-	c.reconcile()
+	c.reconcile(r.Context())
 	v := ListView{Rollouts: []Summary{}}
 	for i := range docs {
 		if s, ok := c.Get(docs[i].Name); ok {
@@ -150,7 +150,7 @@ func (c *Controller) apiStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Controller) apiAct(w http.ResponseWriter, r *http.Request) {
-	s, err := c.Act(r.PathValue("name"), r.PathValue("action"), whoOf(r))
+	s, err := c.Act(r.Context(), r.PathValue("name"), r.PathValue("action"), whoOf(r))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, errorView{err.Error()})

@@ -116,7 +116,7 @@ func (e *env) apply(y string) {
 	if _, err := e.st.Apply(docs, store.ApplyOptions{Who: "test"}); err != nil {
 		e.t.Fatal(err)
 	}
-	e.c.reconcile()
+	e.c.reconcile(context.Background())
 }
 
 // interval advances the clock by one interval and judges.
@@ -241,12 +241,12 @@ func TestGuardRollsBack(t *testing.T) {
 	g := guard{}
 	e := newEnv(t, Options{Guard: g})
 	e.apply(doc)
-	e.c.guardCheck()
+	e.c.guardCheck(context.Background())
 	if s, _ := e.c.Get("inv"); s.Phase != PhaseProgressing {
 		t.Fatalf("rolled back without a firing guard: %s", s.Phase)
 	}
 	g["inventory"] = true
-	e.c.guardCheck()
+	e.c.guardCheck(context.Background())
 	if s, _ := e.c.Get("inv"); s.Phase != PhaseRolledBack || e.routeWeights()["v1"] != 100 {
 		t.Fatalf("firing guard: %s %v", s.Phase, e.routeWeights())
 	}
@@ -262,7 +262,7 @@ func TestRestartResumesAtStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2.reconcile()
+	c2.reconcile(context.Background())
 	s, _ := c2.Get("inv")
 	if s.Step != 1 || s.Weight != 50 || s.Phase != PhaseProgressing || s.Events[len(s.Events)-1].Type != EventResumed {
 		t.Fatalf("after restart: step %d weight %d %s", s.Step, s.Weight, s.Phase)
@@ -277,26 +277,26 @@ func TestOperatorActions(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.apply(doc)
 	e.samp.set(healthy, baseline)
-	if _, err := e.c.Act("inv", ActionPause, "me"); err != nil {
+	if _, err := e.c.Act(context.Background(), "inv", ActionPause, "me"); err != nil {
 		t.Fatal(err)
 	}
 	if s := e.interval(); s.Weight != 10 || len(s.Intervals) != 0 {
 		t.Fatalf("paused rollout judged: %+v", s.Intervals)
 	}
-	if _, err := e.c.Act("inv", ActionResume, "me"); err != nil {
+	if _, err := e.c.Act(context.Background(), "inv", ActionResume, "me"); err != nil {
 		t.Fatal(err)
 	}
 	if s := e.interval(); s.Weight != 50 {
 		t.Fatalf("resumed rollout did not advance: %d", s.Weight)
 	}
-	s, err := e.c.Act("inv", ActionAbort, "me")
+	s, err := e.c.Act(context.Background(), "inv", ActionAbort, "me")
 	if err != nil || s.Phase != PhaseAborted || e.routeWeights()["v1"] != 100 {
 		t.Fatalf("abort: %v %s %v", err, s.Phase, e.routeWeights())
 	}
-	if _, err := e.c.Act("inv", ActionPromote, "me"); err == nil {
+	if _, err := e.c.Act(context.Background(), "inv", ActionPromote, "me"); err == nil {
 		t.Error("promoted a finished rollout")
 	}
-	if _, err := e.c.Act("nope", ActionPause, "me"); err == nil {
+	if _, err := e.c.Act(context.Background(), "nope", ActionPause, "me"); err == nil {
 		t.Error("paused a missing rollout")
 	}
 	// A changed document starts again.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/rollout/judge"
+	"github.com/meshscope/meshscope/control/store"
 )
 
 // Phases of a rollout.
@@ -111,6 +112,8 @@ type Event struct {
 	Message string    `json:"message"`
 	Score   *float64  `json:"score,omitempty"`
 	Who     string    `json:"who,omitempty"`
+	// write is the route change the event reports, for the audit log.
+	write *store.Result
 }
 
 // generation hashes a Rollout document.

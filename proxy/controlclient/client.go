@@ -3,9 +3,12 @@ package controlclient
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -48,6 +51,9 @@ type Config struct {
 	StatusInterval time.Duration
 	// Token is the bearer token for a server run with --auth-file; "" = none.
 	Token string
+	// TLS is the client config of an https:// URL (the roots of
+	// --server-ca); nil = system roots.
+	TLS *tls.Config
 	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter).
 	// Defaults 250ms and 15s.
 	MinBackoff, MaxBackoff time.Duration
@@ -194,6 +200,25 @@ func (c *Client) Current() uint64 {
 	return c.current
 }
 
+// errRefused is the server refusing the proxy's credentials: retrying
+// does not help until the token changes.
+var errRefused = errors.New("the control plane refused this proxy's credentials")
+
+// refusal explains a failed stream handshake, with the server's reason.
+func refusal(u string, res *http.Response, err error) error {
+	var body struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&body)
+	switch res.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%w (HTTP 401: %s): give --token-file a token of role proxy, operator or admin from the server's --auth-file", errRefused, body.Error)
+	case http.StatusForbidden:
+		return fmt.Errorf("%w (HTTP 403: %s): only tokens of role proxy, operator or admin open the control stream and get mesh certificates", errRefused, body.Error)
+	}
+	return fmt.Errorf("dial %s: %w (status %d)", u, err, res.StatusCode)
+}
+
 // Run keeps a stream to the control plane until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.cfg.MinBackoff
@@ -208,8 +233,14 @@ func (c *Client) Run(ctx context.Context) error {
 			backoff = c.cfg.MinBackoff // the session was up for a while
 		}
 		wait := time.Duration(mrand.Int64N(int64(backoff)) + 1)
-		c.logger.Warn("control plane unreachable; serving with the last applied config", "err", err,
-			"version", c.Current(), "retry_in", wait.Round(time.Millisecond))
+		if errors.Is(err, errRefused) {
+			backoff = c.cfg.MaxBackoff
+			wait = backoff
+			c.logger.Error("no control stream and no mesh certificate", "err", err, "retry_in", wait)
+		} else {
+			c.logger.Warn("control plane unreachable; serving with the last applied config", "err", err,
+				"version", c.Current(), "retry_in", wait.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -232,7 +263,7 @@ func (c *Client) streamURL() string {
 
 // session runs one stream: hello, then snapshots in and status out.
 func (c *Client) session(ctx context.Context) error {
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil, TLSClientConfig: c.cfg.TLS}
 	hdr := http.Header{"User-Agent": {"meshscope-proxy"}}
 	if c.cfg.Token != "" {
 		hdr.Set("Authorization", "Bearer "+c.cfg.Token)
@@ -240,7 +271,7 @@ func (c *Client) session(ctx context.Context) error {
 	conn, res, err := d.DialContext(ctx, c.streamURL(), hdr)
 	if err != nil {
 		if res != nil {
-			return fmt.Errorf("dial %s: %w (status %d)", c.streamURL(), err, res.StatusCode)
+			return refusal(c.streamURL(), res, err)
 		}
 		return fmt.Errorf("dial %s: %w", c.streamURL(), err)
 	}
