@@ -32,6 +32,8 @@ TEST_APT   += nginx-light
 # openssl s_client checks the ingress gateway's certificate per SNI host (e2e/gateway_test.go)
 # and the mesh mTLS chain and SPIFFE ID (e2e TestMTLS).
 TEST_APT   += openssl
+# etcd-server: a 3-member etcd cluster on loopback holds the shared control state (e2e TestScaleOutEtcd, control/etcdstate).
+TEST_APT   += etcd-server
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/meshscope/meshscope/cmd/internal/buildinfo.version=$(VERSION)

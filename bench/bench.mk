@@ -17,7 +17,11 @@ WHAT        ?=
 BENCH_RUN   := $(if $(strip $(WHAT)),$(WHAT),$(BENCH_PARTS))
 BENCH_ARGS  ?=
 # Debian packages of the comparators (nginx, HAProxy, Caddy for the proxy).
-BENCH_APT   := nginx haproxy caddy prometheus
+BENCH_APT   := nginx haproxy caddy
+# etcd (Debian etcd-server): the shared control state of bench/scaleout.
+BENCH_APT   += etcd-server
+# prometheus: the shared metrics store of bench/scalemetrics.
+BENCH_APT   += prometheus
 
 # bench-run-parts runs every part of BENCH_RUN with flags $(1), recording the make
 # command $(2) in each result, then renders; it fails at the end if any part failed.

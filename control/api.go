@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,11 +82,27 @@ type ErrorView struct {
 	Error string `json:"error"`
 }
 
+// StatusView answers GET /status.
+type StatusView struct {
+	// Version is the policy version this server serves.
+	Version uint64 `json:"version"`
+	// StateStore is embedded or etcd.
+	StateStore string `json:"state_store"`
+	// ID names this server; Leader says whether it leads the controllers
+	// and LeaderID who does.
+	ID       string `json:"id"`
+	Leader   bool   `json:"leader"`
+	LeaderID string `json:"leader_id"`
+	// Error says why the leader could not be asked.
+	Error string `json:"error,omitempty"`
+}
+
 type api struct {
 	store    *store.Store
 	registry *registry.Registry
 	logger   *slog.Logger
 	audit    audit.Recorder // nil = no audit log
+	status   func(context.Context) StatusView
 }
 
 type httpError struct {
@@ -106,6 +123,7 @@ func (a *api) register(mux *http.ServeMux) {
 	mux.Handle("DELETE "+APIPrefix+"/policies/{kind}/{name}", a.handle(a.delete))
 	mux.Handle("GET "+APIPrefix+"/endpoints", a.handle(a.endpoints))
 	mux.Handle("GET "+APIPrefix+"/history", a.handle(a.history))
+	mux.Handle("GET "+APIPrefix+"/status", a.handle(func(r *http.Request) (any, error) { return a.status(r.Context()), nil }))
 	mux.Handle("POST "+APIPrefix+"/rollback", a.handle(a.rollback))
 }
 

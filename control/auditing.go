@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/auth"
@@ -31,16 +30,7 @@ func (a *api) auditChange(r *http.Request, action string, res store.Result, err 
 		e.Outcome = err.Error()
 		e.Version = 0
 	}
-	var diff strings.Builder
-	for _, c := range res.Changes {
-		if c.Op == store.OpUnchanged {
-			continue
-		}
-		e.Targets = append(e.Targets, c.Kind+"/"+c.Name)
-		diff.WriteString("# " + c.Op + " " + c.Kind + "/" + c.Name + "\n")
-		diff.WriteString(store.Diff(c))
-	}
-	e.Diff = diff.String()
+	e.Targets, e.Diff = store.ChangeText(res.Changes)
 	if t := detail["target"]; t != "" && len(e.Targets) == 0 {
 		e.Targets = []string{t}
 	}

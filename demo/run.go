@@ -107,6 +107,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 	if err := applyDocuments(ctx, httpAddr, "SLOs", slosYAML); err != nil {
 		return startupErr(err)
 	}
+	if cfg.Scenario == ScenarioNone {
+		if err := applyDocuments(ctx, httpAddr, "guards", guardsYAML); err != nil {
+			return startupErr(err)
+		}
+	}
 	if cfg.Scenario != ScenarioNone {
 		if err := applyDocuments(ctx, httpAddr, "the inventory v2 rollout", []byte(rolloutYAML)); err != nil {
 			return startupErr(err)
@@ -446,6 +451,10 @@ func printSummary(w io.Writer, cfg Config, httpAddr, otlpGRPC, otlpHTTP, logDir 
 		fmt.Fprintf(w, "Load: %g requests/s to %s/ through the gateway; %g%% of checkouts carry an expired token (401)\n", cfg.Rate, gw.url(), ExpiredTokenShare*100)
 	}
 	fmt.Fprintf(w, "Logs: %s (server.log, proxy-<service>.log)\n", logDir)
+	if cfg.Scenario == ScenarioNone {
+		fmt.Fprintf(w, "Guards: inventory v2 fails half of its requests from %s after the start; the inventory-fallback guard shifts inventory to v1 (http://%s/slos/inventory-availability); payments-shed records what it would shed (dry-run)\n",
+			InventoryV2FailsAfter, httpAddr)
+	}
 	fmt.Fprintf(w, "Meshscope UI: http://%s/\n", httpAddr)
 	if cfg.Duration > 0 {
 		fmt.Fprintf(w, "Running for %s; Ctrl-C stops earlier.\n", cfg.Duration)

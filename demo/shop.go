@@ -33,6 +33,18 @@ type Behavior struct {
 	BaseLatency time.Duration // added to every request
 	SlowRate    float64       // fraction of requests that also take SlowLatency, 0..1
 	SlowLatency time.Duration
+	// FailAfter, when positive, is how long after the service's start
+	// its error rate becomes FailRate (inventory v2 in the guard demo).
+	FailAfter time.Duration
+	FailRate  float64
+}
+
+// At returns the behavior elapsed after the service's start.
+func (b Behavior) At(elapsed time.Duration) Behavior {
+	if b.FailAfter > 0 && elapsed >= b.FailAfter {
+		b.ErrorRate = b.FailRate
+	}
+	return b
 }
 
 // Decide draws the outcome of one request: whether it fails and how long it
@@ -101,9 +113,14 @@ func (s ServiceSpec) Dependencies() []string {
 	return deps
 }
 
+// InventoryV2FailsAfter is when inventory v2 starts failing half of its
+// requests: its SLO burns, the inventory-fallback guard (guards.yaml)
+// shifts inventory to v1 and the SLO recovers (docs/guards.md, Demo).
+const InventoryV2FailsAfter = 2 * time.Minute
+
 // Shop returns the demo shop: eight instances of seven services.
 //
-//	web → catalog → inventory (v1, v2)
+//	web → catalog → inventory (v1, v2; v2 fails 50 % after 2 minutes)
 //	    → cart    → pricing (no proxy)
 //	    → checkout → payments (~2 % errors, slow tail)
 func Shop() []ServiceSpec {
@@ -124,8 +141,9 @@ func Shop() []ServiceSpec {
 		{Name: "inventory", Version: "v1", Meshed: true, Behavior: Behavior{BaseLatency: 3 * time.Millisecond},
 			Routes: []Route{{Pattern: "GET /stock"}, {Pattern: "GET /stock/{id}"}}},
 		{Name: "inventory", Version: "v2", Meshed: true,
-			Behavior: Behavior{BaseLatency: 5 * time.Millisecond, SlowRate: 0.05, SlowLatency: 50 * time.Millisecond},
-			Routes:   []Route{{Pattern: "GET /stock"}, {Pattern: "GET /stock/{id}"}}},
+			Behavior: Behavior{BaseLatency: 5 * time.Millisecond, SlowRate: 0.05, SlowLatency: 50 * time.Millisecond,
+				FailAfter: InventoryV2FailsAfter, FailRate: 0.5},
+			Routes: []Route{{Pattern: "GET /stock"}, {Pattern: "GET /stock/{id}"}}},
 		{Name: "cart", Version: "v1", Meshed: true, Behavior: Behavior{BaseLatency: 2 * time.Millisecond},
 			Routes: []Route{{Pattern: "GET /cart", Calls: []Call{{"pricing", "GET", "/prices"}}}}},
 		{Name: "pricing", Version: "v1", Meshed: false, Behavior: Behavior{BaseLatency: time.Millisecond},
@@ -155,6 +173,8 @@ type Service struct {
 	client   *http.Client
 	mux      *http.ServeMux
 
+	started time.Time // for Behavior.FailAfter
+
 	mu  sync.Mutex
 	rnd *rand.Rand
 }
@@ -177,6 +197,7 @@ func NewService(spec ServiceSpec, backends map[string]string, client *http.Clien
 		backends: backends,
 		client:   client,
 		mux:      http.NewServeMux(),
+		started:  time.Now(),
 		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
 	for _, r := range spec.Routes {
@@ -198,7 +219,7 @@ func (s *Service) float() float64 {
 func (s *Service) route(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp := Response{Service: s.spec.Name, Version: s.spec.Version, Route: rt.Pattern}
-		fail, delay := s.spec.Behavior.Decide(s.float)
+		fail, delay := s.spec.Behavior.At(time.Since(s.started)).Decide(s.float)
 		if delay > 0 {
 			t := time.NewTimer(delay)
 			select {

@@ -22,6 +22,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -431,3 +433,146 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// TestAuthProxyOverTLS: a proxy reaches a server run with --tls-cert and
+// --auth-file over TLS (trusting --server-ca): its control stream over
+// wss with a proxy token gets a mesh certificate, and its spans arrive
+// through the OTLP/gRPC export over TLS. Proxies with a viewer or an
+// ingest token get no stream and no certificate, and say why.
+func TestAuthProxyOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	at := makeTokens(t, "viewer", "ingest", "proxy")
+	bin, _ := binaries(t)
+	a := freeAddrs(t, 3)
+	s := startProc(t, "meshscope-server-tls", bin, "server", "--data", t.TempDir(), "--http", a[0], "--otlp-grpc", a[1], "--otlp-http", a[2],
+		"--auth-file", at.authFile, "--tls-cert", certFile, "--tls-key", keyFile)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", "https://"+a[0]+path, nil)
+		req.Header.Set("Authorization", "Bearer "+at.token["viewer"])
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	poll(t, 90*time.Second, "the server over TLS", func() (bool, string) {
+		code, b := get("/ready")
+		return code == 200, b
+	}, s)
+
+	app := startApp(t)
+	in := freeAddrs(t, 1)[0]
+	startProxy(t, "tls-proxy", "--service", "inventory", "--version", "v1", "--inbound", in+"="+app.addr,
+		"--control-plane", "https://"+a[0], "--collector", "https://"+a[1], "--server-ca", certFile,
+		"--state-dir", t.TempDir(), "--token-file", at.file["proxy"])
+	refused := map[string]*proc{}
+	for _, role := range []string{"viewer", "ingest"} {
+		rin := freeAddrs(t, 1)[0]
+		refused[role], _ = startProxy(t, role+"-proxy", "--service", "cart", "--version", "v1", "--inbound", rin+"="+app.addr,
+			"--control-plane", "https://"+a[0], "--server-ca", certFile, "--state-dir", t.TempDir(), "--token-file", at.file[role])
+	}
+	poll(t, 30*time.Second, "the proxy in /endpoints over TLS", func() (bool, string) {
+		code, b := get(control.APIPrefix + "/endpoints?service=inventory")
+		var v control.EndpointsView
+		_ = json.Unmarshal([]byte(b), &v)
+		return code == 200 && len(v.Proxies) == 1 && v.Proxies[0].Connected, b
+	}, s)
+	poll(t, 30*time.Second, "a mesh certificate issued", func() (bool, string) {
+		_, b := get("/metrics")
+		return strings.Contains(b, `mesh_ca_certificates_issued_total{result="issued"} 1`), grepLines(b, "mesh_ca_certificates_issued_total")
+	}, s)
+	// The spans go over OTLP/gRPC with TLS and the proxy's token.
+	send(t, in, "/hello", "")
+	poll(t, 30*time.Second, "the proxy's spans over TLS", func() (bool, string) {
+		code, b := get("/jaeger/api/traces?service=inventory&lookback=1h&limit=20")
+		return code == 200 && strings.Contains(b, "traceID"), b
+	}, s)
+	for role, p := range refused {
+		poll(t, 20*time.Second, role+" proxy's refusal", func() (bool, string) {
+			out := p.output()
+			return strings.Contains(out, "HTTP 403") && strings.Contains(out, "role "+role+" may not stream") &&
+				strings.Contains(out, "only tokens of role proxy, operator or admin"), p.tail(5)
+		}, p)
+	}
+	if code, b := get(control.APIPrefix + "/endpoints?service=cart"); code != 200 || strings.Contains(b, `"connected":true`) {
+		t.Errorf("a proxy with a viewer or ingest token registered: %d %s", code, b)
+	}
+	if _, b := get("/metrics"); !strings.Contains(b, `mesh_ca_certificates_issued_total{result="issued"} 1`) {
+		t.Errorf("certificates issued beyond the proxy token's: %s", grepLines(b, "mesh_ca_certificates_issued_total"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestAuthTokenAPI: an admin creates a token with `meshscope token create
+// --server`, it works at once and outlives a restart (only its hash is on
+// disk), non-admins are refused (401 / 403), and a revoked token stops
+// working; the changes are in the audit log.
+func TestAuthTokenAPI(t *testing.T) {
+	at := makeTokens(t, "viewer", "operator", "admin")
+	s := startServer(t, "--auth-file", at.authFile)
+	bin, _ := binaries(t)
+	api := s.url(control.APIPrefix + "/tokens")
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", 401}, {at.token["viewer"], 403}, {at.token["operator"], 403}, {at.token["admin"], 200}} {
+		if code, b := call(t, "GET", api, tc.token, ""); code != tc.want {
+			t.Errorf("GET tokens with %q: %d %s, want %d", tc.token, code, b, tc.want)
+		}
+	}
+	if out, err := exec.Command(bin, "token", "create", "--server", s.url(""), "--token-file", at.file["operator"], "--role", "operator", "--name", "x").CombinedOutput(); err == nil || !strings.Contains(string(out), "403") {
+		t.Errorf("token create as operator: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "token", "create", "--server", s.url(""), "--token-file", at.file["admin"], "--role", "operator", "--name", "deployer").Output()
+	tok := strings.SplitN(string(out), "\n", 2)[0]
+	if err != nil || !strings.HasPrefix(tok, "msk_") {
+		t.Fatalf("token create --server: %v\n%s", err, out)
+	}
+	if code, b := call(t, "POST", s.url(control.APIPrefix+"/apply"), tok, inventorySplit); code != 200 {
+		t.Errorf("apply with the new operator token: %d %s", code, b)
+	}
+	b, err := os.ReadFile(filepath.Join(s.data, "auth", "tokens.yaml"))
+	if err != nil || strings.Contains(string(b), tok) || !strings.Contains(string(b), "deployer") {
+		t.Errorf("token store: %v\n%s", err, b)
+	}
+	s.proc.stop(t, 20*time.Second)
+	s2 := startServer(t, "--auth-file", at.authFile, "--data", s.data)
+	if code, b := call(t, "GET", s2.url(control.APIPrefix+"/policies"), tok, ""); code != 200 {
+		t.Errorf("the created token after a restart: %d %s", code, b)
+	}
+	out, err = exec.Command(bin, "token", "list", "--server", s2.url(""), "--token-file", at.file["admin"]).CombinedOutput()
+	if err != nil || !regexpMatch(`deployer\s+operator\s+api`, string(out)) || !regexpMatch(`e2e-admin\s+admin\s+auth-file`, string(out)) {
+		t.Errorf("token list: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "token", "revoke", "deployer", "--server", s2.url(""), "--token-file", at.file["admin"]).CombinedOutput(); err != nil {
+		t.Errorf("token revoke: %v\n%s", err, out)
+	}
+	if code, _ := call(t, "GET", s2.url(control.APIPrefix+"/policies"), tok, ""); code != 401 {
+		t.Errorf("a revoked token: %d, want 401", code)
+	}
+	_, ab := call(t, "GET", s2.url(audit.Path+"?action=token."), at.token["viewer"], "")
+	var page audit.Page
+	_ = json.Unmarshal(ab, &page)
+	var seen []string
+	for _, e := range page.Entries {
+		seen = append(seen, e.Action+":"+e.Who+":"+e.Outcome)
+	}
+	if !slices.Contains(seen, "token.create:e2e-admin:ok") || !slices.Contains(seen, "token.revoke:e2e-admin:ok") {
+		t.Errorf("audit entries %v", seen)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshscope/meshscope/control"
+	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/slo"
 	"github.com/meshscope/meshscope/ruler/rulertest"
@@ -442,10 +443,27 @@ func TestGuardDryRun(t *testing.T) {
 		t.Fatalf("guard promote: %v\n%s", err, out)
 	}
 	promoted := time.Now()
-	m.waitEvent(t, "inventory-shift", guard.EventActed, 30*time.Second)
+	acted := m.waitEvent(t, "inventory-shift", guard.EventActed, 30*time.Second)
 	poll(t, 30*time.Second, "every request to v1 after promote", func() (bool, string) {
 		return !m.load.allTo("v1", promoted).IsZero(), ""
 	}, m.all()...)
+	// The audit log has the operator's promote and the controller's
+	// action, each with its diff and version; the dry run is not in it.
+	var page audit.Page
+	if err := getJSON(m.srv.url(audit.Path+"?action=guard."), &page); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range page.Entries {
+		got = append(got, e.Action+" by "+e.Who)
+	}
+	if len(page.Entries) != 2 || page.Entries[1].Action != "guard.promoted" || page.Entries[1].Who == guard.ControllerWho ||
+		!strings.Contains(page.Entries[1].Diff, "+ mode: enforce") || page.Entries[1].Version <= v {
+		t.Errorf("audit entries %v, want guard.promoted by the operator then guard.acted: %+v", got, page.Entries)
+	} else if a := page.Entries[0]; a.Action != "guard.acted" || a.Who != guard.ControllerWho || a.Auth != "controller" || a.Version != acted.Version ||
+		!strings.Contains(a.Diff, "# update Route/inventory-split") || a.Detail["by"] != "guard" || a.Detail["mode"] != "enforce" {
+		t.Errorf("guard.acted audit entry: %+v", a)
+	}
 	out, err = exec.Command(bin, "guard", "status", "inventory-shift", "--server", m.srv.url("")).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "state:    acting") || !strings.Contains(string(out), "revert point: update Route/inventory-split") {
 		t.Errorf("guard status: %v\n%s", err, out)

@@ -103,3 +103,76 @@ func TestProxyRefusesBadFramingAndSilentConnections(t *testing.T) {
 		t.Errorf("proxy exited: %s", p.tail(20))
 	}
 }
+
+// TestProxyObserveKeepsHeaderCaseAndOrder runs the proxy binary (observe
+// mode) in front of a raw TCP app that records the bytes it reads and
+// answers with fields in its own case and order: both sides get the
+// fields as the other sent them, the app only after them the trace
+// context fields the proxy adds.
+func TestProxyObserveKeepsHeaderCaseAndOrder(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	const response = "HTTP/1.1 200 OK\r\nx-zed: 1\r\nETAG: \"v\"\r\nset-cookie: b=1\r\nSet-Cookie: a=2\r\ncontent-length: 2\r\n\r\nok"
+	heads := make(chan string, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					heads <- head.String()
+					if _, err := io.WriteString(c, response); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	inbound := freeAddrs(t, 1)[0]
+	startProxy(t, "proxy-order", "--service", "ordered", "--inbound", inbound+"="+ln.Addr().String())
+	c, err := net.Dial("tcp", inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	const request = "GET /o HTTP/1.1\r\nx-zed: 1\r\nHost: shop\r\naccept: */*\r\nx-multi: b\r\nX-MULTI: a\r\nuser-agent: curl/8\r\n\r\n"
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(response))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("response: %v (read %q)", err, got)
+	}
+	if string(got) != response {
+		t.Errorf("the client read\n%q\nwant the app's bytes\n%q", got, response)
+	}
+	head := <-heads
+	sent := strings.TrimSuffix(request, "\r\n")
+	if !strings.HasPrefix(head, sent) {
+		t.Fatalf("the app read\n%q\nwant it to start with the client's head\n%q", head, sent)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(head, sent), "\r\n"), "\r\n") {
+		if name, _, _ := strings.Cut(l, ":"); l != "" && name != "Traceparent" && name != "Tracestate" {
+			t.Errorf("the app read an added field %q", l)
+		}
+	}
+}

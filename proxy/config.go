@@ -85,7 +85,9 @@ type TLS struct {
 
 // Telemetry configures spans and metric export.
 type Telemetry struct {
-	// Collector is the collector's OTLP gRPC address (host:port); empty = no export. Default empty.
+	// Collector is the collector's OTLP gRPC address: host:port (HTTP/2
+	// without TLS) or https://host:port (TLS, trusting server_ca); empty =
+	// no export. Default empty.
 	Collector string `yaml:"collector" json:"collector"`
 	// PushInterval is how often metrics are pushed to the collector. Default 1s.
 	PushInterval Duration `yaml:"push_interval" json:"push_interval"`
@@ -158,8 +160,10 @@ type Config struct {
 	Telemetry Telemetry `yaml:"telemetry" json:"telemetry"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level" json:"log_level"`
-	// ControlPlane is the control plane's URL (http://host:port): register,
-	// discover endpoints and receive traffic policies. Empty = static config.
+	// ControlPlane is the control plane's URL (http://host:port), or the
+	// URLs of several servers of one control plane separated by commas:
+	// register, discover endpoints and receive traffic policies. Empty =
+	// static config.
 	ControlPlane string `yaml:"control_plane" json:"control_plane"`
 	// StateDir keeps the last good control-plane snapshot so a restart
 	// without the control plane still routes. Default: a directory per
@@ -169,6 +173,10 @@ type Config struct {
 	// --auth-file, on the control stream and the OTLP exports (role proxy,
 	// operator or admin). Default none.
 	TokenFile string `yaml:"token_file" json:"token_file"`
+	// ServerCA is a PEM file of the CA that signed the Meshscope server's
+	// --tls-cert: trusted for an https:// control plane and collector.
+	// Default: the system roots.
+	ServerCA string `yaml:"server_ca" json:"server_ca"`
 	// NoMTLS turns mesh mTLS off (--mtls=false): with a control plane the
 	// proxy otherwise gets a certificate and talks mTLS to meshed peers
 	// (docs/mtls.md).
@@ -262,6 +270,7 @@ var flagOfKey = map[string]string{
 	"drain_timeout": "--drain-timeout", "tls": "--tls-cert/--tls-key", "log_level": "--log-level", "max_procs": "--max-procs",
 	"telemetry.collector": "--collector", "telemetry.push_interval": "--push-interval",
 	"telemetry.sample_ratio": "--sample-ratio", "control_plane": "--control-plane", "state_dir": "--state-dir", "telemetry.span_queue_size": "--span-queue",
+	"server_ca": "--server-ca",
 }
 
 // Validate checks the configuration and names every bad key (and the flag
@@ -374,7 +383,7 @@ func (c *Config) Validate() error {
 		bad("tls", "cert_file and key_file go together")
 	}
 	if c.Telemetry.Collector != "" {
-		if err := validAddr(c.Telemetry.Collector); err != nil {
+		if err := validAddr(strings.TrimPrefix(c.Telemetry.Collector, "https://")); err != nil {
 			bad("telemetry.collector", "%v", err)
 		}
 	}
@@ -382,8 +391,10 @@ func (c *Config) Validate() error {
 		bad("telemetry.sample_ratio", "must be within 0..1, got %v", c.Telemetry.SampleRatio)
 	}
 	if c.ControlPlane != "" {
-		if u, err := url.Parse(c.ControlPlane); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("control_plane", "want http://host:port, got %q", c.ControlPlane)
+		for _, raw := range strings.Split(c.ControlPlane, ",") {
+			if u, err := url.Parse(strings.TrimSpace(raw)); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("control_plane", "want http://host:port (several separated by commas), got %q", raw)
+			}
 		}
 	}
 	if c.MaxDetections < 1 || c.MaxDetections > 1<<20 {
@@ -472,7 +483,7 @@ func BindFlags(fs *flag.FlagSet, cfg *Config, opaque *[]string) {
 	fs.StringVar(&cfg.Version, "version", cfg.Version, "this service's `version`")
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "observe|enforce")
 	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listen `addr` (/metrics /ready /live /config)")
-	fs.StringVar(&tel.Collector, "collector", tel.Collector, "collector OTLP gRPC `host:port` (empty = no export)")
+	fs.StringVar(&tel.Collector, "collector", tel.Collector, "collector OTLP gRPC `host:port`, or https://host:port for TLS (empty = no export)")
 	fs.StringVar(&cfg.HTTPProxy, "http-proxy", cfg.HTTPProxy, "HTTP forward-proxy listen `addr` (empty = off)")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert", cfg.TLS.CertFile, "PEM certificate `file` for TLS termination (ALPN h2, http/1.1)")
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key", cfg.TLS.KeyFile, "PEM key `file` for --tls-cert")
@@ -493,7 +504,8 @@ func BindFlags(fs *flag.FlagSet, cfg *Config, opaque *[]string) {
 	fs.IntVar(&cfg.MaxDetections, "max-detections", cfg.MaxDetections, "connections in protocol detection at once; more are closed")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request head in bytes (then 431)")
 	fs.IntVar(&cfg.MaxProcs, "max-procs", cfg.MaxProcs, "CPU cores used at once (GOMAXPROCS; 0 = all; the GOMAXPROCS variable overrides)")
-	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port): discovery and traffic policies")
+	fs.StringVar(&cfg.ControlPlane, "control-plane", cfg.ControlPlane, "control plane `URL` (http://host:port), or several servers of one control plane separated by commas (tried in turn): discovery and traffic policies")
+	fs.StringVar(&cfg.ServerCA, "server-ca", cfg.ServerCA, "PEM `file` of the CA of the server's --tls-cert, trusted for an https:// --control-plane and --collector (default: system roots)")
 	fs.StringVar(&cfg.TokenFile, "token-file", cfg.TokenFile, "`file` holding the bearer token for a server run with --auth-file (control stream and OTLP export)")
 	fs.BoolFunc("mtls", "mTLS between meshed proxies with --control-plane (default true; --mtls=false disables)", func(v string) error {
 		on, err := strconv.ParseBool(v)

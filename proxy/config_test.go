@@ -104,3 +104,19 @@ func TestMaxProcsFlag(t *testing.T) {
 		}
 	}
 }
+
+// The collector is host:port (h2c) or https://host:port (TLS).
+func TestCollectorAddress(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:4317": true, "https://127.0.0.1:4317": true, "https://collector.example:4317": true,
+		"https://127.0.0.1": false, "http://127.0.0.1:4317": false, "127.0.0.1": false,
+	} {
+		c := DefaultConfig()
+		c.Service = "web"
+		c.Telemetry.Collector = addr
+		err := c.Validate()
+		if named := err != nil && strings.Contains(err.Error(), "telemetry.collector"); named == ok {
+			t.Errorf("collector %q: %v, want ok=%v", addr, err, ok)
+		}
+	}
+}

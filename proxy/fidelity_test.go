@@ -142,7 +142,11 @@ func (a *rawApp) exchange(t *testing.T, addr string, fc fidelityCase) (upstream,
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(tc), req)
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, req)
+	for err == nil && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(br, req) // after a 1xx interim response
+	}
 	if err != nil {
 		t.Fatalf("%s: response: %v", addr, err)
 	}
@@ -158,9 +162,8 @@ func (a *rawApp) exchange(t *testing.T, addr string, fc fidelityCase) (upstream,
 
 // normalizeMessage turns a raw HTTP/1.1 message into a comparable form:
 // the start line, the header and trailer lines with lower-cased names in
-// a stable order (net/http writes names canonicalised and sorted, so
-// order across names and name case are not kept; the order of a name's
-// values is), the body with chunk framing removed, and the framing kind.
+// a stable order (TestObserveModeHeaderCaseAndOrder checks case and
+// order), the body with chunk framing removed, and the framing kind.
 // Trace headers in skip are dropped.
 func normalizeMessage(t *testing.T, raw string, skip ...string) string {
 	t.Helper()
@@ -260,28 +263,67 @@ func headLines(raw string, skip ...string) []string {
 	return out
 }
 
-// TestObserveModeHeaderCaseAndOrder pins what observe mode does NOT keep
-// on HTTP/1.1, as docs/proxy.md ("What observe mode keeps") states it:
-// field names reach the other side in canonical case, a request's Host
-// first and the other fields sorted by name, a response's fields sorted by
-// name; values, and the order of one name's values, are kept. A change of
-// this behaviour must update that section.
+// TestObserveModeHeaderCaseAndOrder checks that field names reach the
+// other side of an inbound and an outbound proxy in the case and order
+// they were sent, both ways, on the lean path (GET) and http.Transport's
+// (POST with a body, chunked response with trailers, 1xx before the
+// response): the raw app records the bytes it reads, the client the
+// bytes it gets. Only the trace context fields the proxy adds differ, and
+// they come last; a traceparent the client sent keeps its place and case.
 func TestObserveModeHeaderCaseAndOrder(t *testing.T) {
 	app := startRawApp(t)
 	icfg := baseConfig("backend")
 	icfg.Inbound = []Inbound{{Listen: "127.0.0.1:0", App: app.addr}}
 	in := startProxy(t, icfg)
-	fc := fidelityCase{
-		request:  "GET /o HTTP/1.1\r\nx-zed: 1\r\nHost: shop\r\naccept: */*\r\nx-multi: b\r\nX-MULTI: a\r\nuser-agent: curl/8\r\n\r\n",
-		response: "HTTP/1.1 200 OK\r\nx-zed: 1\r\nETAG: \"v\"\r\nset-cookie: b=1\r\nSet-Cookie: a=2\r\nContent-Length: 0\r\n\r\n",
+	ocfg := baseConfig("frontend")
+	ocfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "backend", Addrs: []string{app.addr}}}
+	out := startProxy(t, ocfg)
+	cases := []fidelityCase{
+		{name: "get",
+			request:  "GET /o HTTP/1.1\r\nx-zed: 1\r\nHost: shop\r\naccept: */*\r\nx-multi: b\r\nX-MULTI: a\r\nuser-agent: curl/8\r\n\r\n",
+			response: "HTTP/1.1 200 OK\r\nx-zed: 1\r\nETAG: \"v\"\r\nset-cookie: b=1\r\nSet-Cookie: a=2\r\ncontent-length: 0\r\n\r\n"},
+		{name: "post with traceparent",
+			request:  "POST /p HTTP/1.1\r\nHOST: shop\r\nCONTENT-length: 2\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nz-last: 1\r\na-first: 2\r\n\r\nhi",
+			response: "HTTP/1.1 201 Created\r\nzz: 1\r\ncontent-type: text/plain\r\nContent-LENGTH: 2\r\naa: 2\r\n\r\nok"},
+		{name: "chunked response with trailer after 103",
+			request:  "GET /c HTTP/1.1\r\nhost: shop\r\nexpect-ct: x\r\n\r\n",
+			response: "HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nx-b: 1\r\ntrailer: X-Sum\r\ntransfer-encoding: chunked\r\nA-c: 2\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 9\r\n\r\n"},
 	}
-	up, client := app.exchange(t, in.ListenAddrs()[0], fc)
-	wantUp := []string{"Host: shop", "User-Agent: curl/8", "Accept: */*", "X-Multi: b", "X-Multi: a", "X-Zed: 1"}
-	if got := headLines(up, "traceparent", "tracestate"); !slices.Equal(got, wantUp) {
-		t.Errorf("the app read the fields\n%q\nwant (canonical case, Host and User-Agent first, then by name, values in order)\n%q", got, wantUp)
+	for _, fc := range cases {
+		t.Run(fc.name, func(t *testing.T) {
+			directUp, directClient := app.exchange(t, app.addr, fc)
+			wantUp, wantClient := headLines(directUp), headLines(finalHead(directClient))
+			for _, p := range []*testProxy{in, out} {
+				up, client := app.exchange(t, p.ListenAddrs()[0], fc)
+				got := headLines(up)
+				if strings.HasPrefix(fc.name, "post with traceparent") { // replaced in place
+					got = slices.Clone(got)
+					for i, l := range got {
+						if strings.HasPrefix(l, "traceparent: ") {
+							got[i] = wantUp[i]
+						}
+					}
+				}
+				if len(got) < len(wantUp) || !slices.Equal(got[:len(wantUp)], wantUp) {
+					t.Errorf("%s: the app read the fields\n%q\nwant (as sent, then trace context)\n%q", p.cfg.Service, got, wantUp)
+				}
+				for _, l := range got[min(len(wantUp), len(got)):] {
+					if name, _, _ := strings.Cut(l, ":"); name != "Traceparent" && name != "Tracestate" {
+						t.Errorf("%s: the app read an added field %q", p.cfg.Service, l)
+					}
+				}
+				if got := headLines(finalHead(client)); !slices.Equal(got, wantClient) {
+					t.Errorf("%s: the client read the fields\n%q\nwant (as the app sent them)\n%q\n(raw %q)", p.cfg.Service, got, wantClient, client)
+				}
+			}
+		})
 	}
-	wantClient := []string{"Content-Length: 0", "Etag: \"v\"", "Set-Cookie: b=1", "Set-Cookie: a=2", "X-Zed: 1"}
-	if got := headLines(client); !slices.Equal(got, wantClient) {
-		t.Errorf("the client read the fields\n%q\nwant (canonical case, by name, values in order)\n%q", got, wantClient)
+}
+
+// finalHead drops 1xx interim heads from a raw response.
+func finalHead(raw string) string {
+	for strings.HasPrefix(raw, "HTTP/1.1 1") && !strings.HasPrefix(raw, "HTTP/1.1 101") {
+		_, raw, _ = strings.Cut(raw, "\r\n\r\n")
 	}
+	return raw
 }

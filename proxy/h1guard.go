@@ -78,7 +78,19 @@ type guardConn struct {
 	replaced       atomic.Bool // the error response was written
 	bodyErr        atomic.Pointer[framingError]
 	maxBufCapacity int
+
+	// Field order (headorder.go): names collects the request target and
+	// field names of the head being parsed; orders holds those of
+	// validated heads until their handlers take them; out rewrites the
+	// response heads written back.
+	names  []byte
+	orders []fieldNames
+	out    headRewriter
 }
+
+// maxPendingOrders bounds the field orders of pipelined requests kept for
+// their handlers; the oldest is dropped beyond it.
+const maxPendingOrders = 8
 
 // framingError is a request the guard refuses.
 type framingError struct {
@@ -232,7 +244,30 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	return g.Conn.Write(p)
+	return g.out.write(g.Conn, p)
+}
+
+// takeOrder returns the field names of the request with target uri as the
+// client sent them ("" when not recorded).
+func (g *guardConn) takeOrder(uri string) fieldNames {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for len(g.orders) > 0 {
+		o := g.orders[0]
+		g.dropOrder()
+		if len(o) > len(uri) && o[len(uri)] == '\n' && o[:len(uri)] == uri {
+			return o[len(uri)+1:]
+		}
+	}
+	return ""
+}
+
+// dropOrder removes the oldest pending order, keeping the slice's
+// capacity; g.mu is held.
+func (g *guardConn) dropOrder() {
+	n := copy(g.orders, g.orders[1:])
+	g.orders[n] = ""
+	g.orders = g.orders[:n]
 }
 
 // CloseWrite half-closes the underlying connection (tunnels).
@@ -440,6 +475,7 @@ func (g *guardConn) requestLine(b []byte, n int) {
 	g.post = string(method) == http.MethodPost
 	g.connect = string(method) == http.MethodConnect
 	g.upgrade, g.hasCL, g.cl, g.te, g.nTE = false, false, "", g.te[:0], 0
+	g.names = append(append(g.names[:0], target...), '\n')
 	g.st = gsField
 }
 
@@ -473,6 +509,9 @@ func (g *guardConn) fieldLine(b []byte) {
 	if !isToken(name) {
 		g.bad("field", "invalid character in header name %q", clip(name))
 		return
+	}
+	if g.st == gsField {
+		g.names = append(append(g.names, name...), '\n')
 	}
 	value := trimOWS(b[colon+1:])
 	for _, c := range value {
@@ -525,6 +564,10 @@ func (g *guardConn) fieldLine(b []byte) {
 // endHead decides the body framing of a complete request head.
 func (g *guardConn) endHead() {
 	g.headDone = true
+	if len(g.orders) == maxPendingOrders {
+		g.dropOrder()
+	}
+	g.orders = append(g.orders, string(g.names))
 	switch {
 	case g.nTE > 0:
 		if g.hasCL {

@@ -148,6 +148,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		stop()
 		return nil, before, err
 	}
+	armOrder(c, req)
 	if !writeRequestHead(pc.bw, req) {
 		if err := req.Write(pc.bw); err != nil {
 			return fail(true, err)

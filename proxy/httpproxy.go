@@ -150,8 +150,14 @@ func isWebSocket(r *http.Request) bool {
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
+	rec := &recorder{w: w}
 	if g := guardOf(r); g != nil {
 		defer g.resume() // an Upgrade or CONNECT that did not take the connection over
+		// Keep the client's and the upstream's field order (headorder.go).
+		if names := g.takeOrder(r.RequestURI); names != "" {
+			rec.guard, rec.order.req = g, names
+			r = r.WithContext(context.WithValue(r.Context(), headOrdersKey{}, &rec.order))
+		}
 	}
 	start := time.Now()
 	p.inflight.Add(1)
@@ -241,7 +247,6 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		setMeshStateValue(r.Header, p.meshMember, p.meshState)
 	}
 
-	rec := &recorder{w: w}
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{rc: r.Body}
@@ -437,6 +442,9 @@ type recorder struct {
 	hijacked  bool
 	errCode   int
 	errReason string
+
+	guard *guardConn // the client connection, when it keeps field order
+	order headOrders
 }
 
 func (rw *recorder) Header() http.Header { return rw.w.Header() }
@@ -454,6 +462,11 @@ func (rw *recorder) WriteHeader(code int) {
 		}
 		if _, ok := h["Content-Type"]; !ok {
 			h["Content-Type"] = nil
+		}
+		if rw.guard != nil {
+			if names := rw.order.respNames(); names != "" {
+				rw.guard.out.expect(names)
+			}
 		}
 	}
 	rw.w.WriteHeader(code)

@@ -10,6 +10,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -483,14 +485,25 @@ type otlpClient struct {
 	hc    *http.Client
 }
 
-func newOTLPClient(endpoint string, timeout time.Duration) *otlpClient {
+// newOTLPClient talks HTTP/2 to endpoint: host:port without TLS, or
+// https://host:port over TLS with tlsCfg's roots (nil = system roots).
+func newOTLPClient(endpoint string, timeout time.Duration, tlsCfg *tls.Config) *otlpClient {
 	tr := &http.Transport{
 		DialContext:     (&net.Dialer{Timeout: timeout}).DialContext,
 		Protocols:       new(http.Protocols),
 		IdleConnTimeout: time.Minute,
 	}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	return &otlpClient{base: "http://" + endpoint, tr: tr, hc: &http.Client{Transport: tr}}
+	base := "http://" + endpoint
+	if addr, ok := strings.CutPrefix(endpoint, "https://"); ok {
+		base = "https://" + addr
+		tr.Protocols.SetHTTP2(true) // gRPC: h2 by ALPN, no HTTP/1 fallback
+		if tlsCfg != nil {
+			tr.TLSClientConfig = tlsCfg.Clone()
+		}
+	} else {
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &otlpClient{base: base, tr: tr, hc: &http.Client{Transport: tr}}
 }
 
 // errGRPC is a non-OK gRPC status from the collector.

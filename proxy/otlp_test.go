@@ -195,7 +195,7 @@ func TestOTLPClientStatus(t *testing.T) {
 	coltracepb.RegisterTraceServiceServer(s, failingCollector{})
 	go func() { _ = s.Serve(ln) }()
 	defer s.Stop()
-	c := newOTLPClient(ln.Addr().String(), time.Second)
+	c := newOTLPClient(ln.Addr().String(), time.Second, nil)
 	defer c.close()
 	err = c.call(context.Background(), otlpTracePath, nil)
 	if err == nil || !strings.Contains(err.Error(), "grpc-status 8: too much ünicode") {

@@ -143,8 +143,9 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 		p.mesh = &meshState{p: p, tls: mt}
 		p.dial = mt.WrapDial(p.dialer.DialContext)
 	}
+	h1dial := wrapOrderDial(p.dial) // HTTP/1.1 heads keep the client's field order (headorder.go)
 	p.h1 = &http.Transport{
-		DialContext:           p.dial,
+		DialContext:           h1dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       time.Duration(cfg.IdleTimeout),
@@ -165,7 +166,7 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 	// response-header timeout does not apply to it.
 	p.grpc = p.h2c.Clone()
 	p.grpc.ResponseHeaderTimeout = 0
-	p.fast = newH1Transport(p.dial, time.Duration(cfg.ResponseTimeout), time.Duration(cfg.IdleTimeout), 256, 1024)
+	p.fast = newH1Transport(h1dial, time.Duration(cfg.ResponseTimeout), time.Duration(cfg.IdleTimeout), 256, 1024)
 	p.transport = protoSwitch{fast: p.fast, h1: p.h1, h2: p.h2c, grpc: p.grpc}
 	if cfg.ControlPlane != "" {
 		if p.policyRec, err = policy.NewRecorder(reg); err != nil {
@@ -187,7 +188,11 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 	if err != nil {
 		return nil, err
 	}
-	p.tel = newTelemetry(&cfg, token, reg, p.self, logger)
+	serverTLS, err := auth.ClientTLS("--server-ca", cfg.ServerCA)
+	if err != nil {
+		return nil, err
+	}
+	p.tel = newTelemetry(&cfg, token, serverTLS, reg, p.self, logger)
 	if err := p.bind(); err != nil {
 		p.closeListeners()
 		_ = p.tel.shutdown(context.Background())
@@ -214,7 +219,7 @@ func (s protoSwitch) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return s.h2.RoundTrip(r)
 	}
-	return s.h1.RoundTrip(r)
+	return s.h1.RoundTrip(withOrderTrace(r))
 }
 
 // bind opens every listener.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,8 +31,9 @@ func newInstanceID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// token (may be "") authenticates the exports to a collector run with --auth-file.
-func newTelemetry(cfg *Config, token string, gatherer prometheus.Gatherer, self *selfMetrics, logger *slog.Logger) *telemetry {
+// token (may be "") authenticates the exports to a collector run with
+// --auth-file; tlsCfg holds the roots for an https:// collector.
+func newTelemetry(cfg *Config, token string, tlsCfg *tls.Config, gatherer prometheus.Gatherer, self *selfMetrics, logger *slog.Logger) *telemetry {
 	tc := cfg.Telemetry
 	t := &telemetry{timeout: time.Duration(tc.ExportTimeout)}
 	res := []attribute.KeyValue{
@@ -44,12 +46,12 @@ func newTelemetry(cfg *Config, token string, gatherer prometheus.Gatherer, self 
 	}
 	t.sampler = newHopSampler(tc.SampleRatio)
 	if !tc.DisableTracing && tc.Collector != "" {
-		exp := &otlpSpanExporter{c: newOTLPClient(tc.Collector, t.timeout).withToken(token), res: res}
+		exp := &otlpSpanExporter{c: newOTLPClient(tc.Collector, t.timeout, tlsCfg).withToken(token), res: res}
 		t.spans = newBoundedSpanProcessor(exp, tc.SpanQueueSize, tc.SpanBatchSize,
 			time.Duration(tc.SpanFlushInterval), t.timeout, self, logger)
 	}
 	if tc.Collector != "" {
-		t.pusher = newMetricPusher(newOTLPClient(tc.Collector, t.timeout).withToken(token), gatherer, res,
+		t.pusher = newMetricPusher(newOTLPClient(tc.Collector, t.timeout, tlsCfg).withToken(token), gatherer, res,
 			time.Duration(tc.PushInterval), t.timeout, self, logger)
 	}
 	return t

@@ -44,18 +44,19 @@ type flow struct {
 	errFrac                         float64 // failure probability
 	median                          float64 // seconds; latencies are log-normal around it
 	sides                           []string
+	tls                             string // the proxies' tls label
 }
 
 // mesh is the traffic of the agreement test: a shop whose payments service
 // has two routes and one unmeshed callee (pricing).
 var mesh = []flow{
-	{"unknown", "unknown", "web", "v1", "/", 20, 0.004, 0.030, []string{"inbound"}},
-	{"web", "v1", "checkout", "v1", "/api/checkout", 6, 0.01, 0.080, []string{"outbound", "inbound"}},
-	{"checkout", "v1", "payments", "v1", "/pay", 5, 0.05, 0.200, []string{"outbound", "inbound"}},
-	{"checkout", "v1", "payments", "v2", "/pay", 2, 0.1, 0.300, []string{"outbound", "inbound"}},
-	{"web", "v1", "payments", "v1", "/refund", 1, 0.0, 0.050, []string{"outbound", "inbound"}},
-	{"web", "v1", "cart", "v1", "/cart", 8, 0.0, 0.010, []string{"outbound", "inbound"}},
-	{"cart", "v1", "pricing", "unknown", "unmatched", 8, 0.02, 0.004, []string{"outbound"}},
+	{"unknown", "unknown", "web", "v1", "/", 20, 0.004, 0.030, []string{"inbound"}, "plaintext"},
+	{"web", "v1", "checkout", "v1", "/api/checkout", 6, 0.01, 0.080, []string{"outbound", "inbound"}, "mtls"},
+	{"checkout", "v1", "payments", "v1", "/pay", 5, 0.05, 0.200, []string{"outbound", "inbound"}, "mtls"},
+	{"checkout", "v1", "payments", "v2", "/pay", 2, 0.1, 0.300, []string{"outbound", "inbound"}, "plaintext"},
+	{"web", "v1", "payments", "v1", "/refund", 1, 0.0, 0.050, []string{"outbound", "inbound"}, "mtls"},
+	{"web", "v1", "cart", "v1", "/cart", 8, 0.0, 0.010, []string{"outbound", "inbound"}, "mtls"},
+	{"cart", "v1", "pricing", "unknown", "unmatched", 8, 0.02, 0.004, []string{"outbound"}, "plaintext"},
 }
 
 type seriesKey struct {
@@ -136,6 +137,7 @@ func (g *trafficGen) metrics(now time.Time) pmetric.Metrics {
 			m.PutStr("route", f.route)
 			m.PutStr("protocol", "http1")
 			m.PutStr("outcome", k.outcome)
+			m.PutStr("tls", f.tls)
 		}
 		p := sum.DataPoints().AppendEmpty()
 		attrs(p.Attributes())
@@ -358,6 +360,25 @@ func TestOneREDEngine(t *testing.T) {
 		}
 		same("edge "+e.ID, e.Stats, row.Stats)
 		checked++
+		// The mTLS share: one figure in the graph and the table (null
+		// there for span-derived edges, whose tls is unknown).
+		if tb := float64(row.MTLSFraction); (e.TLS == "") != math.IsNaN(tb) || (e.TLS != "" && r6(e.MTLSFraction) != tb) {
+			t.Errorf("edge %s: graph tls %q mtls_fraction %v, table %v", e.ID, e.TLS, e.MTLSFraction, tb)
+		}
+	}
+	// What the proxies said: checkout->payments is 5 of 7 requests mTLS
+	// (v2 runs plaintext), the unmeshed pricing is called in plaintext.
+	for id, w := range map[string]struct {
+		tls   string
+		share float64
+	}{"checkout->payments": {topology.TLSPartial, 5.0 / 7}, "web->checkout": {topology.TLSMutual, 1}, "cart->pricing": {topology.TLSPlaintext, 0},
+		"unknown->web": {topology.TLSPlaintext, 0}, "shipping->ledger": {"", 0}} {
+		if e := gedges[id]; e.TLS != w.tls || math.Abs(e.MTLSFraction-w.share) > 0.03 {
+			t.Errorf("edge %s: tls %q mtls_fraction %v, want %q %v", id, e.TLS, e.MTLSFraction, w.tls, w.share)
+		}
+	}
+	if c := graph.Coverage; c.EdgesMTLS != 3 || c.EdgesPlaintext != 3 {
+		t.Errorf("coverage: %d edges mTLS, %d in plaintext; want 3 and 3 (%+v)", c.EdgesMTLS, c.EdgesPlaintext, c)
 	}
 	if len(edges.Edges) != len(graph.Edges) {
 		t.Errorf("%d table edges, %d graph edges", len(edges.Edges), len(graph.Edges))

@@ -55,6 +55,7 @@ const (
 type edgeAggKey struct {
 	dir string
 	fineKey
+	tls string // the tls label: "mtls" or "plaintext" ("" from proxies before it)
 }
 
 // rawState is what the aggregator remembers of one raw golden series.
@@ -419,7 +420,7 @@ func (a *aggregator) newRawState(l labels.Labels) *rawState {
 		src: l.Get("source_service"), srcVer: l.Get("source_version"),
 		dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
 		proto: l.Get("protocol"), route: l.Get("route"),
-	}}
+	}, tls: l.Get("tls")}
 	switch dir {
 	case "inbound", "outbound":
 	case "ingress": // aggregated as what the gateway serves (ingressKey)
@@ -449,6 +450,7 @@ func (a *aggregator) edgeFor(k edgeAggKey) *edgeAgg {
 			b.Set("destination_version", k.dstVer)
 			b.Set("protocol", k.proto)
 			b.Set("route", k.route)
+			b.Set("tls", k.tls)
 			e.lsets[i] = b.Labels() // the builder drops empty values, as the store does
 		}
 		a.edges[k] = e

@@ -58,6 +58,7 @@ func graphsNear(t *testing.T, got, want *Graph) {
 		}
 		for i := range c.Edges {
 			c.Edges[i].Stats = Stats{}
+			c.Edges[i].MTLSFraction = math.Round(c.Edges[i].MTLSFraction*1e9) / 1e9
 		}
 		c.Coverage.RequestFraction = 0
 		b, _ := json.Marshal(&c)

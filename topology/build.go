@@ -59,6 +59,10 @@ const (
 	connUser     = "user"         // root server span with no caller
 )
 
+// tlsMTLS is the tls label of requests over mesh mTLS (proxy/meshtls);
+// anything else is plaintext.
+const tlsMTLS = "mtls"
+
 const meshBy = "direction, source_service, source_version, destination_service, destination_version, protocol, route"
 const spanBy = "client, client_version, server, server_version, connection_type, protocol"
 
@@ -78,8 +82,12 @@ type spanKey struct {
 // is the same in every view), and the duration buckets (counts).
 type fineStats struct {
 	req, fail, bytes float64
-	lat              sortedBuckets // request duration buckets (seconds)
-	clientLat        sortedBuckets // span client-side buckets (used when lat is empty)
+	// tlsReq are the requests a proxy reported with the tls label (every
+	// proxy-reported request; none of a span-derived flow), mtls those of
+	// them that ran over mesh mTLS: the one source of an edge's mTLS share.
+	tlsReq, mtls float64
+	lat          sortedBuckets // request duration buckets (seconds)
+	clientLat    sortedBuckets // span client-side buckets (used when lat is empty)
 	// nat is the exponential native histogram of the durations where the
 	// proxies send one; quantiles use it when it holds every request lat
 	// holds (precise: buckets about 9 % wide).
@@ -90,6 +98,8 @@ func (s *fineStats) add(o *fineStats) {
 	s.req += o.req
 	s.fail += o.fail
 	s.bytes += o.bytes
+	s.tlsReq += o.tlsReq
+	s.mtls += o.mtls
 	s.lat.add(&o.lat)
 	s.clientLat.add(&o.clientLat)
 	if o.nat != nil {
@@ -277,6 +287,13 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 	}
 	var singleMesh, singleSpans int
 	isFailure := func(s promql.Sample) bool { return s.Metric.Get("outcome") == "failure" }
+	// addTLS counts n requests of a golden series by its tls label.
+	addTLS := func(s promql.Sample, st *fineStats, n float64) {
+		st.tlsReq += n
+		if s.Metric.Get("tls") == tlsMTLS {
+			st.mtls += n
+		}
+	}
 
 	// The per-edge aggregates are used when they are continuous over the
 	// whole window; otherwise the raw golden series are read.
@@ -304,13 +321,14 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 		for _, dir := range []string{"inbound", "outbound"} {
 			meshSpecs = append(meshSpecs, b.sumSpec(at, window, raw.memory, metricEdgeRequests,
 				[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "direction", dir)},
-				perSec(func(s promql.Sample, st *fineStats) { st.req += s.F })))
+				perSec(func(s promql.Sample, st *fineStats) { st.req += s.F; addTLS(s, st, s.F) })))
 		}
 	} else {
 		meshSpecs = []querySpec{
-			{qs: fmt.Sprintf("sum by (%s, outcome) (rate(%s[%s]))", meshBy, metricRequests, w), fn: func(s promql.Sample) {
+			{qs: fmt.Sprintf("sum by (%s, outcome, tls) (rate(%s[%s]))", meshBy, metricRequests, w), fn: func(s promql.Sample) {
 				if st := meshStats(s); st != nil {
 					addRate(s, st, isFailure(s))
+					addTLS(s, st, s.F*secs)
 				}
 			}},
 			{qs: single(metricRequests, meshBy+", outcome"), fn: func(s promql.Sample) { meshStats(s); singleMesh++ }},
@@ -401,9 +419,10 @@ func (b *builder) fetch(ctx context.Context, at time.Time, window time.Duration,
 		)
 	}
 	if singleMesh > 0 {
-		specs = append(specs, querySpec{qs: fresh(metricRequests, meshBy+", outcome"), fn: func(s promql.Sample) {
+		specs = append(specs, querySpec{qs: fresh(metricRequests, meshBy+", outcome, tls"), fn: func(s promql.Sample) {
 			if st := meshStats(s); st != nil {
 				addRate(promql.Sample{F: s.F / secs}, st, isFailure(s)) // the count since the series started
+				addTLS(s, st, s.F)
 			}
 		}})
 	}
@@ -883,7 +902,9 @@ func (a *assembled) graph(view string, th thresholds) *Graph {
 		g.Nodes = append(g.Nodes, n.node)
 	}
 	for _, e := range edges {
-		e.edge.Stats = e.stats.signals(secs).stats()
+		sig := e.stats.signals(secs)
+		e.edge.Stats = sig.stats()
+		e.edge.TLS, e.edge.MTLSFraction = tlsState(sig.MTLS)
 		e.edge.Protocols = sortedKeys(e.protos)
 		e.edge.Health = th.health(e.edge.Stats)
 		g.Edges = append(g.Edges, e.edge)
@@ -912,20 +933,38 @@ func (a *assembled) coverage() Coverage {
 		}
 	}
 	sort.Strings(c.UnmeshedServices)
-	pairs := map[[2]string]string{}
+	type pair struct {
+		seenBy string
+		tls    fineStats
+	}
+	pairs := map[[2]string]*pair{}
 	var meshRPS, allRPS float64
 	for _, k := range a.keys {
 		e := a.edges[k]
-		pairs[[2]string{k.src, k.dst}] = e.seenBy
+		p := pairs[[2]string{k.src, k.dst}]
+		if p == nil {
+			p = &pair{}
+			pairs[[2]string{k.src, k.dst}] = p
+		}
+		p.seenBy = e.seenBy
+		p.tls.tlsReq += e.tlsReq
+		p.tls.mtls += e.mtls
 		allRPS += e.req
 		if e.mesh {
 			meshRPS += e.req
 		}
 	}
 	c.Edges = len(pairs)
-	for _, s := range pairs {
-		if s == "both" {
+	for _, p := range pairs {
+		if p.seenBy == "both" {
 			c.EdgesBothSides++
+		}
+		// The service-view edge's tls state, from the same figures.
+		switch st, _ := tlsState(p.tls.signals(1).MTLS); st {
+		case TLSMutual:
+			c.EdgesMTLS++
+		case TLSPlaintext, TLSPartial:
+			c.EdgesPlaintext++
 		}
 	}
 	if c.Services > 0 {
@@ -935,6 +974,19 @@ func (a *assembled) coverage() Coverage {
 		c.RequestFraction = meshRPS / allRPS
 	}
 	return c
+}
+
+// tlsState is an edge's tls state and mTLS share from its MTLS signal.
+func tlsState(mtls float64) (string, float64) {
+	switch {
+	case math.IsNaN(mtls):
+		return "", 0
+	case mtls >= 1:
+		return TLSMutual, 1
+	case mtls <= 0:
+		return TLSPlaintext, 0
+	}
+	return TLSPartial, mtls
 }
 
 // Signals are the RED figures of a flow, node or edge over a window. Every
@@ -948,15 +1000,21 @@ type Signals struct {
 	ErrorRate     float64 // Failures / Requests (at most 1); NaN without requests
 	P50, P95, P99 float64 // latency quantiles in seconds; NaN without duration data
 	BytesPerSec   float64 // request + response bytes per second
+	// MTLS is the share (0..1) of the requests a proxy reported that ran
+	// over mesh mTLS; NaN when no proxy reported any (span-derived flows).
+	MTLS float64
 }
 
 func (s *fineStats) signals(secs float64) Signals {
 	out := Signals{
 		Requests: s.req, RPS: s.req / secs, Failures: s.fail, BytesPerSec: s.bytes / secs,
-		ErrorRate: math.NaN(), P50: math.NaN(), P95: math.NaN(), P99: math.NaN(),
+		ErrorRate: math.NaN(), P50: math.NaN(), P95: math.NaN(), P99: math.NaN(), MTLS: math.NaN(),
 	}
 	if s.req > 0 {
 		out.ErrorRate = math.Min(1, s.fail/s.req)
+	}
+	if s.tlsReq > 0 {
+		out.MTLS = math.Min(1, s.mtls/s.tlsReq)
 	}
 	if s.nativeComplete() {
 		out.P50, out.P95, out.P99 = nativeQuantile(0.50, s.nat), nativeQuantile(0.95, s.nat), nativeQuantile(0.99, s.nat)

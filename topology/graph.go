@@ -31,6 +31,13 @@ const (
 	ModeNone    = "none"
 )
 
+// Edge tls states: how the requests a proxy reported on the edge ran.
+const (
+	TLSMutual    = "mtls"      // all over mesh mTLS
+	TLSPartial   = "partial"   // some over mTLS, some plaintext
+	TLSPlaintext = "plaintext" // none over mTLS
+)
+
 // Graph is the service graph over one window ending at At.
 type Graph struct {
 	At       time.Time `json:"at"`
@@ -76,6 +83,11 @@ type Edge struct {
 	Protocols []string `json:"protocols,omitempty"`
 	Health    string   `json:"health"`
 	SeenBy    string   `json:"seen_by"` // "source", "destination", "both" (proxies) or "spans"
+	// TLS is "mtls", "partial" or "plaintext" ("" when no proxy reported
+	// the edge: span-derived edges); MTLSFraction the share (0..1) of its
+	// requests over mesh mTLS.
+	TLS          string  `json:"tls,omitempty"`
+	MTLSFraction float64 `json:"mtls_fraction"`
 	Stats
 }
 
@@ -90,6 +102,8 @@ type Coverage struct {
 	Edges            int      `json:"edges"`             // all edges
 	EdgesBothSides   int      `json:"edges_both_sides"`  // edges reported by both proxies
 	UnmeshedServices []string `json:"unmeshed_services"` // services that still need a proxy
+	EdgesMTLS        int      `json:"edges_mtls"`        // edges whose proxy-reported requests all ran over mTLS
+	EdgesPlaintext   int      `json:"edges_plaintext"`   // edges with requests still in plaintext (tls plaintext or partial)
 }
 
 // StreamMessage is one WebSocket text frame of /api/mesh/graph/stream. The

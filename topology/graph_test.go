@@ -23,12 +23,12 @@ var shopCalls = []call{
 	{dir: "inbound", src: "unknown", srcVer: "unknown", dst: "web", dstVer: "v1", proto: "http1", rps: 5, latency: 0.03, bytesPerReq: 1000},
 	{dir: "outbound", src: "web", srcVer: "v1", dst: "catalog", dstVer: "v1", proto: "http1", rps: 6, latency: 0.04, bytesPerReq: 1000},
 	{dir: "outbound", src: "web", srcVer: "v1", dst: "catalog", dstVer: "v2", proto: "http1", rps: 4, latency: 0.3, bytesPerReq: 1000},
-	{dir: "inbound", src: "web", srcVer: "v1", dst: "catalog", dstVer: "v1", proto: "http1", rps: 6, latency: 0.03, bytesPerReq: 1000},
-	{dir: "inbound", src: "web", srcVer: "v1", dst: "catalog", dstVer: "v2", proto: "http1", rps: 4, latency: 0.2, bytesPerReq: 1000},
+	{dir: "inbound", src: "web", srcVer: "v1", dst: "catalog", dstVer: "v1", proto: "http1", rps: 6, latency: 0.03, bytesPerReq: 1000, tls: "mtls"},
+	{dir: "inbound", src: "web", srcVer: "v1", dst: "catalog", dstVer: "v2", proto: "http1", rps: 4, latency: 0.2, bytesPerReq: 1000, tls: "plaintext"},
 	{dir: "outbound", src: "web", srcVer: "v1", dst: "checkout", dstVer: "v1", proto: "http1", rps: 2, failFrac: 0.02, latency: 0.01},
-	{dir: "inbound", src: "web", srcVer: "v1", dst: "checkout", dstVer: "v1", proto: "http1", rps: 2, failFrac: 0.02, latency: 0.01},
+	{dir: "inbound", src: "web", srcVer: "v1", dst: "checkout", dstVer: "v1", proto: "http1", rps: 2, failFrac: 0.02, latency: 0.01, tls: "mtls"},
 	{dir: "outbound", src: "checkout", srcVer: "v1", dst: "payments", dstVer: "v1", proto: "grpc", rps: 2, failFrac: 0.2, latency: 0.5},
-	{dir: "inbound", src: "checkout", srcVer: "v1", dst: "payments", dstVer: "v1", proto: "grpc", rps: 2, failFrac: 0.2, latency: 0.5},
+	{dir: "inbound", src: "checkout", srcVer: "v1", dst: "payments", dstVer: "v1", proto: "grpc", rps: 2, failFrac: 0.2, latency: 0.5, tls: "mtls"},
 	{dir: "outbound", src: "catalog", srcVer: "v1", dst: "inventory", dstVer: "unknown", proto: "http1", rps: 3, latency: 0.002},
 	{dir: "outbound", src: "catalog", srcVer: "v2", dst: "inventory", dstVer: "unknown", proto: "http1", rps: 1, latency: 0.002},
 	{dir: "outbound", src: "web", srcVer: "v1", dst: "external", dstVer: "unknown", proto: "http1", rps: 1, latency: 0.1},
@@ -159,7 +159,7 @@ func TestCoverage(t *testing.T) {
 	want := Coverage{
 		Services: 6, MeshedServices: 5, ServiceFraction: 5.0 / 6, RequestFraction: 1,
 		ObserveServices: 3, EnforceServices: 2, Edges: 6, EdgesBothSides: 3,
-		UnmeshedServices: []string{"inventory"},
+		UnmeshedServices: []string{"inventory"}, EdgesMTLS: 2, EdgesPlaintext: 4,
 	}
 	if !near(g.Coverage.ServiceFraction, want.ServiceFraction) {
 		t.Errorf("service fraction %v", g.Coverage.ServiceFraction)
@@ -167,6 +167,20 @@ func TestCoverage(t *testing.T) {
 	g.Coverage.ServiceFraction = want.ServiceFraction
 	if !reflect.DeepEqual(g.Coverage, want) {
 		t.Errorf("coverage = %+v\nwant       %+v", g.Coverage, want)
+	}
+	// Each edge's tls state and mTLS share, from the side the edge uses
+	// (the callee's inbound report where there is one): inventory is
+	// unmeshed, so its callers' reports say plaintext.
+	for id, w := range map[string]struct {
+		tls   string
+		share float64
+	}{
+		"web->checkout": {TLSMutual, 1}, "checkout->payments": {TLSMutual, 1}, "web->catalog": {TLSPartial, 0.6},
+		"unknown->web": {TLSPlaintext, 0}, "catalog->inventory": {TLSPlaintext, 0}, "web->external": {TLSPlaintext, 0},
+	} {
+		if e := edgeByID(g, id); e == nil || e.TLS != w.tls || !near(e.MTLSFraction, w.share) {
+			t.Errorf("edge %s = %+v, want tls %s share %v", id, e, w.tls, w.share)
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ type call struct {
 	latency        float64 // seconds (every request)
 	bytesPerReq    float64 // request + response bytes per request
 	statusOK, fail string  // status codes (default 200 / 500)
+	tls            string  // the tls label ("" = none, as before it existed)
 }
 
 type proxy struct{ service, version, mode string }
@@ -84,6 +85,9 @@ func appendGolden(t testing.TB, db storage.Appendable, from, to int, calls []cal
 			}
 			common := []string{"direction", c.dir, "source_service", c.src, "source_version", c.srcVer,
 				"destination_service", c.dst, "destination_version", c.dstVer, "protocol", c.proto, "route", "unmatched"}
+			if c.tls != "" {
+				common = append(common, "tls", c.tls)
+			}
 			for _, oc := range []struct {
 				outcome, code string
 				count         float64

@@ -279,7 +279,7 @@ func (a *aggregator) memFill(ctx context.Context, now int64) error {
 			src: l.Get("source_service"), srcVer: l.Get("source_version"),
 			dst: l.Get("destination_service"), dstVer: l.Get("destination_version"),
 			proto: l.Get("protocol"), route: l.Get("route"),
-		}})
+		}, tls: l.Get("tls")})
 		it = s.Iterator(it)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 			var t int64

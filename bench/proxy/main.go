@@ -14,6 +14,11 @@
 // loop) and the targets take turns round by round, so a busy moment of the
 // shared machine hits all of them alike. Proxy cost is read from /proc: peak RSS
 // (VmHWM, reset before each measurement) and CPU time per 1000 requests.
+//
+// The policy-overhead rows (policies.go; -policies on|off|only) measure the
+// proxy with a Route and a Resilience policy set from a real `meshscope
+// server`, observed and enforced, against the same proxy without policies
+// at 1000 rps; `-policies only -out policies` runs just those rows.
 package main
 
 import (
@@ -23,9 +28,7 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +56,7 @@ type options struct {
 	inProcessUpstream bool
 	out               string
 	gateway           string // "on", "off" or "only": the ingress-gateway TLS rows (gateway.go)
+	policies          string // "on", "off" or "only": the policy-overhead rows (policies.go)
 }
 
 var allTargets = []string{"direct", "meshscope", "meshscope-allcores", "meshscope-off", "nginx", "haproxy", "caddy"}
@@ -81,6 +85,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "proxy", "results `file`, or the part name for bench/results/proxy[.quick].json")
 	fs.BoolVar(&o.inProcessUpstream, "in-process-upstream", false, "serve the upstream from the benchmark process (default: its own process, like a real app)")
 	fs.StringVar(&o.gateway, "gateway", "on", "ingress-gateway rows (TLS + JWT vs nginx with TLS): on, off, or only (just those rows)")
+	fs.StringVar(&o.policies, "policies", "on", "policy-overhead rows (observe vs enforce with a policy set, 1000 rps): on, off, or only (just those rows)")
 	fs.BoolVar(&o.keepTmp, "keep-tmp", false, "keep the generated configs and server logs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -142,6 +147,12 @@ func parseOptions(args []string) (options, error) {
 	}
 	if o.gateway != "on" && o.gateway != "off" && o.gateway != "only" {
 		return o, fmt.Errorf("-gateway: %q: want on, off or only", o.gateway)
+	}
+	if o.policies != "on" && o.policies != "off" && o.policies != "only" {
+		return o, fmt.Errorf("-policies: %q: want on, off or only", o.policies)
+	}
+	if o.gateway == "only" && o.policies == "only" {
+		return o, errors.New("-gateway only and -policies only exclude each other")
 	}
 	if o.connections <= 0 || o.size < 0 {
 		return o, errors.New("-connections must be positive and -size not negative")
@@ -282,6 +293,32 @@ func run(ctx context.Context, o options) (int, error) {
 	}
 	defer sink.close()
 
+	rn := &runner{ctx: ctx, o: o, resetOK: true}
+	var extra []string
+	if o.proxyArgs != "" {
+		extra = strings.Fields(o.proxyArgs)
+	}
+	if o.policies == "only" {
+		r.Part = "policies" // its own results file and section; the full run adds the same rows to proxy
+		r.Title = "meshscope-proxy policy overhead: a policy set observed vs enforced, at 1000 rps (issue 13)."
+		proxyBin := o.proxyBin
+		if proxyBin == "" {
+			if proxyBin, err = buildProxy(ctx, base); err != nil {
+				return 1, err
+			}
+		}
+		if err := policyBench(ctx, rn, r, base, up.addr, sink.addr, proxyBin, extra); err != nil {
+			return 1, err
+		}
+		r.Note("Latency is from the time each request was due to the last byte of its response (constant rate, corrected for coordinated omission); rounds of %v, the targets taking turns in rotating order. meshscope-proxy runs with metrics+tracing on (exported to an in-process OTLP sink) and its default one core.", o.round)
+		r.Note("The machine is shared with other work (load average %s at start, %s at end): compare rows of one run, not absolute numbers across runs.", r.Machine.LoadAverage, report.DetectMachine().LoadAverage)
+		path, err := report.Write(o.out, r)
+		if err != nil {
+			return 1, err
+		}
+		logf("wrote %s", path)
+		return 0, nil
+	}
 	if o.gateway == "only" {
 		r.Part = "gateway" // its own results file and section; the full run adds the same rows to proxy
 		r.Title = "meshscope-proxy --gateway (TLS termination + JWT) against nginx with TLS (issue 20)."
@@ -313,10 +350,6 @@ func run(ctx context.Context, o options) (int, error) {
 			r.Note("meshscope-proxy was not measured: %v", err)
 			proxyBin = ""
 		}
-	}
-	var extra []string
-	if o.proxyArgs != "" {
-		extra = strings.Fields(o.proxyArgs)
 	}
 
 	targets := []*target{{key: "direct", name: "direct (no proxy)", addr: up.addr}}
@@ -355,90 +388,10 @@ func run(ctx context.Context, o options) (int, error) {
 		}
 	}
 
-	resetOK := true
-	// measure runs one round of load against t; warm-up first if asked.
-	measure := func(t *target, cfg loadgen.Config, closed, warmup bool) cell {
-		runLoad := loadgen.RunConstantRate
-		if closed {
-			runLoad = loadgen.RunClosedLoop
-		}
-		if warmup {
-			warm := cfg
-			warm.Duration, warm.Warmup = o.warmup, 0
-			if _, err := runLoad(ctx, warm); err != nil {
-				return cell{err: fmt.Errorf("warm-up: %w", err)}
-			}
-		}
-		var c cell
-		pid := t.pid()
-		var cpu0 time.Duration
-		if pid != 0 {
-			if err := procstat.ResetPeakRSS(pid); err != nil {
-				resetOK = false
-			}
-			cpu0, _ = procstat.CPUTime(pid)
-		}
-		c.res, c.err = runLoad(ctx, cfg)
-		if pid != 0 {
-			cpu1, err := procstat.CPUTime(pid)
-			if err != nil && c.err == nil {
-				c.err = fmt.Errorf("process gone: %w", err)
-			}
-			c.cpu = cpu1 - cpu0
-			c.peakRSS, _ = procstat.PeakRSS(pid)
-		}
-		if c.err == nil && c.res.Requests == 0 {
-			c.err = fmt.Errorf("no successful request (%d errors, first: %s)", c.res.Errors, c.res.FirstError)
-		}
-		return c
-	}
-	// interleave measures every target in rounds, rotating the order each
-	// round, so that a busy moment of the shared machine hits all targets
-	// alike; the rounds of a target are merged into one cell.
-	interleave := func(label string, total, round time.Duration, include func(*target) bool, cfg func(*target) loadgen.Config, closed bool) (map[string]cell, error) {
-		cells := map[string]cell{}
-		var ts []*target
-		for _, t := range live {
-			if include(t) {
-				ts = append(ts, t)
-			}
-		}
-		rounds := int(math.Ceil(float64(total) / float64(round)))
-		if rounds < 1 {
-			rounds = 1
-		}
-		each := total / time.Duration(rounds)
-		logf("%s: %d target(s), %d round(s) of %v", label, len(ts), rounds, each)
-		for i := 0; i < rounds; i++ {
-			for j := range ts {
-				t := ts[(i+j)%len(ts)]
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				c := cells[t.key]
-				if c.err != nil {
-					continue
-				}
-				rc := cfg(t)
-				rc.Duration = each
-				n := measure(t, rc, closed, i == 0)
-				c.merge(n)
-				cells[t.key] = c
-				if n.err != nil {
-					logf("  %-14s failed: %v", t.key, n.err)
-				} else {
-					logf("  %-14s round %d: p50 %s ms, p99 %s ms, %s req/s", t.key, i+1,
-						ms(n.res.Latency.Quantile(0.5)), ms(n.res.Latency.Quantile(0.99)), report.Num(n.res.Throughput()))
-				}
-			}
-		}
-		return cells, nil
-	}
-
 	rateCells := map[float64]map[string]cell{}
 	for _, rate := range o.rates {
-		cells, err := interleave(fmt.Sprintf("constant %s rps", report.Num(rate)), o.cellDuration(rate), o.round,
-			func(t *target) bool { return o.inCell(t.key, rate) },
+		cells, err := rn.interleave(fmt.Sprintf("constant %s rps", report.Num(rate)), o.cellDuration(rate), o.round,
+			filterTargets(live, func(t *target) bool { return o.inCell(t.key, rate) }),
 			func(t *target) loadgen.Config {
 				return loadgen.Config{Addr: t.addr, Rate: rate, Connections: o.connections}
 			}, false)
@@ -447,8 +400,7 @@ func run(ctx context.Context, o options) (int, error) {
 		}
 		rateCells[rate] = cells
 	}
-	closedCells, err := interleave("closed loop", o.closedDuration, o.closedRound,
-		func(*target) bool { return true },
+	closedCells, err := rn.interleave("closed loop", o.closedDuration, o.closedRound, live,
 		func(t *target) loadgen.Config { return loadgen.Config{Addr: t.addr, Connections: o.connections} }, true)
 	if err != nil {
 		return 1, err
@@ -596,10 +548,15 @@ func run(ctx context.Context, o options) (int, error) {
 	r.Note("Each proxy gets an outbound listener to one upstream with keep-alive connection pools on both sides; nginx runs one worker per core, HAProxy one thread per core, Caddy uses GOMAXPROCS = cores, meshscope-proxy its default of one core (--max-procs 1, as a sidecar is sized) and, in the closed loop only, also all cores (--max-procs 0, row “all cores”), which the closed-loop target uses. Servers run as unprivileged foreground processes with generated configs.")
 	r.Note("meshscope-proxy with metrics+tracing on exports spans and pushes metrics over OTLP gRPC to an in-process sink that discards them (it received %d spans and %d metric exports in this run); off = --no-tracing --no-metrics, no collector.", sink.spans.Load(), sink.metricExports.Load())
 	r.Note("Published figures for context (other machines and harnesses): Linkerd2-proxy 17.8–26.3 MB max RSS under load; Istio/Envoy sidecars +2.7 ms p90 / +2.9 ms p99 at 1000 rps with 1 KB and 16 connections through two sidecars (Fortio), about 0.2 vCPU and 60 MB per 1000 rps.")
-	if !resetOK {
+	if !rn.resetOK {
 		r.Note("Peak RSS could not be reset per cell (/proc/<pid>/clear_refs not writable): it is the peak since the process started.")
 	} else {
 		r.Note("Peak RSS is VmHWM of the proxy's processes (summed over nginx's master and workers), reset before each cell; CPU is utime+stime of the same processes during the cell (10 ms resolution, so at 20 rps it is coarse; it includes the proxy's background work such as telemetry export).")
+	}
+	if o.policies == "on" {
+		if err := policyBench(ctx, rn, r, base, up.addr, sink.addr, proxyBin, extra); err != nil {
+			r.Note("The policy-overhead rows were not measured: %v", err)
+		}
 	}
 	if o.gateway == "on" {
 		if err := gatewayBench(ctx, o, r, base, up.addr, proxyBin); err != nil {
@@ -641,20 +598,101 @@ func run(ctx context.Context, o options) (int, error) {
 	return 0, nil
 }
 
+// runner measures targets round by round (see interleave).
+type runner struct {
+	ctx     context.Context
+	o       options
+	resetOK bool // false once a peak RSS could not be reset
+}
+
+// measure runs one round of load against t; warm-up first if asked.
+func (rn *runner) measure(t *target, cfg loadgen.Config, closed, warmup bool) cell {
+	ctx, o := rn.ctx, rn.o
+	runLoad := loadgen.RunConstantRate
+	if closed {
+		runLoad = loadgen.RunClosedLoop
+	}
+	if warmup {
+		warm := cfg
+		warm.Duration, warm.Warmup = o.warmup, 0
+		if _, err := runLoad(ctx, warm); err != nil {
+			return cell{err: fmt.Errorf("warm-up: %w", err)}
+		}
+	}
+	var c cell
+	pid := t.pid()
+	var cpu0 time.Duration
+	if pid != 0 {
+		if err := procstat.ResetPeakRSS(pid); err != nil {
+			rn.resetOK = false
+		}
+		cpu0, _ = procstat.CPUTime(pid)
+	}
+	c.res, c.err = runLoad(ctx, cfg)
+	if pid != 0 {
+		cpu1, err := procstat.CPUTime(pid)
+		if err != nil && c.err == nil {
+			c.err = fmt.Errorf("process gone: %w", err)
+		}
+		c.cpu = cpu1 - cpu0
+		c.peakRSS, _ = procstat.PeakRSS(pid)
+	}
+	if c.err == nil && c.res.Requests == 0 {
+		c.err = fmt.Errorf("no successful request (%d errors, first: %s)", c.res.Errors, c.res.FirstError)
+	}
+	return c
+}
+
+// interleave measures every target in rounds, rotating the order each
+// round, so that a busy moment of the shared machine hits all targets
+// alike; the rounds of a target are merged into one cell.
+func (rn *runner) interleave(label string, total, round time.Duration, ts []*target, cfg func(*target) loadgen.Config, closed bool) (map[string]cell, error) {
+	ctx := rn.ctx
+	cells := map[string]cell{}
+	rounds := int(math.Ceil(float64(total) / float64(round)))
+	if rounds < 1 {
+		rounds = 1
+	}
+	each := total / time.Duration(rounds)
+	logf("%s: %d target(s), %d round(s) of %v", label, len(ts), rounds, each)
+	for i := 0; i < rounds; i++ {
+		for j := range ts {
+			t := ts[(i+j)%len(ts)]
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			c := cells[t.key]
+			if c.err != nil {
+				continue
+			}
+			rc := cfg(t)
+			rc.Duration = each
+			n := rn.measure(t, rc, closed, i == 0)
+			c.merge(n)
+			cells[t.key] = c
+			if n.err != nil {
+				logf("  %-14s failed: %v", t.key, n.err)
+			} else {
+				logf("  %-14s round %d: p50 %s ms, p99 %s ms, %s req/s", t.key, i+1,
+					ms(n.res.Latency.Quantile(0.5)), ms(n.res.Latency.Quantile(0.99)), report.Num(n.res.Throughput()))
+			}
+		}
+	}
+	return cells, nil
+}
+
+func filterTargets(ts []*target, include func(*target) bool) []*target {
+	var out []*target
+	for _, t := range ts {
+		if include(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 func buildProxy(ctx context.Context, base string) (string, error) {
-	root, err := report.ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(base, "meshscope-proxy")
-	logf("building meshscope-proxy")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/meshscope-proxy")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./cmd/meshscope-proxy: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return bin, os.Chmod(bin, 0o755)
+	return buildBinary(ctx, base, "meshscope-proxy", "./cmd/meshscope-proxy")
 }
 
 func orderRates(rates []float64) []float64 {

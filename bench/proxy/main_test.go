@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshscope/meshscope/control/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -49,6 +51,8 @@ func TestParseOptions(t *testing.T) {
 		{"bad rate", []string{"-rates", "10,x"}, nil, `-rates: "x"`},
 		{"unknown target", []string{"-targets", "envoy"}, nil, `unknown target "envoy"`},
 		{"stray argument", []string{"extra"}, nil, `unexpected argument "extra"`},
+		{"bad policies", []string{"-policies", "yes"}, nil, `-policies: "yes"`},
+		{"two onlys", []string{"-policies", "only", "-gateway", "only"}, nil, "exclude each other"},
 	}
 	for _, tt := range tests {
 		o, err := parseOptions(tt.args)
@@ -92,5 +96,35 @@ func TestConfigsGolden(t *testing.T) {
 	want := []string{"/bin/p", "--service", "bench-client", "--admin", "127.0.0.1:2", "--upstream", "127.0.0.1:1=bench-upstream@127.0.0.1:3", "--no-tracing", "--no-metrics", "--x"}
 	if !reflect.DeepEqual(args, want) {
 		t.Errorf("meshscopeArgs = %v", args)
+	}
+	// Without an address the upstream is discovered (--control-plane).
+	args = meshscopeArgs("/bin/p", "127.0.0.1:1", "127.0.0.1:2", "", "127.0.0.1:4", true, nil)
+	if args[6] != "127.0.0.1:1=bench-upstream" {
+		t.Errorf("discovered upstream = %q", args[6])
+	}
+}
+
+// TestPolicyDocs checks the benchmark's policy set through the strict
+// loader the server uses, so the rows measure what the note says.
+func TestPolicyDocs(t *testing.T) {
+	docs, err := policy.Load([]byte(policyDocs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := policy.CheckSet(docs); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for i := range docs {
+		if err := docs[i].Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if docs[i].Service != policyService {
+			t.Errorf("%s: service %q", docs[i].Ref(), docs[i].Service)
+		}
+		kinds = append(kinds, docs[i].Kind)
+	}
+	if !reflect.DeepEqual(kinds, []string{"Route", "Resilience"}) {
+		t.Errorf("kinds %v", kinds)
 	}
 }

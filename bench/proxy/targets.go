@@ -83,6 +83,7 @@ type target struct {
 	key     string // short id: direct, meshscope, meshscope-allcores, meshscope-off, nginx, haproxy, caddy
 	name    string // shown in tables, with the version
 	addr    string // where the load generator connects
+	admin   string // meshscope-proxy's admin address
 	proc    *process
 	skipped string // why the target was not measured (empty = measured)
 }
@@ -322,7 +323,10 @@ func meshscopeArgs(bin, listen, admin, up, collector string, telemetry bool, ext
 	args := []string{bin,
 		"--service", "bench-client",
 		"--admin", admin,
-		"--upstream", listen + "=bench-upstream@" + up,
+		"--upstream", listen + "=bench-upstream",
+	}
+	if up != "" { // else discovered through --control-plane
+		args[len(args)-1] += "@" + up
 	}
 	if telemetry {
 		args = append(args, "--collector", collector)
@@ -370,7 +374,7 @@ func startMeshscopeAs(ctx context.Context, base, bin, up, collector string, tele
 		t.skipped = err.Error()
 		return t
 	}
-	t.addr = listen
+	t.addr, t.admin = listen, admin
 	launch(ctx, t, dir, meshscopeArgs(bin, listen, admin, up, collector, telemetry, extra), nil, "http://"+admin+"/ready")
 	return t
 }

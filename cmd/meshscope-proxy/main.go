@@ -34,11 +34,30 @@ func main() {
 // The GOGC environment variable overrides it.
 const defaultGCPercent = 70
 
-// parseConfig builds the effective configuration: defaults, then the
-// --config file, then the flags given, then --opaque, then Validate.
-func parseConfig(args []string, stderr io.Writer) (proxy.Config, error) {
+// Environment variables that name the proxy when --service and --version
+// (and the config file) do not: `meshscope inject` sets them from the
+// pod's labels through the Kubernetes downward API. Empty counts as unset.
+const (
+	serviceEnv = "MESHSCOPE_SERVICE"
+	versionEnv = "MESHSCOPE_VERSION"
+)
+
+// parseConfig builds the effective configuration: defaults, then
+// MESHSCOPE_SERVICE and MESHSCOPE_VERSION from getenv, then the --config
+// file, then the flags given, then --opaque, then Validate.
+func parseConfig(args []string, stderr io.Writer, getenv func(string) string) (proxy.Config, error) {
+	defaults := func() proxy.Config {
+		c := proxy.DefaultConfig()
+		if v := getenv(serviceEnv); v != "" {
+			c.Service = v
+		}
+		if v := getenv(versionEnv); v != "" {
+			c.Version = v
+		}
+		return c
+	}
 	var opaque []string
-	cfg, err := flagconfig.Parse("meshscope-proxy", args, proxy.DefaultConfig, func(fs *flag.FlagSet, c *proxy.Config) {
+	cfg, err := flagconfig.Parse("meshscope-proxy", args, defaults, func(fs *flag.FlagSet, c *proxy.Config) {
 		proxy.BindFlags(fs, c, &opaque)
 	}, stderr)
 	if err != nil {
@@ -57,7 +76,7 @@ func run(args []string) int {
 	if isGateway(args) {
 		return runGateway(args) // ingress gateway (gateway.go)
 	}
-	cfg, err := parseConfig(args, os.Stderr)
+	cfg, err := parseConfig(args, os.Stderr, os.Getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -85,6 +104,10 @@ func run(args []string) int {
 		// restart without the control plane routes by the last config.
 		cc := controlConfig(cfg, p)
 		if cc.Token, err = auth.ClientToken(cfg.TokenFile); err != nil {
+			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+			return 1
+		}
+		if cc.TLS, err = auth.ClientTLS("--server-ca", cfg.ServerCA); err != nil {
 			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 			return 1
 		}

@@ -35,6 +35,7 @@ telemetry:
 	tests := []struct {
 		name    string
 		args    []string
+		env     map[string]string
 		check   func(t *testing.T, c proxy.Config)
 		wantErr string
 	}{
@@ -67,6 +68,29 @@ telemetry:
 					t.Errorf("got %+v", c.Inbound)
 				}
 			}},
+		{name: "service and version from the environment", args: []string{"--inbound", "127.0.0.1:1=127.0.0.1:2"},
+			env: map[string]string{"MESHSCOPE_SERVICE": "catalog", "MESHSCOPE_VERSION": "v3"},
+			check: func(t *testing.T, c proxy.Config) {
+				if c.Service != "catalog" || c.Version != "v3" {
+					t.Errorf("service/version = %s/%s, want catalog/v3 from the environment", c.Service, c.Version)
+				}
+			}},
+		{name: "empty environment is unset", args: []string{"--service", "web", "--inbound", "127.0.0.1:1=127.0.0.1:2"},
+			env: map[string]string{"MESHSCOPE_SERVICE": "", "MESHSCOPE_VERSION": ""},
+			check: func(t *testing.T, c proxy.Config) {
+				if c.Service != "web" || c.Version != "v1" {
+					t.Errorf("service/version = %s/%s, want web/v1", c.Service, c.Version)
+				}
+			}},
+		{name: "file and flags win over the environment", args: []string{"--config", file, "--service", "web"},
+			env: map[string]string{"MESHSCOPE_SERVICE": "catalog", "MESHSCOPE_VERSION": "v3"},
+			check: func(t *testing.T, c proxy.Config) {
+				if c.Service != "web" || c.Version != "v7" {
+					t.Errorf("service/version = %s/%s, want web (flag) / v7 (file)", c.Service, c.Version)
+				}
+			}},
+		{name: "bad service from the environment", args: []string{"--inbound", "127.0.0.1:1=127.0.0.1:2"},
+			env: map[string]string{"MESHSCOPE_SERVICE": "no spaces"}, wantErr: "service (--service)"},
 		{name: "missing service", args: []string{"--inbound", "127.0.0.1:1=127.0.0.1:2"}, wantErr: "service (--service): required"},
 		{name: "bad upstream", args: []string{"--service", "a", "--upstream", "nope"}, wantErr: "-upstream: want LISTEN=SERVICE@ADDR"},
 		{name: "bad mode", args: []string{"--service", "a", "--inbound", "127.0.0.1:1=127.0.0.1:2", "--mode", "audit"}, wantErr: "mode (--mode): must be observe or enforce"},
@@ -79,7 +103,7 @@ telemetry:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			c, err := parseConfig(tt.args, &stderr)
+			c, err := parseConfig(tt.args, &stderr, func(k string) string { return tt.env[k] })
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error()+stderr.String(), tt.wantErr) {
 					t.Fatalf("err = %v (stderr %q), want it to mention %q", err, stderr.String(), tt.wantErr)

@@ -38,9 +38,10 @@ func commands() []command {
 		{"rollback", "make a new policy version equal to an old one", runPolicy("rollback")},
 		{"rollout", "canary rollouts: rollout start -f FILE | status [NAME] | pause|resume|promote|abort NAME", runPolicy("rollout")},
 		{"audit", "the audit log: who changed what, when, from where", runPolicy("audit")},
-		{"token", "token create --role R [--name N]: a bearer token and its --auth-file line", runToken},
+		{"token", "token create --role R [--name N]: a bearer token and its --auth-file line; token create|list|revoke --server URL: through the token API", runToken},
 		{"user", "user hash --name N --role R: a --auth-file users line (password from stdin)", runUser},
 		{"guard", "SLO guards: guard list | status|pause|resume|revert|promote NAME | events", runPolicy("guard")},
+		{"inject", "add the meshscope-proxy sidecar to Kubernetes workloads (-f FILE|-)", runInject},
 	}
 }
 

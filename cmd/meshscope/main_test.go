@@ -50,6 +50,9 @@ func TestCommandErrorsNameTheProblem(t *testing.T) {
 		{"remote metrics without read side", []string{"server", "--metrics-store", "remote", "--remote-write-url", "http://p:9090/api/v1/write"}, 2, "--prometheus-url"},
 		{"remote metrics with edge aggregates", []string{"server", "--metrics-store", "remote", "--remote-write-url", "http://p/api/v1/write", "--prometheus-url", "http://p",
 			"--config", writeConfig(t, "topology:\n  edge_aggregates: true\n")}, 2, "topology.edge_aggregates: must be false with --metrics-store remote"},
+		{"bad state store", []string{"server", "--state-store", "zk"}, 2, `control: state_store: "zk" is not a state store`},
+		{"etcd without endpoints", []string{"server", "--state-store", "etcd"}, 2, "control: etcd: endpoints: at least one etcd endpoint is needed (--etcd-endpoints A,B,C)"},
+		{"empty etcd endpoint", []string{"server", "--etcd-endpoints", "http://a:2379,,http://b:2379"}, 2, "-etcd-endpoints"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

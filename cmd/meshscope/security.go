@@ -26,6 +26,9 @@ type securityConfig struct {
 	// over TLS; reloaded when they change.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// TokenStore keeps the tokens admins create through the token API
+	// (SHA-256 only). Default <data>/auth/tokens.yaml.
+	TokenStore string `yaml:"token_store"`
 	// Audit configures the audit log (Dir default <data>/audit).
 	Audit audit.Config `yaml:"audit"`
 }
@@ -88,7 +91,7 @@ func openSecurity(c securityConfig, reg prometheus.Registerer, logger *slog.Logg
 		}
 		s.tls = t
 	}
-	a, err := auth.New(auth.Config{File: file, SecureCookies: s.tls != nil}, reg, logger)
+	a, err := auth.New(auth.Config{File: file, SecureCookies: s.tls != nil, TokenStore: c.TokenStore}, reg, logger)
 	if err != nil {
 		return nil, err
 	}

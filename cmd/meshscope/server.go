@@ -34,9 +34,11 @@ import (
 	"github.com/meshscope/meshscope/collector/tracestore/embedded"
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/slo"
+	"github.com/meshscope/meshscope/control/tokenapi"
 	"github.com/meshscope/meshscope/query"
 	"github.com/meshscope/meshscope/query/red"
 	"github.com/meshscope/meshscope/ruler"
@@ -137,6 +139,9 @@ func (c serverConfig) resolved() serverConfig {
 			c.Rules.ExternalURL = "https://" + c.HTTP
 		}
 	}
+	if c.Security.TokenStore == "" {
+		c.Security.TokenStore = filepath.Join(c.Data, "auth", "tokens.yaml")
+	}
 	if c.Security.Audit.Dir == "" {
 		c.Security.Audit.Dir = filepath.Join(c.Data, "audit")
 	}
@@ -225,6 +230,8 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.StringVar(&c.Control.CA.KeyFile, "ca-key", c.Control.CA.KeyFile, "PEM `file` of the --ca-cert key")
 	fs.StringVar(&c.Control.CA.TrustDomain, "trust-domain", c.Control.CA.TrustDomain, "SPIFFE trust `domain` of proxy identities (spiffe://DOMAIN/service/NAME)")
 	fs.Var(durationValue{&c.Control.CA.CertLifetime}, "cert-lifetime", "lifetime of proxy certificates (rotated at 2/3 of it)")
+	fs.StringVar(&c.Control.StateStore, "state-store", c.Control.StateStore, "control state `backend`: embedded (policy log in <data>/control) or etcd (shared by several servers; needs --etcd-endpoints)")
+	fs.Var(commaListValue{&c.Control.Etcd.Endpoints}, "etcd-endpoints", "comma-separated etcd client `URLs` for --state-store etcd (http://A:2379,http://B:2379)")
 	fs.Var(durationValue{&c.Control.EndpointGrace}, "endpoint-grace", "how long a disconnected proxy's endpoints stay in the registry")
 	fs.Var(stringsValue{&c.Rules.RuleFiles}, "rule-files", "`glob` of Prometheus rule files to evaluate (repeatable; reloaded on SIGHUP and POST /-/reload)")
 	fs.Var(durationValue{&c.Rules.EvalInterval}, "rule-eval-interval", "how often rules (SLO and --rule-files) are evaluated")
@@ -268,6 +275,29 @@ func (s stringsValue) String() string {
 
 func (s stringsValue) Set(v string) error {
 	*s.p = append(*s.p, v)
+	return nil
+}
+
+// commaListValue is a flag taking a comma-separated list; it replaces the
+// config file's list.
+type commaListValue struct{ p *[]string }
+
+func (s commaListValue) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return strings.Join(*s.p, ",")
+}
+
+func (s commaListValue) Set(v string) error {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			return fmt.Errorf("%q: an empty entry in the list", v)
+		}
+		out = append(out, e)
+	}
+	*s.p = out
 	return nil
 }
 
@@ -369,6 +399,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	closers = append(closers, sec.audit.Close)
 	coll.Secure(sec.ingestWrap(), sec.tls)
 
+	cfg.Control.CAAuthorizer = auth.CertAuthorizer{}
 	plane, err := control.New(cfg.Control, reg, logger.With("part", "control"))
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
@@ -381,25 +412,42 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("rules: %w", err)
 	}
 	api.SetRules(rl)
+	if cfg.Metrics.Store == metricstore.StoreRemote {
+		// Over a shared metrics store the rules are the cluster's: only the
+		// leader evaluates them (alone, a server always leads).
+		rl.SetLeadership(plane.Leader())
+	}
 	slos, err := slo.NewManager(plane.Store(), rl, engine, metrics,
 		slo.Options{EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL}, reg, logger.With("part", "slo"))
 	if err != nil {
 		return fmt.Errorf("slo: %w", err)
 	}
 
-	guards, err := guard.New(guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL},
-		plane.Store(), rl, plane.Registry(), engine, metrics, rl, reg, logger.With("part", "guards"))
+	// In a cluster (--state-store etcd) only the leader acts, on state
+	// kept in etcd; alone, a server acts on its files in the data dir.
+	guardOpts := guard.Options{Dir: filepath.Join(cfg.Data, "guards"), EvalInterval: cfg.Rules.EvalInterval, ExternalURL: cfg.Rules.ExternalURL}
+	rolloutOpts := rollout.Options{Budget: slos}
+	if st := plane.SharedState("guards"); st != nil {
+		guardOpts.State, guardOpts.Leader = st, plane.Leader()
+	}
+	if st := plane.SharedState("rollouts"); st != nil {
+		rolloutOpts.State, rolloutOpts.Leader = st, plane.Leader()
+	}
+	guards, err := guard.New(guardOpts, plane.Store(), rl, plane.Registry(), engine, metrics, rl, reg, logger.With("part", "guards"))
 	if err != nil {
 		return fmt.Errorf("guards: %w", err)
 	}
 	rl.AfterEval(guards.AfterEval)
+	rolloutOpts.Guard = guards
+	guards.SetAudit(sec.audit)
 
 	rollouts, err := rollout.New(rollout.Config{Dir: filepath.Join(cfg.Data, "rollouts")}, plane.Store(),
 		rollout.Collector{Metrics: red.Source{Engine: engine, Queryable: metrics}, Traces: traces},
-		rollout.Options{Budget: slos, Guard: guards}, reg, logger.With("part", "rollouts"))
+		rolloutOpts, reg, logger.With("part", "rollouts"))
 	if err != nil {
 		return fmt.Errorf("rollouts: %w", err)
 	}
+	rollouts.SetAudit(sec.audit)
 
 	ready := lifecycle.NewReady()
 	mux := http.NewServeMux()
@@ -414,6 +462,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	ui.RegisterRoutes(mux)
 	sec.auth.RegisterRoutes(mux)
 	sec.audit.RegisterRoutes(mux)
+	tokenapi.New(sec.auth, sec.audit, logger.With("part", "tokens")).RegisterRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readyHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.IsSet() {
@@ -464,7 +513,7 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	logger.Info("meshscope server started",
 		"ui", sec.scheme()+"://"+ln.Addr().String()+"/", "auth", sec.auth.Enabled(),
 		"otlp_grpc", coll.GRPCAddr(), "otlp_http", coll.HTTPAddr(),
-		"data", cfg.Data, "trace_store", cfg.Traces.Store)
+		"data", cfg.Data, "trace_store", cfg.Traces.Store, "state_store", cfg.Control.StateStore)
 	return g.Run(ctx, logger)
 }
 

@@ -16,9 +16,15 @@ import (
 // runToken: `meshscope token create --role R [--name N]` prints a new
 // token on the first line and its --auth-file line (holding only the
 // token's SHA-256) on the second.
-func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
+//
+// With --server (and for list and revoke) the token is managed through the
+// server's token API instead (control/cli).
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "list" || args[0] == "revoke" || hasFlag(args, "server")) {
+		return runPolicy("token")(ctx, args, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(stderr, "usage: meshscope token create --role viewer|operator|admin|ingest|proxy [--name NAME] [--out FILE]")
+		fmt.Fprintln(stderr, "usage: meshscope token create --role viewer|operator|admin|ingest|proxy [--name NAME] [--out FILE]\n       meshscope token create|list|revoke ... --server URL (through the server's token API)")
 		return 2
 	}
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
@@ -65,6 +71,17 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s\n# add this line under tokens: in the --auth-file (it holds the SHA-256 only)\n%s\n", tok, line)
 	return 0
+}
+
+// hasFlag reports whether args set the flag name (-name, --name, with = or not).
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // runUser: `meshscope user hash --name N --role R` reads a password from

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -84,10 +85,7 @@ func Classify(r *http.Request) Permission {
 	case strings.HasPrefix(p, "/api/v1/admin/") || (strings.HasPrefix(p, "/-/") && !get):
 		return PermAdmin
 	case strings.HasPrefix(p, "/api/mesh/v1/tokens"):
-		if get {
-			return PermRead
-		}
-		return PermAdmin
+		return PermAdmin // even the list: who holds which role is the admins' business
 	case strings.HasPrefix(p, "/api/v1/"):
 		return PermRead // the Prometheus API reads with POST too
 	case strings.HasPrefix(p, "/api/"):
@@ -117,6 +115,9 @@ type Config struct {
 	SessionTTL time.Duration
 	// SecureCookies marks cookies Secure (set when the listener has TLS).
 	SecureCookies bool
+	// TokenStore is the file keeping the tokens created through the token
+	// API (their SHA-256 only), beside the auth file's; "" = no API tokens.
+	TokenStore string
 }
 
 type session struct {
@@ -129,8 +130,10 @@ type session struct {
 type Authenticator struct {
 	cfg    Config
 	logger *slog.Logger
-	tokens []tokenEntry
 	users  map[string]User
+
+	tokMu  sync.RWMutex
+	tokens []tokenEntry // auth-file tokens, then API ones
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -143,9 +146,10 @@ type Authenticator struct {
 }
 
 type tokenEntry struct {
-	hash [32]byte
-	name string
-	role Role
+	hash   [32]byte
+	name   string
+	role   Role
+	source string // SourceFile or SourceAPI
 }
 
 // New builds an Authenticator. reg may be nil.
@@ -176,11 +180,27 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Authentic
 			if _, err := hex.Decode(e.hash[:], []byte(t.SHA256)); err != nil {
 				return nil, fmt.Errorf("token %s: %w", t.Name, err)
 			}
-			e.name, e.role = t.Name, t.Role
+			e.name, e.role, e.source = t.Name, t.Role, SourceFile
 			a.tokens = append(a.tokens, e)
 		}
 		for _, u := range cfg.File.Users {
 			a.users[u.Name] = u
+		}
+		if cfg.TokenStore != "" {
+			stored, err := loadStore(cfg.TokenStore)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range stored {
+				if a.nameTaken(t.Name) {
+					return nil, fmt.Errorf("token store %s: token %q: the --auth-file has that name too; rename one", cfg.TokenStore, t.Name)
+				}
+				e := tokenEntry{name: t.Name, role: t.Role, source: SourceAPI}
+				if _, err := hex.Decode(e.hash[:], []byte(t.SHA256)); err != nil {
+					return nil, fmt.Errorf("token store: token %s: %w", t.Name, err)
+				}
+				a.tokens = append(a.tokens, e)
+			}
 		}
 	}
 	return a, nil
@@ -194,6 +214,8 @@ func (a *Authenticator) lookupToken(token string) (tokenEntry, bool) {
 	h := sha256.Sum256([]byte(token))
 	var found tokenEntry
 	ok := 0
+	a.tokMu.RLock()
+	defer a.tokMu.RUnlock()
 	for _, e := range a.tokens {
 		if subtle.ConstantTimeCompare(h[:], e.hash[:]) == 1 {
 			found, ok = e, 1
@@ -474,6 +496,25 @@ func (a *Authenticator) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true})
 	http.SetCookie(w, &http.Cookie{Name: CSRFCookie, Value: "", Path: "/", MaxAge: -1})
 	writeJSON(w, http.StatusOK, map[string]string{})
+}
+
+// CertAuthorizer lets proxies whose stream authenticated with a token of
+// role proxy, operator or admin get mesh certificates (control.CAAuthorizer).
+// With auth off every caller may.
+type CertAuthorizer struct{}
+
+// AuthorizeCert checks the identity the middleware put in r's context.
+func (CertAuthorizer) AuthorizeCert(r *http.Request, service string) error {
+	id, ok := FromContext(r.Context())
+	switch {
+	case !ok:
+		return errors.New("the control stream carries no authenticated identity")
+	case id.Method == MethodNone:
+		return nil
+	case !id.Role.Can(PermCert):
+		return fmt.Errorf("%s %q has role %s; mesh certificates go to tokens of role %s, %s or %s", id.Method, id.Name, id.Role, RoleProxy, RoleOperator, RoleAdmin)
+	}
+	return nil
 }
 
 // HeaderWho names who makes a change when the server runs without auth;

@@ -88,6 +88,8 @@ func TestClassify(t *testing.T) {
 		{"POST", "/-/reload", PermAdmin},
 		{"POST", "/api/v1/admin/tsdb/delete_series", PermAdmin},
 		{"POST", "/api/mesh/v1/tokens", PermAdmin},
+		{"GET", "/api/mesh/v1/tokens", PermAdmin},
+		{"DELETE", "/api/mesh/v1/tokens/ci", PermAdmin},
 		{"POST", "/api/v1/write", PermIngest},
 		{"POST", "/otlp/v1/traces", PermIngest},
 		{"POST", "/api/v1/otlp/v1/metrics", PermIngest},
@@ -312,6 +314,32 @@ func TestLoginWithToken(t *testing.T) {
 		w, _ := serve(a, httptest.NewRequest("POST", PathLogin, strings.NewReader(`{"token":"`+tc.tok+`"}`)))
 		if w.Code != tc.want {
 			t.Errorf("token login: %d %s, want %d", w.Code, w.Body, tc.want)
+		}
+	}
+}
+
+// Mesh certificates go to the stream's identity of role proxy, operator
+// or admin; viewer and ingest tokens are refused, naming the role.
+func TestCertAuthorizer(t *testing.T) {
+	for _, tc := range []struct {
+		id      *Identity
+		wantErr string
+	}{
+		{&Identity{Name: "p", Role: RoleProxy, Method: MethodToken}, ""},
+		{&Identity{Name: "o", Role: RoleOperator, Method: MethodToken}, ""},
+		{&Identity{Name: "a", Role: RoleAdmin, Method: MethodToken}, ""},
+		{&Identity{Name: "anonymous", Role: RoleAdmin, Method: MethodNone}, ""},
+		{&Identity{Name: "v", Role: RoleViewer, Method: MethodToken}, `token "v" has role viewer`},
+		{&Identity{Name: "i", Role: RoleIngest, Method: MethodToken}, `token "i" has role ingest`},
+		{nil, "no authenticated identity"},
+	} {
+		r := httptest.NewRequest("GET", "/api/control/v1/stream", nil)
+		if tc.id != nil {
+			r = r.WithContext(WithIdentity(r.Context(), *tc.id))
+		}
+		err := CertAuthorizer{}.AuthorizeCert(r, "payments")
+		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%+v: %v, want %q", tc.id, err, tc.wantErr)
 		}
 	}
 }

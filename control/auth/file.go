@@ -53,10 +53,11 @@ const (
 	PermAdmin                    // tokens, CA, reload
 	PermIngest                   // OTLP and remote-write writers
 	PermStream                   // the proxy control stream
+	PermCert                     // a mesh certificate for a proxy
 )
 
 func (p Permission) String() string {
-	return [...]string{"public", "read", "write", "admin", "ingest", "stream"}[p]
+	return [...]string{"public", "read", "write", "admin", "ingest", "stream", "cert"}[p]
 }
 
 // Can reports whether role r holds permission p.
@@ -72,7 +73,7 @@ func (r Role) Can(p Permission) bool {
 		return r == RoleAdmin
 	case PermIngest:
 		return r == RoleIngest || r == RoleProxy || r == RoleOperator || r == RoleAdmin
-	case PermStream:
+	case PermStream, PermCert:
 		return r == RoleProxy || r == RoleOperator || r == RoleAdmin
 	}
 	return false

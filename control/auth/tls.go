@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"sync"
@@ -64,4 +65,25 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		}
 	}
 	return r.current, nil
+}
+
+// ClientTLS returns the TLS config of a client of the Meshscope server:
+// the roots of caFile (PEM) when given (a server whose --tls-cert a
+// private CA signs), else the system roots; flag names the flag for
+// errors.
+func ClientTLS(flag, caFile string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s %s: no PEM CERTIFICATE block", flag, caFile)
+	}
+	c.RootCAs = pool
+	return c, nil
 }

@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -351,4 +353,10 @@ func (c *CA) sign(csrPEM []byte, service string, now time.Time) (*Issued, error)
 	}
 	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), c.chain...)
 	return &Issued{Chain: chain, Bundle: c.Bundle(), SPIFFEID: id, NotAfter: notAfter}, nil
+}
+
+// Fingerprint is the hex SHA-256 of the signing certificate (DER).
+func (c *CA) Fingerprint() string {
+	sum := sha256.Sum256(c.cert.Raw)
+	return hex.EncodeToString(sum[:])
 }

@@ -46,6 +46,7 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 		"rollout": runRollout,
 		"audit":   runAudit,
 		"guard":   runGuard,
+		"token":   runToken,
 	}[name]
 	if run == nil {
 		fmt.Fprintf(stderr, "meshscope: unknown command %q\n", name)
@@ -143,6 +144,9 @@ func (c *common) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/yaml")
+		if bytes.HasPrefix(body, []byte("{")) {
+			req.Header.Set("Content-Type", "application/json")
+		}
 	}
 	req.Header.Set(control.HeaderWho, whoAmI())
 	token, err := auth.ClientToken(c.tokenFile)
@@ -159,7 +163,7 @@ func (c *common) do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return fmt.Errorf("reading the answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var e control.ErrorView
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			return &apiError{resp.StatusCode, e.Error}

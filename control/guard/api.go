@@ -28,6 +28,9 @@ type View struct {
 	State string `json:"state"`
 	// When is the condition in words.
 	When string `json:"when"`
+	// SLO names the SLO of an SLO condition (the UI lists the guard on
+	// that SLO's page).
+	SLO string `json:"slo,omitempty"`
 	// Then lists the configured actions.
 	Then []string `json:"then"`
 	// Action is the active action (dry-run: the one it would have made).
@@ -132,7 +135,7 @@ func DescribeThen(g *policy.Guard) []string {
 // viewLocked builds a guard's view.
 func (c *Controller) viewLocked(d *policy.Document) View {
 	g := d.Guard()
-	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: DescribeWhen(g), Then: DescribeThen(g), State: StateArmed}
+	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: DescribeWhen(g), SLO: g.When.SLO, Then: DescribeThen(g), State: StateArmed}
 	if v.Mode == "" {
 		v.Mode = string(policy.ModeDryRun)
 	}
@@ -231,22 +234,33 @@ const (
 // ErrNotFound is an operation on a guard that does not exist.
 var ErrNotFound = errors.New("guard not found")
 
+// ErrNotLeader answers an operation sent to a server of a cluster that does
+// not lead the controllers: only the leader acts and saves guard state.
+var ErrNotLeader = errors.New("this server does not lead the controllers: send the operation to the leader (GET /api/mesh/v1/status names it)")
+
 // Operate pauses, resumes, reverts or promotes a guard on behalf of who.
 func (c *Controller) Operate(ctx context.Context, name, op, who string) (OpResult, error) {
+	if c.opts.Leader != nil && !c.opts.Leader.IsLeader() {
+		return OpResult{}, ErrNotLeader
+	}
 	d, ok := c.guardDoc(name)
 	if !ok {
 		return OpResult{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
+	var promotedAt uint64
+	var promotedChanges []store.Change
 	if op == OpPromote {
 		if d.Mode == policy.ModeEnforce {
 			return OpResult{}, fmt.Errorf("guard %q is already in enforce mode", name)
 		}
 		promoted := clone(d)
 		promoted.Mode = policy.ModeEnforce
-		if _, err := c.store.CompareAndPut([]store.Put{{Key: d.Key(), Expect: d, After: promoted}}, store.ActionApply, store.ApplyOptions{Who: who}); err != nil {
+		put := []store.Put{{Key: d.Key(), Expect: d, After: promoted}}
+		res, err := c.store.CompareAndPut(put, store.ActionApply, store.ApplyOptions{Who: who})
+		if err != nil {
 			return OpResult{}, fmt.Errorf("promoting guard %q: %w", name, err)
 		}
-		d = promoted
+		d, promotedAt, promotedChanges = promoted, res.Version, changesOf(put)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -259,14 +273,14 @@ func (c *Controller) Operate(ctx context.Context, name, op, who string) (OpResul
 			return OpResult{}, fmt.Errorf("guard %q is already paused", name)
 		}
 		st.Paused = true
-		c.emitLocked(Event{Guard: name, Service: d.Service, Kind: EventPaused, Mode: mode, Summary: "paused: no automatic action or revert until resumed", Who: who})
+		c.emitLocked(ctx, Event{Guard: name, Service: d.Service, Kind: EventPaused, Mode: mode, Summary: "paused: no automatic action or revert until resumed", Who: who})
 	case OpResume:
 		if !st.Paused {
 			return OpResult{}, fmt.Errorf("guard %q is not paused", name)
 		}
 		st.Paused = false
 		st.ClearSince = time.Time{}
-		c.emitLocked(Event{Guard: name, Service: d.Service, Kind: EventResumed, Mode: mode, Summary: "resumed", Who: who})
+		c.emitLocked(ctx, Event{Guard: name, Service: d.Service, Kind: EventResumed, Mode: mode, Summary: "resumed", Who: who})
 	case OpRevert:
 		if err := c.revertLocked(ctx, name, st, who, d); err != nil {
 			c.saveLocked()
@@ -274,7 +288,8 @@ func (c *Controller) Operate(ctx context.Context, name, op, who string) (OpResul
 			return OpResult{}, fmt.Errorf("reverting guard %q: %w", name, err)
 		}
 	case OpPromote:
-		c.emitLocked(Event{Guard: name, Service: d.Service, Kind: EventPromoted, Mode: mode, Summary: "promoted from dry-run to enforce", Who: who})
+		c.emitLocked(ctx, Event{Guard: name, Service: d.Service, Kind: EventPromoted, Mode: mode, Summary: "promoted from dry-run to enforce", Who: who,
+			Changes: promotedChanges, Version: promotedAt})
 	default:
 		return OpResult{}, fmt.Errorf("%q is not an operation (want pause, resume, revert or promote)", op)
 	}
@@ -294,6 +309,8 @@ func (c *Controller) handleOp(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, errorView{err.Error()})
+	case errors.Is(err, ErrNotLeader):
+		writeJSON(w, http.StatusMisdirectedRequest, errorView{err.Error()})
 	case errors.As(err, new(*store.StaleError)), errors.As(err, new(*store.ConflictError)):
 		writeJSON(w, http.StatusConflict, errorView{err.Error()})
 	case err != nil:

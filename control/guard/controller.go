@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +23,8 @@ import (
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 
+	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/slo"
@@ -54,6 +58,12 @@ type Instances interface {
 	View(service string) registry.View
 }
 
+// Leadership tells whether this server leads its cluster's controllers
+// (control/etcdstate.Elector); only the leader evaluates guards.
+type Leadership interface {
+	IsLeader() bool
+}
+
 // Notifier sends events to Alertmanager as informational alerts.
 type Notifier interface {
 	Notify(alerts ...*notifier.Alert)
@@ -70,7 +80,39 @@ type Options struct {
 	Tick time.Duration
 	// ExternalURL is where the UI is reached, for links in alerts.
 	ExternalURL string
+	// Leader, when set, lets guards act only while it leads.
+	Leader Leadership
+	// State keeps the guards' state (their actions and revert points);
+	// default state.json in Dir.
+	State StateStore
 }
+
+// StateStore keeps the guards' state as one JSON document named "state":
+// a file in Dir by default, or a store the servers of a cluster share
+// (control/etcdstate.Blobs).
+type StateStore interface {
+	Load() (map[string][]byte, error)
+	Save(name string, b []byte) error
+}
+
+// stateName is the guards' document in the StateStore.
+const stateName = "state"
+
+// stateFile is the default StateStore: state.json in the guard directory.
+type stateFile struct{ path string }
+
+func (f stateFile) Load() (map[string][]byte, error) {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading guard state: %w", err)
+	}
+	return map[string][]byte{stateName: b}, nil
+}
+
+func (f stateFile) Save(_ string, b []byte) error { return writeFileSync(f.path, b) }
 
 // Controller evaluates the guards. Run it as a lifecycle runner; call
 // Trigger after every rule evaluation.
@@ -81,7 +123,8 @@ type Controller struct {
 	instances Instances
 	engine    promql.QueryEngine
 	queryable storage.Queryable
-	notify    Notifier // may be nil
+	notify    Notifier       // may be nil
+	audit     audit.Recorder // may be nil
 	logger    *slog.Logger
 	now       func() time.Time
 	trigger   chan struct{}
@@ -182,12 +225,11 @@ func New(opts Options, st Store, alerts Alerts, inst Instances, engine promql.Qu
 			}
 		}
 	}
-	if b, err := os.ReadFile(c.statePath()); err == nil {
-		if err := json.Unmarshal(b, &c.state); err != nil {
-			return nil, fmt.Errorf("guard state %s is damaged: %w", c.statePath(), err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading guard state: %w", err)
+	if c.opts.State == nil {
+		c.opts.State = stateFile{filepath.Join(opts.Dir, "state.json")}
+	}
+	if err := c.loadState(); err != nil {
+		return nil, err
 	}
 	ev, err := openEvents(opts.Dir)
 	if err != nil {
@@ -198,7 +240,32 @@ func New(opts Options, st Store, alerts Alerts, inst Instances, engine promql.Qu
 	return c, nil
 }
 
-func (c *Controller) statePath() string { return filepath.Join(c.opts.Dir, "state.json") }
+// loadState reads the guards' state: at start, and when this server
+// takes the controllers over (the last leader's actions and revert
+// points).
+func (c *Controller) loadState() error {
+	raw, err := c.opts.State.Load()
+	if err != nil {
+		return err
+	}
+	state := map[string]*guardState{}
+	if b, ok := raw[stateName]; ok {
+		if err := json.Unmarshal(b, &state); err != nil {
+			return fmt.Errorf("guard state is damaged: %w", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state = state
+	if c.events != nil {
+		c.updateFiringLocked()
+	}
+	return nil
+}
+
+// SetAudit makes the controller append its actions and the operators'
+// operations to r. Call before Run.
+func (c *Controller) SetAudit(r audit.Recorder) { c.audit = r }
 
 // Trigger asks for an evaluation now (coalesced); the rules engine calls
 // it after each evaluation.
@@ -229,12 +296,26 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer c.mu.Unlock()
 		_ = c.events.close()
 	}()
+	led := false // with a Leader: whether this server led at the last tick
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		case <-c.trigger:
+		}
+		if c.opts.Leader != nil {
+			was := led
+			if led = c.opts.Leader.IsLeader(); !led {
+				continue
+			}
+			if !was {
+				if err := c.loadState(); err != nil {
+					c.logger.Error("taking the guards over", "err", err)
+					led = false // try again on the next tick
+					continue
+				}
+			}
 		}
 		c.Evaluate(ctx)
 	}
@@ -429,7 +510,7 @@ func (c *Controller) actLocked(ctx context.Context, d *policy.Document, docs []p
 	if err != nil {
 		if st.LastSkip != err.Error() {
 			st.LastSkip = err.Error()
-			c.emitLocked(Event{Guard: d.Name, Service: d.Service, Kind: EventSkipped, Mode: mode, Condition: c.condition(ctx, d, alert),
+			c.emitLocked(ctx, Event{Guard: d.Name, Service: d.Service, Kind: EventSkipped, Mode: mode, Condition: c.condition(ctx, d, alert),
 				Summary: "not acting: " + err.Error(), Who: "guard"})
 		}
 		return
@@ -448,7 +529,7 @@ func (c *Controller) actLocked(ctx context.Context, d *policy.Document, docs []p
 		if err != nil {
 			// A concurrent change: the next evaluation plans again.
 			st.Failed = err.Error()
-			c.emitLocked(Event{Guard: d.Name, Service: d.Service, Kind: EventFailed, Mode: mode, Condition: ev.Condition, Summary: "could not act: " + err.Error(), Who: "guard"})
+			c.emitLocked(ctx, Event{Guard: d.Name, Service: d.Service, Kind: EventFailed, Mode: mode, Condition: ev.Condition, Summary: "could not act: " + err.Error(), Who: "guard"})
 			return
 		}
 		st.Failed = ""
@@ -456,7 +537,7 @@ func (c *Controller) actLocked(ctx context.Context, d *policy.Document, docs []p
 		ev.Kind, ev.Summary, ev.Version = EventActed, summary, res.Version
 	}
 	st.Action, st.ClearSince = a, time.Time{}
-	c.emitLocked(ev)
+	c.emitLocked(ctx, ev)
 }
 
 // revertLocked restores the documents the guard's action replaced. d is
@@ -478,7 +559,7 @@ func (c *Controller) revertLocked(ctx context.Context, name string, st *guardSta
 		res, err := c.store.CompareAndPut(puts, store.ActionGuard, store.ApplyOptions{Who: "guard:" + name + " (" + who + ")"})
 		if err != nil {
 			st.Failed = err.Error()
-			c.emitLocked(Event{Guard: name, Service: a.Service, Kind: EventFailed, Mode: mode,
+			c.emitLocked(ctx, Event{Guard: name, Service: a.Service, Kind: EventFailed, Mode: mode,
 				Summary: "could not revert " + a.Summary + ": " + err.Error() + "; restore the policies by hand (meshscope rollback)", Who: who})
 			if errors.As(err, new(*store.StaleError)) || errors.As(err, new(*store.ConflictError)) {
 				// Someone changed the documents since: their change stands.
@@ -494,7 +575,7 @@ func (c *Controller) revertLocked(ctx context.Context, name string, st *guardSta
 		cooldown = d.Guard().Cooldown.D()
 	}
 	st.CooldownUntil = c.now().Add(cooldown)
-	c.emitLocked(ev)
+	c.emitLocked(ctx, ev)
 	return nil
 }
 
@@ -605,8 +686,9 @@ func (c *Controller) scalar(ctx context.Context, q string) (float64, bool) {
 	return vec[0].F, true
 }
 
-// emitLocked records an event durably and sends it to Alertmanager.
-func (c *Controller) emitLocked(e Event) {
+// emitLocked records an event durably, sends it to Alertmanager and
+// appends what changed the mesh or the guard to the audit log.
+func (c *Controller) emitLocked(ctx context.Context, e Event) {
 	e.Time = c.now().UTC()
 	e, err := c.events.append(e)
 	if err != nil {
@@ -616,6 +698,51 @@ func (c *Controller) emitLocked(e Event) {
 	c.logger.Info("guard", "guard", e.Guard, "service", e.Service, "event", e.Kind, "mode", e.Mode, "summary", e.Summary, "version", e.Version, "who", e.Who)
 	if c.notify != nil {
 		c.notify.Notify(c.alertOf(e))
+	}
+	c.auditEvent(ctx, e)
+}
+
+// ControllerWho names the guard controller in the audit log.
+const ControllerWho = "controller:guard"
+
+// auditEvent appends an event that changed policies or a guard's state
+// (acted, reverted, failed, paused, resumed, promoted; not the dry-run
+// "would" events) to the audit log as "guard.KIND". An event under a
+// request's context (an operator's pause, resume, revert or promote)
+// names the caller; the controller's own decisions name
+// controller:guard, with what made it act in detail "by".
+func (c *Controller) auditEvent(ctx context.Context, e Event) {
+	switch e.Kind {
+	case EventActed, EventReverted, EventFailed, EventPaused, EventResumed, EventPromoted:
+	default:
+		return
+	}
+	if c.audit == nil {
+		return
+	}
+	en := audit.Entry{Action: "guard." + e.Kind, Version: e.Version,
+		Detail: map[string]string{"guard": e.Guard, "service": e.Service, "mode": e.Mode, "summary": e.Summary}}
+	if _, ok := auth.FromContext(ctx); ok {
+		en.Who = e.Who
+	} else {
+		en.Who, en.Auth = ControllerWho, "controller"
+		en.Detail["by"] = e.Who
+	}
+	if e.Kind == EventFailed {
+		en.Outcome = e.Summary
+	}
+	if cond := e.Condition; cond != nil {
+		en.Detail["alert"] = cond.Alert
+		for w, v := range cond.BurnRates {
+			en.Detail["burn_rate_"+w] = strconv.FormatFloat(v, 'g', 4, 64)
+		}
+	}
+	en.Targets, en.Diff = store.ChangeText(e.Changes)
+	if self := policy.KindGuard + "/" + e.Guard; !slices.Contains(en.Targets, self) {
+		en.Targets = append([]string{self}, en.Targets...)
+	}
+	if err := c.audit.Record(ctx, en); err != nil {
+		c.logger.Error("audit log append failed", "guard", e.Guard, "event", e.Kind, "err", err)
 	}
 }
 
@@ -639,7 +766,7 @@ func (c *Controller) alertOf(e Event) *notifier.Alert {
 func (c *Controller) saveLocked() {
 	b, err := json.Marshal(c.state)
 	if err == nil {
-		err = writeFileSync(c.statePath(), b)
+		err = c.opts.State.Save(stateName, b)
 	}
 	if err != nil {
 		c.logger.Error("guard state not saved", "err", err)

@@ -290,6 +290,10 @@ func FuzzLoad(f *testing.F) {
 		"kind: Guard\nname: g\nservice: s\nmode: enforce\nwhen: {slo: s-availability}\nthen: {shift: {to: v1}}\n",
 		"kind: Guard\nname: g\nservice: s\nwhen: {alert: HighErrors, labels: {team: a}}\nthen: {break: {probe_percent: 10}, shed: {percent: 30}}\nrevert: manual\n",
 		"kind: Guard\nname: g\nservice: s\nwhen: {slo: x}\nthen: {eject: {version: v2}, shed: {requests_per_second: 1e308}}\nlimits: {max_shed_percent: 20}\n",
+		"kind: PeerAuthentication\nname: p\nservice: payments\ntls: strict\n",
+		"kind: PeerAuthentication\nname: p\nservice: payments\ntls: permissive\nextra: 1\n",
+		"kind: Authorization\nname: a\nservice: payments\nmode: audit\nrules: [{identities: [checkout, \"spiffe://mesh.local/service/web\"], methods: [POST], paths: [/api/pay*], headers: [{name: x-a, exact: b}]}, {unauthenticated: true}]\n",
+		"kind: Authorization\nname: a\nservice: payments\nmode: enforce\nrules: [{identities: [\"*\"]}]\n",
 	} {
 		f.Add([]byte(s))
 	}

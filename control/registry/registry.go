@@ -80,6 +80,9 @@ type Registry struct {
 	pushErrors prometheus.Counter
 
 	signer Signer
+
+	publisher Publisher       // nil: a server of its own
+	peers     map[string]Peer // proxies at the other servers, by id
 }
 
 // SetSigner sets who signs proxy certificates; call before serving.
@@ -325,6 +328,7 @@ func (r *Registry) expire() {
 	for id, p := range r.proxies {
 		if p.conn == nil && now.Sub(p.disconnected) >= r.cfg.Grace {
 			delete(r.proxies, id)
+			r.publishLocked(id, nil)
 			if len(p.hello.Inbound) > 0 {
 				changed[p.hello.Service] = true
 			}
@@ -455,6 +459,7 @@ func (r *Registry) register(h *wire.Hello, c *conn) bool {
 		p.statusAt = old.statusAt
 	}
 	r.proxies[h.ProxyID] = p
+	r.publishLocked(h.ProxyID, p)
 	changed := map[string]bool{}
 	if !existed || !sameEndpoint(&old.hello, h) {
 		if existed {
@@ -651,10 +656,14 @@ func (r *Registry) setStatus(id string, c *conn, st *wire.Status) {
 		return
 	}
 	changed := map[string]bool{}
-	if normHealth(p.status.Health) != normHealth(st.Health) && len(p.hello.Inbound) > 0 {
+	health := normHealth(p.status.Health) != normHealth(st.Health)
+	if health && len(p.hello.Inbound) > 0 {
 		changed[p.hello.Service] = true
 	}
 	p.status = *st
+	if health {
+		r.publishLocked(id, p)
+	}
 	p.statusAt = r.now()
 	for s := range r.setReportsLocked(id, st.Endpoints) {
 		changed[s] = true
@@ -756,7 +765,21 @@ type EndpointInfo struct {
 // sorted by address.
 func (r *Registry) endpointsLocked(services map[string]bool, now time.Time) map[string][]EndpointInfo {
 	out := map[string][]EndpointInfo{}
+	all := make([]*proxy, 0, len(r.proxies)+len(r.peers))
 	for _, p := range r.proxies {
+		if !r.peerWinsLocked(p) {
+			all = append(all, p)
+		}
+	}
+	for id, peer := range r.peers {
+		if p, ok := r.proxies[id]; ok && !r.peerWinsLocked(p) {
+			continue
+		}
+		// Connected to another server: shown as connected, with the
+		// health that server knows.
+		all = append(all, &proxy{hello: peer.Hello, conn: &conn{}, status: wire.Status{Health: peer.Health, ConfigVersion: peer.ConfigVersion}})
+	}
+	for _, p := range all {
 		h := &p.hello
 		if services != nil && !services[h.Service] {
 			continue

@@ -139,7 +139,9 @@ func (c *Controller) apiStart(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, errorView{err.Error()})
 		return
 	}
-	c.reconcile()
+	if c.leads() { // else the leader starts them
+		c.reconcile(r.Context())
+	}
 	v := ListView{Rollouts: []Summary{}}
 	for i := range docs {
 		if s, ok := c.Get(docs[i].Name); ok {
@@ -150,12 +152,14 @@ func (c *Controller) apiStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Controller) apiAct(w http.ResponseWriter, r *http.Request) {
-	s, err := c.Act(r.PathValue("name"), r.PathValue("action"), whoOf(r))
+	s, err := c.Act(r.Context(), r.PathValue("name"), r.PathValue("action"), whoOf(r))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, errorView{err.Error()})
 	case errors.Is(err, ErrFinished):
 		writeJSON(w, http.StatusConflict, errorView{err.Error()})
+	case errors.Is(err, ErrNotLeader):
+		writeJSON(w, http.StatusMisdirectedRequest, errorView{err.Error()})
 	case err != nil:
 		writeJSON(w, http.StatusBadRequest, errorView{err.Error()})
 	default:

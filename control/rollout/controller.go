@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshscope/meshscope/control/audit"
+	"github.com/meshscope/meshscope/control/auth"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/rollout/judge"
 	"github.com/meshscope/meshscope/control/store"
@@ -37,6 +40,12 @@ type BudgetSource interface {
 	RemainingBudget(ctx context.Context, slo string) (*float64, error)
 }
 
+// Leadership tells whether this server leads its cluster's controllers
+// (control/etcdstate.Elector); only the leader runs rollouts.
+type Leadership interface {
+	IsLeader() bool
+}
+
 // Sampler gathers an interval's samples of the canary and the stable
 // version; Collector is the real one.
 type Sampler interface {
@@ -59,6 +68,10 @@ type Config struct {
 type Options struct {
 	Budget BudgetSource
 	Guard  GuardSource
+	// Leader, when set, lets the controller act only while it leads.
+	Leader Leadership
+	// State keeps the rollouts' states; default files in Config.Dir.
+	State StateStore
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -70,11 +83,12 @@ type Controller struct {
 	sampler Sampler
 	opts    Options
 	logger  *slog.Logger
-	files   files
+	state   StateStore
 	sub     <-chan struct{}
 
 	mu     sync.Mutex
 	states map[string]*State
+	audit  audit.Recorder // may be nil
 
 	intervals *prometheus.CounterVec
 	events    *prometheus.CounterVec
@@ -103,7 +117,7 @@ func New(cfg Config, st Store, sampler Sampler, opts Options, reg prometheus.Reg
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Controller{
-		cfg: cfg, store: st, sampler: sampler, opts: opts, logger: logger, files: files{cfg.Dir},
+		cfg: cfg, store: st, sampler: sampler, opts: opts, logger: logger, state: opts.State,
 		sub: st.Subscribe(),
 		intervals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshscope_rollout_intervals_total",
@@ -135,34 +149,66 @@ func New(cfg Config, st Store, sampler Sampler, opts Options, reg prometheus.Reg
 			}
 		}
 	}
-	states, err := c.files.load()
-	if err != nil {
-		return nil, err
+	if c.state == nil {
+		c.state = files{cfg.Dir}
 	}
+	if opts.Leader == nil { // else Run resumes once this server leads
+		if err := c.resume("server restarted"); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// resume loads the states and resumes every running rollout at its step;
+// the interval no one judged is not judged (its samples straddle the
+// outage or the change of leader). why says what happened.
+func (c *Controller) resume(why string) error {
+	states, err := decodeStates(c.state)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.states = states
-	now := opts.Now()
+	now := c.opts.Now()
 	for _, s := range states {
 		if terminal(s.Phase) {
 			continue
 		}
-		// Resume at the same step; the interval the server missed is
-		// not judged (its samples straddle the outage).
 		s.IntervalStart = now
 		s.addEvent(Event{Time: now, Type: EventResumed, Step: s.Step, Weight: s.Weight,
-			Message: fmt.Sprintf("server restarted: resuming at step %d (canary %d%%), failures so far %d", s.Step+1, s.Weight, s.Failures)})
-		if err := c.files.save(s); err != nil {
-			return nil, err
+			Message: fmt.Sprintf("%s: resuming at step %d (canary %d%%), failures so far %d", why, s.Step+1, s.Weight, s.Failures)})
+		if err := c.saveErr(s); err != nil {
+			return err
 		}
 		c.weight.WithLabelValues(s.Name, s.Service).Set(float64(s.Weight))
 	}
-	return c, nil
+	return nil
 }
 
 // Run reconciles the documents and judges due intervals until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.cfg.Tick)
 	defer t.Stop()
-	c.reconcile()
+	led := c.opts.Leader == nil // a server of a cluster takes over when it first leads
+	if led {
+		c.reconcile(ctx)
+	}
+	// leading reports whether this server leads; when it has just become
+	// the leader it takes the rollouts on from the state the last leader
+	// left.
+	leading := func() bool {
+		now := c.leads()
+		if now && !led {
+			if err := c.resume("this server took the controllers over"); err != nil {
+				c.logger.Error("taking the rollouts over", "err", err)
+				now = false // try again on the next tick
+			}
+		}
+		led = now
+		return now
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,37 +217,99 @@ func (c *Controller) Run(ctx context.Context) error {
 			if !ok {
 				c.sub = nil
 			}
-			c.reconcile()
+			if leading() {
+				c.reconcile(ctx)
+			}
 		case <-t.C:
-			c.guardCheck()
+			was := led
+			if !leading() {
+				continue
+			}
+			if !was {
+				c.reconcile(ctx) // a new leader picks up what changed meanwhile
+			}
+			c.guardCheck(ctx)
 			c.judgeDue(ctx)
 		}
 	}
 }
 
+// leads reports whether this server runs the rollouts (always, alone).
+func (c *Controller) leads() bool { return c.opts.Leader == nil || c.opts.Leader.IsLeader() }
+
 // who is how the controller signs its route changes.
 func who(name string) string { return "rollout " + name }
 
-func (c *Controller) event(s *State, e Event) {
+func (c *Controller) event(ctx context.Context, s *State, e Event) {
 	if e.Time.IsZero() {
 		e.Time = c.opts.Now()
 	}
 	e.Step, e.Weight = s.Step, s.Weight
+	w := e.write
+	e.write = nil
 	s.addEvent(e)
 	s.Updated = e.Time
 	c.events.WithLabelValues(e.Type).Inc()
 	c.logger.Info("rollout "+e.Type, "rollout", s.Name, "service", s.Service, "step", s.Step+1, "weight", s.Weight, "msg", e.Message)
+	c.auditEvent(ctx, s, e, w)
 }
 
+// ControllerWho names the rollout controller in the audit log.
+const ControllerWho = "controller:rollout"
+
+// auditEvent appends an event that changed the rollout or its route to
+// the audit log as "rollout.TYPE", with the route diff and version of
+// the weight change w the event reports (nil: none). Under a request's context (an
+// operator's start, pause, resume, promote or abort) the entry names the
+// caller; the controller's own decisions name controller:rollout.
+func (c *Controller) auditEvent(ctx context.Context, s *State, e Event, w *store.Result) {
+	switch e.Type {
+	case EventHeld, EventFailed:
+		return // judgements without a change: the rollout's own events
+	}
+	if c.audit == nil {
+		return
+	}
+	en := audit.Entry{Action: "rollout." + e.Type, Targets: []string{policy.KindRollout + "/" + s.Name},
+		Detail: map[string]string{"rollout": s.Name, "service": s.Service, "weight": strconv.Itoa(s.Weight), "message": e.Message}}
+	if _, ok := auth.FromContext(ctx); ok {
+		en.Who = e.Who // "" lets the log name the authenticated caller
+	} else {
+		en.Who, en.Auth = ControllerWho, "controller"
+	}
+	if e.Type == EventError {
+		en.Outcome = e.Message
+	}
+	if w != nil {
+		targets, diff := store.ChangeText(w.Changes)
+		en.Targets, en.Diff, en.Version = append(en.Targets, targets...), diff, w.Version
+	}
+	if err := c.audit.Record(ctx, en); err != nil {
+		c.logger.Error("audit log append failed", "rollout", s.Name, "event", e.Type, "err", err)
+	}
+}
+
+// SetAudit makes the controller append rollout actions (the operators'
+// and its own) to r. Call before Run.
+func (c *Controller) SetAudit(r audit.Recorder) { c.audit = r }
+
 func (c *Controller) save(s *State) {
-	if err := c.files.save(s); err != nil {
+	if err := c.saveErr(s); err != nil {
 		c.logger.Error("saving rollout state", "rollout", s.Name, "err", err)
 	}
 }
 
+func (c *Controller) saveErr(s *State) error {
+	b, err := encodeState(s)
+	if err != nil {
+		return err
+	}
+	return c.state.Save(s.Name, b)
+}
+
 // reconcile starts rollouts for new or changed documents and aborts
 // rollouts whose document is gone.
-func (c *Controller) reconcile() {
+func (c *Controller) reconcile(ctx context.Context) {
 	_, items := c.store.List(policy.KindRollout, "")
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -217,14 +325,14 @@ func (c *Controller) reconcile() {
 		if s != nil && s.Generation == gen && !s.DocumentGone {
 			continue
 		}
-		c.start(d, gen, s)
+		c.start(ctx, d, gen, s)
 	}
 	for name, s := range c.states {
 		if seen[name] || s.DocumentGone {
 			continue
 		}
 		if !terminal(s.Phase) {
-			c.finish(s, PhaseAborted, 0, "the Rollout document was deleted: traffic back to stable", "")
+			c.finish(ctx, s, PhaseAborted, 0, "the Rollout document was deleted: traffic back to stable", "")
 		}
 		s.DocumentGone = true
 		c.save(s)
@@ -233,7 +341,7 @@ func (c *Controller) reconcile() {
 
 // start begins a rollout of d (replacing prev, the state of an earlier
 // document of the same name).
-func (c *Controller) start(d *policy.Document, gen string, prev *State) {
+func (c *Controller) start(ctx context.Context, d *policy.Document, gen string, prev *State) {
 	now := c.opts.Now()
 	spec := *d.Rollout()
 	s := &State{
@@ -259,11 +367,16 @@ func (c *Controller) start(d *policy.Document, gen string, prev *State) {
 	if prev != nil && !prev.DocumentGone && !terminal(prev.Phase) {
 		msg = "document changed: restarting; " + msg
 	}
-	c.event(s, Event{Type: EventStarted, Message: msg})
+	started := Event{Type: EventStarted, Message: msg}
+	var err error
+	if s.Weight < 100 {
+		started.write, err = c.setWeight(s, s.Weight)
+	}
+	c.event(ctx, s, started)
 	if s.Weight >= 100 {
-		c.finish(s, PhasePromoted, 100, "the only step is 100%: promoted at once", "")
-	} else if err := c.setWeight(s, s.Weight); err != nil {
-		c.finish(s, PhaseAborted, -1, fmt.Sprintf("could not set the first weight: %v", err), "")
+		c.finish(ctx, s, PhasePromoted, 100, "the only step is 100%: promoted at once", "")
+	} else if err != nil {
+		c.finish(ctx, s, PhaseAborted, -1, fmt.Sprintf("could not set the first weight: %v", err), "")
 	}
 	c.save(s)
 }
@@ -279,43 +392,50 @@ func stepList(steps []policy.Step) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
-// setWeight writes the route that gives the canary weight percent.
-func (c *Controller) setWeight(s *State, weight int) error {
+// setWeight writes the route that gives the canary weight percent; the
+// result is nil when the route was already so.
+func (c *Controller) setWeight(s *State, weight int) (*store.Result, error) {
 	// The route name must not belong to another service.
 	if s.OriginalRoute == nil {
 		_, routes := c.store.List(policy.KindRoute, "")
 		for _, r := range routes {
 			if r.Name == s.Route && r.Service != s.Service {
-				return fmt.Errorf("route %q belongs to service %q", s.Route, r.Service)
+				return nil, fmt.Errorf("route %q belongs to service %q", s.Route, r.Service)
 			}
 		}
 	}
 	doc := routeFor(s, s.OriginalRoute, weight)
-	if _, err := c.store.Apply([]policy.Document{doc}, store.ApplyOptions{Who: who(s.Name)}); err != nil {
-		return fmt.Errorf("writing route %q: %w", s.Route, err)
+	res, err := c.store.Apply([]policy.Document{doc}, store.ApplyOptions{Who: who(s.Name)})
+	if err != nil {
+		return nil, fmt.Errorf("writing route %q: %w", s.Route, err)
 	}
 	s.Weight = weight
 	c.weight.WithLabelValues(s.Name, s.Service).Set(float64(weight))
-	return nil
+	if !res.Changed {
+		return nil, nil
+	}
+	return &res, nil
 }
 
 // finish ends a rollout: weight 100 (promoted), 0 (rolled back, aborted)
 // or -1 (leave the route alone).
-func (c *Controller) finish(s *State, phase string, weight int, msg, by string) {
+func (c *Controller) finish(ctx context.Context, s *State, phase string, weight int, msg, by string) {
 	typ := map[string]string{PhasePromoted: EventPromoted, PhaseRolledBack: EventRolledBack, PhaseAborted: EventAborted}[phase]
+	var w *store.Result
 	if weight >= 0 {
-		if err := c.setWeight(s, weight); err != nil {
-			c.event(s, Event{Type: EventError, Message: err.Error(), Who: by})
+		var err error
+		if w, err = c.setWeight(s, weight); err != nil {
+			c.event(ctx, s, Event{Type: EventError, Message: err.Error(), Who: by})
 			msg += fmt.Sprintf(" (route not changed: %v)", err)
 		}
 	}
 	s.Phase = phase
 	s.Held = ""
-	c.event(s, Event{Type: typ, Message: msg, Who: by})
+	c.event(ctx, s, Event{Type: typ, Message: msg, Who: by, write: w})
 }
 
 // guardCheck rolls back every rollout whose service has a firing guard.
-func (c *Controller) guardCheck() {
+func (c *Controller) guardCheck(ctx context.Context) {
 	if c.opts.Guard == nil {
 		return
 	}
@@ -323,7 +443,7 @@ func (c *Controller) guardCheck() {
 	defer c.mu.Unlock()
 	for _, s := range c.states {
 		if !terminal(s.Phase) && c.opts.Guard.Firing(s.Service) {
-			c.finish(s, PhaseRolledBack, 0, fmt.Sprintf("a guard of %s is firing: rolled back to 100%% %s", s.Service, s.Stable), "")
+			c.finish(ctx, s, PhaseRolledBack, 0, fmt.Sprintf("a guard of %s is firing: rolled back to 100%% %s", s.Service, s.Stable), "")
 			c.save(s)
 		}
 	}
@@ -395,7 +515,7 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 	}
 	s.IntervalStart = now
 	if err != nil {
-		c.event(s, Event{Type: EventError, Message: fmt.Sprintf("interval not judged: %v", err)})
+		c.event(ctx, s, Event{Type: EventError, Message: fmt.Sprintf("interval not judged: %v", err)})
 		c.save(s)
 		return
 	}
@@ -422,14 +542,14 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 		if s.Failures >= s.Spec.FailureLimit {
 			iv.Action = EventRolledBack
 			s.addInterval(iv)
-			c.finish(s, PhaseRolledBack, 0, fmt.Sprintf("failed interval %d of %d allowed: %s; %s — rolled back to 100%% %s", s.Failures, s.Spec.FailureLimit, res.Reason, numbers, s.Stable), "")
+			c.finish(ctx, s, PhaseRolledBack, 0, fmt.Sprintf("failed interval %d of %d allowed: %s; %s — rolled back to 100%% %s", s.Failures, s.Spec.FailureLimit, res.Reason, numbers, s.Stable), "")
 			c.decided(&s.Intervals[len(s.Intervals)-1], d.end)
 			c.save(s)
 			return
 		}
 		iv.Action = EventFailed
 		s.Held = "failed interval: " + res.Reason
-		c.event(s, Event{Type: EventFailed, Score: &score, Message: fmt.Sprintf("failed interval %d of %d allowed: %s; %s", s.Failures, s.Spec.FailureLimit, res.Reason, numbers)})
+		c.event(ctx, s, Event{Type: EventFailed, Score: &score, Message: fmt.Sprintf("failed interval %d of %d allowed: %s; %s", s.Failures, s.Spec.FailureLimit, res.Reason, numbers)})
 	case judge.Pass:
 		step := s.Spec.Steps[s.Step]
 		switch {
@@ -441,7 +561,7 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 			iv.Action, s.Held = EventHeld, fmt.Sprintf("step pause until %s", s.StepStarted.Add(step.Pause.D()).UTC().Format(time.RFC3339))
 		}
 		if iv.Action == EventHeld {
-			c.event(s, Event{Type: EventHeld, Score: &score, Message: s.Held + "; " + numbers})
+			c.event(ctx, s, Event{Type: EventHeld, Score: &score, Message: s.Held + "; " + numbers})
 			break
 		}
 		s.Held = ""
@@ -452,23 +572,24 @@ func (c *Controller) judgeOne(ctx context.Context, d due, now time.Time) {
 			if next < len(s.Spec.Steps) {
 				s.Step = next
 			}
-			c.finish(s, PhasePromoted, 100, fmt.Sprintf("last step passed (%s; %s): %s promoted to 100%%", res.Reason, numbers, s.Canary), "")
+			c.finish(ctx, s, PhasePromoted, 100, fmt.Sprintf("last step passed (%s; %s): %s promoted to 100%%", res.Reason, numbers, s.Canary), "")
 			c.decided(&s.Intervals[len(s.Intervals)-1], d.end)
 			c.save(s)
 			return
 		}
-		if err := c.setWeight(s, s.Spec.Steps[next].Weight); err != nil {
+		w, err := c.setWeight(s, s.Spec.Steps[next].Weight)
+		if err != nil {
 			iv.Action, s.Held = EventHeld, err.Error()
-			c.event(s, Event{Type: EventError, Message: err.Error()})
+			c.event(ctx, s, Event{Type: EventError, Message: err.Error()})
 			break
 		}
 		c.decided(&iv, d.end)
 		iv.Action = EventAdvanced
 		s.Step, s.StepStarted = next, now
-		c.event(s, Event{Type: EventAdvanced, Score: &score, Message: fmt.Sprintf("interval passed (%s; %s): canary to %d%%", res.Reason, numbers, s.Weight)})
+		c.event(ctx, s, Event{Type: EventAdvanced, Score: &score, Message: fmt.Sprintf("interval passed (%s; %s): canary to %d%%", res.Reason, numbers, s.Weight), write: w})
 	default:
 		iv.Action, s.Held = EventHeld, res.Verdict+": "+res.Reason
-		c.event(s, Event{Type: EventHeld, Score: &score, Message: s.Held + "; " + numbers})
+		c.event(ctx, s, Event{Type: EventHeld, Score: &score, Message: s.Held + "; " + numbers})
 	}
 	s.addInterval(iv)
 	c.save(s)
@@ -509,6 +630,9 @@ func summary(r judge.Result) string {
 var (
 	ErrNotFound = errors.New("rollout not found")
 	ErrFinished = errors.New("rollout has finished")
+	// ErrNotLeader answers an action sent to a server of a cluster that
+	// does not lead the controllers.
+	ErrNotLeader = errors.New("this server does not lead the controllers: send the action to the leader (GET /api/mesh/v1/status names it)")
 )
 
 // Actions an operator can take.
@@ -520,7 +644,10 @@ const (
 )
 
 // Act carries out an operator action on a rollout and returns its state.
-func (c *Controller) Act(name, action, by string) (State, error) {
+func (c *Controller) Act(ctx context.Context, name, action, by string) (State, error) {
+	if !c.leads() {
+		return State{}, ErrNotLeader
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.states[name]
@@ -537,17 +664,17 @@ func (c *Controller) Act(name, action, by string) (State, error) {
 			return s.copy(), nil
 		}
 		s.Phase = PhasePaused
-		c.event(s, Event{Type: EventPaused, Message: fmt.Sprintf("paused at step %d (canary %d%%)", s.Step+1, s.Weight), Who: by})
+		c.event(ctx, s, Event{Type: EventPaused, Message: fmt.Sprintf("paused at step %d (canary %d%%)", s.Step+1, s.Weight), Who: by})
 	case ActionResume:
 		if s.Phase == PhaseProgressing {
 			return s.copy(), nil
 		}
 		s.Phase, s.IntervalStart = PhaseProgressing, now
-		c.event(s, Event{Type: EventResumed, Message: fmt.Sprintf("resumed at step %d (canary %d%%)", s.Step+1, s.Weight), Who: by})
+		c.event(ctx, s, Event{Type: EventResumed, Message: fmt.Sprintf("resumed at step %d (canary %d%%)", s.Step+1, s.Weight), Who: by})
 	case ActionPromote:
-		c.finish(s, PhasePromoted, 100, fmt.Sprintf("promoted by hand at step %d: %s to 100%%", s.Step+1, s.Canary), by)
+		c.finish(ctx, s, PhasePromoted, 100, fmt.Sprintf("promoted by hand at step %d: %s to 100%%", s.Step+1, s.Canary), by)
 	case ActionAbort:
-		c.finish(s, PhaseAborted, 0, fmt.Sprintf("aborted by hand at step %d: back to 100%% %s", s.Step+1, s.Stable), by)
+		c.finish(ctx, s, PhaseAborted, 0, fmt.Sprintf("aborted by hand at step %d: back to 100%% %s", s.Step+1, s.Stable), by)
 	default:
 		return State{}, fmt.Errorf("unknown action %q (want pause, resume, promote or abort)", action)
 	}

@@ -2,7 +2,9 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"strings"
@@ -116,7 +118,7 @@ func (e *env) apply(y string) {
 	if _, err := e.st.Apply(docs, store.ApplyOptions{Who: "test"}); err != nil {
 		e.t.Fatal(err)
 	}
-	e.c.reconcile()
+	e.c.reconcile(context.Background())
 }
 
 // interval advances the clock by one interval and judges.
@@ -241,12 +243,12 @@ func TestGuardRollsBack(t *testing.T) {
 	g := guard{}
 	e := newEnv(t, Options{Guard: g})
 	e.apply(doc)
-	e.c.guardCheck()
+	e.c.guardCheck(context.Background())
 	if s, _ := e.c.Get("inv"); s.Phase != PhaseProgressing {
 		t.Fatalf("rolled back without a firing guard: %s", s.Phase)
 	}
 	g["inventory"] = true
-	e.c.guardCheck()
+	e.c.guardCheck(context.Background())
 	if s, _ := e.c.Get("inv"); s.Phase != PhaseRolledBack || e.routeWeights()["v1"] != 100 {
 		t.Fatalf("firing guard: %s %v", s.Phase, e.routeWeights())
 	}
@@ -262,7 +264,7 @@ func TestRestartResumesAtStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2.reconcile()
+	c2.reconcile(context.Background())
 	s, _ := c2.Get("inv")
 	if s.Step != 1 || s.Weight != 50 || s.Phase != PhaseProgressing || s.Events[len(s.Events)-1].Type != EventResumed {
 		t.Fatalf("after restart: step %d weight %d %s", s.Step, s.Weight, s.Phase)
@@ -277,26 +279,26 @@ func TestOperatorActions(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.apply(doc)
 	e.samp.set(healthy, baseline)
-	if _, err := e.c.Act("inv", ActionPause, "me"); err != nil {
+	if _, err := e.c.Act(context.Background(), "inv", ActionPause, "me"); err != nil {
 		t.Fatal(err)
 	}
 	if s := e.interval(); s.Weight != 10 || len(s.Intervals) != 0 {
 		t.Fatalf("paused rollout judged: %+v", s.Intervals)
 	}
-	if _, err := e.c.Act("inv", ActionResume, "me"); err != nil {
+	if _, err := e.c.Act(context.Background(), "inv", ActionResume, "me"); err != nil {
 		t.Fatal(err)
 	}
 	if s := e.interval(); s.Weight != 50 {
 		t.Fatalf("resumed rollout did not advance: %d", s.Weight)
 	}
-	s, err := e.c.Act("inv", ActionAbort, "me")
+	s, err := e.c.Act(context.Background(), "inv", ActionAbort, "me")
 	if err != nil || s.Phase != PhaseAborted || e.routeWeights()["v1"] != 100 {
 		t.Fatalf("abort: %v %s %v", err, s.Phase, e.routeWeights())
 	}
-	if _, err := e.c.Act("inv", ActionPromote, "me"); err == nil {
+	if _, err := e.c.Act(context.Background(), "inv", ActionPromote, "me"); err == nil {
 		t.Error("promoted a finished rollout")
 	}
-	if _, err := e.c.Act("nope", ActionPause, "me"); err == nil {
+	if _, err := e.c.Act(context.Background(), "nope", ActionPause, "me"); err == nil {
 		t.Error("paused a missing rollout")
 	}
 	// A changed document starts again.
@@ -334,5 +336,91 @@ rules:
 	}
 	if b := r.Rules[2].Backends; len(b) != 1 || b[0].Version != "v1" || b[0].Weight != 100 {
 		t.Errorf("unmatched requests not on stable: %+v", b)
+	}
+}
+
+// memState is a StateStore shared by two controllers, as etcd is by the
+// servers of a cluster.
+type memState struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memState) Load() (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range s.m {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *memState) Save(name string, b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[name] = b
+	return nil
+}
+
+type leadFlag struct{ v atomic.Bool }
+
+func (l *leadFlag) IsLeader() bool { return l.v.Load() }
+
+// TestFollowerTakesOver: a follower neither starts a rollout nor accepts
+// actions; when it becomes the leader it resumes the rollout at the step
+// the last leader saved, without starting it again.
+func TestFollowerTakesOver(t *testing.T) {
+	shared := &memState{m: map[string][]byte{}}
+	first := newEnv(t, Options{State: shared})
+	first.apply(doc) // a controller without Leader leads alone: it starts the rollout
+	if w := first.routeWeights(); w["v2"] != 10 {
+		t.Fatalf("first step route %v", w)
+	}
+	var lead leadFlag
+	follower, err := New(Config{Dir: t.TempDir(), Tick: 5 * time.Millisecond}, first.st, first.samp,
+		Options{State: shared, Leader: &lead, Now: first.clk.now}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = follower.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	time.Sleep(50 * time.Millisecond)
+	if _, ok := follower.Get("inv"); ok {
+		t.Fatal("a follower took a rollout on")
+	}
+	if _, err := follower.Act(context.Background(), "inv", ActionPause, "alice"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Act on a follower: %v, want ErrNotLeader", err)
+	}
+	versions := first.st.Version()
+	lead.v.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, ok := follower.Get("inv")
+		if ok {
+			started, resumed := 0, 0
+			for _, e := range s.Events {
+				switch e.Type {
+				case EventStarted:
+					started++
+				case EventResumed:
+					resumed++
+				}
+			}
+			if started != 1 || resumed != 1 || s.Weight != 10 || s.Phase != PhaseProgressing {
+				t.Fatalf("taken over: %d started, %d resumed, weight %d, %s", started, resumed, s.Weight, s.Phase)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new leader did not take the rollout over")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if v := first.st.Version(); v != versions {
+		t.Fatalf("the take-over wrote policy versions %d..%d", versions+1, v)
 	}
 }

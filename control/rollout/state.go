@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/rollout/judge"
+	"github.com/meshscope/meshscope/control/store"
 )
 
 // Phases of a rollout.
@@ -111,6 +112,8 @@ type Event struct {
 	Message string    `json:"message"`
 	Score   *float64  `json:"score,omitempty"`
 	Who     string    `json:"who,omitempty"`
+	// write is the route change the event reports, for the audit log.
+	write *store.Result
 }
 
 // generation hashes a Rollout document.
@@ -134,13 +137,50 @@ func (s *State) addInterval(iv Interval) {
 	}
 }
 
+// StateStore keeps the rollouts' states, one JSON document per rollout
+// name: files in the state directory by default, or a store the servers
+// of a cluster share (control/etcdstate.Blobs).
+type StateStore interface {
+	Load() (map[string][]byte, error)
+	Save(name string, b []byte) error
+}
+
+// decodeStates decodes what a StateStore holds; a damaged state is an
+// error naming it.
+func decodeStates(st StateStore) (map[string]*State, error) {
+	raw, err := st.Load()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*State{}
+	for name, b := range raw {
+		var s State
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("rollout state %s: %w (move it away to start over)", name, err)
+		}
+		if s.Name != name {
+			return nil, fmt.Errorf("rollout state %s: holds rollout %q", name, s.Name)
+		}
+		out[s.Name] = &s
+	}
+	return out, nil
+}
+
+func encodeState(s *State) ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", " ")
+	if err != nil {
+		return nil, fmt.Errorf("rollout %s: encoding state: %w", s.Name, err)
+	}
+	return b, nil
+}
+
 // files stores one JSON file per rollout in dir.
 type files struct{ dir string }
 
 func (f files) path(name string) string { return filepath.Join(f.dir, name+".json") }
 
-// load reads every state file; a damaged file is an error naming it.
-func (f files) load() (map[string]*State, error) {
+// Load reads every state file.
+func (f files) Load() (map[string][]byte, error) {
 	if err := os.MkdirAll(f.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("rollout state dir: %w", err)
 	}
@@ -148,7 +188,7 @@ func (f files) load() (map[string]*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rollout state dir: %w", err)
 	}
-	out := map[string]*State{}
+	out := map[string][]byte{}
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
@@ -158,46 +198,36 @@ func (f files) load() (map[string]*State, error) {
 		if err != nil {
 			return nil, fmt.Errorf("rollout state %s: %w", p, err)
 		}
-		var s State
-		if err := json.Unmarshal(b, &s); err != nil {
-			return nil, fmt.Errorf("rollout state %s: %w (move it away to start over)", p, err)
-		}
-		if s.Name+".json" != e.Name() {
-			return nil, fmt.Errorf("rollout state %s: holds rollout %q", p, s.Name)
-		}
-		out[s.Name] = &s
+		out[strings.TrimSuffix(e.Name(), ".json")] = b
 	}
 	return out, nil
 }
 
-// save writes s durably: a temporary file, fsync, rename, fsync of dir.
-func (f files) save(s *State) error {
-	b, err := json.MarshalIndent(s, "", " ")
+// Save writes a state durably: a temporary file, fsync, rename, fsync of
+// dir.
+func (f files) Save(name string, b []byte) error {
+	tmp, err := os.CreateTemp(f.dir, "."+name+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("rollout %s: encoding state: %w", s.Name, err)
-	}
-	tmp, err := os.CreateTemp(f.dir, "."+s.Name+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("rollout %s: %w", s.Name, err)
+		return fmt.Errorf("rollout %s: %w", name, err)
 	}
 	_, werr := tmp.Write(b)
 	serr := tmp.Sync()
 	cerr := tmp.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("rollout %s: writing state: %w", s.Name, err)
+		return fmt.Errorf("rollout %s: writing state: %w", name, err)
 	}
-	if err := os.Rename(tmp.Name(), f.path(s.Name)); err != nil {
+	if err := os.Rename(tmp.Name(), f.path(name)); err != nil {
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("rollout %s: %w", s.Name, err)
+		return fmt.Errorf("rollout %s: %w", name, err)
 	}
 	d, err := os.Open(f.dir)
 	if err != nil {
-		return fmt.Errorf("rollout %s: %w", s.Name, err)
+		return fmt.Errorf("rollout %s: %w", name, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("rollout %s: syncing state dir: %w", s.Name, err)
+		return fmt.Errorf("rollout %s: syncing state dir: %w", name, err)
 	}
 	return nil
 }

@@ -74,3 +74,19 @@ func lineDiff(a, b []string) []string {
 	}
 	return out
 }
+
+// ChangeText is the audit log's view of a set of changes: the changed
+// objects ("Kind/name") and their diffs, each headed "# op Kind/name".
+// Unchanged documents are left out.
+func ChangeText(changes []Change) (targets []string, diff string) {
+	var b strings.Builder
+	for _, c := range changes {
+		if c.Op == OpUnchanged {
+			continue
+		}
+		targets = append(targets, c.Kind+"/"+c.Name)
+		b.WriteString("# " + c.Op + " " + c.Kind + "/" + c.Name + "\n")
+		b.WriteString(Diff(c))
+	}
+	return targets, b.String()
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,6 +103,36 @@ type ValidationError struct{ Err error }
 func (e *ValidationError) Error() string { return e.Err.Error() }
 func (e *ValidationError) Unwrap() error { return e.Err }
 
+// Log is the store's append-only log of versions, one JSON value each:
+// the local policies.log (*jsonlog.File) or a SharedLog.
+type Log interface {
+	Append(v any) error
+	Close() error
+}
+
+// SharedLog is a Log several servers append to (control/etcdstate). Its
+// Append answers an error wrapping ErrStale when another server wrote the
+// next version first; the store then catches up and tries again.
+type SharedLog interface {
+	Log
+	// Since returns the lines after the first n, oldest first; the next
+	// Append writes line n+len(lines)+1.
+	Since(ctx context.Context, n uint64) ([][]byte, error)
+	// Changed receives a value after lines were appended by anyone
+	// (coalesced). Close closes it.
+	Changed() <-chan struct{}
+}
+
+// ErrStale is a shared log's answer to an Append of a version another
+// server wrote first.
+var ErrStale = errors.New("another server wrote this version first")
+
+// maxStaleRetries bounds the catch-up-and-retry loop of one change.
+const maxStaleRetries = 20
+
+// catchUpTimeout bounds one read of a shared log.
+const catchUpTimeout = 10 * time.Second
+
 type stored struct {
 	doc    policy.Document
 	source string
@@ -113,7 +144,9 @@ type Store struct {
 	path   string
 
 	mu      sync.RWMutex
-	f       *jsonlog.File
+	log     Log
+	shared  SharedLog     // nil for the local log
+	follow  chan struct{} // closed when the shared log's follower ends
 	version uint64
 	docs    map[policy.Key]stored
 	history []Entry
@@ -133,9 +166,45 @@ func Open(dir string, reg prometheus.Registerer, logger *slog.Logger) (*Store, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating policy store directory: %w", err)
 	}
+	s, err := newStore(filepath.Join(dir, LogFile), reg, logger)
+	if err != nil {
+		return nil, err
+	}
+	f, torn, err := jsonlog.Open(s.path, s.replayLine)
+	if err != nil {
+		return nil, fmt.Errorf("policy log: %w", err)
+	}
+	if torn > 0 {
+		// A torn last write: it was never acknowledged.
+		logger.Warn("cut off an incomplete last line of the policy log", "path", s.path, "bytes", torn)
+	}
+	s.log = f
+	s.opened()
+	return s, nil
+}
+
+// OpenShared opens the store over a log shared with other servers (where
+// names it in messages): it replays the log, then follows what others
+// append until Close.
+func OpenShared(log SharedLog, where string, reg prometheus.Registerer, logger *slog.Logger) (*Store, error) {
+	s, err := newStore(where, reg, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.log, s.shared, s.follow = log, log, make(chan struct{})
+	if err := s.catchUpLocked(); err != nil {
+		_ = log.Close()
+		return nil, fmt.Errorf("policy log: %w", err)
+	}
+	go s.followShared()
+	s.opened()
+	return s, nil
+}
+
+func newStore(path string, reg prometheus.Registerer, logger *slog.Logger) (*Store, error) {
 	s := &Store{
 		logger: logger,
-		path:   filepath.Join(dir, LogFile),
+		path:   path,
 		docs:   map[policy.Key]stored{},
 		versionGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mesh_control_policy_version", Help: "Current version of the policy store.",
@@ -156,19 +225,66 @@ func Open(dir string, reg prometheus.Registerer, logger *slog.Logger) (*Store, e
 			return nil, fmt.Errorf("registering policy store metrics: %w", err)
 		}
 	}
-	f, torn, err := jsonlog.Open(s.path, s.replayLine)
-	if err != nil {
-		return nil, fmt.Errorf("policy log: %w", err)
-	}
-	if torn > 0 {
-		// A torn last write: it was never acknowledged.
-		logger.Warn("cut off an incomplete last line of the policy log", "path", s.path, "bytes", torn)
-	}
-	s.f = f
+	return s, nil
+}
+
+func (s *Store) opened() {
 	s.versionGauge.Set(float64(s.version))
 	s.docsGauge.Set(float64(len(s.docs)))
-	logger.Info("policy store open", "path", s.path, "version", s.version, "policies", len(s.docs))
-	return s, nil
+	s.logger.Info("policy store open", "path", s.path, "version", s.version, "policies", len(s.docs))
+}
+
+// catchUpLocked replays what other servers appended to the shared log
+// and tells subscribers. s.mu is held (or the store is not shared yet).
+func (s *Store) catchUpLocked() error {
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+	defer cancel()
+	lines, err := s.shared.Since(ctx, s.version)
+	if err != nil {
+		return fmt.Errorf("reading %s after version %d: %w", s.path, s.version, err)
+	}
+	for _, line := range lines {
+		if err := s.replayLine(int(s.version)+1, line); err != nil {
+			return err
+		}
+	}
+	if len(lines) > 0 {
+		s.versionGauge.Set(float64(s.version))
+		s.docsGauge.Set(float64(len(s.docs)))
+		s.notify()
+	}
+	return nil
+}
+
+// followShared catches up after every append to the shared log until
+// the log is closed.
+func (s *Store) followShared() {
+	defer close(s.follow)
+	for range s.shared.Changed() {
+		s.mu.Lock()
+		if !s.closed {
+			if err := s.catchUpLocked(); err != nil {
+				s.logger.Error("following the shared policy log", "err", err)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// change runs fn under the write lock; when another server wrote the
+// version fn tried to write, it catches up and runs fn again.
+func (s *Store) change(fn func() (Result, error)) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		res, err := fn()
+		if s.shared == nil || !errors.Is(err, ErrStale) || attempt == maxStaleRetries {
+			return res, err
+		}
+		if err := s.catchUpLocked(); err != nil {
+			return Result{}, err
+		}
+	}
 }
 
 // replayLine applies one line of the log on open.
@@ -215,18 +331,18 @@ func (s *Store) write(e Entry) error {
 		return errors.New("policy store is closed")
 	}
 	start := time.Now()
-	if err := s.f.Append(e); err != nil {
+	if err := s.log.Append(e); err != nil {
 		return fmt.Errorf("policy log version %d: %w", e.Version, err)
 	}
 	s.fsyncSeconds.Observe(time.Since(start).Seconds())
 	return nil
 }
 
-// Close closes the log.
+// Close closes the log (and stops following a shared one).
 func (s *Store) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
@@ -234,7 +350,12 @@ func (s *Store) Close() error {
 		close(c)
 	}
 	s.subs = nil
-	return s.f.Close()
+	s.mu.Unlock()
+	err := s.log.Close()
+	if s.follow != nil {
+		<-s.follow
+	}
+	return err
 }
 
 // Subscribe returns a channel that receives a value after every new
@@ -357,36 +478,36 @@ func (s *Store) Apply(docs []policy.Document, opts ApplyOptions) (Result, error)
 	if opts.Source == "" {
 		opts.Source = SourceAPI
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := policy.CheckSet(docs); err != nil {
-		return Result{}, &ValidationError{err}
-	}
-	var changes []Change
-	for i := range docs {
-		d := docs[i]
-		if err := d.Validate(); err != nil {
+	return s.change(func() (Result, error) {
+		if err := policy.CheckSet(docs); err != nil {
 			return Result{}, &ValidationError{err}
 		}
-		old, exists := s.docs[d.Key()]
-		if exists && old.source != opts.Source {
-			return Result{}, &ConflictError{d.Key(), old.source}
+		var changes []Change
+		for i := range docs {
+			d := docs[i]
+			if err := d.Validate(); err != nil {
+				return Result{}, &ValidationError{err}
+			}
+			old, exists := s.docs[d.Key()]
+			if exists && old.source != opts.Source {
+				return Result{}, &ConflictError{d.Key(), old.source}
+			}
+			c := Change{Kind: d.Kind, Name: d.Name, Service: d.Service, Source: opts.Source, After: &d}
+			switch {
+			case !exists:
+				c.Op = OpCreate
+			case policy.Equal(&old.doc, &d):
+				c.Op = OpUnchanged
+				c.After = nil
+			default:
+				c.Op = OpUpdate
+				before := old.doc
+				c.Before = &before
+			}
+			changes = append(changes, c)
 		}
-		c := Change{Kind: d.Kind, Name: d.Name, Service: d.Service, Source: opts.Source, After: &d}
-		switch {
-		case !exists:
-			c.Op = OpCreate
-		case policy.Equal(&old.doc, &d):
-			c.Op = OpUnchanged
-			c.After = nil
-		default:
-			c.Op = OpUpdate
-			before := old.doc
-			c.Before = &before
-		}
-		changes = append(changes, c)
-	}
-	return s.record(ActionApply, 0, changes, opts)
+		return s.record(ActionApply, 0, changes, opts)
+	})
 }
 
 // Sync makes the documents owned by sources starting with prefix exactly
@@ -394,47 +515,47 @@ func (s *Store) Apply(docs []policy.Document, opts ApplyOptions) (Result, error)
 // over from the API if needed: files win), and documents of such sources
 // not given are deleted.
 func (s *Store) Sync(prefix string, items []Item, opts ApplyOptions) (Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	docs := make([]policy.Document, len(items))
-	for i := range items {
-		if !strings.HasPrefix(items[i].Source, prefix) {
-			return Result{}, fmt.Errorf("sync: source %q is not below %q", items[i].Source, prefix)
+	return s.change(func() (Result, error) {
+		docs := make([]policy.Document, len(items))
+		for i := range items {
+			if !strings.HasPrefix(items[i].Source, prefix) {
+				return Result{}, fmt.Errorf("sync: source %q is not below %q", items[i].Source, prefix)
+			}
+			docs[i] = items[i].Document
 		}
-		docs[i] = items[i].Document
-	}
-	if err := policy.CheckSet(docs); err != nil {
-		return Result{}, &ValidationError{err}
-	}
-	var changes []Change
-	given := map[policy.Key]bool{}
-	for i := range items {
-		d, src := items[i].Document, items[i].Source
-		if err := d.Validate(); err != nil {
-			return Result{}, &ValidationError{fmt.Errorf("%s: %w", src, err)}
+		if err := policy.CheckSet(docs); err != nil {
+			return Result{}, &ValidationError{err}
 		}
-		given[d.Key()] = true
-		old, exists := s.docs[d.Key()]
-		c := Change{Kind: d.Kind, Name: d.Name, Service: d.Service, Source: src, After: &d}
-		switch {
-		case !exists:
-			c.Op = OpCreate
-		case policy.Equal(&old.doc, &d) && old.source == src:
-			continue
-		default:
-			c.Op = OpUpdate
-			before := old.doc
-			c.Before = &before
+		var changes []Change
+		given := map[policy.Key]bool{}
+		for i := range items {
+			d, src := items[i].Document, items[i].Source
+			if err := d.Validate(); err != nil {
+				return Result{}, &ValidationError{fmt.Errorf("%s: %w", src, err)}
+			}
+			given[d.Key()] = true
+			old, exists := s.docs[d.Key()]
+			c := Change{Kind: d.Kind, Name: d.Name, Service: d.Service, Source: src, After: &d}
+			switch {
+			case !exists:
+				c.Op = OpCreate
+			case policy.Equal(&old.doc, &d) && old.source == src:
+				continue
+			default:
+				c.Op = OpUpdate
+				before := old.doc
+				c.Before = &before
+			}
+			changes = append(changes, c)
 		}
-		changes = append(changes, c)
-	}
-	for _, st := range s.sortedLocked() {
-		if strings.HasPrefix(st.source, prefix) && !given[st.doc.Key()] {
-			before := st.doc
-			changes = append(changes, Change{Op: OpDelete, Kind: before.Kind, Name: before.Name, Service: before.Service, Before: &before})
+		for _, st := range s.sortedLocked() {
+			if strings.HasPrefix(st.source, prefix) && !given[st.doc.Key()] {
+				before := st.doc
+				changes = append(changes, Change{Op: OpDelete, Kind: before.Kind, Name: before.Name, Service: before.Service, Before: &before})
+			}
 		}
-	}
-	return s.record(ActionSync, 0, changes, opts)
+		return s.record(ActionSync, 0, changes, opts)
+	})
 }
 
 // SourceDocs returns the keys of the documents a source owns.
@@ -464,73 +585,73 @@ func (s *Store) Delete(key policy.Key, opts ApplyOptions) (Result, error) {
 	if opts.Source == "" {
 		opts.Source = SourceAPI
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.docs[key]
-	if !ok {
-		return Result{}, &NotFoundError{key.String()}
-	}
-	if old.source != opts.Source {
-		return Result{}, &ConflictError{key, old.source}
-	}
-	before := old.doc
-	return s.record(ActionDelete, 0, []Change{{Op: OpDelete, Kind: key.Kind, Name: key.Name, Service: before.Service, Before: &before}}, opts)
+	return s.change(func() (Result, error) {
+		old, ok := s.docs[key]
+		if !ok {
+			return Result{}, &NotFoundError{key.String()}
+		}
+		if old.source != opts.Source {
+			return Result{}, &ConflictError{key, old.source}
+		}
+		before := old.doc
+		return s.record(ActionDelete, 0, []Change{{Op: OpDelete, Kind: key.Kind, Name: key.Name, Service: before.Service, Before: &before}}, opts)
+	})
 }
 
 // Rollback writes a new version whose documents equal those of version.
 // Documents owned by a policy file are left to the file.
 func (s *Store) Rollback(version uint64, opts ApplyOptions) (Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if version == 0 || version > s.version {
-		return Result{}, &NotFoundError{fmt.Sprintf("version %d (the store is at %d)", version, s.version)}
-	}
-	// Replay the history up to version.
-	then := map[policy.Key]stored{}
-	for _, e := range s.history[:version] {
-		applyChanges(then, e.Changes)
-	}
-	var changes []Change
-	for _, st := range s.sortedLocked() {
-		old, existed := then[st.doc.Key()]
-		switch {
-		case !existed:
-			if st.source != SourceAPI {
-				return Result{}, &ConflictError{st.doc.Key(), st.source}
-			}
-			before := st.doc
-			changes = append(changes, Change{Op: OpDelete, Kind: before.Kind, Name: before.Name, Service: before.Service, Before: &before})
-		case !policy.Equal(&old.doc, &st.doc):
-			if st.source != SourceAPI {
-				return Result{}, &ConflictError{st.doc.Key(), st.source}
-			}
-			before, after := st.doc, old.doc
-			changes = append(changes, Change{Op: OpUpdate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, Before: &before, After: &after})
+	return s.change(func() (Result, error) {
+		if version == 0 || version > s.version {
+			return Result{}, &NotFoundError{fmt.Sprintf("version %d (the store is at %d)", version, s.version)}
 		}
-	}
-	keys := make([]policy.Key, 0, len(then))
-	for k := range then {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].Kind != keys[j].Kind {
-			return keys[i].Kind < keys[j].Kind
+		// Replay the history up to version.
+		then := map[policy.Key]stored{}
+		for _, e := range s.history[:version] {
+			applyChanges(then, e.Changes)
 		}
-		return keys[i].Name < keys[j].Name
+		var changes []Change
+		for _, st := range s.sortedLocked() {
+			old, existed := then[st.doc.Key()]
+			switch {
+			case !existed:
+				if st.source != SourceAPI {
+					return Result{}, &ConflictError{st.doc.Key(), st.source}
+				}
+				before := st.doc
+				changes = append(changes, Change{Op: OpDelete, Kind: before.Kind, Name: before.Name, Service: before.Service, Before: &before})
+			case !policy.Equal(&old.doc, &st.doc):
+				if st.source != SourceAPI {
+					return Result{}, &ConflictError{st.doc.Key(), st.source}
+				}
+				before, after := st.doc, old.doc
+				changes = append(changes, Change{Op: OpUpdate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, Before: &before, After: &after})
+			}
+		}
+		keys := make([]policy.Key, 0, len(then))
+		for k := range then {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].Kind != keys[j].Kind {
+				return keys[i].Kind < keys[j].Kind
+			}
+			return keys[i].Name < keys[j].Name
+		})
+		var restored []policy.Document
+		for _, k := range keys {
+			if _, now := s.docs[k]; !now {
+				after := then[k].doc
+				changes = append(changes, Change{Op: OpCreate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, After: &after})
+			}
+			restored = append(restored, then[k].doc)
+		}
+		if err := policy.CheckSet(restored); err != nil {
+			return Result{}, &ValidationError{err}
+		}
+		opts.Source = SourceAPI
+		return s.record(ActionRollback, version, changes, opts)
 	})
-	var restored []policy.Document
-	for _, k := range keys {
-		if _, now := s.docs[k]; !now {
-			after := then[k].doc
-			changes = append(changes, Change{Op: OpCreate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, After: &after})
-		}
-		restored = append(restored, then[k].doc)
-	}
-	if err := policy.CheckSet(restored); err != nil {
-		return Result{}, &ValidationError{err}
-	}
-	opts.Source = SourceAPI
-	return s.record(ActionRollback, version, changes, opts)
 }
 
 // Put is one compare-and-swap change of CompareAndPut.
@@ -558,42 +679,42 @@ func (s *Store) CompareAndPut(puts []Put, action string, opts ApplyOptions) (Res
 	if action == "" {
 		action = ActionGuard
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var changes []Change
-	for _, p := range puts {
-		cur, exists := s.docs[p.Key]
-		switch {
-		case p.Expect == nil && exists, p.Expect != nil && (!exists || !policy.Equal(&cur.doc, p.Expect)):
-			return Result{}, &StaleError{p.Key}
-		case exists && cur.source != SourceAPI:
-			return Result{}, &ConflictError{p.Key, cur.source}
-		}
-		if p.After != nil {
-			if p.After.Key() != p.Key {
-				return Result{}, fmt.Errorf("put %s: document is %s", p.Key, p.After.Key())
+	return s.change(func() (Result, error) {
+		var changes []Change
+		for _, p := range puts {
+			cur, exists := s.docs[p.Key]
+			switch {
+			case p.Expect == nil && exists, p.Expect != nil && (!exists || !policy.Equal(&cur.doc, p.Expect)):
+				return Result{}, &StaleError{p.Key}
+			case exists && cur.source != SourceAPI:
+				return Result{}, &ConflictError{p.Key, cur.source}
 			}
-			if err := p.After.Validate(); err != nil {
-				return Result{}, &ValidationError{err}
+			if p.After != nil {
+				if p.After.Key() != p.Key {
+					return Result{}, fmt.Errorf("put %s: document is %s", p.Key, p.After.Key())
+				}
+				if err := p.After.Validate(); err != nil {
+					return Result{}, &ValidationError{err}
+				}
+			}
+			switch {
+			case p.After == nil && !exists:
+				continue
+			case p.After == nil:
+				before := cur.doc
+				changes = append(changes, Change{Op: OpDelete, Kind: p.Key.Kind, Name: p.Key.Name, Service: before.Service, Before: &before})
+			case !exists:
+				after := *p.After
+				changes = append(changes, Change{Op: OpCreate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, After: &after})
+			case policy.Equal(&cur.doc, p.After):
+				continue
+			default:
+				before, after := cur.doc, *p.After
+				changes = append(changes, Change{Op: OpUpdate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, Before: &before, After: &after})
 			}
 		}
-		switch {
-		case p.After == nil && !exists:
-			continue
-		case p.After == nil:
-			before := cur.doc
-			changes = append(changes, Change{Op: OpDelete, Kind: p.Key.Kind, Name: p.Key.Name, Service: before.Service, Before: &before})
-		case !exists:
-			after := *p.After
-			changes = append(changes, Change{Op: OpCreate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, After: &after})
-		case policy.Equal(&cur.doc, p.After):
-			continue
-		default:
-			before, after := cur.doc, *p.After
-			changes = append(changes, Change{Op: OpUpdate, Kind: after.Kind, Name: after.Name, Service: after.Service, Source: SourceAPI, Before: &before, After: &after})
-		}
-	}
-	return s.record(action, 0, changes, opts)
+		return s.record(action, 0, changes, opts)
+	})
 }
 
 // record writes a version holding changes (unless none changes anything

@@ -3,9 +3,12 @@ package controlclient
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -27,8 +30,10 @@ import (
 
 // Config says where the control plane is and who this proxy is.
 type Config struct {
-	// URL is the control plane's base URL (http://host:port); the stream is
-	// at wire.Path on it.
+	// URL is the control plane's base URL (http://host:port), or several
+	// servers of one control plane separated by commas: the client holds
+	// one stream to one of them and moves to the next when it fails. The
+	// stream is at wire.Path.
 	URL string
 	// StateDir holds the last good snapshot (snapshot.json).
 	StateDir string
@@ -48,6 +53,9 @@ type Config struct {
 	StatusInterval time.Duration
 	// Token is the bearer token for a server run with --auth-file; "" = none.
 	Token string
+	// TLS is the client config of an https:// URL (the roots of
+	// --server-ca); nil = system roots.
+	TLS *tls.Config
 	// MinBackoff and MaxBackoff bound the reconnect delay (full jitter).
 	// Defaults 250ms and 15s.
 	MinBackoff, MaxBackoff time.Duration
@@ -83,7 +91,8 @@ type Client struct {
 	cfg    Config
 	engine Engine
 	logger *slog.Logger
-	state  string // snapshot file
+	state  string   // snapshot file
+	urls   []string // the servers, tried in turn
 
 	connected prometheus.Gauge
 	version   prometheus.Gauge
@@ -103,9 +112,13 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, logger *slog.Logg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--control-plane %q: want http://host:port", cfg.URL)
+	var urls []string
+	for _, raw := range strings.Split(cfg.URL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--control-plane %q: want http://host:port (several separated by commas)", raw)
+		}
+		urls = append(urls, u.String())
 	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("--state-dir: required with --control-plane")
@@ -128,7 +141,7 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, logger *slog.Logg
 		cfg.MaxBackoff = max(15*time.Second, cfg.MinBackoff)
 	}
 	c := &Client{cfg: cfg, engine: engine, logger: logger.With("component", "control-client"),
-		state: filepath.Join(cfg.StateDir, stateFile),
+		state: filepath.Join(cfg.StateDir, stateFile), urls: urls,
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshscope_proxy_control_connected",
 			Help: "1 while the proxy holds a stream to the control plane."}),
 		version: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshscope_proxy_policy_version",
@@ -194,22 +207,58 @@ func (c *Client) Current() uint64 {
 	return c.current
 }
 
-// Run keeps a stream to the control plane until ctx ends.
+// errRefused is the server refusing the proxy's credentials: retrying
+// does not help until the token changes.
+var errRefused = errors.New("the control plane refused this proxy's credentials")
+
+// refusal explains a failed stream handshake, with the server's reason.
+func refusal(u string, res *http.Response, err error) error {
+	var body struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&body)
+	switch res.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%w (HTTP 401: %s): give --token-file a token of role proxy, operator or admin from the server's --auth-file", errRefused, body.Error)
+	case http.StatusForbidden:
+		return fmt.Errorf("%w (HTTP 403: %s): only tokens of role proxy, operator or admin open the control stream and get mesh certificates", errRefused, body.Error)
+	}
+	return fmt.Errorf("dial %s: %w (status %d)", u, err, res.StatusCode)
+}
+
+// Run keeps a stream to the control plane until ctx ends. When a stream
+// fails it tries the next server at once; once every server failed in a
+// row it backs off. The proxy serves with its last config meanwhile.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.cfg.MinBackoff
-	for {
+	failed := 0 // servers failed in a row
+	for i := 0; ; i = (i + 1) % len(c.urls) {
 		start := time.Now()
-		err := c.session(ctx)
+		connected, err := c.session(ctx, c.urls[i])
 		c.connected.Set(0)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if connected {
+			failed = 0
+		}
 		if time.Since(start) > c.cfg.MaxBackoff {
 			backoff = c.cfg.MinBackoff // the session was up for a while
 		}
+		if failed++; failed < len(c.urls) && !errors.Is(err, errRefused) {
+			c.logger.Warn("control plane server lost; trying the next one", "err", err, "next", c.urls[(i+1)%len(c.urls)], "version", c.Current())
+			continue
+		}
+		failed = 0
 		wait := time.Duration(mrand.Int64N(int64(backoff)) + 1)
-		c.logger.Warn("control plane unreachable; serving with the last applied config", "err", err,
-			"version", c.Current(), "retry_in", wait.Round(time.Millisecond))
+		if errors.Is(err, errRefused) {
+			backoff = c.cfg.MaxBackoff
+			wait = backoff
+			c.logger.Error("no control stream and no mesh certificate", "err", err, "retry_in", wait)
+		} else {
+			c.logger.Warn("control plane unreachable; serving with the last applied config", "err", err,
+				"version", c.Current(), "retry_in", wait.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -219,8 +268,8 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-func (c *Client) streamURL() string {
-	u, _ := url.Parse(c.cfg.URL)
+func streamURL(base string) string {
+	u, _ := url.Parse(base)
 	if u.Scheme == "https" {
 		u.Scheme = "wss"
 	} else {
@@ -230,19 +279,20 @@ func (c *Client) streamURL() string {
 	return u.String()
 }
 
-// session runs one stream: hello, then snapshots in and status out.
-func (c *Client) session(ctx context.Context) error {
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil}
+// session runs one stream to server base: hello, then snapshots in and
+// status out. connected says whether the hello went out.
+func (c *Client) session(ctx context.Context, base string) (connected bool, _ error) {
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: nil, TLSClientConfig: c.cfg.TLS}
 	hdr := http.Header{"User-Agent": {"meshscope-proxy"}}
 	if c.cfg.Token != "" {
 		hdr.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
-	conn, res, err := d.DialContext(ctx, c.streamURL(), hdr)
+	conn, res, err := d.DialContext(ctx, streamURL(base), hdr)
 	if err != nil {
 		if res != nil {
-			return fmt.Errorf("dial %s: %w (status %d)", c.streamURL(), err, res.StatusCode)
+			return false, refusal(streamURL(base), res, err)
 		}
-		return fmt.Errorf("dial %s: %w", c.streamURL(), err)
+		return false, fmt.Errorf("dial %s: %w", streamURL(base), err)
 	}
 	var reader sync.WaitGroup
 	defer reader.Wait() // after the close below: no apply runs once the session ended
@@ -251,10 +301,10 @@ func (c *Client) session(ctx context.Context) error {
 	hello := &wire.Hello{Protocol: wire.Protocol, ProxyID: c.cfg.ProxyID, Service: c.cfg.Service, Version: c.cfg.Version,
 		Inbound: c.cfg.Inbound, Mode: cpolicy.Mode(c.cfg.Mode), Upstreams: c.cfg.Upstreams, ConfigVersion: c.Current(), MTLS: c.cfg.MTLS}
 	if err := c.write(conn, hello); err != nil {
-		return err
+		return false, err
 	}
 	c.connected.Set(1)
-	c.logger.Info("connected to the control plane", "url", c.cfg.URL, "proxy_id", c.cfg.ProxyID)
+	c.logger.Info("connected to the control plane", "url", base, "proxy_id", c.cfg.ProxyID)
 
 	_ = conn.SetReadDeadline(time.Now().Add(wire.PongWait))
 	conn.SetPingHandler(func(data string) error {
@@ -284,9 +334,9 @@ func (c *Client) session(ctx context.Context) error {
 		select {
 		case <-sctx.Done():
 			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "proxy stopping"), time.Now().Add(time.Second))
-			return nil
+			return true, nil
 		case err := <-errc:
-			return err
+			return true, err
 		case <-applied:
 			sent = false
 		case <-tick.C:
@@ -294,7 +344,7 @@ func (c *Client) session(ctx context.Context) error {
 		if c.cfg.Mesh != nil {
 			if csr := c.cfg.Mesh.CertRequest(); csr != nil {
 				if err := c.write(conn, &wire.CertRequest{CSR: string(csr)}); err != nil {
-					return err
+					return true, err
 				}
 			}
 		}
@@ -306,7 +356,7 @@ func (c *Client) session(ctx context.Context) error {
 			health = wire.HealthUnknown
 		}
 		if err := c.write(conn, &wire.Status{ConfigVersion: c.Current(), Health: health, Endpoints: eps}); err != nil {
-			return err
+			return true, err
 		}
 		last, lastHealth, sent = eps, c.engine.Health(), true
 	}

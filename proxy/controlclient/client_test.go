@@ -268,8 +268,33 @@ func TestReconnectsAndReports(t *testing.T) {
 	}
 }
 
+// TestMovesToTheNextServer: with several servers, a proxy whose server
+// dies reconnects to another one at once, keeping its config meanwhile.
+func TestMovesToTheNextServer(t *testing.T) {
+	a, b := newControlServer(t, splitSnapshot(4, 20)), newControlServer(t, splitSnapshot(5, 50))
+	eng := &fakeEngine{}
+	c := newClient(t, a.URL+","+b.URL, t.TempDir(), eng)
+	run(t, c)
+	waitFor(t, "the first server's snapshot", func() bool { return c.Current() == 4 })
+	if h, _ := b.counts(); h != 0 {
+		t.Fatalf("%d hellos on the second server while the first is up", h)
+	}
+	a.Close() // the first server dies
+	a.dropAll()
+	waitFor(t, "the second server's snapshot", func() bool { return c.Current() == 5 })
+	if h, _ := b.counts(); h != 1 {
+		t.Fatalf("%d hellos on the second server, want 1", h)
+	}
+	b.mu.Lock()
+	has := b.hellos[0].ConfigVersion
+	b.mu.Unlock()
+	if has != 4 {
+		t.Fatalf("hello to the second server says version %d, want 4 (the config kept meanwhile)", has)
+	}
+}
+
 func TestNewRejectsBadURL(t *testing.T) {
-	for _, u := range []string{"", "ftp://x", "127.0.0.1:7070", "http://"} {
+	for _, u := range []string{"", "ftp://x", "127.0.0.1:7070", "http://", "http://a:1,", "http://a:1,ftp://b"} {
 		if _, err := New(Config{URL: u, StateDir: t.TempDir()}, &fakeEngine{}, prometheus.NewRegistry(), nil); err == nil {
 			t.Errorf("URL %q accepted", u)
 		}

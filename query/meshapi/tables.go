@@ -23,27 +23,31 @@ type Stats struct {
 	P95Ms       Number `json:"p95_ms"`
 	P99Ms       Number `json:"p99_ms"`
 	SeenBy      string `json:"seen_by"` // "inbound" (callee's proxy) or "outbound" (caller's proxy)
+	// MTLSFraction is the share (0..1) of the requests over mesh mTLS;
+	// null when no proxy reported the flow (the graph edge's mtls_fraction).
+	MTLSFraction Number `json:"mtls_fraction"`
 }
 
 // statsOf converts the engine's signals of one row; error and success
 // rates are the graph's error_rate and its complement.
 func statsOf(r topology.Row) Stats {
 	return Stats{
-		RPS:         Number(r.RPS),
-		Requests:    Number(r.Requests),
-		SuccessRate: Number(1 - r.ErrorRate),
-		ErrorRate:   Number(r.ErrorRate),
-		P50Ms:       ms(r.P50),
-		P95Ms:       ms(r.P95),
-		P99Ms:       ms(r.P99),
-		SeenBy:      r.SeenBy,
+		RPS:          Number(r.RPS),
+		Requests:     Number(r.Requests),
+		SuccessRate:  Number(1 - r.ErrorRate),
+		ErrorRate:    Number(r.ErrorRate),
+		P50Ms:        ms(r.P50),
+		P95Ms:        ms(r.P95),
+		P99Ms:        ms(r.P99),
+		SeenBy:       r.SeenBy,
+		MTLSFraction: Number(r.MTLS),
 	}
 }
 
 // noData are the stats of a service without requests in the window.
 func noData() Stats {
 	nan := Number(math.NaN())
-	return Stats{SuccessRate: nan, ErrorRate: nan, P50Ms: nan, P95Ms: nan, P99Ms: nan}
+	return Stats{SuccessRate: nan, ErrorRate: nan, P50Ms: nan, P95Ms: nan, P99Ms: nan, MTLSFraction: nan}
 }
 
 // ServiceRow is one service of GET /api/mesh/services.

@@ -4,8 +4,9 @@
 // canary's failing traces, and the operator controls), from
 // /api/mesh/v1/rollouts[/{name}] (docs/rollouts.md).
 import { html } from './html.js';
-import { useEffect, useState } from 'preact/hooks';
-import { getJSON, sendJSON, fmtTime } from './api.js';
+import { useState } from 'preact/hooks';
+import { sendJSON, fmtTime } from './api.js';
+import { usePoll } from './poll.js';
 import { Mutating } from './auth.js';
 import { onLinkClick } from './router.js';
 
@@ -22,27 +23,6 @@ export function Steps({ steps, step, phase }) {
     const state = phase === 'promoted' || i < step ? 'done' : i === step && !finished(phase) ? 'current' : 'todo';
     return html`<li data-step-state=${state} aria-current=${state === 'current' ? 'step' : undefined}>${w} %</li>`;
   })}</ol>`;
-}
-
-function usePoll(url, every, bump) {
-  const [data, setData] = useState(null);
-  const [error, setError] = useState(null);
-  const [tick, setTick] = useState(0);
-  useEffect(() => {
-    const ac = new AbortController();
-    getJSON(url, { signal: ac.signal })
-      .then((d) => {
-        setData(d);
-        setError(null);
-      })
-      .catch((e) => e.name !== 'AbortError' && setError(e.message));
-    const t = setTimeout(() => setTick((n) => n + 1), every);
-    return () => {
-      ac.abort();
-      clearTimeout(t);
-    };
-  }, [url, tick, bump]);
-  return [data, error];
 }
 
 export function RolloutsPage() {

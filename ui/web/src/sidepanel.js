@@ -8,12 +8,14 @@ import { getJSON, fmtRate, fmtPct, fmtMs, fmtTime, windowToSeconds, rateRange } 
 import { health, kindInfo } from './graphmodel.js';
 import { onLinkClick } from './router.js';
 import { PolicySection } from './policies.js';
+import { GuardsSection } from './guards.js';
+import { EdgeTLS, mtlsShare } from './mtls.js';
 
 // FigureTable prints rows of RED figures with the one formatter of each
 // kind (fmtRate, fmtPct, fmtMs), as the header does.
 function FigureTable({ keyLabel, rows }) {
-  return html`<table class="data compact"><thead><tr><th scope="col">${keyLabel}</th><th scope="col" class="num">rps</th><th scope="col" class="num">errors</th><th scope="col" class="num">p99</th></tr></thead>
-    <tbody>${rows.map((r) => html`<tr key=${r.key} data-key=${r.key}><td>${r.key}</td><td class="num">${fmtRate(r.rps)}</td><td class="num">${fmtPct(r.error_rate)}</td><td class="num">${fmtMs(r.p99_ms)}</td></tr>`)}</tbody></table>`;
+  return html`<table class="data compact"><thead><tr><th scope="col">${keyLabel}</th><th scope="col" class="num">rps</th><th scope="col" class="num">errors</th><th scope="col" class="num">p99</th><th scope="col" class="num">mTLS</th></tr></thead>
+    <tbody>${rows.map((r) => html`<tr key=${r.key} data-key=${r.key}><td>${r.key}</td><td class="num">${fmtRate(r.rps)}</td><td class="num">${fmtPct(r.error_rate)}</td><td class="num">${fmtMs(r.p99_ms)}</td><td class="num">${fmtPct(mtlsShare(r))}</td></tr>`)}</tbody></table>`;
 }
 
 // APITable is one table of the native RED API at the graph's time (see
@@ -104,7 +106,7 @@ export function SidePanel({ sel, graph, pol, window, view, at, onClose }) {
     <h2>${title}</h2>
     <p class="facts">
       <span class=${'badge health-' + subject.health}><span aria-hidden="true">${h.glyph}</span> ${h.word}</span>
-      ${kind === 'node' ? html` <span class="tag">${(kindInfo[a.kind] || {}).label || a.kind}</span> <span class="tag">mode: ${a.mode}</span>${a.group ? html` <span class="tag">group: ${a.group}</span>` : ''}` : html` <span class="tag">seen by: ${subject.seen_by}</span>`}
+      ${kind === 'node' ? html` <span class="tag">${(kindInfo[a.kind] || {}).label || a.kind}</span> <span class="tag">mode: ${a.mode}</span>${a.group ? html` <span class="tag">group: ${a.group}</span>` : ''}` : html` <span class="tag">seen by: ${subject.seen_by}</span> <${EdgeTLS} e=${subject} />`}
       ${(subject.protocols || []).map((p) => html` <span class="tag">${p}</span>`)}
     </p>
     ${userNode ? html`<p class="muted">Callers outside the mesh: their outgoing requests.</p>` : ''}
@@ -116,6 +118,7 @@ export function SidePanel({ sel, graph, pol, window, view, at, onClose }) {
       <div><dt>p99</dt><dd>${fmtMs(subject.p99_ms)}</dd></div>
     </dl>
     ${pol && policyService ? html`<${PolicySection} service=${policyService} pol=${pol} proxyMode=${a.mode} window=${window} at=${at} />` : ''}
+    ${policyService ? html`<${GuardsSection} service=${policyService} />` : ''}
     <div class="charts">
       <${RangeChart} title="Request rate" unit="req/s" series=${qs.rate} window=${window} at=${at} testid="chart-rate" />
       <${RangeChart} title="Errors" unit="%" series=${qs.errors} window=${window} at=${at} testid="chart-errors" />

@@ -3,9 +3,10 @@
 // (budget, every burn-rate row against its threshold, active alerts, the
 // failing traces), from GET /api/mesh/v1/slos[/{name}] (docs/slo.md).
 import { html } from './html.js';
-import { useEffect, useState } from 'preact/hooks';
-import { getJSON, fmtTime, promString } from './api.js';
+import { fmtTime, promString } from './api.js';
+import { usePoll } from './poll.js';
 import { RangeChart } from './charts.js';
+import { GuardsSection } from './guards.js';
 import { setQuery, onLinkClick } from './router.js';
 
 const stateOrder = { error: 4, firing: 3, pending: 2, ok: 1, no_data: 0 };
@@ -41,27 +42,6 @@ export function BudgetBar({ b }) {
   const w = Math.max(0, Math.min(100, left));
   const color = left <= 0 ? 'var(--bad)' : left < 25 ? 'var(--warn)' : 'var(--ok)';
   return html`<span class="budget"><span class="bar" role="img" aria-label=${`${left.toFixed(1)} % of the error budget left`}><span style=${`width:${w}%;background:${color}`}></span></span> ${left.toFixed(1)} %</span>`;
-}
-
-function usePoll(url, every = 10000) {
-  const [data, setData] = useState(null);
-  const [error, setError] = useState(null);
-  const [tick, setTick] = useState(0);
-  useEffect(() => {
-    const ac = new AbortController();
-    getJSON(url, { signal: ac.signal })
-      .then((d) => {
-        setData(d);
-        setError(null);
-      })
-      .catch((e) => e.name !== 'AbortError' && setError(e.message));
-    const t = setTimeout(() => setTick((n) => n + 1), every);
-    return () => {
-      ac.abort();
-      clearTimeout(t);
-    };
-  }, [url, tick]);
-  return [data, error];
 }
 
 export function SlosPage({ query }) {
@@ -124,6 +104,7 @@ export function SloView({ params }) {
       <${BurnCharts} s=${s} />
       <h2>Alerts</h2>
       ${s.alerts.length === 0 ? html`<p class="muted">No active alert.</p>` : html`<ul data-testid="slo-alerts">${s.alerts.map((a) => html`<li>${a.severity} ${a.state} since ${fmtTime(a.active_at)}</li>`)}</ul>`}
+      <${GuardsSection} service=${s.service} slo=${s.name} title="Guards on this SLO" />
       <p><a data-testid="slo-traces" href=${s.traces.ui.replace(/^https?:\/\/[^/]+/, '')} onClick=${onLinkClick}>Failing traces of ${s.service}${s.route ? ' ' + s.route : ''}</a></p>
     </div>` : ''}
   </section>`;

@@ -11,6 +11,9 @@ import { applyMessage, fromSnapshot, emptyGraph, health, healthInfo, kindInfo, g
 import { compileFind } from './findexpr.js';
 import { StableLayout } from './layout.js';
 import { SidePanel } from './sidepanel.js';
+import { usePoll } from './poll.js';
+import { actingGuards, guardNodeLabel, guardEdgeLabel } from './guards.js';
+import { edgeTLSMark, edgeTLSClass, TLSCoverage } from './mtls.js';
 
 // Above this many drawn nodes the page shows the grouped view (or a table
 // when nodes have no groups) instead of drawing every node.
@@ -233,6 +236,9 @@ const cyStyle = [
   } },
   { selector: 'node.mode-enforce', style: { 'outline-width': 2, 'outline-color': '#1f6feb', 'outline-offset': 2 } },
   { selector: 'edge', style: { 'target-arrow-shape': 'triangle', 'curve-style': 'bezier' } },
+  // A service whose guard acts, and the edges whose traffic it moved.
+  { selector: 'node.guard-acting', style: { 'underlay-color': '#bf8700', 'underlay-opacity': 0.45, 'underlay-padding': 7 } },
+  { selector: 'edge.guard-moved', style: { 'underlay-color': '#bf8700', 'underlay-opacity': 0.35, 'underlay-padding': 4 } },
   { selector: 'edge[?label]', style: {
     label: 'data(label)', 'font-size': 10,
     'text-background-color': '#fff', 'text-background-opacity': 0.9, 'text-background-padding': 1,
@@ -310,7 +316,7 @@ function fitPositions(cy, pos) {
 // GraphCanvas draws nodes and edges with Cytoscape. It keeps one Cytoscape
 // instance and syncs elements in place, so nodes never jump: positions come
 // from a StableLayout that only places new nodes.
-function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layoutKey, marks }) {
+function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layoutKey, marks, acting }) {
   const box = useRef(null);
   const cyRef = useRef(null);
   const layoutRef = useRef(null);
@@ -436,8 +442,10 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
         want.add(n.id);
         const mark = marks.get(n.service || n.id);
         const txt = nodeText(n);
-        const lbl = mark && txt ? txt.replace('\n', ` ${policyGlyph[mark.mode]}\n`) + (txt.includes('\n') ? '' : ` ${policyGlyph[mark.mode]}`) : txt;
-        const classes = `kind-${kindInfo[n.kind] ? n.kind : 'service'} health-${healthInfo[n.health] ? n.health : 'no_data'} mode-${n.mode} size-${sizeClass(n, maxRps)}` + (mark ? ` pol-${mark.mode}` : '') + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
+        const lbl0 = mark && txt ? txt.replace('\n', ` ${policyGlyph[mark.mode]}\n`) + (txt.includes('\n') ? '' : ` ${policyGlyph[mark.mode]}`) : txt;
+        const guards = acting.get(n.service || n.id);
+        const lbl = guardNodeLabel(lbl0, guards);
+        const classes = `kind-${kindInfo[n.kind] ? n.kind : 'service'} health-${healthInfo[n.health] ? n.health : 'no_data'} mode-${n.mode} size-${sizeClass(n, maxRps)}` + (mark ? ` pol-${mark.mode}` : '') + (guards ? ' guard-acting' : '') + (findOn ? (found.has(n.id) ? ' found' : ' dimmed') : '');
         if (empty || !cy.hasElementWithId(n.id)) {
           fresh.push({ group: 'nodes', data: { id: n.id, label: lbl }, position: { ...pos.get(n.id) }, classes });
         } else {
@@ -451,8 +459,9 @@ function GraphCanvas({ nodes, edges, found, label, sel, onSelect, fitKey, layout
         const tgt = nodeByID.get(e.target);
         const tm = tgt && tgt.kind === 'service' && !tgt.version ? marks.get(tgt.service || tgt.id) : null;
         const split = tm && tm.split ? `⇉ split ${tm.split}${tm.splitMode === 'observe' ? ' (observe)' : ''}` : '';
-        const lbl = lod === 2 ? [split, edgeLabel(e, label)].filter(Boolean).join(' · ') : '';
-        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + (split ? ' split' : '') + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
+        const moved = tgt && tgt.kind === 'service' ? guardEdgeLabel(acting.get(tgt.service || tgt.id)) : '';
+        const lbl = lod === 2 ? [moved, edgeTLSMark(e), split, edgeLabel(e, label)].filter(Boolean).join(' · ') : '';
+        const classes = `health-${healthInfo[e.health] ? e.health : 'no_data'} seen-${e.seen_by} width-${widthClass(e, maxERps)}` + edgeTLSClass(e) + (split ? ' split' : '') + (moved ? ' guard-moved' : '') + (findOn && !(found.has(e.source) && found.has(e.target)) ? ' dimmed' : '') + (lod === 0 ? ' far' : '');
         if (empty || !cy.hasElementWithId(e.id)) freshEdges.push({ group: 'edges', data: { id: e.id, source: e.source, target: e.target, label: lbl }, classes });
         else {
           const el = cy.getElementById(e.id);
@@ -507,6 +516,7 @@ function CoverageStrip({ c }) {
       <span class="bar" aria-hidden="true"><span style=${{ width: pct(c.request_fraction) }}></span></span></span>
     <span><b>Modes</b> observe ${c.observe_services} · enforce ${c.enforce_services}</span>
     <span><b>Edges seen by both proxies</b> ${c.edges_both_sides}/${c.edges}</span>
+    <${TLSCoverage} c=${c} />
     ${c.unmeshed_services && c.unmeshed_services.length ? html`<span><b>Needs a proxy:</b> ${c.unmeshed_services.join(', ')}</span>` : ''}
   </div>`;
 }
@@ -550,6 +560,9 @@ export function TopologyPage({ query }) {
     for (const n of graph.nodes.values()) if (n.mode && n.mode !== 'none') modes.set(n.service || n.id, n.mode);
     return policyMarks(pol.policies, (s) => modes.get(s));
   }, [pol.policies, graph, tick]);
+  // The guards that act now (their state from the guard controller).
+  const [guardList] = usePoll('/api/mesh/v1/guards', 10000);
+  const acting = useMemo(() => actingGuards(guardList), [guardList]);
   const groups = useMemo(() => [...new Set([...graph.nodes.values()].map((n) => n.group).filter(Boolean))].sort(), [graph, tick]);
   const onSelect = useCallback((s) => setQuery({ sel: s || null }), []);
   const findTimer = useRef(0);
@@ -592,7 +605,7 @@ export function TopologyPage({ query }) {
         ${vis.mode === 'table'
           ? html`<${NodeTable} nodes=${vis.nodes} found=${vis.found} onSelect=${onSelect} caption=${vis.nodes.length > MAX_DRAWN_NODES ? `${vis.nodes.length} nodes: too many to draw, shown as a table (use Group or Find to narrow)` : 'Nodes'} />`
           : html`<${GraphCanvas} nodes=${vis.nodes} edges=${vis.edges} found=${vis.found} label=${p.label} sel=${p.sel} onSelect=${onSelect}
-              fitKey=${p.window + p.view + p.group + p.hideHealthy + vis.mode} layoutKey=${p.view + vis.mode} marks=${marks} />
+              fitKey=${p.window + p.view + p.group + p.hideHealthy + vis.mode} layoutKey=${p.view + vis.mode} marks=${marks} acting=${acting} />
             ${vis.mode === 'grouped' ? html`<p class="note">${graph.nodes.size} nodes: shown grouped by group. Pick a group to see its nodes.</p>` : ''}
             <${Legend} />
             <details class="node-list" open=${listOpen} onToggle=${(e) => setListOpen(e.currentTarget.open)}><summary>Nodes as a list (${vis.nodes.length})</summary>
@@ -612,7 +625,9 @@ function Legend() {
     <span><span class="lg-dot failing" aria-hidden="true">✖</span> failing (double border, dashed edge)</span>
     <span><span class="lg-dot no_data" aria-hidden="true">?</span> no data</span>
     <span>◆ enforced policies · ◇ observe-only policies · ⇉ split: a route splits the callee's traffic between versions</span>
+    <span>⚑ a guard acts on the service (highlighted), its callers' edges say how it moved their traffic</span>
     <span>● service · ◌ unmeshed (dashed border) · ⬡ external · ⛁ database · ▲ user · dotted edge: seen in spans only</span>
+    <span>🔒 mTLS edge · 🔓 partly mTLS (share of requests)</span>
   </div>`;
 }
 

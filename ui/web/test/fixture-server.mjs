@@ -118,8 +118,16 @@ function fill(n) {
 function edgeHealth(err) {
   return err > 0.1 ? 'failing' : err > 0.001 ? 'degraded' : 'healthy';
 }
+// edgeTLS: calls from outside the mesh or to what has no proxy are
+// plaintext; web → cart is mid-rollout (a quarter of its requests still
+// plaintext); the rest is mTLS.
+function edgeTLS(s, t) {
+  if (s === 'user' || t === 'reviews' || t === 'external' || t === 'orders-db') return { tls: 'plaintext', mtls_fraction: 0 };
+  if (s === 'web' && t === 'cart') return { tls: 'partial', mtls_fraction: 0.75 };
+  return { tls: 'mtls', mtls_fraction: 1 };
+}
 function mkEdge([s, t, rps, err]) {
-  return { id: `${s}->${t}`, source: s, target: t, protocols: ['http1'], health: edgeHealth(err), seen_by: t === 'reviews' || t === 'external' || t === 'orders-db' ? 'source' : s === 'user' ? 'destination' : 'both', rps, error_rate: err, p50_ms: 5, p95_ms: 40, p99_ms: 90, bytes_per_sec: rps * 900 };
+  return { id: `${s}->${t}`, source: s, target: t, protocols: ['http1'], health: edgeHealth(err), seen_by: t === 'reviews' || t === 'external' || t === 'orders-db' ? 'source' : s === 'user' ? 'destination' : 'both', ...edgeTLS(s, t), rps, error_rate: err, p50_ms: 5, p95_ms: 40, p99_ms: 90, bytes_per_sec: rps * 900 };
 }
 
 // The policies of /api/mesh/v1/policies as the control plane answers them
@@ -185,6 +193,7 @@ export function demoGraph({ view = 'service', window = '1m', at = new Date(), ex
       services: services.length, meshed_services: meshed.length, service_fraction: meshed.length / services.length,
       request_fraction: 0.94, observe_services: meshed.filter((n) => n.mode === 'observe').length, enforce_services: meshed.filter((n) => n.mode === 'enforce').length,
       edges: edges.length, edges_both_sides: edges.filter((e) => e.seen_by === 'both').length, unmeshed_services: ['reviews'],
+      edges_mtls: edges.filter((e) => e.tls === 'mtls').length, edges_plaintext: edges.filter((e) => e.tls === 'plaintext' || e.tls === 'partial').length,
     },
   };
 }
@@ -196,7 +205,7 @@ export function demoGraph({ view = 'service', window = '1m', at = new Date(), ex
 const routeSplit = [['/api/items/{id}', 0.6, 1], ['/api/items', 0.3, 0.5], ['unmatched', 0.1, 0.25]];
 const fixtureID = (s) => (s === 'unknown' ? 'user' : s);
 function tableRow(x) {
-  return { rps: x.rps, requests: x.rps * 60, success_rate: 1 - x.error_rate, error_rate: x.error_rate, p50_ms: x.p50_ms, p95_ms: x.p95_ms, p99_ms: x.p99_ms, seen_by: x.seen_by === 'source' ? 'outbound' : 'inbound' };
+  return { rps: x.rps, requests: x.rps * 60, success_rate: 1 - x.error_rate, error_rate: x.error_rate, p50_ms: x.p50_ms, p95_ms: x.p95_ms, p99_ms: x.p99_ms, seen_by: x.seen_by === 'source' ? 'outbound' : 'inbound', mtls_fraction: x.tls ? x.mtls_fraction : null };
 }
 function fixtureRoutes(service, source, version) {
   const g = demoGraph({ view: version ? 'version' : 'service' });
@@ -367,6 +376,67 @@ export const fixtureAudit = [
     diff: '# create Route/inventory-split\n+ kind: Route\n+ name: inventory-split\n' },
 ];
 
+// guardFixture holds two guards in the wire shapes of control/guard (View,
+// Event): inventory-break (enforce) acting on inventory since a page burn,
+// and payments-shed (dry-run) triggered on payments-availability, with
+// their events newest first. op() applies an operator's operation as the
+// controller does (the states come from here, never from the UI).
+export function guardFixture(at = new Date()) {
+  const t = (s) => new Date(at.getTime() - s * 1000).toISOString();
+  let seq = 0;
+  const events = [];
+  const emit = (ago, e) => events.unshift({ seq: ++seq, time: t(ago), ...e });
+  const cond = (slo, service, burn) => ({ alert: 'SLOErrorBudgetBurn', labels: { alertname: 'SLOErrorBudgetBurn', slo, service, severity: 'page' }, value: burn.short / 100, active_at: t(200), burn_rates: { '5m': burn.short, '1h': burn.long } });
+  const changes = (kind, name, service) => [{ op: 'create', kind, name, after: { kind, name, service } }];
+  const guards = {
+    'inventory-break': { name: 'inventory-break', service: 'inventory', mode: 'enforce', state: 'acting', when: 'SLO inventory-availability burns at page level', slo: 'inventory-availability',
+      then: ['break (5% probes)'], action: { started: t(120), dry_run: false, summary: 'open the breaker on inventory for its callers (503, 5% probes pass)', version: 4, changes: changes('Resilience', 'guard-inventory-break', 'inventory') } },
+    'payments-shed': { name: 'payments-shed', service: 'payments', mode: 'dry-run', state: 'triggered-dry-run', when: 'SLO payments-availability burns at page level', slo: 'payments-availability',
+      then: ['shed 30%'], action: { started: t(90), dry_run: true, summary: 'shed payments inbound to 70% (1.4 rps at each of 1 instances)', changes: changes('Resilience', 'guard-payments-shed', 'payments') } },
+  };
+  emit(120, { guard: 'inventory-break', service: 'inventory', kind: 'acted', mode: 'enforce', condition: cond('inventory-availability', 'inventory', { short: 28.4, long: 16.2 }), summary: guards['inventory-break'].action.summary, changes: guards['inventory-break'].action.changes, version: 4, who: 'guard' });
+  emit(90, { guard: 'payments-shed', service: 'payments', kind: 'would-act', mode: 'dry-run', condition: cond('payments-availability', 'payments', { short: 38, long: 35 }), summary: 'would have acted: ' + guards['payments-shed'].action.summary, changes: guards['payments-shed'].action.changes, who: 'guard' });
+  const view = (g) => ({ ...g, last_event: events.find((e) => e.guard === g.name) });
+  return {
+    list: (service) => Object.values(guards).filter((g) => !service || g.service === service).map(view),
+    events: (guard, service, limit) => events.filter((e) => (!guard || e.guard === guard) && (!service || e.service === service)).slice(0, limit),
+    // op returns [status, body] like POST /api/mesh/v1/guards/{name}/{op}.
+    op(name, op, who) {
+      const g = guards[name];
+      if (!g) return [404, { error: `guard not found: "${name}"` }];
+      const base = { guard: name, service: g.service, mode: g.mode, who };
+      switch (op) {
+        case 'pause':
+          if (g.state === 'paused') return [400, { error: `guard "${name}" is already paused` }];
+          g.resumeTo = g.state;
+          g.state = 'paused';
+          emit(0, { ...base, kind: 'paused', summary: 'paused: no automatic action or revert until resumed' });
+          break;
+        case 'resume':
+          if (g.state !== 'paused') return [400, { error: `guard "${name}" is not paused` }];
+          g.state = g.resumeTo;
+          emit(0, { ...base, kind: 'resumed', summary: 'resumed' });
+          break;
+        case 'revert':
+          if (!g.action) return [400, { error: `reverting guard "${name}": no active action to revert` }];
+          emit(0, { ...base, kind: g.action.dry_run ? 'would-revert' : 'reverted', summary: (g.action.dry_run ? 'would have reverted: ' : 'reverted: ') + g.action.summary, ...(g.action.dry_run ? {} : { version: 5 }) });
+          g.action = undefined;
+          g.state = 'cooling-down';
+          g.cooldown_until = new Date(at.getTime() + 300000).toISOString();
+          break;
+        case 'promote':
+          if (g.mode === 'enforce') return [400, { error: `guard "${name}" is already in enforce mode` }];
+          g.mode = 'enforce';
+          emit(0, { ...base, mode: 'enforce', kind: 'promoted', summary: 'promoted from dry-run to enforce', version: 6 });
+          break;
+        default:
+          return [400, { error: `"${op}" is not an operation (want pause, resume, revert or promote)` }];
+      }
+      return [200, { guard: view(g), event: events[0] }];
+    },
+  };
+}
+
 // auth: null = the server runs without --auth-file; {role} = with one, and
 // a login (any name, password "secret") signs in with that role.
 export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAfter = 3, synthetic = 0, auth = null } = {}) {
@@ -380,6 +450,7 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
     res.end(JSON.stringify(body));
   };
   let rolloutPhase = 'progressing'; // POST pause/resume changes it
+  const guards = guardFixture();
   const server = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     const p = u.pathname;
@@ -529,6 +600,15 @@ export function startFixtureServer({ port = 0, streamInterval = 1000, addNodeAft
     if ((m = /^\/api\/mesh\/v1\/rollouts\/inventory-v2\/(pause|resume)$/.exec(p)) && req.method === 'POST') {
       rolloutPhase = m[1] === 'pause' ? 'paused' : 'progressing';
       return json(res, 200, rolloutSummary(demoRollout(rolloutPhase)));
+    }
+    if (p === '/api/mesh/v1/guards') return json(res, 200, { guards: guards.list(u.searchParams.get('service')) });
+    if (p === '/api/mesh/v1/events') return json(res, 200, { events: guards.events(u.searchParams.get('guard'), u.searchParams.get('service'), Number(u.searchParams.get('limit') || 100)) });
+    if ((m = /^\/api\/mesh\/v1\/guards\/([^/]+)\/([^/]+)$/.exec(p)) && req.method === 'POST') {
+      stats.guardOps = stats.guardOps || [];
+      stats.guardOps.push({ guard: decodeURIComponent(m[1]), op: m[2], csrf: req.headers['x-csrf-token'] || '' });
+      if (auth && req.headers['x-csrf-token'] !== 'c1') return json(res, 403, { error: 'missing or wrong X-CSRF-Token header' });
+      if (auth && signedIn.role === 'viewer') return json(res, 403, { error: 'role viewer may not write' });
+      return json(res, ...guards.op(decodeURIComponent(m[1]), m[2], signedIn ? signedIn.name : 'api 127.0.0.1'));
     }
     if (p === '/api/mesh/v1/slos') return json(res, 200, { version: 3, slos: demoSLOs() });
     if (p.startsWith('/api/mesh/v1/slos/')) {

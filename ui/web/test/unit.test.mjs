@@ -11,7 +11,8 @@ import { panelTables, tableURL } from '../src/redtables.js';
 import { fromSnapshot } from '../src/graphmodel.js';
 import { timeParams, apiTime, coverageShort } from '../src/timeparams.js';
 import { policyMarks, splitOf, effectiveMode, decisionText, decisionsQuery, groupCounts } from '../src/policymodel.js';
-import { demoGraph, fixturePolicies, demoTraces, syntheticGraph, bigTrace } from './fixture-server.mjs';
+import { actingGuards, guardNodeLabel, guardEdgeLabel } from '../src/guards.js';
+import { demoGraph, fixturePolicies, demoTraces, syntheticGraph, bigTrace, guardFixture } from './fixture-server.mjs';
 
 test('find expressions', () => {
   const nodes = demoGraph().nodes;
@@ -260,4 +261,19 @@ test('decision counts: query, grouping and words', () => {
     ['something_new', true, 2, 'something_new: 2 requests'],
   ];
   for (const [d, e, n, want] of words) assert.equal(decisionText(d, e, n), want);
+});
+
+test('guard marks: only acting guards with an action mark their service; labels keep the node name first', () => {
+  const gf = guardFixture();
+  const acting = actingGuards({ guards: gf.list() });
+  assert.deepEqual([...acting.keys()], ['inventory']); // payments-shed is only triggered (dry-run)
+  assert.equal(guardNodeLabel('✓ inventory ◆\n12 rps', acting.get('inventory')), '✓ inventory ◆ ⚑ acting\n12 rps');
+  assert.equal(guardNodeLabel('inventory', acting.get('inventory')), 'inventory ⚑ acting');
+  assert.equal(guardNodeLabel('✓ web\n1 rps', acting.get('web')), '✓ web\n1 rps');
+  assert.equal(guardNodeLabel('', acting.get('inventory')), '', 'zoomed-out graphs draw no label');
+  assert.equal(guardEdgeLabel(acting.get('inventory')), '⚑ break (5% probes)');
+  assert.equal(guardEdgeLabel(undefined), '');
+  gf.op('inventory-break', 'revert', 'alice');
+  assert.equal(actingGuards({ guards: gf.list() }).size, 0, 'a reverted guard still marked');
+  assert.equal(actingGuards(null).size, 0);
 });
