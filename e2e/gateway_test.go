@@ -622,4 +622,9 @@ func TestGatewayControlPlane(t *testing.T) {
 	if v, _, _ := scrape("http://"+admin+"/metrics", "mesh_requests_total", `direction="ingress"`, `destination_service="catalog"`, `destination_version="v1"`, `route="catalog"`); v < 1 {
 		t.Fatalf("no ingress request recorded with the discovered version: %v", v)
 	}
+	// The gateway holds a mesh identity like a sidecar: its calls to the
+	// meshed catalog go over mTLS, and its metrics say so.
+	if v, _, _ := scrape("http://"+admin+"/metrics", "mesh_requests_total", `direction="ingress"`, `destination_service="catalog"`, `tls="mtls"`); v < 1 {
+		t.Fatalf("the gateway's requests to a meshed service were not over mTLS: %v", v)
+	}
 }

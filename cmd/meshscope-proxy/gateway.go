@@ -93,13 +93,19 @@ func runGateway(args []string) int {
 	gw.SetHandler(edge.Handler())
 	var control *controlclient.Client
 	if cfg.ControlPlane != "" {
-		cc := controlclient.Config{URL: cfg.ControlPlane, StateDir: cfg.StateDir, Service: cfg.Service,
-			Version: cfg.Version, Mode: cfg.Mode, OnSnapshot: func(s *wire.Snapshot) {
-				if file == "" { // a static --config wins over the control plane's document
-					gw.Apply(gatewayDoc(s, cfg.Service))
-				}
-			}}
-		if cc.StateDir == "" {
+		// The same control client as a sidecar's: token, server CA and the
+		// mesh mTLS identity, so the gateway calls meshed services over mTLS.
+		cc, err := controlConfig(cfg, edge.Proxy)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+			return 1
+		}
+		cc.OnSnapshot = func(s *wire.Snapshot) {
+			if file == "" { // a static --config wins over the control plane's document
+				gw.Apply(gatewayDoc(s, cfg.Service))
+			}
+		}
+		if cfg.StateDir == "" {
 			cc.StateDir = filepath.Join(os.TempDir(), "meshscope-proxy", cfg.Service+"-gateway")
 		}
 		if control, err = controlclient.New(cc, edge.Policies(), reg, logger); err != nil {

@@ -102,12 +102,8 @@ func run(args []string) int {
 	if cfg.ControlPlane != "" {
 		// Built before serving: it applies the persisted snapshot, so a
 		// restart without the control plane routes by the last config.
-		cc := controlConfig(cfg, p)
-		if cc.Token, err = auth.ClientToken(cfg.TokenFile); err != nil {
-			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
-			return 1
-		}
-		if cc.TLS, err = auth.ClientTLS("--server-ca", cfg.ServerCA); err != nil {
+		cc, err := controlConfig(cfg, p)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 			return 1
 		}
@@ -130,11 +126,19 @@ func run(args []string) int {
 	return 0
 }
 
-// controlConfig is the control client's view of the proxy: who it is,
-// where callers reach it, which services it calls.
-func controlConfig(cfg proxy.Config, p *proxy.Proxy) controlclient.Config {
+// controlConfig is the control client's view of the proxy (sidecar or
+// gateway): who it is, how it authenticates, where callers reach it, which
+// services it calls, and its mesh mTLS identity.
+func controlConfig(cfg proxy.Config, p *proxy.Proxy) (controlclient.Config, error) {
 	cc := controlclient.Config{URL: cfg.ControlPlane, StateDir: cfg.StateDir, Service: cfg.Service,
 		Version: cfg.Version, Mode: cfg.Mode}
+	var err error
+	if cc.Token, err = auth.ClientToken(cfg.TokenFile); err != nil {
+		return cc, err
+	}
+	if cc.TLS, err = auth.ClientTLS("--server-ca", cfg.ServerCA); err != nil {
+		return cc, err
+	}
 	addrs := p.ListenAddrs() // inbound listeners first
 	for i := range cfg.Inbound {
 		cc.Inbound = append(cc.Inbound, addrs[i])
@@ -156,5 +160,5 @@ func controlConfig(cfg proxy.Config, p *proxy.Proxy) controlclient.Config {
 		}
 		cc.StateDir = filepath.Join(os.TempDir(), "meshscope-proxy", key)
 	}
-	return cc
+	return cc, nil
 }
