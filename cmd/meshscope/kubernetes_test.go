@@ -20,11 +20,6 @@ import (
 	"github.com/meshscope/meshscope/deploy/kubernetes"
 )
 
-// pendingServerFlags are flags deploy/kubernetes/overlays/ha passes that
-// the scale-out work (issue 21) adds to `meshscope server`; until they
-// exist they are reported, not failed. Drop each once it is defined.
-var pendingServerFlags = []string{"state-store", "etcd-endpoints", "metrics-store", "remote-write-url", "prometheus-url"}
-
 func serverContainer(t *testing.T, overlay string) corev1.Container {
 	t.Helper()
 	out, err := kubernetes.Render("overlays/" + overlay)
@@ -59,15 +54,8 @@ func TestKubernetesServerFlags(t *testing.T) {
 				continue
 			}
 			if fs.Lookup(name) == nil {
-				if slices.Contains(pendingServerFlags, name) {
-					t.Logf("%s: --%s is not defined yet (pending, issue 21)", overlay, name)
-					continue
-				}
 				t.Errorf("%s: --%s is not a meshscope server flag", overlay, name)
 				continue
-			}
-			if slices.Contains(pendingServerFlags, name) {
-				t.Logf("%s: --%s is now defined: remove it from pendingServerFlags", overlay, name)
 			}
 			if !strings.Contains(value, "$(") {
 				if err := fs.Set(name, value); err != nil {
