@@ -17,15 +17,8 @@ var runArtefact = regexp.MustCompile(`(^|/)[^/]*\.(log|pid|pprof|prof|out)$`)
 // TestRepositoryHoldsNoRunArtefacts fails when a log or other run artefact is
 // tracked by git (outside testdata/, where fixtures may look like them).
 func TestRepositoryHoldsNoRunArtefacts(t *testing.T) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("git", "-C", root, "ls-files").Output()
-	if err != nil {
-		t.Skipf("not a git checkout: %v", err)
-	}
-	for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	_, files := trackedFiles(t)
+	for _, f := range files {
 		if runArtefact.MatchString(f) && !strings.Contains(f, "testdata/") {
 			t.Errorf("run artefact tracked by git: %s (remove it; .gitignore covers it)", f)
 		}
@@ -35,15 +28,8 @@ func TestRepositoryHoldsNoRunArtefacts(t *testing.T) {
 // TestRepositoryHoldsNoBinaries fails when a compiled executable (ELF) is
 // tracked by git: a `go build` in the checkout's root leaves one behind.
 func TestRepositoryHoldsNoBinaries(t *testing.T) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("git", "-C", root, "ls-files").Output()
-	if err != nil {
-		t.Skipf("not a git checkout: %v", err)
-	}
-	for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	root, files := trackedFiles(t)
+	for _, f := range files {
 		fh, err := os.Open(filepath.Join(root, f))
 		if err != nil {
 			continue // deleted in the work tree
@@ -55,4 +41,19 @@ func TestRepositoryHoldsNoBinaries(t *testing.T) {
 			t.Errorf("binary tracked by git: %s (remove it; build into bin/)", f)
 		}
 	}
+}
+
+// trackedFiles is the checkout's root and the files git tracks in it; the
+// test is skipped outside a git checkout.
+func trackedFiles(t *testing.T) (string, []string) {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("git", "-C", root, "ls-files").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	return root, strings.Split(strings.TrimSpace(string(out)), "\n")
 }
