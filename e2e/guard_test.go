@@ -529,10 +529,13 @@ func TestGuardLimits(t *testing.T) {
 	before := m.policyJSON(t, "Route", "inventory-split")
 	m.apps["v1"].failPct.Store(50)
 	m.apps["v2"].failPct.Store(50)
-	// The guard is applied once v1's failures are in the metrics store: a
-	// version without samples yet is not known to burn (docs/guards.md).
-	v1Failing := `sum(rate(mesh_requests_total{direction="inbound",destination_service="inventory",destination_version="v1",outcome="failure"}[15s])) > 0`
-	poll(t, 60*time.Second, "v1's failures in the metrics store", func() (bool, string) {
+	// The guard is applied once v1's error ratio, over the 15 s the guard
+	// reads a target over, is above the page threshold (14.4 % here): a
+	// version whose failures began a moment ago has a diluted ratio and is
+	// not yet known to burn (docs/guards.md).
+	v1Sel := `direction="inbound",destination_service="inventory",destination_version="v1"`
+	v1Failing := `sum(rate(mesh_requests_total{` + v1Sel + `,outcome="failure"}[15s])) / sum(rate(mesh_requests_total{` + v1Sel + `}[15s])) > 0.25`
+	poll(t, 60*time.Second, "v1's error ratio over 15 s in the metrics store above the threshold", func() (bool, string) {
 		r, err := promQuery(m.srv, v1Failing)
 		if err != nil {
 			return false, err.Error()
