@@ -161,25 +161,6 @@ func TestDemo(t *testing.T) {
 		}
 		return slices.Contains(codes, "401") && (slices.Contains(codes, "200") || slices.Contains(codes, "500")), fmt.Sprintf("status codes %q", codes)
 	}, p)
-	// The gateway holds a mesh identity: its requests to web go over mTLS.
-	poll(t, 30*time.Second, "gateway → web over mTLS", func() (bool, string) {
-		var q struct {
-			Data struct {
-				Result []struct {
-					Metric map[string]string `json:"metric"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		query := url.QueryEscape(`sum by (tls) (mesh_requests_total{direction="ingress", source_service="gateway", destination_service="web"})`)
-		if err := getJSON("http://"+httpAddr+"/api/v1/query?query="+query, &q); err != nil {
-			return false, err.Error()
-		}
-		var tls []string
-		for _, r := range q.Data.Result {
-			tls = append(tls, r.Metric["tls"])
-		}
-		return slices.Contains(tls, "mtls"), fmt.Sprintf("tls labels %q", tls)
-	}, p)
 
 	kids := demoChildren(t, p)
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
