@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -72,11 +70,7 @@ func runGateway(args []string) int {
 		fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 		return 2
 	}
-	if os.Getenv("GOMAXPROCS") == "" && cfg.MaxProcs > 0 {
-		runtime.GOMAXPROCS(cfg.MaxProcs)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()})).
-		With("service", cfg.Service, "role", "gateway")
+	logger := setupProcess(cfg, "service", cfg.Service, "role", "gateway")
 	reg := prometheus.NewRegistry()
 	gw, err := gateway.New(gateway.Options{Service: cfg.Service, ConfigFile: file, Discovery: cfg.ControlPlane != "",
 		MaxHeaderBytes: cfg.MaxHeaderBytes, IdleTimeout: time.Duration(cfg.IdleTimeout), DrainTimeout: time.Duration(cfg.DrainTimeout),

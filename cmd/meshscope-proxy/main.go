@@ -84,14 +84,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 		return 2
 	}
-	// A sidecar serves one app: on one core the Go scheduler does not spin up
-	// threads to steal each small request's goroutines, which costs more CPU
-	// than it saves. max_procs sets it; GOMAXPROCS overrides.
-	if os.Getenv("GOMAXPROCS") == "" && cfg.MaxProcs > 0 {
-		runtime.GOMAXPROCS(cfg.MaxProcs)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()})).
-		With("service", cfg.Service)
+	logger := setupProcess(cfg, "service", cfg.Service)
 	reg := prometheus.NewRegistry()
 	p, err := proxy.New(cfg, reg, logger)
 	if err != nil {
@@ -161,4 +154,16 @@ func controlConfig(cfg proxy.Config, p *proxy.Proxy) (controlclient.Config, erro
 		cc.StateDir = filepath.Join(os.TempDir(), "meshscope-proxy", key)
 	}
 	return cc, nil
+}
+
+// setupProcess applies the config's process settings and returns the
+// logger, with attrs on every line. A sidecar serves one app: on one core
+// the Go scheduler does not spin up threads to steal each small request's
+// goroutines, which costs more CPU than it saves. max_procs sets it;
+// GOMAXPROCS overrides.
+func setupProcess(cfg proxy.Config, attrs ...any) *slog.Logger {
+	if os.Getenv("GOMAXPROCS") == "" && cfg.MaxProcs > 0 {
+		runtime.GOMAXPROCS(cfg.MaxProcs)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()})).With(attrs...)
 }
