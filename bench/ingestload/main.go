@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshscope/meshscope/bench/loadgen"
 	"github.com/meshscope/meshscope/bench/procstat"
 	"github.com/meshscope/meshscope/bench/report"
 )
@@ -292,7 +293,7 @@ func largeRequest(httpc *http.Client, conn *grpc.ClientConn, s *server, body []b
 		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 		defer cancel()
 		var out []byte
-		err := conn.Invoke(ctx, "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &body, &out, grpc.ForceCodec(rawCodec{}))
+		err := conn.Invoke(ctx, "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &body, &out, grpc.ForceCodec(loadgen.RawCodec{}))
 		switch status.Code(err) {
 		case codes.OK:
 			return http.StatusOK, nil
@@ -399,14 +400,4 @@ func traceRequest(seed, n int) *coltracepb.ExportTraceServiceRequest {
 		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{strAttr("service.name", "load")}},
 		ScopeSpans: []*tracepb.ScopeSpans{{Spans: sps}},
 	}}}
-}
-
-// rawCodec sends an already marshalled protobuf message as it is.
-type rawCodec struct{}
-
-func (rawCodec) Name() string                  { return "proto" }
-func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = append([]byte(nil), data...)
-	return nil
 }
