@@ -80,12 +80,12 @@ func (c *Collector) exportTracesGRPC(ctx context.Context, raw []byte) (any, erro
 		return nil, err
 	}
 	defer done()
-	req, err := otlp.DecodeTraces(raw, otlp.Protobuf)
+	batch, rej, err := otlp.DecodeTraceSpans(nil, raw, otlp.Protobuf)
 	if err != nil {
 		c.m.requests.WithLabelValues("traces", "grpc", "invalid").Inc()
 		return nil, status.Error(codes.InvalidArgument, strings.ToValidUTF8(err.Error(), "\uFFFD"))
 	}
-	resp, err := c.consumeTraces(ctx, req, "grpc")
+	resp, err := c.consumeTraces(ctx, batch, rej, "grpc")
 	if err != nil {
 		return nil, c.grpcError(err)
 	}
@@ -138,10 +138,9 @@ func (c *Collector) grpcError(err error) error {
 	}
 }
 
-// consumeTraces translates and hands a request to the pipeline; it returns
+// consumeTraces hands a request's decoded spans to the pipeline; it returns
 // once the sinks acknowledged (or refused) the spans.
-func (c *Collector) consumeTraces(ctx context.Context, req *coltracepb.ExportTraceServiceRequest, transport string) (*coltracepb.ExportTraceServiceResponse, error) {
-	batch, rej := otlp.Spans(make([]spans.Span, 0, countSpans(req)), req)
+func (c *Collector) consumeTraces(ctx context.Context, batch []spans.Span, rej otlp.Rejection, transport string) (*coltracepb.ExportTraceServiceResponse, error) {
 	c.m.received.WithLabelValues(transport).Add(float64(len(batch) + rej.Count))
 	resp := &coltracepb.ExportTraceServiceResponse{}
 	if rej.Count > 0 {
@@ -162,16 +161,6 @@ func (c *Collector) consumeTraces(ctx context.Context, req *coltracepb.ExportTra
 	}
 	c.m.requests.WithLabelValues("traces", transport, "ok").Inc()
 	return resp, nil
-}
-
-func countSpans(req *coltracepb.ExportTraceServiceRequest) int {
-	n := 0
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			n += len(ss.GetSpans())
-		}
-	}
-	return n
 }
 
 // consumeMetrics converts and appends a request's metrics. Points refused

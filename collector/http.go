@@ -150,13 +150,13 @@ func (c *Collector) handleHTTPTraces(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	req, err := otlp.DecodeTraces(body, enc)
+	batch, rej, err := otlp.DecodeTraceSpans(nil, body, enc)
 	if err != nil {
 		c.m.requests.WithLabelValues("traces", "http", "invalid").Inc()
 		writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error(), 0)
 		return
 	}
-	resp, err := c.consumeTraces(r.Context(), req, "http")
+	resp, err := c.consumeTraces(r.Context(), batch, rej, "http")
 	if err != nil {
 		c.writeError(w, enc, err)
 		return
