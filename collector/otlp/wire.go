@@ -26,6 +26,9 @@ import (
 // stored (schema URLs, scope attributes, dropped counts, flags, unknown
 // fields) are skipped unread.
 func DecodeSpans(dst []spans.Span, body []byte) ([]spans.Span, Rejection, error) {
+	if n := countWireSpans(body); cap(dst)-len(dst) < n {
+		dst = append(make([]spans.Span, 0, len(dst)+n), dst...)
+	}
 	d := wireDecoder{dst: dst, strs: make(map[string]string, 64)}
 	err := eachField(body, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		if num != 1 || typ != protowire.BytesType {
@@ -39,6 +42,29 @@ func DecodeSpans(dst []spans.Span, body []byte) ([]spans.Span, Rejection, error)
 		return dst, Rejection{}, fmt.Errorf("decode OTLP protobuf traces: %w", err)
 	}
 	return d.dst, d.rej, nil
+}
+
+// countWireSpans counts the spans of an export request from the field
+// headers of its first three levels (an estimate for a malformed body).
+func countWireSpans(body []byte) int {
+	n := 0
+	eachField(body, func(num protowire.Number, typ protowire.Type, rs []byte) error { //nolint:errcheck // an estimate
+		if num == 1 && typ == protowire.BytesType {
+			eachField(rs, func(num protowire.Number, typ protowire.Type, ss []byte) error { //nolint:errcheck
+				if num == 2 && typ == protowire.BytesType {
+					eachField(ss, func(num protowire.Number, typ protowire.Type, _ []byte) error { //nolint:errcheck
+						if num == 2 && typ == protowire.BytesType {
+							n++
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return n
 }
 
 // errMalformed is a protobuf wire error.
@@ -85,9 +111,9 @@ const (
 
 // str returns b as a string after checking it is UTF-8 (as protobuf
 // requires of string fields); field names it in the error.
-func (d *wireDecoder) str(b []byte, field string) (string, error) {
+func (d *wireDecoder) str(b []byte, field func() string) (string, error) {
 	if !utf8.Valid(b) {
-		return "", fmt.Errorf("%s: string field contains invalid UTF-8", field)
+		return "", fmt.Errorf("%s: string field contains invalid UTF-8", field())
 	}
 	if len(b) > internMaxLen {
 		return string(b), nil
@@ -103,7 +129,6 @@ func (d *wireDecoder) str(b []byte, field string) (string, error) {
 }
 
 func (d *wireDecoder) resourceSpans(b []byte) error {
-	at := func(f string) string { return fmt.Sprintf("resource_spans[%d].%s", d.ri, f) }
 	service := UnknownService
 	var resource []spans.Attr
 	// The resource may follow its scope_spans on the wire: read it first.
@@ -115,7 +140,7 @@ func (d *wireDecoder) resourceSpans(b []byte) error {
 			if num != 1 || typ != protowire.BytesType {
 				return nil
 			}
-			a, err := d.keyValue(v, at("resource.attributes"))
+			a, err := d.keyValue(v, func() string { return fmt.Sprintf("resource_spans[%d].resource.attributes", d.ri) })
 			if err != nil {
 				return err
 			}
@@ -153,9 +178,9 @@ func (d *wireDecoder) scopeSpans(b []byte, si int, service string, resource []sp
 			var err error
 			switch {
 			case num == 1 && typ == protowire.BytesType:
-				scope, err = d.str(v, fmt.Sprintf("resource_spans[%d].scope_spans[%d].scope.name", d.ri, si))
+				scope, err = d.str(v, func() string { return fmt.Sprintf("resource_spans[%d].scope_spans[%d].scope.name", d.ri, si) })
 			case num == 2 && typ == protowire.BytesType:
-				version, err = d.str(v, fmt.Sprintf("resource_spans[%d].scope_spans[%d].scope.version", d.ri, si))
+				version, err = d.str(v, func() string { return fmt.Sprintf("resource_spans[%d].scope_spans[%d].scope.version", d.ri, si) })
 			}
 			return err
 		})
@@ -175,9 +200,7 @@ func (d *wireDecoder) scopeSpans(b []byte, si int, service string, resource []sp
 }
 
 func (d *wireDecoder) span(b []byte, si, pi int, service string, resource []spans.Attr, scope, version string) error {
-	path := func(f string) string {
-		return fmt.Sprintf("resource_spans[%d].scope_spans[%d].spans[%d].%s", d.ri, si, pi, f)
-	}
+	loc := func() string { return fmt.Sprintf("resource_spans[%d].scope_spans[%d].spans[%d]", d.ri, si, pi) }
 	var traceID, spanID, parentID []byte
 	out := spans.Span{Service: service, Resource: resource, Scope: scope, ScopeVersion: version}
 	attrStart := len(d.attrs)
@@ -197,14 +220,14 @@ func (d *wireDecoder) span(b []byte, si, pi int, service string, resource []span
 			case 2:
 				spanID = v
 			case 3:
-				out.TraceState, err = d.str(v, path("trace_state"))
+				out.TraceState, err = d.str(v, func() string { return loc() + ".trace_state" })
 			case 4:
 				parentID = v
 			case 5:
-				out.Name, err = d.str(v, path("name"))
+				out.Name, err = d.str(v, func() string { return loc() + ".name" })
 			case 9:
 				var a attrValue
-				a, err = d.keyValue(v, path("attributes"))
+				a, err = d.keyValue(v, func() string { return loc() + ".attributes" })
 				if err == nil {
 					if len(d.attrs) == cap(d.attrs) {
 						// Move this span's attributes to a larger arena.
@@ -216,18 +239,20 @@ func (d *wireDecoder) span(b []byte, si, pi int, service string, resource []span
 				}
 			case 11:
 				var e spans.Event
-				e, err = d.event(v, path(fmt.Sprintf("events[%d]", len(out.Events))))
+				ei := len(out.Events)
+				e, err = d.event(v, func() string { return fmt.Sprintf("%s.events[%d]", loc(), ei) })
 				out.Events = append(out.Events, e)
 			case 13:
 				var l spans.Link
-				l, err = d.link(v, path(fmt.Sprintf("links[%d]", len(out.Links))))
+				li := len(out.Links)
+				l, err = d.link(v, func() string { return fmt.Sprintf("%s.links[%d]", loc(), li) })
 				out.Links = append(out.Links, l)
 			case 15:
 				err = eachField(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
 					var err error
 					switch {
 					case num == 2 && typ == protowire.BytesType:
-						out.StatusMessage, err = d.str(v, path("status.message"))
+						out.StatusMessage, err = d.str(v, func() string { return loc() + ".status.message" })
 					case num == 3 && typ == protowire.VarintType:
 						code, _ = protowire.ConsumeVarint(v)
 					}
@@ -251,16 +276,15 @@ func (d *wireDecoder) span(b []byte, si, pi int, service string, resource []span
 	if n := len(d.attrs) - attrStart; n > 0 {
 		out.Attrs = d.attrs[attrStart:len(d.attrs):len(d.attrs)]
 	}
-	loc := fmt.Sprintf("resource_spans[%d].scope_spans[%d].spans[%d]", d.ri, si, pi)
 	switch {
 	case len(traceID) != 16 || [16]byte(traceID) == [16]byte{}:
-		d.reject("%s: invalid trace_id %x (want 16 bytes, not all zero)", loc, traceID)
+		d.reject("%s: invalid trace_id %x (want 16 bytes, not all zero)", loc(), traceID)
 		return nil
 	case len(spanID) != 8 || [8]byte(spanID) == [8]byte{}:
-		d.reject("%s: invalid span_id %x (want 8 bytes, not all zero)", loc, spanID)
+		d.reject("%s: invalid span_id %x (want 8 bytes, not all zero)", loc(), spanID)
 		return nil
 	case len(parentID) != 0 && len(parentID) != 8:
-		d.reject("%s: invalid parent_span_id %x (want 8 bytes or empty)", loc, parentID)
+		d.reject("%s: invalid parent_span_id %x (want 8 bytes or empty)", loc(), parentID)
 		return nil
 	}
 	out.TraceID, out.SpanID = spans.TraceID(traceID), spans.SpanID(spanID)
@@ -291,7 +315,7 @@ func (d *wireDecoder) reject(format string, args ...any) {
 	d.rej.Count++
 }
 
-func (d *wireDecoder) event(b []byte, path string) (spans.Event, error) {
+func (d *wireDecoder) event(b []byte, path func() string) (spans.Event, error) {
 	var e spans.Event
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		var err error
@@ -300,10 +324,10 @@ func (d *wireDecoder) event(b []byte, path string) (spans.Event, error) {
 			x, _ := protowire.ConsumeFixed64(v)
 			e.TimeUnixNano = int64(x)
 		case num == 2 && typ == protowire.BytesType:
-			e.Name, err = d.str(v, path+".name")
+			e.Name, err = d.str(v, func() string { return path() + ".name" })
 		case num == 3 && typ == protowire.BytesType:
 			var a attrValue
-			a, err = d.keyValue(v, path+".attributes")
+			a, err = d.keyValue(v, func() string { return path() + ".attributes" })
 			e.Attrs = append(e.Attrs, a.Attr)
 		}
 		return err
@@ -311,7 +335,7 @@ func (d *wireDecoder) event(b []byte, path string) (spans.Event, error) {
 	return e, err
 }
 
-func (d *wireDecoder) link(b []byte, path string) (spans.Link, error) {
+func (d *wireDecoder) link(b []byte, path func() string) (spans.Link, error) {
 	var l spans.Link
 	var tid, sid []byte
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
@@ -322,10 +346,10 @@ func (d *wireDecoder) link(b []byte, path string) (spans.Link, error) {
 		case num == 2 && typ == protowire.BytesType:
 			sid = v
 		case num == 3 && typ == protowire.BytesType:
-			_, err = d.str(v, path+".trace_state") // not stored, but a string field
+			_, err = d.str(v, func() string { return path() + ".trace_state" }) // not stored, but a string field
 		case num == 4 && typ == protowire.BytesType:
 			var a attrValue
-			a, err = d.keyValue(v, path+".attributes")
+			a, err = d.keyValue(v, func() string { return path() + ".attributes" })
 			l.Attrs = append(l.Attrs, a.Attr)
 		}
 		return err
@@ -346,7 +370,7 @@ type attrValue struct {
 // arrays and maps (and a KeyValue carrying its value field more than once,
 // which protobuf merges), which go through the generated types and the
 // same conversion as Spans.
-func (d *wireDecoder) keyValue(b []byte, path string) (attrValue, error) {
+func (d *wireDecoder) keyValue(b []byte, path func() string) (attrValue, error) {
 	var key, value []byte
 	values := 0
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
@@ -362,7 +386,7 @@ func (d *wireDecoder) keyValue(b []byte, path string) (attrValue, error) {
 	if err != nil {
 		return attrValue{}, err
 	}
-	k, err := d.str(key, path+".key")
+	k, err := d.str(key, func() string { return path() + ".key" })
 	if err != nil {
 		return attrValue{}, err
 	}
@@ -402,7 +426,7 @@ func (d *wireDecoder) keyValue(b []byte, path string) (attrValue, error) {
 	a.Bool, a.Int, a.Float = a.Type == spans.TypeBool && a.Bool, intIf(a.Type == spans.TypeInt, a.Int), floatIf(a.Type == spans.TypeFloat, a.Float)
 	switch a.Type {
 	case spans.TypeString:
-		a.Str, err = d.str(str, path+".value.string_value")
+		a.Str, err = d.str(str, func() string { return path() + ".value.string_value" })
 	case spans.TypeBytes:
 		a.Str = string(str)
 	}
@@ -424,10 +448,10 @@ func floatIf(ok bool, v float64) float64 {
 }
 
 // slowKeyValue decodes a KeyValue with the generated types.
-func (d *wireDecoder) slowKeyValue(b []byte, key, path string) (attrValue, error) {
+func (d *wireDecoder) slowKeyValue(b []byte, key string, path func() string) (attrValue, error) {
 	kv := &commonpb.KeyValue{}
 	if err := proto.Unmarshal(b, kv); err != nil {
-		return attrValue{}, fmt.Errorf("%s: %w", path, err)
+		return attrValue{}, fmt.Errorf("%s: %w", path(), err)
 	}
 	a := attrValue{Attr: attr(kv)}
 	a.Key = key
