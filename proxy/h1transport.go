@@ -165,9 +165,10 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		return fail(true, err)
 	}
 	for {
-		resp, err = http.ReadResponse(pc.br, req)
-		if err != nil {
-			return fail(false, err)
+		if resp = readResponseHead(pc.br, req); resp == nil {
+			if resp, err = http.ReadResponse(pc.br, req); err != nil {
+				return fail(false, err)
+			}
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return fail(false, errors.New("upstream switched protocols without an upgrade request"))
@@ -188,7 +189,9 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	}
 	reusable := !resp.Close && (resp.ContentLength >= 0 || isChunked(resp.TransferEncoding))
 	b := &h1Body{rc: resp.Body, t: t, pc: pc, stop: stop, reusable: reusable}
-	if resp.Body == http.NoBody || resp.Body == nil {
+	if resp.Body == nil && resp.ContentLength > 0 { // parsed by readResponseHead
+		b.rc, b.remain = nil, resp.ContentLength
+	} else if resp.Body == http.NoBody || resp.Body == nil {
 		b.release()
 		return resp, false, nil
 	}
@@ -203,7 +206,8 @@ func isChunked(te []string) bool {
 // h1Body returns its connection to the pool at EOF and closes it when the
 // body is closed before EOF or fails.
 type h1Body struct {
-	rc       io.ReadCloser
+	rc       io.ReadCloser // nil: remain bytes are read from pc.br
+	remain   int64
 	t        *h1Transport
 	pc       *h1Conn
 	stop     func() bool
@@ -215,6 +219,9 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done.Load() {
 		return 0, io.EOF
 	}
+	if b.rc == nil {
+		return b.readLength(p)
+	}
 	n, err := b.rc.Read(p)
 	switch {
 	case err == io.EOF:
@@ -225,8 +232,33 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readLength reads the rest of a Content-Length body from the
+// connection's buffered reader, handing the connection back with the
+// last byte.
+func (b *h1Body) readLength(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.pc.br.Read(p)
+	b.remain -= int64(n)
+	switch {
+	case b.remain == 0:
+		b.release()
+		return n, io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		b.discard()
+	}
+	return n, err
+}
+
 func (b *h1Body) Close() error {
-	if b.discard() {
+	if b.discard() && b.rc != nil {
 		_ = b.rc.Close() // the connection is closed: this returns at once
 	}
 	return nil
