@@ -85,6 +85,7 @@ type h1Conn struct {
 	addr   string
 	idleAt time.Time
 	reused bool
+	abort  func() // unblocks I/O on c when the request's context ends; made once per connection
 }
 
 // limitedConnReader reads from a connection at most n bytes (the response
@@ -143,7 +144,7 @@ func isTimeout(err error) bool {
 // reports that the error came before any response byte.
 func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (resp *http.Response, beforeResponse bool, err error) {
 	c := pc.c
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, pc.abort)
 	fail := func(before bool, err error) (*http.Response, bool, error) {
 		stop()
 		return nil, before, err
@@ -307,7 +308,7 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &h1Conn{c: c, addr: addr}
+	pc := &h1Conn{c: c, addr: addr, abort: func() { _ = c.SetDeadline(aLongTimeAgo) }}
 	pc.lr = limitedConnReader{c: c, n: math.MaxInt64}
 	pc.br = bufio.NewReaderSize(&pc.lr, 4096)
 	pc.bw = bufio.NewWriterSize(c, 4096)

@@ -268,6 +268,10 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.mesh != nil && !p.meshRequest(rec, r, h.t, &k, span) {
 		return
 	}
+	if h.leanEligible(r) {
+		h.forwardLean(rec, r) // h1forward.go
+		return
+	}
 	h.rp.ServeHTTP(rec, r)
 }
 
