@@ -19,8 +19,9 @@ import (
 // HTTP/1.x GET, HEAD, OPTIONS or TRACE without a body or an upgrade, on an
 // inbound or outbound listener) what httputil.ReverseProxy does, with the
 // same headers, 1xx forwarding, flushing, trailers, errors and aborts, but
-// without ReverseProxy's per-request allocations: the outgoing request,
-// its URL and the 1xx trace live in one struct, response headers move
+// without ReverseProxy's per-request allocations: the outgoing request's
+// URL and context (with the field orders and the 1xx hook) live in one
+// struct, response headers move
 // into the response map instead of being copied value by value (and the
 // request's into the outgoing request), and
 // Content-Type is parsed only when it may name an event stream. Every
@@ -48,12 +49,55 @@ func (h *httpHandler) leanEligible(r *http.Request) bool {
 
 // leanRequest is the outgoing request of one lean forward.
 type leanRequest struct {
-	url   url.URL
-	trace httptrace.ClientTrace
-	rw    http.ResponseWriter
+	ctx    leanContext
+	url    url.URL
+	rw     http.ResponseWriter
+	orders *headOrders // the client's field order, nil when not kept
 
 	mu   sync.Mutex
 	done bool // the round trip returned: 1xx responses no longer reach rw
+}
+
+// leanContext is the outgoing request's context: the request's, plus the
+// field orders (headOrdersKey) and the 1xx hook (interimKey) without a
+// context value each.
+type leanContext struct {
+	context.Context
+	l *leanRequest
+}
+
+func (c *leanContext) Value(key any) any {
+	switch key.(type) {
+	case headOrdersKey:
+		if c.l.orders != nil {
+			return c.l.orders
+		}
+		return nil
+	case interimKey:
+		return interimHook(c.l)
+	}
+	return c.Context.Value(key)
+}
+
+// interimKey carries the interimHook that receives a request's 1xx
+// responses on the lean path (h1Transport looks for it before an
+// httptrace.ClientTrace).
+type interimKey struct{}
+
+type interimHook interface {
+	got1xx(code int, header textproto.MIMEHeader) error
+}
+
+// got1xxHook returns what receives the 1xx responses of a request with
+// context ctx, nil when nothing does.
+func got1xxHook(ctx context.Context) func(int, textproto.MIMEHeader) error {
+	if h, ok := ctx.Value(interimKey{}).(interimHook); ok {
+		return h.got1xx
+	}
+	if tr := httptrace.ContextClientTrace(ctx); tr != nil {
+		return tr.Got1xxResponse
+	}
+	return nil
 }
 
 // got1xx forwards an interim response, as ReverseProxy does.
@@ -75,11 +119,11 @@ func (l *leanRequest) got1xx(code int, header textproto.MIMEHeader) error {
 }
 
 // forwardLean forwards r (leanEligible) upstream and copies the response
-// to rw.
-func (h *httpHandler) forwardLean(rw http.ResponseWriter, r *http.Request) {
-	l := &leanRequest{rw: rw}
-	l.trace.Got1xxResponse = l.got1xx
-	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &l.trace))
+// to rw; orders is the client's field order, nil when not kept.
+func (h *httpHandler) forwardLean(rw http.ResponseWriter, r *http.Request, orders *headOrders) {
+	l := &leanRequest{rw: rw, orders: orders}
+	l.ctx = leanContext{Context: r.Context(), l: l}
+	out := r.WithContext(&l.ctx)
 	l.url = *r.URL
 	out.URL = &l.url
 	// The server read what it needs of the request head before calling

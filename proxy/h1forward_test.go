@@ -27,7 +27,7 @@ func TestLeanForwardMatchesReverseProxy(t *testing.T) {
 		if !h.leanEligible(r) {
 			t.Errorf("%s %s: not eligible for the lean path", r.Method, r.URL)
 		}
-		h.forwardLean(&recorder{w: w}, r)
+		h.forwardLean(&recorder{w: w}, r, nil)
 	}))
 	reverse := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.rp.ServeHTTP(&recorder{w: w}, r)
