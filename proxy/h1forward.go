@@ -119,9 +119,11 @@ func (l *leanRequest) got1xx(code int, header textproto.MIMEHeader) error {
 }
 
 // forwardLean forwards r (leanEligible) upstream and copies the response
-// to rw; orders is the client's field order, nil when not kept.
-func (h *httpHandler) forwardLean(rw http.ResponseWriter, r *http.Request, orders *headOrders) {
-	l := &leanRequest{rw: rw, orders: orders}
+// to rec; orders is the client's field order, nil when not kept.
+func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOrders) {
+	var rw http.ResponseWriter = rec
+	l := &rec.lean // allocated with the recorder
+	*l = leanRequest{rw: rw, orders: orders}
 	l.ctx = leanContext{Context: r.Context(), l: l}
 	out := r.WithContext(&l.ctx)
 	l.url = *r.URL

@@ -454,6 +454,7 @@ type recorder struct {
 
 	guard *guardConn // the client connection, when it keeps field order
 	order headOrders
+	lean  leanRequest // the outgoing request on the lean path (h1forward.go)
 }
 
 func (rw *recorder) Header() http.Header { return rw.w.Header() }
