@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/auth"
+	"github.com/meshscope/meshscope/control/jsonlog"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/slo"
@@ -85,6 +86,9 @@ type Options struct {
 	// State keeps the guards' state (their actions and revert points);
 	// default state.json in Dir.
 	State StateStore
+	// Events keeps the guards' events; default events.log in Dir. The
+	// servers of a cluster share one (control/etcdstate.Journal).
+	Events jsonlog.Journal
 }
 
 // StateStore keeps the guards' state as one JSON document named "state":
@@ -131,8 +135,10 @@ type Controller struct {
 
 	mu     sync.Mutex
 	state  map[string]*guardState // by guard name
-	events *eventLog
+	events eventStore
 	firing map[string]bool // service → an enforced action is active
+	// emitted is the last event recorded, for Operate's answer.
+	emitted *Event
 
 	evals      prometheus.Counter
 	evalTime   prometheus.Histogram
@@ -231,11 +237,15 @@ func New(opts Options, st Store, alerts Alerts, inst Instances, engine promql.Qu
 	if err := c.loadState(); err != nil {
 		return nil, err
 	}
-	ev, err := openEvents(opts.Dir)
-	if err != nil {
-		return nil, err
+	if opts.Events != nil {
+		c.events = sharedEvents{opts.Events}
+	} else {
+		ev, err := openEvents(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		c.events = ev
 	}
-	c.events = ev
 	c.updateFiringLocked()
 	return c, nil
 }
@@ -694,6 +704,7 @@ func (c *Controller) emitLocked(ctx context.Context, e Event) {
 	if err != nil {
 		c.logger.Error("guard event not recorded", "guard", e.Guard, "kind", e.Kind, "err", err)
 	}
+	c.emitted = &e
 	c.eventCount.WithLabelValues(e.Kind).Inc()
 	c.logger.Info("guard", "guard", e.Guard, "service", e.Service, "event", e.Kind, "mode", e.Mode, "summary", e.Summary, "version", e.Version, "who", e.Who)
 	if c.notify != nil {
