@@ -565,6 +565,7 @@ func (c *Controller) actLocked(ctx context.Context, d *policy.Document, docs []p
 			// A concurrent change: the next evaluation plans again.
 			st.Action = nil
 			st.Failed = err.Error()
+			c.saveLocked() // no pending action left behind
 			c.emitLocked(ctx, Event{Guard: d.Name, Service: d.Service, Kind: EventFailed, Mode: mode, Condition: ev.Condition, Summary: "could not act: " + err.Error(), Who: "guard"})
 			return
 		}
