@@ -389,6 +389,14 @@ func run(o *options, r *report.Result) error {
 				results[sys] = map[loadgen.TraceMode][]checkpoint{}
 			}
 			results[sys][ds] = cps
+			// Write what is measured so far: a run stopped later keeps it.
+			partial := *r
+			partial.Tables, partial.Targets, partial.Notes = nil, nil, slices.Clone(r.Notes)
+			partial.Note("Incomplete: written after %s on %s data; the run went on.", sys, ds)
+			write(o, &partial, results)
+			if _, err := report.Write("collector", &partial); err != nil {
+				return err
+			}
 		}
 	}
 	write(o, r, results)
