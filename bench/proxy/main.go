@@ -38,7 +38,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -632,7 +631,11 @@ func run(ctx context.Context, o options) (int, error) {
 	}
 
 	if profileText != "" {
-		r.Note("CPU profile of meshscope-proxy (metrics+tracing on, one core) at the main row's load, 1000 rps with 1 KB responses, taken after the measured rows: the top 20 functions are in bench/results/%s (go tool pprof -top -nodecount=20).", filepath.Base(profilePath(report.FileName(r.Part, r.Quick))))
+		name := "bench/results/" + report.FileName(r.Part, r.Quick)
+		if strings.ContainsAny(o.out, `/\`) || strings.HasSuffix(o.out, ".json") {
+			name = o.out // report.Write's rule: a path, not a part name
+		}
+		r.Note("CPU profile of meshscope-proxy (metrics+tracing on, one core) at the main row's load, 1000 rps with 1 KB responses, taken after the measured rows: the top 20 functions are in %s (go tool pprof -top -nodecount=20).", profilePath(name))
 	}
 	path, err := report.Write(o.out, r)
 	if err != nil {
