@@ -185,6 +185,10 @@ func TestOneCoreTargets(t *testing.T) {
 			map[string]cell{"direct": cellAt(1000, 200*us, 0), "meshscope": cellAt(1000, 300*us, 110*time.Millisecond), "nginx-1w": cellAt(1000, 300*us, 100*time.Millisecond)},
 			map[string]cell{"meshscope": cellAt(9500, time.Millisecond, 0), "nginx-1w": cellAt(10000, time.Millisecond, 0)},
 			[]string{"0.95×", "1.1×", "0 ms", "0 ms"}, []bool{true, true, true, true}},
+		{"disturbed baseline",
+			map[string]cell{"direct": cellAt(1000, 2*time.Millisecond, 0), "meshscope": cellAt(1000, 5*time.Millisecond, 300*time.Millisecond), "nginx-1w": cellAt(1000, 3*time.Millisecond, 100*time.Millisecond)},
+			map[string]cell{"meshscope": cellAt(4000, time.Millisecond, 0), "nginx-1w": cellAt(10000, time.Millisecond, 0)},
+			[]string{"0.4×", "3×", "2 ms", "2 ms"}, []bool{false, false, false, false}},
 		{"nginx not measured",
 			map[string]cell{"direct": cellAt(1000, 200*us, 0), "meshscope": cellAt(1000, 300*us, 110*time.Millisecond)},
 			map[string]cell{"meshscope": cellAt(9500, time.Millisecond, 0)},
@@ -203,6 +207,10 @@ func TestOneCoreTargets(t *testing.T) {
 				}
 				if tt.measured[i] == "n/a" && tg.Note != "not measured in this run" {
 					t.Errorf("%s: note %q", tg.Name, tg.Note)
+				}
+				wantInconclusive := tt.name == "disturbed baseline" && i >= 2
+				if tg.Inconclusive != wantInconclusive {
+					t.Errorf("%s: inconclusive %v, want %v (note %q)", tg.Name, tg.Inconclusive, wantInconclusive, tg.Note)
 				}
 			}
 		})
