@@ -139,7 +139,7 @@ type Store struct {
 	// searches never stall ingest.
 	readMu     sync.RWMutex
 	mu         sync.RWMutex
-	segs       []*segment // oldest first; the last one is active
+	segs       []*segment        // oldest first; the last one is active
 	names      []string          // interned service and operation names
 	nameIDs    map[string]uint32 // name → index into names
 	ops        map[uint32]map[opKey]struct{}
