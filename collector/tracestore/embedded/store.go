@@ -33,12 +33,14 @@ type Config struct {
 	// Retention deletes sealed segments whose last write is older than this.
 	// Default 168h (7 days); 0 in YAML means the default. Unit: duration.
 	Retention time.Duration `yaml:"retention"`
-	// MaxBytes caps the bytes on disk; the oldest sealed segments are
-	// deleted first. Default 1 GiB (~20 M spans; the in-memory index then
-	// takes ~3.5 GiB, see docs/format/traces.md). Unit: bytes.
+	// MaxBytes caps the bytes on disk (segments and their index files);
+	// the oldest sealed segments are deleted first. Default 1 GiB. Unit:
+	// bytes.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// SegmentBytes is the size at which the active segment is sealed and a
-	// new one started. Default 64 MiB, at most MaxBytes/4. Unit: bytes.
+	// SegmentBytes is the size at which the active segment is sealed (its
+	// index file written) and a new one started. Only the active segment
+	// is indexed in memory, so this bounds the index's RAM (see
+	// docs/format/traces.md). Default 16 MiB, at most MaxBytes/4. Unit: bytes.
 	SegmentBytes int64 `yaml:"segment_bytes"`
 	// GroupCommitBytes bounds how many bytes of waiting batches one fsync
 	// covers. Default 8 MiB. Unit: bytes.
@@ -59,7 +61,7 @@ type Config struct {
 const (
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultMaxBytes          = 1 << 30
-	DefaultSegmentBytes      = 64 << 20
+	DefaultSegmentBytes      = 16 << 20
 	DefaultGroupCommitBytes  = 8 << 20
 	DefaultRetentionInterval = time.Minute
 )
