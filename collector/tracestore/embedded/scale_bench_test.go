@@ -104,7 +104,7 @@ func BenchmarkScaleOpen(b *testing.B) {
 	dir := b.TempDir()
 	fillScale(b, dir, n, false)
 	b.ResetTimer()
-	var perSpan float64
+	var perSpan, heapMB float64
 	for b.Loop() {
 		before := heapAlloc()
 		s, err := New(Config{Dir: dir, MaxBytes: 100 << 30}, nil, nil)
@@ -113,11 +113,13 @@ func BenchmarkScaleOpen(b *testing.B) {
 		}
 		after := heapAlloc()
 		perSpan = (float64(after) - float64(before)) / float64(n)
+		heapMB = (float64(after) - float64(before)) / (1 << 20)
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(perSpan, "heapB/span")
+	b.ReportMetric(heapMB, "heapMiB")
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "open-s")
 }
 
