@@ -99,6 +99,7 @@ func TestRetentionBySizeAndAge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	s.sealing.Wait() // index files are written off the write path
 	if err := s.ApplyRetention(now); err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,8 @@ const (
 	secPostings          // u32 row numbers, ascending within each list
 	secDamage            // count:uvarint (off:uvarint n:uvarint why:str)*
 	secTraceBloom        // uint64 words of the Bloom filter of the segment's trace ids
+	secTagDir            // u32 × (buckets+1): start of each attribute bucket's list in secTagPostings (empty: no tag postings)
+	secTagPostings       // u32 row numbers, ascending within each bucket
 	nSections
 )
 
@@ -93,6 +95,8 @@ type segIndex struct {
 	postings []byte
 	damaged  []damagedRange
 	tbloom   []byte
+	tagDir   []byte // buckets+1 u32 list starts; nil when the index has no tag postings
+	tagPosts []byte
 
 	// Set by the store after decoding: local name id → global interned id,
 	// and the reverse.
@@ -371,6 +375,9 @@ func (x *segIndex) decodeSmall(sec [nSections][]byte) error {
 func (x *segIndex) checkTables(sec [nSections][]byte) error {
 	x.recs, x.blooms, x.rows = sec[secRecs], sec[secBlooms], sec[secRows]
 	x.byTrace, x.postings, x.tbloom = sec[secByTrace], sec[secPostings], sec[secTraceBloom]
+	if err := x.checkTags(sec[secTagDir], sec[secTagPostings]); err != nil {
+		return err
+	}
 	if len(x.recs)%recEntrySize != 0 || len(x.blooms)%8 != 0 || len(x.tbloom)%8 != 0 || len(x.tbloom) == 0 {
 		return idxErr("record table, Bloom filters or trace filter of odd size")
 	}
@@ -418,7 +425,7 @@ func (x *segIndex) checkTables(sec [nSections][]byte) error {
 
 // buildIndex encodes the index of a sealed segment from its in-memory
 // index. name maps an interned id to its text.
-func buildIndex(seg *segment, segCRC uint32, name func(uint32) string) []byte {
+func buildIndex(seg *segment, segCRC uint32, th *rowTagHashes, name func(uint32) string) []byte {
 	metas := seg.metas
 	// Local names: the segment's service, operation and peer names.
 	local := map[uint32]uint32{}
@@ -572,6 +579,7 @@ func buildIndex(seg *segment, segCRC uint32, name func(uint32) string) []byte {
 	for _, w := range newAttrBloom(thashes).bits {
 		sec[secTraceBloom] = binary.LittleEndian.AppendUint64(sec[secTraceBloom], w)
 	}
+	appendTagSections(&sec, order, th)
 
 	out := make([]byte, idxHeader+nSections*16, idxHeader+nSections*16+len(rows)*2)
 	copy(out, idxMagic)
@@ -661,4 +669,99 @@ func fileCRC(f io.ReaderAt, size int64) (uint32, error) {
 		}
 	}
 	return sum, nil
+}
+
+// Tag postings: every attribute pair of a row (hash as attrHash) falls in
+// one of a power-of-two number of buckets (hash & (buckets-1)); each bucket
+// lists the rows holding a pair of it. High-cardinality values share
+// buckets, so a hit is confirmed by decoding the span.
+
+// tagBuckets is the bucket count for a segment of n rows: about one per two
+// rows (a unique value per span then shares its bucket with a few others).
+func tagBuckets(n int) int {
+	b := 1024
+	for b < n/2 && b < 1<<22 {
+		b *= 2
+	}
+	return b
+}
+
+// tagList returns the rows that may hold the pair with hash h.
+func (x *segIndex) tagList(h uint64) []byte {
+	b := int(h & uint64(len(x.tagDir)/4-2))
+	return x.tagPosts[le32(x.tagDir, b*4)*4 : le32(x.tagDir, b*4+4)*4]
+}
+
+func (x *segIndex) checkTags(dir, posts []byte) error {
+	if len(dir) == 0 && len(posts) == 0 {
+		return nil
+	}
+	nb := len(dir)/4 - 1
+	if len(dir)%4 != 0 || nb < 1 || nb&(nb-1) != 0 || len(posts)%4 != 0 {
+		return idxErr("tag directory of %d bytes, postings of %d", len(dir), len(posts))
+	}
+	if le32(dir, 0) != 0 || int(le32(dir, nb*4)) != len(posts)/4 {
+		return idxErr("tag directory does not cover the %d postings", len(posts)/4)
+	}
+	for b := range nb {
+		lo, hi := le32(dir, b*4), le32(dir, b*4+4)
+		if hi < lo || int(hi) > len(posts)/4 {
+			return idxErr("tag bucket %d at %d..%d", b, lo, hi)
+		}
+		for j := lo; j < hi; j++ {
+			r := le32(posts, int(j)*4)
+			if int(r) >= x.nRows || j > lo && r <= le32(posts, int(j-1)*4) {
+				return idxErr("tag bucket %d entry %d: row %d", b, j-lo, r)
+			}
+		}
+	}
+	x.tagDir, x.tagPosts = dir, posts
+	return nil
+}
+
+// rowTagHashes holds the attribute pair hashes of each row of a segment in
+// file order (the order of segment.metas).
+type rowTagHashes struct {
+	start  []uint32 // row i's hashes are hashes[start[i]:start[i+1]]
+	hashes []uint64
+}
+
+// appendTagSections encodes the tag postings of rows in index order
+// (order[i] is the file-order row of index row i).
+func appendTagSections(sec *[nSections][]byte, order []uint32, th *rowTagHashes) {
+	if th == nil {
+		return
+	}
+	nb := tagBuckets(len(order))
+	counts := make([]uint32, nb+1)
+	var seen []uint32
+	rowBuckets := func(o uint32, fn func(b uint32)) {
+		seen = seen[:0]
+		for _, h := range th.hashes[th.start[o]:th.start[o+1]] {
+			b := uint32(h & uint64(nb-1))
+			if !slices.Contains(seen, b) {
+				seen = append(seen, b)
+				fn(b)
+			}
+		}
+	}
+	for _, o := range order {
+		rowBuckets(o, func(b uint32) { counts[b+1]++ })
+	}
+	for b := 1; b <= nb; b++ {
+		counts[b] += counts[b-1]
+	}
+	dir := make([]byte, 0, 4*(nb+1))
+	for _, c := range counts {
+		dir = binary.LittleEndian.AppendUint32(dir, c)
+	}
+	posts := make([]byte, 4*counts[nb])
+	next := counts[:nb]
+	for i, o := range order {
+		rowBuckets(o, func(b uint32) {
+			binary.LittleEndian.PutUint32(posts[next[b]*4:], uint32(i))
+			next[b]++
+		})
+	}
+	sec[secTagDir], sec[secTagPostings] = dir, posts
 }

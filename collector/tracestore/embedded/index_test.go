@@ -438,6 +438,7 @@ func TestRetentionDeletesIndexFiles(t *testing.T) {
 	}
 	defer s.Close()
 	writeAll(t, s, indexCorpus(20000), 400)
+	s.sealing.Wait()
 	if err := s.ApplyRetention(time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +475,7 @@ func FuzzDecodeIndex(f *testing.F) {
 		}
 	}
 	seg := s.segs[0]
-	good := buildIndex(seg, 0, func(id uint32) string { return s.names[id] })
+	good := buildIndex(seg, 0, s.tagHashes(seg), func(id uint32) string { return s.names[id] })
 	s.Close()
 	f.Add(good, false)
 	f.Add(good[:len(good)/2], true)
@@ -500,6 +501,11 @@ func FuzzDecodeIndex(f *testing.F) {
 		}
 		for _, p := range x.posts {
 			x.postingList(p.key, p.a, p.b)
+		}
+		if x.tagDir != nil {
+			for h := range uint64(64) {
+				x.tagList(h * 0x9e3779b97f4a7c15)
+			}
 		}
 		x.firstAtOrBefore(0)
 	})

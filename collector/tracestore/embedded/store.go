@@ -131,6 +131,12 @@ type Store struct {
 
 	writes  chan *writeReq
 	stop    chan struct{}
+	// seals hands segments the write loop sealed to the sealer, which
+	// writes their index files; one may wait, so at most two sealed
+	// segments keep an in-memory index besides the active one.
+	seals     chan *segment
+	sealsDone sync.WaitGroup
+	sealing   sync.WaitGroup // segments handed over and not yet indexed
 	done    sync.WaitGroup
 	closeMu sync.RWMutex // held shared while enqueueing, exclusively to start Close
 	closing bool
@@ -213,6 +219,9 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 			s.sealIndex(s.segs[n-2]) // the last segment was full or damaged
 		}
 	}
+	s.seals = make(chan *segment, 1)
+	s.sealsDone.Add(1)
+	go s.sealLoop()
 	s.done.Add(2)
 	go s.writeLoop()
 	go s.retentionLoop()
@@ -370,17 +379,40 @@ func (s *Store) attachIndex(seg *segment, x *segIndex, size int64) {
 	seg.metas, seg.recs, seg.byTrace = nil, nil, nil
 }
 
+// sealLoop writes the index files of the segments the write loop seals,
+// off the write path.
+func (s *Store) sealLoop() {
+	defer s.sealsDone.Done()
+	for seg := range s.seals {
+		s.sealIndex(seg)
+		s.sealing.Done()
+	}
+}
+
 // sealIndex writes the index file of a sealed segment and switches the
 // segment to it, releasing its in-memory index. On failure (a full disk)
 // the segment keeps its in-memory index and the next open rebuilds the
 // file. Called by the write loop or open only.
 func (s *Store) sealIndex(seg *segment) {
+	t0 := time.Now()
 	path := filepath.Join(s.cfg.Dir, idxName(seg.id))
+	s.readMu.RLock() // retention must not close the file meanwhile
+	defer s.readMu.RUnlock()
+	s.mu.RLock()
+	gone := s.segByID(seg.id) != seg
+	s.mu.RUnlock()
+	if gone {
+		return // retention deleted it first
+	}
 	sum, err := fileCRC(seg.f, seg.size)
 	var x *segIndex
 	var size int64
 	if err == nil {
-		err = writeIndexFile(s.cfg.Dir, path, buildIndex(seg, sum, func(id uint32) string { return s.names[id] }))
+		s.mu.RLock()
+		names := s.names // existing entries never change
+		s.mu.RUnlock()
+		th := s.tagHashes(seg)
+		err = writeIndexFile(s.cfg.Dir, path, buildIndex(seg, sum, th, func(id uint32) string { return names[id] }))
 	}
 	if err == nil {
 		x, size, err = openIndexFile(path, seg.size)
@@ -392,8 +424,35 @@ func (s *Store) sealIndex(seg *segment) {
 	s.mu.Lock()
 	s.attachIndex(seg, x, size)
 	s.totalLen += size
+	total := s.totalLen
 	s.mu.Unlock()
-	s.m.bytes.Set(float64(s.totalLen))
+	s.m.bytes.Set(float64(total))
+	s.logger.Debug("trace store: wrote segment index", "segment", seg.path, "spans", x.nRows, "bytes", size, "took", time.Since(t0))
+}
+
+// tagHashes reads a sealed segment's spans again for the attribute pair
+// hashes of each row (the in-memory index keeps only per-record filters).
+// It returns nil, and the index then has no tag postings (searches fall
+// back to the record filters), when the spans read do not line up with the
+// rows.
+func (s *Store) tagHashes(seg *segment) *rowTagHashes {
+	th := &rowTagHashes{start: make([]uint32, 0, len(seg.metas)+1)}
+	i := 0
+	_, err := replaySegment(seg.f, seg.size, s.dec, func(sp *spans.Span, loc spanLoc) error {
+		if i >= len(seg.metas) || seg.metas[i].rec != loc.rec || seg.metas[i].off != loc.off {
+			return errors.New("spans do not line up with the index rows")
+		}
+		th.start = append(th.start, uint32(len(th.hashes)))
+		th.hashes = appendAttrHashes(th.hashes, sp)
+		i++
+		return nil
+	})
+	if err != nil || i != len(seg.metas) {
+		s.logger.Warn("trace store: sealed segment's index gets no attribute postings", "segment", seg.path, "err", err)
+		return nil
+	}
+	th.start = append(th.start, uint32(len(th.hashes)))
+	return th
 }
 
 // replaySegment reads a segment's records into its in-memory index,
@@ -644,7 +703,8 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 		}
 		s.mu.Unlock()
 		if err == nil {
-			s.sealIndex(sealed)
+			s.sealing.Add(1)
+			s.seals <- sealed
 		}
 		if err != nil {
 			for _, r := range group {
@@ -727,8 +787,9 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 		}
 		n += len(r.batch)
 	}
+	diskBytes := s.totalLen
 	s.mu.Unlock()
-	s.m.bytes.Set(float64(s.totalLen))
+	s.m.bytes.Set(float64(diskBytes))
 	s.m.spans.Add(float64(n))
 	for _, r := range group {
 		r.done <- nil
@@ -1019,6 +1080,9 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 // searchMem scans the in-memory rows of the active segment (or of a sealed
 // one whose index file could not be written), newest record last.
 func (s *Store) searchMem(ctx context.Context, v *segView, c *searchCond, st *searchState) error {
+	if c.q.Sort == tracestore.SortNewest && len(st.found) == 0 {
+		return s.searchMemNewest(ctx, v, c, st)
+	}
 	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
 	checkedRI := -1
 	checked := 0
@@ -1059,27 +1123,187 @@ func (s *Store) searchMem(ctx context.Context, v *segView, c *searchCond, st *se
 	return nil
 }
 
-// rowIter walks the union of up to two posting lists (ascending row
-// numbers), or every row, from row lo on.
+// searchMemNewest answers a newest-first search from the in-memory rows
+// of the newest segment searched: the rows passing every condition but the
+// attributes are heap-ordered by (start descending, trace id) and popped
+// until limit traces rank before the next row, so only the spans popped
+// are decoded for attribute conditions.
+func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, st *searchState) error {
+	h := &rowHeap{metas: v.metas}
+	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
+	checkedRI := -1
+	for j := len(v.metas) - 1; j >= 0; j-- {
+		m := &v.metas[j]
+		if len(c.want) > 0 {
+			for ri > 0 && v.recs[ri].off > m.rec {
+				ri--
+			}
+			if ri >= 0 && ri != checkedRI && v.recs[ri].off == m.rec && !bloomHasAll(v.recs[ri].bloom, c.want) {
+				j = int(v.recs[ri].first) // no span of this record has every pair
+				continue
+			}
+			checkedRI = ri
+		}
+		if c.rowOK(m) {
+			h.rows = append(h.rows, uint32(j))
+		}
+	}
+	h.init()
+	matches := func(m *spanMeta) (bool, error) {
+		if len(c.want) == 0 {
+			return true, nil
+		}
+		sp, err := s.readSpan(v.seg, m)
+		if err != nil {
+			return false, err
+		}
+		return matchAttrs(&sp, c.q.Attrs), nil
+	}
+	checked := 0
+	for len(h.rows) > 0 {
+		m := &v.metas[h.rows[0]]
+		if st.full() {
+			w := st.best[st.limit-1]
+			if better(w.Start.UnixNano(), w.TraceID, m.start, m.trace) {
+				// The best traces may have earlier matching spans among
+				// the rows not popped: take them into account, then decide.
+				best := map[spans.TraceID]bool{}
+				for _, b := range st.best {
+					best[b.TraceID] = true
+				}
+				for _, j := range h.rows {
+					m := &v.metas[j]
+					if best[m.trace] && m.start < st.found[m.trace] {
+						ok, err := matches(m)
+						if err != nil {
+							return err
+						}
+						if ok {
+							st.note(m.trace, m.start)
+						}
+					}
+				}
+				w = st.best[st.limit-1]
+				if better(w.Start.UnixNano(), w.TraceID, m.start, m.trace) {
+					return nil
+				}
+			}
+		}
+		h.pop()
+		if prev, ok := st.found[m.trace]; ok && prev <= m.start {
+			continue
+		}
+		if checked++; checked%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ok, err := matches(m)
+		if err != nil {
+			return err
+		}
+		if ok {
+			st.note(m.trace, m.start)
+		}
+	}
+	return nil
+}
+
+// rowHeap is a binary heap of row numbers, best-ranked (latest start, then
+// smallest trace id) on top.
+type rowHeap struct {
+	metas []spanMeta
+	rows  []uint32
+}
+
+func (h *rowHeap) less(i, j int) bool {
+	a, b := &h.metas[h.rows[i]], &h.metas[h.rows[j]]
+	if a.start != b.start || a.trace != b.trace {
+		return better(a.start, a.trace, b.start, b.trace)
+	}
+	return h.rows[i] < h.rows[j]
+}
+
+func (h *rowHeap) init() {
+	for i := len(h.rows)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *rowHeap) pop() {
+	n := len(h.rows) - 1
+	h.rows[0] = h.rows[n]
+	h.rows = h.rows[:n]
+	h.down(0)
+}
+
+func (h *rowHeap) down(i int) {
+	n := len(h.rows)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && h.less(r, l) {
+			j = r
+		}
+		if !h.less(j, i) {
+			return
+		}
+		h.rows[i], h.rows[j] = h.rows[j], h.rows[i]
+		i = j
+	}
+}
+
+// rowIter walks ascending row numbers from row lo on: the union of up to
+// two posting lists (or every row), restricted to rows present in every
+// list of and (attribute buckets).
 type rowIter struct {
 	lists [2][]byte
 	n     int // lists in use; 0 = every row
 	pos   [2]int
 	next  int // every-row mode
 	rows  int
+	and   [][]byte
+	apos  []int
 }
 
-func newRowIter(x *segIndex, lo int, lists ...[]byte) *rowIter {
-	it := &rowIter{n: len(lists), next: lo, rows: x.nRows}
+func newRowIter(x *segIndex, lo int, and [][]byte, lists ...[]byte) *rowIter {
+	it := &rowIter{n: len(lists), next: lo, rows: x.nRows, and: and, apos: make([]int, len(and))}
+	from := func(l []byte) int { return sortSearch(len(l)/4, func(k int) bool { return int(le32(l, k*4)) >= lo }) }
 	for i, l := range lists {
 		it.lists[i] = l
-		it.pos[i] = sortSearch(len(l)/4, func(k int) bool { return int(le32(l, k*4)) >= lo })
+		it.pos[i] = from(l)
+	}
+	for i, l := range and {
+		it.apos[i] = from(l)
 	}
 	return it
 }
 
 // row returns the next row, or -1.
 func (it *rowIter) row() int {
+	for {
+		r := it.base()
+		if r < 0 {
+			return -1
+		}
+		in := true
+		for i, l := range it.and {
+			for it.apos[i]*4 < len(l) && int(le32(l, it.apos[i]*4)) < r {
+				it.apos[i]++
+			}
+			if it.apos[i]*4 == len(l) {
+				return -1 // no row after this one is in every list
+			}
+			in = in && int(le32(l, it.apos[i]*4)) == r
+		}
+		if in {
+			return r
+		}
+	}
+}
+
+func (it *rowIter) base() int {
 	if it.n == 0 {
 		if it.next >= it.rows {
 			return -1
@@ -1143,7 +1367,22 @@ func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *
 	newest := c.q.Sort == tracestore.SortNewest
 	refined := map[spans.TraceID]struct{}{} // traces whose rows here were all checked
 	checked := 0
-	it := newRowIter(x, x.firstAtOrBefore(c.maxT), lists...)
+	// Attribute conditions: the shortest bucket list drives the walk, the
+	// others filter it; service lists are then left to the row check.
+	var and [][]byte
+	if len(c.want) > 0 && x.tagDir != nil {
+		for _, h := range c.want {
+			l := x.tagList(h)
+			if len(l) == 0 {
+				return nil
+			}
+			and = append(and, l)
+		}
+		slices.SortFunc(and, func(a, b []byte) int { return cmp.Compare(len(a), len(b)) })
+		lists = [][]byte{and[0]}
+		and = and[1:]
+	}
+	it := newRowIter(x, x.firstAtOrBefore(c.maxT), and, lists...)
 	for r := it.row(); r >= 0; r = it.row() {
 		start := x.rowStart(r)
 		if start < c.minT {
@@ -1439,6 +1678,8 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	close(s.stop)
 	s.done.Wait()
+	close(s.seals) // the write loop has ended: seal what it handed over
+	s.sealsDone.Wait()
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	s.mu.Lock()
