@@ -40,19 +40,19 @@ const (
 
 // Sections, in file order.
 const (
-	secNames      = iota // (len:uvarint bytes)*: the segment's service and operation names
-	secOps               // (svc:u32 op:u32 kind:u8 pad:3)*: sorted
-	secPeers             // (peer:u32 op:u32)*: sorted
-	secRecs              // (off:u32 len:u32 bloomWord:u32 bloomWords:u32)*: records in file order
-	secBlooms            // uint64 words of the records' attribute Bloom filters
-	secRows              // rowSize-byte rows sorted by start descending, then trace id, record, offset
-	secByTrace           // u32 row numbers sorted by (trace id, row)
-	secPostDir           // (key:u8 pad:3 a:u32 b:u32 count:u32)*: sorted by (key, a, b); lists follow each other
-	secPostings          // u32 row numbers, ascending within each list
-	secDamage            // count:uvarint (off:uvarint n:uvarint why:str)*
-	secTraceBloom        // uint64 words of the Bloom filter of the segment's trace ids
-	secTagDir            // u32 × (buckets+1): start of each attribute bucket's list in secTagPostings (empty: no tag postings)
-	secTagPostings       // u32 row numbers, ascending within each bucket
+	secNames       = iota // (len:uvarint bytes)*: the segment's service and operation names
+	secOps                // (svc:u32 op:u32 kind:u8 pad:3)*: sorted
+	secPeers              // (peer:u32 op:u32)*: sorted
+	secRecs               // (off:u32 len:u32 bloomWord:u32 bloomWords:u32)*: records in file order
+	secBlooms             // uint64 words of the records' attribute Bloom filters
+	secRows               // rowSize-byte rows sorted by start descending, then trace id, record, offset
+	secByTrace            // u32 row numbers sorted by (trace id, row)
+	secPostDir            // (key:u8 pad:3 a:u32 b:u32 count:u32)*: sorted by (key, a, b); lists follow each other
+	secPostings           // u32 row numbers, ascending within each list
+	secDamage             // count:uvarint (off:uvarint n:uvarint why:str)*
+	secTraceBloom         // uint64 words of the Bloom filter of the segment's trace ids
+	secTagDir             // u32 × (buckets+1): start of each attribute bucket's list in secTagPostings (empty: no tag postings)
+	secTagPostings        // u32 row numbers, ascending within each bucket
 	nSections
 )
 

@@ -129,17 +129,17 @@ type Store struct {
 	dec    *zstd.Decoder // concurrency-safe DecodeAll
 	cache  *recordCache
 
-	writes  chan *writeReq
-	stop    chan struct{}
+	writes chan *writeReq
+	stop   chan struct{}
 	// seals hands segments the write loop sealed to the sealer, which
 	// writes their index files; one may wait, so at most two sealed
 	// segments keep an in-memory index besides the active one.
 	seals     chan *segment
 	sealsDone sync.WaitGroup
 	sealing   sync.WaitGroup // segments handed over and not yet indexed
-	done    sync.WaitGroup
-	closeMu sync.RWMutex // held shared while enqueueing, exclusively to start Close
-	closing bool
+	done      sync.WaitGroup
+	closeMu   sync.RWMutex // held shared while enqueueing, exclusively to start Close
+	closing   bool
 
 	// Lock order: readMu before mu. Queries hold readMu shared for their
 	// whole run (so retention cannot close a file under them) and mu only
