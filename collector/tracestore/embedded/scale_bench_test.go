@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,6 +119,18 @@ func BenchmarkScaleOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	var idx, all int64
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if st, err := e.Info(); err == nil {
+			all += st.Size()
+			if strings.HasSuffix(e.Name(), ".idx") {
+				idx += st.Size()
+			}
+		}
+	}
+	b.ReportMetric(float64(all)/float64(n), "diskB/span")
+	b.ReportMetric(float64(idx)/float64(n), "indexB/span")
 	b.ReportMetric(perSpan, "heapB/span")
 	b.ReportMetric(heapMB, "heapMiB")
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "open-s")
