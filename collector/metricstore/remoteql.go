@@ -191,8 +191,10 @@ func truncate(s string, n int) string {
 
 func (q *remoteQuery) Close()                      {}
 func (q *remoteQuery) Statement() parser.Statement { return q.stmt }
-func (q *remoteQuery) Stats() *stats.Statistics    { return &stats.Statistics{Timers: stats.NewQueryTimers()} }
-func (q *remoteQuery) String() string              { return q.qs }
+func (q *remoteQuery) Stats() *stats.Statistics {
+	return &stats.Statistics{Timers: stats.NewQueryTimers()}
+}
+func (q *remoteQuery) String() string { return q.qs }
 
 func (q *remoteQuery) Cancel() {
 	q.mu.Lock()
