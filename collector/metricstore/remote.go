@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -221,20 +220,20 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	}}
 	global := config.DefaultGlobalConfig
 	global.ExternalLabels = labels.FromStrings(ServerLabel, cfg.Server)
+	rm, err := newRemoteMetrics(reg)
+	if err != nil {
+		_ = rs.Close()
+		return nil, err
+	}
 	rc, err := remote.NewReadClient("shared", &remote.ClientConfig{
 		URL:              &config_util.URL{URL: readURL},
 		Timeout:          model.Duration(cfg.Timeout),
 		HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 		ChunkedReadLimit: config.DefaultChunkedReadLimit,
-	})
+	}, config_util.WithDialContextFunc(rm.dialer(apiRead)))
 	if err != nil {
 		_ = rs.Close()
 		return nil, fmt.Errorf("metrics.remote: remote read client for %s: %w", readURL, err)
-	}
-	rm, err := newRemoteMetrics(reg)
-	if err != nil {
-		_ = rs.Close()
-		return nil, err
 	}
 	// Prometheus' read client registers its metrics with the default
 	// registry; the server's /metrics shows this endpoint's.
@@ -247,7 +246,7 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	}
 	var engine *RemoteEngine
 	if cfg.PrometheusURL != "" {
-		if engine, err = NewRemoteEngine(cfg.PrometheusURL, rm.transport(apiQuery, http.DefaultTransport)); err != nil {
+		if engine, err = NewRemoteEngine(cfg.PrometheusURL, rm.httpTransport(apiQuery)); err != nil {
 			_ = rs.Close()
 			return nil, fmt.Errorf("metrics.remote: %w", err)
 		}

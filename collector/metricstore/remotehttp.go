@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -47,8 +47,8 @@ func newRemoteMetrics(reg prometheus.Registerer) (*remoteMetrics, error) {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"api"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshscope_metrics_remote_response_bytes_total",
-			Help: "Response body bytes read from the shared metrics store's engine, by API (as sent on the wire, before decompression by the client).",
+			Name: "meshscope_metrics_remote_received_bytes_total",
+			Help: "Bytes received from the shared metrics store's engine on the wire (headers and bodies as sent, compressed), by API.",
 		}, []string{"api"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshscope_metrics_remote_requests_in_flight",
@@ -66,35 +66,41 @@ func newRemoteMetrics(reg prometheus.Registerer) (*remoteMetrics, error) {
 // transport instruments rt for the api's requests.
 func (m *remoteMetrics) transport(api string, rt http.RoundTripper) http.RoundTripper {
 	l := prometheus.Labels{"api": api}
-	counted := &countingTransport{next: rt, bytes: m.bytes.With(l)}
 	return promhttp.InstrumentRoundTripperInFlight(m.inflight.With(l),
 		promhttp.InstrumentRoundTripperCounter(m.requests.MustCurryWith(l),
-			promhttp.InstrumentRoundTripperDuration(m.duration.MustCurryWith(l), counted)))
+			promhttp.InstrumentRoundTripperDuration(m.duration.MustCurryWith(l), rt)))
 }
 
-// countingTransport counts the response body bytes read.
-type countingTransport struct {
-	next  http.RoundTripper
-	bytes prometheus.Counter
-}
-
-func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(r)
-	if err != nil {
-		return nil, err
+// dialer dials connections that count the bytes received for api.
+func (m *remoteMetrics) dialer(api string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	c := m.bytes.WithLabelValues(api)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: conn, bytes: c}, nil
 	}
-	resp.Body = &countingBody{ReadCloser: resp.Body, bytes: t.bytes}
-	return resp, nil
 }
 
-type countingBody struct {
-	io.ReadCloser
+// httpTransport is Go's default transport dialing with dialer(api),
+// instrumented.
+func (m *remoteMetrics) httpTransport(api string) http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = m.dialer(api)
+	return m.transport(api, t)
+}
+
+// countingConn counts the bytes read.
+type countingConn struct {
+	net.Conn
 	bytes prometheus.Counter
 }
 
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.bytes.Add(float64(n))
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.bytes.Add(float64(n))
 	return n, err
 }
 

@@ -129,8 +129,12 @@ func (q *remoteQuery) Exec(ctx context.Context) *promql.Result {
 	q.mu.Unlock()
 	opts := q.opts
 	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left > 0 {
+		// In whole seconds: Prometheus 2 parses "1m59s", not "1m59.9s";
+		// ctx still ends the request on time.
+		if left := time.Until(dl).Truncate(time.Second); left > 0 {
 			opts = append(slices.Clip(opts), v1.WithTimeout(left))
+		} else {
+			opts = append(slices.Clip(opts), v1.WithTimeout(time.Second))
 		}
 	}
 	var (

@@ -289,7 +289,7 @@ func TestRemoteMetricsRegistered(t *testing.T) {
 	for _, mf := range mfs {
 		found[mf.GetName()] = true
 	}
-	for _, n := range []string{"meshscope_metrics_remote_requests_total", "meshscope_metrics_remote_response_bytes_total", "prometheus_remote_read_client_queries_total", "prometheus_remote_read_client_request_duration_seconds"} {
+	for _, n := range []string{"meshscope_metrics_remote_requests_total", "meshscope_metrics_remote_received_bytes_total", "prometheus_remote_read_client_queries_total", "prometheus_remote_read_client_request_duration_seconds"} {
 		if !found[n] {
 			t.Errorf("%s not in the injected registry", n)
 		}
