@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -214,19 +215,27 @@ func TestRemoteEngineErrors(t *testing.T) {
 }
 
 // TestRemoteEngineThroughAPI: our Prometheus-compatible API over the
-// remote engine answers its results, and an unreachable engine as 503
-// "unavailable" naming it.
+// remote engine answers its results, its errors with their type, an
+// unreachable engine as 503 "unavailable" and a non-API answer as 502,
+// naming the engine.
 func TestRemoteEngineThroughAPI(t *testing.T) {
 	_, url, at := remoteFixture(t)
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
+	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "upstream connect error", http.StatusBadGateway)
+	}))
+	defer gateway.Close()
+	const ok, manyToMany = `sum by (svc) (req_total)`, `req_total + on(code) group_left req_total`
 	for _, tc := range []struct {
-		name, url  string
-		wantStatus int
-		wantBody   string
+		name, url, q string
+		wantStatus   int
+		wantBody     string
 	}{
-		{"up", url, http.StatusOK, `"svc":"b"`},
-		{"down", down.URL, http.StatusServiceUnavailable, `"errorType":"unavailable"`},
+		{"up", url, ok, http.StatusOK, `"svc":"b"`},
+		{"remote execution error", url, manyToMany, http.StatusUnprocessableEntity, `"errorType":"execution"`},
+		{"down", down.URL, ok, http.StatusServiceUnavailable, `"errorType":"unavailable"`},
+		{"bad gateway", gateway.URL, ok, http.StatusBadGateway, `"errorType":"bad_gateway"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := NewRemoteEngine(tc.url, nil)
@@ -237,14 +246,14 @@ func TestRemoteEngineThroughAPI(t *testing.T) {
 			promapi.New(promapi.Options{}, e, nil).RegisterRoutes(mux)
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
-			resp, err := http.Get(srv.URL + "/api/v1/query?query=sum+by+(svc)(req_total)&time=" + at.Format(time.RFC3339))
+			resp, err := http.Get(srv.URL + "/api/v1/query?query=" + neturl.QueryEscape(tc.q) + "&time=" + at.Format(time.RFC3339))
 			if err != nil {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != tc.wantStatus || !strings.Contains(string(body), tc.wantBody) || tc.wantStatus != 200 && !strings.Contains(string(body), tc.url) {
-				t.Errorf("status %d body %s; want %d with %s", resp.StatusCode, body, tc.wantStatus, tc.wantBody)
+				t.Errorf("status %d body %s; want %d with %s naming %s", resp.StatusCode, body, tc.wantStatus, tc.wantBody, tc.url)
 			}
 		})
 	}
