@@ -81,7 +81,7 @@ func main() {
 		o.duration, o.services, o.reps = 3*time.Second, 100, 2
 	}
 	r := report.New("scalemetrics")
-	r.Title = "Servers over a shared Prometheus (remote write, remote read)"
+	r.Title = "Servers over a shared Prometheus (remote write; PromQL over remote read or the HTTP API)"
 	r.Quick = o.quick
 	if err := run(r, o); err != nil {
 		log.Fatal(err)
@@ -126,21 +126,21 @@ func run(r *report.Result, o options) error {
 
 	// The rebuild first: the ingest's span-derived series would join its graph.
 	topo := r.AddTable(fmt.Sprintf("One topology rebuild (window 1m, raw golden series, edge aggregates off), %d services, %d edges per service", o.services, o.perSvc),
-		"store", "PromQL evaluated by", "series", "rebuild p50 ms", "rebuild max ms", "bytes received per rebuild", "nodes", "edges")
+		"store", "PromQL evaluated by", "series", "rebuild p50 ms", "rebuild max ms", "bytes received per rebuild, HTTP API", "bytes received per rebuild, remote read", "nodes", "edges")
 	for _, remote := range []bool{false, true} {
 		rows, err := rebuild(prom, filepath.Join(tmp, "topo-"+strconv.FormatBool(remote)), remote, o)
 		if err != nil {
 			return fmt.Errorf("topology rebuild (remote %v): %w", remote, err)
 		}
 		for _, row := range rows {
-			bytes := "-"
+			bytes := [2]string{"-", "-"}
 			if row.mode != modeEmbedded {
-				bytes = report.Num(row.bytes)
+				bytes = [2]string{report.Num(row.bytes[0]), report.Num(row.bytes[1])}
 			}
-			topo.AddRow(row.mode, row.engine, strconv.Itoa(row.series), report.Num(ms(row.p50)), report.Num(ms(row.max)), bytes, strconv.Itoa(row.nodes), strconv.Itoa(row.edges))
+			topo.AddRow(row.mode, row.engine, strconv.Itoa(row.series), report.Num(ms(row.p50)), report.Num(ms(row.max)), bytes[0], bytes[1], strconv.Itoa(row.nodes), strconv.Itoa(row.edges))
 		}
 	}
-	r.Note("remote read (--remote-read-url) ships every raw series of the window from Prometheus (chunked, snappy-compressed protobuf) and evaluates the PromQL in the server; its cost grows with the series, not with the samples per series. The remote PromQL engine (--prometheus-url) evaluates the rebuild's queries in Prometheus over its HTTP API and ships only their results (JSON, gzip); the rebuild's sums of raw series over the window still use remote read. Bytes are counted on the server's connections to Prometheus (meshscope_metrics_remote_received_bytes_total), headers included")
+	r.Note("remote read (--remote-read-url) ships every raw series of the window from Prometheus (chunked, snappy-compressed protobuf) and evaluates the PromQL in the server; its cost grows with the series, not with the samples per series. The remote PromQL engine (--prometheus-url) evaluates the rebuild's queries in Prometheus over its HTTP API and ships only their results (JSON, gzip); what the rebuild reads without PromQL still uses remote read. Bytes are counted on the server's connections to Prometheus (meshscope_metrics_remote_received_bytes_total), headers included")
 	t := r.AddTable(fmt.Sprintf("Ingest into one shared Prometheus, %d OTLP/HTTP clients for %s per row (500 spans or 1,000 gauge points per request)", o.clients, o.duration),
 		"servers", "spans/s accepted", "points/s accepted", "samples/s sent by the queues", "samples/s appended by Prometheus", "drain after load s", "failed requests")
 	for n := 1; n <= 3; n++ {
@@ -458,7 +458,7 @@ func pointsRequest(client, n int) *colmetricspb.ExportMetricsServiceRequest {
 type rebuildRow struct {
 	mode, engine         string
 	series, nodes, edges int
-	bytes                float64 // received from Prometheus per rebuild
+	bytes                [2]float64 // received from Prometheus per rebuild: HTTP API, remote read
 	p50, max             time.Duration
 }
 
@@ -543,7 +543,7 @@ func rebuild(prom *proc, dir string, remote bool, o options) ([]rebuildRow, erro
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.mode, err)
 		}
-		bytes0 := gatherSum(reg, "meshscope_metrics_remote_received_bytes_total")
+		bytes0 := receivedBytes(reg)
 		var durs []time.Duration
 		for range o.reps {
 			t0 := time.Now()
@@ -557,24 +557,37 @@ func rebuild(prom *proc, dir string, remote bool, o options) ([]rebuildRow, erro
 		}
 		slices.Sort(durs)
 		rows = append(rows, rebuildRow{mode: v.mode, engine: v.engine, series: len(ss), nodes: len(g.Nodes), edges: len(g.Edges),
-			bytes: (gatherSum(reg, "meshscope_metrics_remote_received_bytes_total") - bytes0) / float64(o.reps),
+			bytes: perRebuild(receivedBytes(reg), bytes0, o.reps),
 			p50:   durs[len(durs)/2], max: durs[len(durs)-1]})
 	}
 	return rows, nil
 }
 
-// gatherSum is the sum of a counter's series in reg.
-func gatherSum(reg prometheus.Gatherer, name string) float64 {
+// receivedBytes are the bytes the remote store received from Prometheus:
+// over the HTTP API, with remote read.
+func receivedBytes(reg prometheus.Gatherer) [2]float64 {
 	mfs, _ := reg.Gather()
-	var sum float64
+	var out [2]float64
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
+		if mf.GetName() != "meshscope_metrics_remote_received_bytes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				switch {
+				case l.GetName() == "api" && l.GetValue() == "query":
+					out[0] += m.GetCounter().GetValue()
+				case l.GetName() == "api" && l.GetValue() == "read":
+					out[1] += m.GetCounter().GetValue()
+				}
 			}
 		}
 	}
-	return sum
+	return out
+}
+
+func perRebuild(after, before [2]float64, reps int) [2]float64 {
+	return [2]float64{(after[0] - before[0]) / float64(reps), (after[1] - before[1]) / float64(reps)}
 }
 
 // promVersion is the running Prometheus' version (its build info API).

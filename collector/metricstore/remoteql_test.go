@@ -146,17 +146,24 @@ func TestRemoteEngineAgreesWithLocal(t *testing.T) {
 	}
 }
 
+// brokenEngines are an address that refuses connections and a gateway that
+// answers 502 with a text page.
+func brokenEngines(t *testing.T) (down, gateway *httptest.Server) {
+	down = httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	gateway = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "upstream connect error", http.StatusBadGateway)
+	}))
+	t.Cleanup(gateway.Close)
+	return down, gateway
+}
+
 // TestRemoteEngineErrors: the remote's own API errors keep their type and
 // message; no answer is "unavailable", a non-API answer a bad gateway, the
 // caller's deadline a timeout.
 func TestRemoteEngineErrors(t *testing.T) {
 	_, url, at := remoteFixture(t)
-	down := httptest.NewServer(http.NotFoundHandler())
-	down.Close()
-	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "upstream connect error", http.StatusBadGateway)
-	}))
-	defer gateway.Close()
+	down, gateway := brokenEngines(t)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leaving
 		select {
@@ -220,12 +227,7 @@ func TestRemoteEngineErrors(t *testing.T) {
 // naming the engine.
 func TestRemoteEngineThroughAPI(t *testing.T) {
 	_, url, at := remoteFixture(t)
-	down := httptest.NewServer(http.NotFoundHandler())
-	down.Close()
-	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "upstream connect error", http.StatusBadGateway)
-	}))
-	defer gateway.Close()
+	down, gateway := brokenEngines(t)
 	const ok, manyToMany = `sum by (svc) (req_total)`, `req_total + on(code) group_left req_total`
 	for _, tc := range []struct {
 		name, url, q string
