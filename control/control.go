@@ -17,6 +17,7 @@ import (
 	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/ca"
 	"github.com/meshscope/meshscope/control/etcdstate"
+	"github.com/meshscope/meshscope/control/jsonlog"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
 	"github.com/meshscope/meshscope/control/wire"
@@ -221,6 +222,21 @@ func (p *Plane) SharedState(part string) *etcdstate.Blobs {
 		return nil
 	}
 	return etcdstate.NewBlobs(p.etcd, p.cfg.Etcd.Prefix+"/controllers/"+part, p.elector)
+}
+
+// SharedJournal is an append-only journal in etcd below
+// <prefix>/journals/<part> ("audit", "guard-events") that every server of
+// the cluster appends to and reads; nil with the embedded store (the
+// parts keep their files in the data directory).
+func (p *Plane) SharedJournal(part string, opts etcdstate.JournalOptions) (jsonlog.Journal, error) {
+	if p.etcd == nil {
+		return nil, nil
+	}
+	j, err := etcdstate.NewJournal(p.etcd, p.cfg.Etcd.Prefix+"/journals/"+part, opts)
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // status answers GET /status: the store, this server and the leader.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/auth"
+	"github.com/meshscope/meshscope/control/jsonlog"
 )
 
 // securityConfig is the `security` section of the server config.
@@ -68,10 +69,20 @@ func (c securityConfig) validate(httpAddr, otlpGRPC, otlpHTTP string) error {
 type security struct {
 	auth  *auth.Authenticator
 	tls   *tls.Config // nil = plaintext
-	audit *audit.Log
+	audit auditLog
 }
 
-func openSecurity(c securityConfig, reg prometheus.Registerer, logger *slog.Logger) (*security, error) {
+// auditLog is the server's audit log: a file log, or the cluster's.
+type auditLog interface {
+	audit.Recorder
+	audit.Querier
+	RegisterRoutes(mux *http.ServeMux)
+	Close() error
+}
+
+// openSecurity opens auth, TLS and the audit log: the file log in
+// c.Audit.Dir, or shared (non-nil) with --state-store etcd.
+func openSecurity(c securityConfig, shared jsonlog.Journal, reg prometheus.Registerer, logger *slog.Logger) (*security, error) {
 	s := &security{}
 	var file *auth.File
 	if c.AuthFile != "" {
@@ -96,7 +107,12 @@ func openSecurity(c securityConfig, reg prometheus.Registerer, logger *slog.Logg
 		return nil, err
 	}
 	s.auth = a
-	s.audit, err = audit.Open(c.Audit, reg, logger.With("component", "audit"))
+	if shared != nil {
+		s.audit, err = audit.OpenShared(shared, reg, logger.With("component", "audit"))
+		logger.Info("audit log shared by the cluster's servers (etcd)")
+	} else {
+		s.audit, err = audit.Open(c.Audit, reg, logger.With("component", "audit"))
+	}
 	if err != nil {
 		return nil, err
 	}

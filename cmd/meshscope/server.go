@@ -35,6 +35,7 @@ import (
 	"github.com/meshscope/meshscope/control"
 	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/auth"
+	"github.com/meshscope/meshscope/control/etcdstate"
 	"github.com/meshscope/meshscope/control/guard"
 	"github.com/meshscope/meshscope/control/rollout"
 	"github.com/meshscope/meshscope/control/slo"
@@ -397,19 +398,25 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 		return fmt.Errorf("query: %w", err)
 	}
 
-	sec, err := openSecurity(cfg.Security, reg, logger.With("part", "security"))
-	if err != nil {
-		return err
-	}
-	closers = append(closers, sec.audit.Close)
-	coll.Secure(sec.ingestWrap(), sec.tls)
-
 	cfg.Control.CAAuthorizer = auth.CertAuthorizer{}
 	plane, err := control.New(cfg.Control, reg, logger.With("part", "control"))
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	closers = append(closers, plane.Close)
+
+	// In a cluster (--state-store etcd) the audit log and the guard
+	// events are the cluster's, in etcd; alone, files in the data dir.
+	sharedAudit, err := plane.SharedJournal("audit", etcdstate.JournalOptions{Keep: cfg.Control.Etcd.AuditKeep, MaxAge: cfg.Security.Audit.Retention})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	sec, err := openSecurity(cfg.Security, sharedAudit, reg, logger.With("part", "security"))
+	if err != nil {
+		return err
+	}
+	closers = append(closers, sec.audit.Close)
+	coll.Secure(sec.ingestWrap(), sec.tls)
 	plane.SetAudit(sec.audit)
 
 	rl, err := ruler.New(cfg.Rules, engine, metrics, metrics, reg, logger.With("part", "rules"))
@@ -434,6 +441,9 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	rolloutOpts := rollout.Options{Budget: slos}
 	if st := plane.SharedState("guards"); st != nil {
 		guardOpts.State, guardOpts.Leader = st, plane.Leader()
+		if guardOpts.Events, err = plane.SharedJournal("guard-events", etcdstate.JournalOptions{Keep: cfg.Control.Etcd.EventsKeep}); err != nil {
+			return fmt.Errorf("guards: %w", err)
+		}
 	}
 	if st := plane.SharedState("rollouts"); st != nil {
 		rolloutOpts.State, rolloutOpts.Leader = st, plane.Leader()

@@ -115,10 +115,83 @@ type Log struct {
 	seq    uint64
 	closed bool
 
+	*metrics
+	bytes prometheus.Gauge
+}
+
+// metrics are what every audit log counts, on file or shared.
+type metrics struct {
 	entries  *prometheus.CounterVec
 	failures prometheus.Counter
 	appendS  prometheus.Histogram
-	bytes    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, extra ...prometheus.Collector) (*metrics, error) {
+	m := &metrics{
+		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshscope_audit_entries_total", Help: "Entries appended to the audit log, by outcome (ok, refused).",
+		}, []string{"outcome"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshscope_audit_append_failures_total", Help: "Audit entries that could not be written (the action was refused).",
+		}),
+		appendS: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meshscope_audit_append_seconds", Help: "Time to write one audit entry durably (fsync, or an etcd commit).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
+		}),
+	}
+	if reg != nil {
+		for _, c := range append([]prometheus.Collector{m.entries, m.failures, m.appendS}, extra...) {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("audit: registering metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// appended counts an entry written in d.
+func (m *metrics) appended(e *Entry, d time.Duration) {
+	m.appendS.Observe(d.Seconds())
+	outcome := "ok"
+	if e.Outcome != "ok" {
+		outcome = "refused"
+	}
+	m.entries.WithLabelValues(outcome).Inc()
+}
+
+// Querier reads the log: the file log (Log) or the cluster's (Shared).
+type Querier interface {
+	Query(ctx context.Context, f Filter) (Page, error)
+}
+
+// prepare fills Who, Role, Auth and From from the request's identity in
+// ctx (when unset) and the defaults; an entry without an action is an
+// error.
+func prepare(ctx context.Context, e *Entry) error {
+	if id, ok := auth.FromContext(ctx); ok {
+		if e.Who == "" {
+			e.Who = id.Name
+		}
+		if e.Role == "" {
+			e.Role = string(id.Role)
+		}
+		if e.Auth == "" {
+			e.Auth = id.Method
+		}
+		if e.From == "" {
+			e.From = id.Addr
+		}
+	}
+	if e.Who == "" {
+		e.Who = "unknown"
+	}
+	if e.Outcome == "" {
+		e.Outcome = "ok"
+	}
+	if e.Action == "" {
+		return errors.New("audit: entry without an action")
+	}
+	return nil
 }
 
 // Open opens (creating) the log in cfg.Dir. A torn last line is cut off;
@@ -134,27 +207,15 @@ func Open(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Log, err
 		return nil, fmt.Errorf("audit: creating %s: %w", cfg.Dir, err)
 	}
 	l := &Log{cfg: cfg, logger: logger, now: time.Now,
-		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshscope_audit_entries_total", Help: "Entries appended to the audit log, by outcome (ok, refused).",
-		}, []string{"outcome"}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshscope_audit_append_failures_total", Help: "Audit entries that could not be written (the action was refused).",
-		}),
-		appendS: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "meshscope_audit_append_seconds", Help: "Time to write and fsync one audit entry.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
-		}),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshscope_audit_bytes", Help: "Size of the audit log's segments on disk.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{l.entries, l.failures, l.appendS, l.bytes} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("audit: registering metrics: %w", err)
-			}
-		}
+	m, err := newMetrics(reg, l.bytes)
+	if err != nil {
+		return nil, err
 	}
+	l.metrics = m
 	names, err := filepath.Glob(filepath.Join(cfg.Dir, segPrefix+"*"+segSuffix))
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -276,28 +337,8 @@ func (l *Log) updateBytes() {
 
 // Record appends e durably (fsync'd before it returns).
 func (l *Log) Record(ctx context.Context, e Entry) error {
-	if id, ok := auth.FromContext(ctx); ok {
-		if e.Who == "" {
-			e.Who = id.Name
-		}
-		if e.Role == "" {
-			e.Role = string(id.Role)
-		}
-		if e.Auth == "" {
-			e.Auth = id.Method
-		}
-		if e.From == "" {
-			e.From = id.Addr
-		}
-	}
-	if e.Who == "" {
-		e.Who = "unknown"
-	}
-	if e.Outcome == "" {
-		e.Outcome = "ok"
-	}
-	if e.Action == "" {
-		return errors.New("audit: entry without an action")
+	if err := prepare(ctx, &e); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -321,18 +362,13 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 		l.failures.Inc()
 		return fmt.Errorf("audit: %w", err)
 	}
-	l.appendS.Observe(time.Since(start).Seconds())
+	l.appended(&e, time.Since(start))
 	l.seq = e.Seq
 	seg := &l.segs[len(l.segs)-1]
 	seg.size, seg.last = l.cur.Size(), e.Time
 	if seg.firstSeq == 0 {
 		seg.firstSeq = e.Seq
 	}
-	outcome := "ok"
-	if e.Outcome != "ok" {
-		outcome = "refused"
-	}
-	l.entries.WithLabelValues(outcome).Inc()
 	l.updateBytes()
 	return nil
 }
@@ -389,6 +425,15 @@ func (f Filter) match(e *Entry) bool {
 	return f.Before == 0 || e.Seq < f.Before
 }
 
+// limited applies the default and the cap to Limit.
+func (f Filter) limited() Filter {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	f.Limit = min(f.Limit, 1000)
+	return f
+}
+
 // Page is an answer to Query: newest first.
 type Page struct {
 	Entries []Entry `json:"entries"`
@@ -397,11 +442,8 @@ type Page struct {
 }
 
 // Query reads matching entries, newest first.
-func (l *Log) Query(f Filter) (Page, error) {
-	if f.Limit <= 0 {
-		f.Limit = 100
-	}
-	f.Limit = min(f.Limit, 1000)
+func (l *Log) Query(_ context.Context, f Filter) (Page, error) {
+	f = f.limited()
 	l.mu.Lock()
 	segs := append([]segment(nil), l.segs...)
 	l.mu.Unlock()

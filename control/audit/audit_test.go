@@ -50,7 +50,7 @@ func TestRecordFillsIdentityAndSurvivesReopen(t *testing.T) {
 	if err := l.Record(ctx, Entry{Action: "delete"}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := l.Query(Filter{})
+	p, err := l.Query(context.Background(), Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestQueryFiltersAndPaging(t *testing.T) {
 		{Filter{Since: base.Add(27 * time.Minute)}, "30 29 28"},
 		{Filter{Until: base.Add(time.Minute)}, "2 1"},
 	} {
-		p, err := l.Query(tc.f)
+		p, err := l.Query(context.Background(), tc.f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func TestQueryFiltersAndPaging(t *testing.T) {
 			t.Errorf("%+v: %v, want %s", tc.f, got, tc.want)
 		}
 	}
-	p, _ := l.Query(Filter{Limit: 3})
+	p, _ := l.Query(context.Background(), Filter{Limit: 3})
 	if p.NextBefore != 28 {
 		t.Errorf("next_before %d", p.NextBefore)
 	}
@@ -133,7 +133,7 @@ func TestRetentionBySizeAndAge(t *testing.T) {
 	if total > cfg.MaxBytes+cfg.SegmentBytes+300 {
 		t.Errorf("%d bytes on disk, bound %d", total, cfg.MaxBytes)
 	}
-	p, _ := l.Query(Filter{Limit: 1000})
+	p, _ := l.Query(context.Background(), Filter{Limit: 1000})
 	if len(p.Entries) == 0 || p.Entries[0].Seq != 50 || p.Entries[len(p.Entries)-1].Seq == 1 {
 		t.Errorf("kept %d entries, newest %d", len(p.Entries), p.Entries[0].Seq)
 	}
@@ -142,7 +142,7 @@ func TestRetentionBySizeAndAge(t *testing.T) {
 	for range 10 {
 		l.Record(context.Background(), Entry{Who: "ci", Action: "apply", Diff: strings.Repeat("x", 50)})
 	}
-	p, _ = l.Query(Filter{Limit: 1000})
+	p, _ = l.Query(context.Background(), Filter{Limit: 1000})
 	for _, e := range p.Entries {
 		if e.Seq <= 50 {
 			t.Fatalf("entry %d older than the retention survived", e.Seq)

@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,8 +14,11 @@ const Path = "/api/mesh/v1/audit"
 
 // RegisterRoutes adds GET /api/mesh/v1/audit: ?who= ?action= ?target=
 // ?since= ?until= (RFC 3339 or Unix seconds) ?before=SEQ ?limit=N.
-func (l *Log) RegisterRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+Path, l.serve)
+func (l *Log) RegisterRoutes(mux *http.ServeMux) { RegisterRoutes(mux, l, l.logger) }
+
+// RegisterRoutes adds GET /api/mesh/v1/audit over any log.
+func RegisterRoutes(mux *http.ServeMux, q Querier, logger *slog.Logger) {
+	mux.HandleFunc("GET "+Path, func(w http.ResponseWriter, r *http.Request) { serve(w, r, q, logger) })
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -65,15 +69,15 @@ func ParseFilter(q map[string][]string) (Filter, error) {
 	return f, nil
 }
 
-func (l *Log) serve(w http.ResponseWriter, r *http.Request) {
+func serve(w http.ResponseWriter, r *http.Request, q Querier, logger *slog.Logger) {
 	f, err := ParseFilter(r.URL.Query())
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	p, err := l.Query(f)
+	p, err := q.Query(r.Context(), f)
 	if err != nil {
-		l.logger.Error("audit query", "err", err)
+		logger.Error("audit query", "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}

@@ -23,6 +23,10 @@ type Config struct {
 	// LeaseTTL is the leader's lease: a dead leader is replaced after it.
 	// Default 5s.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// AuditKeep and EventsKeep bound the shared audit log and guard
+	// events (the newest are kept). Defaults 50,000 and 10,000.
+	AuditKeep  int `yaml:"audit_keep"`
+	EventsKeep int `yaml:"events_keep"`
 }
 
 // Defaults.
@@ -30,11 +34,14 @@ const (
 	DefaultPrefix      = "/meshscope"
 	DefaultDialTimeout = 5 * time.Second
 	DefaultLeaseTTL    = 5 * time.Second
+	DefaultAuditKeep   = 50_000
+	DefaultEventsKeep  = 10_000
 )
 
 // DefaultConfig returns the defaults (no endpoints).
 func DefaultConfig() Config {
-	return Config{Prefix: DefaultPrefix, DialTimeout: DefaultDialTimeout, LeaseTTL: DefaultLeaseTTL}
+	return Config{Prefix: DefaultPrefix, DialTimeout: DefaultDialTimeout, LeaseTTL: DefaultLeaseTTL,
+		AuditKeep: DefaultAuditKeep, EventsKeep: DefaultEventsKeep}
 }
 
 // Validate names the bad field.
@@ -48,6 +55,10 @@ func (c Config) Validate() error {
 		return errors.New("dial_timeout: must be positive")
 	case c.LeaseTTL < time.Second:
 		return errors.New("lease_ttl: must be at least 1s")
+	case c.AuditKeep < 1:
+		return errors.New("audit_keep: must be at least 1")
+	case c.EventsKeep < 1:
+		return errors.New("events_keep: must be at least 1")
 	}
 	for _, e := range c.Endpoints {
 		if e == "" {

@@ -132,8 +132,35 @@ func DescribeThen(g *policy.Guard) []string {
 	return out
 }
 
-// viewLocked builds a guard's view.
-func (c *Controller) viewLocked(d *policy.Document) View {
+// lastEvents answers each guard's newest event (of the newest keepEvents).
+func (c *Controller) lastEvents(ctx context.Context) map[string]*Event {
+	evs, err := c.events.list(ctx, "", "", keepEvents)
+	if err != nil {
+		c.logger.Warn("guard events", "err", err)
+	}
+	out := map[string]*Event{}
+	for i := range evs {
+		if out[evs[i].Guard] == nil {
+			out[evs[i].Guard] = &evs[i]
+		}
+	}
+	return out
+}
+
+// lastEvent answers a guard's newest event (nil: none).
+func (c *Controller) lastEvent(ctx context.Context, name string) *Event {
+	evs, err := c.events.list(ctx, name, "", 1)
+	if err != nil {
+		c.logger.Warn("guard events", "guard", name, "err", err)
+	}
+	if len(evs) == 1 {
+		return &evs[0]
+	}
+	return nil
+}
+
+// viewLocked builds a guard's view; last is its newest event.
+func (c *Controller) viewLocked(d *policy.Document, last *Event) View {
 	g := d.Guard()
 	v := View{Name: d.Name, Service: d.Service, Mode: string(d.Mode), When: DescribeWhen(g), SLO: g.When.SLO, Then: DescribeThen(g), State: StateArmed}
 	if v.Mode == "" {
@@ -160,22 +187,21 @@ func (c *Controller) viewLocked(d *policy.Document) View {
 		}
 		v.Error = st.Failed
 	}
-	if evs := c.events.list(d.Name, "", 1); len(evs) == 1 {
-		v.LastEvent = &evs[0]
-	}
+	v.LastEvent = last
 	return v
 }
 
 // Guards returns every guard's view, sorted by name.
-func (c *Controller) Guards(service string) []View {
+func (c *Controller) Guards(ctx context.Context, service string) []View {
 	_, docs := c.store.Snapshot()
 	guards := guardsOf(docs)
+	last := c.lastEvents(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := []View{}
 	for i := range guards {
 		if service == "" || guards[i].Service == service {
-			out = append(out, c.viewLocked(&guards[i]))
+			out = append(out, c.viewLocked(&guards[i], last[guards[i].Name]))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -183,7 +209,7 @@ func (c *Controller) Guards(service string) []View {
 }
 
 func (c *Controller) handleList(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, ListView{Guards: c.Guards(r.URL.Query().Get("service"))})
+	writeJSON(w, http.StatusOK, ListView{Guards: c.Guards(r.Context(), r.URL.Query().Get("service"))})
 }
 
 func (c *Controller) guardDoc(name string) (*policy.Document, bool) {
@@ -201,8 +227,9 @@ func (c *Controller) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorView{fmt.Sprintf("guard %q not found", r.PathValue("name"))})
 		return
 	}
+	last := c.lastEvent(r.Context(), d.Name)
 	c.mu.Lock()
-	v := c.viewLocked(d)
+	v := c.viewLocked(d, last)
 	c.mu.Unlock()
 	writeJSON(w, http.StatusOK, v)
 }
@@ -217,9 +244,11 @@ func (c *Controller) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	c.mu.Lock()
-	evs := c.events.list(r.URL.Query().Get("guard"), r.URL.Query().Get("service"), limit)
-	c.mu.Unlock()
+	evs, err := c.events.list(r.Context(), r.URL.Query().Get("guard"), r.URL.Query().Get("service"), limit)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorView{err.Error()})
+		return
+	}
 	writeJSON(w, http.StatusOK, EventsView{Events: evs})
 }
 
@@ -265,7 +294,7 @@ func (c *Controller) Operate(ctx context.Context, name, op, who string) (OpResul
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.stateOf(name)
-	seq := c.events.seq
+	c.emitted = nil
 	mode := string(d.Mode)
 	switch op {
 	case OpPause:
@@ -295,11 +324,7 @@ func (c *Controller) Operate(ctx context.Context, name, op, who string) (OpResul
 	}
 	c.saveLocked()
 	c.updateFiringLocked()
-	res := OpResult{Guard: c.viewLocked(d)}
-	if c.events.seq > seq {
-		e := c.events.recent[len(c.events.recent)-1]
-		res.Event = &e
-	}
+	res := OpResult{Guard: c.viewLocked(d, c.emitted), Event: c.emitted}
 	c.Trigger()
 	return res, nil
 }

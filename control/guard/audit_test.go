@@ -39,7 +39,7 @@ func TestGuardAudit(t *testing.T) {
 	if _, err := f.c.Operate(alice, "g", OpRevert, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	page, err := log.Query(audit.Filter{})
+	page, err := log.Query(context.Background(), audit.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}

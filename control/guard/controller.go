@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshscope/meshscope/control/audit"
 	"github.com/meshscope/meshscope/control/auth"
+	"github.com/meshscope/meshscope/control/jsonlog"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/slo"
@@ -85,6 +86,9 @@ type Options struct {
 	// State keeps the guards' state (their actions and revert points);
 	// default state.json in Dir.
 	State StateStore
+	// Events keeps the guards' events; default events.log in Dir. The
+	// servers of a cluster share one (control/etcdstate.Journal).
+	Events jsonlog.Journal
 }
 
 // StateStore keeps the guards' state as one JSON document named "state":
@@ -131,8 +135,10 @@ type Controller struct {
 
 	mu     sync.Mutex
 	state  map[string]*guardState // by guard name
-	events *eventLog
+	events eventStore
 	firing map[string]bool // service → an enforced action is active
+	// emitted is the last event recorded, for Operate's answer.
+	emitted *Event
 
 	evals      prometheus.Counter
 	evalTime   prometheus.Histogram
@@ -164,6 +170,10 @@ type action struct {
 	Service string    `json:"service"`
 	Summary string    `json:"summary"`
 	Version uint64    `json:"version,omitempty"`
+	// Pending is set while the action is saved but not yet written to
+	// the policies (write-ahead): a server taking the controllers over
+	// finds out from the policies whether the write happened.
+	Pending bool `json:"pending,omitempty"`
 	// Writes are the documents before (the revert point; nil = absent)
 	// and after the action.
 	Writes []write `json:"writes"`
@@ -231,11 +241,15 @@ func New(opts Options, st Store, alerts Alerts, inst Instances, engine promql.Qu
 	if err := c.loadState(); err != nil {
 		return nil, err
 	}
-	ev, err := openEvents(opts.Dir)
-	if err != nil {
-		return nil, err
+	if opts.Events != nil {
+		c.events = sharedEvents{opts.Events}
+	} else {
+		ev, err := openEvents(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		c.events = ev
 	}
-	c.events = ev
 	c.updateFiringLocked()
 	return c, nil
 }
@@ -297,6 +311,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		_ = c.events.close()
 	}()
 	led := false // with a Leader: whether this server led at the last tick
+	if c.opts.Leader == nil {
+		c.mu.Lock()
+		c.settlePendingLocked(ctx) // a crash between an action's save and its write
+		c.mu.Unlock()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -315,6 +334,9 @@ func (c *Controller) Run(ctx context.Context) error {
 					led = false // try again on the next tick
 					continue
 				}
+				c.mu.Lock()
+				c.settlePendingLocked(ctx)
+				c.mu.Unlock()
 			}
 		}
 		c.Evaluate(ctx)
@@ -525,10 +547,25 @@ func (c *Controller) actLocked(ctx context.Context, d *policy.Document, docs []p
 	if dryRun {
 		ev.Kind, ev.Summary = EventWouldAct, "would have acted: "+summary
 	} else {
+		// The revert point is saved before the write: a leader that dies
+		// between the two leaves its successor an action to settle
+		// (settlePendingLocked), never a write without its revert point.
+		// The save is fenced: a deposed leader writes nothing.
+		a.Pending = true
+		st.Action = a
+		if err := c.saveErrLocked(); err != nil {
+			st.Action = nil
+			st.Failed = err.Error()
+			c.logger.Warn("guard: not acting, its state could not be saved", "guard", d.Name, "err", err)
+			return
+		}
 		res, err := c.store.CompareAndPut(p.puts, store.ActionGuard, store.ApplyOptions{Who: "guard:" + d.Name})
+		a.Pending = false
 		if err != nil {
 			// A concurrent change: the next evaluation plans again.
+			st.Action = nil
 			st.Failed = err.Error()
+			c.saveLocked() // no pending action left behind
 			c.emitLocked(ctx, Event{Guard: d.Name, Service: d.Service, Kind: EventFailed, Mode: mode, Condition: ev.Condition, Summary: "could not act: " + err.Error(), Who: "guard"})
 			return
 		}
@@ -694,6 +731,7 @@ func (c *Controller) emitLocked(ctx context.Context, e Event) {
 	if err != nil {
 		c.logger.Error("guard event not recorded", "guard", e.Guard, "kind", e.Kind, "err", err)
 	}
+	c.emitted = &e
 	c.eventCount.WithLabelValues(e.Kind).Inc()
 	c.logger.Info("guard", "guard", e.Guard, "service", e.Service, "event", e.Kind, "mode", e.Mode, "summary", e.Summary, "version", e.Version, "who", e.Who)
 	if c.notify != nil {
@@ -764,13 +802,61 @@ func (c *Controller) alertOf(e Event) *notifier.Alert {
 }
 
 func (c *Controller) saveLocked() {
-	b, err := json.Marshal(c.state)
-	if err == nil {
-		err = c.opts.State.Save(stateName, b)
-	}
-	if err != nil {
+	if err := c.saveErrLocked(); err != nil {
 		c.logger.Error("guard state not saved", "err", err)
 	}
+}
+
+func (c *Controller) saveErrLocked() error {
+	b, err := json.Marshal(c.state)
+	if err != nil {
+		return fmt.Errorf("encoding guard state: %w", err)
+	}
+	return c.opts.State.Save(stateName, b)
+}
+
+// settlePendingLocked settles the actions a previous leader saved but may
+// not have written (it died between the two): an action whose documents
+// are in the policies is adopted with its revert point (and its event
+// recorded if that leader did not get to it); one whose documents are not
+// is dropped, and the guard plans afresh.
+func (c *Controller) settlePendingLocked(ctx context.Context) {
+	changed := false
+	for name, st := range c.state {
+		a := st.Action
+		if a == nil || !a.Pending {
+			continue
+		}
+		changed = true
+		if !c.writtenLocked(a) {
+			st.Action = nil
+			c.logger.Info("guard: the previous leader's action was never written; planning again", "guard", name)
+			continue
+		}
+		a.Pending = false
+		if last := c.lastEvent(ctx, name); last != nil && last.Kind == EventActed && !last.Time.Before(a.Started) {
+			a.Version = last.Version
+			continue
+		}
+		c.emitLocked(ctx, Event{Guard: name, Service: a.Service, Kind: EventActed, Mode: string(policy.ModeEnforce),
+			Summary: a.Summary + " (written by the previous leader; recorded by this server)", Changes: changesOf(a.puts()), Who: "guard"})
+	}
+	if changed {
+		c.saveLocked()
+		c.updateFiringLocked()
+	}
+}
+
+// writtenLocked reports whether every document of a is in the policies
+// as the action left it.
+func (c *Controller) writtenLocked(a *action) bool {
+	for _, w := range a.Writes {
+		cur, ok := c.store.Get(w.Key)
+		if w.After == nil && ok || w.After != nil && (!ok || !policy.Equal(&cur.Document, w.After)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Controller) updateFiringLocked() {

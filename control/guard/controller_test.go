@@ -107,8 +107,8 @@ func (f *fixture) route(t *testing.T) string {
 
 func (f *fixture) kinds() []string {
 	var out []string
-	for i := len(f.c.events.recent) - 1; i >= 0; i-- {
-		out = append([]string{f.c.events.recent[i].Kind}, out...)
+	for i := len(f.c.events.(*eventLog).recent) - 1; i >= 0; i-- {
+		out = append([]string{f.c.events.(*eventLog).recent[i].Kind}, out...)
 	}
 	return out
 }
@@ -225,7 +225,7 @@ func TestControllerMaxDurationAndDelete(t *testing.T) {
 	if got := f.route(t); got != orig {
 		t.Fatalf("not reverted after max_duration: %s", got)
 	}
-	if e := f.c.events.recent[len(f.c.events.recent)-1]; e.Kind != EventReverted || e.Who != "max_duration" {
+	if e := f.c.events.(*eventLog).recent[len(f.c.events.(*eventLog).recent)-1]; e.Kind != EventReverted || e.Who != "max_duration" {
 		t.Errorf("revert event %+v", e)
 	}
 	f.now = f.now.Add(2 * time.Minute)

@@ -2,14 +2,17 @@ package guard
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/meshscope/meshscope/control/jsonlog"
 	"github.com/meshscope/meshscope/control/store"
 )
 
@@ -62,8 +65,20 @@ type Condition struct {
 // keepEvents is how many events are kept in memory for the API.
 const keepEvents = 2000
 
-// eventLog is the durable event log.
+// eventStore keeps the guards' events: events.log in the guard directory
+// (eventLog), or a journal the servers of a cluster share (sharedEvents).
+type eventStore interface {
+	// append numbers e and writes it durably.
+	append(e Event) (Event, error)
+	// list returns the newest events first, filtered by guard and
+	// service ("" = any), at most limit.
+	list(ctx context.Context, guard, service string, limit int) ([]Event, error)
+	close() error
+}
+
+// eventLog is the durable event log in a file.
 type eventLog struct {
+	mu     sync.Mutex
 	f      *os.File
 	seq    uint64
 	recent []Event
@@ -118,6 +133,8 @@ func (l *eventLog) keep(e Event) {
 
 // append writes e (numbering it) and fsyncs before returning.
 func (l *eventLog) append(e Event) (Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	e.Seq = l.seq + 1
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -136,16 +153,64 @@ func (l *eventLog) append(e Event) (Event, error) {
 
 // list returns the newest events first, filtered by guard and service
 // ("" = any), at most limit.
-func (l *eventLog) list(guard, service string, limit int) []Event {
+func (l *eventLog) list(_ context.Context, guard, service string, limit int) ([]Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	out := []Event{}
 	for i := len(l.recent) - 1; i >= 0 && len(out) < limit; i-- {
 		e := l.recent[i]
-		if (guard == "" || e.Guard == guard) && (service == "" || e.Service == service) {
+		if e.matches(guard, service) {
 			out = append(out, e)
 		}
 	}
-	return out
+	return out, nil
 }
+
+func (e *Event) matches(guard, service string) bool {
+	return (guard == "" || e.Guard == guard) && (service == "" || e.Service == service)
+}
+
+// sharedEvents keeps the events in a journal every server of a cluster
+// reads (--state-store etcd): /api/mesh/v1/events answers the same on
+// each.
+type sharedEvents struct{ j jsonlog.Journal }
+
+func (s sharedEvents) append(e Event) (Event, error) {
+	seq, err := s.j.Append(context.Background(), func(seq uint64) ([]byte, error) {
+		e.Seq = seq
+		return json.Marshal(e)
+	})
+	if err != nil {
+		return e, fmt.Errorf("writing guard event: %w", err)
+	}
+	e.Seq = seq
+	return e, nil
+}
+
+func (s sharedEvents) list(ctx context.Context, guard, service string, limit int) ([]Event, error) {
+	out := []Event{}
+	var bad error
+	err := s.j.Newest(ctx, 0, func(seq uint64, v []byte) bool {
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			bad = fmt.Errorf("guard event %d is damaged: %w", seq, err)
+			return false
+		}
+		if e.matches(guard, service) {
+			out = append(out, e)
+		}
+		return len(out) < limit
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading guard events: %w", err)
+	}
+	return out, nil
+}
+
+func (sharedEvents) close() error { return nil }
 
 func (l *eventLog) close() error { return l.f.Close() }
 

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func TestEventLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs := l.list("g", "", 10)
+	evs, _ := l.list(context.Background(), "g", "", 10)
 	if len(evs) != 2 || evs[0].Seq != 2 || evs[0].Kind != EventReverted || evs[1].Kind != EventActed {
 		t.Fatalf("after reopen: %+v", evs)
 	}
@@ -37,7 +38,9 @@ func TestEventLog(t *testing.T) {
 	if err != nil || e.Seq != 3 {
 		t.Fatalf("append after a torn line: %+v %v", e, err)
 	}
-	if got := l.list("", "", 10); len(got) != 3 || len(l.list("h", "", 10)) != 1 {
+	got, _ := l.list(context.Background(), "", "", 10)
+	onH, _ := l.list(context.Background(), "h", "", 10)
+	if len(got) != 3 || len(onH) != 1 {
 		t.Errorf("list: %+v", got)
 	}
 	l.close()

@@ -2,6 +2,7 @@ package jsonlog
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,4 +130,16 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Journal is an append-only log of numbered JSON records that the servers
+// of a cluster share (control/etcdstate.Journal): the audit log and the
+// guard events use it instead of their files with --state-store etcd.
+type Journal interface {
+	// Append numbers a record (encode gets the number and answers the
+	// record's JSON) and writes it durably, answering the number.
+	Append(ctx context.Context, encode func(seq uint64) ([]byte, error)) (uint64, error)
+	// Newest calls fn with the records numbered below before (0: all),
+	// newest first, until fn answers false.
+	Newest(ctx context.Context, before uint64, fn func(seq uint64, v []byte) bool) error
 }

@@ -38,7 +38,7 @@ func TestRolloutAudit(t *testing.T) {
 	if _, err := e.c.Act(bob, "inv", ActionAbort, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	page, err := log.Query(audit.Filter{})
+	page, err := log.Query(context.Background(), audit.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}

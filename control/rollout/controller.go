@@ -179,6 +179,15 @@ func (c *Controller) resume(why string) error {
 		s.IntervalStart = now
 		s.addEvent(Event{Time: now, Type: EventResumed, Step: s.Step, Weight: s.Weight,
 			Message: fmt.Sprintf("%s: resuming at step %d (canary %d%%), failures so far %d", why, s.Step+1, s.Weight, s.Failures)})
+		// The state is the truth: a change of weight written by a server
+		// that died before saving it (or a first weight saved but not
+		// written) is set back to the state's weight, and judged again.
+		if w, err := c.setWeight(s, s.Weight); err != nil {
+			c.event(context.Background(), s, Event{Time: now, Type: EventError, Message: fmt.Sprintf("setting the route back to canary %d%%: %v", s.Weight, err)})
+		} else if w != nil {
+			c.event(context.Background(), s, Event{Time: now, Type: EventResumed, write: w,
+				Message: fmt.Sprintf("the route did not match the saved state (a change that was not saved): canary set back to %d%%", s.Weight)})
+		}
 		if err := c.saveErr(s); err != nil {
 			return err
 		}
@@ -361,6 +370,15 @@ func (c *Controller) start(ctx context.Context, d *policy.Document, gen string, 
 		} else {
 			s.Route = d.Name
 		}
+	}
+	// Saved before the first route write, with the original route: a
+	// leader that dies between the two leaves its successor the revert
+	// point (resume sets the route to the saved weight), never a route
+	// written by a rollout it does not know of. The save is fenced: a
+	// deposed leader writes nothing.
+	if err := c.saveErr(s); err != nil {
+		c.logger.Warn("rollout not started: its state could not be saved", "rollout", d.Name, "err", err)
+		return
 	}
 	c.states[d.Name] = s
 	msg := fmt.Sprintf("rolling %s out over %s: steps %s, interval %s, failure limit %d", s.Canary, s.Stable, stepList(spec.Steps), spec.Interval, spec.FailureLimit)

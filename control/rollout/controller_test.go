@@ -424,3 +424,57 @@ func TestFollowerTakesOver(t *testing.T) {
 		t.Fatalf("the take-over wrote policy versions %d..%d", versions+1, v)
 	}
 }
+
+// TestResumeSetsTheSavedWeight: a server that died between a route write
+// and the save of the state that decided it leaves a route that does not
+// match the state; the next server to run the rollout (restart or new
+// leader) sets the route to the saved weight, so the judged weight is the
+// one on the wire, and the rollout's first route write always has its
+// state (with the original route) saved before it.
+func TestResumeSetsTheSavedWeight(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		crash func(e *env, shared *memState) // leaves the unsaved change
+		want  int                            // canary weight after the resume
+	}{
+		{"advance written, not saved", func(e *env, shared *memState) {
+			saved, _ := shared.Load()
+			e.samp.set(healthy, baseline)
+			if s := e.interval(); s.Weight != 50 || e.routeWeights()["v2"] != 50 {
+				t.Fatalf("no advance: %d %v", s.Weight, e.routeWeights())
+			}
+			_ = shared.Save("inv", saved["inv"]) // the state from before the advance
+		}, 10},
+		{"start saved, route not written", func(e *env, _ *memState) {
+			if _, err := e.st.Rollback(e.st.Version()-1, store.ApplyOptions{Who: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, items := e.st.List(policy.KindRoute, "inventory"); len(items) != 0 {
+				t.Fatalf("the rollback left %d routes", len(items))
+			}
+		}, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shared := &memState{m: map[string][]byte{}}
+			e := newEnv(t, Options{State: shared})
+			e.apply(doc)
+			tc.crash(e, shared)
+			next, err := New(Config{Dir: t.TempDir()}, e.st, e.samp, Options{State: shared, Now: e.clk.now}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := next.Get("inv")
+			if w := e.routeWeights(); w["v2"] != tc.want || s.Weight != tc.want || s.Phase != PhaseProgressing {
+				t.Fatalf("after the resume: route %v, state weight %d %s; want canary %d", w, s.Weight, s.Phase, tc.want)
+			}
+			if last := s.Events[len(s.Events)-1]; last.Type != EventResumed || !strings.Contains(last.Message, "set back") {
+				t.Errorf("last event %+v, want the route set back", last)
+			}
+			before := e.st.Version()
+			next.reconcile(context.Background()) // the rollout is known: not started again
+			if v := e.st.Version(); v != before {
+				t.Errorf("reconcile after the resume wrote versions %d..%d", before+1, v)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package tokenapi
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -147,7 +148,7 @@ func TestTokenAPILifecycle(t *testing.T) {
 		t.Errorf("revoked token still stored:\n%s", stored)
 	}
 
-	page, err := log.Query(audit.Filter{Action: "token."})
+	page, err := log.Query(context.Background(), audit.Filter{Action: "token."})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,13 +22,20 @@ const amConfig = "route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - na
 // skipped when the binary is not installed (make test installs it).
 func StartAlertmanager(t testing.TB) string {
 	t.Helper()
+	return StartAlertmanagerConfig(t, amConfig)
+}
+
+// StartAlertmanagerConfig is StartAlertmanager with the given
+// alertmanager.yml (e.g. a webhook receiver of the test's own).
+func StartAlertmanagerConfig(t testing.TB, config string) string {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus-alertmanager")
 	if err != nil {
 		t.Skip("prometheus-alertmanager not installed (make test installs it: apt-get install prometheus-alertmanager)")
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "am.yml")
-	if err := os.WriteFile(cfg, []byte(amConfig), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	web, cluster := freeAddr(t), freeAddr(t)
