@@ -153,6 +153,7 @@ type Remote struct {
 	read   storage.SampleAndChunkQueryable
 	query  storage.Queryable // read, with the HTTP API for labels and series (PrometheusURL)
 	engine *RemoteEngine     // the HTTP API's PromQL (PrometheusURL); nil with ReadURL
+	rm     *remoteMetrics
 	meta   *metadataStore
 	logger *slog.Logger
 }
@@ -281,7 +282,7 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 		query = apiQueryable{read: read, api: engine.api, url: engine.url}
 	}
 	return &Remote{
-		db: db, rs: rs, meta: meta, logger: logger, engine: engine, query: query,
+		db: db, rs: rs, meta: meta, logger: logger, engine: engine, query: query, rm: rm,
 		// As Prometheus in agent mode: samples go to the WAL, and the remote
 		// storage's appender records the highest timestamp appended, so
 		// prometheus_remote_storage_highest_timestamp_in_seconds minus

@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb"
 
@@ -291,6 +293,26 @@ func TestRemoteMetricsRegistered(t *testing.T) {
 	names, _, err := qr.LabelNames(ctx, nil)
 	if err != nil || strings.Join(names, ",") != "__name__,code,le,svc" {
 		t.Errorf("label names over the HTTP API: %v, %v", names, err)
+	}
+	vals, _, err := qr.LabelValues(ctx, "svc", nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "dur_seconds"))
+	if err != nil || strings.Join(vals, ",") != "a" {
+		t.Errorf("label values over the HTTP API: %v, %v", vals, err)
+	}
+	// The series list (/api/v1/series) comes from the HTTP API, labels only.
+	queryRequests := func() float64 {
+		return testutil.ToFloat64(st.rm.requests.WithLabelValues(apiQuery, "200"))
+	}
+	before := queryRequests()
+	series := qr.Select(ctx, true, &storage.SelectHints{Func: "series"}, labels.MustNewMatcher(labels.MatchRegexp, "__name__", "req_total|dur_seconds"))
+	var got []string
+	for series.Next() {
+		got = append(got, series.At().Labels().String())
+	}
+	if want := `{__name__="dur_seconds", svc="a"} {__name__="req_total", code="200", svc="a"} {__name__="req_total", code="200", svc="b"}`; series.Err() != nil || strings.Join(got, " ") != want {
+		t.Errorf("series over the HTTP API: %v, %v; want %s", got, series.Err(), want)
+	}
+	if n := queryRequests() - before; n != 1 {
+		t.Errorf("the series list took %g HTTP API requests, want 1", n)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
