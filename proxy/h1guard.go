@@ -83,9 +83,10 @@ type guardConn struct {
 	// field names of the head being parsed; orders holds those of
 	// validated heads until their handlers take them; out rewrites the
 	// response heads written back.
-	names  []byte
-	orders []fieldNames
-	out    headRewriter
+	names     []byte
+	lastNames fieldNames // the previous head's names, reused when the next head repeats them
+	orders    []fieldNames
+	out       headRewriter
 }
 
 // maxPendingOrders bounds the field orders of pipelined requests kept for
@@ -567,7 +568,10 @@ func (g *guardConn) endHead() {
 	if len(g.orders) == maxPendingOrders {
 		g.dropOrder()
 	}
-	g.orders = append(g.orders, string(g.names))
+	if string(g.names) != g.lastNames { // keep-alive clients repeat their heads: no string per request
+		g.lastNames = string(g.names)
+	}
+	g.orders = append(g.orders, g.lastNames)
 	switch {
 	case g.nTE > 0:
 		if g.hasCL {

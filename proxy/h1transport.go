@@ -85,6 +85,7 @@ type h1Conn struct {
 	addr   string
 	idleAt time.Time
 	reused bool
+	abort  func() // unblocks I/O on c when the request's context ends; made once per connection
 }
 
 // limitedConnReader reads from a connection at most n bytes (the response
@@ -143,7 +144,7 @@ func isTimeout(err error) bool {
 // reports that the error came before any response byte.
 func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (resp *http.Response, beforeResponse bool, err error) {
 	c := pc.c
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, pc.abort)
 	fail := func(before bool, err error) (*http.Response, bool, error) {
 		stop()
 		return nil, before, err
@@ -165,9 +166,10 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		return fail(true, err)
 	}
 	for {
-		resp, err = http.ReadResponse(pc.br, req)
-		if err != nil {
-			return fail(false, err)
+		if resp = readResponseHead(pc.br, req); resp == nil {
+			if resp, err = http.ReadResponse(pc.br, req); err != nil {
+				return fail(false, err)
+			}
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return fail(false, errors.New("upstream switched protocols without an upgrade request"))
@@ -176,8 +178,8 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 			break
 		}
 		// 1xx informational: hand it on (ReverseProxy forwards it) and read on.
-		if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.Got1xxResponse != nil {
-			if err := tr.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+		if got1xx := got1xxHook(ctx); got1xx != nil {
+			if err := got1xx(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 				return fail(false, err)
 			}
 		}
@@ -188,7 +190,9 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	}
 	reusable := !resp.Close && (resp.ContentLength >= 0 || isChunked(resp.TransferEncoding))
 	b := &h1Body{rc: resp.Body, t: t, pc: pc, stop: stop, reusable: reusable}
-	if resp.Body == http.NoBody || resp.Body == nil {
+	if resp.Body == nil && resp.ContentLength > 0 { // parsed by readResponseHead
+		b.rc, b.remain = nil, resp.ContentLength
+	} else if resp.Body == http.NoBody || resp.Body == nil {
 		b.release()
 		return resp, false, nil
 	}
@@ -203,7 +207,8 @@ func isChunked(te []string) bool {
 // h1Body returns its connection to the pool at EOF and closes it when the
 // body is closed before EOF or fails.
 type h1Body struct {
-	rc       io.ReadCloser
+	rc       io.ReadCloser // nil: remain bytes are read from pc.br
+	remain   int64
 	t        *h1Transport
 	pc       *h1Conn
 	stop     func() bool
@@ -215,6 +220,9 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.done.Load() {
 		return 0, io.EOF
 	}
+	if b.rc == nil {
+		return b.readLength(p)
+	}
 	n, err := b.rc.Read(p)
 	switch {
 	case err == io.EOF:
@@ -225,8 +233,33 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readLength reads the rest of a Content-Length body from the
+// connection's buffered reader, handing the connection back with the
+// last byte.
+func (b *h1Body) readLength(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.pc.br.Read(p)
+	b.remain -= int64(n)
+	switch {
+	case b.remain == 0:
+		b.release()
+		return n, io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		b.discard()
+	}
+	return n, err
+}
+
 func (b *h1Body) Close() error {
-	if b.discard() {
+	if b.discard() && b.rc != nil {
 		_ = b.rc.Close() // the connection is closed: this returns at once
 	}
 	return nil
@@ -275,7 +308,7 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &h1Conn{c: c, addr: addr}
+	pc := &h1Conn{c: c, addr: addr, abort: func() { _ = c.SetDeadline(aLongTimeAgo) }}
 	pc.lr = limitedConnReader{c: c, n: math.MaxInt64}
 	pc.br = bufio.NewReaderSize(&pc.lr, 4096)
 	pc.bw = bufio.NewWriterSize(c, 4096)

@@ -246,9 +246,10 @@ type orderConn struct {
 	net.Conn
 	out headRewriter
 
-	mu   sync.Mutex
-	dst  *headOrders // where the next response head's names go; nil = none
-	rbuf []byte
+	mu       sync.Mutex
+	dst      *headOrders // where the next response head's names go; nil = none
+	rbuf     []byte
+	lastResp fieldNames // the previous response's names, reused when the next repeats them
 }
 
 // wrapOrderDial makes every dialed upstream connection an orderConn.
@@ -304,7 +305,10 @@ func (c *orderConn) capture(p []byte) {
 		// The names go after the head in rbuf, then into one string.
 		all := appendFieldNames(c.rbuf[:n], c.rbuf[:n])
 		c.rbuf = all
-		c.dst.setResp(string(all[n:]))
+		if names := all[n:]; string(names) != c.lastResp {
+			c.lastResp = string(names)
+		}
+		c.dst.setResp(c.lastResp)
 		c.dst, c.rbuf = nil, c.rbuf[:0]
 		return
 	}

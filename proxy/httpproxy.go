@@ -151,12 +151,17 @@ func isWebSocket(r *http.Request) bool {
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
 	rec := &recorder{w: w}
+	lean := h.leanEligible(r) // h1forward.go
+	var orders *headOrders
 	if g := guardOf(r); g != nil {
 		defer g.resume() // an Upgrade or CONNECT that did not take the connection over
 		// Keep the client's and the upstream's field order (headorder.go).
 		if names := g.takeOrder(r.RequestURI); names != "" {
 			rec.guard, rec.order.req = g, names
-			r = r.WithContext(context.WithValue(r.Context(), headOrdersKey{}, &rec.order))
+			orders = &rec.order
+			if !lean { // the lean path's context carries them
+				r = r.WithContext(context.WithValue(r.Context(), headOrdersKey{}, orders))
+			}
 		}
 	}
 	start := time.Now()
@@ -266,6 +271,10 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.mesh != nil && !p.meshRequest(rec, r, h.t, &k, span) {
+		return
+	}
+	if lean {
+		h.forwardLean(rec, r, orders)
 		return
 	}
 	h.rp.ServeHTTP(rec, r)
@@ -445,6 +454,7 @@ type recorder struct {
 
 	guard *guardConn // the client connection, when it keeps field order
 	order headOrders
+	lean  leanRequest // the outgoing request on the lean path (h1forward.go)
 }
 
 func (rw *recorder) Header() http.Header { return rw.w.Header() }

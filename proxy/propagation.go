@@ -81,7 +81,11 @@ func injectTraceContext(sc trace.SpanContext, h http.Header, format b3Format) {
 	hex.Encode(tp[36:52], sid[:])
 	tp[52] = '-'
 	hex.Encode(tp[53:55], []byte{byte(flags)})
-	h["Traceparent"] = []string{string(tp[:])}
+	if v := h["Traceparent"]; len(v) == 1 {
+		v[0] = string(tp[:]) // replaced in place: no new slice
+	} else {
+		h["Traceparent"] = []string{string(tp[:])}
+	}
 	switch format {
 	case b3Single:
 		h.Set("B3", formatB3Single(sc))
