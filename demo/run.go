@@ -141,7 +141,10 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, logger *slog.Logger)
 		return err
 	}
 	logger.Info("starting the ingress gateway", "listen", gw.listen, "log", filepath.Join(logDir, "proxy-gateway.log"))
-	gwArgs := gw.args(otlpGRPC)
+	// With the control plane the gateway holds a mesh identity, so its hop
+	// to web is mTLS like every other meshed hop; its routes stay static.
+	gwArgs := append(gw.args(otlpGRPC), "--control-plane", r.controlPlane,
+		"--state-dir", filepath.Join(cfg.DataDir, "proxy-state", "gateway"))
 	if r.auth != nil {
 		gwArgs = append(gwArgs, "--token-file", r.auth.proxyTokenFile)
 	}

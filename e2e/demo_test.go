@@ -123,20 +123,9 @@ func TestDemo(t *testing.T) {
 		if !slices.Contains(ops.Data, "GET /products/{id}") || !slices.Contains(ops.Data, "GET /stock/{id}") {
 			return false, fmt.Sprintf("catalog operations %q", ops.Data)
 		}
-		var q struct {
-			Data struct {
-				Result []struct {
-					Metric map[string]string `json:"metric"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		query := url.QueryEscape(`sum by (route) (mesh_requests_total{destination_service="inventory"})`)
-		if err := getJSON("http://"+httpAddr+"/api/v1/query?query="+query, &q); err != nil {
+		routes, err := labelValues(httpAddr, "route", `mesh_requests_total{destination_service="inventory"}`)
+		if err != nil {
 			return false, err.Error()
-		}
-		var routes []string
-		for _, r := range q.Data.Result {
-			routes = append(routes, r.Metric["route"])
 		}
 		return slices.Contains(routes, "/stock/{id}") && slices.Contains(routes, "/stock"), fmt.Sprintf("inventory routes %q", routes)
 	}, p)
@@ -144,22 +133,19 @@ func TestDemo(t *testing.T) {
 	// Traffic enters through the TLS gateway; checkouts with an expired
 	// token are answered 401 there, valid ones reach web.
 	poll(t, 30*time.Second, "gateway checkout route with 200s and 401s", func() (bool, string) {
-		var q struct {
-			Data struct {
-				Result []struct {
-					Metric map[string]string `json:"metric"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		query := url.QueryEscape(`sum by (status_code) (mesh_requests_total{direction="ingress", source_service="gateway", route="checkout"})`)
-		if err := getJSON("http://"+httpAddr+"/api/v1/query?query="+query, &q); err != nil {
+		codes, err := labelValues(httpAddr, "status_code", `mesh_requests_total{direction="ingress", source_service="gateway", route="checkout"}`)
+		if err != nil {
 			return false, err.Error()
 		}
-		var codes []string
-		for _, r := range q.Data.Result {
-			codes = append(codes, r.Metric["status_code"])
-		}
 		return slices.Contains(codes, "401") && (slices.Contains(codes, "200") || slices.Contains(codes, "500")), fmt.Sprintf("status codes %q", codes)
+	}, p)
+	// The gateway holds a mesh identity: its requests to web go over mTLS.
+	poll(t, 30*time.Second, "gateway → web over mTLS", func() (bool, string) {
+		tls, err := labelValues(httpAddr, "tls", `mesh_requests_total{direction="ingress", source_service="gateway", destination_service="web"}`)
+		if err != nil {
+			return false, err.Error()
+		}
+		return slices.Contains(tls, "mtls"), fmt.Sprintf("tls labels %q", tls)
 	}, p)
 
 	kids := demoChildren(t, p)
@@ -288,4 +274,25 @@ func procStat(pid int) (state string, ppid int, ok bool) {
 		return "", 0, false
 	}
 	return f[0], ppid, true
+}
+
+// labelValues returns the values of label among the series of
+// sum by (label) (selector), from the query API at httpAddr.
+func labelValues(httpAddr, label, selector string) ([]string, error) {
+	var q struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	query := url.QueryEscape("sum by (" + label + ") (" + selector + ")")
+	if err := getJSON("http://"+httpAddr+"/api/v1/query?query="+query, &q); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range q.Data.Result {
+		out = append(out, r.Metric[label])
+	}
+	return out, nil
 }

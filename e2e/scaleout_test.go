@@ -19,13 +19,30 @@ import (
 
 // TestScaleOutSharedMetrics runs a real Prometheus (Debian package
 // `prometheus`, remote-write receiver on) as the shared metrics store of two
-// `meshscope server --metrics-store remote` processes. The backend's proxy
-// reports to one server, the frontend's to the other, so each server
-// ingests one side of the frontend → backend calls. Both servers must
-// answer /api/v1/query and /api/mesh/graph identically at a fixed time, the
-// edge must be seen by both sides, and the answers must match Prometheus'
-// own.
+// `meshscope server --metrics-store remote --prometheus-url` processes: PromQL
+// runs in Prometheus, through its HTTP API. The backend's proxy reports to
+// one server, the frontend's to the other, so each server ingests one side
+// of the frontend → backend calls. Both servers must answer /api/v1/query,
+// /api/mesh/graph and the native tables identically at a fixed time, the
+// edge must be seen by both sides, and the query answers must be
+// Prometheus' own, rate() included, to the last bit.
 func TestScaleOutSharedMetrics(t *testing.T) {
+	sharedMetrics(t, func(promURL string) []string { return []string{"--prometheus-url", promURL} }, true)
+}
+
+// TestScaleOutSharedMetricsRemoteRead is TestScaleOutSharedMetrics with
+// --remote-read-url: the servers read the series with remote read and
+// evaluate PromQL in their own engine, so their answers equal Prometheus'
+// except for rate() (Debian's Prometheus 2.x extrapolates at the window's
+// edges unlike the 3.x engine the server embeds).
+func TestScaleOutSharedMetricsRemoteRead(t *testing.T) {
+	sharedMetrics(t, func(promURL string) []string { return []string{"--remote-read-url", promURL + "/api/v1/read"} }, false)
+}
+
+// sharedMetrics is the shared metrics store scenario; readFlags are the
+// servers' flags for reading the store, remotePromQL tells that PromQL runs
+// in Prometheus (its answers are then Prometheus' exactly).
+func sharedMetrics(t *testing.T, readFlags func(promURL string) []string, remotePromQL bool) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Skip("prometheus not installed (apt-get install prometheus); skipping the shared metrics store test")
@@ -41,9 +58,8 @@ func TestScaleOutSharedMetrics(t *testing.T) {
 		"--web.enable-remote-write-receiver", "--enable-feature=native-histograms")
 	waitReady(t, prom, "http://"+promAddr+"/-/ready", 60*time.Second)
 
-	remote := []string{"--metrics-store", "remote",
-		"--remote-write-url", "http://" + promAddr + "/api/v1/write",
-		"--prometheus-url", "http://" + promAddr}
+	remote := append([]string{"--metrics-store", "remote",
+		"--remote-write-url", "http://" + promAddr + "/api/v1/write"}, readFlags("http://"+promAddr)...)
 	a := startServer(t, remote...)
 	b := startServer(t, remote...)
 
@@ -112,6 +128,15 @@ func TestScaleOutSharedMetrics(t *testing.T) {
 		// edges unlike the 3.x engine the server embeds.
 		`sum by (direction) (max_over_time(mesh_request_duration_seconds_count{destination_service="backend"}[1m]) - min_over_time(mesh_request_duration_seconds_count{destination_service="backend"}[1m]))`,
 	}
+	key := vectorKey
+	if remotePromQL {
+		// Prometheus evaluates the servers' PromQL: rate() and quantiles
+		// too, and every value to the last digit.
+		queries = append(queries,
+			`sum by (direction, outcome) (rate(mesh_requests_total{destination_service="backend"}[1m]))`,
+			`histogram_quantile(0.9, sum by (direction, le) (rate(mesh_request_duration_seconds_bucket{destination_service="backend"}[1m])))`)
+		key = exactVectorKey
+	}
 	poll(t, 30*time.Second, "the same answers from both servers and Prometheus", func() (bool, string) {
 		for _, q := range queries {
 			want, err := instantQuery(promURL, q, at)
@@ -123,7 +148,7 @@ func TestScaleOutSharedMetrics(t *testing.T) {
 				if err != nil {
 					return false, err.Error()
 				}
-				if g, w := vectorKey(got), vectorKey(want); g != w {
+				if g, w := key(got), key(want); g != w {
 					return false, fmt.Sprintf("server %s: %s\n= %s\nPrometheus = %s", s.http, q, g, w)
 				}
 			}
@@ -185,13 +210,51 @@ func TestScaleOutSharedMetrics(t *testing.T) {
 		return false, fmt.Sprintf("no edge frontend→backend in %s", graphs[0])
 	}, procs...)
 
-	// The remote-write queue's own metrics show what each server sent.
+	// The native tables at that time: identical on both servers.
+	for _, table := range []string{"services", "edges", "routes", "versions"} {
+		path := fmt.Sprintf("/api/mesh/%s?window=1m&at=%.3f", table, float64(at.UnixMilli())/1000)
+		var bodies [2][]byte
+		for i, s := range []*server{a, b} {
+			code, body, err := get(s.url(path))
+			if err != nil || code != 200 {
+				t.Fatalf("GET %s on %s: %d %v %.300s", path, s.http, code, err, body)
+			}
+			bodies[i] = body
+		}
+		if string(bodies[0]) != string(bodies[1]) {
+			t.Errorf("%s differ:\n%s: %s\n%s: %s", path, a.http, bodies[0], b.http, bodies[1])
+		}
+		if !strings.Contains(string(bodies[0]), `"backend"`) {
+			t.Errorf("%s on %s: no backend row: %.500s", path, a.http, bodies[0])
+		}
+	}
+
+	// The remote-write queue's own metrics show what each server sent, and
+	// the remote engine's request metrics what it read.
 	for _, s := range []*server{a, b} {
 		sent, ok, err := scrape(s.url("/metrics"), "prometheus_remote_storage_samples_total", `remote_name="shared"`)
 		if err != nil || !ok || sent == 0 {
 			t.Errorf("%s: prometheus_remote_storage_samples_total = %g (found %v, %v), want > 0", s.http, sent, ok, err)
 		}
+		apis := []string{`api="read"`}
+		if remotePromQL {
+			apis = append(apis, `api="query"`)
+		}
+		for _, api := range apis {
+			read, ok, err := scrape(s.url("/metrics"), "meshscope_metrics_remote_received_bytes_total", api)
+			if err != nil || !ok || read == 0 {
+				t.Errorf("%s: meshscope_metrics_remote_received_bytes_total{%s} = %g (found %v, %v), want > 0", s.http, api, read, ok, err)
+			}
+		}
+		if _, ok, err := scrape(s.url("/metrics"), "prometheus_remote_read_client_queries_total", `remote_name="shared"`); err != nil || !ok {
+			t.Errorf("%s: prometheus_remote_read_client_queries_total missing from /metrics (%v)", s.http, err)
+		}
 	}
+}
+
+// exactVectorKey is vectorKey with the values as the API rendered them.
+func exactVectorKey(v []promSample) string {
+	return vectorKeyOf(v, func(s promSample) string { return fmt.Sprint(s.Value[1]) })
 }
 
 // instantQuery runs a PromQL instant query at a given time against a
@@ -217,6 +280,11 @@ func instantQuery(base, q string, at time.Time) ([]promSample, error) {
 
 // vectorKey is a vector as sorted "labels value" lines, values to 9 digits.
 func vectorKey(v []promSample) string {
+	// Engines may sum in another order.
+	return vectorKeyOf(v, func(s promSample) string { return fmt.Sprintf("%.9g", s.float()) })
+}
+
+func vectorKeyOf(v []promSample, value func(promSample) string) string {
 	lines := make([]string, 0, len(v))
 	for _, s := range v {
 		names := make([]string, 0, len(s.Metric))
@@ -228,7 +296,7 @@ func vectorKey(v []promSample) string {
 		for _, k := range names {
 			fmt.Fprintf(&b, "%s=%q,", k, s.Metric[k])
 		}
-		fmt.Fprintf(&b, " %.9g", s.float()) // engines may sum in another order
+		b.WriteString(" " + value(s))
 		lines = append(lines, b.String())
 	}
 	sort.Strings(lines)

@@ -135,3 +135,11 @@ func edgeLocal(r *http.Request) http.Handler {
 	}
 	return nil
 }
+
+// edgeAddr is the fixed upstream address the gateway routed r to, or "".
+func edgeAddr(r *http.Request) string {
+	if d, _ := r.Context().Value(edgeKey{}).(*EdgeDecision); d != nil && d.Local == nil {
+		return d.Addr
+	}
+	return ""
+}

@@ -193,14 +193,17 @@ func (p *Proxy) meshRequest(w *recorder, r *http.Request, t *target, k *requestK
 }
 
 // meshFinish labels an outbound request with the TLS of the hop it took:
-// mTLS when its (last) endpoint is a meshed peer the proxy dials with
-// mTLS.
+// mTLS when its (last) endpoint, or the fixed address of its gateway
+// route, is a meshed peer the proxy dials with mTLS.
 func (p *Proxy) meshFinish(r *http.Request, t *target, k *requestKey, span *hopSpan) {
 	if t.kind == "inbound" {
 		return
 	}
 	st := policy.FromContext(r.Context())
 	addr, _ := st.Endpoint()
+	if addr == "" {
+		addr = edgeAddr(r) // a gateway route's fixed address (no balancer picked it)
+	}
 	if addr == "" {
 		return
 	}

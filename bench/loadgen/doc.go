@@ -1,4 +1,6 @@
-// Package loadgen is Meshscope's HTTP/1.1 load generator for benchmarks.
+// Package loadgen is Meshscope's HTTP/1.1 load generator for benchmarks;
+// Config.NewExchanger plugs in other protocols (NewH2C for cleartext
+// HTTP/2, NewGRPCHealth for gRPC unary calls) under the same schedule.
 //
 // RunConstantRate sends requests at a fixed total rate over a fixed number
 // of keep-alive connections, each connection on its own schedule

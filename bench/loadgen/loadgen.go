@@ -40,6 +40,21 @@ type Config struct {
 	Warmup time.Duration
 	// Timeout bounds one request (default 5 s); a timed-out request is an error.
 	Timeout time.Duration
+	// NewExchanger, when set, replaces the built-in HTTP/1.1 client: each
+	// of the Connections gets its own Exchanger (one connection, one
+	// request in flight), made before the run starts; Method, Path, Host,
+	// Header and RequestBodyBytes are then the Exchanger's business. See
+	// NewH2C and NewGRPCHealth.
+	NewExchanger func(ctx context.Context) (Exchanger, error)
+}
+
+// Exchanger sends one request on its own connection and reads the whole
+// response, for protocols other than the built-in HTTP/1.1 client.
+type Exchanger interface {
+	// Exchange returns the status (HTTP status; 200 for a gRPC OK) and
+	// the response body bytes read.
+	Exchange(ctx context.Context) (status, bodyBytes int, err error)
+	Close() error
 }
 
 func (c *Config) defaults() error {
@@ -125,6 +140,7 @@ func (r *Result) Throughput() float64 {
 type worker struct {
 	cfg   *Config
 	req   []byte
+	ex    Exchanger // instead of conn, with Config.NewExchanger
 	conn  net.Conn
 	br    *bufio.Reader
 	res   Result
@@ -136,6 +152,16 @@ func newWorker(cfg *Config, req []byte) *worker {
 }
 
 func (w *worker) dial() error {
+	if w.cfg.NewExchanger != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
+		defer cancel()
+		ex, err := w.cfg.NewExchanger(ctx)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", w.cfg.Addr, err)
+		}
+		w.ex = ex
+		return nil
+	}
 	c, err := net.DialTimeout("tcp", w.cfg.Addr, w.cfg.Timeout)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", w.cfg.Addr, err)
@@ -153,6 +179,10 @@ func (w *worker) dial() error {
 }
 
 func (w *worker) close() {
+	if w.ex != nil {
+		_ = w.ex.Close()
+		w.ex = nil
+	}
 	if w.conn != nil {
 		_ = w.conn.Close()
 		w.conn = nil
@@ -162,6 +192,16 @@ func (w *worker) close() {
 // do sends one request and reads the whole response. It returns the
 // status code, the body size, and whether the connection may be reused.
 func (w *worker) do() (status int, body int, err error) {
+	if w.cfg.NewExchanger != nil {
+		if w.ex == nil {
+			if err := w.dial(); err != nil {
+				return 0, 0, err
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
+		defer cancel()
+		return w.ex.Exchange(ctx)
+	}
 	if w.conn == nil {
 		if err := w.dial(); err != nil {
 			return 0, 0, err

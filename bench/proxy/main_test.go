@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshscope/meshscope/bench/loadgen"
+	"github.com/meshscope/meshscope/bench/report"
 	"github.com/meshscope/meshscope/control/policy"
 )
 
@@ -34,6 +37,12 @@ func TestParseOptions(t *testing.T) {
 			if o.inCell("meshscope-allcores", 1000) || o.inCell("meshscope-allcores", 2000) {
 				t.Error("the all-cores proxy is measured in the closed loop only")
 			}
+			if !o.inCell("nginx-1w", 1000) || o.inCell("nginx-1w", 2000) || o.inCell("nginx-1w", 20) {
+				t.Error("one-worker nginx is measured at 1000 rps (and in the closed loop) only")
+			}
+			if !o.extras || o.extraDuration(false) != 20*time.Second || o.extraDuration(true) != 10*time.Second {
+				t.Errorf("extras %v, durations %v %v", o.extras, o.extraDuration(false), o.extraDuration(true))
+			}
 		}, ""},
 		{"quick", []string{"-quick"}, func(t *testing.T, o options) {
 			if !reflect.DeepEqual(o.rates, []float64{1000, 2000}) || o.cellDuration(1000) != 2*time.Second {
@@ -42,10 +51,18 @@ func TestParseOptions(t *testing.T) {
 			if o.inCell("nginx", 2000) || !o.inCell("meshscope", 2000) || !o.inCell("direct", 2000) {
 				t.Error("quick run measures 2000 rps for direct and meshscope-proxy only")
 			}
+			if o.extraDuration(false) != time.Second || o.extraDuration(true) != time.Second {
+				t.Errorf("quick extra durations %v %v", o.extraDuration(false), o.extraDuration(true))
+			}
 		}, ""},
 		{"targets always include direct", []string{"-targets", "nginx, caddy"}, func(t *testing.T, o options) {
 			if !reflect.DeepEqual(o.targets, []string{"direct", "nginx", "caddy"}) {
 				t.Errorf("targets %v", o.targets)
+			}
+		}, ""},
+		{"no extras", []string{"-extras=false", "-duration", "3s"}, func(t *testing.T, o options) {
+			if o.extras || o.extraDuration(true) != 3*time.Second {
+				t.Errorf("extras %v duration %v", o.extras, o.extraDuration(true))
 			}
 		}, ""},
 		{"bad rate", []string{"-rates", "10,x"}, nil, `-rates: "x"`},
@@ -72,9 +89,20 @@ func TestParseOptions(t *testing.T) {
 // TestConfigsGolden pins the comparator configurations, which decide
 // whether the comparison is fair.
 func TestConfigsGolden(t *testing.T) {
-	cfg := proxyConfig{Dir: "/tmp/bench/x", Listen: "127.0.0.1:8001", Upstream: "127.0.0.1:9001"}
-	for name, tmpl := range map[string]string{"nginx.conf": nginxConf, "haproxy.cfg": haproxyConf, "Caddyfile": caddyConf} {
-		got, err := render(tmpl, cfg)
+	cfg := proxyConfig{Dir: "/tmp/bench/x", Listen: "127.0.0.1:8001", Upstream: "127.0.0.1:9001", Workers: "auto"}
+	// The one-core nginx: one worker, with h2c and gRPC listeners.
+	oneWorker := cfg
+	oneWorker.Workers, oneWorker.H2CListen, oneWorker.GRPCListen, oneWorker.GRPCUpstream = "1", "127.0.0.1:8002", "127.0.0.1:8003", "127.0.0.1:9002"
+	for name, tc := range map[string]struct {
+		tmpl string
+		cfg  proxyConfig
+	}{
+		"nginx.conf":         {nginxConf, cfg},
+		"nginx-1worker.conf": {nginxConf, oneWorker},
+		"haproxy.cfg":        {haproxyConf, cfg},
+		"Caddyfile":          {caddyConf, cfg},
+	} {
+		got, err := render(tc.tmpl, tc.cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -126,5 +154,135 @@ func TestPolicyDocs(t *testing.T) {
 	}
 	if !reflect.DeepEqual(kinds, []string{"Route", "Resilience"}) {
 		t.Errorf("kinds %v", kinds)
+	}
+}
+
+// cellAt is a measured cell: n requests over one second, every latency
+// lat, cpu of CPU time.
+func cellAt(n int, lat, cpu time.Duration) cell {
+	res := &loadgen.Result{Latency: &loadgen.Histogram{}, ServiceTime: &loadgen.Histogram{}, SendLag: &loadgen.Histogram{}, Elapsed: time.Second}
+	for range n {
+		res.Latency.Record(lat)
+	}
+	res.Requests = uint64(n)
+	return cell{res: res, cpu: cpu}
+}
+
+func TestOneCoreTargets(t *testing.T) {
+	const us = time.Microsecond
+	tests := []struct {
+		name     string
+		at1000   map[string]cell
+		closed   map[string]cell
+		measured []string // closed-loop ratio, CPU ratio, added p50 over nginx, added p99 over nginx
+		met      []bool
+	}{
+		{"meshscope behind nginx",
+			map[string]cell{"direct": cellAt(1000, 200*us, 0), "meshscope": cellAt(1000, 500*us, 300*time.Millisecond), "nginx-1w": cellAt(1000, 300*us, 100*time.Millisecond)},
+			map[string]cell{"meshscope": cellAt(4000, time.Millisecond, 0), "nginx-1w": cellAt(10000, time.Millisecond, 0)},
+			[]string{"0.4×", "3×", "0.2 ms", "0.2 ms"}, []bool{false, false, false, true}},
+		{"meshscope on par",
+			map[string]cell{"direct": cellAt(1000, 200*us, 0), "meshscope": cellAt(1000, 300*us, 110*time.Millisecond), "nginx-1w": cellAt(1000, 300*us, 100*time.Millisecond)},
+			map[string]cell{"meshscope": cellAt(9500, time.Millisecond, 0), "nginx-1w": cellAt(10000, time.Millisecond, 0)},
+			[]string{"0.95×", "1.1×", "0 ms", "0 ms"}, []bool{true, true, true, true}},
+		{"disturbed baseline",
+			map[string]cell{"direct": cellAt(1000, 2*time.Millisecond, 0), "meshscope": cellAt(1000, 5*time.Millisecond, 300*time.Millisecond), "nginx-1w": cellAt(1000, 3*time.Millisecond, 100*time.Millisecond)},
+			map[string]cell{"meshscope": cellAt(4000, time.Millisecond, 0), "nginx-1w": cellAt(10000, time.Millisecond, 0)},
+			[]string{"0.4×", "3×", "2 ms", "2 ms"}, []bool{false, false, false, false}},
+		{"nginx not measured",
+			map[string]cell{"direct": cellAt(1000, 200*us, 0), "meshscope": cellAt(1000, 300*us, 110*time.Millisecond)},
+			map[string]cell{"meshscope": cellAt(9500, time.Millisecond, 0)},
+			[]string{"n/a", "n/a", "n/a", "n/a"}, []bool{false, false, false, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := report.New("proxy")
+			oneCoreTargets(r, tt.at1000, tt.closed)
+			if len(r.Targets) != 4 {
+				t.Fatalf("%d targets, want 4", len(r.Targets))
+			}
+			for i, tg := range r.Targets {
+				if !strings.HasPrefix(tg.Measured, tt.measured[i]) || tg.Met != tt.met[i] {
+					t.Errorf("%s: measured %q met %v, want %q met %v", tg.Name, tg.Measured, tg.Met, tt.measured[i], tt.met[i])
+				}
+				if tt.measured[i] == "n/a" && tg.Note != "not measured in this run" {
+					t.Errorf("%s: note %q", tg.Name, tg.Note)
+				}
+				wantInconclusive := tt.name == "disturbed baseline" && i >= 2
+				if tg.Inconclusive != wantInconclusive {
+					t.Errorf("%s: inconclusive %v, want %v (note %q)", tg.Name, tg.Inconclusive, wantInconclusive, tg.Note)
+				}
+			}
+		})
+	}
+}
+
+func TestLabelsAndPaths(t *testing.T) {
+	for _, tt := range []struct{ got, want string }{
+		{sizeLabel(16 << 10), "16 KB"},
+		{sizeLabel(1 << 20), "1 MB"},
+		{sizedPath(16384), "/bytes/16384"},
+		{profilePath("/r/bench/results/proxy.json"), "/r/bench/results/proxy.pprof.txt"},
+		{profilePath("/r/bench/results/proxy.quick.json"), "/r/bench/results/proxy.quick.pprof.txt"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	mesh := &target{key: "meshscope", name: "meshscope-proxy", addr: "127.0.0.1:1"}
+	v := via(mesh, "h2c", ", h2c", "127.0.0.1:1")
+	if v.key != "meshscope-h2c" || v.name != "meshscope-proxy, h2c" || v.protocol != "h2c" || mesh.protocol != "" {
+		t.Errorf("via = %+v (original %+v)", v, mesh)
+	}
+	if c := v.loadConfig(16); c.NewExchanger == nil || c.Connections != 16 {
+		t.Errorf("h2c target's load config %+v", c)
+	}
+	if v := via(mesh, "grpc", ", gRPC", ""); v.skipped == "" {
+		t.Error("a protocol without a listener must be skipped")
+	}
+	if via(nil, "h2c", "", "x") != nil {
+		t.Error("via(nil) must be nil")
+	}
+}
+
+// TestUpstream checks the benchmark's app: sized bodies over HTTP/1.1 and
+// h2c, bad sizes refused, and the gRPC health service.
+func TestUpstream(t *testing.T) {
+	up, err := startUpstream(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.close()
+	tests := []struct {
+		name      string
+		tg        target
+		wantBytes uint64
+		wantErr   string
+	}{
+		{"default size", target{addr: up.addr}, 1024, ""},
+		{"16 KB", target{addr: up.addr, path: sizedPath(16 << 10)}, 16 << 10, ""},
+		{"1 MB over h2c", target{addr: up.addr, path: sizedPath(1 << 20), protocol: "h2c"}, 1 << 20, ""},
+		{"too large", target{addr: up.addr, path: sizedPath(maxSizedBody + 1)}, 0, "status 400"},
+		{"not a number", target{addr: up.addr, path: "/bytes/x"}, 0, "status 400"},
+		{"gRPC health", target{addr: up.grpcAddr, protocol: "grpc"}, 2, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.tg.loadConfig(2)
+			cfg.Rate, cfg.Duration = 100, 100*time.Millisecond
+			res, err := loadgen.RunConstantRate(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantErr != "" {
+				if res.Requests != 0 || !strings.Contains(res.FirstError, tt.wantErr) {
+					t.Errorf("%d ok, first error %q; want %q", res.Requests, res.FirstError, tt.wantErr)
+				}
+				return
+			}
+			if res.Requests != 10 || res.ResponseBytes != 10*tt.wantBytes {
+				t.Errorf("%d requests, %d bytes (%d errors: %s); want 10 of %d B", res.Requests, res.ResponseBytes, res.Errors, res.FirstError, tt.wantBytes)
+			}
+		})
 	}
 }

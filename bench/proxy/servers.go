@@ -19,6 +19,8 @@ import (
 	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // upstreamChildArg, as the first argument, makes the benchmark binary
@@ -30,10 +32,19 @@ const upstreamChildArg = "-upstream-child"
 // own process, as applications do, so that the direct baseline crosses a
 // process boundary like every proxied request does.
 type upstream struct {
-	srv  *http.Server // in-process upstream
-	proc *exec.Cmd    // upstream process
-	addr string
+	srv      *http.Server // in-process upstream
+	grpc     *grpc.Server // in-process gRPC upstream
+	proc     *exec.Cmd    // upstream process
+	addr     string       // HTTP/1.1 and h2c (prior knowledge)
+	grpcAddr string       // gRPC: grpc.health.v1.Health, SERVING
 }
+
+// maxSizedBody is the largest body GET /bytes/N serves.
+const maxSizedBody = 2 << 20
+
+// sizedPath is the request path for an N-byte response body: the upstream
+// serves its default size on every other path.
+func sizedPath(n int) string { return "/bytes/" + strconv.Itoa(n) }
 
 // startUpstreamProcess re-executes the benchmark binary as the upstream
 // and reads the address it listens on from its first output line.
@@ -53,16 +64,17 @@ func startUpstreamProcess(size int) (*upstream, error) {
 		return nil, fmt.Errorf("upstream process: %w", err)
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
+	addrs := strings.Fields(line)
+	if err != nil || len(addrs) != 2 {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("upstream process did not report its address: %w", err)
+		return nil, fmt.Errorf("upstream process did not report its addresses (%q): %v", line, err)
 	}
-	return &upstream{proc: cmd, addr: strings.TrimSpace(line)}, nil
+	return &upstream{proc: cmd, addr: addrs[0], grpcAddr: addrs[1]}, nil
 }
 
-// serveUpstreamChild is the upstream process: it prints its address and
-// serves until killed.
+// serveUpstreamChild is the upstream process: it prints its HTTP and gRPC
+// addresses on one line and serves until killed.
 func serveUpstreamChild(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: %s SIZE", upstreamChildArg)
@@ -75,7 +87,7 @@ func serveUpstreamChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(u.addr)
+	fmt.Println(u.addr, u.grpcAddr)
 	select {}
 }
 
@@ -84,25 +96,51 @@ func startUpstream(size int) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream listen: %w", err)
 	}
-	body := make([]byte, size)
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("upstream gRPC listen: %w", err)
+	}
+	body := make([]byte, max(size, maxSizedBody))
 	for i := range body {
 		body[i] = 'a' + byte(i%26)
 	}
-	length := strconv.Itoa(size)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		n := size
+		if v, ok := strings.CutPrefix(r.URL.Path, "/bytes/"); ok {
+			if m, err := strconv.Atoi(v); err == nil && m >= 0 && m <= maxSizedBody {
+				n = m
+			} else {
+				http.Error(w, fmt.Sprintf("bad size %q: want 0..%d", v, maxSizedBody), http.StatusBadRequest)
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", length)
-		_, _ = w.Write(body)
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		_, _ = w.Write(body[:n])
 	})
-	u := &upstream{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}, addr: ln.Addr().String()}
+	// HTTP/1.1 and cleartext HTTP/2 with prior knowledge on one port, as Go
+	// apps serve h2c; a proxy's HTTP/2 requests can reach it as HTTP/2.
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	u := &upstream{
+		srv:  &http.Server{Handler: h, Protocols: protos, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute},
+		grpc: grpc.NewServer(), addr: ln.Addr().String(), grpcAddr: gln.Addr().String(),
+	}
+	healthpb.RegisterHealthServer(u.grpc, health.NewServer())
 	go func() { _ = u.srv.Serve(ln) }()
+	go func() { _ = u.grpc.Serve(gln) }()
 	return u, nil
 }
 
 func (u *upstream) close() {
 	if u.srv != nil {
 		_ = u.srv.Close()
+	}
+	if u.grpc != nil {
+		u.grpc.Stop()
 	}
 	if u.proc != nil {
 		_ = u.proc.Process.Kill()

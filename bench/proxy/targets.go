@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/meshscope/meshscope/bench/loadgen"
 )
 
 // nobody is the unprivileged user the benchmark runs its servers as when
@@ -80,12 +82,15 @@ func (p *process) logTail() string {
 
 // target is one way of reaching the upstream: directly or through a proxy.
 type target struct {
-	key     string // short id: direct, meshscope, meshscope-allcores, meshscope-off, nginx, haproxy, caddy
-	name    string // shown in tables, with the version
-	addr    string // where the load generator connects
-	admin   string // meshscope-proxy's admin address
-	proc    *process
-	skipped string // why the target was not measured (empty = measured)
+	key      string // short id: direct, meshscope, meshscope-allcores, meshscope-off, nginx, nginx-1w, haproxy, caddy, ...
+	name     string // shown in tables, with the version
+	addr     string // where the load generator connects
+	admin    string // meshscope-proxy's admin address
+	proc     *process
+	more     []*process // further processes on the path (a two-hop chain), measured with proc
+	skipped  string     // why the target was not measured (empty = measured)
+	protocol string     // what the load generator speaks: "" (HTTP/1.1), "h2c" or "grpc"
+	path     string     // request path (default "/")
 }
 
 func (t *target) pid() int {
@@ -93,6 +98,37 @@ func (t *target) pid() int {
 		return 0
 	}
 	return t.proc.pid()
+}
+
+// pids are the processes whose CPU and memory the target is charged.
+func (t *target) pids() []int {
+	var out []int
+	for _, p := range append([]*process{t.proc}, t.more...) {
+		if p != nil {
+			out = append(out, p.pid())
+		}
+	}
+	return out
+}
+
+// stop stops the target's processes.
+func (t *target) stop() {
+	t.proc.stop()
+	for _, p := range t.more {
+		p.stop()
+	}
+}
+
+// loadConfig is the load generator's view of t.
+func (t *target) loadConfig(connections int) loadgen.Config {
+	c := loadgen.Config{Addr: t.addr, Path: t.path, Connections: connections}
+	switch t.protocol {
+	case "h2c":
+		c.NewExchanger = loadgen.NewH2C(t.addr, "", t.path)
+	case "grpc":
+		c.NewExchanger = loadgen.NewGRPCHealth(t.addr, "")
+	}
+	return c
 }
 
 // targetDir makes a per-target directory the unprivileged server can write.
@@ -118,7 +154,10 @@ func launch(ctx context.Context, t *target, dir string, argv, env []string, read
 		return
 	}
 	t.proc = p
-	for _, u := range append(readyURLs, "http://"+t.addr+"/") {
+	if t.protocol != "grpc" { // a gRPC app answers no HTTP/1.1 GET
+		readyURLs = append(readyURLs, "http://"+t.addr+"/")
+	}
+	for _, u := range readyURLs {
 		if err := waitHTTP(ctx, u, 20*time.Second, p.exited); err != nil {
 			t.skipped = fmt.Sprintf("%s did not become ready (%v): %s", t.key, err, p.logTail())
 			p.stop()
@@ -155,12 +194,22 @@ func render(tmpl string, data any) ([]byte, error) {
 
 type proxyConfig struct {
 	Dir, Listen, Upstream string
+	// Workers is nginx's worker_processes: "auto" (one per core) or "1".
+	Workers string
+	// H2CListen and GRPCListen, when set, add nginx listeners for
+	// cleartext HTTP/2 (to the same HTTP/1.1 upstream) and for gRPC
+	// (grpc_pass to GRPCUpstream over HTTP/2).
+	H2CListen, GRPCListen, GRPCUpstream string
 }
 
-// nginxConf is nginx as an equivalent reverse proxy: one worker per core,
-// HTTP/1.1 keep-alive to the upstream with an idle pool, no access log.
+// nginxConf is nginx as an equivalent reverse proxy: Workers worker
+// processes, HTTP/1.1 keep-alive to the upstream with an idle pool, no
+// access log. nginx 1.22 serves cleartext HTTP/2 with prior knowledge on a
+// `listen ... http2` without ssl (no Upgrade from HTTP/1.1), and proxies
+// HTTP/2 requests to upstreams over HTTP/1.1 only (proxy_pass); gRPC goes to
+// its upstream over HTTP/2 (grpc_pass), with a keep-alive pool.
 const nginxConf = `daemon off;
-worker_processes auto;
+worker_processes {{.Workers}};
 pid {{.Dir}}/nginx.pid;
 error_log stderr warn;
 events { worker_connections 4096; }
@@ -185,6 +234,29 @@ http {
       proxy_set_header Connection "";
     }
   }
+{{- if .H2CListen}}
+  server {
+    listen {{.H2CListen}} http2;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+{{- end}}
+{{- if .GRPCListen}}
+  upstream grpcapp {
+    server {{.GRPCUpstream}};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen {{.GRPCListen}} http2;
+    location / {
+      grpc_pass grpc://grpcapp;
+    }
+  }
+{{- end}}
 }
 `
 
@@ -222,7 +294,29 @@ http://{{.Listen}} {
 `
 
 func startNginx(ctx context.Context, base, up string) *target {
-	t := &target{key: "nginx", name: "nginx"}
+	return startNginxAs(ctx, "nginx", "", base, proxyConfig{Upstream: up, Workers: "auto"})
+}
+
+// startNginxOneWorker starts nginx with one worker, the one-core
+// comparator of meshscope-proxy's default --max-procs 1, with listeners for
+// HTTP/1.1 (the target's addr), h2c and gRPC (returned as cfg.H2CListen and
+// cfg.GRPCListen).
+func startNginxOneWorker(ctx context.Context, base, up, grpcUp string) (*target, proxyConfig) {
+	cfg := proxyConfig{Upstream: up, Workers: "1", GRPCUpstream: grpcUp}
+	var err error
+	if cfg.H2CListen, err = freePort(); err == nil {
+		cfg.GRPCListen, err = freePort()
+	}
+	if err != nil {
+		return &target{key: "nginx-1w", name: "nginx, 1 worker", skipped: err.Error()}, cfg
+	}
+	return startNginxAs(ctx, "nginx-1w", ", 1 worker", base, cfg), cfg
+}
+
+// startNginxAs starts nginx as target key with cfg (Dir and Listen are
+// filled in); suffix follows the version in the target's name.
+func startNginxAs(ctx context.Context, key, suffix, base string, cfg proxyConfig) *target {
+	t := &target{key: key, name: "nginx" + suffix}
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		bin = "/usr/sbin/nginx"
@@ -232,9 +326,9 @@ func startNginx(ctx context.Context, base, up string) *target {
 		}
 	}
 	if v := toolVersion(bin, "-v"); v != "" {
-		t.name = "nginx " + v
+		t.name = "nginx " + v + suffix
 	}
-	startConfigured(ctx, t, base, up, "nginx.conf", nginxConf, func(dir, conf string) []string {
+	startConfiguredWith(ctx, t, base, cfg, "nginx.conf", nginxConf, func(dir, conf string) []string {
 		return []string{bin, "-e", "stderr", "-p", dir, "-c", conf}
 	}, nil)
 	return t
@@ -288,6 +382,12 @@ func lookSbin(name string) (string, error) {
 }
 
 func startConfigured(ctx context.Context, t *target, base, up, confName, tmpl string, argv func(dir, conf string) []string, env func(dir string) []string) {
+	startConfiguredWith(ctx, t, base, proxyConfig{Upstream: up}, confName, tmpl, argv, env)
+}
+
+// startConfiguredWith renders tmpl with cfg (Dir and Listen filled in) and
+// launches the server on it.
+func startConfiguredWith(ctx context.Context, t *target, base string, cfg proxyConfig, confName, tmpl string, argv func(dir, conf string) []string, env func(dir string) []string) {
 	dir, err := targetDir(base, t.key)
 	if err != nil {
 		t.skipped = err.Error()
@@ -299,7 +399,8 @@ func startConfigured(ctx context.Context, t *target, base, up, confName, tmpl st
 		return
 	}
 	t.addr = listen
-	conf, err := render(tmpl, proxyConfig{Dir: dir, Listen: listen, Upstream: up})
+	cfg.Dir, cfg.Listen = dir, listen
+	conf, err := render(tmpl, cfg)
 	if err != nil {
 		t.skipped = fmt.Sprintf("render %s: %v", confName, err)
 		return
@@ -354,7 +455,12 @@ func startMeshscope(ctx context.Context, base, bin, up, collector string, teleme
 }
 
 func startMeshscopeAs(ctx context.Context, base, bin, up, collector string, telemetry bool, extra []string, key, name string) *target {
-	t := &target{key: key, name: name}
+	return startMeshscopeTarget(ctx, &target{key: key, name: name}, base, bin, up, collector, telemetry, extra)
+}
+
+// startMeshscopeTarget starts meshscope-proxy as t (key, name and protocol
+// set) with an outbound listener to up.
+func startMeshscopeTarget(ctx context.Context, t *target, base, bin, up, collector string, telemetry bool, extra []string) *target {
 	if bin == "" {
 		t.skipped = "meshscope-proxy could not be built"
 		return t

@@ -3,8 +3,9 @@
 // remote-write receiver): the ingest throughput of 1, 2 and 3 `meshscope
 // server --metrics-store remote` processes (OTLP spans and metric points
 // accepted, samples landed in Prometheus), and the cost of one topology
-// rebuild at 1,000 services read with remote read from Prometheus against
-// the same data in the embedded TSDB.
+// rebuild at 1,000 services over Prometheus — PromQL evaluated by the server
+// over remote read (--remote-read-url) and by Prometheus over its HTTP API
+// (--prometheus-url) — against the same data in the embedded TSDB.
 //
 //	make bench WHAT=scalemetrics
 //	go run ./bench/scalemetrics -quick
@@ -13,6 +14,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +42,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
@@ -78,7 +81,7 @@ func main() {
 		o.duration, o.services, o.reps = 3*time.Second, 100, 2
 	}
 	r := report.New("scalemetrics")
-	r.Title = "Servers over a shared Prometheus (remote write, remote read)"
+	r.Title = "Servers over a shared Prometheus (remote write; PromQL over remote read or the HTTP API)"
 	r.Quick = o.quick
 	if err := run(r, o); err != nil {
 		log.Fatal(err)
@@ -123,19 +126,21 @@ func run(r *report.Result, o options) error {
 
 	// The rebuild first: the ingest's span-derived series would join its graph.
 	topo := r.AddTable(fmt.Sprintf("One topology rebuild (window 1m, raw golden series, edge aggregates off), %d services, %d edges per service", o.services, o.perSvc),
-		"store", "series", "rebuild p50 ms", "rebuild max ms", "nodes", "edges")
+		"store", "PromQL evaluated by", "series", "rebuild p50 ms", "rebuild max ms", "bytes received per rebuild, HTTP API", "bytes received per rebuild, remote read", "nodes", "edges")
 	for _, remote := range []bool{false, true} {
-		row, err := rebuild(prom, filepath.Join(tmp, "topo-"+strconv.FormatBool(remote)), remote, o)
+		rows, err := rebuild(prom, filepath.Join(tmp, "topo-"+strconv.FormatBool(remote)), remote, o)
 		if err != nil {
 			return fmt.Errorf("topology rebuild (remote %v): %w", remote, err)
 		}
-		name := "embedded TSDB"
-		if remote {
-			name = "shared Prometheus (remote read)"
+		for _, row := range rows {
+			bytes := [2]string{"-", "-"}
+			if row.mode != modeEmbedded {
+				bytes = [2]string{report.Num(row.bytes[0]), report.Num(row.bytes[1])}
+			}
+			topo.AddRow(row.mode, row.engine, strconv.Itoa(row.series), report.Num(ms(row.p50)), report.Num(ms(row.max)), bytes[0], bytes[1], strconv.Itoa(row.nodes), strconv.Itoa(row.edges))
 		}
-		topo.AddRow(name, strconv.Itoa(row.series), report.Num(ms(row.p50)), report.Num(ms(row.max)), strconv.Itoa(row.nodes), strconv.Itoa(row.edges))
 	}
-	r.Note("the remote rebuild reads every raw series of the window from Prometheus with remote read (chunked, snappy-compressed protobuf) and evaluates the PromQL in the server; its cost grows with the series, not with the samples per series")
+	r.Note("remote read (--remote-read-url) ships every raw series of the window from Prometheus (chunked, snappy-compressed protobuf) and evaluates the PromQL in the server; its cost grows with the series, not with the samples per series. The remote PromQL engine (--prometheus-url) evaluates the rebuild's queries in Prometheus over its HTTP API and ships only their results (JSON, gzip); what the rebuild reads without PromQL still uses remote read. Bytes are counted on the server's connections to Prometheus (meshscope_metrics_remote_received_bytes_total), headers included")
 	t := r.AddTable(fmt.Sprintf("Ingest into one shared Prometheus, %d OTLP/HTTP clients for %s per row (500 spans or 1,000 gauge points per request)", o.clients, o.duration),
 		"servers", "spans/s accepted", "points/s accepted", "samples/s sent by the queues", "samples/s appended by Prometheus", "drain after load s", "failed requests")
 	for n := 1; n <= 3; n++ {
@@ -451,34 +456,48 @@ func pointsRequest(client, n int) *colmetricspb.ExportMetricsServiceRequest {
 }
 
 type rebuildRow struct {
+	mode, engine         string
 	series, nodes, edges int
+	bytes                [2]float64 // received from Prometheus per rebuild: HTTP API, remote read
 	p50, max             time.Duration
 }
 
+// Rebuild modes.
+const (
+	modeEmbedded   = "embedded TSDB"
+	modeRemoteRead = "shared Prometheus, --remote-read-url"
+	modeRemoteAPI  = "shared Prometheus, --prometheus-url"
+)
+
 // rebuild loads the golden series of o.services services (10 s apart over
 // 60 s) into an embedded TSDB or, through the remote store's write-ahead
-// log and queue, into Prometheus, then times one graph rebuild over them.
-func rebuild(prom *proc, dir string, remote bool, o options) (rebuildRow, error) {
+// log and queue, into Prometheus, then times graph rebuilds over them: for
+// Prometheus once with the server's engine over remote read and once with
+// Prometheus' own engine over its HTTP API.
+func rebuild(prom *proc, dir string, remote bool, o options) ([]rebuildRow, error) {
 	var q storage.Queryable
 	var app storage.Appendable
 	var flush func() error
+	var st *metricstore.Remote
+	reg := prometheus.NewRegistry()
 	if remote {
-		st, err := metricstore.OpenRemote(metricstore.RemoteConfig{
+		var err error
+		st, err = metricstore.OpenRemote(metricstore.RemoteConfig{
 			WriteURL: "http://" + prom.addr + "/api/v1/write", PrometheusURL: "http://" + prom.addr, Server: "bench",
-		}, dir, nil, nil)
+		}, dir, reg, nil)
 		if err != nil {
-			return rebuildRow{}, err
+			return nil, err
 		}
 		defer st.Close()
 		before, err := scrapeSum("http://"+prom.addr+"/metrics", "prometheus_tsdb_head_samples_appended_total")
 		if err != nil {
-			return rebuildRow{}, err
+			return nil, err
 		}
 		q, app, flush = st, st, func() error { return waitLanded(prom, before) }
 	} else {
 		db, err := tsdb.Open(dir, nil, nil, tsdb.DefaultOptions(), nil)
 		if err != nil {
-			return rebuildRow{}, err
+			return nil, err
 		}
 		defer db.Close()
 		q, app, flush = db, db, func() error { return nil }
@@ -493,40 +512,100 @@ func rebuild(prom *proc, dir string, remote bool, o options) (rebuildRow, error)
 		ts := at.Add(-time.Duration(k) * 10 * time.Second)
 		for _, s := range ss {
 			if _, err := a.Append(0, s.lset, ts.UnixMilli(), s.val(float64(ts.Unix()%100000))); err != nil {
-				return rebuildRow{}, err
+				return nil, err
 			}
 		}
 		if err := a.Commit(); err != nil {
-			return rebuildRow{}, err
+			return nil, err
 		}
 	}
 	if err := flush(); err != nil {
-		return rebuildRow{}, err
+		return nil, err
 	}
-	off := false
-	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 500_000_000, Timeout: 10 * time.Minute, LookbackDelta: 5 * time.Minute, EnableAtModifier: true})
-	top, err := topology.New(topology.Config{QueryTimeout: 10 * time.Minute, EdgeAggregates: &off}, engine, q, app, nil, nil)
-	if err != nil {
-		return rebuildRow{}, err
+	local := promql.NewEngine(promql.EngineOpts{MaxSamples: 500_000_000, Timeout: 10 * time.Minute, LookbackDelta: 5 * time.Minute, EnableAtModifier: true})
+	type variant struct {
+		mode, engine string
+		e            promql.QueryEngine
 	}
-	ctx := context.Background()
-	g, err := top.Graph(ctx, at, time.Minute, topology.ViewService) // warm-up
-	if err != nil {
-		return rebuildRow{}, err
+	variants := []variant{{modeEmbedded, "the server", local}}
+	if remote {
+		variants = []variant{{modeRemoteRead, "the server", local}, {modeRemoteAPI, "Prometheus " + promVersion(prom), st.Engine()}}
 	}
-	var durs []time.Duration
-	for range o.reps {
-		t0 := time.Now()
-		if g, err = top.Graph(ctx, at, time.Minute, topology.ViewService); err != nil {
-			return rebuildRow{}, err
+	var rows []rebuildRow
+	for _, v := range variants {
+		off := false
+		top, err := topology.New(topology.Config{QueryTimeout: 10 * time.Minute, EdgeAggregates: &off}, v.e, q, app, nil, nil)
+		if err != nil {
+			return nil, err
 		}
-		durs = append(durs, time.Since(t0))
+		ctx := context.Background()
+		g, err := top.Graph(ctx, at, time.Minute, topology.ViewService) // warm-up
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", v.mode, err)
+		}
+		bytes0 := receivedBytes(reg)
+		var durs []time.Duration
+		for range o.reps {
+			t0 := time.Now()
+			if g, err = top.Graph(ctx, at, time.Minute, topology.ViewService); err != nil {
+				return nil, fmt.Errorf("%s: %w", v.mode, err)
+			}
+			durs = append(durs, time.Since(t0))
+		}
+		if len(g.Edges) == 0 {
+			return nil, fmt.Errorf("%s: the graph has no edges (%d nodes)", v.mode, len(g.Nodes))
+		}
+		slices.Sort(durs)
+		rows = append(rows, rebuildRow{mode: v.mode, engine: v.engine, series: len(ss), nodes: len(g.Nodes), edges: len(g.Edges),
+			bytes: perRebuild(receivedBytes(reg), bytes0, o.reps),
+			p50:   durs[len(durs)/2], max: durs[len(durs)-1]})
 	}
-	if len(g.Edges) == 0 {
-		return rebuildRow{}, fmt.Errorf("the graph has no edges (%d nodes)", len(g.Nodes))
+	return rows, nil
+}
+
+// receivedBytes are the bytes the remote store received from Prometheus:
+// over the HTTP API, with remote read.
+func receivedBytes(reg prometheus.Gatherer) [2]float64 {
+	mfs, _ := reg.Gather()
+	var out [2]float64
+	for _, mf := range mfs {
+		if mf.GetName() != "meshscope_metrics_remote_received_bytes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				switch {
+				case l.GetName() == "api" && l.GetValue() == "query":
+					out[0] += m.GetCounter().GetValue()
+				case l.GetName() == "api" && l.GetValue() == "read":
+					out[1] += m.GetCounter().GetValue()
+				}
+			}
+		}
 	}
-	slices.Sort(durs)
-	return rebuildRow{series: len(ss), nodes: len(g.Nodes), edges: len(g.Edges), p50: durs[len(durs)/2], max: durs[len(durs)-1]}, nil
+	return out
+}
+
+func perRebuild(after, before [2]float64, reps int) [2]float64 {
+	return [2]float64{(after[0] - before[0]) / float64(reps), (after[1] - before[1]) / float64(reps)}
+}
+
+// promVersion is the running Prometheus' version (its build info API).
+func promVersion(prom *proc) string {
+	resp, err := http.Get("http://" + prom.addr + "/api/v1/status/buildinfo")
+	if err != nil {
+		return "?"
+	}
+	defer resp.Body.Close()
+	var bi struct {
+		Data struct {
+			Version string `json:"version"`
+		} `json:"data"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&bi) != nil {
+		return "?"
+	}
+	return bi.Data.Version
 }
 
 // waitLanded waits until Prometheus' head has grown past before and

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/meshscope/meshscope/proxy"
 	"github.com/meshscope/meshscope/proxy/controlclient"
 	"github.com/meshscope/meshscope/proxy/gateway"
+	"github.com/meshscope/meshscope/proxy/policy/chain"
 )
 
 // isGateway reports whether args ask for gateway mode (--gateway).
@@ -102,7 +104,13 @@ func runGateway(args []string) int {
 		if cfg.StateDir == "" {
 			cc.StateDir = filepath.Join(os.TempDir(), "meshscope-proxy", cfg.Service+"-gateway")
 		}
-		if control, err = controlclient.New(cc, edge.Policies(), reg, logger); err != nil {
+		// Services the static routes reach at fixed addresses are asked
+		// for too: their registered endpoints make the addresses that are
+		// meshed proxies mTLS peers (verified as that service), while
+		// staticRoutes keeps their endpoints out of routing.
+		static := gw.StaticServices()
+		cc.Upstreams = append(cc.Upstreams, static...)
+		if control, err = controlclient.New(cc, staticRoutes{edge.Policies(), static}, reg, logger); err != nil {
 			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
 			return 1
 		}
@@ -135,4 +143,28 @@ func gatewayDoc(s *wire.Snapshot, service string) *cpolicy.Document {
 		}
 	}
 	return nil
+}
+
+// staticRoutes is the policy engine of a gateway whose static routes name
+// services at fixed addresses: snapshots still carry those services (their
+// endpoints are the gateway's mTLS peers), but their endpoints and
+// policies are not applied, so the routes keep sending to the addresses
+// the Gateway document names.
+type staticRoutes struct {
+	*chain.Engine
+	static []string
+}
+
+// Apply applies spec without the static-only services.
+func (s staticRoutes) Apply(spec chain.Spec) {
+	if len(s.static) > 0 {
+		kept := make([]chain.Service, 0, len(spec.Services))
+		for _, svc := range spec.Services {
+			if !slices.Contains(s.static, svc.Name) {
+				kept = append(kept, svc)
+			}
+		}
+		spec.Services = kept
+	}
+	s.Engine.Apply(spec)
 }

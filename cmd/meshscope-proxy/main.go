@@ -44,8 +44,10 @@ const (
 
 // parseConfig builds the effective configuration: defaults, then
 // MESHSCOPE_SERVICE and MESHSCOPE_VERSION from getenv, then the --config
-// file, then the flags given, then --opaque, then Validate.
-func parseConfig(args []string, stderr io.Writer, getenv func(string) string) (proxy.Config, error) {
+// file, then the flags given, then --opaque, then Validate. It also
+// returns the --pprof address (empty = off; see pprof.go), a process
+// setting of the binary rather than of the proxy.
+func parseConfig(args []string, stderr io.Writer, getenv func(string) string) (proxy.Config, string, error) {
 	defaults := func() proxy.Config {
 		c := proxy.DefaultConfig()
 		if v := getenv(serviceEnv); v != "" {
@@ -57,16 +59,21 @@ func parseConfig(args []string, stderr io.Writer, getenv func(string) string) (p
 		return c
 	}
 	var opaque []string
+	var pprofAddr string
 	cfg, err := flagconfig.Parse("meshscope-proxy", args, defaults, func(fs *flag.FlagSet, c *proxy.Config) {
 		proxy.BindFlags(fs, c, &opaque)
+		fs.StringVar(&pprofAddr, pprofFlag, "", "serve Go runtime profiles (/debug/pprof/) on this loopback `addr` (empty = off; for performance work)")
 	}, stderr)
 	if err != nil {
-		return cfg, err
+		return cfg, "", err
 	}
 	if err := cfg.MarkOpaque(opaque); err != nil {
-		return cfg, err
+		return cfg, "", err
 	}
-	return cfg, nil
+	if err := checkPprofAddr(pprofAddr); err != nil {
+		return cfg, "", err
+	}
+	return cfg, pprofAddr, nil
 }
 
 func run(args []string) int {
@@ -76,7 +83,7 @@ func run(args []string) int {
 	if isGateway(args) {
 		return runGateway(args) // ingress gateway (gateway.go)
 	}
-	cfg, err := parseConfig(args, os.Stderr, os.Getenv)
+	cfg, pprofAddr, err := parseConfig(args, os.Stderr, os.Getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -109,6 +116,14 @@ func run(args []string) int {
 	defer stop()
 	var g lifecycle.Group
 	g.Add("proxy", p)
+	if pprofAddr != "" {
+		srv, err := pprofServer(pprofAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "meshscope-proxy:", err)
+			return 1
+		}
+		g.Add("pprof", srv)
+	}
 	if control != nil {
 		g.Add("control-client", control)
 	}

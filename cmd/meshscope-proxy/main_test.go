@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,7 +106,7 @@ telemetry:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			c, err := parseConfig(tt.args, &stderr, func(k string) string { return tt.env[k] })
+			c, _, err := parseConfig(tt.args, &stderr, func(k string) string { return tt.env[k] })
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error()+stderr.String(), tt.wantErr) {
 					t.Fatalf("err = %v (stderr %q), want it to mention %q", err, stderr.String(), tt.wantErr)
@@ -115,5 +118,63 @@ telemetry:
 			}
 			tt.check(t, c)
 		})
+	}
+}
+
+func TestPprofFlag(t *testing.T) {
+	base := []string{"--service", "web", "--inbound", "127.0.0.1:1=127.0.0.1:2"}
+	tests := []struct {
+		name, value, want, wantErr string
+	}{
+		{name: "off by default", want: ""},
+		{name: "loopback", value: "127.0.0.1:6060", want: "127.0.0.1:6060"},
+		{name: "localhost", value: "localhost:6060", want: "localhost:6060"},
+		{name: "ipv6 loopback", value: "[::1]:6060", want: "[::1]:6060"},
+		{name: "all interfaces refused", value: ":6060", wantErr: "host must be loopback"},
+		{name: "remote refused", value: "10.0.0.1:6060", wantErr: "host must be loopback"},
+		{name: "no port", value: "127.0.0.1", wantErr: "want a loopback HOST:PORT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := base
+			if tt.value != "" {
+				args = append(append([]string{}, base...), "--pprof", tt.value)
+			}
+			var stderr bytes.Buffer
+			_, got, err := parseConfig(args, &stderr, func(string) string { return "" })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("pprof = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestPprofServer serves a real profile index from the opt-in listener.
+func TestPprofServer(t *testing.T) {
+	srv, err := pprofServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	resp, err := http.Get("http://" + srv.Listener.Addr().String() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+		t.Errorf("status %d, body %.200q", resp.StatusCode, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
 	}
 }

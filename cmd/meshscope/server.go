@@ -370,7 +370,12 @@ func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err erro
 	}
 	closers = append(closers, traces.Close)
 
-	engine := promql.NewEngine(cfg.Query.EngineOpts(reg, logger.With("part", "promql")))
+	var engine promql.QueryEngine = promql.NewEngine(cfg.Query.EngineOpts(reg, logger.With("part", "promql")))
+	if r, ok := metrics.(*metricstore.Remote); ok && r.Engine() != nil {
+		// --prometheus-url: PromQL is answered by the remote engine, for the
+		// API, the topology, the tables, the rules, SLOs, guards, rollouts.
+		engine = r.Engine()
+	}
 
 	topo, err := topology.New(cfg.Topology, engine, metrics, metrics, reg, logger.With("part", "topology"))
 	if err != nil {

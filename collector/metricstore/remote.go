@@ -43,11 +43,15 @@ type RemoteConfig struct {
 	// WriteURL receives the samples with Prometheus remote write 1.0
 	// (Prometheus' /api/v1/write, Mimir's /api/v1/push, ...). Required.
 	WriteURL string `yaml:"write_url"`
-	// PrometheusURL is the Prometheus-compatible engine's base URL; the
-	// server reads its series with remote read at <url>/api/v1/read.
+	// PrometheusURL is the Prometheus-compatible engine's base URL: PromQL
+	// is evaluated there with its HTTP API (/api/v1/query, query_range,
+	// labels, label values, series: Remote.Engine), and the raw series the
+	// topology sums are read with remote read at <url>/api/v1/read.
 	PrometheusURL string `yaml:"prometheus_url"`
-	// ReadURL is the remote read endpoint, instead of PrometheusURL (for
-	// engines that serve it elsewhere, e.g. Mimir's /prometheus/api/v1/read).
+	// ReadURL is the remote read endpoint, instead of PrometheusURL: PromQL
+	// then runs in the server's own engine over the series read from it
+	// (for engines without the HTTP API, or that serve remote read
+	// elsewhere, e.g. Mimir's /prometheus/api/v1/read).
 	ReadURL string `yaml:"read_url"`
 	// Server is the value of the meshscope_server label; unique per server.
 	// Default: <hostname>:<HTTP port>.
@@ -147,6 +151,9 @@ type Remote struct {
 	app    storage.Storage // db, and rs for the highest timestamp appended (the queues' lag)
 	rs     *remote.Storage
 	read   storage.SampleAndChunkQueryable
+	query  storage.Queryable // read, with the HTTP API for labels and series (PrometheusURL)
+	engine *RemoteEngine     // the HTTP API's PromQL (PrometheusURL); nil with ReadURL
+	rm     *remoteMetrics
 	meta   *metadataStore
 	logger *slog.Logger
 }
@@ -159,6 +166,9 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry() // metrics nobody gathers
 	}
 	if cfg.Server == "" {
 		return nil, errors.New("metrics.remote.server: must be set (the server fills in <hostname>:<port>)")
@@ -211,15 +221,36 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 	}}
 	global := config.DefaultGlobalConfig
 	global.ExternalLabels = labels.FromStrings(ServerLabel, cfg.Server)
+	rm, err := newRemoteMetrics(reg)
+	if err != nil {
+		_ = rs.Close()
+		return nil, err
+	}
 	rc, err := remote.NewReadClient("shared", &remote.ClientConfig{
 		URL:              &config_util.URL{URL: readURL},
 		Timeout:          model.Duration(cfg.Timeout),
 		HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 		ChunkedReadLimit: config.DefaultChunkedReadLimit,
-	})
+	}, config_util.WithDialContextFunc(rm.dialer(apiRead)))
 	if err != nil {
 		_ = rs.Close()
 		return nil, fmt.Errorf("metrics.remote: remote read client for %s: %w", readURL, err)
+	}
+	// Prometheus' read client registers its metrics with the default
+	// registry; the server's /metrics shows this endpoint's.
+	if err := reg.Register(readClientMetrics{endpoint: readURL.String(), gatherer: prometheus.DefaultGatherer}); err != nil {
+		_ = rs.Close()
+		return nil, fmt.Errorf("metrics.remote: registering the remote read client metrics: %w", err)
+	}
+	if c, ok := rc.(*remote.Client); ok {
+		c.Client.Transport = rm.transport(apiRead, c.Client.Transport)
+	}
+	var engine *RemoteEngine
+	if cfg.PrometheusURL != "" {
+		if engine, err = NewRemoteEngine(cfg.PrometheusURL, rm.httpTransport(apiQuery)); err != nil {
+			_ = rs.Close()
+			return nil, fmt.Errorf("metrics.remote: %w", err)
+		}
 	}
 
 	opts := agent.DefaultOptions()
@@ -245,15 +276,20 @@ func OpenRemote(cfg RemoteConfig, dir string, reg prometheus.Registerer, logger 
 		_ = rs.Close()
 		return nil, err
 	}
+	read := remote.NewSampleAndChunkQueryableClient(rc, labels.EmptyLabels(), nil, true, latest)
+	var query storage.Queryable = read
+	if engine != nil {
+		query = apiQueryable{read: read, api: engine.api, url: engine.url}
+	}
 	return &Remote{
-		db: db, rs: rs, meta: meta, logger: logger,
+		db: db, rs: rs, meta: meta, logger: logger, engine: engine, query: query, rm: rm,
 		// As Prometheus in agent mode: samples go to the WAL, and the remote
 		// storage's appender records the highest timestamp appended, so
 		// prometheus_remote_storage_highest_timestamp_in_seconds minus
 		// ..._queue_highest_sent_timestamp_seconds is the queue's lag.
 		app: storage.NewFanout(logger, db, rs),
 		// Every query reads the remote engine: this server holds no samples.
-		read: remote.NewSampleAndChunkQueryableClient(rc, labels.EmptyLabels(), nil, true, latest),
+		read: read,
 	}, nil
 }
 
@@ -265,10 +301,17 @@ func (r *Remote) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	return &metaAppender{next: r.app.AppenderV2(ctx), meta: r}
 }
 
-// Querier reads the remote engine's series with remote read. Errors of the
-// remote engine are errors of the query, not warnings.
+// Engine is the remote engine's PromQL over its HTTP API with
+// --prometheus-url, nil with --remote-read-url (PromQL then runs locally
+// over Querier).
+func (r *Remote) Engine() *RemoteEngine { return r.engine }
+
+// Querier reads the remote engine's series with remote read; with
+// --prometheus-url label names, label values and series lists come from its
+// HTTP API. Errors of the remote engine are errors of the query, not
+// warnings.
 func (r *Remote) Querier(mint, maxt int64) (storage.Querier, error) {
-	q, err := r.read.Querier(mint, maxt)
+	q, err := r.query.Querier(mint, maxt)
 	if err != nil {
 		return nil, fmt.Errorf("remote read: %w", err)
 	}

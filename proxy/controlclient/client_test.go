@@ -250,10 +250,22 @@ func TestReconnectsAndReports(t *testing.T) {
 	}}
 	c := newClient(t, cs.URL, t.TempDir(), eng)
 	run(t, c)
-	waitFor(t, "a status", func() bool { _, s := cs.counts(); return s > 0 })
-	cs.mu.Lock()
-	st := cs.statuses[len(cs.statuses)-1]
-	cs.mu.Unlock()
+	// A status may come before the snapshot is applied (a status tick
+	// can win the race with the first read): it then truthfully reports
+	// version 0. The one to check is the status sent once version 1 is
+	// applied.
+	var st wire.Status
+	waitFor(t, "a status reporting version 1", func() bool {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		for _, s := range cs.statuses {
+			if s.ConfigVersion == 1 {
+				st = s
+				return true
+			}
+		}
+		return false
+	})
 	if st.ConfigVersion != 1 || st.Health != wire.HealthUnhealthy || len(st.Endpoints) != 1 || !st.Endpoints[0].Ejected || st.Endpoints[0].Address != "127.0.0.1:1002" {
 		t.Fatalf("status %+v", st)
 	}

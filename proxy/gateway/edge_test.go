@@ -97,3 +97,29 @@ func TestStaticRouteNeedsAddresses(t *testing.T) {
 		t.Fatalf("service mismatch: %v", err)
 	}
 }
+
+func TestStaticServices(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	doc := "kind: Gateway\nname: e\nservice: edge\nlisteners: [{address: \"127.0.0.1:0\"}]\nroutes:\n" +
+		"- {path_prefix: /a/, service: \"web@127.0.0.1:1\", anonymous: true}\n" +
+		"- {path_prefix: /b/, service: \"api@127.0.0.1:2,127.0.0.1:3\", anonymous: true}\n" +
+		"- {path_prefix: /c/, service: cart, anonymous: true}\n" +
+		"- {path_prefix: /d/, service: \"cart@127.0.0.1:4\", anonymous: true}\n" +
+		"- {path_prefix: /e/, service: \"web@127.0.0.1:5\", anonymous: true}\n"
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Options{Service: "edge", ConfigFile: path, Discovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.closeListeners)
+	// cart is also discovered (its endpoints route /c/), so it is no
+	// static-only service; web and api are.
+	if got, want := strings.Join(g.StaticServices(), ","), "api,web"; got != want {
+		t.Fatalf("StaticServices = %q, want %q", got, want)
+	}
+	if got, want := strings.Join(g.Services(), ","), "api,cart,web"; got != want {
+		t.Fatalf("Services = %q, want %q", got, want)
+	}
+}

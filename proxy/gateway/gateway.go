@@ -586,3 +586,31 @@ func (g *Gateway) Services() []string {
 	sort.Strings(out)
 	return out
 }
+
+// StaticServices returns the services the current routes send to only at
+// fixed addresses (service@host:port), never through discovery. With a
+// control plane the gateway asks for them as upstreams: their registered
+// endpoints tell it which of those addresses are meshed proxies, to be
+// dialed with mTLS, while the routes keep their addresses.
+func (g *Gateway) StaticServices() []string {
+	st := g.state.Load()
+	if st == nil {
+		return nil
+	}
+	static, discovered := map[string]bool{}, map[string]bool{}
+	for _, r := range st.routes {
+		if len(r.addrs) > 0 {
+			static[r.service] = true
+		} else {
+			discovered[r.service] = true
+		}
+	}
+	var out []string
+	for s := range static {
+		if !discovered[s] {
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

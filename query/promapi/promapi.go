@@ -151,6 +151,9 @@ const (
 	ErrUnavailable = "unavailable"
 	ErrNotFound    = "not_found"
 	ErrCostLimit   = "cost_limit"
+	// ErrBadGateway: the remote PromQL engine (--prometheus-url) answered
+	// something that is not its API (a proxy's error page, a 5xx).
+	ErrBadGateway = "bad_gateway"
 )
 
 // statusClientClosedConnection is the non-standard code Prometheus answers
@@ -169,6 +172,8 @@ func statusCode(errType string) int {
 		return http.StatusServiceUnavailable
 	case ErrNotFound:
 		return http.StatusNotFound
+	case ErrBadGateway:
+		return http.StatusBadGateway
 	default:
 		return http.StatusInternalServerError
 	}
@@ -420,7 +425,10 @@ func execError(err error) *apiError {
 	var es promql.ErrStorage
 	var etms promql.ErrTooManySeries
 	var etmsr promql.ErrTooManySamplesRead
+	var remote remoteError
 	switch {
+	case errors.As(err, &remote):
+		return remoteAPIError(remote, err)
 	case errors.As(err, &eqc):
 		return &apiError{ErrCanceled, err}
 	case errors.As(err, &eqt):
@@ -435,6 +443,24 @@ func execError(err error) *apiError {
 		return &apiError{ErrTimeout, err}
 	}
 	return &apiError{ErrExec, err}
+}
+
+// remoteError is an error of a remote PromQL engine (--prometheus-url:
+// metricstore.RemoteError) that carries the Prometheus API error type to
+// answer with.
+type remoteError interface {
+	error
+	APIErrorType() string
+}
+
+// remoteAPIError answers with the remote's error type (bad_data,
+// execution, timeout, ...) and message; one we do not know is a bad gateway.
+func remoteAPIError(remote remoteError, err error) *apiError {
+	switch t := remote.APIErrorType(); t {
+	case ErrBadData, ErrExec, ErrTimeout, ErrCanceled, ErrUnavailable, ErrNotFound, ErrBadGateway, ErrInternal:
+		return &apiError{t, err}
+	}
+	return &apiError{ErrBadGateway, err}
 }
 
 func (a *API) formatQuery(r *http.Request) apiResult {

@@ -14,6 +14,7 @@ type storeMetrics struct {
 
 	corruptRecords prometheus.Counter
 	corruptBytes   prometheus.Counter
+	replayedBytes  prometheus.Counter
 }
 
 func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
@@ -43,9 +44,13 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 			Name: "meshscope_collector_trace_store_corrupt_bytes_total",
 			Help: "Bytes of trace segments skipped as damaged when the embedded trace store opened.",
 		}),
+		replayedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshscope_collector_trace_store_replayed_bytes_total",
+			Help: "Bytes of trace segments replayed record by record when the embedded trace store opened (the active segment, and sealed ones without a usable index file).",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.bytes, m.spans, m.fsync, m.deleted, m.corruptRecords, m.corruptBytes} {
+		for _, c := range []prometheus.Collector{m.bytes, m.spans, m.fsync, m.deleted, m.corruptRecords, m.corruptBytes, m.replayedBytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("trace store: register metrics: %w", err)
 			}

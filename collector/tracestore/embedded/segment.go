@@ -79,6 +79,20 @@ type segment struct {
 	lastData time.Time      // wall time of the last write (retention by age)
 	recs     []recInfo      // the segment's records in file order (append-only)
 	damaged  []damagedRange // unreadable stretches skipped at open
+	// byTrace maps a trace id to its rows in metas (in-memory index only).
+	byTrace map[spans.TraceID][]uint32
+	// idx is the on-disk index of a sealed segment; when set, metas, recs
+	// and byTrace are nil and every lookup goes to the index.
+	idx     *segIndex
+	idxSize int64 // bytes of the index file
+}
+
+// rows is the number of spans the segment's index holds.
+func (s *segment) rows() int {
+	if s.idx != nil {
+		return s.idx.nRows
+	}
+	return len(s.metas)
 }
 
 // recInfo is what the index keeps per record.

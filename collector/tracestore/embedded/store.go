@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,12 +33,14 @@ type Config struct {
 	// Retention deletes sealed segments whose last write is older than this.
 	// Default 168h (7 days); 0 in YAML means the default. Unit: duration.
 	Retention time.Duration `yaml:"retention"`
-	// MaxBytes caps the bytes on disk; the oldest sealed segments are
-	// deleted first. Default 1 GiB (~20 M spans; the in-memory index then
-	// takes ~3.5 GiB, see docs/format/traces.md). Unit: bytes.
+	// MaxBytes caps the bytes on disk (segments and their index files);
+	// the oldest sealed segments are deleted first. Default 1 GiB. Unit:
+	// bytes.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// SegmentBytes is the size at which the active segment is sealed and a
-	// new one started. Default 64 MiB, at most MaxBytes/4. Unit: bytes.
+	// SegmentBytes is the size at which the active segment is sealed (its
+	// index file written) and a new one started. Only the active segment
+	// is indexed in memory, so this bounds the index's RAM (see
+	// docs/format/traces.md). Default 16 MiB, at most MaxBytes/4. Unit: bytes.
 	SegmentBytes int64 `yaml:"segment_bytes"`
 	// GroupCommitBytes bounds how many bytes of waiting batches one fsync
 	// covers. Default 8 MiB. Unit: bytes.
@@ -57,7 +61,7 @@ type Config struct {
 const (
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultMaxBytes          = 1 << 30
-	DefaultSegmentBytes      = 64 << 20
+	DefaultSegmentBytes      = 16 << 20
 	DefaultGroupCommitBytes  = 8 << 20
 	DefaultRetentionInterval = time.Minute
 )
@@ -125,11 +129,17 @@ type Store struct {
 	dec    *zstd.Decoder // concurrency-safe DecodeAll
 	cache  *recordCache
 
-	writes  chan *writeReq
-	stop    chan struct{}
-	done    sync.WaitGroup
-	closeMu sync.RWMutex // held shared while enqueueing, exclusively to start Close
-	closing bool
+	writes chan *writeReq
+	stop   chan struct{}
+	// seals hands segments the write loop sealed to the sealer, which
+	// writes their index files; one may wait, so at most two sealed
+	// segments keep an in-memory index besides the active one.
+	seals     chan *segment
+	sealsDone sync.WaitGroup
+	sealing   sync.WaitGroup // segments handed over and not yet indexed
+	done      sync.WaitGroup
+	closeMu   sync.RWMutex // held shared while enqueueing, exclusively to start Close
+	closing   bool
 
 	// Lock order: readMu before mu. Queries hold readMu shared for their
 	// whole run (so retention cannot close a file under them) and mu only
@@ -137,8 +147,7 @@ type Store struct {
 	// searches never stall ingest.
 	readMu     sync.RWMutex
 	mu         sync.RWMutex
-	segs       []*segment // oldest first; the last one is active
-	byTrace    map[spans.TraceID][]spanRef
+	segs       []*segment        // oldest first; the last one is active
 	names      []string          // interned service and operation names
 	nameIDs    map[string]uint32 // name → index into names
 	ops        map[uint32]map[opKey]struct{}
@@ -146,11 +155,11 @@ type Store struct {
 	totalLen   int64
 	bloomBytes int64
 	closed     bool
-}
 
-type spanRef struct {
-	seg uint32 // segment id
-	idx uint32 // index into segment.metas
+	// What open read: segments replayed (no usable index, or the active
+	// one) and their bytes. Set before New returns.
+	replayedSegs  int
+	replayedBytes int64
 }
 
 type opKey struct {
@@ -182,7 +191,6 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		logger:  logger,
 		writes:  make(chan *writeReq, 1024),
 		stop:    make(chan struct{}),
-		byTrace: map[spans.TraceID][]spanRef{},
 		nameIDs: map[string]uint32{},
 		ops:     map[uint32]map[opKey]struct{}{},
 		peers:   map[uint32]map[uint32]struct{}{},
@@ -207,7 +215,13 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 			s.closeFiles()
 			return nil, err
 		}
+		if n := len(s.segs); n > 1 && s.segs[n-2].idx == nil {
+			s.sealIndex(s.segs[n-2]) // the last segment was full or damaged
+		}
 	}
+	s.seals = make(chan *segment, 1)
+	s.sealsDone.Add(1)
+	go s.sealLoop()
 	s.done.Add(2)
 	go s.writeLoop()
 	go s.retentionLoop()
@@ -224,11 +238,16 @@ func (s *Store) intern(name string) uint32 {
 	return id
 }
 
+// replay opens every segment: a sealed one through its index file when
+// that is intact and describes the segment as it is on disk, else (and the
+// active one always) by replaying its records; a sealed segment replayed
+// gets its index (re)written.
 func (s *Store) replay() error {
 	ids, err := listSegments(s.cfg.Dir)
 	if err != nil {
 		return err
 	}
+	s.removeStrayIndexes(ids)
 	n := 0
 	for i, id := range ids {
 		path := filepath.Join(s.cfg.Dir, segName(id))
@@ -241,66 +260,258 @@ func (s *Store) replay() error {
 			f.Close()
 			return fmt.Errorf("trace store: %w", err)
 		}
-		seg := &segment{id: id, path: path, f: f, lastData: st.ModTime()}
-		var hashes []uint64
-		var cur, curFirst uint32
-		res, err := replaySegment(f, st.Size(), s.dec, func(sp *spans.Span, loc spanLoc) error {
-			if loc.rec != cur || len(seg.metas) == 0 {
-				if len(hashes) > 0 {
-					s.addBloom(seg, cur, curFirst, hashes)
-					hashes = hashes[:0]
-				}
-				curFirst = uint32(len(seg.metas))
-			}
-			cur = loc.rec
-			hashes = appendAttrHashes(hashes, sp)
-			s.index(seg, sp, loc)
-			n++
-			return nil
-		})
-		if len(hashes) > 0 {
-			s.addBloom(seg, cur, curFirst, hashes)
-		}
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("trace store: replay %s: %w", path, err)
-		}
-		seg.size = st.Size()
+		seg := &segment{id: id, path: path, f: f, size: st.Size(), lastData: st.ModTime()}
 		active := i == len(ids)-1
-		if res.tail != nil && active {
-			// A torn write at the end of the active segment holds no
-			// acknowledged batch (the ack waits for the fsync after the
-			// whole record): cut it off.
-			s.logger.Warn("trace store: truncating torn segment tail", "segment", path, "offset", res.end, "bytes", res.tail.n, "err", res.tail.why)
-			if err := repairTail(f, res.end); err != nil {
-				f.Close()
-				return fmt.Errorf("trace store: repair %s: %w", path, err)
-			}
-			seg.size = max(res.end, int64(len(segMagic)))
-		} else if res.tail != nil {
-			// A sealed segment was complete when the next one was created:
-			// its unreadable end is damage, and the file stays as it is.
-			res.damaged = append(res.damaged, *res.tail)
+		if !active && s.loadIndex(seg) {
+			s.segs = append(s.segs, seg)
+			continue
 		}
-		for _, d := range res.damaged {
-			s.logger.Error("trace store: skipped damaged bytes; the spans they held are lost, later records are kept",
-				"segment", path, "offset", d.off, "bytes", d.n, "err", d.why)
-			s.m.corruptRecords.Inc()
-			s.m.corruptBytes.Add(float64(d.n))
+		if err := s.replaySegment(seg, active); err != nil {
+			f.Close()
+			return err
 		}
-		seg.damaged = res.damaged
-		if !active {
-			seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
-		}
+		n += len(seg.metas)
 		s.segs = append(s.segs, seg)
 		s.totalLen += seg.size
 		s.m.bytes.Set(float64(s.totalLen))
+		s.m.spans.Add(float64(len(seg.metas)))
+		if !active {
+			s.sealIndex(seg)
+		}
 	}
-	if n > 0 {
-		s.logger.Info("trace store: replayed", "segments", len(ids), "spans", n)
+	if s.replayedSegs > 0 {
+		s.logger.Info("trace store: replayed", "segments", s.replayedSegs, "of", len(ids), "spans", n, "bytes", s.replayedBytes)
 	}
-	s.m.spans.Add(float64(n))
 	return nil
+}
+
+// removeStrayIndexes deletes index files without a segment (a crash
+// between the two deletions of retention) and unfinished temporary ones.
+func (s *Store) removeStrayIndexes(ids []uint32) {
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		stray := isIndexTemp(name)
+		if strings.HasPrefix(name, segPrefix) && strings.HasSuffix(name, idxSuffix) {
+			id, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, segPrefix), idxSuffix), 10, 32)
+			stray = err == nil && !slices.Contains(ids, uint32(id))
+		}
+		if stray {
+			if err := os.Remove(filepath.Join(s.cfg.Dir, name)); err == nil {
+				s.logger.Info("trace store: removed stray index file", "file", name)
+			}
+		}
+	}
+}
+
+// loadIndex opens a sealed segment through its index file. It returns
+// false (and logs why) when the file is missing, damaged or does not
+// describe the segment as it is on disk (checked by size and CRC-32C of the
+// segment): the caller then replays the segment and rewrites its index.
+func (s *Store) loadIndex(seg *segment) bool {
+	path := filepath.Join(s.cfg.Dir, idxName(seg.id))
+	x, size, err := openIndexFile(path, seg.size)
+	if err == nil {
+		var sum uint32
+		if sum, err = fileCRC(seg.f, seg.size); err == nil && sum != x.segCRC {
+			err = fmt.Errorf("segment checksum %08x, index was written for %08x: the segment changed since it was sealed (damage?)", sum, x.segCRC)
+		}
+		if err != nil {
+			x.close()
+		}
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			s.logger.Warn("trace store: segment has no index file; rebuilding it from the segment", "segment", seg.path)
+		} else {
+			s.logger.Warn("trace store: index file unusable; rebuilding it from the segment", "segment", seg.path, "err", err)
+		}
+		return false
+	}
+	s.attachIndex(seg, x, size)
+	for _, d := range seg.damaged {
+		s.reportDamage(seg, d)
+	}
+	s.totalLen += seg.size + size
+	s.m.bytes.Set(float64(s.totalLen))
+	s.m.spans.Add(float64(x.nRows))
+	return true
+}
+
+// attachIndex makes an opened index the segment's index: names are
+// interned and the operation listings updated. Caller holds s.mu (or is
+// open).
+func (s *Store) attachIndex(seg *segment, x *segIndex, size int64) {
+	x.global = make([]uint32, len(x.names))
+	x.local = make(map[uint32]uint32, len(x.names))
+	for i, n := range x.names {
+		g := s.intern(n)
+		x.global[i] = g
+		x.local[g] = uint32(i)
+	}
+	for _, e := range x.ops {
+		svc := x.global[e.svc]
+		ops := s.ops[svc]
+		if ops == nil {
+			ops = map[opKey]struct{}{}
+			s.ops[svc] = ops
+		}
+		ops[opKey{x.global[e.op], e.kind}] = struct{}{}
+	}
+	for _, p := range x.peers {
+		peer := x.global[p[0]]
+		callers := s.peers[peer]
+		if callers == nil {
+			callers = map[uint32]struct{}{}
+			s.peers[peer] = callers
+		}
+		callers[x.global[p[1]]] = struct{}{}
+	}
+	for _, r := range seg.recs {
+		s.bloomBytes -= int64(r.bloom.bytes())
+	}
+	seg.idx, seg.idxSize = x, size
+	seg.minStart, seg.maxStart = x.minStart, x.maxStart
+	seg.damaged = x.damaged
+	seg.metas, seg.recs, seg.byTrace = nil, nil, nil
+}
+
+// sealLoop writes the index files of the segments the write loop seals,
+// off the write path.
+func (s *Store) sealLoop() {
+	defer s.sealsDone.Done()
+	for seg := range s.seals {
+		s.sealIndex(seg)
+		s.sealing.Done()
+	}
+}
+
+// sealIndex writes the index file of a sealed segment and switches the
+// segment to it, releasing its in-memory index. On failure (a full disk)
+// the segment keeps its in-memory index and the next open rebuilds the
+// file. Called by the write loop or open only.
+func (s *Store) sealIndex(seg *segment) {
+	t0 := time.Now()
+	path := filepath.Join(s.cfg.Dir, idxName(seg.id))
+	s.readMu.RLock() // retention must not close the file meanwhile
+	defer s.readMu.RUnlock()
+	s.mu.RLock()
+	gone := s.segByID(seg.id) != seg
+	s.mu.RUnlock()
+	if gone {
+		return // retention deleted it first
+	}
+	sum, err := fileCRC(seg.f, seg.size)
+	var x *segIndex
+	var size int64
+	if err == nil {
+		s.mu.RLock()
+		names := s.names // existing entries never change
+		s.mu.RUnlock()
+		th := s.tagHashes(seg)
+		err = writeIndexFile(s.cfg.Dir, path, buildIndex(seg, sum, th, func(id uint32) string { return names[id] }))
+	}
+	if err == nil {
+		x, size, err = openIndexFile(path, seg.size)
+	}
+	if err != nil {
+		s.logger.Error("trace store: could not write the index of a sealed segment; it stays in memory until the next start", "segment", seg.path, "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.attachIndex(seg, x, size)
+	s.totalLen += size
+	total := s.totalLen
+	s.mu.Unlock()
+	s.m.bytes.Set(float64(total))
+	s.logger.Debug("trace store: wrote segment index", "segment", seg.path, "spans", x.nRows, "bytes", size, "took", time.Since(t0))
+}
+
+// tagHashes reads a sealed segment's spans again for the attribute pair
+// hashes of each row (the in-memory index keeps only per-record filters).
+// It returns nil, and the index then has no tag postings (searches fall
+// back to the record filters), when the spans read do not line up with the
+// rows.
+func (s *Store) tagHashes(seg *segment) *rowTagHashes {
+	th := &rowTagHashes{start: make([]uint32, 0, len(seg.metas)+1)}
+	i := 0
+	_, err := replaySegment(seg.f, seg.size, s.dec, func(sp *spans.Span, loc spanLoc) error {
+		if i >= len(seg.metas) || seg.metas[i].rec != loc.rec || seg.metas[i].off != loc.off {
+			return errors.New("spans do not line up with the index rows")
+		}
+		th.start = append(th.start, uint32(len(th.hashes)))
+		th.hashes = appendAttrHashes(th.hashes, sp)
+		i++
+		return nil
+	})
+	if err != nil || i != len(seg.metas) {
+		s.logger.Warn("trace store: sealed segment's index gets no attribute postings", "segment", seg.path, "err", err)
+		return nil
+	}
+	th.start = append(th.start, uint32(len(th.hashes)))
+	return th
+}
+
+// replaySegment reads a segment's records into its in-memory index,
+// cutting a torn tail of the active segment and reporting damage.
+func (s *Store) replaySegment(seg *segment, active bool) error {
+	s.replayedSegs++
+	s.replayedBytes += seg.size
+	s.m.replayedBytes.Add(float64(seg.size))
+	var hashes []uint64
+	var cur, curFirst uint32
+	res, err := replaySegment(seg.f, seg.size, s.dec, func(sp *spans.Span, loc spanLoc) error {
+		if loc.rec != cur || len(seg.metas) == 0 {
+			if len(hashes) > 0 {
+				s.addBloom(seg, cur, curFirst, hashes)
+				hashes = hashes[:0]
+			}
+			curFirst = uint32(len(seg.metas))
+		}
+		cur = loc.rec
+		hashes = appendAttrHashes(hashes, sp)
+		s.index(seg, sp, loc)
+		return nil
+	})
+	if len(hashes) > 0 {
+		s.addBloom(seg, cur, curFirst, hashes)
+	}
+	if err != nil {
+		return fmt.Errorf("trace store: replay %s: %w", seg.path, err)
+	}
+	if res.tail != nil && active {
+		// A torn write at the end of the active segment holds no
+		// acknowledged batch (the ack waits for the fsync after the
+		// whole record): cut it off.
+		s.logger.Warn("trace store: truncating torn segment tail", "segment", seg.path, "offset", res.end, "bytes", res.tail.n, "err", res.tail.why)
+		if err := repairTail(seg.f, res.end); err != nil {
+			return fmt.Errorf("trace store: repair %s: %w", seg.path, err)
+		}
+		seg.size = max(res.end, int64(len(segMagic)))
+	} else if res.tail != nil {
+		// A sealed segment was complete when the next one was created:
+		// its unreadable end is damage, and the file stays as it is.
+		res.damaged = append(res.damaged, *res.tail)
+	}
+	seg.damaged = res.damaged
+	for _, d := range res.damaged {
+		s.reportDamage(seg, d)
+	}
+	if !active {
+		seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
+	}
+	return nil
+}
+
+// reportDamage logs and counts a damaged stretch found at open.
+func (s *Store) reportDamage(seg *segment, d damagedRange) {
+	s.logger.Error("trace store: skipped damaged bytes; the spans they held are lost, later records are kept",
+		"segment", seg.path, "offset", d.off, "bytes", d.n, "err", d.why)
+	s.m.corruptRecords.Inc()
+	s.m.corruptBytes.Add(float64(d.n))
 }
 
 // repairTail cuts a torn write off the active segment (restoring the magic
@@ -348,7 +559,10 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 		}
 		callers[op] = struct{}{}
 	}
-	s.byTrace[sp.TraceID] = append(s.byTrace[sp.TraceID], spanRef{seg: seg.id, idx: uint32(len(seg.metas))})
+	if seg.byTrace == nil {
+		seg.byTrace = map[spans.TraceID][]uint32{}
+	}
+	seg.byTrace[sp.TraceID] = append(seg.byTrace[sp.TraceID], uint32(len(seg.metas)))
 	seg.note(m)
 	ops := s.ops[svc]
 	if ops == nil {
@@ -483,10 +697,15 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	if seg.size >= s.cfg.SegmentBytes {
 		s.mu.Lock()
 		err := s.newSegment()
+		sealed := seg
 		if err == nil {
 			seg = s.segs[len(s.segs)-1]
 		}
 		s.mu.Unlock()
+		if err == nil {
+			s.sealing.Add(1)
+			s.seals <- sealed
+		}
 		if err != nil {
 			for _, r := range group {
 				r.done <- err
@@ -568,8 +787,9 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 		}
 		n += len(r.batch)
 	}
+	diskBytes := s.totalLen
 	s.mu.Unlock()
-	s.m.bytes.Set(float64(s.totalLen))
+	s.m.bytes.Set(float64(diskBytes))
 	s.m.spans.Add(float64(n))
 	for _, r := range group {
 		r.done <- nil
@@ -618,6 +838,24 @@ func (s *Store) record(seg *segment, off, length uint32) ([]byte, error) {
 	return raw, nil
 }
 
+// traceMetas calls fn with every row of the trace, newest segment first.
+// Caller holds s.mu shared.
+func (s *Store) traceMetas(id spans.TraceID, fn func(seg *segment, m *spanMeta)) {
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		seg := s.segs[i]
+		if x := seg.idx; x != nil {
+			for _, r := range x.traceRows(id) {
+				m := x.rowMeta(int(r))
+				fn(seg, &m)
+			}
+			continue
+		}
+		for _, r := range seg.byTrace[id] {
+			fn(seg, &seg.metas[r])
+		}
+	}
+}
+
 // Trace returns every stored span of the trace.
 func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, error) {
 	s.readMu.RLock()
@@ -631,13 +869,8 @@ func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, erro
 		s.mu.RUnlock()
 		return nil, errors.New("trace store: closed")
 	}
-	refs := s.byTrace[id]
-	locs := make([]loc, 0, len(refs))
-	for _, r := range refs {
-		if seg := s.segByID(r.seg); seg != nil {
-			locs = append(locs, loc{seg, seg.metas[r.idx]})
-		}
-	}
+	var locs []loc
+	s.traceMetas(id, func(seg *segment, m *spanMeta) { locs = append(locs, loc{seg, *m}) })
 	s.mu.RUnlock()
 	if len(locs) == 0 {
 		return nil, tracestore.ErrTraceNotFound
@@ -661,15 +894,99 @@ func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, erro
 }
 
 // segView is a consistent snapshot of one segment's index: rows and records
-// are append-only, so the slices stay valid after the lock is released.
+// are append-only and a sealed segment's index file is immutable, so the
+// view stays valid after the lock is released.
 type segView struct {
 	seg                *segment
 	metas              []spanMeta
 	recs               []recInfo
+	idx                *segIndex
 	minStart, maxStart int64
 }
 
-// Search scans the span index newest segment first.
+func (v *segView) empty() bool {
+	if v.idx != nil {
+		return v.idx.nRows == 0
+	}
+	return len(v.metas) == 0
+}
+
+// searchCond is a query resolved against the store's names.
+type searchCond struct {
+	q                      tracestore.Query
+	svc, op                uint32
+	minT, maxT, minD, maxD int64
+	want                   []uint64 // attribute pair hashes
+}
+
+// rowOK checks every condition but the attributes on one row.
+func (c *searchCond) rowOK(m *spanMeta) bool {
+	q := &c.q
+	return !(q.Service != "" && m.svc != c.svc && m.peer != c.svc+1 ||
+		q.Operation != "" && m.op != c.op ||
+		m.start < c.minT || m.start > c.maxT ||
+		m.dur < c.minD || m.dur > c.maxD ||
+		q.Status == tracestore.StatusError && m.status != spans.StatusError ||
+		q.Status == tracestore.StatusOK && m.status == spans.StatusError)
+}
+
+// searchState collects the matching traces of a search with the start of
+// each one's earliest matching span, and (newest first) the best limit.
+type searchState struct {
+	found map[spans.TraceID]int64
+	best  []tracestore.TraceRef // the best ≤ limit of found, best first
+	limit int
+}
+
+// better orders search hits: later start first, then trace id.
+func better(aStart int64, a spans.TraceID, bStart int64, b spans.TraceID) bool {
+	return aStart > bStart || aStart == bStart && bytes.Compare(a[:], b[:]) < 0
+}
+
+// note records a matching trace's earliest matching start.
+func (st *searchState) note(id spans.TraceID, start int64) {
+	if prev, ok := st.found[id]; ok && prev <= start {
+		return
+	}
+	_, had := st.found[id]
+	st.found[id] = start
+	if had {
+		st.rebuild() // its key went down: it may leave the best
+		return
+	}
+	if len(st.best) == st.limit {
+		w := st.best[len(st.best)-1]
+		if !better(start, id, w.Start.UnixNano(), w.TraceID) {
+			return
+		}
+		st.best = st.best[:len(st.best)-1]
+	}
+	i := sort.Search(len(st.best), func(i int) bool {
+		return better(start, id, st.best[i].Start.UnixNano(), st.best[i].TraceID)
+	})
+	st.best = slices.Insert(st.best, i, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, start)})
+}
+
+func (st *searchState) rebuild() {
+	st.best = st.best[:0]
+	for id, start := range st.found {
+		st.best = append(st.best, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, start)})
+	}
+	slices.SortFunc(st.best, func(a, b tracestore.TraceRef) int {
+		if better(a.Start.UnixNano(), a.TraceID, b.Start.UnixNano(), b.TraceID) {
+			return -1
+		}
+		return 1
+	})
+	st.best = st.best[:min(len(st.best), st.limit)]
+}
+
+// full says whether limit traces were found.
+func (st *searchState) full() bool { return len(st.best) >= st.limit }
+
+// Search answers from each segment's index, newest segment first: the
+// active segment's rows in memory, a sealed segment's index file. See
+// docs/format/traces.md.
 func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.TraceRef, error) {
 	limit := q.Limit
 	if limit <= 0 {
@@ -686,112 +1003,471 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	op, opOK := s.nameIDs[q.Operation]
 	views := make([]segView, len(s.segs))
 	for i, seg := range s.segs {
-		views[i] = segView{seg, seg.metas, seg.recs, seg.minStart, seg.maxStart}
+		views[i] = segView{seg, seg.metas, seg.recs, seg.idx, seg.minStart, seg.maxStart}
 	}
 	s.mu.RUnlock()
 	if q.Service != "" && !svcOK || q.Operation != "" && !opOK {
 		return nil, nil
 	}
-	var minT, maxT int64 = -1 << 63, 1<<63 - 1
+	c := &searchCond{q: q, svc: svc, op: op, minT: -1 << 63, maxT: 1<<63 - 1, minD: int64(q.MinDuration), maxD: int64(q.MaxDuration)}
 	if !q.Start.IsZero() {
-		minT = q.Start.UnixNano()
+		c.minT = q.Start.UnixNano()
 	}
 	if !q.End.IsZero() {
-		maxT = q.End.UnixNano()
+		c.maxT = q.End.UnixNano()
 	}
-	minD, maxD := int64(q.MinDuration), int64(q.MaxDuration)
-	if maxD == 0 {
-		maxD = 1<<63 - 1
+	if c.maxD == 0 {
+		c.maxD = 1<<63 - 1
 	}
-	found := map[spans.TraceID]int64{}
-	checked := 0
-	var want []uint64
 	for k, v := range q.Attrs {
-		want = append(want, attrHash(k, v))
+		c.want = append(c.want, attrHash(k, v))
 	}
+	st := &searchState{found: map[spans.TraceID]int64{}, limit: limit}
 	for i := len(views) - 1; i >= 0; i-- {
 		v := &views[i]
-		if len(v.metas) == 0 || v.maxStart < minT || v.minStart > maxT {
+		if v.empty() || v.maxStart < c.minT || v.minStart > c.maxT {
 			continue
 		}
-		ri := len(v.recs) - 1 // rows are in record order: walk records down with them
-		checkedRI := -1
-		for j := len(v.metas) - 1; j >= 0; j-- {
-			m := &v.metas[j]
-			if len(want) > 0 {
-				for ri > 0 && v.recs[ri].off > m.rec {
-					ri--
-				}
-				if ri >= 0 && ri != checkedRI && v.recs[ri].off == m.rec && !bloomHasAll(v.recs[ri].bloom, want) {
-					// No span of this record has every pair: skip its rows.
-					j = int(v.recs[ri].first)
-					continue
-				}
-				checkedRI = ri
-			}
-			if q.Service != "" && m.svc != svc && m.peer != svc+1 ||
-				q.Operation != "" && m.op != op ||
-				m.start < minT || m.start > maxT ||
-				m.dur < minD || m.dur > maxD ||
-				q.Status == tracestore.StatusError && m.status != spans.StatusError ||
-				q.Status == tracestore.StatusOK && m.status == spans.StatusError {
-				continue
-			}
-			if prev, ok := found[m.trace]; ok && prev <= m.start {
-				continue
-			}
-			if len(want) > 0 {
-				if checked++; checked%1024 == 0 && ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				sp, err := s.readSpan(v.seg, m)
-				if err != nil {
-					return nil, err
-				}
-				if !matchAttrs(&sp, q.Attrs) {
-					continue
-				}
-			}
-			found[m.trace] = m.start
+		var err error
+		if v.idx != nil {
+			err = s.searchIndex(ctx, v, c, st)
+		} else {
+			err = s.searchMem(ctx, v, c, st)
+		}
+		if err != nil {
+			return nil, err
 		}
 		// Segments are in ingest order, which is close to time order: once
 		// limit traces were found and no older segment has a span starting
-		// after the limit-th of them, the rest cannot enter the result.
-		if q.Sort == tracestore.SortNewest && i > 0 && len(found) >= limit {
+		// at or after the limit-th of them, the rest cannot enter the result.
+		if q.Sort == tracestore.SortNewest && i > 0 && st.full() {
 			var older int64 = -1 << 63
 			for _, o := range views[:i] {
-				if len(o.metas) > 0 && o.maxStart > older {
+				if !o.empty() && o.maxStart > older {
 					older = o.maxStart
 				}
 			}
-			if older < kthLargest(found, limit) {
+			if older < st.best[limit-1].Start.UnixNano() {
 				break
 			}
 		}
 	}
-	refs := make([]tracestore.TraceRef, 0, len(found))
-	for id, st := range found {
-		refs = append(refs, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, st)})
-	}
-	var keys map[spans.TraceID]int64 // sort key per trace, larger first
-	if q.Sort != tracestore.SortNewest {
-		keys = s.traceSortKeys(refs, q.Sort)
-	}
-	slices.SortFunc(refs, func(a, b tracestore.TraceRef) int {
-		if keys != nil {
+	var refs []tracestore.TraceRef
+	if q.Sort == tracestore.SortNewest {
+		refs = st.best
+	} else {
+		refs = make([]tracestore.TraceRef, 0, len(st.found))
+		for id, start := range st.found {
+			refs = append(refs, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, start)})
+		}
+		keys := s.traceSortKeys(refs, q.Sort) // sort key per trace, larger first
+		slices.SortFunc(refs, func(a, b tracestore.TraceRef) int {
 			if c := cmp.Compare(keys[b.TraceID], keys[a.TraceID]); c != 0 {
 				return c
 			}
+			if c := b.Start.Compare(a.Start); c != 0 {
+				return c
+			}
+			return slices.Compare(a.TraceID[:], b.TraceID[:])
+		})
+		if len(refs) > limit {
+			refs = refs[:limit]
 		}
-		if c := b.Start.Compare(a.Start); c != 0 {
-			return c
-		}
-		return slices.Compare(a.TraceID[:], b.TraceID[:])
-	})
-	if len(refs) > limit {
-		refs = refs[:limit]
 	}
 	return refs, nil
+}
+
+// searchMem scans the in-memory rows of the active segment (or of a sealed
+// one whose index file could not be written), newest record last.
+func (s *Store) searchMem(ctx context.Context, v *segView, c *searchCond, st *searchState) error {
+	if c.q.Sort == tracestore.SortNewest && len(st.found) == 0 {
+		return s.searchMemNewest(ctx, v, c, st)
+	}
+	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
+	checkedRI := -1
+	checked := 0
+	for j := len(v.metas) - 1; j >= 0; j-- {
+		m := &v.metas[j]
+		if len(c.want) > 0 {
+			for ri > 0 && v.recs[ri].off > m.rec {
+				ri--
+			}
+			if ri >= 0 && ri != checkedRI && v.recs[ri].off == m.rec && !bloomHasAll(v.recs[ri].bloom, c.want) {
+				// No span of this record has every pair: skip its rows.
+				j = int(v.recs[ri].first)
+				continue
+			}
+			checkedRI = ri
+		}
+		if !c.rowOK(m) {
+			continue
+		}
+		if prev, ok := st.found[m.trace]; ok && prev <= m.start {
+			continue
+		}
+		if len(c.want) > 0 {
+			if checked++; checked%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			sp, err := s.readSpan(v.seg, m)
+			if err != nil {
+				return err
+			}
+			if !matchAttrs(&sp, c.q.Attrs) {
+				continue
+			}
+		}
+		st.found[m.trace] = m.start
+	}
+	st.rebuild()
+	return nil
+}
+
+// searchMemNewest answers a newest-first search from the in-memory rows
+// of the newest segment searched: the rows passing every condition but the
+// attributes are heap-ordered by (start descending, trace id) and popped
+// until limit traces rank before the next row, so only the spans popped
+// are decoded for attribute conditions.
+func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, st *searchState) error {
+	h := &rowHeap{metas: v.metas}
+	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
+	checkedRI := -1
+	for j := len(v.metas) - 1; j >= 0; j-- {
+		m := &v.metas[j]
+		if len(c.want) > 0 {
+			for ri > 0 && v.recs[ri].off > m.rec {
+				ri--
+			}
+			if ri >= 0 && ri != checkedRI && v.recs[ri].off == m.rec && !bloomHasAll(v.recs[ri].bloom, c.want) {
+				j = int(v.recs[ri].first) // no span of this record has every pair
+				continue
+			}
+			checkedRI = ri
+		}
+		if c.rowOK(m) {
+			h.rows = append(h.rows, uint32(j))
+		}
+	}
+	h.init()
+	matches := func(m *spanMeta) (bool, error) {
+		if len(c.want) == 0 {
+			return true, nil
+		}
+		sp, err := s.readSpan(v.seg, m)
+		if err != nil {
+			return false, err
+		}
+		return matchAttrs(&sp, c.q.Attrs), nil
+	}
+	checked := 0
+	for len(h.rows) > 0 {
+		m := &v.metas[h.rows[0]]
+		if st.full() {
+			w := st.best[st.limit-1]
+			if better(w.Start.UnixNano(), w.TraceID, m.start, m.trace) {
+				// The best traces may have earlier matching spans among
+				// the rows not popped: take them into account, then decide.
+				best := map[spans.TraceID]bool{}
+				for _, b := range st.best {
+					best[b.TraceID] = true
+				}
+				for _, j := range h.rows {
+					m := &v.metas[j]
+					if best[m.trace] && m.start < st.found[m.trace] {
+						ok, err := matches(m)
+						if err != nil {
+							return err
+						}
+						if ok {
+							st.note(m.trace, m.start)
+						}
+					}
+				}
+				w = st.best[st.limit-1]
+				if better(w.Start.UnixNano(), w.TraceID, m.start, m.trace) {
+					return nil
+				}
+			}
+		}
+		h.pop()
+		if prev, ok := st.found[m.trace]; ok && prev <= m.start {
+			continue
+		}
+		if checked++; checked%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ok, err := matches(m)
+		if err != nil {
+			return err
+		}
+		if ok {
+			st.note(m.trace, m.start)
+		}
+	}
+	return nil
+}
+
+// rowHeap is a binary heap of row numbers, best-ranked (latest start, then
+// smallest trace id) on top.
+type rowHeap struct {
+	metas []spanMeta
+	rows  []uint32
+}
+
+func (h *rowHeap) less(i, j int) bool {
+	a, b := &h.metas[h.rows[i]], &h.metas[h.rows[j]]
+	if a.start != b.start || a.trace != b.trace {
+		return better(a.start, a.trace, b.start, b.trace)
+	}
+	return h.rows[i] < h.rows[j]
+}
+
+func (h *rowHeap) init() {
+	for i := len(h.rows)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *rowHeap) pop() {
+	n := len(h.rows) - 1
+	h.rows[0] = h.rows[n]
+	h.rows = h.rows[:n]
+	h.down(0)
+}
+
+func (h *rowHeap) down(i int) {
+	n := len(h.rows)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && h.less(r, l) {
+			j = r
+		}
+		if !h.less(j, i) {
+			return
+		}
+		h.rows[i], h.rows[j] = h.rows[j], h.rows[i]
+		i = j
+	}
+}
+
+// rowIter walks ascending row numbers from row lo on: the union of up to
+// two posting lists (or every row), restricted to rows present in every
+// list of and (attribute buckets).
+type rowIter struct {
+	lists [2][]byte
+	n     int // lists in use; 0 = every row
+	pos   [2]int
+	next  int // every-row mode
+	rows  int
+	and   [][]byte
+	apos  []int
+}
+
+func newRowIter(x *segIndex, lo int, and [][]byte, lists ...[]byte) *rowIter {
+	it := &rowIter{n: len(lists), next: lo, rows: x.nRows, and: and, apos: make([]int, len(and))}
+	from := func(l []byte) int { return sortSearch(len(l)/4, func(k int) bool { return int(le32(l, k*4)) >= lo }) }
+	for i, l := range lists {
+		it.lists[i] = l
+		it.pos[i] = from(l)
+	}
+	for i, l := range and {
+		it.apos[i] = from(l)
+	}
+	return it
+}
+
+// row returns the next row, or -1.
+func (it *rowIter) row() int {
+	for {
+		r := it.base()
+		if r < 0 {
+			return -1
+		}
+		in := true
+		for i, l := range it.and {
+			for it.apos[i]*4 < len(l) && int(le32(l, it.apos[i]*4)) < r {
+				it.apos[i]++
+			}
+			if it.apos[i]*4 == len(l) {
+				return -1 // no row after this one is in every list
+			}
+			in = in && int(le32(l, it.apos[i]*4)) == r
+		}
+		if in {
+			return r
+		}
+	}
+}
+
+func (it *rowIter) base() int {
+	if it.n == 0 {
+		if it.next >= it.rows {
+			return -1
+		}
+		it.next++
+		return it.next - 1
+	}
+	best := -1
+	for i := range it.n {
+		if it.pos[i]*4 < len(it.lists[i]) {
+			if r := int(le32(it.lists[i], it.pos[i]*4)); best < 0 || r < best {
+				best = r
+			}
+		}
+	}
+	if best < 0 {
+		return -1
+	}
+	for i := range it.n { // a row in both lists comes once
+		if it.pos[i]*4 < len(it.lists[i]) && int(le32(it.lists[i], it.pos[i]*4)) == best {
+			it.pos[i]++
+		}
+	}
+	return best
+}
+
+// searchIndex searches a sealed segment's index file. Rows are sorted by
+// start descending then trace id, so (newest first) the walk stops as soon
+// as limit traces that rank before the current row were found; posting
+// lists narrow it to the service (and operation) and the peer service; the
+// records' attribute filters rule records out before a span is decoded.
+func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *searchState) error {
+	x := v.idx
+	var lists [][]byte
+	if c.q.Service != "" {
+		l, ok := x.local[c.svc]
+		if !ok {
+			return nil
+		}
+		if c.q.Operation != "" {
+			if lop, ok := x.local[c.op]; ok {
+				lists = append(lists, x.postingList(postOperation, l, lop))
+			}
+		} else {
+			lists = append(lists, x.postingList(postService, l, 0))
+		}
+		lists = append(lists, x.postingList(postPeer, l, 0))
+	}
+	var recOK []bool
+	if len(c.want) > 0 {
+		recOK = make([]bool, x.nRecs())
+		anyRec := false
+		for r := range recOK {
+			recOK[r] = x.recMayHaveAll(r, c.want)
+			anyRec = anyRec || recOK[r]
+		}
+		if !anyRec {
+			return nil
+		}
+	}
+	newest := c.q.Sort == tracestore.SortNewest
+	refined := map[spans.TraceID]struct{}{} // traces whose rows here were all checked
+	checked := 0
+	// Attribute conditions: the shortest bucket list drives the walk, the
+	// others filter it; service lists are then left to the row check.
+	var and [][]byte
+	if len(c.want) > 0 && x.tagDir != nil {
+		for _, h := range c.want {
+			l := x.tagList(h)
+			if len(l) == 0 {
+				return nil
+			}
+			and = append(and, l)
+		}
+		slices.SortFunc(and, func(a, b []byte) int { return cmp.Compare(len(a), len(b)) })
+		lists = [][]byte{and[0]}
+		and = and[1:]
+	}
+	it := newRowIter(x, x.firstAtOrBefore(c.maxT), and, lists...)
+	for r := it.row(); r >= 0; r = it.row() {
+		start := x.rowStart(r)
+		if start < c.minT {
+			break
+		}
+		if newest && st.full() {
+			var id spans.TraceID
+			copy(id[:], x.rowTrace(r))
+			w := st.best[st.limit-1]
+			if better(w.Start.UnixNano(), w.TraceID, start, id) {
+				// Every trace not seen yet ranks after this row. The best
+				// ones found in newer segments may have earlier matching
+				// spans here: take them into account, then decide.
+				if err := s.refineBest(x, v.seg, c, st, recOK, refined); err != nil {
+					return err
+				}
+				w = st.best[st.limit-1]
+				if better(w.Start.UnixNano(), w.TraceID, start, id) {
+					break
+				}
+			}
+		}
+		if recOK != nil && !recOK[x.rowRec(r)] {
+			continue
+		}
+		m := x.rowMeta(r)
+		if !c.rowOK(&m) {
+			continue
+		}
+		if _, done := refined[m.trace]; done {
+			continue
+		}
+		if checked++; checked%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := s.refineTrace(x, v.seg, c, st, recOK, m.trace); err != nil {
+			return err
+		}
+		refined[m.trace] = struct{}{}
+	}
+	return nil
+}
+
+// refineBest takes into account this segment's rows of the best traces
+// found so far.
+func (s *Store) refineBest(x *segIndex, seg *segment, c *searchCond, st *searchState, recOK []bool, refined map[spans.TraceID]struct{}) error {
+	for _, b := range slices.Clone(st.best) {
+		if _, done := refined[b.TraceID]; done {
+			continue
+		}
+		refined[b.TraceID] = struct{}{}
+		if err := s.refineTrace(x, seg, c, st, recOK, b.TraceID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refineTrace notes the earliest matching span of one trace in a segment.
+func (s *Store) refineTrace(x *segIndex, seg *segment, c *searchCond, st *searchState, recOK []bool, id spans.TraceID) error {
+	var earliest int64
+	found := false
+	for _, r := range x.traceRows(id) {
+		if recOK != nil && !recOK[x.rowRec(int(r))] {
+			continue
+		}
+		m := x.rowMeta(int(r))
+		if !c.rowOK(&m) || found && m.start >= earliest {
+			continue
+		}
+		if len(c.want) > 0 {
+			sp, err := s.readSpan(seg, &m)
+			if err != nil {
+				return err
+			}
+			if !matchAttrs(&sp, c.q.Attrs) {
+				continue
+			}
+		}
+		earliest, found = m.start, true
+	}
+	if found {
+		st.note(id, earliest)
+	}
+	return nil
 }
 
 // traceSortKeys computes, over all stored spans of each trace, its duration
@@ -814,12 +1490,7 @@ func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder
 		}
 		var lo, hi, errs int64 = 1<<63 - 1, -1 << 63, 0
 		clear(seen)
-		for _, ref := range s.byTrace[r.TraceID] {
-			seg := s.segByID(ref.seg)
-			if seg == nil {
-				continue
-			}
-			m := &seg.metas[ref.idx]
+		s.traceMetas(r.TraceID, func(_ *segment, m *spanMeta) {
 			lo, hi = min(lo, m.start), max(hi, m.start+m.dur)
 			if m.status == spans.StatusError {
 				k := spanKey{m.start, m.dur, m.svc, m.op}
@@ -828,7 +1499,7 @@ func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder
 					errs++
 				}
 			}
-		}
+		})
 		if o == tracestore.SortErrors {
 			keys[r.TraceID] = errs
 		} else if hi >= lo {
@@ -848,16 +1519,6 @@ func bloomHasAll(b *attrBloom, hashes []uint64) bool {
 		}
 	}
 	return true
-}
-
-// kthLargest returns the k-th largest value of m (k ≤ len(m)).
-func kthLargest(m map[spans.TraceID]int64, k int) int64 {
-	v := make([]int64, 0, len(m))
-	for _, x := range m {
-		v = append(v, x)
-	}
-	slices.Sort(v)
-	return v[len(v)-k]
 }
 
 func matchAttrs(sp *spans.Span, want map[string]string) bool {
@@ -969,31 +1630,24 @@ func (s *Store) ApplyRetention(now time.Time) error {
 		if !tooOld && !tooBig {
 			break
 		}
-		for j := range seg.metas {
-			id := seg.metas[j].trace
-			refs := s.byTrace[id]
-			kept := refs[:0]
-			for _, r := range refs {
-				if r.seg != seg.id {
-					kept = append(kept, r)
-				}
-			}
-			if len(kept) == 0 {
-				delete(s.byTrace, id)
-			} else {
-				s.byTrace[id] = kept
-			}
-		}
 		seg.f.Close()
 		s.cache.dropSegment(seg.id)
+		// The segment first, then its index: a crash in between leaves a
+		// stray index, which the next open deletes.
 		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("trace store: delete %s: %w", seg.path, err))
 		}
-		s.totalLen -= seg.size
+		if seg.idx != nil {
+			seg.idx.close()
+		}
+		if err := os.Remove(filepath.Join(s.cfg.Dir, idxName(seg.id))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("trace store: delete index of %s: %w", seg.path, err))
+		}
+		s.totalLen -= seg.size + seg.idxSize
 		for _, r := range seg.recs {
 			s.bloomBytes -= int64(r.bloom.bytes())
 		}
-		s.m.spans.Sub(float64(len(seg.metas)))
+		s.m.spans.Sub(float64(seg.rows()))
 		reason := "age"
 		if !tooOld {
 			reason = "size"
@@ -1024,6 +1678,8 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	close(s.stop)
 	s.done.Wait()
+	close(s.seals) // the write loop has ended: seal what it handed over
+	s.sealsDone.Wait()
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	s.mu.Lock()
@@ -1040,6 +1696,11 @@ func (s *Store) closeFiles() error {
 		}
 		if err := seg.f.Close(); err != nil {
 			errs = append(errs, err)
+		}
+		if seg.idx != nil {
+			if err := seg.idx.close(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
