@@ -329,6 +329,7 @@ type checkpoint struct {
 	startup       float64 // s
 	lat           map[string][2]float64
 	genP99        float64
+	load1         string // 1-minute load average at the end of the leg
 	retries       int64
 }
 
@@ -473,6 +474,9 @@ func measure(o *options, sys, bin, gen, dir string, ds loadgen.TraceMode) ([]che
 		samples = append(samples, more...)
 		stored += gs.Spans
 		cp.spans, cp.rate, cp.genP99, cp.retries = stored, gs.SpansPerSec, gs.RequestP99, gs.Retries
+		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+			cp.load1 = strings.Fields(string(b))[0]
+		}
 		if peak, err := procstat.PeakRSS(pid); err == nil {
 			cp.peakIngestMiB = float64(peak) / (1 << 20)
 		}
@@ -592,7 +596,7 @@ func label(n int64) string {
 // write turns the measurements into tables and targets.
 func write(o *options, r *report.Result, res map[string]map[loadgen.TraceMode][]checkpoint) {
 	ti := r.AddTable("Ingest, size and start-up (same OTLP/gRPC load from one external generator process)",
-		"data", "spans stored", "system", "spans/s accepted", "B/span on disk", "peak RSS MiB (ingest)", "RSS MiB (after restart + queries)", "start-up s (to query API answering)")
+		"data", "spans stored", "system", "spans/s accepted", "B/span on disk", "peak RSS MiB (ingest)", "RSS MiB (after restart + queries)", "start-up s (to query API answering)", "load avg (1 min) after ingest")
 	ti.Note("Generator: bench/collector/otlpgen, a separate process, %d concurrent OTLP/gRPC senders, requests of ~%d spans (whole traces), each sender waiting for its answer (closed loop); spans/s is per leg (from the previous checkpoint to this one).", o.senders, o.batch)
 	ti.Note("Meshscope: `meshscope server` (fsync of the trace store before the OTLP answer). Jaeger: `cmd/jaeger` v1.75.0 built from bench/collector/jaeger/go.mod, its config-badger.yaml pipeline (OTLP → batch processor → Badger, consistency %t): the batch processor answers the client before Badger writes, and Badger does not fsync per write unless consistency is true.", o.jaegerSync)
 	ti.Note("Bytes on disk: allocated blocks of the data directory after a clean stop (Meshscope: traces and the metrics it derives from spans; Jaeger: Badger keys and values). Start-up: from exec to /api/services answering with the stored services, data in place.")
@@ -609,7 +613,7 @@ func write(o *options, r *report.Result, res map[string]map[loadgen.TraceMode][]
 				}
 				c := cps[ci]
 				n = c.spans
-				ti.AddRow(ds.String(), label(c.spans), sys, report.Num(c.rate), report.Num(c.bytesPerSpan), mib(c.peakIngestMiB), mib(c.rssMiB), report.Num(c.startup))
+				ti.AddRow(ds.String(), label(c.spans), sys, report.Num(c.rate), report.Num(c.bytesPerSpan), mib(c.peakIngestMiB), mib(c.rssMiB), report.Num(c.startup), c.load1)
 			}
 			for _, k := range queryKinds {
 				row := []string{ds.String(), label(n), k}
