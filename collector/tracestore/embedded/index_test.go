@@ -359,6 +359,20 @@ func TestDamagedIndexRebuilt(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(dir, idxName(ids[1])))
 			os.WriteFile(filepath.Join(dir, idxName(ids[0])), b, 0o644)
 		}},
+		{"other version", func(t *testing.T, dir string, ids []uint32) {
+			// A well-formed file (valid checksum) written by another
+			// version of the format: rebuilt, as after an upgrade.
+			p := filepath.Join(dir, idxName(ids[0]))
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			binary.LittleEndian.PutUint32(b[8:], idxVersion+1)
+			b = binary.LittleEndian.AppendUint32(b[:len(b)-4], crc32.Checksum(b[:len(b)-4], castagnoli))
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"segment changed after sealing", func(t *testing.T, dir string, ids []uint32) {
 			// Same size, one payload byte different: the index no longer
 			// describes the segment (the record is now damaged).
