@@ -108,7 +108,10 @@ func TestRemoteEngineAgreesWithLocal(t *testing.T) {
 		{"empty", `nothing_here`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run := func(e promql.QueryEngine) promql.Result {
+			// run returns the result rendered as the API does, and a copy
+			// of an instant vector: a query's result belongs to the engine's
+			// pools once the query is closed, so nothing of it is kept.
+			run := func(e promql.QueryEngine) (string, promql.Vector) {
 				var q promql.Query
 				var err error
 				if tc.rng {
@@ -124,17 +127,29 @@ func TestRemoteEngineAgreesWithLocal(t *testing.T) {
 				if res.Err != nil {
 					t.Fatalf("%s: %v", tc.q, res.Err)
 				}
-				return *res
+				// Compare as the API renders them (histograms by their buckets).
+				j, err := json.Marshal(res.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				vec, _ := res.Value.(promql.Vector)
+				out := make(promql.Vector, len(vec))
+				for i, s := range vec {
+					out[i] = s
+					if s.H != nil {
+						out[i].H = s.H.Copy()
+					}
+				}
+				return string(j), out
 			}
-			want, got := run(local), run(remote)
-			// Compare as the API renders them (histograms by their buckets).
-			wj, _ := json.Marshal(want.Value)
-			gj, _ := json.Marshal(got.Value)
-			if string(wj) != string(gj) {
+			wj, lv := run(local)
+			gj, v := run(remote)
+			if wj != gj {
 				t.Errorf("%s:\nremote %s\nlocal  %s", tc.q, gj, wj)
 			}
-			if v, ok := got.Value.(promql.Vector); ok {
-				lv := want.Value.(promql.Vector)
+			if len(v) != len(lv) {
+				t.Errorf("%s: remote %d samples, local %d", tc.q, len(v), len(lv))
+			} else {
 				for i := range v {
 					if v[i].H != nil && (lv[i].H == nil || !v[i].H.Equals(lv[i].H.Compact(0))) {
 						t.Errorf("histogram %d: remote %v, local %v", i, v[i].H, lv[i].H)
