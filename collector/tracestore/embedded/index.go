@@ -12,7 +12,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/meshscope/meshscope/collector/spans"
 )
@@ -22,20 +22,26 @@ import (
 //
 //	file    = header(64) directory(nSections × 16) section* crc:uint32le
 //	header  = magic "MSTIDX1\n" version:u32 nRows:u32 segSize:u64
-//	          minStart:i64 maxStart:i64 segCRC:u32 reserved(20)
+//	          minStart:i64 maxStart:i64 segCRC:u32 nTraces:u32 reserved(16)
 //	section = at 8-aligned offsets; the directory holds (offset, length) of each
 //
-// crc is CRC-32C of every byte before it. All integers little-endian.
+// crc is CRC-32C of every byte before it. All integers little-endian. The
+// file is read with pread: the small sections are decoded into memory at
+// open, the blocks of the others through the store's index cache.
 const (
-	idxMagic     = "MSTIDX1\n"
-	idxVersion   = 1
-	idxSuffix    = ".idx"
-	idxHeader    = 64
-	rowSize      = 64
-	opEntrySize  = 12
-	peerSize     = 8
-	recEntrySize = 16
-	postDirSize  = 16
+	idxMagic      = "MSTIDX1\n"
+	idxVersion    = 2
+	idxSuffix     = ".idx"
+	idxHeader     = 64
+	opEntrySize   = 12
+	peerSize      = 8
+	rowsPerBlock  = 256 // rows per row block
+	idsPerChunk   = 256 // trace ids per chunk of the trace id table
+	tracesPerBlk  = 64  // traces per block of the trace row lists
+	rowBlkSize    = 20  // firstStart:i64 off:u64 len:u32
+	postDirSize   = 24  // key:u8 pad:3 a:u32 b:u32 count:u32 off:u32 len:u32
+	denseMinRows  = 64  // an attribute pair in more rows (and > 1/64 of them) gets no posting list
+	denseFraction = 64
 )
 
 // Sections, in file order.
@@ -43,16 +49,18 @@ const (
 	secNames       = iota // (len:uvarint bytes)*: the segment's service and operation names
 	secOps                // (svc:u32 op:u32 kind:u8 pad:3)*: sorted
 	secPeers              // (peer:u32 op:u32)*: sorted
-	secRecs               // (off:u32 len:u32 bloomWord:u32 bloomWords:u32)*: records in file order
-	secBlooms             // uint64 words of the records' attribute Bloom filters
-	secRows               // rowSize-byte rows sorted by start descending, then trace id, record, offset
-	secByTrace            // u32 row numbers sorted by (trace id, row)
-	secPostDir            // (key:u8 pad:3 a:u32 b:u32 count:u32)*: sorted by (key, a, b); lists follow each other
-	secPostings           // u32 row numbers, ascending within each list
 	secDamage             // count:uvarint (off:uvarint n:uvarint why:str)*
-	secTraceBloom         // uint64 words of the Bloom filter of the segment's trace ids
-	secTagDir             // u32 × (buckets+1): start of each attribute bucket's list in secTagPostings (empty: no tag postings)
-	secTagPostings        // u32 row numbers, ascending within each bucket
+	secRecs               // (off:uvarint len:uvarint)*: records in file order
+	secRowDir             // (firstStart:i64 off:u64 len:u32)* one per row block
+	secRows               // row blocks (see rowBlock)
+	secTraceIDs           // 16-byte trace ids, sorted, unique
+	secTraceDir           // u32 × (trace blocks + 1): offsets of the trace row blocks in secTraceRows
+	secTraceRows          // trace row blocks: per trace of the block, its rows
+	secPostDir            // (key:u8 pad:3 a:u32 b:u32 count:u32 off:u32 len:u32)*: sorted by (key, a, b)
+	secPostings           // posting lists (see decodeRowList)
+	secTagDir             // u32 × (buckets+1): offset of each attribute bucket's list in secTagPostings
+	secTagPostings        // row lists (see decodeRowList, without checksum)
+	secDense              // u64 hashes, sorted: attribute pairs too common for a posting list
 	nSections
 )
 
@@ -63,23 +71,50 @@ const (
 	postPeer      = 3 // a = peer service of CLIENT spans
 )
 
+// Block kinds in the index cache.
+const (
+	kindRows = iota + 1
+	kindTraceIDs
+	kindTraceRows
+	kindPosting
+	kindTag
+)
+
 func idxName(id uint32) string { return fmt.Sprintf("%s%010d%s", segPrefix, id, idxSuffix) }
 
 // postList locates one posting list in the postings section.
 type postList struct {
-	key   uint8
-	a, b  uint32
-	first uint32 // index of the list's first entry in the postings section
-	count uint32
+	key      uint8
+	a, b     uint32
+	count    uint32
+	off, len uint32
 }
 
-// segIndex is an opened index file. Its sections stay in the file mapping
-// (or buffer); only the names, operation and peer sets and the posting
-// directory are decoded into memory (a few KiB per segment).
+type rowBlockRef struct {
+	first    int64 // start of the block's first row
+	off      uint64
+	len      uint32
+	firstRow int
+}
+
+type recRef struct{ off, len uint32 }
+
+type fileSection struct{ off, len uint64 }
+
+// segIndex is an opened index file. Only small tables stay on the heap
+// (names, operation and peer sets, records, one entry per row block, one
+// trace id per idsPerChunk traces, one offset per trace block, the posting
+// directory and the common attribute pairs: a few bytes per hundred rows);
+// blocks are read with pread and decoded through the index cache.
 type segIndex struct {
-	data     []byte // the whole file
-	unmap    func() error
+	f        io.ReaderAt
+	closer   io.Closer
+	cache    *indexCache
+	file     uint64 // number in cache
+	dec      *zstd.Decoder
+	sec      [nSections]fileSection
 	nRows    int
+	nTraces  int
 	segSize  int64
 	segCRC   uint32 // CRC-32C of the segment file's segSize bytes
 	minStart int64
@@ -87,16 +122,14 @@ type segIndex struct {
 	names    []string
 	ops      []opEntry
 	peers    [][2]uint32
-	recs     []byte
-	blooms   []byte
-	rows     []byte
-	byTrace  []byte
+	recs     []recRef
+	blocks   []rowBlockRef
+	idSample []spans.TraceID // first id of each chunk of the trace id table
+	traceDir []uint32
 	posts    []postList
-	postings []byte
 	damaged  []damagedRange
-	tbloom   []byte
-	tagDir   []byte // buckets+1 u32 list starts; nil when the index has no tag postings
-	tagPosts []byte
+	nBuckets int // attribute buckets; 0 = no attribute postings
+	dense    []uint64
 
 	// Set by the store after decoding: local name id → global interned id,
 	// and the reverse.
@@ -112,86 +145,390 @@ type opEntry struct {
 func le32(b []byte, i int) uint32 { return binary.LittleEndian.Uint32(b[i:]) }
 func le64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
-// traceHash is the key of the trace-id Bloom filter.
-func traceHash(id spans.TraceID) uint64 { return xxhash.Sum64(id[:]) }
+// errIndex marks a damaged or foreign index file.
+var errIndex = errors.New("bad index file")
 
-// bloomWordsMayContain probes a Bloom filter stored as little-endian uint64
-// words (the layout of attrBloom.bits).
-func bloomWordsMayContain(words []byte, h uint64) bool {
-	n := uint64(len(words) / 8)
-	if n == 0 {
-		return false
+func idxErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errIndex, fmt.Sprintf(format, a...))
+}
+
+// read reads n bytes at off of section s.
+func (x *segIndex) read(s int, off, n uint64) ([]byte, error) {
+	if off > x.sec[s].len || n > x.sec[s].len-off {
+		return nil, idxErr("section %d: %d+%d outside its %d bytes", s, off, n, x.sec[s].len)
 	}
-	m := n * 64
-	h2 := h>>33 | h<<31 | 1
-	for i := range uint64(bloomProbes) {
-		bit := (h + i*h2) % m
-		if le64(words, int(bit/64)*8)&(1<<(bit%64)) == 0 {
-			return false
+	b := make([]byte, n)
+	if _, err := x.f.ReadAt(b, int64(x.sec[s].off+off)); err != nil {
+		return nil, fmt.Errorf("read index: %w", err)
+	}
+	return b, nil
+}
+
+// cached returns the decoded block (kind, n), decoding it with fn on a miss.
+func cached[T sized](x *segIndex, kind uint8, n uint32, fn func() (T, error)) (T, error) {
+	k := blockKey{x.file, kind, n}
+	if x.cache != nil {
+		if v, ok := x.cache.get(k); ok {
+			return v.(T), nil
 		}
 	}
-	return true
+	v, err := fn()
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%w (block %d/%d)", err, kind, n)
+	}
+	if x.cache != nil {
+		x.cache.put(k, v)
+	}
+	return v, nil
+}
+
+// A row block, before compression, is column after column for its n rows:
+//
+//	trace ordinal:uvarint × n   (index in the trace id table)
+//	start: first:varint, then (previous − start):uvarint × (n−1)
+//	dur:varint × n
+//	record: (record − previous record, from 0):varint × n
+//	off:uvarint × n, len:uvarint × n
+//	svc:uvarint × n, op:uvarint × n, peer:uvarint × n (id+1, 0 = none)
+//	kind:u8 × n, status:u8 × n
+//
+// stored as crc:u32 (CRC-32C of what follows) codec:u8 body (codec 0: the
+// columns; 1: zstd of them).
+type rowBlock struct {
+	trace            []uint32
+	start, dur       []int64
+	rec, off, length []uint32
+	svc, op, peer    []uint32
+	kind, status     []uint8
+}
+
+func (b *rowBlock) bytes() int64 { return int64(len(b.trace)) * 46 }
+
+func appendRowBlock(dst []byte, rows []idxRow) []byte {
+	for _, r := range rows {
+		dst = binary.AppendUvarint(dst, uint64(r.trace))
+	}
+	for i, r := range rows {
+		if i == 0 {
+			dst = binary.AppendVarint(dst, r.start)
+		} else {
+			dst = binary.AppendUvarint(dst, uint64(rows[i-1].start-r.start))
+		}
+	}
+	for _, r := range rows {
+		dst = binary.AppendVarint(dst, r.dur)
+	}
+	prev := int64(0)
+	for _, r := range rows {
+		dst = binary.AppendVarint(dst, int64(r.rec)-prev)
+		prev = int64(r.rec)
+	}
+	for _, col := range []func(r *idxRow) uint32{
+		func(r *idxRow) uint32 { return r.off }, func(r *idxRow) uint32 { return r.length },
+		func(r *idxRow) uint32 { return r.svc }, func(r *idxRow) uint32 { return r.op }, func(r *idxRow) uint32 { return r.peer },
+	} {
+		for i := range rows {
+			dst = binary.AppendUvarint(dst, uint64(col(&rows[i])))
+		}
+	}
+	for _, r := range rows {
+		dst = append(dst, byte(r.kind))
+	}
+	for _, r := range rows {
+		dst = append(dst, byte(r.status))
+	}
+	return dst
+}
+
+// sealBlock frames a block: checksum, codec, body (compressed when that is
+// smaller).
+func sealBlock(enc *zstd.Encoder, raw []byte) []byte {
+	body, codec := raw, byte(codecRaw)
+	if enc != nil {
+		if z := enc.EncodeAll(raw, nil); len(z) < len(raw) {
+			body, codec = z, codecZstd
+		}
+	}
+	out := make([]byte, 5, 5+len(body))
+	out[4] = codec
+	out = append(out, body...)
+	binary.LittleEndian.PutUint32(out, crc32.Checksum(out[4:], castagnoli))
+	return out
+}
+
+// openBlock checks a block's checksum and returns its body, decompressed.
+func (x *segIndex) openBlock(b []byte) ([]byte, error) {
+	if len(b) < 5 || crc32.Checksum(b[4:], castagnoli) != le32(b, 0) {
+		return nil, idxErr("block checksum mismatch")
+	}
+	switch b[4] {
+	case codecRaw:
+		return b[5:], nil
+	case codecZstd:
+		if x.dec == nil {
+			return nil, idxErr("compressed block and no decoder")
+		}
+		raw, err := x.dec.DecodeAll(b[5:], nil)
+		if err != nil {
+			return nil, idxErr("block: %v", err)
+		}
+		return raw, nil
+	}
+	return nil, idxErr("block codec %d", b[4])
+}
+
+func (x *segIndex) rowBlock(bn int) (*rowBlock, error) {
+	return cached(x, kindRows, uint32(bn), func() (*rowBlock, error) {
+		ref := &x.blocks[bn]
+		b, err := x.read(secRows, ref.off, uint64(ref.len))
+		if err != nil {
+			return nil, err
+		}
+		raw, err := x.openBlock(b)
+		if err != nil {
+			return nil, err
+		}
+		n := min(rowsPerBlock, x.nRows-ref.firstRow)
+		d := decoder{b: raw}
+		rb := &rowBlock{trace: make([]uint32, n), start: make([]int64, n), dur: make([]int64, n),
+			rec: make([]uint32, n), off: make([]uint32, n), length: make([]uint32, n),
+			svc: make([]uint32, n), op: make([]uint32, n), peer: make([]uint32, n)}
+		u32 := func(limit uint64) uint32 {
+			v := d.uvarint()
+			if v >= limit && d.err == nil {
+				d.fail(fmt.Errorf("value %d ≥ %d", v, limit))
+			}
+			return uint32(v)
+		}
+		for i := range n {
+			rb.trace[i] = u32(uint64(x.nTraces))
+		}
+		for i := range n {
+			if i == 0 {
+				rb.start[0] = d.varint()
+			} else {
+				delta := d.uvarint()
+				rb.start[i] = rb.start[i-1] - int64(delta)
+				if delta > 1<<62 || rb.start[i] > rb.start[i-1] {
+					d.fail(errors.New("start out of order"))
+				}
+			}
+		}
+		for i := range n {
+			rb.dur[i] = d.varint()
+		}
+		prev := int64(0)
+		for i := range n {
+			prev += d.varint()
+			if (prev < 0 || prev >= int64(len(x.recs))) && d.err == nil {
+				d.fail(fmt.Errorf("record %d of %d", prev, len(x.recs)))
+			}
+			rb.rec[i] = uint32(prev)
+		}
+		nn := uint64(len(x.names))
+		for _, col := range [][]uint32{rb.off, rb.length} {
+			for i := range n {
+				col[i] = u32(1 << 32)
+			}
+		}
+		for _, col := range [][]uint32{rb.svc, rb.op} {
+			for i := range n {
+				col[i] = u32(nn)
+			}
+		}
+		for i := range n {
+			rb.peer[i] = u32(nn + 1)
+		}
+		rb.kind, rb.status = d.bytes(n), d.bytes(n)
+		if d.err != nil || len(d.b) != 0 {
+			return nil, idxErr("row block %d: %v", bn, cmp.Or(d.err, errors.New("trailing bytes")))
+		}
+		if rb.start[0] != ref.first || bn+1 < len(x.blocks) && rb.start[n-1] < x.blocks[bn+1].first {
+			return nil, idxErr("row block %d: starts disagree with the block table", bn)
+		}
+		return rb, nil
+	})
+}
+
+// row returns the block holding row i and i's place in it.
+func (x *segIndex) row(i int) (*rowBlock, int, error) {
+	if i < 0 || i >= x.nRows {
+		return nil, 0, idxErr("row %d of %d", i, x.nRows)
+	}
+	b, err := x.rowBlock(i / rowsPerBlock)
+	return b, i % rowsPerBlock, err
 }
 
 // rowMeta decodes row i with global name ids.
-func (x *segIndex) rowMeta(i int) spanMeta {
-	r := x.rows[i*rowSize : i*rowSize+rowSize]
+func (x *segIndex) rowMeta(i int) (spanMeta, error) {
 	var m spanMeta
-	copy(m.trace[:], r[:16])
-	m.start = int64(le64(r, 16))
-	m.dur = int64(le64(r, 24))
-	rec := le32(r, 32)
-	m.rec = le32(x.recs, int(rec)*recEntrySize)
-	m.recLen = le32(x.recs, int(rec)*recEntrySize+4)
-	m.off = le32(r, 36)
-	m.length = le32(r, 40)
-	m.svc = x.global[le32(r, 44)]
-	m.op = x.global[le32(r, 48)]
-	if p := le32(r, 52); p != 0 {
+	b, j, err := x.row(i)
+	if err != nil {
+		return m, err
+	}
+	if m.trace, err = x.traceID(int(b.trace[j])); err != nil {
+		return m, err
+	}
+	rec := x.recs[b.rec[j]]
+	m.rec, m.recLen = rec.off, rec.len
+	m.start, m.dur = b.start[j], b.dur[j]
+	m.off, m.length = b.off[j], b.length[j]
+	m.svc, m.op = x.global[b.svc[j]], x.global[b.op[j]]
+	if p := b.peer[j]; p != 0 {
 		m.peer = x.global[p-1] + 1
 	}
-	m.kind = spans.Kind(r[56])
-	m.status = spans.StatusCode(r[57])
-	return m
+	m.kind, m.status = spans.Kind(b.kind[j]), spans.StatusCode(b.status[j])
+	return m, nil
 }
 
-func (x *segIndex) rowStart(i int) int64 { return int64(le64(x.rows, i*rowSize+16)) }
-func (x *segIndex) rowRec(i int) int     { return int(le32(x.rows, i*rowSize+32)) }
-func (x *segIndex) rowTrace(i int) []byte {
-	return x.rows[i*rowSize : i*rowSize+16]
+// rowKey returns row i's start and trace ordinal (its rank by trace id).
+func (x *segIndex) rowKey(i int) (int64, uint32, error) {
+	b, j, err := x.row(i)
+	if err != nil {
+		return 0, 0, err
+	}
+	return b.start[j], b.trace[j], nil
 }
 
 // firstAtOrBefore is the first row whose start is ≤ t (rows are sorted by
 // start descending).
-func (x *segIndex) firstAtOrBefore(t int64) int {
-	lo, hi := 0, x.nRows
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if x.rowStart(mid) > t {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+func (x *segIndex) firstAtOrBefore(t int64) (int, error) {
+	bn := sortSearch(len(x.blocks), func(i int) bool { return x.blocks[i].first <= t })
+	if bn == 0 {
+		return 0, nil
 	}
-	return lo
+	b, err := x.rowBlock(bn - 1)
+	if err != nil {
+		return 0, err
+	}
+	return x.blocks[bn-1].firstRow + sortSearch(len(b.start), func(i int) bool { return b.start[i] <= t }), nil
+}
+
+type traceIDChunk []spans.TraceID
+
+func (c traceIDChunk) bytes() int64 { return int64(len(c)) * 16 }
+
+func (x *segIndex) traceIDs(cn int) (traceIDChunk, error) {
+	return cached(x, kindTraceIDs, uint32(cn), func() (traceIDChunk, error) {
+		n := min(idsPerChunk, x.nTraces-cn*idsPerChunk)
+		b, err := x.read(secTraceIDs, uint64(cn*idsPerChunk*16), uint64(n*16))
+		if err != nil {
+			return nil, err
+		}
+		c := make(traceIDChunk, n)
+		for i := range c {
+			copy(c[i][:], b[i*16:])
+			if i > 0 && bytes.Compare(c[i-1][:], c[i][:]) >= 0 {
+				return nil, idxErr("trace ids out of order")
+			}
+		}
+		if c[0] != x.idSample[cn] {
+			return nil, idxErr("trace id chunk %d disagrees with its sample", cn)
+		}
+		return c, nil
+	})
+}
+
+// traceID is the id of trace ordinal o.
+func (x *segIndex) traceID(o int) (spans.TraceID, error) {
+	c, err := x.traceIDs(o / idsPerChunk)
+	if err != nil {
+		return spans.TraceID{}, err
+	}
+	return c[o%idsPerChunk], nil
+}
+
+type traceRowBlock [][]uint32
+
+func (b traceRowBlock) bytes() int64 {
+	n := int64(len(b)) * 24
+	for _, r := range b {
+		n += int64(len(r)) * 4
+	}
+	return n
+}
+
+// A trace row block lists, for each trace of the block in id order,
+// count:uvarint first:uvarint (row − previous row − 1):uvarint × (count−1),
+// framed as a row block is.
+func (x *segIndex) traceRowBlock(bn int) (traceRowBlock, error) {
+	return cached(x, kindTraceRows, uint32(bn), func() (traceRowBlock, error) {
+		lo, hi := x.traceDir[bn], x.traceDir[bn+1]
+		b, err := x.read(secTraceRows, uint64(lo), uint64(hi-lo))
+		if err != nil {
+			return nil, err
+		}
+		raw, err := x.openBlock(b)
+		if err != nil {
+			return nil, err
+		}
+		d := decoder{b: raw}
+		n := min(tracesPerBlk, x.nTraces-bn*tracesPerBlk)
+		out := make(traceRowBlock, n)
+		for i := range out {
+			c := d.count(1)
+			if c == 0 && d.err == nil {
+				d.fail(errors.New("trace without rows"))
+			}
+			out[i] = decodeDeltas(&d, c, x.nRows)
+		}
+		if d.err != nil || len(d.b) != 0 {
+			return nil, idxErr("trace row block %d: %v", bn, cmp.Or(d.err, errors.New("trailing bytes")))
+		}
+		return out, nil
+	})
+}
+
+// decodeDeltas reads n ascending row numbers below rows coded as first,
+// then gap − 1.
+func decodeDeltas(d *decoder, n, rows int) []uint32 {
+	out := make([]uint32, 0, n)
+	next := uint64(0)
+	for range n {
+		v := next + d.uvarint()
+		if d.err != nil {
+			return nil
+		}
+		if v >= uint64(rows) {
+			d.fail(fmt.Errorf("row %d of %d", v, rows))
+			return nil
+		}
+		out = append(out, uint32(v))
+		next = v + 1
+	}
+	return out
+}
+
+func appendDeltas(dst []byte, rows []uint32) []byte {
+	next := uint32(0)
+	for _, r := range rows {
+		dst = binary.AppendUvarint(dst, uint64(r-next))
+		next = r + 1
+	}
+	return dst
 }
 
 // traceRows returns the rows of one trace (ascending).
-func (x *segIndex) traceRows(id spans.TraceID) []uint32 {
-	if !bloomWordsMayContain(x.tbloom, traceHash(id)) {
-		return nil
+func (x *segIndex) traceRows(id spans.TraceID) ([]uint32, error) {
+	cn := sortSearch(len(x.idSample), func(i int) bool { return bytes.Compare(x.idSample[i][:], id[:]) > 0 }) - 1
+	if cn < 0 {
+		return nil, nil
 	}
-	n := x.nRows
-	lo := sortSearch(n, func(i int) bool { return bytes.Compare(x.rowTrace(int(le32(x.byTrace, i*4))), id[:]) >= 0 })
-	var out []uint32
-	for i := lo; i < n; i++ {
-		r := le32(x.byTrace, i*4)
-		if !bytes.Equal(x.rowTrace(int(r)), id[:]) {
-			break
-		}
-		out = append(out, r)
+	c, err := x.traceIDs(cn)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	i, ok := slices.BinarySearchFunc(c, id, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
+	if !ok {
+		return nil, nil
+	}
+	o := cn*idsPerChunk + i
+	b, err := x.traceRowBlock(o / tracesPerBlk)
+	if err != nil {
+		return nil, err
+	}
+	return b[o%tracesPerBlk], nil
 }
 
 func sortSearch(n int, f func(int) bool) int {
@@ -207,99 +544,180 @@ func sortSearch(n int, f func(int) bool) int {
 	return lo
 }
 
-// postingList returns the rows of one posting list (nil when absent).
-func (x *segIndex) postingList(key uint8, a, b uint32) []byte {
+type rowList []uint32
+
+func (l rowList) bytes() int64 { return int64(len(l)) * 4 }
+
+// postingList returns the rows of one posting list (nil when absent). A
+// list is count rows coded as decodeDeltas reads them, framed as a row
+// block is.
+func (x *segIndex) postingList(key uint8, a, b uint32) ([]uint32, error) {
 	i := sortSearch(len(x.posts), func(i int) bool {
 		p := &x.posts[i]
-		if p.key != key {
-			return p.key > key
-		}
-		if p.a != a {
-			return p.a > a
-		}
-		return p.b >= b
+		return cmp.Or(cmp.Compare(p.key, key), cmp.Compare(p.a, a), cmp.Compare(p.b, b)) >= 0
 	})
 	if i == len(x.posts) || x.posts[i].key != key || x.posts[i].a != a || x.posts[i].b != b {
-		return nil
+		return nil, nil
 	}
-	p := &x.posts[i]
-	return x.postings[int(p.first)*4 : int(p.first+p.count)*4]
-}
-
-// recMayHaveAll says whether record rec's attribute filter may hold every
-// hash.
-func (x *segIndex) recMayHaveAll(rec int, hashes []uint64) bool {
-	w, n := int(le32(x.recs, rec*recEntrySize+8)), int(le32(x.recs, rec*recEntrySize+12))
-	words := x.blooms[w*8 : (w+n)*8]
-	for _, h := range hashes {
-		if !bloomWordsMayContain(words, h) {
-			return false
+	l, err := cached(x, kindPosting, uint32(i), func() (rowList, error) {
+		p := &x.posts[i]
+		b, err := x.read(secPostings, uint64(p.off), uint64(p.len))
+		if err != nil {
+			return nil, err
 		}
-	}
-	return true
+		raw, err := x.openBlock(b)
+		if err != nil {
+			return nil, err
+		}
+		d := decoder{b: raw}
+		l := decodeDeltas(&d, int(p.count), x.nRows)
+		if d.err != nil || len(d.b) != 0 {
+			return nil, idxErr("posting list %d: %v", i, cmp.Or(d.err, errors.New("trailing bytes")))
+		}
+		return l, nil
+	})
+	return l, err
 }
 
-func (x *segIndex) nRecs() int { return len(x.recs) / recEntrySize }
+// Attribute postings: every attribute pair of a row (hash as attrHash)
+// falls in one of a power-of-two number of buckets (hash & (buckets-1));
+// each bucket lists the rows holding a pair of it. A pair held by more than
+// denseMinRows rows and 1/denseFraction of the segment's rows is "dense":
+// it is left out of the buckets and its hash listed instead, and a search
+// for it checks the spans themselves (such a pair matches many rows, so
+// limit hits come quickly). High-cardinality values share buckets, so a
+// hit is confirmed by decoding the span.
 
-// close releases the file mapping.
+// tagBuckets is the bucket count for a segment of n rows: about one per
+// eight rows, at least 1,024.
+func tagBuckets(n int) int {
+	b := 1024
+	for b < n/8 && b < 1<<22 {
+		b *= 2
+	}
+	return b
+}
+
+// tagList returns the rows that may hold the pair with hash h; dense says
+// the pair has no list (every row may hold it).
+func (x *segIndex) tagList(h uint64) (rows []uint32, dense bool, err error) {
+	if _, ok := slices.BinarySearch(x.dense, h); ok {
+		return nil, true, nil
+	}
+	bk := uint32(h & uint64(x.nBuckets-1))
+	l, err := cached(x, kindTag, bk, func() (rowList, error) {
+		d, err := x.read(secTagDir, uint64(bk)*4, 8)
+		if err != nil {
+			return nil, err
+		}
+		lo, hi := le32(d, 0), le32(d, 4)
+		if hi < lo {
+			return nil, idxErr("attribute bucket %d at %d..%d", bk, lo, hi)
+		}
+		b, err := x.read(secTagPostings, uint64(lo), uint64(hi-lo))
+		if err != nil {
+			return nil, err
+		}
+		dd := decoder{b: b}
+		var l rowList
+		next := uint64(0)
+		for len(dd.b) > 0 && dd.err == nil {
+			v := next + dd.uvarint()
+			if dd.err == nil && v >= uint64(x.nRows) {
+				dd.fail(fmt.Errorf("row %d of %d", v, x.nRows))
+			}
+			l = append(l, uint32(v))
+			next = v + 1
+		}
+		if dd.err != nil {
+			return nil, idxErr("attribute bucket %d: %v", bk, dd.err)
+		}
+		return l, nil
+	})
+	return l, false, err
+}
+
+// close releases the file and its cached blocks.
 func (x *segIndex) close() error {
-	if x.unmap != nil {
-		return x.unmap()
+	if x.cache != nil {
+		x.cache.dropFile(x.file)
+	}
+	if x.closer != nil {
+		return x.closer.Close()
 	}
 	return nil
 }
 
-// errIndex marks a damaged or foreign index file.
-var errIndex = errors.New("bad index file")
-
-func idxErr(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", errIndex, fmt.Sprintf(format, a...))
-}
-
-// decodeIndex checks and decodes an index file held in data (which it keeps
-// referencing). segSize is the size of the segment file it must describe
-// (-1 to skip that check). Every offset and id in the file is checked, so
-// a damaged file is an error, never a crash or a wrong read.
-func decodeIndex(data []byte, segSize int64) (*segIndex, error) {
-	if len(data) < idxHeader+nSections*16+4 {
-		return nil, idxErr("%d bytes, shorter than the header", len(data))
+// decodeIndex checks an index file of size bytes read from r and decodes
+// its small tables. segSize is the size of the segment file it must
+// describe (-1 to skip that check). The whole file's checksum is checked
+// here; every block read later is checked again (checksum, ids, orders)
+// when it is decoded, so a damaged file is an error, never a crash or a
+// wrong read.
+func decodeIndex(r io.ReaderAt, size, segSize int64, dec *zstd.Decoder, cache *indexCache) (*segIndex, error) {
+	if size < idxHeader+nSections*16+4 {
+		return nil, idxErr("%d bytes, shorter than the header", size)
 	}
-	if string(data[:8]) != idxMagic {
-		return nil, idxErr("magic %q", data[:8])
+	head := make([]byte, idxHeader+nSections*16)
+	if _, err := r.ReadAt(head, 0); err != nil {
+		return nil, fmt.Errorf("read index: %w", err)
 	}
-	body := data[:len(data)-4]
-	if got, want := crc32.Checksum(body, castagnoli), le32(data, len(data)-4); got != want {
-		return nil, idxErr("checksum %08x, stored %08x", got, want)
+	if string(head[:8]) != idxMagic {
+		return nil, idxErr("magic %q", head[:8])
 	}
-	if v := le32(data, 8); v != idxVersion {
+	sum, err := fileCRC(r, size-4)
+	if err != nil {
+		return nil, err
+	}
+	var tail [4]byte
+	if _, err := r.ReadAt(tail[:], size-4); err != nil {
+		return nil, fmt.Errorf("read index: %w", err)
+	}
+	if want := le32(tail[:], 0); sum != want {
+		return nil, idxErr("checksum %08x, stored %08x", sum, want)
+	}
+	if v := le32(head, 8); v != idxVersion {
 		return nil, idxErr("version %d, this build reads %d", v, idxVersion)
 	}
 	x := &segIndex{
-		data: data, nRows: int(le32(data, 12)), segSize: int64(le64(data, 16)),
-		minStart: int64(le64(data, 24)), maxStart: int64(le64(data, 32)), segCRC: le32(data, 40),
+		f: r, dec: dec, cache: cache,
+		nRows: int(le32(head, 12)), segSize: int64(le64(head, 16)),
+		minStart: int64(le64(head, 24)), maxStart: int64(le64(head, 32)), segCRC: le32(head, 40), nTraces: int(le32(head, 44)),
+	}
+	if cache != nil {
+		x.file = cache.newFile()
 	}
 	if segSize >= 0 && x.segSize != segSize {
 		return nil, idxErr("describes %d bytes of segment, the segment has %d", x.segSize, segSize)
 	}
-	var sec [nSections][]byte
-	for i := range sec {
-		off, n := le64(data, idxHeader+i*16), le64(data, idxHeader+i*16+8)
-		if off < idxHeader+nSections*16 || off > uint64(len(body)) || n > uint64(len(body))-off {
+	body := uint64(size - 4)
+	for i := range x.sec {
+		off, n := le64(head, idxHeader+i*16), le64(head, idxHeader+i*16+8)
+		if off < idxHeader+nSections*16 || off > body || n > body-off {
 			return nil, idxErr("section %d at %d+%d outside the file", i, off, n)
 		}
-		sec[i] = body[off : off+n]
+		x.sec[i] = fileSection{off, n}
 	}
-	if err := x.decodeSmall(sec); err != nil {
-		return nil, err
-	}
-	if err := x.checkTables(sec); err != nil {
+	if err := x.decodeSmall(); err != nil {
 		return nil, err
 	}
 	return x, nil
 }
 
+// small reads a section kept in memory (bounded: these grow with the
+// number of blocks, records and names, not rows).
+func (x *segIndex) small(s int) ([]byte, error) { return x.read(s, 0, x.sec[s].len) }
+
 // decodeSmall decodes the sections kept in memory.
-func (x *segIndex) decodeSmall(sec [nSections][]byte) error {
+func (x *segIndex) decodeSmall() error {
+	var sec [nSections][]byte
+	for _, s := range []int{secNames, secOps, secPeers, secDamage, secRecs, secRowDir, secTraceDir, secPostDir, secDense} {
+		b, err := x.small(s)
+		if err != nil {
+			return err
+		}
+		sec[s] = b
+	}
 	d := decoder{b: sec[secNames]}
 	for len(d.b) > 0 && d.err == nil {
 		x.names = append(x.names, d.str())
@@ -342,16 +760,34 @@ func (x *segIndex) decodeSmall(sec [nSections][]byte) error {
 	if d.err != nil || len(d.b) != 0 {
 		return idxErr("damage section: %v", cmp.Or(d.err, errors.New("trailing bytes")))
 	}
+	d = decoder{b: sec[secRecs]}
+	for len(d.b) > 0 && d.err == nil {
+		off, n := d.uvarint(), d.uvarint()
+		if d.err == nil && off+n > uint64(x.segSize) {
+			d.fail(fmt.Errorf("record %d at %d+%d outside the segment", len(x.recs), off, n))
+		}
+		x.recs = append(x.recs, recRef{uint32(off), uint32(n)})
+	}
+	if d.err != nil {
+		return idxErr("records: %v", d.err)
+	}
+	if err := x.decodeRowDir(sec[secRowDir]); err != nil {
+		return err
+	}
+	if err := x.decodeTraceTables(sec[secTraceDir]); err != nil {
+		return err
+	}
 	b = sec[secPostDir]
 	if len(b)%postDirSize != 0 {
 		return idxErr("posting directory of %d bytes", len(b))
 	}
-	var first uint64
-	nPost := uint64(len(sec[secPostings]) / 4)
 	for i := 0; i < len(b); i += postDirSize {
-		p := postList{key: b[i], a: le32(b, i+4), b: le32(b, i+8), first: uint32(first), count: le32(b, i+12)}
-		if p.key < postService || p.key > postPeer || p.a >= nn || p.key == postOperation && p.b >= nn {
+		p := postList{key: b[i], a: le32(b, i+4), b: le32(b, i+8), count: le32(b, i+12), off: le32(b, i+16), len: le32(b, i+20)}
+		if p.key < postService || p.key > postPeer || p.a >= nn || p.key == postOperation && p.b >= nn || int(p.count) > x.nRows {
 			return idxErr("posting list %d: key %d (%d, %d)", i/postDirSize, p.key, p.a, p.b)
+		}
+		if uint64(p.off)+uint64(p.len) > x.sec[secPostings].len {
+			return idxErr("posting list %d outside its section", i/postDirSize)
 		}
 		if k := len(x.posts); k > 0 {
 			q := x.posts[k-1]
@@ -359,74 +795,111 @@ func (x *segIndex) decodeSmall(sec [nSections][]byte) error {
 				return idxErr("posting list %d out of order", i/postDirSize)
 			}
 		}
-		first += uint64(p.count)
-		if first > nPost {
-			return idxErr("posting lists hold more than the %d entries stored", nPost)
-		}
 		x.posts = append(x.posts, p)
 	}
-	if first != nPost || len(sec[secPostings])%4 != 0 {
-		return idxErr("posting lists hold %d entries, %d bytes stored", first, len(sec[secPostings]))
+	return x.decodeTags(sec[secDense])
+}
+
+func (x *segIndex) decodeRowDir(b []byte) error {
+	nb := (x.nRows + rowsPerBlock - 1) / rowsPerBlock
+	if len(b) != nb*rowBlkSize {
+		return idxErr("%d rows but a row block table of %d bytes", x.nRows, len(b))
+	}
+	for i := range nb {
+		r := rowBlockRef{first: int64(le64(b, i*rowBlkSize)), off: le64(b, i*rowBlkSize+8), len: le32(b, i*rowBlkSize+16), firstRow: i * rowsPerBlock}
+		if r.off > x.sec[secRows].len || uint64(r.len) > x.sec[secRows].len-r.off {
+			return idxErr("row block %d outside its section", i)
+		}
+		if i > 0 && r.first > x.blocks[i-1].first {
+			return idxErr("row block %d out of start-time order", i)
+		}
+		x.blocks = append(x.blocks, r)
+	}
+	if nb > 0 && (x.blocks[0].first > x.maxStart || x.blocks[0].first < x.minStart) {
+		return idxErr("first row's start outside the segment's times")
 	}
 	return nil
 }
 
-// checkTables checks the mapped tables: sizes, ids, offsets and orders.
-func (x *segIndex) checkTables(sec [nSections][]byte) error {
-	x.recs, x.blooms, x.rows = sec[secRecs], sec[secBlooms], sec[secRows]
-	x.byTrace, x.postings, x.tbloom = sec[secByTrace], sec[secPostings], sec[secTraceBloom]
-	if err := x.checkTags(sec[secTagDir], sec[secTagPostings]); err != nil {
-		return err
+func (x *segIndex) decodeTraceTables(dir []byte) error {
+	if x.sec[secTraceIDs].len != uint64(x.nTraces)*16 || x.nTraces > x.nRows || x.nRows > 0 && x.nTraces == 0 {
+		return idxErr("%d traces but a trace id table of %d bytes", x.nTraces, x.sec[secTraceIDs].len)
 	}
-	if len(x.recs)%recEntrySize != 0 || len(x.blooms)%8 != 0 || len(x.tbloom)%8 != 0 || len(x.tbloom) == 0 {
-		return idxErr("record table, Bloom filters or trace filter of odd size")
-	}
-	if len(x.rows) != x.nRows*rowSize || len(x.byTrace) != x.nRows*4 {
-		return idxErr("%d rows but %d row bytes and %d trace-table bytes", x.nRows, len(x.rows), len(x.byTrace))
-	}
-	words := uint64(len(x.blooms) / 8)
-	for i := range x.nRecs() {
-		off, n := uint64(le32(x.recs, i*recEntrySize)), uint64(le32(x.recs, i*recEntrySize+4))
-		w, k := uint64(le32(x.recs, i*recEntrySize+8)), uint64(le32(x.recs, i*recEntrySize+12))
-		if off+n > uint64(x.segSize) || w+k > words || k == 0 {
-			return idxErr("record %d at %d+%d (filter %d+%d) outside the segment or filters", i, off, n, w, k)
+	for c := 0; c < x.nTraces; c += idsPerChunk {
+		b, err := x.read(secTraceIDs, uint64(c)*16, 16)
+		if err != nil {
+			return err
+		}
+		x.idSample = append(x.idSample, spans.TraceID(b))
+		if k := len(x.idSample); k > 1 && bytes.Compare(x.idSample[k-2][:], b) >= 0 {
+			return idxErr("trace id chunk %d out of order", k-1)
 		}
 	}
-	nn, nr := uint32(len(x.names)), uint32(x.nRecs())
-	for i := range x.nRows {
-		r := x.rows[i*rowSize:]
-		if le32(r, 32) >= nr || le32(r, 44) >= nn || le32(r, 48) >= nn || le32(r, 52) > nn {
-			return idxErr("row %d: record or name id out of range", i)
-		}
-		if i > 0 && x.rowStart(i) > x.rowStart(i-1) {
-			return idxErr("row %d out of start-time order", i)
-		}
+	nb := (x.nTraces + tracesPerBlk - 1) / tracesPerBlk
+	if len(dir) != (nb+1)*4 {
+		return idxErr("%d trace blocks but a directory of %d bytes", nb, len(dir))
 	}
-	nrows := uint32(x.nRows)
-	for i := range x.nRows {
-		r := le32(x.byTrace, i*4)
-		if r >= nrows {
-			return idxErr("trace table entry %d: row %d of %d", i, r, nrows)
+	for i := range nb + 1 {
+		v := le32(dir, i*4)
+		if uint64(v) > x.sec[secTraceRows].len || i > 0 && v < x.traceDir[i-1] {
+			return idxErr("trace block %d at %d", i, v)
 		}
-		if i > 0 && bytes.Compare(x.rowTrace(int(le32(x.byTrace, i*4-4))), x.rowTrace(int(r))) > 0 {
-			return idxErr("trace table entry %d out of order", i)
-		}
-	}
-	for _, p := range x.posts {
-		for j := range p.count {
-			r := le32(x.postings, int(p.first+j)*4)
-			if r >= nrows || j > 0 && r <= le32(x.postings, int(p.first+j-1)*4) {
-				return idxErr("posting list (%d, %d, %d) entry %d: row %d", p.key, p.a, p.b, j, r)
-			}
-		}
+		x.traceDir = append(x.traceDir, v)
 	}
 	return nil
+}
+
+func (x *segIndex) decodeTags(dense []byte) error {
+	if x.sec[secTagDir].len == 0 && x.sec[secTagPostings].len == 0 {
+		return nil
+	}
+	nb := int(x.sec[secTagDir].len/4) - 1
+	if x.sec[secTagDir].len%4 != 0 || nb < 1 || nb&(nb-1) != 0 || len(dense)%8 != 0 {
+		return idxErr("attribute directory of %d bytes, dense pairs of %d", x.sec[secTagDir].len, len(dense))
+	}
+	for i := 0; i < len(dense); i += 8 {
+		h := le64(dense, i)
+		if i > 0 && h <= x.dense[len(x.dense)-1] {
+			return idxErr("dense attribute pairs out of order")
+		}
+		x.dense = append(x.dense, h)
+	}
+	x.nBuckets = nb
+	return nil
+}
+
+// indexSource is what buildIndex reads of a segment being sealed: its rows
+// in file order and its damage.
+type indexSource struct {
+	rows    int
+	meta    func(i int) spanMeta
+	size    int64
+	damaged []damagedRange
+}
+
+// segSource reads the in-memory index of a segment.
+func segSource(seg *segment) indexSource {
+	return indexSource{rows: len(seg.metas), meta: func(i int) spanMeta { return seg.metas[i] }, size: seg.size, damaged: seg.damaged}
+}
+
+// idxRow is one row being encoded, with local ids.
+type idxRow struct {
+	trace            uint32
+	start, dur       int64
+	rec, off, length uint32
+	svc, op, peer    uint32
+	kind             spans.Kind
+	status           spans.StatusCode
 }
 
 // buildIndex encodes the index of a sealed segment from its in-memory
 // index. name maps an interned id to its text.
-func buildIndex(seg *segment, segCRC uint32, th *rowTagHashes, name func(uint32) string) []byte {
-	metas := seg.metas
+func buildIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uint32) string) []byte {
+	n := src.rows
+	metas := make([]spanMeta, n)
+	for i := range metas {
+		metas[i] = src.meta(i)
+	}
 	// Local names: the segment's service, operation and peer names.
 	local := map[uint32]uint32{}
 	var names []string
@@ -439,36 +912,37 @@ func buildIndex(seg *segment, segCRC uint32, th *rowTagHashes, name func(uint32)
 		names = append(names, name(g))
 		return l
 	}
-	// Records in file order (rows are appended in file order), each with
-	// its attribute filter; a record whose spans have no attribute has an
-	// empty filter.
-	blooms := make(map[uint32]*attrBloom, len(seg.recs))
-	for _, r := range seg.recs {
-		blooms[r.off] = r.bloom
-	}
-	type recEnt struct {
-		off, n uint32
-		bloom  []uint64
-	}
-	var recs []recEnt
-	recOf := make([]uint32, len(metas)) // record index of each row
+	// Records in file order (rows are appended in file order).
+	var recs []recRef
+	recOf := make([]uint32, n) // record index of each row
 	for j := range metas {
 		if len(recs) == 0 || recs[len(recs)-1].off != metas[j].rec {
-			bits := []uint64{0}
-			if b := blooms[metas[j].rec]; b != nil {
-				bits = b.bits
-			}
-			recs = append(recs, recEnt{metas[j].rec, metas[j].recLen, bits})
+			recs = append(recs, recRef{metas[j].rec, metas[j].recLen})
 		}
 		recOf[j] = uint32(len(recs) - 1)
 	}
-	order := make([]uint32, len(metas))
+	// Trace ordinals: rank of the trace id among the segment's.
+	ids := make([]spans.TraceID, n)
+	for i := range metas {
+		ids[i] = metas[i].trace
+	}
+	slices.SortFunc(ids, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
+	ids = slices.Compact(ids)
+	ordOf := func(id spans.TraceID) uint32 {
+		i, _ := slices.BinarySearchFunc(ids, id, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
+		return uint32(i)
+	}
+	ords := make([]uint32, n)
+	for i := range metas {
+		ords[i] = ordOf(metas[i].trace)
+	}
+	order := make([]uint32, n)
 	for i := range order {
 		order[i] = uint32(i)
 	}
 	slices.SortFunc(order, func(a, b uint32) int {
 		ma, mb := &metas[a], &metas[b]
-		return cmp.Or(cmp.Compare(mb.start, ma.start), bytes.Compare(ma.trace[:], mb.trace[:]), cmp.Compare(ma.rec, mb.rec), cmp.Compare(ma.off, mb.off))
+		return cmp.Or(cmp.Compare(mb.start, ma.start), cmp.Compare(ords[a], ords[b]), cmp.Compare(ma.rec, mb.rec), cmp.Compare(ma.off, mb.off))
 	})
 	ops := map[opEntry]struct{}{}
 	peers := map[[2]uint32]struct{}{}
@@ -477,7 +951,8 @@ func buildIndex(seg *segment, segCRC uint32, th *rowTagHashes, name func(uint32)
 		a, b uint32
 	}
 	posts := map[postKey][]uint32{}
-	rows := make([]byte, 0, len(metas)*rowSize)
+	rows := make([]idxRow, n)
+	traceRows := make([][]uint32, len(ids))
 	var minStart, maxStart int64
 	for i, o := range order {
 		m := &metas[o]
@@ -500,19 +975,11 @@ func buildIndex(seg *segment, segCRC uint32, th *rowTagHashes, name func(uint32)
 		posts[k] = append(posts[k], uint32(i))
 		k = postKey{postOperation, svc, op}
 		posts[k] = append(posts[k], uint32(i))
-		var r [rowSize]byte
-		copy(r[:16], m.trace[:])
-		binary.LittleEndian.PutUint64(r[16:], uint64(m.start))
-		binary.LittleEndian.PutUint64(r[24:], uint64(m.dur))
-		binary.LittleEndian.PutUint32(r[32:], recOf[o])
-		binary.LittleEndian.PutUint32(r[36:], m.off)
-		binary.LittleEndian.PutUint32(r[40:], m.length)
-		binary.LittleEndian.PutUint32(r[44:], svc)
-		binary.LittleEndian.PutUint32(r[48:], op)
-		binary.LittleEndian.PutUint32(r[52:], peer)
-		r[56], r[57] = byte(m.kind), byte(m.status)
-		rows = append(rows, r[:]...)
+		rows[i] = idxRow{ords[o], m.start, m.dur, recOf[o], m.off, m.length, svc, op, peer, m.kind, m.status}
+		traceRows[ords[o]] = append(traceRows[ords[o]], uint32(i))
 	}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	defer enc.Close()
 	var sec [nSections][]byte
 	for _, n := range names {
 		sec[secNames] = appendString(sec[secNames], n)
@@ -530,65 +997,63 @@ func buildIndex(seg *segment, segCRC uint32, th *rowTagHashes, name func(uint32)
 		sec[secPeers] = binary.LittleEndian.AppendUint32(sec[secPeers], p[0])
 		sec[secPeers] = binary.LittleEndian.AppendUint32(sec[secPeers], p[1])
 	}
-	var words uint32
-	for _, r := range recs {
-		n := uint32(len(r.bloom))
-		sec[secRecs] = binary.LittleEndian.AppendUint32(sec[secRecs], r.off)
-		sec[secRecs] = binary.LittleEndian.AppendUint32(sec[secRecs], r.n)
-		sec[secRecs] = binary.LittleEndian.AppendUint32(sec[secRecs], words)
-		sec[secRecs] = binary.LittleEndian.AppendUint32(sec[secRecs], n)
-		for _, w := range r.bloom {
-			sec[secBlooms] = binary.LittleEndian.AppendUint64(sec[secBlooms], w)
-		}
-		words += n
-	}
-	sec[secRows] = rows
-	byTrace := make([]uint32, len(order))
-	for i := range byTrace {
-		byTrace[i] = uint32(i)
-	}
-	slices.SortFunc(byTrace, func(a, b uint32) int {
-		return cmp.Or(bytes.Compare(rows[a*rowSize:a*rowSize+16], rows[b*rowSize:b*rowSize+16]), cmp.Compare(a, b))
-	})
-	sec[secByTrace] = make([]byte, 0, 4*len(byTrace))
-	var thashes []uint64
-	for i, r := range byTrace {
-		sec[secByTrace] = binary.LittleEndian.AppendUint32(sec[secByTrace], r)
-		if i == 0 || !bytes.Equal(rows[r*rowSize:r*rowSize+16], rows[byTrace[i-1]*rowSize:byTrace[i-1]*rowSize+16]) {
-			thashes = append(thashes, xxhash.Sum64(rows[r*rowSize:r*rowSize+16]))
-		}
-	}
-	for _, k := range slices.SortedFunc(mapKeys(posts), func(a, b postKey) int {
-		return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.a, b.a), cmp.Compare(a.b, b.b))
-	}) {
-		l := posts[k]
-		sec[secPostDir] = append(sec[secPostDir], k.key, 0, 0, 0)
-		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], k.a)
-		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], k.b)
-		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(l)))
-		for _, r := range l {
-			sec[secPostings] = binary.LittleEndian.AppendUint32(sec[secPostings], r)
-		}
-	}
-	sec[secDamage] = binary.AppendUvarint(nil, uint64(len(seg.damaged)))
-	for _, d := range seg.damaged {
+	sec[secDamage] = binary.AppendUvarint(nil, uint64(len(src.damaged)))
+	for _, d := range src.damaged {
 		sec[secDamage] = binary.AppendUvarint(sec[secDamage], uint64(d.off))
 		sec[secDamage] = binary.AppendUvarint(sec[secDamage], uint64(d.n))
 		sec[secDamage] = appendString(sec[secDamage], d.why)
 	}
-	for _, w := range newAttrBloom(thashes).bits {
-		sec[secTraceBloom] = binary.LittleEndian.AppendUint64(sec[secTraceBloom], w)
+	for _, r := range recs {
+		sec[secRecs] = binary.AppendUvarint(sec[secRecs], uint64(r.off))
+		sec[secRecs] = binary.AppendUvarint(sec[secRecs], uint64(r.len))
+	}
+	var raw []byte
+	for lo := 0; lo < n; lo += rowsPerBlock {
+		blk := rows[lo:min(n, lo+rowsPerBlock)]
+		raw = appendRowBlock(raw[:0], blk)
+		b := sealBlock(enc, raw)
+		sec[secRowDir] = binary.LittleEndian.AppendUint64(sec[secRowDir], uint64(blk[0].start))
+		sec[secRowDir] = binary.LittleEndian.AppendUint64(sec[secRowDir], uint64(len(sec[secRows])))
+		sec[secRowDir] = binary.LittleEndian.AppendUint32(sec[secRowDir], uint32(len(b)))
+		sec[secRows] = append(sec[secRows], b...)
+	}
+	for _, id := range ids {
+		sec[secTraceIDs] = append(sec[secTraceIDs], id[:]...)
+	}
+	for lo := 0; lo < len(ids); lo += tracesPerBlk {
+		sec[secTraceDir] = binary.LittleEndian.AppendUint32(sec[secTraceDir], uint32(len(sec[secTraceRows])))
+		raw = raw[:0]
+		for _, tr := range traceRows[lo:min(len(ids), lo+tracesPerBlk)] {
+			raw = binary.AppendUvarint(raw, uint64(len(tr)))
+			raw = appendDeltas(raw, tr)
+		}
+		sec[secTraceRows] = append(sec[secTraceRows], sealBlock(enc, raw)...)
+	}
+	sec[secTraceDir] = binary.LittleEndian.AppendUint32(sec[secTraceDir], uint32(len(sec[secTraceRows])))
+	for _, k := range slices.SortedFunc(mapKeys(posts), func(a, b postKey) int {
+		return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.a, b.a), cmp.Compare(a.b, b.b))
+	}) {
+		l := posts[k]
+		b := sealBlock(enc, appendDeltas(raw[:0], l))
+		sec[secPostDir] = append(sec[secPostDir], k.key, 0, 0, 0)
+		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], k.a)
+		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], k.b)
+		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(l)))
+		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(sec[secPostings])))
+		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(b)))
+		sec[secPostings] = append(sec[secPostings], b...)
 	}
 	appendTagSections(&sec, order, th)
 
-	out := make([]byte, idxHeader+nSections*16, idxHeader+nSections*16+len(rows)*2)
+	out := make([]byte, idxHeader+nSections*16)
 	copy(out, idxMagic)
 	binary.LittleEndian.PutUint32(out[8:], idxVersion)
-	binary.LittleEndian.PutUint32(out[12:], uint32(len(metas)))
-	binary.LittleEndian.PutUint64(out[16:], uint64(seg.size))
+	binary.LittleEndian.PutUint32(out[12:], uint32(n))
+	binary.LittleEndian.PutUint64(out[16:], uint64(src.size))
 	binary.LittleEndian.PutUint64(out[24:], uint64(minStart))
 	binary.LittleEndian.PutUint64(out[32:], uint64(maxStart))
 	binary.LittleEndian.PutUint32(out[40:], segCRC)
+	binary.LittleEndian.PutUint32(out[44:], uint32(len(ids)))
 	for i, b := range sec {
 		for len(out)%8 != 0 {
 			out = append(out, 0)
@@ -635,20 +1100,25 @@ func writeIndexFile(dir, path string, data []byte) error {
 	return syncDir(dir)
 }
 
-// openIndexFile maps and checks an index file.
-func openIndexFile(path string, segSize int64) (*segIndex, int64, error) {
-	data, unmap, err := mapFile(path)
+// openIndexFile opens and checks an index file; the returned index reads
+// it with pread through cache.
+func openIndexFile(path string, segSize int64, dec *zstd.Decoder, cache *indexCache) (*segIndex, int64, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
 	}
-	x, err := decodeIndex(data, segSize)
+	st, err := f.Stat()
 	if err != nil {
-		unmap()
+		f.Close()
+		return nil, 0, err
+	}
+	x, err := decodeIndex(f, st.Size(), segSize, dec, cache)
+	if err != nil {
+		f.Close()
 		return nil, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	x.unmap = unmap
-	dropResident(data)
-	return x, int64(len(data)), nil
+	x.closer = f
+	return x, st.Size(), nil
 }
 
 // isIndexTemp says whether a directory entry is a leftover temporary index.
@@ -658,65 +1128,17 @@ func isIndexTemp(name string) bool {
 
 // fileCRC is the CRC-32C of the first size bytes of f.
 func fileCRC(f io.ReaderAt, size int64) (uint32, error) {
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, min(size, 1<<20))
 	var sum uint32
 	for off := int64(0); off < size; {
 		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
 		sum = crc32.Update(sum, castagnoli, buf[:n])
 		off += int64(n)
 		if err != nil && !(errors.Is(err, io.EOF) && off == size) {
-			return 0, fmt.Errorf("checksum segment: %w", err)
+			return 0, fmt.Errorf("checksum: %w", err)
 		}
 	}
 	return sum, nil
-}
-
-// Tag postings: every attribute pair of a row (hash as attrHash) falls in
-// one of a power-of-two number of buckets (hash & (buckets-1)); each bucket
-// lists the rows holding a pair of it. High-cardinality values share
-// buckets, so a hit is confirmed by decoding the span.
-
-// tagBuckets is the bucket count for a segment of n rows: about one per two
-// rows (a unique value per span then shares its bucket with a few others).
-func tagBuckets(n int) int {
-	b := 1024
-	for b < n/2 && b < 1<<22 {
-		b *= 2
-	}
-	return b
-}
-
-// tagList returns the rows that may hold the pair with hash h.
-func (x *segIndex) tagList(h uint64) []byte {
-	b := int(h & uint64(len(x.tagDir)/4-2))
-	return x.tagPosts[le32(x.tagDir, b*4)*4 : le32(x.tagDir, b*4+4)*4]
-}
-
-func (x *segIndex) checkTags(dir, posts []byte) error {
-	if len(dir) == 0 && len(posts) == 0 {
-		return nil
-	}
-	nb := len(dir)/4 - 1
-	if len(dir)%4 != 0 || nb < 1 || nb&(nb-1) != 0 || len(posts)%4 != 0 {
-		return idxErr("tag directory of %d bytes, postings of %d", len(dir), len(posts))
-	}
-	if le32(dir, 0) != 0 || int(le32(dir, nb*4)) != len(posts)/4 {
-		return idxErr("tag directory does not cover the %d postings", len(posts)/4)
-	}
-	for b := range nb {
-		lo, hi := le32(dir, b*4), le32(dir, b*4+4)
-		if hi < lo || int(hi) > len(posts)/4 {
-			return idxErr("tag bucket %d at %d..%d", b, lo, hi)
-		}
-		for j := lo; j < hi; j++ {
-			r := le32(posts, int(j)*4)
-			if int(r) >= x.nRows || j > lo && r <= le32(posts, int(j-1)*4) {
-				return idxErr("tag bucket %d entry %d: row %d", b, j-lo, r)
-			}
-		}
-	}
-	x.tagDir, x.tagPosts = dir, posts
-	return nil
 }
 
 // rowTagHashes holds the attribute pair hashes of each row of a segment in
@@ -726,42 +1148,60 @@ type rowTagHashes struct {
 	hashes []uint64
 }
 
-// appendTagSections encodes the tag postings of rows in index order
+// appendTagSections encodes the attribute postings of rows in index order
 // (order[i] is the file-order row of index row i).
 func appendTagSections(sec *[nSections][]byte, order []uint32, th *rowTagHashes) {
 	if th == nil {
 		return
 	}
-	nb := tagBuckets(len(order))
-	counts := make([]uint32, nb+1)
-	var seen []uint32
-	rowBuckets := func(o uint32, fn func(b uint32)) {
-		seen = seen[:0]
-		for _, h := range th.hashes[th.start[o]:th.start[o+1]] {
-			b := uint32(h & uint64(nb-1))
-			if !slices.Contains(seen, b) {
-				seen = append(seen, b)
-				fn(b)
+	n := len(order)
+	count := map[uint64]int{}
+	for o := range n {
+		hs := th.hashes[th.start[o]:th.start[o+1]]
+		for k, h := range hs {
+			if !slices.Contains(hs[:k], h) {
+				count[h]++
 			}
 		}
 	}
-	for _, o := range order {
-		rowBuckets(o, func(b uint32) { counts[b+1]++ })
+	var dense []uint64
+	for h, c := range count {
+		if c > denseMinRows && c > n/denseFraction {
+			dense = append(dense, h)
+		}
 	}
-	for b := 1; b <= nb; b++ {
-		counts[b] += counts[b-1]
+	slices.Sort(dense)
+	nb := tagBuckets(n)
+	lists := make([][]uint32, nb)
+	for i, o := range order {
+		for _, h := range th.hashes[th.start[o]:th.start[o+1]] {
+			if _, d := slices.BinarySearch(dense, h); d {
+				continue
+			}
+			b := h & uint64(nb-1)
+			if l := lists[b]; len(l) == 0 || l[len(l)-1] != uint32(i) {
+				lists[b] = append(l, uint32(i))
+			}
+		}
 	}
 	dir := make([]byte, 0, 4*(nb+1))
-	for _, c := range counts {
-		dir = binary.LittleEndian.AppendUint32(dir, c)
+	var posts []byte
+	for _, l := range lists {
+		dir = binary.LittleEndian.AppendUint32(dir, uint32(len(posts)))
+		posts = appendDeltas(posts, l)
 	}
-	posts := make([]byte, 4*counts[nb])
-	next := counts[:nb]
-	for i, o := range order {
-		rowBuckets(o, func(b uint32) {
-			binary.LittleEndian.PutUint32(posts[next[b]*4:], uint32(i))
-			next[b]++
-		})
+	dir = binary.LittleEndian.AppendUint32(dir, uint32(len(posts)))
+	for _, h := range dense {
+		sec[secDense] = binary.LittleEndian.AppendUint64(sec[secDense], h)
 	}
 	sec[secTagDir], sec[secTagPostings] = dir, posts
+}
+
+// rowTraceID is row i's trace id.
+func (x *segIndex) rowTraceID(i int) (spans.TraceID, error) {
+	_, o, err := x.rowKey(i)
+	if err != nil {
+		return spans.TraceID{}, err
+	}
+	return x.traceID(int(o))
 }

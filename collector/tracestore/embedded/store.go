@@ -52,6 +52,10 @@ type Config struct {
 	// CacheBytes bounds the cache of decompressed records used by reads.
 	// Default 32 MiB. Unit: bytes.
 	CacheBytes int64 `yaml:"cache_bytes"`
+	// IndexCacheBytes bounds the cache of decoded blocks of the sealed
+	// segments' index files (read with pread, never mapped). Default 32 MiB.
+	// Unit: bytes.
+	IndexCacheBytes int64 `yaml:"index_cache_bytes"`
 	// NoSync skips fsync (data acknowledged before it is durable). For
 	// benchmarks comparing the cost of durability only. Default false.
 	NoSync bool `yaml:"no_sync"`
@@ -64,6 +68,7 @@ const (
 	DefaultSegmentBytes      = 16 << 20
 	DefaultGroupCommitBytes  = 8 << 20
 	DefaultRetentionInterval = time.Minute
+	DefaultIndexCacheBytes   = 32 << 20
 )
 
 func (c *Config) withDefaults() Config {
@@ -92,6 +97,9 @@ func (c *Config) withDefaults() Config {
 	if out.CacheBytes == 0 {
 		out.CacheBytes = 32 << 20
 	}
+	if out.IndexCacheBytes == 0 {
+		out.IndexCacheBytes = DefaultIndexCacheBytes
+	}
 	return out
 }
 
@@ -114,6 +122,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("traces.compression: %q, want zstd or none", c.Compression)
 	case c.CacheBytes < 0:
 		return fmt.Errorf("traces.cache_bytes: %d must not be negative", c.CacheBytes)
+	case c.IndexCacheBytes < 0:
+		return fmt.Errorf("traces.index_cache_bytes: %d must not be negative", c.IndexCacheBytes)
 	case c.RetentionInterval < 0:
 		return fmt.Errorf("traces.retention_interval: %v must not be negative", c.RetentionInterval)
 	}
@@ -128,6 +138,7 @@ type Store struct {
 	enc    *zstd.Encoder // used by the write loop only
 	dec    *zstd.Decoder // concurrency-safe DecodeAll
 	cache  *recordCache
+	icache *indexCache
 
 	writes chan *writeReq
 	stop   chan struct{}
@@ -206,6 +217,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
 	s.cache = newRecordCache(cfg.CacheBytes)
+	s.icache = newIndexCache(cfg.IndexCacheBytes)
 	if err := s.replay(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -313,7 +325,7 @@ func (s *Store) removeStrayIndexes(ids []uint32) {
 // segment): the caller then replays the segment and rewrites its index.
 func (s *Store) loadIndex(seg *segment) bool {
 	path := filepath.Join(s.cfg.Dir, idxName(seg.id))
-	x, size, err := openIndexFile(path, seg.size)
+	x, size, err := openIndexFile(path, seg.size, s.dec, s.icache)
 	if err == nil {
 		var sum uint32
 		if sum, err = fileCRC(seg.f, seg.size); err == nil && sum != x.segCRC {
@@ -412,10 +424,10 @@ func (s *Store) sealIndex(seg *segment) {
 		names := s.names // existing entries never change
 		s.mu.RUnlock()
 		th := s.tagHashes(seg)
-		err = writeIndexFile(s.cfg.Dir, path, buildIndex(seg, sum, th, func(id uint32) string { return names[id] }))
+		err = writeIndexFile(s.cfg.Dir, path, buildIndex(segSource(seg), sum, th, func(id uint32) string { return names[id] }))
 	}
 	if err == nil {
-		x, size, err = openIndexFile(path, seg.size)
+		x, size, err = openIndexFile(path, seg.size, s.dec, s.icache)
 	}
 	if err != nil {
 		s.logger.Error("trace store: could not write the index of a sealed segment; it stays in memory until the next start", "segment", seg.path, "err", err)
@@ -840,12 +852,19 @@ func (s *Store) record(seg *segment, off, length uint32) ([]byte, error) {
 
 // traceMetas calls fn with every row of the trace, newest segment first.
 // Caller holds s.mu shared.
-func (s *Store) traceMetas(id spans.TraceID, fn func(seg *segment, m *spanMeta)) {
+func (s *Store) traceMetas(id spans.TraceID, fn func(seg *segment, m *spanMeta)) error {
 	for i := len(s.segs) - 1; i >= 0; i-- {
 		seg := s.segs[i]
 		if x := seg.idx; x != nil {
-			for _, r := range x.traceRows(id) {
-				m := x.rowMeta(int(r))
+			rows, err := x.traceRows(id)
+			if err != nil {
+				return fmt.Errorf("trace store: index of %s: %w", seg.path, err)
+			}
+			for _, r := range rows {
+				m, err := x.rowMeta(int(r))
+				if err != nil {
+					return fmt.Errorf("trace store: index of %s: %w", seg.path, err)
+				}
 				fn(seg, &m)
 			}
 			continue
@@ -854,6 +873,7 @@ func (s *Store) traceMetas(id spans.TraceID, fn func(seg *segment, m *spanMeta))
 			fn(seg, &seg.metas[r])
 		}
 	}
+	return nil
 }
 
 // Trace returns every stored span of the trace.
@@ -870,8 +890,11 @@ func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, erro
 		return nil, errors.New("trace store: closed")
 	}
 	var locs []loc
-	s.traceMetas(id, func(seg *segment, m *spanMeta) { locs = append(locs, loc{seg, *m}) })
+	err := s.traceMetas(id, func(seg *segment, m *spanMeta) { locs = append(locs, loc{seg, *m}) })
 	s.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
 	if len(locs) == 0 {
 		return nil, tracestore.ErrTraceNotFound
 	}
@@ -1060,7 +1083,10 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 		for id, start := range st.found {
 			refs = append(refs, tracestore.TraceRef{TraceID: id, Start: time.Unix(0, start)})
 		}
-		keys := s.traceSortKeys(refs, q.Sort) // sort key per trace, larger first
+		keys, err := s.traceSortKeys(refs, q.Sort) // sort key per trace, larger first
+		if err != nil {
+			return nil, err
+		}
 		slices.SortFunc(refs, func(a, b tracestore.TraceRef) int {
 			if c := cmp.Compare(keys[b.TraceID], keys[a.TraceID]); c != 0 {
 				return c
@@ -1258,18 +1284,18 @@ func (h *rowHeap) down(i int) {
 // two posting lists (or every row), restricted to rows present in every
 // list of and (attribute buckets).
 type rowIter struct {
-	lists [2][]byte
+	lists [2][]uint32
 	n     int // lists in use; 0 = every row
 	pos   [2]int
 	next  int // every-row mode
 	rows  int
-	and   [][]byte
+	and   [][]uint32
 	apos  []int
 }
 
-func newRowIter(x *segIndex, lo int, and [][]byte, lists ...[]byte) *rowIter {
+func newRowIter(x *segIndex, lo int, and [][]uint32, lists ...[]uint32) *rowIter {
 	it := &rowIter{n: len(lists), next: lo, rows: x.nRows, and: and, apos: make([]int, len(and))}
-	from := func(l []byte) int { return sortSearch(len(l)/4, func(k int) bool { return int(le32(l, k*4)) >= lo }) }
+	from := func(l []uint32) int { i, _ := slices.BinarySearch(l, uint32(lo)); return i }
 	for i, l := range lists {
 		it.lists[i] = l
 		it.pos[i] = from(l)
@@ -1289,13 +1315,13 @@ func (it *rowIter) row() int {
 		}
 		in := true
 		for i, l := range it.and {
-			for it.apos[i]*4 < len(l) && int(le32(l, it.apos[i]*4)) < r {
+			for it.apos[i] < len(l) && int(l[it.apos[i]]) < r {
 				it.apos[i]++
 			}
-			if it.apos[i]*4 == len(l) {
+			if it.apos[i] == len(l) {
 				return -1 // no row after this one is in every list
 			}
-			in = in && int(le32(l, it.apos[i]*4)) == r
+			in = in && int(l[it.apos[i]]) == r
 		}
 		if in {
 			return r
@@ -1313,8 +1339,8 @@ func (it *rowIter) base() int {
 	}
 	best := -1
 	for i := range it.n {
-		if it.pos[i]*4 < len(it.lists[i]) {
-			if r := int(le32(it.lists[i], it.pos[i]*4)); best < 0 || r < best {
+		if it.pos[i] < len(it.lists[i]) {
+			if r := int(it.lists[i][it.pos[i]]); best < 0 || r < best {
 				best = r
 			}
 		}
@@ -1323,21 +1349,36 @@ func (it *rowIter) base() int {
 		return -1
 	}
 	for i := range it.n { // a row in both lists comes once
-		if it.pos[i]*4 < len(it.lists[i]) && int(le32(it.lists[i], it.pos[i]*4)) == best {
+		if it.pos[i] < len(it.lists[i]) && int(it.lists[i][it.pos[i]]) == best {
 			it.pos[i]++
 		}
 	}
 	return best
 }
 
+// tagRows holds a search's attribute bucket lists in one index: a row not
+// in each of them holds not every wanted pair.
+type tagRows [][]uint32
+
+func (t tagRows) may(r uint32) bool {
+	for _, l := range t {
+		if _, ok := slices.BinarySearch(l, r); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // searchIndex searches a sealed segment's index file. Rows are sorted by
 // start descending then trace id, so (newest first) the walk stops as soon
 // as limit traces that rank before the current row were found; posting
 // lists narrow it to the service (and operation) and the peer service; the
-// records' attribute filters rule records out before a span is decoded.
+// attribute buckets of the wanted pairs (but the dense ones) narrow it to
+// the rows that may hold them, and the spans left are decoded to check.
 func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *searchState) error {
 	x := v.idx
-	var lists [][]byte
+	wrap := func(err error) error { return fmt.Errorf("trace store: index of %s: %w", v.seg.path, err) }
+	var lists [][]uint32
 	if c.q.Service != "" {
 		l, ok := x.local[c.svc]
 		if !ok {
@@ -1345,58 +1386,76 @@ func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *
 		}
 		if c.q.Operation != "" {
 			if lop, ok := x.local[c.op]; ok {
-				lists = append(lists, x.postingList(postOperation, l, lop))
+				pl, err := x.postingList(postOperation, l, lop)
+				if err != nil {
+					return wrap(err)
+				}
+				lists = append(lists, pl)
 			}
 		} else {
-			lists = append(lists, x.postingList(postService, l, 0))
+			pl, err := x.postingList(postService, l, 0)
+			if err != nil {
+				return wrap(err)
+			}
+			lists = append(lists, pl)
 		}
-		lists = append(lists, x.postingList(postPeer, l, 0))
+		pl, err := x.postingList(postPeer, l, 0)
+		if err != nil {
+			return wrap(err)
+		}
+		lists = append(lists, pl)
 	}
-	var recOK []bool
-	if len(c.want) > 0 {
-		recOK = make([]bool, x.nRecs())
-		anyRec := false
-		for r := range recOK {
-			recOK[r] = x.recMayHaveAll(r, c.want)
-			anyRec = anyRec || recOK[r]
+	// Attribute conditions: the shortest bucket list drives the walk, the
+	// others filter it; service lists are then left to the row check.
+	var tags tagRows
+	if len(c.want) > 0 && x.nBuckets > 0 {
+		for _, h := range c.want {
+			l, dense, err := x.tagList(h)
+			if err != nil {
+				return wrap(err)
+			}
+			if dense {
+				continue
+			}
+			if len(l) == 0 {
+				return nil
+			}
+			tags = append(tags, l)
 		}
-		if !anyRec {
-			return nil
-		}
+	}
+	var and [][]uint32
+	if len(tags) > 0 {
+		and = slices.SortedFunc(slices.Values(tags), func(a, b []uint32) int { return cmp.Compare(len(a), len(b)) })
+		lists = [][]uint32{and[0]}
+		and = and[1:]
 	}
 	newest := c.q.Sort == tracestore.SortNewest
 	refined := map[spans.TraceID]struct{}{} // traces whose rows here were all checked
 	checked := 0
-	// Attribute conditions: the shortest bucket list drives the walk, the
-	// others filter it; service lists are then left to the row check.
-	var and [][]byte
-	if len(c.want) > 0 && x.tagDir != nil {
-		for _, h := range c.want {
-			l := x.tagList(h)
-			if len(l) == 0 {
-				return nil
-			}
-			and = append(and, l)
-		}
-		slices.SortFunc(and, func(a, b []byte) int { return cmp.Compare(len(a), len(b)) })
-		lists = [][]byte{and[0]}
-		and = and[1:]
+	lo, err := x.firstAtOrBefore(c.maxT)
+	if err != nil {
+		return wrap(err)
 	}
-	it := newRowIter(x, x.firstAtOrBefore(c.maxT), and, lists...)
+	it := newRowIter(x, lo, and, lists...)
 	for r := it.row(); r >= 0; r = it.row() {
-		start := x.rowStart(r)
+		start, _, err := x.rowKey(r)
+		if err != nil {
+			return wrap(err)
+		}
 		if start < c.minT {
 			break
 		}
 		if newest && st.full() {
-			var id spans.TraceID
-			copy(id[:], x.rowTrace(r))
+			id, err := x.rowTraceID(r)
+			if err != nil {
+				return wrap(err)
+			}
 			w := st.best[st.limit-1]
 			if better(w.Start.UnixNano(), w.TraceID, start, id) {
 				// Every trace not seen yet ranks after this row. The best
 				// ones found in newer segments may have earlier matching
 				// spans here: take them into account, then decide.
-				if err := s.refineBest(x, v.seg, c, st, recOK, refined); err != nil {
+				if err := s.refineBest(x, v.seg, c, st, tags, refined); err != nil {
 					return err
 				}
 				w = st.best[st.limit-1]
@@ -1405,10 +1464,10 @@ func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *
 				}
 			}
 		}
-		if recOK != nil && !recOK[x.rowRec(r)] {
-			continue
+		m, err := x.rowMeta(r)
+		if err != nil {
+			return wrap(err)
 		}
-		m := x.rowMeta(r)
 		if !c.rowOK(&m) {
 			continue
 		}
@@ -1418,7 +1477,7 @@ func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *
 		if checked++; checked%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := s.refineTrace(x, v.seg, c, st, recOK, m.trace); err != nil {
+		if err := s.refineTrace(x, v.seg, c, st, tags, m.trace); err != nil {
 			return err
 		}
 		refined[m.trace] = struct{}{}
@@ -1428,13 +1487,13 @@ func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *
 
 // refineBest takes into account this segment's rows of the best traces
 // found so far.
-func (s *Store) refineBest(x *segIndex, seg *segment, c *searchCond, st *searchState, recOK []bool, refined map[spans.TraceID]struct{}) error {
+func (s *Store) refineBest(x *segIndex, seg *segment, c *searchCond, st *searchState, tags tagRows, refined map[spans.TraceID]struct{}) error {
 	for _, b := range slices.Clone(st.best) {
 		if _, done := refined[b.TraceID]; done {
 			continue
 		}
 		refined[b.TraceID] = struct{}{}
-		if err := s.refineTrace(x, seg, c, st, recOK, b.TraceID); err != nil {
+		if err := s.refineTrace(x, seg, c, st, tags, b.TraceID); err != nil {
 			return err
 		}
 	}
@@ -1442,14 +1501,21 @@ func (s *Store) refineBest(x *segIndex, seg *segment, c *searchCond, st *searchS
 }
 
 // refineTrace notes the earliest matching span of one trace in a segment.
-func (s *Store) refineTrace(x *segIndex, seg *segment, c *searchCond, st *searchState, recOK []bool, id spans.TraceID) error {
+func (s *Store) refineTrace(x *segIndex, seg *segment, c *searchCond, st *searchState, tags tagRows, id spans.TraceID) error {
 	var earliest int64
 	found := false
-	for _, r := range x.traceRows(id) {
-		if recOK != nil && !recOK[x.rowRec(int(r))] {
+	rows, err := x.traceRows(id)
+	if err != nil {
+		return fmt.Errorf("trace store: index of %s: %w", seg.path, err)
+	}
+	for _, r := range rows {
+		if !tags.may(r) {
 			continue
 		}
-		m := x.rowMeta(int(r))
+		m, err := x.rowMeta(int(r))
+		if err != nil {
+			return fmt.Errorf("trace store: index of %s: %w", seg.path, err)
+		}
 		if !c.rowOK(&m) || found && m.start >= earliest {
 			continue
 		}
@@ -1473,7 +1539,7 @@ func (s *Store) refineTrace(x *segIndex, seg *segment, c *searchCond, st *search
 // traceSortKeys computes, over all stored spans of each trace, its duration
 // (SortLongest) or its number of error spans (SortErrors; a span stored
 // twice by a retried export counts once). Caller holds s.readMu shared.
-func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder) map[spans.TraceID]int64 {
+func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder) (map[spans.TraceID]int64, error) {
 	type spanKey struct {
 		start, dur int64
 		svc, op    uint32
@@ -1490,7 +1556,7 @@ func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder
 		}
 		var lo, hi, errs int64 = 1<<63 - 1, -1 << 63, 0
 		clear(seen)
-		s.traceMetas(r.TraceID, func(_ *segment, m *spanMeta) {
+		err := s.traceMetas(r.TraceID, func(_ *segment, m *spanMeta) {
 			lo, hi = min(lo, m.start), max(hi, m.start+m.dur)
 			if m.status == spans.StatusError {
 				k := spanKey{m.start, m.dur, m.svc, m.op}
@@ -1500,6 +1566,10 @@ func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder
 				}
 			}
 		})
+		if err != nil {
+			s.mu.RUnlock()
+			return nil, err
+		}
 		if o == tracestore.SortErrors {
 			keys[r.TraceID] = errs
 		} else if hi >= lo {
@@ -1509,7 +1579,7 @@ func (s *Store) traceSortKeys(refs []tracestore.TraceRef, o tracestore.SortOrder
 	if len(refs) > 0 {
 		s.mu.RUnlock()
 	}
-	return keys
+	return keys, nil
 }
 
 func bloomHasAll(b *attrBloom, hashes []uint64) bool {
