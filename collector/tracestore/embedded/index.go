@@ -257,8 +257,13 @@ func sealBlock(enc *zstd.Encoder, raw []byte) []byte {
 	return out
 }
 
-// openBlock checks a block's checksum and returns its body, decompressed.
-func (x *segIndex) openBlock(b []byte) ([]byte, error) {
+// readBlock reads the block at off+n of section s, checks its checksum and
+// returns its body, decompressed.
+func (x *segIndex) readBlock(s int, off, n uint64) ([]byte, error) {
+	b, err := x.read(s, off, n)
+	if err != nil {
+		return nil, err
+	}
 	if len(b) < 5 || crc32.Checksum(b[4:], castagnoli) != le32(b, 0) {
 		return nil, idxErr("block checksum mismatch")
 	}
@@ -281,11 +286,7 @@ func (x *segIndex) openBlock(b []byte) ([]byte, error) {
 func (x *segIndex) rowBlock(bn int) (*rowBlock, error) {
 	return cached(x, kindRows, uint32(bn), func() (*rowBlock, error) {
 		ref := &x.blocks[bn]
-		b, err := x.read(secRows, ref.off, uint64(ref.len))
-		if err != nil {
-			return nil, err
-		}
-		raw, err := x.openBlock(b)
+		raw, err := x.readBlock(secRows, ref.off, uint64(ref.len))
 		if err != nil {
 			return nil, err
 		}
@@ -455,11 +456,7 @@ func (b traceRowBlock) bytes() int64 {
 func (x *segIndex) traceRowBlock(bn int) (traceRowBlock, error) {
 	return cached(x, kindTraceRows, uint32(bn), func() (traceRowBlock, error) {
 		lo, hi := x.traceDir[bn], x.traceDir[bn+1]
-		b, err := x.read(secTraceRows, uint64(lo), uint64(hi-lo))
-		if err != nil {
-			return nil, err
-		}
-		raw, err := x.openBlock(b)
+		raw, err := x.readBlock(secTraceRows, uint64(lo), uint64(hi-lo))
 		if err != nil {
 			return nil, err
 		}
@@ -561,11 +558,7 @@ func (x *segIndex) postingList(key uint8, a, b uint32) ([]uint32, error) {
 	}
 	l, err := cached(x, kindPosting, uint32(i), func() (rowList, error) {
 		p := &x.posts[i]
-		b, err := x.read(secPostings, uint64(p.off), uint64(p.len))
-		if err != nil {
-			return nil, err
-		}
-		raw, err := x.openBlock(b)
+		raw, err := x.readBlock(secPostings, uint64(p.off), uint64(p.len))
 		if err != nil {
 			return nil, err
 		}

@@ -383,19 +383,13 @@ func TestDamagedIndexRebuilt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := Config{Dir: dir, SegmentBytes: 1 << 20, Compression: "none"}
-			s, err := New(cfg, nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data := indexCorpus(6000)
-			writeAll(t, s, data, 400)
+			s, cfg, data := indexedStore(t, dir)
 			queries := indexQueries(data)
 			before := searchAll(t, s, queries)
 			s.Close()
 			ids, _ := listSegments(dir)
 			tc.damage(t, dir, ids)
-			s, err = New(cfg, nil, nil)
+			s, err := New(cfg, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -430,6 +424,20 @@ func TestDamagedIndexRebuilt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// indexedStore opens a store in dir holding indexCorpus(6000) in
+// several sealed segments with index files and an active one.
+func indexedStore(t *testing.T, dir string) (*Store, Config, []spans.Span) {
+	t.Helper()
+	cfg := Config{Dir: dir, SegmentBytes: 1 << 20, Compression: "none"}
+	s, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := indexCorpus(6000)
+	writeAll(t, s, data, 400)
+	return s, cfg, data
 }
 
 func flipByte(t *testing.T, path string, at float64) {
@@ -564,15 +572,10 @@ func TestIndexBlockDamagedAfterOpen(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := Config{Dir: dir, SegmentBytes: 1 << 20, Compression: "none"}
+			s, cfg, data := indexedStore(t, dir)
+			s.Close()
 			s, err := New(cfg, nil, nil)
 			if err != nil {
-				t.Fatal(err)
-			}
-			data := indexCorpus(6000)
-			writeAll(t, s, data, 400)
-			s.Close()
-			if s, err = New(cfg, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
