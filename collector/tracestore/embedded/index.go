@@ -80,6 +80,20 @@ const (
 	kindTag
 )
 
+const (
+	maxDurScale = 18
+	maxInt64    = 1<<63 - 1
+)
+
+// pow10 is 10^k (k ≤ maxDurScale).
+func pow10(k int) int64 {
+	p := int64(1)
+	for range k {
+		p *= 10
+	}
+	return p
+}
+
 func idxName(id uint32) string { return fmt.Sprintf("%s%010d%s", segPrefix, id, idxSuffix) }
 
 // postList locates one posting list in the postings section.
@@ -193,6 +207,8 @@ func cached[T sized](x *segIndex, kind uint8, n uint32, fn func() (T, error)) (T
 //	svc:uvarint × n, op:uvarint × n, peer:uvarint × n (id+1, 0 = none)
 //	kind:u8 × n, status:u8 × n
 //
+// (dur is stored as scale:u8, then dur / 10^scale; off, for a row in the
+// same record as the previous row, as (off − previous off):varint)
 // stored as crc:u32 (CRC-32C of what follows) codec:u8 body (codec 0: the
 // columns; 1: zstd of them).
 type rowBlock struct {
@@ -216,16 +232,28 @@ func appendRowBlock(dst []byte, rows []idxRow) []byte {
 			dst = binary.AppendUvarint(dst, uint64(rows[i-1].start-r.start))
 		}
 	}
+	k := 0 // durations are multiples of 10^k (SDKs often record µs or ms)
+	for p := int64(10); k < maxDurScale && slices.IndexFunc(rows, func(r idxRow) bool { return r.dur%p != 0 }) < 0; p *= 10 {
+		k++
+	}
+	dst = append(dst, byte(k))
 	for _, r := range rows {
-		dst = binary.AppendVarint(dst, r.dur)
+		dst = binary.AppendVarint(dst, r.dur/pow10(k))
 	}
 	prev := int64(0)
 	for _, r := range rows {
 		dst = binary.AppendVarint(dst, int64(r.rec)-prev)
 		prev = int64(r.rec)
 	}
+	for i, r := range rows {
+		if i > 0 && r.rec == rows[i-1].rec {
+			dst = binary.AppendVarint(dst, int64(r.off)-int64(rows[i-1].off))
+		} else {
+			dst = binary.AppendUvarint(dst, uint64(r.off))
+		}
+	}
 	for _, col := range []func(r *idxRow) uint32{
-		func(r *idxRow) uint32 { return r.off }, func(r *idxRow) uint32 { return r.length },
+		func(r *idxRow) uint32 { return r.length },
 		func(r *idxRow) uint32 { return r.svc }, func(r *idxRow) uint32 { return r.op }, func(r *idxRow) uint32 { return r.peer },
 	} {
 		for i := range rows {
@@ -316,8 +344,17 @@ func (x *segIndex) rowBlock(bn int) (*rowBlock, error) {
 				}
 			}
 		}
+		k := int(d.u8())
+		if k > maxDurScale && d.err == nil {
+			d.fail(fmt.Errorf("duration scale %d", k))
+		}
+		scale := pow10(min(k, maxDurScale))
 		for i := range n {
-			rb.dur[i] = d.varint()
+			v := d.varint()
+			if scale > 1 && (v > maxInt64/scale || v < -maxInt64/scale) && d.err == nil {
+				d.fail(fmt.Errorf("duration %d × 10^%d", v, k))
+			}
+			rb.dur[i] = v * scale
 		}
 		prev := int64(0)
 		for i := range n {
@@ -328,10 +365,19 @@ func (x *segIndex) rowBlock(bn int) (*rowBlock, error) {
 			rb.rec[i] = uint32(prev)
 		}
 		nn := uint64(len(x.names))
-		for _, col := range [][]uint32{rb.off, rb.length} {
-			for i := range n {
-				col[i] = u32(1 << 32)
+		for i := range n {
+			if i > 0 && rb.rec[i] == rb.rec[i-1] {
+				v := int64(rb.off[i-1]) + d.varint()
+				if (v < 0 || v >= 1<<32) && d.err == nil {
+					d.fail(fmt.Errorf("span offset %d", v))
+				}
+				rb.off[i] = uint32(v)
+			} else {
+				rb.off[i] = u32(1 << 32)
 			}
+		}
+		for i := range n {
+			rb.length[i] = u32(1 << 32)
 		}
 		for _, col := range [][]uint32{rb.svc, rb.op} {
 			for i := range n {

@@ -624,3 +624,85 @@ func TestIndexBlockDamagedAfterOpen(t *testing.T) {
 		})
 	}
 }
+
+// Rows read back from an index file equal the rows it was built from,
+// whatever their values: durations with and without common decimal
+// factors (zero, negative, the extremes), offsets going up and down within
+// a record, several records, peers and none.
+func TestIndexRowsRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dur  func(i int) int64
+		off  func(i int) uint32
+	}{
+		{"ns durations", func(i int) int64 { return int64(i*7919 + 1) }, func(i int) uint32 { return uint32(i * 100) }},
+		{"µs durations", func(i int) int64 { return int64(i%50) * 1000 }, func(i int) uint32 { return uint32(1e6 - i*100) }},
+		{"zero durations", func(int) int64 { return 0 }, func(i int) uint32 { return uint32(i*37%1000) * 64 }},
+		{"extreme durations", func(i int) int64 {
+			return []int64{maxInt64, -maxInt64 - 1, -1, 1e18, -1e17, 0}[i%6]
+		}, func(i int) uint32 { return uint32(i) * 14316557 }}, // all 32 bits, up and down
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 1000
+			names := []string{"a", "b", "c", "d"}
+			metas := make([]spanMeta, n)
+			for i := range metas {
+				metas[i] = spanMeta{
+					trace: spans.TraceID{byte(i % 7), byte(i / 7)}, rec: uint32(i/300) * 1000, recLen: 1000,
+					off: tc.off(i), length: uint32(i % 300), start: int64(i/3) * 1e6, dur: tc.dur(i),
+					svc: uint32(i % 2), op: uint32(2 + i%2), kind: spans.Kind(i % 5), status: spans.StatusCode(i % 3),
+					peer: uint32(i % 3 % 2 * 4), // 0 or 4 (name 3 + 1)
+				}
+			}
+			src := indexSource{rows: n, meta: func(i int) spanMeta { return metas[i] }, size: 4000}
+			b := buildIndex(src, 0, nil, func(id uint32) string { return names[id] })
+			x, err := decodeIndex(bytes.NewReader(b), int64(len(b)), 4000, nil, newIndexCache(1<<20))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := zstd.NewReader(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dec.Close()
+			x.dec = dec
+			x.global = make([]uint32, len(x.names))
+			for i, nm := range x.names {
+				x.global[i] = uint32(slices.Index(names, nm))
+			}
+			got := map[[2]uint32]spanMeta{}
+			for r := range x.nRows {
+				m, err := x.rowMeta(r)
+				if err != nil {
+					t.Fatalf("row %d: %v", r, err)
+				}
+				got[[2]uint32{m.rec, m.off}] = m
+				if r > 0 {
+					if prev, _, _ := x.rowKey(r - 1); prev < m.start {
+						t.Fatalf("row %d starts after row %d", r, r-1)
+					}
+				}
+			}
+			for i, want := range metas {
+				k := [2]uint32{want.rec, want.off}
+				if g, ok := got[k]; !ok || g != want {
+					t.Fatalf("span %d: read %+v, wrote %+v", i, g, want)
+				}
+			}
+			for i, want := range metas {
+				rows, err := x.traceRows(want.trace)
+				if err != nil {
+					t.Fatal(err)
+				}
+				found := false
+				for _, r := range rows {
+					m, _ := x.rowMeta(int(r))
+					found = found || m == want
+				}
+				if !found {
+					t.Fatalf("span %d not among its trace's %d rows", i, len(rows))
+				}
+			}
+		})
+	}
+}
