@@ -23,6 +23,7 @@ type listener struct {
 	t        *target
 	srv      *http.Server
 	httpLn   *chanListener
+	owned    ownedSet // connections served by the owned HTTP/1.1 loop (h1server.go)
 }
 
 func (p *Proxy) addListener(flag, addr, protocol string, t *target) error {
@@ -106,6 +107,10 @@ func (l *listener) handleConn(c net.Conn) {
 		l.p.forwardTCP(c, l.t, l.t.pick())
 		return
 	case ProtocolHTTP:
+		if l.ownedH1() {
+			l.serveH1(c)
+			return
+		}
 		l.httpLn.push(l.p.limits.guard(c))
 		return
 	}
@@ -126,6 +131,10 @@ func (l *listener) handleConn(c net.Conn) {
 	pc := &peekedConn{Conn: c, r: br}
 	switch proto {
 	case detectedHTTP:
+		if l.ownedH1() {
+			l.serveH1(pc)
+			return
+		}
 		l.httpLn.push(l.p.limits.guard(pc))
 	case detectedTLS:
 		if l.p.tlsConf != nil {
