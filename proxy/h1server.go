@@ -180,6 +180,7 @@ func (c *h1ServerConn) handOver() {
 	if c.deadline {
 		_ = c.c.SetReadDeadline(time.Time{})
 	}
+	c.l.handovers.Add(1)
 	g := newGuardConn(conn, c.l.p.limits.maxHead, c.l.p.limits.reject)
 	g.messages = c.messages // an HTTP/2 preface is a connection's first bytes only
 	c.l.httpLn.push(g)

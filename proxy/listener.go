@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,8 @@ type listener struct {
 	srv      *http.Server
 	httpLn   *chanListener
 	owned    ownedSet // connections served by the owned HTTP/1.1 loop (h1server.go)
+	// handovers counts owned connections handed to the guard and net/http.
+	handovers atomic.Int64
 }
 
 func (p *Proxy) addListener(flag, addr, protocol string, t *target) error {
