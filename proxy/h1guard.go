@@ -263,6 +263,9 @@ func (g *guardConn) takeOrder(uri string) fieldNames {
 	return ""
 }
 
+// expectResp makes the next response head written follow names.
+func (g *guardConn) expectResp(names fieldNames) { g.out.expect(names) }
+
 // dropOrder removes the oldest pending order, keeping the slice's
 // capacity; g.mu is held.
 func (g *guardConn) dropOrder() {

@@ -153,7 +153,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{w: w}
 	lean := h.leanEligible(r) // h1forward.go
 	var orders *headOrders
-	if g := guardOf(r); g != nil {
+	if g := orderKeeperOf(r); g != nil {
 		defer g.resume() // an Upgrade or CONNECT that did not take the connection over
 		// Keep the client's and the upstream's field order (headorder.go).
 		if names := g.takeOrder(r.RequestURI); names != "" {
@@ -452,7 +452,7 @@ type recorder struct {
 	errCode   int
 	errReason string
 
-	guard *guardConn // the client connection, when it keeps field order
+	guard orderKeeper // the client connection, when it keeps field order
 	order headOrders
 	lean  leanRequest // the outgoing request on the lean path (h1forward.go)
 }
@@ -475,7 +475,7 @@ func (rw *recorder) WriteHeader(code int) {
 		}
 		if rw.guard != nil {
 			if names := rw.order.respNames(); names != "" {
-				rw.guard.out.expect(names)
+				rw.guard.expectResp(names)
 			}
 		}
 	}

@@ -97,6 +97,31 @@ func guardOf(r *http.Request) *guardConn {
 	return g
 }
 
+// orderKeeper is a client connection that keeps the field order of its
+// requests and responses: the framing guard, or the owned HTTP/1.1 loop.
+type orderKeeper interface {
+	// takeOrder returns the field names of the request with target uri.
+	takeOrder(uri string) fieldNames
+	// expectResp makes the next response head follow names.
+	expectResp(names fieldNames)
+	// resume parses again after an Upgrade or CONNECT request that was
+	// answered without taking over the connection.
+	resume()
+}
+
+// orderKeeperOf returns the connection that keeps r's field order, nil
+// when there is none (HTTP/2, TLS with ALPN h2).
+func orderKeeperOf(r *http.Request) orderKeeper {
+	ctx := r.Context()
+	if c, ok := ctx.Value(h1ConnKey{}).(*h1ServerConn); ok {
+		return c
+	}
+	if g, ok := ctx.Value(guardKey{}).(*guardConn); ok {
+		return g
+	}
+	return nil
+}
+
 // tunnelGuard stops framing checks on a hijacked connection.
 func tunnelGuard(c net.Conn) {
 	if g, ok := c.(*guardConn); ok {

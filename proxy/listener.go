@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,9 @@ type listener struct {
 	t        *target
 	srv      *http.Server
 	httpLn   *chanListener
+	owned    ownedSet // connections served by the owned HTTP/1.1 loop (h1server.go)
+	// handovers counts owned connections handed to the guard and net/http.
+	handovers atomic.Int64
 }
 
 func (p *Proxy) addListener(flag, addr, protocol string, t *target) error {
@@ -106,6 +110,10 @@ func (l *listener) handleConn(c net.Conn) {
 		l.p.forwardTCP(c, l.t, l.t.pick())
 		return
 	case ProtocolHTTP:
+		if l.ownedH1() {
+			l.serveH1(c)
+			return
+		}
 		l.httpLn.push(l.p.limits.guard(c))
 		return
 	}
@@ -126,6 +134,10 @@ func (l *listener) handleConn(c net.Conn) {
 	pc := &peekedConn{Conn: c, r: br}
 	switch proto {
 	case detectedHTTP:
+		if l.ownedH1() {
+			l.serveH1(pc)
+			return
+		}
 		l.httpLn.push(l.p.limits.guard(pc))
 	case detectedTLS:
 		if l.p.tlsConf != nil {

@@ -412,6 +412,7 @@ func (p *Proxy) drain() {
 	var wg sync.WaitGroup
 	for _, l := range p.listeners {
 		wg.Add(1)
+		l.owned.closeIdle()
 		go func() {
 			defer wg.Done()
 			if err := l.srv.Shutdown(ctx); err != nil {
