@@ -120,12 +120,18 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// encoderWindow is the zstd window of WAL records.
+const encoderWindow = 1 << 20
+
 // Store is the embedded trace store. See docs/format/traces.md.
 type Store struct {
 	cfg    Config
 	logger *slog.Logger
 	m      *storeMetrics
 	enc    *zstd.Encoder // used by the write loop only
+	// payloads recycles the encoding buffers of WriteSpans: the write loop
+	// returns each one once it has copied it into its record.
+	payloads sync.Pool
 	dec    *zstd.Decoder // concurrency-safe DecodeAll
 	cache  *recordCache
 
@@ -168,7 +174,8 @@ type opKey struct {
 }
 
 type writeReq struct {
-	payload []byte   // encoded spans, back to back
+	payload []byte   // encoded spans, back to back (recycled once copied)
+	size    int      // len(payload)
 	offs    []uint32 // start of each span in payload
 	batch   []spans.Span
 	done    chan error
@@ -202,7 +209,10 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 	if s.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxRecord)); err != nil {
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
-	if s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1)); err != nil {
+	// A 1 MiB window: a group commit's spans repeat each other within a
+	// few hundred kilobytes, and the encoder's history buffer is twice the
+	// window (16 MiB with the default 8 MiB one).
+	if s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(encoderWindow)); err != nil {
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
 	s.cache = newRecordCache(cfg.CacheBytes)
@@ -436,14 +446,16 @@ func (s *Store) sealIndex(seg *segment) {
 // back to the record filters), when the spans read do not line up with the
 // rows.
 func (s *Store) tagHashes(seg *segment) *rowTagHashes {
-	th := &rowTagHashes{start: make([]uint32, 0, len(seg.metas)+1)}
+	// Exact sizes: the records' filters counted the hashes as they were
+	// written, so the arrays are allocated once.
+	th := &rowTagHashes{start: make([]uint32, 0, len(seg.metas)+1), hashes: make([]uint64, 0, seg.hashCount)}
 	i := 0
-	_, err := replaySegment(seg.f, seg.size, s.dec, func(sp *spans.Span, loc spanLoc) error {
+	_, err := replayHashes(seg.f, seg.size, s.dec, func(hashes []uint64, loc spanLoc) error {
 		if i >= len(seg.metas) || seg.metas[i].rec != loc.rec || seg.metas[i].off != loc.off {
 			return errors.New("spans do not line up with the index rows")
 		}
 		th.start = append(th.start, uint32(len(th.hashes)))
-		th.hashes = appendAttrHashes(th.hashes, sp)
+		th.hashes = append(th.hashes, hashes...)
 		i++
 		return nil
 	})
@@ -575,6 +587,7 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 // addBloom records the attribute filter of one record. Caller holds s.mu
 // (or is replay).
 func (s *Store) addBloom(seg *segment, rec, first uint32, hashes []uint64) {
+	seg.hashCount += len(hashes)
 	b := newAttrBloom(hashes)
 	seg.recs = append(seg.recs, recInfo{off: rec, first: first, bloom: b})
 	s.bloomBytes += int64(b.bytes())
@@ -627,18 +640,25 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 		return nil
 	}
 	req := &writeReq{done: make(chan error, 1), offs: make([]uint32, len(batch)), batch: batch}
-	p := make([]byte, 0, 256*len(batch))
+	var p []byte
+	if b, ok := s.payloads.Get().(*[]byte); ok {
+		p = (*b)[:0]
+	} else {
+		p = make([]byte, 0, 256*len(batch))
+	}
 	for i := range batch {
 		req.offs[i] = uint32(len(p))
 		p = appendSpan(p, &batch[i])
 	}
 	if len(p) > maxRecord {
+		s.putPayload(p)
 		return fmt.Errorf("trace store: batch of %d spans encodes to %d bytes, above the %d-byte record limit; split it", len(batch), len(p), maxRecord)
 	}
-	req.payload = p
+	req.payload, req.size = p, len(p)
 	s.closeMu.RLock()
 	if s.closing {
 		s.closeMu.RUnlock()
+		s.putPayload(p)
 		return errors.New("trace store: closed")
 	}
 	select {
@@ -646,6 +666,7 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 		s.closeMu.RUnlock()
 	case <-ctx.Done():
 		s.closeMu.RUnlock()
+		s.putPayload(p)
 		return ctx.Err()
 	}
 	// Once queued the write happens; wait for it regardless of ctx so the
@@ -653,10 +674,29 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 	return <-req.done
 }
 
+// maxPooledPayload is the largest encoding buffer WriteSpans keeps for
+// reuse: a request of ~1,000 realistic spans encodes to ~400 KiB, and an
+// occasional huge one is left to the collector.
+const maxPooledPayload = 4 << 20
+
+func (s *Store) putPayload(p []byte) {
+	if cap(p) <= maxPooledPayload {
+		s.payloads.Put(&p)
+	}
+}
+
+// commitBufs are the write loop's buffers, reused by every commit.
+type commitBufs struct {
+	raw    []byte   // the record's raw body
+	rec    []byte   // the record as written
+	hashes []uint64 // the record's attribute pair hashes
+	bases  []int    // start of each batch in raw
+}
+
 func (s *Store) writeLoop() {
 	defer s.done.Done()
 	var group []*writeReq
-	var buf []byte
+	buf := &commitBufs{}
 	for {
 		var first *writeReq
 		select {
@@ -666,31 +706,31 @@ func (s *Store) writeLoop() {
 			for {
 				select {
 				case r := <-s.writes:
-					s.commit([]*writeReq{r}, &buf)
+					s.commit([]*writeReq{r}, buf)
 				default:
 					return
 				}
 			}
 		}
 		group = append(group[:0], first)
-		size := len(first.payload)
+		size := first.size
 	more:
 		for size < s.cfg.GroupCommitBytes {
 			select {
 			case r := <-s.writes:
 				group = append(group, r)
-				size += len(r.payload)
+				size += r.size
 			default:
 				break more
 			}
 		}
-		s.commit(group, &buf)
+		s.commit(group, buf)
 	}
 }
 
 // commit writes a group of batches as consecutive records, fsyncs once,
 // indexes them and acknowledges every waiter.
-func (s *Store) commit(group []*writeReq, bufp *[]byte) {
+func (s *Store) commit(group []*writeReq, bufs *commitBufs) {
 	s.mu.RLock()
 	seg := s.segs[len(s.segs)-1]
 	s.mu.RUnlock()
@@ -718,14 +758,20 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	for _, r := range group {
 		total += len(r.batch)
 	}
-	raw := binary.AppendUvarint((*bufp)[:0], uint64(total))
-	bases := make([]int, len(group))
-	for i, r := range group {
-		bases[i] = len(raw)
+	raw := binary.AppendUvarint(bufs.raw[:0], uint64(total))
+	bases := bufs.bases[:0]
+	for _, r := range group {
+		bases = append(bases, len(raw))
 		raw = append(raw, r.payload...)
+		s.putPayload(r.payload)
+		r.payload = nil
 	}
-	*bufp = raw
-	rec := make([]byte, recordHeader, recordHeader+len(raw)/3+16)
+	bufs.raw, bufs.bases = raw, bases
+	rec := bufs.rec[:0]
+	if cap(rec) < recordHeader+len(raw)/3+16 {
+		rec = make([]byte, 0, recordHeader+len(raw)/3+16)
+	}
+	rec = append(rec, make([]byte, recordHeader)...)
 	codec := byte(codecRaw)
 	if s.cfg.Compression == "zstd" {
 		codec = codecZstd
@@ -737,6 +783,7 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	} else {
 		rec = append(rec, raw...)
 	}
+	bufs.rec = rec
 	payload := rec[recordHeader:]
 	var err error
 	if len(payload) > maxRecord {
@@ -762,12 +809,13 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 		}
 		return
 	}
-	var hashes []uint64
+	hashes := bufs.hashes[:0]
 	for _, r := range group {
 		for j := range r.batch {
 			hashes = appendAttrHashes(hashes, &r.batch[j])
 		}
 	}
+	bufs.hashes = hashes
 	s.mu.Lock()
 	loc := spanLoc{rec: uint32(seg.size + recordHeader), recLen: uint32(len(payload))}
 	s.addBloom(seg, loc.rec, uint32(len(seg.metas)), hashes)
@@ -777,7 +825,7 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	n := 0
 	for i, r := range group {
 		for j := range r.batch {
-			end := len(r.payload)
+			end := r.size
 			if j+1 < len(r.offs) {
 				end = int(r.offs[j+1])
 			}
