@@ -234,7 +234,7 @@ func spanAttrHashes(dst []uint64, b []byte) ([]uint64, []byte, error) {
 		return dst, nil, fmt.Errorf("span record: unknown format version %d", v)
 	}
 	d.bytes(16 + 8 + 8 + 8 + 8 + 2) // ids, times, kind, status
-	for range 6 {                  // service, name, trace state, status message, scope, scope version
+	for range 6 {                   // service, name, trace state, status message, scope, scope version
 		d.skipStr()
 	}
 	dst = d.attrHashes(dst)

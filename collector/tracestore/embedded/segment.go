@@ -69,10 +69,13 @@ type spanMeta struct {
 }
 
 type segment struct {
-	id       uint32
-	path     string
-	f        *os.File
-	size     int64
+	id      uint32
+	path    string
+	f       *os.File
+	size    int64
+	memRows metaRows // the in-memory index's rows, in file order
+	// metas is set only in the copy of a sealed segment that sealIndex
+	// hands buildIndex: memRows flattened.
 	metas    []spanMeta
 	minStart int64
 	maxStart int64
@@ -82,10 +85,10 @@ type segment struct {
 	// hashCount is the number of attribute pair hashes of the rows (what
 	// the records' filters were built from), to size the sealing's arrays.
 	hashCount int
-	// byTrace maps a trace id to its rows in metas (in-memory index only).
+	// byTrace maps a trace id to its rows in memRows (in-memory index only).
 	byTrace map[spans.TraceID][]uint32
-	// idx is the on-disk index of a sealed segment; when set, metas, recs
-	// and byTrace are nil and every lookup goes to the index.
+	// idx is the on-disk index of a sealed segment; when set, memRows, recs
+	// and byTrace are empty and every lookup goes to the index.
 	idx     *segIndex
 	idxSize int64 // bytes of the index file
 }
@@ -95,24 +98,59 @@ func (s *segment) rows() int {
 	if s.idx != nil {
 		return s.idx.nRows
 	}
-	return len(s.metas)
+	return s.memRows.n
 }
 
 // recInfo is what the index keeps per record.
 type recInfo struct {
 	off   uint32 // payload offset, as in spanMeta.rec
-	first uint32 // index of the record's first row in segment.metas
+	first uint32 // index of the record's first row in segment.memRows
 	bloom *attrBloom
 }
 
 func (s *segment) note(m spanMeta) {
-	if len(s.metas) == 0 || m.start < s.minStart {
+	if s.memRows.n == 0 || m.start < s.minStart {
 		s.minStart = m.start
 	}
-	if len(s.metas) == 0 || m.start > s.maxStart {
+	if s.memRows.n == 0 || m.start > s.maxStart {
 		s.maxStart = m.start
 	}
-	s.metas = append(s.metas, m)
+	s.memRows.add(m)
+}
+
+// metaChunkBits sets the rows per chunk of metaRows (4,096 rows, 256 KiB).
+const metaChunkBits = 12
+
+// metaRows holds rows in fixed-size chunks: appending never copies what is
+// stored (no doubling of a large array, whose old and new copies would
+// both be live while it grows), and at most one chunk is partly empty.
+// A copy of the value is a snapshot: rows below its n never change, and
+// rows are only ever added above it (in place or in new chunks).
+type metaRows struct {
+	chunks []*[1 << metaChunkBits]spanMeta
+	n      int
+}
+
+// at returns row i (i < n).
+func (r *metaRows) at(i int) *spanMeta {
+	return &r.chunks[i>>metaChunkBits][i&(1<<metaChunkBits-1)]
+}
+
+func (r *metaRows) add(m spanMeta) {
+	if r.n>>metaChunkBits == len(r.chunks) {
+		r.chunks = append(r.chunks, new([1 << metaChunkBits]spanMeta))
+	}
+	*r.at(r.n) = m
+	r.n++
+}
+
+// flatten returns the rows in one exactly sized slice.
+func (r *metaRows) flatten() []spanMeta {
+	out := make([]spanMeta, r.n)
+	for i, c := range r.chunks {
+		copy(out[i<<metaChunkBits:], c[:])
+	}
+	return out
 }
 
 func listSegments(dir string) ([]uint32, error) {

@@ -132,8 +132,8 @@ type Store struct {
 	// payloads recycles the encoding buffers of WriteSpans: the write loop
 	// returns each one once it has copied it into its record.
 	payloads sync.Pool
-	dec    *zstd.Decoder // concurrency-safe DecodeAll
-	cache  *recordCache
+	dec      *zstd.Decoder // concurrency-safe DecodeAll
+	cache    *recordCache
 
 	writes chan *writeReq
 	stop   chan struct{}
@@ -280,11 +280,11 @@ func (s *Store) replay() error {
 			f.Close()
 			return err
 		}
-		n += len(seg.metas)
+		n += seg.memRows.n
 		s.segs = append(s.segs, seg)
 		s.totalLen += seg.size
 		s.m.bytes.Set(float64(s.totalLen))
-		s.m.spans.Add(float64(len(seg.metas)))
+		s.m.spans.Add(float64(seg.memRows.n))
 		if !active {
 			s.sealIndex(seg)
 		}
@@ -386,7 +386,7 @@ func (s *Store) attachIndex(seg *segment, x *segIndex, size int64) {
 	seg.idx, seg.idxSize = x, size
 	seg.minStart, seg.maxStart = x.minStart, x.maxStart
 	seg.damaged = x.damaged
-	seg.metas, seg.recs, seg.byTrace = nil, nil, nil
+	seg.memRows, seg.recs, seg.byTrace = metaRows{}, nil, nil
 }
 
 // sealLoop writes the index files of the segments the write loop seals,
@@ -420,9 +420,11 @@ func (s *Store) sealIndex(seg *segment) {
 	if err == nil {
 		s.mu.RLock()
 		names := s.names // existing entries never change
+		view := *seg     // the sealed segment's in-memory index no longer changes
 		s.mu.RUnlock()
 		th := s.tagHashes(seg)
-		err = writeIndexFile(s.cfg.Dir, path, buildIndex(seg, sum, th, func(id uint32) string { return names[id] }))
+		view.metas = seg.memRows.flatten()
+		err = writeIndexFile(s.cfg.Dir, path, buildIndex(&view, sum, th, func(id uint32) string { return names[id] }))
 	}
 	if err == nil {
 		x, size, err = openIndexFile(path, seg.size)
@@ -448,10 +450,10 @@ func (s *Store) sealIndex(seg *segment) {
 func (s *Store) tagHashes(seg *segment) *rowTagHashes {
 	// Exact sizes: the records' filters counted the hashes as they were
 	// written, so the arrays are allocated once.
-	th := &rowTagHashes{start: make([]uint32, 0, len(seg.metas)+1), hashes: make([]uint64, 0, seg.hashCount)}
+	th := &rowTagHashes{start: make([]uint32, 0, seg.memRows.n+1), hashes: make([]uint64, 0, seg.hashCount)}
 	i := 0
 	_, err := replayHashes(seg.f, seg.size, s.dec, func(hashes []uint64, loc spanLoc) error {
-		if i >= len(seg.metas) || seg.metas[i].rec != loc.rec || seg.metas[i].off != loc.off {
+		if i >= seg.memRows.n || seg.memRows.at(i).rec != loc.rec || seg.memRows.at(i).off != loc.off {
 			return errors.New("spans do not line up with the index rows")
 		}
 		th.start = append(th.start, uint32(len(th.hashes)))
@@ -459,7 +461,7 @@ func (s *Store) tagHashes(seg *segment) *rowTagHashes {
 		i++
 		return nil
 	})
-	if err != nil || i != len(seg.metas) {
+	if err != nil || i != seg.memRows.n {
 		s.logger.Warn("trace store: sealed segment's index gets no attribute postings", "segment", seg.path, "err", err)
 		return nil
 	}
@@ -476,12 +478,12 @@ func (s *Store) replaySegment(seg *segment, active bool) error {
 	var hashes []uint64
 	var cur, curFirst uint32
 	res, err := replaySegment(seg.f, seg.size, s.dec, func(sp *spans.Span, loc spanLoc) error {
-		if loc.rec != cur || len(seg.metas) == 0 {
+		if loc.rec != cur || seg.memRows.n == 0 {
 			if len(hashes) > 0 {
 				s.addBloom(seg, cur, curFirst, hashes)
 				hashes = hashes[:0]
 			}
-			curFirst = uint32(len(seg.metas))
+			curFirst = uint32(seg.memRows.n)
 		}
 		cur = loc.rec
 		hashes = appendAttrHashes(hashes, sp)
@@ -511,9 +513,6 @@ func (s *Store) replaySegment(seg *segment, active bool) error {
 	seg.damaged = res.damaged
 	for _, d := range res.damaged {
 		s.reportDamage(seg, d)
-	}
-	if !active {
-		seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
 	}
 	return nil
 }
@@ -574,7 +573,7 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 	if seg.byTrace == nil {
 		seg.byTrace = map[spans.TraceID][]uint32{}
 	}
-	seg.byTrace[sp.TraceID] = append(seg.byTrace[sp.TraceID], uint32(len(seg.metas)))
+	seg.byTrace[sp.TraceID] = append(seg.byTrace[sp.TraceID], uint32(seg.memRows.n))
 	seg.note(m)
 	ops := s.ops[svc]
 	if ops == nil {
@@ -598,9 +597,8 @@ func (s *Store) newSegment() error {
 	if len(s.segs) > 0 {
 		last := s.segs[len(s.segs)-1]
 		id = last.id + 1
-		// The sealed segment's rows no longer grow: drop append's slack
-		// (up to half of the row memory). Snapshots keep the old array.
-		last.metas = slices.Clone(last.metas)
+		// The sealed segment's records no longer grow: drop append's
+		// slack. Snapshots keep the old array. (Rows are chunked: no slack.)
 		last.recs = slices.Clone(last.recs)
 	}
 	path := filepath.Join(s.cfg.Dir, segName(id))
@@ -818,7 +816,7 @@ func (s *Store) commit(group []*writeReq, bufs *commitBufs) {
 	bufs.hashes = hashes
 	s.mu.Lock()
 	loc := spanLoc{rec: uint32(seg.size + recordHeader), recLen: uint32(len(payload))}
-	s.addBloom(seg, loc.rec, uint32(len(seg.metas)), hashes)
+	s.addBloom(seg, loc.rec, uint32(seg.memRows.n), hashes)
 	seg.size += int64(len(rec))
 	seg.lastData = time.Now()
 	s.totalLen += int64(len(rec))
@@ -899,7 +897,7 @@ func (s *Store) traceMetas(id spans.TraceID, fn func(seg *segment, m *spanMeta))
 			continue
 		}
 		for _, r := range seg.byTrace[id] {
-			fn(seg, &seg.metas[r])
+			fn(seg, seg.memRows.at(int(r)))
 		}
 	}
 }
@@ -946,7 +944,7 @@ func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, erro
 // view stays valid after the lock is released.
 type segView struct {
 	seg                *segment
-	metas              []spanMeta
+	metas              metaRows
 	recs               []recInfo
 	idx                *segIndex
 	minStart, maxStart int64
@@ -956,7 +954,7 @@ func (v *segView) empty() bool {
 	if v.idx != nil {
 		return v.idx.nRows == 0
 	}
-	return len(v.metas) == 0
+	return v.metas.n == 0
 }
 
 // searchCond is a query resolved against the store's names.
@@ -1051,7 +1049,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	op, opOK := s.nameIDs[q.Operation]
 	views := make([]segView, len(s.segs))
 	for i, seg := range s.segs {
-		views[i] = segView{seg, seg.metas, seg.recs, seg.idx, seg.minStart, seg.maxStart}
+		views[i] = segView{seg, seg.memRows, seg.recs, seg.idx, seg.minStart, seg.maxStart}
 	}
 	s.mu.RUnlock()
 	if q.Service != "" && !svcOK || q.Operation != "" && !opOK {
@@ -1134,8 +1132,8 @@ func (s *Store) searchMem(ctx context.Context, v *segView, c *searchCond, st *se
 	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
 	checkedRI := -1
 	checked := 0
-	for j := len(v.metas) - 1; j >= 0; j-- {
-		m := &v.metas[j]
+	for j := v.metas.n - 1; j >= 0; j-- {
+		m := v.metas.at(j)
 		if len(c.want) > 0 {
 			for ri > 0 && v.recs[ri].off > m.rec {
 				ri--
@@ -1180,8 +1178,8 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 	h := &rowHeap{metas: v.metas}
 	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
 	checkedRI := -1
-	for j := len(v.metas) - 1; j >= 0; j-- {
-		m := &v.metas[j]
+	for j := v.metas.n - 1; j >= 0; j-- {
+		m := v.metas.at(j)
 		if len(c.want) > 0 {
 			for ri > 0 && v.recs[ri].off > m.rec {
 				ri--
@@ -1209,7 +1207,7 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 	}
 	checked := 0
 	for len(h.rows) > 0 {
-		m := &v.metas[h.rows[0]]
+		m := v.metas.at(int(h.rows[0]))
 		if st.full() {
 			w := st.best[st.limit-1]
 			if better(w.Start.UnixNano(), w.TraceID, m.start, m.trace) {
@@ -1220,7 +1218,7 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 					best[b.TraceID] = true
 				}
 				for _, j := range h.rows {
-					m := &v.metas[j]
+					m := v.metas.at(int(j))
 					if best[m.trace] && m.start < st.found[m.trace] {
 						ok, err := matches(m)
 						if err != nil {
@@ -1258,12 +1256,12 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 // rowHeap is a binary heap of row numbers, best-ranked (latest start, then
 // smallest trace id) on top.
 type rowHeap struct {
-	metas []spanMeta
+	metas metaRows
 	rows  []uint32
 }
 
 func (h *rowHeap) less(i, j int) bool {
-	a, b := &h.metas[h.rows[i]], &h.metas[h.rows[j]]
+	a, b := h.metas.at(int(h.rows[i])), h.metas.at(int(h.rows[j]))
 	if a.start != b.start || a.trace != b.trace {
 		return better(a.start, a.trace, b.start, b.trace)
 	}
