@@ -44,6 +44,8 @@ func ingestMemory(b *testing.B, n int) {
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
+		var peakLive uint64
+		var lastGC uint32
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -51,6 +53,13 @@ func ingestMemory(b *testing.B, n int) {
 			runtime.ReadMemStats(&ms)
 			if ms.HeapInuse > peakHeap.Load() {
 				peakHeap.Store(ms.HeapInuse)
+			}
+			if p := os.Getenv("TRACESTORE_BENCH_PEAKPROF"); p != "" && ms.HeapAlloc > peakLive {
+				peakLive = ms.HeapAlloc
+				if ms.NumGC != lastGC {
+					lastGC = ms.NumGC
+					writeHeapProfile(b, p, false)
+				}
 			}
 			select {
 			case <-stop:
@@ -82,7 +91,7 @@ func ingestMemory(b *testing.B, n int) {
 				}
 				if sent.Add(int64(len(batch))) >= int64(n)*8/10 {
 					if p := os.Getenv("TRACESTORE_BENCH_HEAPPROF"); p != "" {
-						profOnce.Do(func() { writeHeapProfile(b, p) })
+						profOnce.Do(func() { writeHeapProfile(b, p, true) })
 					}
 				}
 			}
@@ -99,8 +108,10 @@ func ingestMemory(b *testing.B, n int) {
 	b.ReportMetric(float64(heapAlloc())/(1<<20), "live-heap-MiB")
 }
 
-func writeHeapProfile(b *testing.B, path string) {
-	runtime.GC()
+func writeHeapProfile(b *testing.B, path string, gc bool) {
+	if gc {
+		runtime.GC()
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		b.Error(err)

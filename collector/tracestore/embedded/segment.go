@@ -144,13 +144,20 @@ func (r *metaRows) add(m spanMeta) {
 	r.n++
 }
 
-// flatten returns the rows in one exactly sized slice.
-func (r *metaRows) flatten() []spanMeta {
-	out := make([]spanMeta, r.n)
+// flatten returns the rows in one slice, and rows equal to r whose chunks
+// are that slice's array (its capacity rounded up to whole chunks): a
+// sealed segment switched to them keeps one copy of its rows, not two.
+func (r *metaRows) flatten() ([]spanMeta, metaRows) {
+	const chunk = 1 << metaChunkBits
+	out := make([]spanMeta, r.n, len(r.chunks)*chunk)
 	for i, c := range r.chunks {
-		copy(out[i<<metaChunkBits:], c[:])
+		copy(out[i<<metaChunkBits:r.n], c[:])
 	}
-	return out
+	same := metaRows{chunks: make([]*[chunk]spanMeta, len(r.chunks)), n: r.n}
+	for i := range same.chunks {
+		same.chunks[i] = (*[chunk]spanMeta)(out[i*chunk : (i+1)*chunk])
+	}
+	return out, same
 }
 
 func listSegments(dir string) ([]uint32, error) {

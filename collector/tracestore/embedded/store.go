@@ -423,7 +423,11 @@ func (s *Store) sealIndex(seg *segment) {
 		view := *seg     // the sealed segment's in-memory index no longer changes
 		s.mu.RUnlock()
 		th := s.tagHashes(seg)
-		view.metas = seg.memRows.flatten()
+		var flat metaRows
+		view.metas, flat = seg.memRows.flatten()
+		s.mu.Lock()
+		seg.memRows = flat // the chunks become garbage while the index is built
+		s.mu.Unlock()
 		err = writeIndexFile(s.cfg.Dir, path, buildIndex(&view, sum, th, func(id uint32) string { return names[id] }))
 	}
 	if err == nil {

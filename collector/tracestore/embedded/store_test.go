@@ -74,13 +74,16 @@ func TestMetaRows(t *testing.T) {
 					t.Fatalf("snapshot row %d holds %d", i, m.start)
 				}
 			}
-			flat := r.flatten()
-			if len(flat) != n {
-				t.Fatalf("flatten: %d rows, want %d", len(flat), n)
+			flat, same := r.flatten()
+			if len(flat) != n || same.n != n {
+				t.Fatalf("flatten: %d rows and %d, want %d", len(flat), same.n, n)
 			}
 			for i := range flat {
-				if flat[i].start != int64(i) || r.at(i).off != uint32(i) {
-					t.Fatalf("row %d: flat %d, at %d", i, flat[i].start, r.at(i).off)
+				if flat[i].start != int64(i) || r.at(i).off != uint32(i) || same.at(i).off != uint32(i) {
+					t.Fatalf("row %d: flat %d, at %d, flattened at %d", i, flat[i].start, r.at(i).off, same.at(i).off)
+				}
+				if same.at(i) != &flat[i] {
+					t.Fatalf("row %d: flattened rows do not share the slice's array", i)
 				}
 			}
 		})
