@@ -22,7 +22,7 @@ import (
 // (default 1,000,000; the generator of bench/collector, decoded as the
 // OTLP receiver does) from 4 writers of ~1,000-span requests with fsync,
 // and reports the peak heap in use, the peak RSS of the test process and
-// the live heap after a GC at the end. With TRACESTORE_BENCH_HEAPPROF set
+// the live heap after a GC at the end, and the spans per segment. With TRACESTORE_BENCH_HEAPPROF set
 // it writes a heap profile there at 80 % of the spans.
 //
 //	TRACESTORE_BENCH_SPANS=1000000 go test ./collector/tracestore/embedded -run '^$' -bench IngestMemory -benchtime 1x -count=1
@@ -105,6 +105,9 @@ func ingestMemory(b *testing.B, n int) {
 	b.ReportMetric(float64(peakHeap.Load())/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(vmHWM())/(1<<20), "peak-rss-MiB")
 	s.sealing.Wait()
+	s.mu.RLock()
+	b.ReportMetric(float64(sent.Load())/float64(len(s.segs)), "spans/segment")
+	s.mu.RUnlock()
 	b.ReportMetric(float64(heapAlloc())/(1<<20), "live-heap-MiB")
 }
 

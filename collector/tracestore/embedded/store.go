@@ -40,7 +40,8 @@ type Config struct {
 	// SegmentBytes is the size at which the active segment is sealed (its
 	// index file written) and a new one started. Only the active segment
 	// is indexed in memory, so this bounds the index's RAM (see
-	// docs/format/traces.md). Default 16 MiB, at most MaxBytes/4. Unit: bytes.
+	// docs/format/traces.md). Default 8 MiB (~260k realistic spans), at most
+	// MaxBytes/4. Unit: bytes.
 	SegmentBytes int64 `yaml:"segment_bytes"`
 	// GroupCommitBytes bounds how many bytes of waiting batches one fsync
 	// covers. Default 8 MiB. Unit: bytes.
@@ -61,7 +62,7 @@ type Config struct {
 const (
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultMaxBytes          = 1 << 30
-	DefaultSegmentBytes      = 16 << 20
+	DefaultSegmentBytes      = 8 << 20
 	DefaultGroupCommitBytes  = 8 << 20
 	DefaultRetentionInterval = time.Minute
 )
