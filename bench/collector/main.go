@@ -22,6 +22,7 @@ import (
 	"io"
 	"io/fs"
 	"log"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -54,6 +55,10 @@ type options struct {
 	serverBin   string
 	jaegerSync  bool
 	keep        bool
+	// limits caps the checkpoints of one system on one data set
+	// ("jaeger/adversarial" → spans), so a long comparator run can stop
+	// earlier than the others.
+	limits map[string]int
 }
 
 func main() {
@@ -69,6 +74,7 @@ func main() {
 	flag.StringVar(&o.jaegerBin, "jaeger-bin", "", "jaeger `binary` (default: build bench/collector/jaeger's tool into bench/collector/jaeger/bin)")
 	flag.BoolVar(&o.jaegerSync, "jaeger-sync", false, "run Badger with consistency: true (SyncWrites); the default is the shipped config-badger.yaml's false")
 	flag.BoolVar(&o.keep, "keep", false, "keep the data directories (bench/results/tmp/collector-*)")
+	limitFlag := flag.String("limit", "", "stop one system on one data set at fewer spans: `system/data=spans`, comma-separated (e.g. jaeger/adversarial=1000000)")
 	flag.Parse()
 	if o.quick {
 		*spansFlag = "100000,300000"
@@ -94,6 +100,11 @@ func main() {
 		}
 		o.systems = append(o.systems, strings.TrimSpace(f))
 	}
+	limits, err := parseLimits(*limitFlag)
+	if err != nil {
+		log.Fatalf("-limit: %v", err)
+	}
+	o.limits = limits
 	r := report.New("collector")
 	r.Title = "Trace ingest and storage: Meshscope vs Jaeger all-in-one (Badger)"
 	r.Quick = o.quick
@@ -105,6 +116,33 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println("wrote", path)
+}
+
+// parseLimits reads -limit's "system/data=spans" list.
+func parseLimits(v string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		key, val, ok := strings.Cut(f, "=")
+		sys, data, ok2 := strings.Cut(key, "/")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("%q: want system/data=spans", f)
+		}
+		if sys != "meshscope" && sys != "jaeger" {
+			return nil, fmt.Errorf("%q: system %q: want meshscope or jaeger", f, sys)
+		}
+		if _, err := loadgen.ParseTraceMode(data); err != nil {
+			return nil, fmt.Errorf("%q: %w", f, err)
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q: spans %q: want a positive count", f, val)
+		}
+		out[sys+"/"+data] = n
+	}
+	return out, nil
 }
 
 // server is one running system under test.
@@ -445,6 +483,10 @@ func measure(o *options, sys, bin, gen, dir string, ds loadgen.TraceMode) ([]che
 	var stored int64
 	rng := rand.New(rand.NewPCG(11, uint64(ds)))
 	for ci, target := range o.checkpoints {
+		if lim, ok := o.limits[sys+"/"+ds.String()]; ok && target > lim {
+			log.Printf("%s %s: stopping at %d spans (-limit)", sys, ds, stored)
+			break
+		}
 		cp := checkpoint{lat: map[string][2]float64{}}
 		pid := srv.cmd.Process.Pid
 		procstat.ResetPeakRSS(pid)
@@ -599,6 +641,10 @@ func write(o *options, r *report.Result, res map[string]map[loadgen.TraceMode][]
 		"data", "spans stored", "system", "spans/s accepted", "B/span on disk", "peak RSS MiB (ingest)", "RSS MiB (after restart + queries)", "start-up s (to query API answering)", "load avg (1 min) after ingest")
 	ti.Note("Generator: bench/collector/otlpgen, a separate process, %d concurrent OTLP/gRPC senders, requests of ~%d spans (whole traces), each sender waiting for its answer (closed loop); spans/s is per leg (from the previous checkpoint to this one).", o.senders, o.batch)
 	ti.Note("Meshscope: `meshscope server` (fsync of the trace store before the OTLP answer). Jaeger: `cmd/jaeger` v1.75.0 built from bench/collector/jaeger/go.mod, its config-badger.yaml pipeline (OTLP → batch processor → Badger, consistency %t): the batch processor answers the client before Badger writes, and Badger does not fsync per write unless consistency is true.", o.jaegerSync)
+	for _, k := range slices.Sorted(maps.Keys(o.limits)) {
+		n := o.limits[k]
+		ti.Note("%s stopped at %s spans (-limit %s=%d): its rows end there.", k, label(int64(n)), k, n)
+	}
 	ti.Note("Bytes on disk: allocated blocks of the data directory after a clean stop (Meshscope: traces and the metrics it derives from spans; Jaeger: Badger keys and values). Start-up: from exec to /api/services answering with the stored services, data in place.")
 	qt := r.AddTable("Query latency through the Jaeger query API (sequential, limit=20, time range = the data's 55 minutes)",
 		"data", "spans stored", "query", "Meshscope p50 ms", "Meshscope p95 ms", "Jaeger p50 ms", "Jaeger p95 ms")
