@@ -210,9 +210,9 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 	if s.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxRecord)); err != nil {
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
-	// A 1 MiB window: a group commit's spans repeat each other within a
-	// few hundred kilobytes, and the encoder's history buffer is twice the
-	// window (16 MiB with the default 8 MiB one).
+	// A 1 MiB window: realistic spans compress to the same size as with
+	// the default 8 MiB one (their repeats are close together), and the
+	// encoder's history buffer is twice the window (2 MiB, not 16).
 	if s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(encoderWindow)); err != nil {
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
