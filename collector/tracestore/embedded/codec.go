@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/meshscope/meshscope/collector/spans"
 )
 
@@ -181,6 +183,92 @@ func (d *decoder) attrs() []spans.Attr {
 		}
 	}
 	return out
+}
+
+// skipStr skips a string without allocating it.
+func (d *decoder) skipStr() {
+	d.bytes(d.count(1))
+}
+
+// attrHashes appends the pair hashes of an attribute list (as
+// appendAttrHashes computes them) without building the attributes: strings
+// are hashed in place, so reading a record for its hashes allocates
+// nothing for the common value types.
+func (d *decoder) attrHashes(dst []uint64) []uint64 {
+	n := d.count(3)
+	for range n {
+		key := d.bytes(d.count(1))
+		a := spans.Attr{Type: spans.ValueType(d.u8())}
+		var v uint64
+		switch a.Type {
+		case spans.TypeInt:
+			a.Int = d.varint()
+			v = attrValueHash(&a)
+		case spans.TypeFloat:
+			a.Float = math.Float64frombits(d.u64())
+			v = attrValueHash(&a)
+		case spans.TypeBool:
+			a.Bool = d.u8() == 1
+			v = attrValueHash(&a)
+		case spans.TypeString:
+			v = xxhash.Sum64(d.bytes(d.count(1)))
+		default:
+			a.Str = d.str()
+			v = attrValueHash(&a)
+		}
+		if d.err != nil {
+			return dst
+		}
+		dst = append(dst, mixHash(xxhash.Sum64(key), v))
+	}
+	return dst
+}
+
+// spanAttrHashes appends the attribute pair hashes of the span record at
+// the start of b to dst (the hashes appendAttrHashes takes from the decoded
+// span, in the same order) and returns the rest of b. It checks the record
+// as decodeSpan does, failing on the same input.
+func spanAttrHashes(dst []uint64, b []byte) ([]uint64, []byte, error) {
+	d := decoder{b: b}
+	if v := d.u8(); v != spanFormatVersion && d.err == nil {
+		return dst, nil, fmt.Errorf("span record: unknown format version %d", v)
+	}
+	d.bytes(16 + 8 + 8 + 8 + 8 + 2) // ids, times, kind, status
+	for range 6 {                   // service, name, trace state, status message, scope, scope version
+		d.skipStr()
+	}
+	dst = d.attrHashes(dst)
+	dst = d.attrHashes(dst)
+	for range d.count(10) {
+		d.u64()
+		d.skipStr()
+		d.skipAttrs()
+	}
+	for range d.count(25) {
+		d.bytes(16 + 8)
+		d.skipAttrs()
+	}
+	if d.err != nil {
+		return dst, nil, d.err
+	}
+	return dst, d.b, nil
+}
+
+// skipAttrs skips an attribute list.
+func (d *decoder) skipAttrs() {
+	for range d.count(3) {
+		d.skipStr()
+		switch spans.ValueType(d.u8()) {
+		case spans.TypeInt:
+			d.varint()
+		case spans.TypeFloat:
+			d.u64()
+		case spans.TypeBool:
+			d.u8()
+		default:
+			d.skipStr()
+		}
+	}
 }
 
 // decodeSpan decodes one span record and returns the rest of b.

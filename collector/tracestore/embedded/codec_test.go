@@ -61,3 +61,39 @@ func FuzzDecodeSpan(f *testing.F) {
 		}
 	})
 }
+
+// TestSpanAttrHashes: hashing a record in place gives the hashes of the
+// decoded span, and fails exactly where decoding fails.
+func TestSpanAttrHashes(t *testing.T) {
+	full := sampleSpan()
+	bare := spans.Span{Service: "s", Name: "n"}
+	strs := spans.Span{Attrs: []spans.Attr{spans.StringAttr("http.route", "/a/{id}"), spans.StringAttr("", "")}, Resource: []spans.Attr{spans.IntAttr("n", 1<<40)}}
+	for _, tc := range []struct {
+		name string
+		sp   spans.Span
+	}{{"every type, events and links", full}, {"no attributes", bare}, {"strings", strs}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := appendSpan(nil, &tc.sp)
+			b = append(b, 0xee) // the next record's first byte
+			got, rest, err := spanAttrHashes([]uint64{7}, b)
+			if err != nil || len(rest) != 1 {
+				t.Fatalf("spanAttrHashes: %v, rest %d", err, len(rest))
+			}
+			var dec spans.Span
+			if _, err := decodeSpan(b, &dec); err != nil {
+				t.Fatal(err)
+			}
+			want := appendAttrHashes([]uint64{7}, &dec)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("hashes %v, want %v", got, want)
+			}
+			for i := range len(b) - 1 {
+				_, _, herr := spanAttrHashes(nil, b[:i])
+				_, derr := decodeSpan(b[:i], &dec)
+				if (herr == nil) != (derr == nil) {
+					t.Fatalf("record cut at %d/%d: hashing error %v, decoding error %v", i, len(b)-1, herr, derr)
+				}
+			}
+		})
+	}
+}

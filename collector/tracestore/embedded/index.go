@@ -918,7 +918,7 @@ type indexSource struct {
 
 // segSource reads the in-memory index of a segment.
 func segSource(seg *segment) indexSource {
-	return indexSource{rows: len(seg.metas), meta: func(i int) spanMeta { return seg.metas[i] }, size: seg.size, damaged: seg.damaged}
+	return indexSource{rows: seg.memRows.n, meta: func(i int) spanMeta { return *seg.memRows.at(i) }, size: seg.size, damaged: seg.damaged}
 }
 
 // idxRow is one row being encoded, with local ids.

@@ -298,7 +298,7 @@ func TestIndexReusedAtRestart(t *testing.T) {
 		t.Errorf("replayed bytes metric %v, want %d", got, last.Size())
 	}
 	for _, seg := range s.segs[:len(s.segs)-1] {
-		if seg.idx == nil || seg.metas != nil {
+		if seg.idx == nil || seg.memRows.n != 0 {
 			t.Errorf("sealed segment %d holds an in-memory index", seg.id)
 		}
 	}

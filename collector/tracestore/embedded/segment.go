@@ -73,16 +73,19 @@ type segment struct {
 	path     string
 	f        *os.File
 	size     int64
-	metas    []spanMeta
+	memRows  metaRows // the in-memory index's rows, in file order
 	minStart int64
 	maxStart int64
 	lastData time.Time      // wall time of the last write (retention by age)
 	recs     []recInfo      // the segment's records in file order (append-only)
 	damaged  []damagedRange // unreadable stretches skipped at open
-	// byTrace maps a trace id to its rows in metas (in-memory index only).
+	// hashCount is the number of attribute pair hashes of the rows (what
+	// the records' filters were built from), to size the sealing's arrays.
+	hashCount int
+	// byTrace maps a trace id to its rows in memRows (in-memory index only).
 	byTrace map[spans.TraceID][]uint32
-	// idx is the on-disk index of a sealed segment; when set, metas, recs
-	// and byTrace are nil and every lookup goes to the index.
+	// idx is the on-disk index of a sealed segment; when set, memRows, recs
+	// and byTrace are empty and every lookup goes to the index.
 	idx     *segIndex
 	idxSize int64 // bytes of the index file
 }
@@ -92,24 +95,50 @@ func (s *segment) rows() int {
 	if s.idx != nil {
 		return s.idx.nRows
 	}
-	return len(s.metas)
+	return s.memRows.n
 }
 
 // recInfo is what the index keeps per record.
 type recInfo struct {
 	off   uint32 // payload offset, as in spanMeta.rec
-	first uint32 // index of the record's first row in segment.metas
+	first uint32 // index of the record's first row in segment.memRows
 	bloom *attrBloom
 }
 
 func (s *segment) note(m spanMeta) {
-	if len(s.metas) == 0 || m.start < s.minStart {
+	if s.memRows.n == 0 || m.start < s.minStart {
 		s.minStart = m.start
 	}
-	if len(s.metas) == 0 || m.start > s.maxStart {
+	if s.memRows.n == 0 || m.start > s.maxStart {
 		s.maxStart = m.start
 	}
-	s.metas = append(s.metas, m)
+	s.memRows.add(m)
+}
+
+// metaChunkBits sets the rows per chunk of metaRows (4,096 rows, 256 KiB).
+const metaChunkBits = 12
+
+// metaRows holds rows in fixed-size chunks: appending never copies what is
+// stored (no doubling of a large array, whose old and new copies would
+// both be live while it grows), and at most one chunk is partly empty.
+// A copy of the value is a snapshot: rows below its n never change, and
+// rows are only ever added above it (in place or in new chunks).
+type metaRows struct {
+	chunks []*[1 << metaChunkBits]spanMeta
+	n      int
+}
+
+// at returns row i (i < n).
+func (r *metaRows) at(i int) *spanMeta {
+	return &r.chunks[i>>metaChunkBits][i&(1<<metaChunkBits-1)]
+}
+
+func (r *metaRows) add(m spanMeta) {
+	if r.n>>metaChunkBits == len(r.chunks) {
+		r.chunks = append(r.chunks, new([1 << metaChunkBits]spanMeta))
+	}
+	*r.at(r.n) = m
+	r.n++
 }
 
 func listSegments(dir string) ([]uint32, error) {
@@ -190,6 +219,11 @@ type segReader struct {
 	raw     []byte
 	spans   []spans.Span
 	offs    []spanLoc
+	// hashOnly reads each span's attribute pair hashes (into hashes, span
+	// i's ending at hashEnd[i]) instead of decoding it into spans.
+	hashOnly bool
+	hashes   []uint64
+	hashEnd  []int
 }
 
 // readRecord reads, checks and decodes the record at off; on success
@@ -233,10 +267,18 @@ func (r *segReader) readRecord(off int64) (next int64, err error) {
 	}
 	rest := raw[k:]
 	r.spans, r.offs = r.spans[:0], r.offs[:0]
+	r.hashes, r.hashEnd = r.hashes[:0], r.hashEnd[:0]
 	loc := spanLoc{rec: uint32(off + recordHeader), recLen: uint32(n)}
 	for i := uint64(0); i < count; i++ {
-		r.spans = append(r.spans, spans.Span{})
-		next, err := decodeSpan(rest, &r.spans[len(r.spans)-1])
+		var next []byte
+		var err error
+		if r.hashOnly {
+			r.hashes, next, err = spanAttrHashes(r.hashes, rest)
+			r.hashEnd = append(r.hashEnd, len(r.hashes))
+		} else {
+			r.spans = append(r.spans, spans.Span{})
+			next, err = decodeSpan(rest, &r.spans[len(r.spans)-1])
+		}
 		if err != nil {
 			return 0, fmt.Errorf("span %d: %w", i, err)
 		}
@@ -279,6 +321,37 @@ func (r *segReader) resync(from int64) (at, next int64, err error) {
 // could not be read is reported in the result; err is an I/O error or fn's.
 func replaySegment(f io.ReaderAt, size int64, dec *zstd.Decoder, fn func(s *spans.Span, loc spanLoc) error) (replayResult, error) {
 	r := &segReader{f: f, size: size, dec: dec}
+	return r.replay(func() error {
+		for i := range r.spans {
+			if err := fn(&r.spans[i], r.offs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// replayHashes reads the records of a segment as replaySegment does
+// (skipping the same damage), calling fn for each span with its attribute
+// pair hashes (valid during the call) and its location. It decodes no span.
+func replayHashes(f io.ReaderAt, size int64, dec *zstd.Decoder, fn func(hashes []uint64, loc spanLoc) error) (replayResult, error) {
+	r := &segReader{f: f, size: size, dec: dec, hashOnly: true}
+	return r.replay(func() error {
+		from := 0
+		for i, end := range r.hashEnd {
+			if err := fn(r.hashes[from:end], r.offs[i]); err != nil {
+				return err
+			}
+			from = end
+		}
+		return nil
+	})
+}
+
+// replay reads every intact record from the start, calling emit after
+// each one is read (see replaySegment).
+func (r *segReader) replay(emit func() error) (replayResult, error) {
+	f := r.f
 	magic := make([]byte, len(segMagic))
 	if _, err := f.ReadAt(magic, 0); err != nil {
 		// A crash between create and the magic's write leaves a short file.
@@ -288,14 +361,6 @@ func replaySegment(f io.ReaderAt, size int64, dec *zstd.Decoder, fn func(s *span
 	if string(magic) != segMagic {
 		// Damaged like any record: keep what follows.
 		res.damaged = append(res.damaged, damagedRange{0, int64(len(segMagic)), fmt.Sprintf("bad segment magic %q", magic)})
-	}
-	emit := func() error {
-		for i := range r.spans {
-			if err := fn(&r.spans[i], r.offs[i]); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
 	for pos := res.end; pos < r.size; {
 		next, rerr := r.readRecord(pos)

@@ -40,7 +40,8 @@ type Config struct {
 	// SegmentBytes is the size at which the active segment is sealed (its
 	// index file written) and a new one started. Only the active segment
 	// is indexed in memory, so this bounds the index's RAM (see
-	// docs/format/traces.md). Default 16 MiB, at most MaxBytes/4. Unit: bytes.
+	// docs/format/traces.md). Default 8 MiB (~260k realistic spans), at most
+	// MaxBytes/4. Unit: bytes.
 	SegmentBytes int64 `yaml:"segment_bytes"`
 	// GroupCommitBytes bounds how many bytes of waiting batches one fsync
 	// covers. Default 8 MiB. Unit: bytes.
@@ -65,7 +66,7 @@ type Config struct {
 const (
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultMaxBytes          = 1 << 30
-	DefaultSegmentBytes      = 16 << 20
+	DefaultSegmentBytes      = 8 << 20
 	DefaultGroupCommitBytes  = 8 << 20
 	DefaultRetentionInterval = time.Minute
 	DefaultIndexCacheBytes   = 32 << 20
@@ -130,15 +131,21 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// encoderWindow is the zstd window of WAL records.
+const encoderWindow = 1 << 20
+
 // Store is the embedded trace store. See docs/format/traces.md.
 type Store struct {
 	cfg    Config
 	logger *slog.Logger
 	m      *storeMetrics
 	enc    *zstd.Encoder // used by the write loop only
-	dec    *zstd.Decoder // concurrency-safe DecodeAll
-	cache  *recordCache
-	icache *indexCache
+	// payloads recycles the encoding buffers of WriteSpans: the write loop
+	// returns each one once it has copied it into its record.
+	payloads sync.Pool
+	dec      *zstd.Decoder // concurrency-safe DecodeAll
+	cache    *recordCache
+	icache   *indexCache
 
 	writes chan *writeReq
 	stop   chan struct{}
@@ -179,7 +186,8 @@ type opKey struct {
 }
 
 type writeReq struct {
-	payload []byte   // encoded spans, back to back
+	payload []byte   // encoded spans, back to back (recycled once copied)
+	size    int      // len(payload)
 	offs    []uint32 // start of each span in payload
 	batch   []spans.Span
 	done    chan error
@@ -213,7 +221,10 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 	if s.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxRecord)); err != nil {
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
-	if s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1)); err != nil {
+	// A 1 MiB window: realistic spans compress to the same size as with
+	// the default 8 MiB one (their repeats are close together), and the
+	// encoder's history buffer is twice the window (2 MiB, not 16).
+	if s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(encoderWindow)); err != nil {
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
 	s.cache = newRecordCache(cfg.CacheBytes)
@@ -282,11 +293,11 @@ func (s *Store) replay() error {
 			f.Close()
 			return err
 		}
-		n += len(seg.metas)
+		n += seg.memRows.n
 		s.segs = append(s.segs, seg)
 		s.totalLen += seg.size
 		s.m.bytes.Set(float64(s.totalLen))
-		s.m.spans.Add(float64(len(seg.metas)))
+		s.m.spans.Add(float64(seg.memRows.n))
 		if !active {
 			s.sealIndex(seg)
 		}
@@ -388,7 +399,7 @@ func (s *Store) attachIndex(seg *segment, x *segIndex, size int64) {
 	seg.idx, seg.idxSize = x, size
 	seg.minStart, seg.maxStart = x.minStart, x.maxStart
 	seg.damaged = x.damaged
-	seg.metas, seg.recs, seg.byTrace = nil, nil, nil
+	seg.memRows, seg.recs, seg.byTrace = metaRows{}, nil, nil
 }
 
 // sealLoop writes the index files of the segments the write loop seals,
@@ -448,18 +459,20 @@ func (s *Store) sealIndex(seg *segment) {
 // back to the record filters), when the spans read do not line up with the
 // rows.
 func (s *Store) tagHashes(seg *segment) *rowTagHashes {
-	th := &rowTagHashes{start: make([]uint32, 0, len(seg.metas)+1)}
+	// Exact sizes: the records' filters counted the hashes as they were
+	// written, so the arrays are allocated once.
+	th := &rowTagHashes{start: make([]uint32, 0, seg.memRows.n+1), hashes: make([]uint64, 0, seg.hashCount)}
 	i := 0
-	_, err := replaySegment(seg.f, seg.size, s.dec, func(sp *spans.Span, loc spanLoc) error {
-		if i >= len(seg.metas) || seg.metas[i].rec != loc.rec || seg.metas[i].off != loc.off {
+	_, err := replayHashes(seg.f, seg.size, s.dec, func(hashes []uint64, loc spanLoc) error {
+		if i >= seg.memRows.n || seg.memRows.at(i).rec != loc.rec || seg.memRows.at(i).off != loc.off {
 			return errors.New("spans do not line up with the index rows")
 		}
 		th.start = append(th.start, uint32(len(th.hashes)))
-		th.hashes = appendAttrHashes(th.hashes, sp)
+		th.hashes = append(th.hashes, hashes...)
 		i++
 		return nil
 	})
-	if err != nil || i != len(seg.metas) {
+	if err != nil || i != seg.memRows.n {
 		s.logger.Warn("trace store: sealed segment's index gets no attribute postings", "segment", seg.path, "err", err)
 		return nil
 	}
@@ -476,12 +489,12 @@ func (s *Store) replaySegment(seg *segment, active bool) error {
 	var hashes []uint64
 	var cur, curFirst uint32
 	res, err := replaySegment(seg.f, seg.size, s.dec, func(sp *spans.Span, loc spanLoc) error {
-		if loc.rec != cur || len(seg.metas) == 0 {
+		if loc.rec != cur || seg.memRows.n == 0 {
 			if len(hashes) > 0 {
 				s.addBloom(seg, cur, curFirst, hashes)
 				hashes = hashes[:0]
 			}
-			curFirst = uint32(len(seg.metas))
+			curFirst = uint32(seg.memRows.n)
 		}
 		cur = loc.rec
 		hashes = appendAttrHashes(hashes, sp)
@@ -511,9 +524,6 @@ func (s *Store) replaySegment(seg *segment, active bool) error {
 	seg.damaged = res.damaged
 	for _, d := range res.damaged {
 		s.reportDamage(seg, d)
-	}
-	if !active {
-		seg.metas = slices.Clone(seg.metas) // exact size: sealed rows never grow
 	}
 	return nil
 }
@@ -574,7 +584,7 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 	if seg.byTrace == nil {
 		seg.byTrace = map[spans.TraceID][]uint32{}
 	}
-	seg.byTrace[sp.TraceID] = append(seg.byTrace[sp.TraceID], uint32(len(seg.metas)))
+	seg.byTrace[sp.TraceID] = append(seg.byTrace[sp.TraceID], uint32(seg.memRows.n))
 	seg.note(m)
 	ops := s.ops[svc]
 	if ops == nil {
@@ -587,6 +597,7 @@ func (s *Store) index(seg *segment, sp *spans.Span, loc spanLoc) {
 // addBloom records the attribute filter of one record. Caller holds s.mu
 // (or is replay).
 func (s *Store) addBloom(seg *segment, rec, first uint32, hashes []uint64) {
+	seg.hashCount += len(hashes)
 	b := newAttrBloom(hashes)
 	seg.recs = append(seg.recs, recInfo{off: rec, first: first, bloom: b})
 	s.bloomBytes += int64(b.bytes())
@@ -597,9 +608,8 @@ func (s *Store) newSegment() error {
 	if len(s.segs) > 0 {
 		last := s.segs[len(s.segs)-1]
 		id = last.id + 1
-		// The sealed segment's rows no longer grow: drop append's slack
-		// (up to half of the row memory). Snapshots keep the old array.
-		last.metas = slices.Clone(last.metas)
+		// The sealed segment's records no longer grow: drop append's
+		// slack. Snapshots keep the old array. (Rows are chunked: no slack.)
 		last.recs = slices.Clone(last.recs)
 	}
 	path := filepath.Join(s.cfg.Dir, segName(id))
@@ -639,18 +649,25 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 		return nil
 	}
 	req := &writeReq{done: make(chan error, 1), offs: make([]uint32, len(batch)), batch: batch}
-	p := make([]byte, 0, 256*len(batch))
+	var p []byte
+	if b, ok := s.payloads.Get().(*[]byte); ok {
+		p = (*b)[:0]
+	} else {
+		p = make([]byte, 0, 256*len(batch))
+	}
 	for i := range batch {
 		req.offs[i] = uint32(len(p))
 		p = appendSpan(p, &batch[i])
 	}
 	if len(p) > maxRecord {
+		s.putPayload(p)
 		return fmt.Errorf("trace store: batch of %d spans encodes to %d bytes, above the %d-byte record limit; split it", len(batch), len(p), maxRecord)
 	}
-	req.payload = p
+	req.payload, req.size = p, len(p)
 	s.closeMu.RLock()
 	if s.closing {
 		s.closeMu.RUnlock()
+		s.putPayload(p)
 		return errors.New("trace store: closed")
 	}
 	select {
@@ -658,6 +675,7 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 		s.closeMu.RUnlock()
 	case <-ctx.Done():
 		s.closeMu.RUnlock()
+		s.putPayload(p)
 		return ctx.Err()
 	}
 	// Once queued the write happens; wait for it regardless of ctx so the
@@ -665,10 +683,29 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 	return <-req.done
 }
 
+// maxPooledPayload is the largest encoding buffer WriteSpans keeps for
+// reuse: a request of ~1,000 realistic spans encodes to ~400 KiB, and an
+// occasional huge one is left to the collector.
+const maxPooledPayload = 4 << 20
+
+func (s *Store) putPayload(p []byte) {
+	if cap(p) <= maxPooledPayload {
+		s.payloads.Put(&p)
+	}
+}
+
+// commitBufs are the write loop's buffers, reused by every commit.
+type commitBufs struct {
+	raw    []byte   // the record's raw body
+	rec    []byte   // the record as written
+	hashes []uint64 // the record's attribute pair hashes
+	bases  []int    // start of each batch in raw
+}
+
 func (s *Store) writeLoop() {
 	defer s.done.Done()
 	var group []*writeReq
-	var buf []byte
+	buf := &commitBufs{}
 	for {
 		var first *writeReq
 		select {
@@ -678,31 +715,31 @@ func (s *Store) writeLoop() {
 			for {
 				select {
 				case r := <-s.writes:
-					s.commit([]*writeReq{r}, &buf)
+					s.commit([]*writeReq{r}, buf)
 				default:
 					return
 				}
 			}
 		}
 		group = append(group[:0], first)
-		size := len(first.payload)
+		size := first.size
 	more:
 		for size < s.cfg.GroupCommitBytes {
 			select {
 			case r := <-s.writes:
 				group = append(group, r)
-				size += len(r.payload)
+				size += r.size
 			default:
 				break more
 			}
 		}
-		s.commit(group, &buf)
+		s.commit(group, buf)
 	}
 }
 
 // commit writes a group of batches as consecutive records, fsyncs once,
 // indexes them and acknowledges every waiter.
-func (s *Store) commit(group []*writeReq, bufp *[]byte) {
+func (s *Store) commit(group []*writeReq, bufs *commitBufs) {
 	s.mu.RLock()
 	seg := s.segs[len(s.segs)-1]
 	s.mu.RUnlock()
@@ -730,14 +767,20 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	for _, r := range group {
 		total += len(r.batch)
 	}
-	raw := binary.AppendUvarint((*bufp)[:0], uint64(total))
-	bases := make([]int, len(group))
-	for i, r := range group {
-		bases[i] = len(raw)
+	raw := binary.AppendUvarint(bufs.raw[:0], uint64(total))
+	bases := bufs.bases[:0]
+	for _, r := range group {
+		bases = append(bases, len(raw))
 		raw = append(raw, r.payload...)
+		s.putPayload(r.payload)
+		r.payload = nil
 	}
-	*bufp = raw
-	rec := make([]byte, recordHeader, recordHeader+len(raw)/3+16)
+	bufs.raw, bufs.bases = raw, bases
+	rec := bufs.rec[:0]
+	if cap(rec) < recordHeader+len(raw)/3+16 {
+		rec = make([]byte, 0, recordHeader+len(raw)/3+16)
+	}
+	rec = append(rec, make([]byte, recordHeader)...)
 	codec := byte(codecRaw)
 	if s.cfg.Compression == "zstd" {
 		codec = codecZstd
@@ -749,6 +792,7 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 	} else {
 		rec = append(rec, raw...)
 	}
+	bufs.rec = rec
 	payload := rec[recordHeader:]
 	var err error
 	if len(payload) > maxRecord {
@@ -774,22 +818,23 @@ func (s *Store) commit(group []*writeReq, bufp *[]byte) {
 		}
 		return
 	}
-	var hashes []uint64
+	hashes := bufs.hashes[:0]
 	for _, r := range group {
 		for j := range r.batch {
 			hashes = appendAttrHashes(hashes, &r.batch[j])
 		}
 	}
+	bufs.hashes = hashes
 	s.mu.Lock()
 	loc := spanLoc{rec: uint32(seg.size + recordHeader), recLen: uint32(len(payload))}
-	s.addBloom(seg, loc.rec, uint32(len(seg.metas)), hashes)
+	s.addBloom(seg, loc.rec, uint32(seg.memRows.n), hashes)
 	seg.size += int64(len(rec))
 	seg.lastData = time.Now()
 	s.totalLen += int64(len(rec))
 	n := 0
 	for i, r := range group {
 		for j := range r.batch {
-			end := len(r.payload)
+			end := r.size
 			if j+1 < len(r.offs) {
 				end = int(r.offs[j+1])
 			}
@@ -870,7 +915,7 @@ func (s *Store) traceMetas(id spans.TraceID, fn func(seg *segment, m *spanMeta))
 			continue
 		}
 		for _, r := range seg.byTrace[id] {
-			fn(seg, &seg.metas[r])
+			fn(seg, seg.memRows.at(int(r)))
 		}
 	}
 	return nil
@@ -921,7 +966,7 @@ func (s *Store) Trace(ctx context.Context, id spans.TraceID) ([]spans.Span, erro
 // view stays valid after the lock is released.
 type segView struct {
 	seg                *segment
-	metas              []spanMeta
+	metas              metaRows
 	recs               []recInfo
 	idx                *segIndex
 	minStart, maxStart int64
@@ -931,7 +976,7 @@ func (v *segView) empty() bool {
 	if v.idx != nil {
 		return v.idx.nRows == 0
 	}
-	return len(v.metas) == 0
+	return v.metas.n == 0
 }
 
 // searchCond is a query resolved against the store's names.
@@ -1026,7 +1071,7 @@ func (s *Store) Search(ctx context.Context, q tracestore.Query) ([]tracestore.Tr
 	op, opOK := s.nameIDs[q.Operation]
 	views := make([]segView, len(s.segs))
 	for i, seg := range s.segs {
-		views[i] = segView{seg, seg.metas, seg.recs, seg.idx, seg.minStart, seg.maxStart}
+		views[i] = segView{seg, seg.memRows, seg.recs, seg.idx, seg.minStart, seg.maxStart}
 	}
 	s.mu.RUnlock()
 	if q.Service != "" && !svcOK || q.Operation != "" && !opOK {
@@ -1112,8 +1157,8 @@ func (s *Store) searchMem(ctx context.Context, v *segView, c *searchCond, st *se
 	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
 	checkedRI := -1
 	checked := 0
-	for j := len(v.metas) - 1; j >= 0; j-- {
-		m := &v.metas[j]
+	for j := v.metas.n - 1; j >= 0; j-- {
+		m := v.metas.at(j)
 		if len(c.want) > 0 {
 			for ri > 0 && v.recs[ri].off > m.rec {
 				ri--
@@ -1158,8 +1203,8 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 	h := &rowHeap{metas: v.metas}
 	ri := len(v.recs) - 1 // rows are in record order: walk records down with them
 	checkedRI := -1
-	for j := len(v.metas) - 1; j >= 0; j-- {
-		m := &v.metas[j]
+	for j := v.metas.n - 1; j >= 0; j-- {
+		m := v.metas.at(j)
 		if len(c.want) > 0 {
 			for ri > 0 && v.recs[ri].off > m.rec {
 				ri--
@@ -1187,7 +1232,7 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 	}
 	checked := 0
 	for len(h.rows) > 0 {
-		m := &v.metas[h.rows[0]]
+		m := v.metas.at(int(h.rows[0]))
 		if st.full() {
 			w := st.best[st.limit-1]
 			if better(w.Start.UnixNano(), w.TraceID, m.start, m.trace) {
@@ -1198,7 +1243,7 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 					best[b.TraceID] = true
 				}
 				for _, j := range h.rows {
-					m := &v.metas[j]
+					m := v.metas.at(int(j))
 					if best[m.trace] && m.start < st.found[m.trace] {
 						ok, err := matches(m)
 						if err != nil {
@@ -1236,12 +1281,12 @@ func (s *Store) searchMemNewest(ctx context.Context, v *segView, c *searchCond, 
 // rowHeap is a binary heap of row numbers, best-ranked (latest start, then
 // smallest trace id) on top.
 type rowHeap struct {
-	metas []spanMeta
+	metas metaRows
 	rows  []uint32
 }
 
 func (h *rowHeap) less(i, j int) bool {
-	a, b := &h.metas[h.rows[i]], &h.metas[h.rows[j]]
+	a, b := h.metas.at(int(h.rows[i])), h.metas.at(int(h.rows[j]))
 	if a.start != b.start || a.trace != b.trace {
 		return better(a.start, a.trace, b.start, b.trace)
 	}

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"fmt"
 	"testing"
 	"unsafe"
 
@@ -48,5 +49,35 @@ func TestConformanceUncompressed(t *testing.T) {
 func TestSpanMetaSize(t *testing.T) {
 	if n := unsafe.Sizeof(spanMeta{}); n != 64 {
 		t.Fatalf("spanMeta is %d bytes, want 64", n)
+	}
+}
+
+// TestMetaRows: rows read back in order across chunk boundaries, a copy
+// taken earlier still sees its rows after more are added.
+func TestMetaRows(t *testing.T) {
+	for _, n := range []int{0, 1, 1<<metaChunkBits - 1, 1 << metaChunkBits, 3<<metaChunkBits + 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			var r metaRows
+			var snap metaRows
+			for i := range n {
+				if i == n/2 {
+					snap = r
+				}
+				r.add(spanMeta{start: int64(i), off: uint32(i)})
+			}
+			if r.n != n || snap.n != n/2 {
+				t.Fatalf("n = %d, snapshot %d; want %d, %d", r.n, snap.n, n, n/2)
+			}
+			for i := range snap.n {
+				if m := snap.at(i); m.start != int64(i) {
+					t.Fatalf("snapshot row %d holds %d", i, m.start)
+				}
+			}
+			for i := range r.n {
+				if m := r.at(i); m.start != int64(i) || m.off != uint32(i) {
+					t.Fatalf("row %d holds start %d, offset %d", i, m.start, m.off)
+				}
+			}
+		})
 	}
 }
