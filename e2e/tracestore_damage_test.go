@@ -57,12 +57,13 @@ func segmentFiles(t *testing.T, dir string) []string {
 // the middle of the first (sealed) segment is flipped. After a restart only
 // that record's spans are missing, the sealed file is unchanged, and the
 // loss shows in /metrics, /api/mesh/health and `meshscope check`; further
-// restarts add no segment.
+// restarts add no segment. A 64 KiB index cache makes the reads of the
+// sealed segments' index files evict blocks through the real server.
 func TestSealedSegmentDamageThroughServer(t *testing.T) {
 	bin, _ := binaries(t)
 	data := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "server.yaml")
-	if err := os.WriteFile(cfg, []byte("traces:\n  embedded:\n    segment_bytes: 262144\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("traces:\n  embedded:\n    segment_bytes: 262144\n    index_cache_bytes: 65536\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start := func() *server {
