@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/binary"
@@ -283,6 +284,23 @@ func sealBlock(enc *zstd.Encoder, raw []byte) []byte {
 	out = append(out, body...)
 	binary.LittleEndian.PutUint32(out, crc32.Checksum(out[4:], castagnoli))
 	return out
+}
+
+// appendSealedBlock appends raw framed as sealBlock does to dst, with z as
+// the compression buffer (returned for reuse): sealing a segment's many
+// blocks allocates no buffer per block.
+func appendSealedBlock(dst []byte, enc *zstd.Encoder, raw, z []byte) ([]byte, []byte) {
+	body, codec := raw, byte(codecRaw)
+	if enc != nil {
+		if z = enc.EncodeAll(raw, z[:0]); len(z) < len(raw) {
+			body, codec = z, codecZstd
+		}
+	}
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0, codec)
+	dst = append(dst, body...)
+	binary.LittleEndian.PutUint32(dst[at:], crc32.Checksum(dst[at+4:], castagnoli))
+	return dst, z
 }
 
 // readBlock reads the block at off+n of section s, checks its checksum and
@@ -911,14 +929,14 @@ func (x *segIndex) decodeTags(dense []byte) error {
 // in file order and its damage.
 type indexSource struct {
 	rows    int
-	meta    func(i int) spanMeta
+	meta    func(i int) *spanMeta // row i, read in place (not kept)
 	size    int64
 	damaged []damagedRange
 }
 
 // segSource reads the in-memory index of a segment.
 func segSource(seg *segment) indexSource {
-	return indexSource{rows: seg.memRows.n, meta: func(i int) spanMeta { return *seg.memRows.at(i) }, size: seg.size, damaged: seg.damaged}
+	return indexSource{rows: seg.memRows.n, meta: seg.memRows.at, size: seg.size, damaged: seg.damaged}
 }
 
 // idxRow is one row being encoded, with local ids.
@@ -931,14 +949,26 @@ type idxRow struct {
 	status           spans.StatusCode
 }
 
-// buildIndex encodes the index of a sealed segment from its in-memory
+// rowKey is what the index order sorts by: start (descending), trace
+// ordinal, then (record, offset) of the file row, read in place for the
+// rare ties. 16 bytes a row, a quarter of a spanMeta: sealing copies no
+// rows.
+type rowKey struct {
+	start int64
+	ord   uint32
+	row   uint32
+}
+
+// encodeIndex encodes the index of a sealed segment from its in-memory
 // index. name maps an interned id to its text.
-func buildIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uint32) string) []byte {
+//
+// Memory: besides the output sections, sealing holds a few arrays of 4 to
+// 16 bytes per row (sort keys, trace ordinals, record numbers, the trace
+// row table) and the segment's unique trace ids; the rows themselves are
+// read in place and encoded one block at a time.
+func encodeIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uint32) string) *indexData {
 	n := src.rows
-	metas := make([]spanMeta, n)
-	for i := range metas {
-		metas[i] = src.meta(i)
-	}
+	meta := src.meta
 	// Local names: the segment's service, operation and peer names.
 	local := map[uint32]uint32{}
 	var names []string
@@ -954,35 +984,55 @@ func buildIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uint
 	// Records in file order (rows are appended in file order).
 	var recs []recRef
 	recOf := make([]uint32, n) // record index of each row
-	for j := range metas {
-		if len(recs) == 0 || recs[len(recs)-1].off != metas[j].rec {
-			recs = append(recs, recRef{metas[j].rec, metas[j].recLen})
+	for j := range n {
+		m := meta(j)
+		if len(recs) == 0 || recs[len(recs)-1].off != m.rec {
+			recs = append(recs, recRef{m.rec, m.recLen})
 		}
 		recOf[j] = uint32(len(recs) - 1)
 	}
 	// Trace ordinals: rank of the trace id among the segment's.
 	ids := make([]spans.TraceID, n)
-	for i := range metas {
-		ids[i] = metas[i].trace
+	for i := range n {
+		ids[i] = meta(i).trace
 	}
 	slices.SortFunc(ids, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
-	ids = slices.Compact(ids)
-	ordOf := func(id spans.TraceID) uint32 {
-		i, _ := slices.BinarySearchFunc(ids, id, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
-		return uint32(i)
+	if ids = slices.Compact(ids); cap(ids) > 2*len(ids) {
+		ids = slices.Clone(ids) // few spans per trace: drop the copy of every row's id
 	}
-	ords := make([]uint32, n)
-	for i := range metas {
-		ords[i] = ordOf(metas[i].trace)
+	keys := make([]rowKey, n)
+	for i := range n {
+		m := meta(i)
+		o, _ := slices.BinarySearchFunc(ids, m.trace, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
+		keys[i] = rowKey{m.start, uint32(o), uint32(i)}
 	}
-	order := make([]uint32, n)
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int {
-		ma, mb := &metas[a], &metas[b]
-		return cmp.Or(cmp.Compare(mb.start, ma.start), cmp.Compare(ords[a], ords[b]), cmp.Compare(ma.rec, mb.rec), cmp.Compare(ma.off, mb.off))
+	slices.SortFunc(keys, func(a, b rowKey) int {
+		if c := cmp.Or(cmp.Compare(b.start, a.start), cmp.Compare(a.ord, b.ord)); c != 0 {
+			return c
+		}
+		ma, mb := meta(int(a.row)), meta(int(b.row))
+		return cmp.Or(cmp.Compare(ma.rec, mb.rec), cmp.Compare(ma.off, mb.off))
 	})
+	// order[i] is the file row of index row i; the trace row table lists,
+	// per trace ordinal, its index rows (ascending) as one array: trace t's
+	// are traceRows[traceStart[t]:traceStart[t+1]].
+	order := make([]uint32, n)
+	traceStart := make([]uint32, len(ids)+1)
+	for i, k := range keys {
+		order[i] = k.row
+		traceStart[k.ord+1]++
+	}
+	for t := range ids {
+		traceStart[t+1] += traceStart[t]
+	}
+	traceRows := make([]uint32, n)
+	fill := slices.Clone(traceStart[:len(ids)])
+	for i, k := range keys {
+		traceRows[fill[k.ord]] = uint32(i)
+		fill[k.ord]++
+	}
+	fill = nil
+	ordOf := func(i int) uint32 { return keys[i].ord } // of index row i
 	ops := map[opEntry]struct{}{}
 	peers := map[[2]uint32]struct{}{}
 	type postKey struct {
@@ -990,36 +1040,51 @@ func buildIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uint
 		a, b uint32
 	}
 	posts := map[postKey][]uint32{}
-	rows := make([]idxRow, n)
-	traceRows := make([][]uint32, len(ids))
 	var minStart, maxStart int64
-	for i, o := range order {
-		m := &metas[o]
-		if i == 0 || m.start < minStart {
-			minStart = m.start
-		}
-		if i == 0 || m.start > maxStart {
-			maxStart = m.start
-		}
-		svc, op := loc(m.svc), loc(m.op)
-		var peer uint32
-		if m.peer != 0 {
-			peer = loc(m.peer-1) + 1
-			peers[[2]uint32{peer - 1, op}] = struct{}{}
-			k := postKey{postPeer, peer - 1, 0}
-			posts[k] = append(posts[k], uint32(i))
-		}
-		ops[opEntry{svc, op, m.kind}] = struct{}{}
-		k := postKey{postService, svc, 0}
-		posts[k] = append(posts[k], uint32(i))
-		k = postKey{postOperation, svc, op}
-		posts[k] = append(posts[k], uint32(i))
-		rows[i] = idxRow{ords[o], m.start, m.dur, recOf[o], m.off, m.length, svc, op, peer, m.kind, m.status}
-		traceRows[ords[o]] = append(traceRows[ords[o]], uint32(i))
-	}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	defer enc.Close()
 	var sec [nSections][]byte
+	// The attribute sections first: the rows' hashes are then dropped
+	// before the other sections grow.
+	appendTagSections(&sec, order, th)
+	th = nil
+	// Row blocks, encoded as the rows are read (no array of all rows).
+	var raw, z []byte
+	blk := make([]idxRow, 0, rowsPerBlock)
+	for lo := 0; lo < n; lo += rowsPerBlock {
+		blk = blk[:0]
+		for i := lo; i < min(n, lo+rowsPerBlock); i++ {
+			o := order[i]
+			m := meta(int(o))
+			if i == 0 || m.start < minStart {
+				minStart = m.start
+			}
+			if i == 0 || m.start > maxStart {
+				maxStart = m.start
+			}
+			svc, op := loc(m.svc), loc(m.op)
+			var peer uint32
+			if m.peer != 0 {
+				peer = loc(m.peer-1) + 1
+				peers[[2]uint32{peer - 1, op}] = struct{}{}
+				k := postKey{postPeer, peer - 1, 0}
+				posts[k] = append(posts[k], uint32(i))
+			}
+			ops[opEntry{svc, op, m.kind}] = struct{}{}
+			k := postKey{postService, svc, 0}
+			posts[k] = append(posts[k], uint32(i))
+			k = postKey{postOperation, svc, op}
+			posts[k] = append(posts[k], uint32(i))
+			blk = append(blk, idxRow{ordOf(i), m.start, m.dur, recOf[o], m.off, m.length, svc, op, peer, m.kind, m.status})
+		}
+		raw = appendRowBlock(raw[:0], blk)
+		off := len(sec[secRows])
+		sec[secRows], z = appendSealedBlock(sec[secRows], enc, raw, z)
+		sec[secRowDir] = binary.LittleEndian.AppendUint64(sec[secRowDir], uint64(blk[0].start))
+		sec[secRowDir] = binary.LittleEndian.AppendUint64(sec[secRowDir], uint64(off))
+		sec[secRowDir] = binary.LittleEndian.AppendUint32(sec[secRowDir], uint32(len(sec[secRows])-off))
+	}
+	recOf, keys = nil, nil
 	for _, n := range names {
 		sec[secNames] = appendString(sec[secNames], n)
 	}
@@ -1046,62 +1111,101 @@ func buildIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uint
 		sec[secRecs] = binary.AppendUvarint(sec[secRecs], uint64(r.off))
 		sec[secRecs] = binary.AppendUvarint(sec[secRecs], uint64(r.len))
 	}
-	var raw []byte
-	for lo := 0; lo < n; lo += rowsPerBlock {
-		blk := rows[lo:min(n, lo+rowsPerBlock)]
-		raw = appendRowBlock(raw[:0], blk)
-		b := sealBlock(enc, raw)
-		sec[secRowDir] = binary.LittleEndian.AppendUint64(sec[secRowDir], uint64(blk[0].start))
-		sec[secRowDir] = binary.LittleEndian.AppendUint64(sec[secRowDir], uint64(len(sec[secRows])))
-		sec[secRowDir] = binary.LittleEndian.AppendUint32(sec[secRowDir], uint32(len(b)))
-		sec[secRows] = append(sec[secRows], b...)
-	}
 	for _, id := range ids {
 		sec[secTraceIDs] = append(sec[secTraceIDs], id[:]...)
 	}
 	for lo := 0; lo < len(ids); lo += tracesPerBlk {
 		sec[secTraceDir] = binary.LittleEndian.AppendUint32(sec[secTraceDir], uint32(len(sec[secTraceRows])))
 		raw = raw[:0]
-		for _, tr := range traceRows[lo:min(len(ids), lo+tracesPerBlk)] {
+		for t := lo; t < min(len(ids), lo+tracesPerBlk); t++ {
+			tr := traceRows[traceStart[t]:traceStart[t+1]]
 			raw = binary.AppendUvarint(raw, uint64(len(tr)))
 			raw = appendDeltas(raw, tr)
 		}
-		sec[secTraceRows] = append(sec[secTraceRows], sealBlock(enc, raw)...)
+		sec[secTraceRows], z = appendSealedBlock(sec[secTraceRows], enc, raw, z)
 	}
+	traceRows, traceStart = nil, nil
 	sec[secTraceDir] = binary.LittleEndian.AppendUint32(sec[secTraceDir], uint32(len(sec[secTraceRows])))
 	for _, k := range slices.SortedFunc(mapKeys(posts), func(a, b postKey) int {
 		return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.a, b.a), cmp.Compare(a.b, b.b))
 	}) {
 		l := posts[k]
-		b := sealBlock(enc, appendDeltas(raw[:0], l))
+		raw = appendDeltas(raw[:0], l)
+		off := len(sec[secPostings])
+		sec[secPostings], z = appendSealedBlock(sec[secPostings], enc, raw, z)
+		delete(posts, k)
 		sec[secPostDir] = append(sec[secPostDir], k.key, 0, 0, 0)
 		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], k.a)
 		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], k.b)
 		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(l)))
-		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(sec[secPostings])))
-		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(b)))
-		sec[secPostings] = append(sec[secPostings], b...)
+		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(off))
+		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], uint32(len(sec[secPostings])-off))
 	}
-	appendTagSections(&sec, order, th)
 
-	out := make([]byte, idxHeader+nSections*16)
-	copy(out, idxMagic)
-	binary.LittleEndian.PutUint32(out[8:], idxVersion)
-	binary.LittleEndian.PutUint32(out[12:], uint32(n))
-	binary.LittleEndian.PutUint64(out[16:], uint64(src.size))
-	binary.LittleEndian.PutUint64(out[24:], uint64(minStart))
-	binary.LittleEndian.PutUint64(out[32:], uint64(maxStart))
-	binary.LittleEndian.PutUint32(out[40:], segCRC)
-	binary.LittleEndian.PutUint32(out[44:], uint32(len(ids)))
+	head := make([]byte, idxHeader+nSections*16)
+	copy(head, idxMagic)
+	binary.LittleEndian.PutUint32(head[8:], idxVersion)
+	binary.LittleEndian.PutUint32(head[12:], uint32(n))
+	binary.LittleEndian.PutUint64(head[16:], uint64(src.size))
+	binary.LittleEndian.PutUint64(head[24:], uint64(minStart))
+	binary.LittleEndian.PutUint64(head[32:], uint64(maxStart))
+	binary.LittleEndian.PutUint32(head[40:], segCRC)
+	binary.LittleEndian.PutUint32(head[44:], uint32(len(ids)))
+	off := uint64(len(head))
 	for i, b := range sec {
-		for len(out)%8 != 0 {
-			out = append(out, 0)
-		}
-		binary.LittleEndian.PutUint64(out[idxHeader+i*16:], uint64(len(out)))
-		binary.LittleEndian.PutUint64(out[idxHeader+i*16+8:], uint64(len(b)))
-		out = append(out, b...)
+		off = (off + 7) &^ 7
+		binary.LittleEndian.PutUint64(head[idxHeader+i*16:], off)
+		binary.LittleEndian.PutUint64(head[idxHeader+i*16+8:], uint64(len(b)))
+		off += uint64(len(b))
 	}
-	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli))
+	return &indexData{head: head, sec: sec}
+}
+
+// indexData is an encoded index file held as its header and directory and
+// its sections: it is written section by section (writeTo), never
+// assembled into one buffer.
+type indexData struct {
+	head []byte
+	sec  [nSections][]byte
+}
+
+// writeTo writes the file: header and directory, the sections at 8-aligned
+// offsets, the CRC-32C of all that.
+func (d *indexData) writeTo(w io.Writer) error {
+	var pad [8]byte
+	sum := crc32.Checksum(d.head, castagnoli)
+	if _, err := w.Write(d.head); err != nil {
+		return err
+	}
+	off := len(d.head)
+	for _, b := range d.sec {
+		if p := (8 - off%8) % 8; p > 0 {
+			sum = crc32.Update(sum, castagnoli, pad[:p])
+			if _, err := w.Write(pad[:p]); err != nil {
+				return err
+			}
+			off += p
+		}
+		sum = crc32.Update(sum, castagnoli, b)
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		off += len(b)
+	}
+	_, err := w.Write(binary.LittleEndian.AppendUint32(nil, sum))
+	return err
+}
+
+// bytes is the whole file in one buffer (tests).
+func (d *indexData) bytes() []byte {
+	var b bytes.Buffer
+	d.writeTo(&b) //nolint:errcheck // a bytes.Buffer does not fail
+	return b.Bytes()
+}
+
+// buildIndex is encodeIndex's file in one buffer.
+func buildIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uint32) string) []byte {
+	return encodeIndex(src, segCRC, th, name).bytes()
 }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
@@ -1116,13 +1220,16 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 
 // writeIndexFile writes data to path durably: a temporary file, fsync,
 // rename, directory fsync.
-func writeIndexFile(dir, path string, data []byte) error {
+func writeIndexFile(dir, path string, data *indexData) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	_, err = f.Write(data)
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if err = data.writeTo(bw); err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = f.Sync()
 	}

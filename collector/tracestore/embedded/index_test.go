@@ -654,7 +654,7 @@ func TestIndexRowsRoundTrip(t *testing.T) {
 					peer: uint32(i % 3 % 2 * 4), // 0 or 4 (name 3 + 1)
 				}
 			}
-			src := indexSource{rows: n, meta: func(i int) spanMeta { return metas[i] }, size: 4000}
+			src := indexSource{rows: n, meta: func(i int) *spanMeta { return &metas[i] }, size: 4000}
 			b := buildIndex(src, 0, nil, func(id uint32) string { return names[id] })
 			x, err := decodeIndex(bytes.NewReader(b), int64(len(b)), 4000, nil, newIndexCache(1<<20))
 			if err != nil {

@@ -435,7 +435,7 @@ func (s *Store) sealIndex(seg *segment) {
 		names := s.names // existing entries never change
 		s.mu.RUnlock()
 		th := s.tagHashes(seg)
-		err = writeIndexFile(s.cfg.Dir, path, buildIndex(segSource(seg), sum, th, func(id uint32) string { return names[id] }))
+		err = writeIndexFile(s.cfg.Dir, path, encodeIndex(segSource(seg), sum, th, func(id uint32) string { return names[id] }))
 	}
 	if err == nil {
 		x, size, err = openIndexFile(path, seg.size, s.dec, s.icache)
