@@ -932,11 +932,14 @@ type indexSource struct {
 	meta    func(i int) *spanMeta // row i, read in place (not kept)
 	size    int64
 	damaged []damagedRange
+	// byTrace, when set, lists the rows of each trace id (the in-memory
+	// index's map): the trace table is then built from its keys.
+	byTrace map[spans.TraceID][]uint32
 }
 
 // segSource reads the in-memory index of a segment.
 func segSource(seg *segment) indexSource {
-	return indexSource{rows: seg.memRows.n, meta: seg.memRows.at, size: seg.size, damaged: seg.damaged}
+	return indexSource{rows: seg.memRows.n, meta: seg.memRows.at, size: seg.size, damaged: seg.damaged, byTrace: seg.byTrace}
 }
 
 // idxRow is one row being encoded, with local ids.
@@ -992,19 +995,46 @@ func encodeIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uin
 		recOf[j] = uint32(len(recs) - 1)
 	}
 	// Trace ordinals: rank of the trace id among the segment's.
-	ids := make([]spans.TraceID, n)
-	for i := range n {
-		ids[i] = meta(i).trace
-	}
-	slices.SortFunc(ids, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
-	if ids = slices.Compact(ids); cap(ids) > 2*len(ids) {
-		ids = slices.Clone(ids) // few spans per trace: drop the copy of every row's id
-	}
+	cmpID := func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) }
 	keys := make([]rowKey, n)
 	for i := range n {
-		m := meta(i)
-		o, _ := slices.BinarySearchFunc(ids, m.trace, func(a, b spans.TraceID) int { return bytes.Compare(a[:], b[:]) })
-		keys[i] = rowKey{m.start, uint32(o), uint32(i)}
+		keys[i] = rowKey{start: meta(i).start, row: uint32(i)}
+	}
+	var ids []spans.TraceID
+	if src.byTrace != nil && len(src.byTrace) <= n {
+		ids = make([]spans.TraceID, 0, len(src.byTrace))
+		for id := range src.byTrace {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, cmpID)
+		seen := 0
+		for o, id := range ids {
+			for _, r := range src.byTrace[id] {
+				if int(r) >= n || meta(int(r)).trace != id {
+					seen = -1 << 62 // not the rows' map: use the rows
+					break
+				}
+				keys[r].ord = uint32(o)
+				seen++
+			}
+		}
+		if seen != n {
+			ids = nil
+		}
+	}
+	if ids == nil {
+		ids = make([]spans.TraceID, n)
+		for i := range n {
+			ids[i] = meta(i).trace
+		}
+		slices.SortFunc(ids, cmpID)
+		if ids = slices.Compact(ids); cap(ids) > 2*len(ids) {
+			ids = slices.Clone(ids) // few spans per trace: drop the copy of every row's id
+		}
+		for i := range n {
+			o, _ := slices.BinarySearchFunc(ids, meta(i).trace, cmpID)
+			keys[i].ord = uint32(o)
+		}
 	}
 	slices.SortFunc(keys, func(a, b rowKey) int {
 		if c := cmp.Or(cmp.Compare(b.start, a.start), cmp.Compare(a.ord, b.ord)); c != 0 {
