@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -66,6 +67,15 @@ type serverConfig struct {
 	// DrainTimeout bounds the wait for in-flight HTTP requests on shutdown.
 	// Default 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// GCPercent is the Go garbage collector's target for the server (what
+	// GOGC sets): a collection starts when the heap has grown this many
+	// percent above the live heap of the last one. Default 50 (Go's own
+	// default is 100): the garbage of ingest (decoded requests, the
+	// buffers of sealing trace segments) then adds at most half the live
+	// heap to the peak memory, for some more GC CPU. 0 leaves Go's
+	// setting; the GOGC environment variable, when set, wins. Flag
+	// --gc-percent.
+	GCPercent int `yaml:"gc_percent"`
 
 	Collector collector.Config   `yaml:"collector"`
 	Traces    traceStoreConfig   `yaml:"traces"`
@@ -90,6 +100,7 @@ func defaultServerConfig() serverConfig {
 		HTTP:         "127.0.0.1:7070",
 		LogLevel:     "info",
 		DrainTimeout: 10 * time.Second,
+		GCPercent:    defaultGCPercent,
 		Collector:    collector.Config{OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxInflightBytes: collector.DefaultMaxInflightBytes, SoftMemoryLimit: true},
 		Traces: traceStoreConfig{
 			Store:      traceStoreEmbedded,
@@ -162,6 +173,8 @@ func (c *serverConfig) Validate() error {
 		return errors.New("http: must be set")
 	case r.DrainTimeout < 0:
 		return errors.New("drain_timeout: must not be negative")
+	case r.GCPercent != 0 && (r.GCPercent < 10 || r.GCPercent > 10000):
+		return fmt.Errorf("gc_percent: %d out of range (10 to 10000, or 0 for Go's default)", r.GCPercent)
 	}
 	if _, err := newLogger(io.Discard, r.LogLevel); err != nil {
 		return fmt.Errorf("log_level: %w", err)
@@ -210,6 +223,7 @@ func bindServerFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.Var(bytesValue{&c.Collector.MaxInflightBytes}, "ingest-max-inflight-bytes", "bound on the estimated memory of ingest requests in progress (OTLP and remote write; e.g. 512MiB)")
 	fs.BoolVar(&c.Collector.SoftMemoryLimit, "ingest-soft-memory-limit", c.Collector.SoftMemoryLimit, "keep Go's soft memory limit at the live heap + --ingest-max-inflight-bytes + 128MiB (GOMEMLIMIT, when set, wins)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn, error")
+	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go GC target `percent` for the server (0: Go's default; GOGC, when set, wins)")
 	fs.StringVar(&c.Traces.Store, "trace-store", c.Traces.Store, "trace store `backend`: embedded or clickhouse")
 	fs.Var(durationValue{&c.Traces.Embedded.Retention, &c.Traces.ClickHouse.Retention}, "trace-retention", "keep traces this long (e.g. 7d, 48h)")
 	fs.Var(bytesValue{&c.Traces.Embedded.MaxBytes}, "trace-max-bytes", "cap the embedded trace store's size on disk (e.g. 10GiB)")
@@ -345,6 +359,7 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) int {
 // serve opens the stores, wires the parts and runs them until ctx ends.
 func serve(ctx context.Context, cfg serverConfig, logger *slog.Logger) (err error) {
 	start := time.Now()
+	defer setGCPercent(cfg.GCPercent, logger)()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -583,4 +598,21 @@ func openTraceStore(ctx context.Context, cfg traceStoreConfig, reg prometheus.Re
 		}
 		return s, nil
 	}
+}
+
+// defaultGCPercent is the default of serverConfig.GCPercent.
+const defaultGCPercent = 50
+
+// setGCPercent applies the server's GC target unless it is 0 or GOGC is
+// set, and returns what restores the previous one.
+func setGCPercent(pct int, logger *slog.Logger) func() {
+	if pct == 0 {
+		return func() {}
+	}
+	if v := os.Getenv("GOGC"); v != "" {
+		logger.Info("GC target left to GOGC", "GOGC", v)
+		return func() {}
+	}
+	prev := debug.SetGCPercent(pct)
+	return func() { debug.SetGCPercent(prev) }
 }
