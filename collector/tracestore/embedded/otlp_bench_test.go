@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -70,14 +71,24 @@ func BenchmarkScaleOTLP(b *testing.B) {
 		b.Fatal(err)
 	}
 	var idx, all int64
+	var secs [nSections]uint64
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		if st, err := e.Info(); err == nil {
 			all += st.Size()
 			if strings.HasSuffix(e.Name(), idxSuffix) {
 				idx += st.Size()
+				if x, _, err := openIndexFile(filepath.Join(dir, e.Name()), -1, nil, nil); err == nil {
+					for i, sec := range x.sec {
+						secs[i] += sec.len
+					}
+					x.close()
+				}
 			}
 		}
+	}
+	for i, v := range secs {
+		b.Logf("index section %2d: %.2f B/span", i, float64(v)/float64(n))
 	}
 	if s, err = New(Config{Dir: dir, NoSync: true, MaxBytes: 100 << 30}, nil, nil); err != nil {
 		b.Fatal(err)
