@@ -364,17 +364,13 @@ func TestDamagedIndexRebuilt(t *testing.T) {
 		}},
 		{"other version", func(t *testing.T, dir string, ids []uint32) {
 			// A well-formed file (valid checksum) written by another
-			// version of the format: rebuilt, as after an upgrade.
-			p := filepath.Join(dir, idxName(ids[0]))
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			binary.LittleEndian.PutUint32(b[8:], idxVersion+1)
-			b = binary.LittleEndian.AppendUint32(b[:len(b)-4], crc32.Checksum(b[:len(b)-4], castagnoli))
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			// version of the format: rebuilt, as after a downgrade.
+			setIndexVersion(t, filepath.Join(dir, idxName(ids[0])), idxVersion+1)
+		}},
+		{"version 2", func(t *testing.T, dir string, ids []uint32) {
+			// The format before bucket fingerprints: rebuilt once, as
+			// after an upgrade.
+			setIndexVersion(t, filepath.Join(dir, idxName(ids[0])), 2)
 		}},
 		{"segment changed after sealing", func(t *testing.T, dir string, ids []uint32) {
 			// Same size, one payload byte different: the index no longer
@@ -807,5 +803,19 @@ func TestTagBucketRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeTagBucket(b[:len(b)-1], 500); err == nil {
 		t.Error("truncated list accepted")
+	}
+}
+
+// setIndexVersion rewrites an index file's version field (checksum fixed).
+func setIndexVersion(t *testing.T, p string, v uint32) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[8:], v)
+	b = binary.LittleEndian.AppendUint32(b[:len(b)-4], crc32.Checksum(b[:len(b)-4], castagnoli))
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
