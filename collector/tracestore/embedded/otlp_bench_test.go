@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,8 @@ import (
 // 1,000-span requests over 50 minutes) and reports the bytes on disk per
 // span, the ingest rate of the store alone and the p50/p95 of a search by a
 // trace's unique request.id (with its root service, as the benchmark asks).
+// TRACESTORE_BENCH_INDEX_CACHE sets index_cache_bytes for the searches (a
+// small cache mimics more segments than the benchmark writes).
 //
 //	TRACESTORE_BENCH_DATA=realistic TRACESTORE_BENCH_SPANS=10000000 go test ./collector/tracestore/embedded -run '^$' -bench ScaleOTLP -benchtime 1x
 func BenchmarkScaleOTLP(b *testing.B) {
@@ -90,7 +93,13 @@ func BenchmarkScaleOTLP(b *testing.B) {
 	for i, v := range secs {
 		b.Logf("index section %2d: %.2f B/span", i, float64(v)/float64(n))
 	}
-	if s, err = New(Config{Dir: dir, NoSync: true, MaxBytes: 100 << 30}, nil, nil); err != nil {
+	cfg := Config{Dir: dir, NoSync: true, MaxBytes: 100 << 30}
+	if v := os.Getenv("TRACESTORE_BENCH_INDEX_CACHE"); v != "" { // bytes: a store holding more segments than the bench
+		if cfg.IndexCacheBytes, err = strconv.ParseInt(v, 10, 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if s, err = New(cfg, nil, nil); err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
