@@ -131,6 +131,7 @@ func (l *listener) ownedH1() bool {
 // serveH1 serves c (plain-text HTTP/1.x detected) until it closes or is
 // handed over to the guard and net/http.
 func (l *listener) serveH1(c net.Conn) {
+	c = rawIO(c)
 	sc := &h1ServerConn{l: l, c: c, maxHead: l.p.cfg.MaxHeaderBytes, header: make(http.Header)}
 	sc.src = h1Source{sc}
 	sc.br = bufio.NewReaderSize(sc.src, h1ReadBuffer)

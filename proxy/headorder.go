@@ -259,7 +259,7 @@ func wrapOrderDial(dial func(ctx context.Context, network, addr string) (net.Con
 		if err != nil {
 			return nil, err
 		}
-		return &orderConn{Conn: c}, nil
+		return &orderConn{Conn: rawIO(c)}, nil
 	}
 }
 

@@ -1,0 +1,222 @@
+// Command proxycpu measures meshscope-proxy's CPU per 1000 requests at a
+// constant rate, several binaries and nginx (1 worker) taking turns in
+// short cells, for comparing a change before and after on a shared
+// machine (CPU-seconds, not latency):
+//
+//	go run ./bench/proxycpu -bins before=/tmp/old,after=/tmp/new -rounds 5 -dur 5s
+//
+// Each proxy runs with an outbound listener to an in-process 1 KB upstream
+// and metrics and tracing exported to an in-process OTLP sink, as the main
+// row of bench/proxy. -attach runs a command during each cell (for perf or
+// strace on the measured process):
+//
+//	-attach 'perf stat -e task-clock,context-switches -p {pid} -- sleep {dur}'
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshscope/meshscope/bench/loadgen"
+	"github.com/meshscope/meshscope/bench/procstat"
+	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+)
+
+type sink struct {
+	colltrace.UnimplementedTraceServiceServer
+}
+
+func (sink) Export(context.Context, *colltrace.ExportTraceServiceRequest) (*colltrace.ExportTraceServiceResponse, error) {
+	return &colltrace.ExportTraceServiceResponse{}, nil
+}
+
+type msink struct {
+	collmetrics.UnimplementedMetricsServiceServer
+}
+
+func (msink) Export(context.Context, *collmetrics.ExportMetricsServiceRequest) (*collmetrics.ExportMetricsServiceResponse, error) {
+	return &collmetrics.ExportMetricsServiceResponse{}, nil
+}
+
+type target struct {
+	name, addr string
+	cmd        *exec.Cmd
+	pid        int
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "proxycpu: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func freePortOrFail() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+func main() {
+	bins := flag.String("bins", "", "name=path,...")
+	withNginx := flag.Bool("nginx", true, "")
+	rounds := flag.Int("rounds", 3, "")
+	dur := flag.Duration("dur", 5*time.Second, "")
+	rate := flag.Float64("rate", 1000, "")
+	conns := flag.Int("conns", 16, "")
+	attach := flag.String("attach", "", "shell command run during each cell; {pid} {dur} {name} {round} replaced")
+	extra := flag.String("args", "", "extra proxy args")
+	flag.Parse()
+	body := bytes.Repeat([]byte("x"), 1024)
+	if *bins == "" && !*withNginx {
+		fail("nothing to measure: give -bins name=path,... or -nginx")
+	}
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	go http.Serve(upLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(body)
+	}))
+	up := upLn.Addr().String()
+	sl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	gs := grpc.NewServer()
+	colltrace.RegisterTraceServiceServer(gs, sink{})
+	collmetrics.RegisterMetricsServiceServer(gs, msink{})
+	go gs.Serve(sl)
+	dir, _ := os.MkdirTemp("", "h1cpu")
+	var ts []*target
+	for _, b := range strings.Split(*bins, ",") {
+		if b == "" {
+			continue
+		}
+		name, path, ok := strings.Cut(b, "=")
+		if !ok || name == "" || path == "" {
+			fail("-bins: %q is not name=path", b)
+		}
+		listen, admin := freePortOrFail(), freePortOrFail()
+		args := []string{"--service", "bench-client", "--admin", admin, "--upstream", listen + "=bench-upstream@" + up, "--collector", sl.Addr().String()}
+		if *extra != "" {
+			args = append(args, strings.Fields(*extra)...)
+		}
+		cmd := exec.Command(path, args...)
+		cmd.Stderr, _ = os.Create(filepath.Join(dir, name+".log"))
+		if err := cmd.Start(); err != nil {
+			fail("start %s: %v", path, err)
+		}
+		ts = append(ts, &target{name: name, addr: listen, cmd: cmd, pid: cmd.Process.Pid})
+		for i := 0; i < 100; i++ {
+			if r, err := http.Get("http://" + admin + "/ready"); err == nil && r.StatusCode == 200 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if *withNginx {
+		listen := freePortOrFail()
+		nd := filepath.Join(dir, "nginx")
+		os.MkdirAll(nd, 0o777)
+		os.Chmod(nd, 0o777)
+		conf := fmt.Sprintf(`daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/cb; proxy_temp_path %[1]s/p; fastcgi_temp_path %[1]s/f; uwsgi_temp_path %[1]s/u; scgi_temp_path %[1]s/s;
+  keepalive_requests 1000000;
+  upstream app { server %[2]s; keepalive 64; keepalive_requests 1000000; }
+  server { listen %[3]s; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+`, nd, up, listen)
+		cp := filepath.Join(nd, "nginx.conf")
+		os.WriteFile(cp, []byte(conf), 0o644)
+		cmd := exec.Command("nginx", "-c", cp, "-p", nd)
+		cmd.Stderr, _ = os.Create(filepath.Join(dir, "nginx.log"))
+		if err := cmd.Start(); err != nil {
+			fail("start nginx: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		// the worker is the child
+		pids, _ := procstat.Tree(cmd.Process.Pid)
+		w := cmd.Process.Pid
+		if len(pids) > 1 {
+			w = pids[1]
+		}
+		ts = append(ts, &target{name: "nginx", addr: listen, cmd: cmd, pid: w})
+	}
+	defer func() {
+		for _, t := range ts {
+			t.cmd.Process.Signal(syscall.SIGTERM)
+			t.cmd.Wait()
+		}
+	}()
+	sums := map[string][]float64{}
+	for r := 1; r <= *rounds; r++ {
+		for _, t := range ts {
+			cfg := loadgen.Config{Addr: t.addr, Host: "bench-upstream", Connections: *conns, Rate: *rate, Duration: *dur, Warmup: 300 * time.Millisecond}
+			var ac *exec.Cmd
+			done := make(chan *loadgen.Result)
+			go func() {
+				res, err := loadgen.RunConstantRate(context.Background(), cfg)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "proxycpu:", t.name, err)
+				}
+				done <- res
+			}()
+			time.Sleep(300 * time.Millisecond)
+			startCPU, _ := procstat.CPUTime(t.pid)
+			t0 := time.Now()
+			if *attach != "" {
+				s := strings.NewReplacer("{pid}", fmt.Sprint(t.pid), "{dur}", fmt.Sprintf("%.1f", dur.Seconds()-0.2), "{name}", t.name, "{round}", fmt.Sprint(r)).Replace(*attach)
+				ac = exec.Command("sh", "-c", s)
+				ac.Stdout, ac.Stderr = os.Stderr, os.Stderr
+				ac.Start()
+			}
+			res := <-done
+			if res == nil || res.Requests == 0 {
+				fmt.Printf("round %d %-8s no requests answered\n", r, t.name)
+				continue
+			}
+			endCPU, _ := procstat.CPUTime(t.pid)
+			el := time.Since(t0)
+			if ac != nil {
+				ac.Wait()
+			}
+			n := float64(res.Requests) * el.Seconds() / res.Elapsed.Seconds()
+			per := (endCPU - startCPU).Seconds() / n * 1000
+			sums[t.name] = append(sums[t.name], per)
+			fmt.Printf("round %d %-8s %.4f CPU-s/1000 req (%d req, %.0f req/s, err %d, p50 %.3f ms)\n", r, t.name, per, res.Requests, res.Throughput(), res.Errors, float64(res.Latency.Quantile(0.5))/1e6)
+		}
+	}
+	for _, t := range ts {
+		v := sums[t.name]
+		if len(v) == 0 {
+			continue
+		}
+		s := 0.0
+		for _, x := range v {
+			s += x
+		}
+		fmt.Printf("%-8s mean %.4f %v\n", t.name, s/float64(len(v)), v)
+	}
+}
