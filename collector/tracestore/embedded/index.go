@@ -31,7 +31,7 @@ import (
 // open, the blocks of the others through the store's index cache.
 const (
 	idxMagic      = "MSTIDX1\n"
-	idxVersion    = 2
+	idxVersion    = 3
 	idxSuffix     = ".idx"
 	idxHeader     = 64
 	opEntrySize   = 12
@@ -60,7 +60,7 @@ const (
 	secPostDir            // (key:u8 pad:3 a:u32 b:u32 count:u32 off:u32 len:u32)*: sorted by (key, a, b)
 	secPostings           // posting lists (see decodeRowList)
 	secTagDir             // u32 × (buckets+1): offset of each attribute bucket's list in secTagPostings
-	secTagPostings        // row lists (see decodeRowList, without checksum)
+	secTagPostings        // bucket lists: rows grouped by attribute pair, with fingerprints (see tagBucket)
 	secDense              // u64 hashes, sorted: attribute pairs too common for a posting list
 	nSections
 )
@@ -646,13 +646,128 @@ func (x *segIndex) postingList(key uint8, a, b uint32) ([]uint32, error) {
 // hit is confirmed by decoding the span.
 
 // tagBuckets is the bucket count for a segment of n rows: about one per
-// eight rows, at least 1,024.
+// sixteen rows, at least 1,024 (a bucket's rows of other pairs are mostly
+// dropped by their fingerprints, so its directory need not be larger).
 func tagBuckets(n int) int {
 	b := 1024
-	for b < n/8 && b < 1<<22 {
+	for b < n/16 && b < 1<<22 {
 		b *= 2
 	}
 	return b
+}
+
+// A bucket's list (v3) groups its rows by attribute pair: for each pair of
+// the bucket (groups ordered by first row, then fingerprint),
+//
+//	((first row − previous group's first row, from 0) << 1 | more):uvarint
+//	fp:u8 [(count − 1):uvarint (row − previous row − 1):uvarint × (count − 1)]
+//
+// (the bracketed part only when more is 1: most pairs of a bucket that
+// holds unique values have a single row)
+// fp is tagFingerprint of the pair's hash: a search keeps only the groups
+// of its pair's fingerprint, so the rows of the other pairs sharing the
+// bucket are dropped without reading their spans (two pairs of one bucket
+// may share a fingerprint: their rows are then merged, and the spans
+// decide).
+type tagBucket struct {
+	fp    []uint8
+	start []uint32 // group g's rows are rows[start[g]:start[g+1]]
+	rows  []uint32
+}
+
+func (b *tagBucket) bytes() int64 { return int64(len(b.fp))*5 + int64(len(b.rows))*4 + 80 }
+
+// tagFingerprint is the byte of h kept per bucket group (bucket numbers
+// use h's low bits).
+func tagFingerprint(h uint64) uint8 { return uint8(h >> 56) }
+
+// decodeTagBucket decodes one bucket list of a segment of nRows rows.
+func decodeTagBucket(b []byte, nRows int) (*tagBucket, error) {
+	d := decoder{b: b}
+	tb := &tagBucket{}
+	first := uint64(0)
+	for len(d.b) > 0 && d.err == nil {
+		v := d.uvarint()
+		first += v >> 1
+		fp := d.u8()
+		c := uint64(0)
+		if v&1 != 0 {
+			if c = d.uvarint(); c == 0 && d.err == nil {
+				d.fail(errors.New("group of one row flagged as more"))
+			}
+		}
+		if d.err != nil {
+			break
+		}
+		if first >= uint64(nRows) || c >= uint64(nRows)-first {
+			d.fail(fmt.Errorf("group of %d+%d rows at row %d of %d", c, 1, first, nRows))
+			break
+		}
+		tb.fp = append(tb.fp, fp)
+		tb.start = append(tb.start, uint32(len(tb.rows)))
+		tb.rows = append(tb.rows, uint32(first))
+		next := first + 1
+		for range c {
+			v := next + d.uvarint()
+			if d.err != nil {
+				break
+			}
+			if v >= uint64(nRows) {
+				d.fail(fmt.Errorf("row %d of %d", v, nRows))
+				break
+			}
+			tb.rows = append(tb.rows, uint32(v))
+			next = v + 1
+		}
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	tb.start = append(tb.start, uint32(len(tb.rows)))
+	return tb, nil
+}
+
+// appendTagBucket encodes one bucket's (row, hash) entries, sorted by row.
+func appendTagBucket(dst []byte, ents []tagEntry) []byte {
+	slices.SortStableFunc(ents, func(a, b tagEntry) int { return cmp.Compare(a.h, b.h) })
+	type group struct{ lo, hi int }
+	var groups []group
+	for i := 0; i < len(ents); {
+		j := i + 1
+		for j < len(ents) && ents[j].h == ents[i].h {
+			j++
+		}
+		groups = append(groups, group{i, j})
+		i = j
+	}
+	slices.SortFunc(groups, func(a, b group) int {
+		return cmp.Or(cmp.Compare(ents[a.lo].row, ents[b.lo].row), cmp.Compare(tagFingerprint(ents[a.lo].h), tagFingerprint(ents[b.lo].h)))
+	})
+	prev := uint32(0)
+	for _, g := range groups {
+		first := ents[g.lo].row
+		more := uint64(0)
+		if g.hi-g.lo > 1 {
+			more = 1
+		}
+		dst = binary.AppendUvarint(dst, uint64(first-prev)<<1|more)
+		dst = append(dst, tagFingerprint(ents[g.lo].h))
+		if more == 1 {
+			dst = binary.AppendUvarint(dst, uint64(g.hi-g.lo-1))
+		}
+		next := first + 1
+		for _, e := range ents[g.lo+1 : g.hi] {
+			dst = binary.AppendUvarint(dst, uint64(e.row-next))
+			next = e.row + 1
+		}
+		prev = first
+	}
+	return dst
+}
+
+type tagEntry struct {
+	row uint32
+	h   uint64
 }
 
 // tagList returns the rows that may hold the pair with hash h; dense says
@@ -662,7 +777,7 @@ func (x *segIndex) tagList(h uint64) (rows []uint32, dense bool, err error) {
 		return nil, true, nil
 	}
 	bk := uint32(h & uint64(x.nBuckets-1))
-	l, err := cached(x, kindTag, bk, func() (rowList, error) {
+	tb, err := cached(x, kindTag, bk, func() (*tagBucket, error) {
 		d, err := x.read(secTagDir, uint64(bk)*4, 8)
 		if err != nil {
 			return nil, err
@@ -675,23 +790,46 @@ func (x *segIndex) tagList(h uint64) (rows []uint32, dense bool, err error) {
 		if err != nil {
 			return nil, err
 		}
-		dd := decoder{b: b}
-		var l rowList
-		next := uint64(0)
-		for len(dd.b) > 0 && dd.err == nil {
-			v := next + dd.uvarint()
-			if dd.err == nil && v >= uint64(x.nRows) {
-				dd.fail(fmt.Errorf("row %d of %d", v, x.nRows))
-			}
-			l = append(l, uint32(v))
-			next = v + 1
+		tb, err := decodeTagBucket(b, x.nRows)
+		if err != nil {
+			return nil, idxErr("attribute bucket %d: %v", bk, err)
 		}
-		if dd.err != nil {
-			return nil, idxErr("attribute bucket %d: %v", bk, dd.err)
-		}
-		return l, nil
+		return tb, nil
 	})
-	return l, false, err
+	if err != nil {
+		return nil, false, err
+	}
+	fp := tagFingerprint(h)
+	n := 0
+	for g, f := range tb.fp {
+		if f != fp {
+			continue
+		}
+		l := tb.rows[tb.start[g]:tb.start[g+1]]
+		switch n++; n {
+		case 1:
+			rows = l
+		default: // fingerprints collide: merge the groups
+			rows = mergeRows(rows, l)
+		}
+	}
+	return rows, false, nil
+}
+
+// mergeRows is the sorted union of two ascending row lists (a new slice).
+func mergeRows(a, b []uint32) []uint32 {
+	out := make([]uint32, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0] < b[0]:
+			out, a = append(out, a[0]), a[1:]
+		case b[0] < a[0]:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // close releases the file and its cached blocks.
@@ -1073,6 +1211,11 @@ func encodeIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uin
 	var minStart, maxStart int64
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	defer enc.Close()
+	// Posting lists are small and compress better at a higher level (row
+	// blocks barely do). Not the best level: its match tables alone take
+	// ~34 MiB per encoder, allocated at every seal.
+	encPost, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1))
+	defer encPost.Close()
 	var sec [nSections][]byte
 	// The attribute sections first: the rows' hashes are then dropped
 	// before the other sections grow.
@@ -1162,7 +1305,7 @@ func encodeIndex(src indexSource, segCRC uint32, th *rowTagHashes, name func(uin
 		l := posts[k]
 		raw = appendDeltas(raw[:0], l)
 		off := len(sec[secPostings])
-		sec[secPostings], z = appendSealedBlock(sec[secPostings], enc, raw, z)
+		sec[secPostings], z = appendSealedBlock(sec[secPostings], encPost, raw, z)
 		delete(posts, k)
 		sec[secPostDir] = append(sec[secPostDir], k.key, 0, 0, 0)
 		sec[secPostDir] = binary.LittleEndian.AppendUint32(sec[secPostDir], k.a)
@@ -1348,23 +1491,23 @@ func appendTagSections(sec *[nSections][]byte, order []uint32, th *rowTagHashes)
 	}
 	slices.Sort(dense)
 	nb := tagBuckets(n)
-	lists := make([][]uint32, nb)
+	lists := make([][]tagEntry, nb)
 	for i, o := range order {
-		for _, h := range th.hashes[th.start[o]:th.start[o+1]] {
-			if _, d := slices.BinarySearch(dense, h); d {
+		hs := th.hashes[th.start[o]:th.start[o+1]]
+		for k, h := range hs {
+			if _, d := slices.BinarySearch(dense, h); d || slices.Contains(hs[:k], h) {
 				continue
 			}
 			b := h & uint64(nb-1)
-			if l := lists[b]; len(l) == 0 || l[len(l)-1] != uint32(i) {
-				lists[b] = append(l, uint32(i))
-			}
+			lists[b] = append(lists[b], tagEntry{uint32(i), h})
 		}
 	}
 	dir := make([]byte, 0, 4*(nb+1))
 	var posts []byte
-	for _, l := range lists {
+	for b, l := range lists {
 		dir = binary.LittleEndian.AppendUint32(dir, uint32(len(posts)))
-		posts = appendDeltas(posts, l)
+		posts = appendTagBucket(posts, l)
+		lists[b] = nil
 	}
 	dir = binary.LittleEndian.AppendUint32(dir, uint32(len(posts)))
 	for _, h := range dense {

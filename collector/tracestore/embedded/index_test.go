@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -363,17 +364,13 @@ func TestDamagedIndexRebuilt(t *testing.T) {
 		}},
 		{"other version", func(t *testing.T, dir string, ids []uint32) {
 			// A well-formed file (valid checksum) written by another
-			// version of the format: rebuilt, as after an upgrade.
-			p := filepath.Join(dir, idxName(ids[0]))
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			binary.LittleEndian.PutUint32(b[8:], idxVersion+1)
-			b = binary.LittleEndian.AppendUint32(b[:len(b)-4], crc32.Checksum(b[:len(b)-4], castagnoli))
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			// version of the format: rebuilt, as after a downgrade.
+			setIndexVersion(t, filepath.Join(dir, idxName(ids[0])), idxVersion+1)
+		}},
+		{"version 2", func(t *testing.T, dir string, ids []uint32) {
+			// The format before bucket fingerprints: rebuilt once, as
+			// after an upgrade.
+			setIndexVersion(t, filepath.Join(dir, idxName(ids[0])), 2)
 		}},
 		{"segment changed after sealing", func(t *testing.T, dir string, ids []uint32) {
 			// Same size, one payload byte different: the index no longer
@@ -704,5 +701,121 @@ func TestIndexRowsRoundTrip(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Attribute pairs sharing one bucket: a pair of another fingerprint is
+// dropped by the bucket read, and a pair of the same fingerprint (a
+// collision) is merged and ruled out by its span; every search stays exact.
+func TestTagBucketFingerprints(t *testing.T) {
+	ctx := context.Background()
+	nb := uint64(tagBuckets(0)) // a small segment's bucket count
+	want := attrHash("k", "v-0")
+	var same, other string // same bucket; same / another fingerprint
+	for i := 1; same == "" || other == ""; i++ {
+		v := fmt.Sprintf("v-%d", i)
+		h := attrHash("k", v)
+		if h&(nb-1) != want&(nb-1) || h == want {
+			continue
+		}
+		if tagFingerprint(h) == tagFingerprint(want) {
+			same = cmp.Or(same, v)
+		} else {
+			other = cmp.Or(other, v)
+		}
+	}
+	data := indexCorpus(200)
+	vals := []string{"v-0", same, other}
+	for i := range data {
+		if i%4 == 1 && i/4 < len(vals)*20 { // traces 0..59: one span each with a value
+			data[i].Attrs = append(data[i].Attrs, spans.StringAttr("k", vals[i/4%len(vals)]))
+		}
+	}
+	s, err := New(Config{Dir: t.TempDir(), NoSync: true}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writeAll(t, s, data, 100)
+	sealActive(t, s)
+	x := s.segs[0].idx
+	if x == nil || x.nBuckets != int(nb) {
+		t.Fatalf("sealed segment index: %v", x)
+	}
+	rowsOf := func(v string) int {
+		l, dense, err := x.tagList(attrHash("k", v))
+		if err != nil || dense {
+			t.Fatalf("%s: dense %v, %v", v, dense, err)
+		}
+		return len(l)
+	}
+	if got := rowsOf("v-0"); got != 40 { // its 20 rows and the colliding pair's 20
+		t.Errorf("bucket rows for v-0: %d, want 40 (20 + 20 of the same fingerprint)", got)
+	}
+	if got := rowsOf(other); got != 20 {
+		t.Errorf("bucket rows for %s: %d, want its 20", other, got)
+	}
+	for _, v := range append(vals, "v-nowhere") {
+		q := tracestore.Query{Attrs: map[string]string{"k": v}, Limit: 100}
+		got, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := expectSearch(data, q); !refsEqual(got, w) {
+			t.Errorf("k=%s: %d refs, want %d", v, len(got), len(w))
+		}
+	}
+}
+
+// A bucket list decodes to the groups it was built from, and damaged lists
+// are errors.
+func TestTagBucketRoundTrip(t *testing.T) {
+	var ents []tagEntry
+	for r := range uint32(500) {
+		ents = append(ents, tagEntry{r, uint64(r%7) << 56})
+		if r%3 == 0 {
+			ents = append(ents, tagEntry{r, uint64(r)<<56 | 1}) // unique pairs, some rows twice
+		}
+	}
+	b := appendTagBucket(nil, slices.Clone(ents))
+	tb, err := decodeTagBucket(b, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[[2]uint32]bool{}
+	for g := range tb.fp {
+		for _, r := range tb.rows[tb.start[g]:tb.start[g+1]] {
+			got[[2]uint32{r, uint32(tb.fp[g])}] = true
+		}
+	}
+	wrote := map[[2]uint32]bool{}
+	for _, e := range ents {
+		k := [2]uint32{e.row, uint32(tagFingerprint(e.h))}
+		if wrote[k] = true; !got[k] {
+			t.Fatalf("entry %+v lost", e)
+		}
+	}
+	if len(got) != len(wrote) {
+		t.Fatalf("%d entries decoded, %d written", len(got), len(wrote))
+	}
+	if _, err := decodeTagBucket(b, 499); err == nil {
+		t.Error("rows beyond the segment accepted")
+	}
+	if _, err := decodeTagBucket(b[:len(b)-1], 500); err == nil {
+		t.Error("truncated list accepted")
+	}
+}
+
+// setIndexVersion rewrites an index file's version field (checksum fixed).
+func setIndexVersion(t *testing.T, p string, v uint32) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[8:], v)
+	b = binary.LittleEndian.AppendUint32(b[:len(b)-4], crc32.Checksum(b[:len(b)-4], castagnoli))
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1424,34 +1424,9 @@ func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *
 	x := v.idx
 	wrap := func(err error) error { return fmt.Errorf("trace store: index of %s: %w", v.seg.path, err) }
 	var lists [][]uint32
-	if c.q.Service != "" {
-		l, ok := x.local[c.svc]
-		if !ok {
-			return nil
-		}
-		if c.q.Operation != "" {
-			if lop, ok := x.local[c.op]; ok {
-				pl, err := x.postingList(postOperation, l, lop)
-				if err != nil {
-					return wrap(err)
-				}
-				lists = append(lists, pl)
-			}
-		} else {
-			pl, err := x.postingList(postService, l, 0)
-			if err != nil {
-				return wrap(err)
-			}
-			lists = append(lists, pl)
-		}
-		pl, err := x.postingList(postPeer, l, 0)
-		if err != nil {
-			return wrap(err)
-		}
-		lists = append(lists, pl)
-	}
 	// Attribute conditions: the shortest bucket list drives the walk, the
-	// others filter it; service lists are then left to the row check.
+	// others filter it; service lists are then left to the row check (and
+	// not read: a hot service's list is most of the segment's rows).
 	var tags tagRows
 	if len(c.want) > 0 && x.nBuckets > 0 {
 		for _, h := range c.want {
@@ -1466,6 +1441,36 @@ func (s *Store) searchIndex(ctx context.Context, v *segView, c *searchCond, st *
 				return nil
 			}
 			tags = append(tags, l)
+		}
+	}
+	if c.q.Service != "" {
+		l, ok := x.local[c.svc]
+		if !ok {
+			return nil
+		}
+		switch {
+		case len(tags) > 0:
+		case c.q.Operation != "":
+			if lop, ok := x.local[c.op]; ok {
+				pl, err := x.postingList(postOperation, l, lop)
+				if err != nil {
+					return wrap(err)
+				}
+				lists = append(lists, pl)
+			}
+		default:
+			pl, err := x.postingList(postService, l, 0)
+			if err != nil {
+				return wrap(err)
+			}
+			lists = append(lists, pl)
+		}
+		if len(tags) == 0 {
+			pl, err := x.postingList(postPeer, l, 0)
+			if err != nil {
+				return wrap(err)
+			}
+			lists = append(lists, pl)
 		}
 	}
 	var and [][]uint32
