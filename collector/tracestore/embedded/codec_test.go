@@ -94,6 +94,22 @@ func TestSpanAttrHashes(t *testing.T) {
 					t.Fatalf("record cut at %d/%d: hashing error %v, decoding error %v", i, len(b)-1, herr, derr)
 				}
 			}
+			// The same span in a span block (format 2).
+			raw, _ := blockRecord([]spans.Span{tc.sp, bare})
+			hr, err := readRawRecord(raw, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := hr.hashes[:hr.hashEnd[0]]; fmt.Sprint(got) != fmt.Sprint(want[1:]) {
+				t.Fatalf("block hashes %v, want %v", got, want[1:])
+			}
+			for i := range raw {
+				_, herr := readRawRecord(raw[:i], true)
+				_, derr := readRawRecord(raw[:i], false)
+				if herr == nil || derr == nil {
+					t.Fatalf("block record cut at %d/%d: hashing error %v, decoding error %v", i, len(raw), herr, derr)
+				}
+			}
 		})
 	}
 }

@@ -33,6 +33,13 @@ func BenchmarkScaleOTLP(b *testing.B) {
 	if os.Getenv("TRACESTORE_BENCH_DATA") == "adversarial" {
 		mode = loadgen.Adversarial
 	}
+	switch os.Getenv("TRACESTORE_BENCH_SPANFMT") { // compare span formats: 1, 2 (default), 2nosort
+	case "1":
+		writeSpanFormat = 1
+	case "2nosort":
+		sortByTrace = false
+	}
+	defer func() { writeSpanFormat, sortByTrace = 2, true }()
 	dir := b.TempDir()
 	s, err := New(Config{Dir: dir, NoSync: true, MaxBytes: 100 << 30}, nil, nil)
 	if err != nil {
@@ -118,6 +125,7 @@ func BenchmarkScaleOTLP(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(all)/float64(n), "diskB/span")
 	b.ReportMetric(float64(idx)/float64(n), "indexB/span")
+	b.ReportMetric(float64(all-idx)/float64(n), "dataB/span")
 	b.ReportMetric(rate, "spans/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "tag-p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "tag-p95-ms")

@@ -269,6 +269,12 @@ func (r *segReader) readRecord(off int64) (next int64, err error) {
 	r.spans, r.offs = r.spans[:0], r.offs[:0]
 	r.hashes, r.hashEnd = r.hashes[:0], r.hashEnd[:0]
 	loc := spanLoc{rec: uint32(off + recordHeader), recLen: uint32(n)}
+	if recordIsBlocks(rest) {
+		if err := r.readBlocks(raw, rest, count, loc); err != nil {
+			return 0, err
+		}
+		return off + recordHeader + n, nil
+	}
 	for i := uint64(0); i < count; i++ {
 		var next []byte
 		var err error
@@ -288,6 +294,54 @@ func (r *segReader) readRecord(off int64) (next int64, err error) {
 		rest = next
 	}
 	return off + recordHeader + n, nil
+}
+
+// readBlocks reads the span blocks of a record (raw its raw body, rest
+// what follows the span count), which must hold count spans in all and end
+// with the record.
+func (r *segReader) readBlocks(raw, rest []byte, count uint64, loc spanLoc) error {
+	i := uint64(0)
+	for len(rest) > 0 {
+		n, tb, bodies, next, err := blockHeader(rest)
+		if err != nil {
+			return fmt.Errorf("block at %d: %w", len(raw)-len(rest), err)
+		}
+		t, err := parseBlockTable(tb)
+		if err != nil {
+			return fmt.Errorf("block at %d: %w", len(raw)-len(rest), err)
+		}
+		if r.hashOnly {
+			t.withHashes()
+		}
+		blk := bodies
+		for range n {
+			var after []byte
+			at := len(blk) - len(bodies)
+			if r.hashOnly {
+				r.hashes, after, err = bodyAttrHashes(r.hashes, bodies, t, blk, at)
+				r.hashEnd = append(r.hashEnd, len(r.hashes))
+			} else {
+				r.spans = append(r.spans, spans.Span{})
+				after, err = decodeBody(bodies, t, &r.spans[len(r.spans)-1], blk, at)
+			}
+			if err != nil {
+				return fmt.Errorf("span %d: %w", i, err)
+			}
+			loc.off = uint32(len(raw) - len(next) - len(bodies)) // bodies ends with the block
+			loc.length = uint32(len(bodies) - len(after))
+			r.offs = append(r.offs, loc)
+			bodies = after
+			i++
+		}
+		if len(bodies) != 0 {
+			return fmt.Errorf("block at %d: %d stray bytes after its spans", len(raw)-len(rest), len(bodies))
+		}
+		rest = next
+	}
+	if i != count {
+		return fmt.Errorf("record holds %d spans, its header says %d", i, count)
+	}
+	return nil
 }
 
 // resync returns the offset of the first intact record at or after from,

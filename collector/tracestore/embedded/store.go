@@ -189,6 +189,8 @@ type writeReq struct {
 	payload []byte   // encoded spans, back to back (recycled once copied)
 	size    int      // len(payload)
 	offs    []uint32 // start of each span in payload
+	lens    []uint32 // length of each span's encoding
+	order   []int32  // the batch's indexes in the order of their encodings
 	batch   []spans.Span
 	done    chan error
 }
@@ -648,16 +650,21 @@ func (s *Store) WriteSpans(ctx context.Context, batch []spans.Span) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	req := &writeReq{done: make(chan error, 1), offs: make([]uint32, len(batch)), batch: batch}
+	req := &writeReq{done: make(chan error, 1), offs: make([]uint32, len(batch)), lens: make([]uint32, len(batch)), order: make([]int32, len(batch)), batch: batch}
 	var p []byte
 	if b, ok := s.payloads.Get().(*[]byte); ok {
 		p = (*b)[:0]
 	} else {
 		p = make([]byte, 0, 256*len(batch))
 	}
-	for i := range batch {
-		req.offs[i] = uint32(len(p))
-		p = appendSpan(p, &batch[i])
+	if writeSpanFormat == 1 {
+		for i := range batch {
+			req.offs[i], req.order[i] = uint32(len(p)), int32(i)
+			p = appendSpan(p, &batch[i])
+			req.lens[i] = uint32(len(p)) - req.offs[i]
+		}
+	} else {
+		p = appendBlock(p, batch, req.offs, req.lens, req.order)
 	}
 	if len(p) > maxRecord {
 		s.putPayload(p)
@@ -833,13 +840,9 @@ func (s *Store) commit(group []*writeReq, bufs *commitBufs) {
 	s.totalLen += int64(len(rec))
 	n := 0
 	for i, r := range group {
-		for j := range r.batch {
-			end := r.size
-			if j+1 < len(r.offs) {
-				end = int(r.offs[j+1])
-			}
+		for _, j := range r.order { // record order, as a replay reads them
 			loc.off = uint32(bases[i] + int(r.offs[j]))
-			loc.length = uint32(end - int(r.offs[j]))
+			loc.length = r.lens[j]
 			s.index(seg, &r.batch[j], loc)
 		}
 		n += len(r.batch)
@@ -868,10 +871,7 @@ func (s *Store) readSpan(seg *segment, m *spanMeta) (spans.Span, error) {
 	if err != nil {
 		return sp, err
 	}
-	if uint64(m.off)+uint64(m.length) > uint64(len(raw)) {
-		return sp, fmt.Errorf("trace store: span at %d+%d outside record %s@%d", m.off, m.length, seg.path, m.rec)
-	}
-	if _, err := decodeSpan(raw[m.off:m.off+m.length], &sp); err != nil {
+	if err := decodeRecordSpan(raw, m.off, m.length, &sp); err != nil {
 		return sp, fmt.Errorf("trace store: decode %s@%d: %w", seg.path, m.rec, err)
 	}
 	return sp, nil
