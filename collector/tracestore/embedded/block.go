@@ -29,8 +29,10 @@ var writeSpanFormat = 2
 
 // blockEncoder holds the tables of the block being encoded; pooled.
 type blockEncoder struct {
-	strs     map[string]uint32
-	strList  []string
+	strs     map[string]uint32 // provisional ids
+	cnt      []int32           // uses as an attribute value (counted first)
+	final    []uint32          // table id + 1 of a provisional id (0: none yet)
+	strList  []string          // the table's strings, by table id
 	traces   map[spans.TraceID]uint32
 	traceIDs []spans.TraceID
 	starts   []int64 // earliest start of each trace's spans in the batch
@@ -67,20 +69,55 @@ type strSeen struct {
 	id uint32
 }
 
-func (e *blockEncoder) str(s string) uint64 {
+// id returns the provisional id of s.
+func (e *blockEncoder) id(s string) uint32 {
 	p := unsafe.StringData(s)
 	c := &e.seen[(uintptr(unsafe.Pointer(p))>>3^uintptr(len(s)))%uintptr(len(e.seen))]
 	if c.p == p && c.n == len(s) && p != nil {
-		return uint64(c.id)
+		return c.id
 	}
 	id, ok := e.strs[s]
 	if !ok {
-		id = uint32(len(e.strList))
+		id = uint32(len(e.final))
 		e.strs[s] = id
-		e.strList = append(e.strList, s)
+		e.final = append(e.final, 0)
+		e.cnt = append(e.cnt, 0)
 	}
 	*c = strSeen{p, len(s), id}
-	return uint64(id)
+	return id
+}
+
+// str returns the table id of s, adding it to the table.
+func (e *blockEncoder) str(s string) uint64 {
+	id := e.id(s)
+	if f := e.final[id]; f != 0 {
+		return uint64(f - 1)
+	}
+	e.strList = append(e.strList, s)
+	e.final[id] = uint32(len(e.strList))
+	return uint64(len(e.strList) - 1)
+}
+
+// countValues counts the string values of an attribute list.
+func (e *blockEncoder) countValues(attrs []spans.Attr) {
+	for i := range attrs {
+		switch attrs[i].Type {
+		case spans.TypeInt, spans.TypeFloat, spans.TypeBool:
+		default:
+			e.cnt[e.id(attrs[i].Str)]++
+		}
+	}
+}
+
+// appendValue appends a string attribute value: inline when the batch
+// uses it once (a unique id would only add a table reference), else its
+// table id + 1.
+func (e *blockEncoder) appendValue(b []byte, s string) []byte {
+	if id := e.id(s); e.cnt[id] <= 1 && e.final[id] == 0 {
+		b = append(b, 0)
+		return appendString(b, s)
+	}
+	return binary.AppendUvarint(b, e.str(s)+1)
 }
 
 // addTrace notes a span's trace and start.
@@ -160,7 +197,7 @@ func (e *blockEncoder) appendAttrs(b []byte, attrs []spans.Attr) []byte {
 				b = append(b, 0)
 			}
 		default: // TypeString, TypeBytes and unknown types keep Str
-			b = binary.AppendUvarint(b, e.str(a.Str))
+			b = e.appendValue(b, a.Str)
 		}
 	}
 	return b
@@ -233,7 +270,15 @@ func appendBlock(b []byte, batch []spans.Span, offs, lens []uint32, order []int3
 		base = batch[0].StartUnixNano
 	}
 	for i := range batch {
-		e.addTrace(&batch[i])
+		sp := &batch[i]
+		e.addTrace(sp)
+		e.countValues(sp.Attrs)
+		for j := range sp.Events {
+			e.countValues(sp.Events[j].Attrs)
+		}
+		for j := range sp.Links {
+			e.countValues(sp.Links[j].Attrs)
+		}
 	}
 	e.batch = batch
 	e.order = e.order[:0]
@@ -321,6 +366,7 @@ func (e *blockEncoder) release() {
 	e.shapeTab, e.nShapes = e.shapeTab[:0], 0
 	clear(e.strList)
 	clear(e.res)
+	e.cnt, e.final = e.cnt[:0], e.final[:0]
 	clear(e.seen[:])
 	e.strList, e.traceIDs, e.starts, e.res = e.strList[:0], e.traceIDs[:0], e.starts[:0], e.res[:0]
 	if cap(e.bodies) > maxPooledPayload {
@@ -398,6 +444,7 @@ func (t *blockTable) attrs(d *decoder, hashes *[]uint64) []spans.Attr {
 	for i, sa := range shape {
 		a := spans.Attr{Type: sa.typ}
 		val := -1
+		var inline []byte
 		switch a.Type {
 		case spans.TypeInt:
 			a.Int = d.varint()
@@ -406,31 +453,46 @@ func (t *blockTable) attrs(d *decoder, hashes *[]uint64) []spans.Attr {
 		case spans.TypeBool:
 			a.Bool = d.u8() == 1
 		default:
-			val = t.strRef(d)
+			// 0 and the string inline, or table id + 1
+			if ref := d.uvarint(); ref == 0 {
+				inline = d.bytes(d.count(1))
+			} else if ref-1 >= uint64(len(t.strs)) {
+				d.fail(errBadRef)
+			} else {
+				val = int(ref - 1)
+			}
 		}
 		if d.err != nil {
 			return nil
 		}
 		if hashes != nil {
 			var v uint64
-			if a.Type == spans.TypeString {
+			switch {
+			case a.Type == spans.TypeString && val >= 0:
 				v = t.hashes[val]
-			} else {
-				if val >= 0 {
-					a.Str = t.strs[val]
-				}
+			case a.Type == spans.TypeString:
+				v = xxhash.Sum64(inline)
+			default:
+				a.Str = t.value(val, inline)
 				v = attrValueHash(&a)
 			}
 			*hashes = append(*hashes, mixHash(t.hashes[sa.key], v))
 			continue
 		}
 		a.Key = t.strs[sa.key]
-		if val >= 0 {
-			a.Str = t.strs[val]
-		}
+		a.Str = t.value(val, inline)
 		out[i] = a
 	}
 	return out
+}
+
+// value returns a string value: table string val, or inline when val < 0
+// (nil inline: a value of no string type).
+func (t *blockTable) value(val int, inline []byte) string {
+	if val >= 0 {
+		return t.strs[val]
+	}
+	return string(inline)
 }
 
 // blockHeader reads the block at the start of b: its span count, table

@@ -32,6 +32,9 @@ func randAttrs(r *rand.Rand, strs []string) []spans.Attr {
 			a.Bool = r.IntN(2) == 0
 		default: // string, bytes and an unknown type 5
 			a.Str = strs[r.IntN(len(strs))]
+			if r.IntN(3) == 0 {
+				a.Str = fmt.Sprintf("u-%x", r.Uint64()) // used once: stored inline
+			}
 		}
 		out[i] = a
 	}

@@ -264,12 +264,12 @@ func TestSameStartTimeLimit(t *testing.T) {
 func TestIndexReusedAtRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cfg := Config{Dir: dir, SegmentBytes: 1 << 20, Compression: "none"}
+	cfg := Config{Dir: dir, SegmentBytes: 1 << 18, Compression: "none"}
 	s, err := New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := indexCorpus(6000) // several 1 MiB segments uncompressed
+	data := indexCorpus(6000) // several 256 KiB segments uncompressed
 	writeAll(t, s, data, 400)
 	queries := indexQueries(data)
 	before := searchAll(t, s, queries)
