@@ -389,6 +389,7 @@ type blockTable struct {
 	starts []int64  // earliest start of each trace's spans
 	shapes [][]shapeAttr
 	res    [][]spans.Attr
+	size   int64 // about the bytes it holds (for the table cache)
 }
 
 // shapeAttr is one key and type of an attribute list's shape.
@@ -574,6 +575,7 @@ func parseBlockTable(b []byte) (*blockTable, error) {
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("span block: %d stray bytes after the table", len(d.b))
 	}
+	t.size = 256 + 4*int64(len(b))
 	return t, nil
 }
 
@@ -749,7 +751,10 @@ func recordIsBlocks(items []byte) bool {
 // decodeRecordSpan decodes the span whose encoding is raw[off:off+length]
 // in a record's raw body: a version 1 span on its own, or a block body with
 // the table of its block.
-func decodeRecordSpan(raw []byte, off, length uint32, s *spans.Span) error {
+//
+// tables, when set, returns the parsed table of the block at pos (parsing
+// tb), so that a caller can keep tables across reads.
+func decodeRecordSpan(raw []byte, off, length uint32, s *spans.Span, tables func(pos int, tb []byte) (*blockTable, error)) error {
 	if uint64(off)+uint64(length) > uint64(len(raw)) {
 		return fmt.Errorf("span at %d+%d outside record of %d bytes", off, length, len(raw))
 	}
@@ -772,7 +777,12 @@ func decodeRecordSpan(raw []byte, off, length uint32, s *spans.Span) error {
 			if int(off) < end-len(bodies) || int(off+length) > end {
 				return fmt.Errorf("span at %d+%d is not in a block body", off, length)
 			}
-			t, err := parseBlockTable(tb)
+			var t *blockTable
+			if tables != nil {
+				t, err = tables(pos, tb)
+			} else {
+				t, err = parseBlockTable(tb)
+			}
 			if err != nil {
 				return err
 			}

@@ -173,7 +173,7 @@ func TestBlockRoundTrip(t *testing.T) {
 		}
 		for i, loc := range locs {
 			var sp spans.Span
-			if err := decodeRecordSpan(raw, loc.off, loc.length, &sp); err != nil {
+			if err := decodeRecordSpan(raw, loc.off, loc.length, &sp, nil); err != nil {
 				t.Fatalf("span %d: %v", i, err)
 			}
 			if !spansEqual([]spans.Span{sp}, want[i:i+1]) {
@@ -249,7 +249,7 @@ func FuzzDecodeBlocks(f *testing.F) {
 			t.Fatalf("decoding error %v, hashing error %v", derr, herr)
 		}
 		var sp spans.Span
-		_ = decodeRecordSpan(raw, off, length, &sp)
+		_ = decodeRecordSpan(raw, off, length, &sp, nil)
 	})
 }
 

@@ -121,3 +121,23 @@ func (c *indexCache) newFile() uint64 {
 func (c *indexCache) dropFile(file uint64) {
 	c.drop(func(k blockKey) bool { return k.file == file })
 }
+
+// tableKey names the table of one span block: its segment, record and
+// place in the record's raw body.
+type tableKey struct {
+	seg, rec, pos uint32
+}
+
+// tableCache holds parsed span block tables, so that reading several spans
+// of one block (a trace, a search's candidates) parses its table once.
+type tableCache struct {
+	*lruCache[tableKey, *blockTable]
+}
+
+func newTableCache(maxBytes int64) *tableCache {
+	return &tableCache{newLRU[tableKey](maxBytes, func(t *blockTable) int64 { return t.size })}
+}
+
+func (c *tableCache) dropSegment(seg uint32) {
+	c.drop(func(k tableKey) bool { return k.seg == seg })
+}

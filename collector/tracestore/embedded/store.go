@@ -145,6 +145,7 @@ type Store struct {
 	payloads sync.Pool
 	dec      *zstd.Decoder // concurrency-safe DecodeAll
 	cache    *recordCache
+	tables   *tableCache // parsed span block tables of cached records
 	icache   *indexCache
 
 	writes chan *writeReq
@@ -230,6 +231,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Store, er
 		return nil, fmt.Errorf("trace store: %w", err)
 	}
 	s.cache = newRecordCache(cfg.CacheBytes)
+	s.tables = newTableCache(max(cfg.CacheBytes/8, 1<<20))
 	s.icache = newIndexCache(cfg.IndexCacheBytes)
 	if err := s.replay(); err != nil {
 		s.closeFiles()
@@ -871,7 +873,18 @@ func (s *Store) readSpan(seg *segment, m *spanMeta) (spans.Span, error) {
 	if err != nil {
 		return sp, err
 	}
-	if err := decodeRecordSpan(raw, m.off, m.length, &sp); err != nil {
+	tables := func(pos int, tb []byte) (*blockTable, error) {
+		k := tableKey{seg.id, m.rec, uint32(pos)}
+		if t, ok := s.tables.get(k); ok {
+			return t, nil
+		}
+		t, err := parseBlockTable(tb)
+		if err == nil {
+			s.tables.put(k, t)
+		}
+		return t, err
+	}
+	if err := decodeRecordSpan(raw, m.off, m.length, &sp, tables); err != nil {
 		return sp, fmt.Errorf("trace store: decode %s@%d: %w", seg.path, m.rec, err)
 	}
 	return sp, nil
@@ -1752,6 +1765,7 @@ func (s *Store) ApplyRetention(now time.Time) error {
 		}
 		seg.f.Close()
 		s.cache.dropSegment(seg.id)
+		s.tables.dropSegment(seg.id)
 		// The segment first, then its index: a crash in between leaves a
 		// stray index, which the next open deletes.
 		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
