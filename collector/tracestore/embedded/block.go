@@ -185,20 +185,7 @@ func (e *blockEncoder) appendAttrs(b []byte, attrs []spans.Attr) []byte {
 	b = binary.AppendUvarint(b, e.shape(attrs))
 	for i := range attrs {
 		a := &attrs[i]
-		switch a.Type {
-		case spans.TypeInt:
-			b = binary.AppendVarint(b, a.Int)
-		case spans.TypeFloat:
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(a.Float))
-		case spans.TypeBool:
-			if a.Bool {
-				b = append(b, 1)
-			} else {
-				b = append(b, 0)
-			}
-		default: // TypeString, TypeBytes and unknown types keep Str
-			b = e.appendValue(b, a.Str)
-		}
+		b = appendAttrValue(b, a, e.appendValue)
 	}
 	return b
 }

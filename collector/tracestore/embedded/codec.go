@@ -23,25 +23,32 @@ func appendString(b []byte, s string) []byte {
 
 func appendAttrs(b []byte, attrs []spans.Attr) []byte {
 	b = binary.AppendUvarint(b, uint64(len(attrs)))
-	for _, a := range attrs {
+	for i := range attrs {
+		a := &attrs[i]
 		b = appendString(b, a.Key)
 		b = append(b, byte(a.Type))
-		switch a.Type {
-		case spans.TypeInt:
-			b = binary.AppendVarint(b, a.Int)
-		case spans.TypeFloat:
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(a.Float))
-		case spans.TypeBool:
-			if a.Bool {
-				b = append(b, 1)
-			} else {
-				b = append(b, 0)
-			}
-		default: // TypeString, TypeBytes and unknown types keep Str
-			b = appendString(b, a.Str)
-		}
+		b = appendAttrValue(b, a, appendString)
 	}
 	return b
+}
+
+// appendAttrValue appends a's value: ints as varints, floats as 8 bytes,
+// bools as one byte; strings, bytes and unknown types keep Str, appended by
+// appendStr.
+func appendAttrValue(b []byte, a *spans.Attr, appendStr func([]byte, string) []byte) []byte {
+	switch a.Type {
+	case spans.TypeInt:
+		return binary.AppendVarint(b, a.Int)
+	case spans.TypeFloat:
+		return binary.LittleEndian.AppendUint64(b, math.Float64bits(a.Float))
+	case spans.TypeBool:
+		if a.Bool {
+			return append(b, 1)
+		}
+		return append(b, 0)
+	default:
+		return appendStr(b, a.Str)
+	}
 }
 
 // appendSpan appends the encoding of s to b.
