@@ -75,7 +75,11 @@ type h1ServerConn struct {
 
 	messages int
 	maxHead  int
-	deadline bool // a read deadline is set
+	// deadline is the read deadline set on c (zero: none). The idle
+	// deadline is moved forward only when it is more than deadlineSlack
+	// behind, not at every request: setting a deadline re-arms a runtime
+	// timer.
+	deadline time.Time
 
 	req    http.Request
 	url    url.URL
@@ -95,12 +99,16 @@ type h1ServerConn struct {
 
 	idle atomic.Bool // waiting for a request (the drain closes idle connections)
 
-	// Client-gone watcher.
-	mu        sync.Mutex
-	timer     *time.Timer
-	inRequest bool
-	canWatch  bool
-	watchDone chan struct{}
+	// Client-gone watcher. Its timer is not stopped after each request: it
+	// fires at most once per h1WatchDelay and is re-armed for the rest of
+	// the delay when the request it finds started later.
+	mu         sync.Mutex
+	timer      *time.Timer
+	timerArmed bool
+	reqStart   time.Time
+	inRequest  bool
+	canWatch   bool
+	watchDone  chan struct{}
 	// Filled by the watcher, consumed by src (not concurrently: the loop
 	// waits for the watcher before reading again).
 	peek    [1]byte
@@ -178,9 +186,7 @@ func (c *h1ServerConn) handOver() {
 	if c.br.Buffered() > 0 {
 		conn = &peekedConn{Conn: c.c, r: c.br}
 	}
-	if c.deadline {
-		_ = c.c.SetReadDeadline(time.Time{})
-	}
+	c.setReadDeadline(time.Time{})
 	c.l.handovers.Add(1)
 	g := newGuardConn(conn, c.l.p.limits.maxHead, c.l.p.limits.reject)
 	g.messages = c.messages // an HTTP/2 preface is a connection's first bytes only
@@ -195,11 +201,11 @@ func (c *h1ServerConn) readHead() ([]byte, bool) {
 	cfg := c.l.p.cfg
 	if c.br.Buffered() == 0 {
 		if idle := time.Duration(cfg.IdleTimeout); idle > 0 {
-			_ = c.c.SetReadDeadline(time.Now().Add(idle))
-			c.deadline = true
-		} else if c.deadline {
-			_ = c.c.SetReadDeadline(time.Time{})
-			c.deadline = false
+			if want := time.Now().Add(idle); c.deadline.Before(want) {
+				c.setReadDeadline(want.Add(deadlineSlack(idle)))
+			}
+		} else {
+			c.setReadDeadline(time.Time{})
 		}
 		c.idle.Store(true)
 		if c.l.p.draining.Load() {
@@ -221,8 +227,8 @@ func (c *h1ServerConn) readHead() ([]byte, bool) {
 			return buf, true // too long, or a bare LF: the guard answers
 		}
 		if !headerSet {
-			_ = c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-			c.deadline, headerSet = true, true
+			c.setReadDeadline(time.Now().Add(30 * time.Second))
+			headerSet = true
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
@@ -442,12 +448,17 @@ func (c *h1ServerConn) serve() (keep bool) {
 // startWatch arms the client-gone watcher for the request being served.
 func (c *h1ServerConn) startWatch() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.inRequest = true
 	c.canWatch = c.br.Buffered() == 0 // pipelined bytes: net/http does not watch either
-	c.mu.Unlock()
 	if !c.canWatch {
 		return
 	}
+	c.reqStart = time.Now()
+	if c.timerArmed {
+		return
+	}
+	c.timerArmed = true
 	if c.timer == nil {
 		c.timer = time.AfterFunc(h1WatchDelay, c.watch)
 		return
@@ -458,7 +469,14 @@ func (c *h1ServerConn) startWatch() {
 // watch reads the connection while a slow request is served.
 func (c *h1ServerConn) watch() {
 	c.mu.Lock()
+	c.timerArmed = false
 	if !c.inRequest || !c.canWatch || c.watchDone != nil {
+		c.mu.Unlock()
+		return
+	}
+	if left := h1WatchDelay - time.Since(c.reqStart); left > 0 {
+		c.timerArmed = true
+		c.timer.Reset(left)
 		c.mu.Unlock()
 		return
 	}
@@ -488,7 +506,6 @@ func (c *h1ServerConn) stopWatch() bool {
 		c.mu.Unlock()
 		return true
 	}
-	c.timer.Stop()
 	c.mu.Lock()
 	c.inRequest = false
 	done := c.watchDone
@@ -496,14 +513,30 @@ func (c *h1ServerConn) stopWatch() bool {
 	if done == nil {
 		return true
 	}
-	_ = c.c.SetReadDeadline(time.Unix(1, 0)) // end the watcher's read
+	c.setReadDeadline(time.Unix(1, 0)) // end the watcher's read
 	<-done
 	c.mu.Lock()
 	c.watchDone = nil
 	c.mu.Unlock()
-	_ = c.c.SetReadDeadline(time.Time{})
-	c.deadline = false
+	c.setReadDeadline(time.Time{})
 	return c.ctx.Err() == nil
+}
+
+// setReadDeadline sets the read deadline of c to t (zero: none) unless it
+// is set to t already.
+func (c *h1ServerConn) setReadDeadline(t time.Time) {
+	if t.Equal(c.deadline) {
+		return
+	}
+	_ = c.c.SetReadDeadline(t)
+	c.deadline = t
+}
+
+// deadlineSlack is how far past its nominal time a lazily extended
+// deadline may be set: a deadline of d is met within d + d/16, at most one
+// second late, and is re-armed at most once per slack.
+func deadlineSlack(d time.Duration) time.Duration {
+	return min(d/16, time.Second)
 }
 
 // takeOrder returns the field names of the request being served.

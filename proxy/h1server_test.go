@@ -125,3 +125,103 @@ func TestOwnedH1Streaming(t *testing.T) {
 		t.Error("GET was handed over")
 	}
 }
+
+// TestOwnedH1ClientGoneAfterFastRequests: the client-gone watcher, whose
+// timer is not stopped between requests, still aborts a slow request
+// that follows many fast ones on the same connection.
+func TestOwnedH1ClientGoneAfterFastRequests(t *testing.T) {
+	aborted := make(chan struct{}, 1)
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			aborted <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	cfg := baseConfig("gone")
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "app", Addrs: []string{app}}}
+	p := startProxy(t, cfg)
+	c, err := net.Dial("tcp", p.ListenAddrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := 0; i < 30; i++ { // spread over more than one watch delay
+		if _, err := io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(h1WatchDelay / 10)
+	}
+	if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(h1WatchDelay / 2)
+	c.Close()
+	select {
+	case <-aborted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request was not aborted after the client left")
+	}
+}
+
+// TestOwnedH1IdleTimeout: a connection idle longer than the idle timeout
+// (plus its slack) is closed, and one that keeps sending requests stays
+// open past it (the lazily extended deadline moves along).
+func TestOwnedH1IdleTimeout(t *testing.T) {
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	cfg := baseConfig("idle")
+	cfg.IdleTimeout = Duration(400 * time.Millisecond)
+	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "app", Addrs: []string{app}}}
+	p := startProxy(t, cfg)
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", p.ListenAddrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	get := func(c net.Conn, br *bufio.Reader) error {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	busy, busyR := dial()
+	start := time.Now()
+	for time.Since(start) < 1200*time.Millisecond {
+		if err := get(busy, busyR); err != nil {
+			t.Fatalf("busy connection failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	idle, idleR := dial()
+	if err := get(idle, idleR); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if _, err := idleR.ReadByte(); err == nil {
+		t.Fatal("idle connection sent data")
+	}
+	if d := time.Since(start); d < 400*time.Millisecond || d > 3*time.Second {
+		t.Errorf("idle connection closed after %v, want 400ms (+ slack)", d.Round(time.Millisecond))
+	}
+}

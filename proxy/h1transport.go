@@ -86,6 +86,21 @@ type h1Conn struct {
 	idleAt time.Time
 	reused bool
 	abort  func() // unblocks I/O on c when the request's context ends; made once per connection
+	// deadline is the read deadline set on c (zero: none). The response
+	// timeout's deadline stays set after the head while the rest of the
+	// response is already buffered, and is moved forward only when more
+	// than deadlineSlack behind: setting one re-arms a runtime timer.
+	deadline time.Time
+}
+
+// setReadDeadline sets the read deadline of c to t (zero: none) unless it
+// is set to t already.
+func (pc *h1Conn) setReadDeadline(t time.Time) {
+	if t.Equal(pc.deadline) {
+		return
+	}
+	_ = pc.c.SetReadDeadline(t)
+	pc.deadline = t
 }
 
 // limitedConnReader reads from a connection at most n bytes (the response
@@ -159,7 +174,9 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		return fail(true, err)
 	}
 	if t.respTimeout > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(t.respTimeout))
+		if want := time.Now().Add(t.respTimeout); pc.deadline.Before(want) {
+			pc.setReadDeadline(want.Add(deadlineSlack(t.respTimeout)))
+		}
 	}
 	pc.lr.n = maxResponseHeaderBytes
 	if _, err := pc.br.Peek(1); err != nil {
@@ -185,8 +202,8 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		}
 	}
 	pc.lr.n = math.MaxInt64
-	if t.respTimeout > 0 {
-		_ = c.SetReadDeadline(time.Time{})
+	if !pc.deadline.IsZero() && !(resp.Body == nil && resp.ContentLength <= int64(pc.br.Buffered())) && resp.Body != http.NoBody {
+		pc.setReadDeadline(time.Time{}) // the body is read without the response timeout
 	}
 	reusable := !resp.Close && (resp.ContentLength >= 0 || isChunked(resp.TransferEncoding))
 	b := &h1Body{rc: resp.Body, t: t, pc: pc, stop: stop, reusable: reusable}

@@ -403,3 +403,62 @@ func FuzzWriteRequestHead(f *testing.F) {
 		}
 	})
 }
+
+// TestH1TransportResponseTimeoutLazyDeadline: the response timeout's
+// deadline, left set after a buffered response, still ends a later
+// request's wait on the same connection, and it never cuts a body that
+// arrives after the timeout.
+func TestH1TransportResponseTimeoutLazyDeadline(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	srv := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			switch req.URL.Path {
+			case "/fast":
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			case "/slow-body":
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+				time.Sleep(2 * timeout)
+				_, _ = io.WriteString(c, "cd")
+			case "/hang":
+				time.Sleep(10 * time.Second)
+				return
+			}
+		}
+	})
+	tr := newTestH1Transport(timeout)
+	get := func(path string) (string, error) {
+		resp, err := tr.RoundTrip(newGet(t, context.Background(), "http://"+srv+path))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	for i := 0; i < 3; i++ {
+		if b, err := get("/fast"); err != nil || b != "ok" {
+			t.Fatalf("fast %d: %q, %v", i, b, err)
+		}
+	}
+	time.Sleep(2 * timeout) // the connection idles past the deadline left set
+	if b, err := get("/fast"); err != nil || b != "ok" {
+		t.Fatalf("fast after idling: %q, %v", b, err)
+	}
+	if b, err := get("/slow-body"); err != nil || b != "abcd" {
+		t.Fatalf("body arriving after the response timeout: %q, %v", b, err)
+	}
+	start := time.Now()
+	_, err := get("/hang")
+	if code, _ := classifyError(context.Background(), err); code != statusTimeout {
+		t.Fatalf("hang: got %v (status %d), want a timeout", err, code)
+	}
+	if d := time.Since(start); d > timeout+deadlineSlack(timeout)+time.Second {
+		t.Errorf("timed out after %v, want about %v", d.Round(time.Millisecond), timeout)
+	}
+}
