@@ -99,16 +99,13 @@ type h1ServerConn struct {
 
 	idle atomic.Bool // waiting for a request (the drain closes idle connections)
 
-	// Client-gone watcher. Its timer is not stopped after each request: it
-	// fires at most once per h1WatchDelay and is re-armed for the rest of
-	// the delay when the request it finds started later.
-	mu         sync.Mutex
-	timer      *time.Timer
-	timerArmed bool
-	reqStart   time.Time
-	inRequest  bool
-	canWatch   bool
-	watchDone  chan struct{}
+	// Client-gone watcher, started by the listener's scan (ownedSet) for a
+	// request served longer than h1WatchDelay.
+	mu        sync.Mutex
+	reqStart  time.Time
+	inRequest bool
+	canWatch  bool
+	watchDone chan struct{}
 	// Filled by the watcher, consumed by src (not concurrently: the loop
 	// waits for the watcher before reading again).
 	peek    [1]byte
@@ -155,9 +152,6 @@ func (l *listener) serveH1(c net.Conn) {
 	defer func() {
 		l.owned.remove(sc)
 		sc.cancel()
-		if sc.timer != nil {
-			sc.timer.Stop()
-		}
 		if !handedOver {
 			_ = c.Close()
 		}
@@ -445,44 +439,37 @@ func (c *h1ServerConn) serve() (keep bool) {
 	return true
 }
 
-// startWatch arms the client-gone watcher for the request being served.
+// startWatch marks a request being served; the listener's scan watches
+// the client once the request has run for h1WatchDelay.
 func (c *h1ServerConn) startWatch() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.inRequest = true
 	c.canWatch = c.br.Buffered() == 0 // pipelined bytes: net/http does not watch either
-	if !c.canWatch {
-		return
+	if c.canWatch {
+		c.reqStart = time.Now()
 	}
-	c.reqStart = time.Now()
-	if c.timerArmed {
-		return
+	c.mu.Unlock()
+	if c.canWatch {
+		c.l.owned.requestStarted()
 	}
-	c.timerArmed = true
-	if c.timer == nil {
-		c.timer = time.AfterFunc(h1WatchDelay, c.watch)
-		return
-	}
-	c.timer.Reset(h1WatchDelay)
 }
 
-// watch reads the connection while a slow request is served.
-func (c *h1ServerConn) watch() {
+// maybeWatch starts watching the client when the request being served
+// has run for h1WatchDelay by now.
+func (c *h1ServerConn) maybeWatch(now time.Time) {
 	c.mu.Lock()
-	c.timerArmed = false
-	if !c.inRequest || !c.canWatch || c.watchDone != nil {
-		c.mu.Unlock()
-		return
-	}
-	if left := h1WatchDelay - time.Since(c.reqStart); left > 0 {
-		c.timerArmed = true
-		c.timer.Reset(left)
+	if !c.inRequest || !c.canWatch || c.watchDone != nil || now.Sub(c.reqStart) < h1WatchDelay {
 		c.mu.Unlock()
 		return
 	}
 	done := make(chan struct{})
 	c.watchDone = done
 	c.mu.Unlock()
+	go c.watch(done)
+}
+
+// watch reads the connection while a slow request is served.
+func (c *h1ServerConn) watch(done chan struct{}) {
 	defer close(done)
 	_ = c.c.SetReadDeadline(time.Time{})
 	n, err := c.c.Read(c.peek[:])
@@ -506,6 +493,7 @@ func (c *h1ServerConn) stopWatch() bool {
 		c.mu.Unlock()
 		return true
 	}
+	c.l.owned.requestEnded()
 	c.mu.Lock()
 	c.inRequest = false
 	done := c.watchDone
@@ -852,10 +840,55 @@ func (w *h1Writer) fail(err error) {
 	w.c.cancel()
 }
 
-// ownedSet tracks a listener's owned connections for the drain.
+// ownedSet tracks a listener's owned connections for the drain and the
+// client-gone watch. One scan per listener, running while requests are
+// served, starts watching the clients of requests served longer than
+// h1WatchDelay (checked every h1WatchDelay/2): a timer per connection
+// would wake the process for every connection, every h1WatchDelay.
 type ownedSet struct {
 	mu    sync.Mutex
 	conns map[*h1ServerConn]struct{}
+
+	busy     atomic.Int64 // connections serving a watchable request
+	scanning atomic.Bool  // the scan runs
+}
+
+// requestStarted counts a watchable request and starts the scan if it
+// does not run.
+func (s *ownedSet) requestStarted() {
+	s.busy.Add(1)
+	if !s.scanning.Load() && s.scanning.CompareAndSwap(false, true) {
+		go s.scan()
+	}
+}
+
+func (s *ownedSet) requestEnded() { s.busy.Add(-1) }
+
+// scan checks the connections every h1WatchDelay/2 and ends after 20
+// checks without a request.
+func (s *ownedSet) scan() {
+	t := time.NewTicker(h1WatchDelay / 2)
+	defer t.Stop()
+	quiet := 0
+	for now := range t.C {
+		if s.busy.Load() == 0 {
+			if quiet++; quiet < 20 {
+				continue
+			}
+			s.scanning.Store(false)
+			// A request that started meanwhile saw the scan running:
+			// take it on, unless a new scan did.
+			if s.busy.Load() == 0 || !s.scanning.CompareAndSwap(false, true) {
+				return
+			}
+		}
+		quiet = 0
+		s.mu.Lock()
+		for c := range s.conns {
+			c.maybeWatch(now)
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (s *ownedSet) add(c *h1ServerConn) {

@@ -488,8 +488,17 @@ type otlpClient struct {
 // newOTLPClient talks HTTP/2 to endpoint: host:port without TLS, or
 // https://host:port over TLS with tlsCfg's roots (nil = system roots).
 func newOTLPClient(endpoint string, timeout time.Duration, tlsCfg *tls.Config) *otlpClient {
+	d := &net.Dialer{Timeout: timeout}
 	tr := &http.Transport{
-		DialContext:     (&net.Dialer{Timeout: timeout}).DialContext,
+		// Raw socket I/O (rawconn_linux.go): an export does not wake the
+		// runtime's monitor thread of an otherwise idle proxy.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return rawIO(c), nil
+		},
 		Protocols:       new(http.Protocols),
 		IdleConnTimeout: time.Minute,
 	}
