@@ -404,3 +404,10 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, t *target) 
 		return err
 	})
 }
+
+// RawSocketIO returns c reading and writing with raw system calls on its
+// non-blocking socket, as the proxy's own HTTP/1.1 connections do
+// (rawconn_linux.go); c itself on other systems or for a connection that
+// is not TCP. Exported for benchmarks that compare against the proxy's
+// socket I/O.
+func RawSocketIO(c net.Conn) net.Conn { return rawIO(c) }

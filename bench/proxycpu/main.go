@@ -11,6 +11,9 @@
 // strace on the measured process):
 //
 //	-attach 'perf stat -e task-clock,context-switches -p {pid} -- sleep {dur}'
+//
+// -floor adds a minimal Go forwarder with the proxy's socket I/O
+// (floor.go), the floor under the proxy's own per-request work.
 package main
 
 import (
@@ -80,7 +83,16 @@ func main() {
 	conns := flag.Int("conns", 16, "")
 	attach := flag.String("attach", "", "shell command run during each cell; {pid} {dur} {name} {round} replaced")
 	extra := flag.String("args", "", "extra proxy args")
+	withFloor := flag.Bool("floor", false, "also measure the floor: a minimal Go forwarder with the proxy's socket I/O (floor.go)")
+	floorServe := flag.String("floor-serve", "", "internal: serve the floor forwarder, listen=upstream")
 	flag.Parse()
+	if *floorServe != "" {
+		listen, up, _ := strings.Cut(*floorServe, "=")
+		if err := serveFloor(listen, up); err != nil {
+			fail("floor: %v", err)
+		}
+		return
+	}
 	body := bytes.Repeat([]byte("x"), 1024)
 	if *bins == "" && !*withNginx {
 		fail("nothing to measure: give -bins name=path,... or -nginx")
@@ -129,6 +141,27 @@ func main() {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+	if *withFloor {
+		self, err := os.Executable()
+		if err != nil {
+			fail("floor: %v", err)
+		}
+		listen := freePortOrFail()
+		cmd := exec.Command(self, "-floor-serve", listen+"="+up)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1") // as meshscope-proxy's default --max-procs 1
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			fail("start floor: %v", err)
+		}
+		for i := 0; i < 100; i++ {
+			if c, err := net.Dial("tcp", listen); err == nil {
+				c.Close()
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		ts = append(ts, &target{name: "floor", addr: listen, cmd: cmd, pid: cmd.Process.Pid})
 	}
 	if *withNginx {
 		listen := freePortOrFail()
