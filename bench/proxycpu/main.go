@@ -7,7 +7,11 @@
 //
 // Each proxy runs with an outbound listener to an in-process 1 KB upstream
 // and metrics and tracing exported to an in-process OTLP sink, as the main
-// row of bench/proxy. -attach runs a command during each cell (for perf or
+// row of bench/proxy. -proto h2c or -proto grpc measures the h2c and gRPC
+// rows of bench/proxy instead: prior-knowledge HTTP/2 GETs to the same
+// upstream (which serves h2c; nginx forwards over HTTP/1.1), or unary
+// grpc.health.v1.Health/Check calls to an in-process gRPC upstream (nginx
+// grpc_pass). -attach runs a command during each cell (for perf or
 // strace on the measured process):
 //
 //	-attach 'perf stat -e task-clock,context-switches -p {pid} -- sleep {dur}'
@@ -35,6 +39,8 @@ import (
 	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 type sink struct {
@@ -83,7 +89,8 @@ func main() {
 	conns := flag.Int("conns", 16, "")
 	attach := flag.String("attach", "", "shell command run during each cell; {pid} {dur} {name} {round} replaced")
 	extra := flag.String("args", "", "extra proxy args")
-	withFloor := flag.Bool("floor", false, "also measure the floor: a minimal Go forwarder with the proxy's socket I/O (floor.go)")
+	proto := flag.String("proto", "h1", "h1, h2c or grpc")
+	withFloor := flag.Bool("floor", false, "also measure the floor: a minimal Go forwarder with the proxy's socket I/O (floor.go; HTTP/1.1 only)")
 	floorServe := flag.String("floor-serve", "", "internal: serve the floor forwarder, listen=upstream")
 	flag.Parse()
 	if *floorServe != "" {
@@ -93,6 +100,12 @@ func main() {
 		}
 		return
 	}
+	if *proto != "h1" && *proto != "h2c" && *proto != "grpc" {
+		fail("-proto: %q is not h1, h2c or grpc", *proto)
+	}
+	if *withFloor && *proto != "h1" {
+		fail("-floor forwards HTTP/1.1 only")
+	}
 	body := bytes.Repeat([]byte("x"), 1024)
 	if *bins == "" && !*withNginx {
 		fail("nothing to measure: give -bins name=path,... or -nginx")
@@ -101,11 +114,28 @@ func main() {
 	if err != nil {
 		fail("listen: %v", err)
 	}
-	go http.Serve(upLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// HTTP/1.1 and h2c with prior knowledge on one port, as bench/proxy's
+	// upstream.
+	upProtos := new(http.Protocols)
+	upProtos.SetHTTP1(true)
+	upProtos.SetUnencryptedHTTP2(true)
+	upSrv := &http.Server{Protocols: upProtos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(body)
-	}))
+	})}
+	go upSrv.Serve(upLn)
 	up := upLn.Addr().String()
+	gupLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	gup := grpc.NewServer()
+	healthpb.RegisterHealthServer(gup, health.NewServer())
+	go gup.Serve(gupLn)
+	proxyUp := up // where the proxies forward
+	if *proto == "grpc" {
+		proxyUp = gupLn.Addr().String()
+	}
 	sl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fail("listen: %v", err)
@@ -125,7 +155,7 @@ func main() {
 			fail("-bins: %q is not name=path", b)
 		}
 		listen, admin := freePortOrFail(), freePortOrFail()
-		args := []string{"--service", "bench-client", "--admin", admin, "--upstream", listen + "=bench-upstream@" + up, "--collector", sl.Addr().String()}
+		args := []string{"--service", "bench-client", "--admin", admin, "--upstream", listen + "=bench-upstream@" + proxyUp, "--collector", sl.Addr().String()}
 		if *extra != "" {
 			args = append(args, strings.Fields(*extra)...)
 		}
@@ -178,9 +208,11 @@ http {
   client_body_temp_path %[1]s/cb; proxy_temp_path %[1]s/p; fastcgi_temp_path %[1]s/f; uwsgi_temp_path %[1]s/u; scgi_temp_path %[1]s/s;
   keepalive_requests 1000000;
   upstream app { server %[2]s; keepalive 64; keepalive_requests 1000000; }
-  server { listen %[3]s; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  upstream grpcapp { server %[4]s; keepalive 64; keepalive_requests 1000000; }
+  server { listen %[3]s%[5]s; location / { %[6]s } }
 }
-`, nd, up, listen)
+`, nd, up, listen, gupLn.Addr().String(), map[bool]string{true: " http2"}[*proto != "h1"],
+			map[bool]string{true: "grpc_pass grpc://grpcapp;", false: `proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";`}[*proto == "grpc"])
 		cp := filepath.Join(nd, "nginx.conf")
 		os.WriteFile(cp, []byte(conf), 0o644)
 		cmd := exec.Command("nginx", "-c", cp, "-p", nd)
@@ -207,6 +239,12 @@ http {
 	for r := 1; r <= *rounds; r++ {
 		for _, t := range ts {
 			cfg := loadgen.Config{Addr: t.addr, Host: "bench-upstream", Connections: *conns, Rate: *rate, Duration: *dur, Warmup: 300 * time.Millisecond}
+			switch *proto {
+			case "h2c":
+				cfg.NewExchanger = loadgen.NewH2C(t.addr, "bench-upstream", "/")
+			case "grpc":
+				cfg.NewExchanger = loadgen.NewGRPCHealth(t.addr, "")
+			}
 			var ac *exec.Cmd
 			done := make(chan *loadgen.Result)
 			go func() {
