@@ -154,7 +154,7 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 		ExpectContinueTimeout: time.Second,
 	}
 	p.h2c = &http.Transport{
-		DialContext:           p.dial,
+		DialContext:           rawDial(p.dial),
 		IdleConnTimeout:       time.Duration(cfg.IdleTimeout),
 		ResponseHeaderTimeout: time.Duration(cfg.ResponseTimeout),
 		DisableCompression:    true,
@@ -199,6 +199,19 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 		return nil, err
 	}
 	return p, nil
+}
+
+// rawDial makes the plain TCP connections dial returns use raw socket
+// I/O (rawconn_linux.go): an HTTP/2 upstream connection's reads and writes
+// (a few per request) then do not wake the runtime's monitor thread.
+func rawDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawIO(c), nil
+	}
 }
 
 // protoSwitch sends HTTP/2 requests (h2c, gRPC) over HTTP/2 prior
