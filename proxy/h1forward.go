@@ -52,7 +52,8 @@ type leanRequest struct {
 	ctx    leanContext
 	url    url.URL
 	rw     http.ResponseWriter
-	orders *headOrders // the client's field order, nil when not kept
+	orders *headOrders   // the client's field order, nil when not kept
+	conn   *h1ServerConn // the owned connection it arrived on, if any
 
 	mu   sync.Mutex
 	done bool // the round trip returned: 1xx responses no longer reach rw
@@ -124,6 +125,9 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 	var rw http.ResponseWriter = rec
 	l := &rec.lean // allocated with the recorder
 	*l = leanRequest{rw: rw, orders: orders}
+	if w, ok := rec.w.(*h1Writer); ok {
+		l.conn = w.c
+	}
 	l.ctx = leanContext{Context: r.Context(), l: l}
 	out := r.WithContext(&l.ctx)
 	l.url = *r.URL
@@ -222,6 +226,18 @@ func (h *httpHandler) copyLean(rw http.ResponseWriter, res *http.Response) error
 		f := &flushEach{w: rw, rc: http.NewResponseController(rw)}
 		_ = f.rc.Flush() // the head goes out even if the body is slow
 		w = f
+	}
+	if b, ok := res.Body.(*h1Body); ok {
+		if p := b.buffered(); p != nil { // all read with the head: no copy through buf
+			nw, werr := w.Write(p)
+			if werr == nil && nw != len(p) {
+				werr = io.ErrShortWrite
+			}
+			if werr == nil {
+				b.consume()
+			}
+			return werr
+		}
 	}
 	buf := h.p.bufPool.Get()
 	defer h.p.bufPool.Put(buf)

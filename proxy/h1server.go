@@ -106,6 +106,10 @@ type h1ServerConn struct {
 	inRequest bool
 	canWatch  bool
 	watchDone chan struct{}
+	// abort unblocks the upstream exchange of the request being served
+	// when the request ends early (registered by onAbort; nil: none).
+	abort     func()
+	stopAbort func() bool // c.unregisterAbort, made once
 	// Filled by the watcher, consumed by src (not concurrently: the loop
 	// waits for the watcher before reading again).
 	peek    [1]byte
@@ -146,6 +150,7 @@ func (l *listener) serveH1(c net.Conn) {
 	base = context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
 	base = context.WithValue(base, h1ConnKey{}, sc)
 	sc.ctx, sc.cancel = context.WithCancel(base)
+	sc.stopAbort = sc.unregisterAbort
 	sc.w.c = sc
 	l.owned.add(sc)
 	handedOver := false
@@ -480,8 +485,43 @@ func (c *h1ServerConn) watch(done chan struct{}) {
 		return
 	}
 	if err != nil && c.inRequest {
-		c.cancel() // the client is gone: abort the request
+		c.endRequestLocked() // the client is gone: abort the request
 	}
+}
+
+// endRequestLocked cancels the request's context and aborts its upstream
+// exchange; c.mu is held.
+func (c *h1ServerConn) endRequestLocked() {
+	c.cancel()
+	if abort := c.abort; abort != nil {
+		c.abort = nil
+		abort()
+	}
+}
+
+// onAbort registers abort to run when the request being served ends
+// early, as context.AfterFunc(c.ctx, abort) does, without a child context
+// or goroutine per request; stop unregisters it and reports whether it
+// had not run. abort must not block.
+func (c *h1ServerConn) onAbort(abort func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		abort()
+		return alreadyAborted
+	}
+	c.abort = abort
+	return c.stopAbort
+}
+
+func alreadyAborted() bool { return false }
+
+func (c *h1ServerConn) unregisterAbort() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	registered := c.abort != nil
+	c.abort = nil
+	return registered
 }
 
 // stopWatch ends watching after a request; false when the watcher found
@@ -837,7 +877,9 @@ func (w *h1Writer) flush() {
 // and the request's context says so.
 func (w *h1Writer) fail(err error) {
 	w.err = err
-	w.c.cancel()
+	w.c.mu.Lock()
+	w.c.endRequestLocked()
+	w.c.mu.Unlock()
 }
 
 // ownedSet tracks a listener's owned connections for the drain and the

@@ -159,7 +159,7 @@ func isTimeout(err error) bool {
 // reports that the error came before any response byte.
 func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (resp *http.Response, beforeResponse bool, err error) {
 	c := pc.c
-	stop := context.AfterFunc(ctx, pc.abort)
+	stop := abortOnDone(ctx, pc.abort)
 	fail := func(before bool, err error) (*http.Response, bool, error) {
 		stop()
 		return nil, before, err
@@ -202,7 +202,8 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		}
 	}
 	pc.lr.n = math.MaxInt64
-	if !pc.deadline.IsZero() && !(resp.Body == nil && resp.ContentLength <= int64(pc.br.Buffered())) && resp.Body != http.NoBody {
+	buffered := resp.Body == http.NoBody || (resp.Body == nil && resp.ContentLength <= int64(pc.br.Buffered()))
+	if !buffered {
 		pc.setReadDeadline(time.Time{}) // the body is read without the response timeout
 	}
 	reusable := !resp.Close && (resp.ContentLength >= 0 || isChunked(resp.TransferEncoding))
@@ -215,6 +216,17 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	}
 	resp.Body = b
 	return resp, false, nil
+}
+
+// abortOnDone runs abort when ctx ends, as context.AfterFunc does. The
+// lean request of an owned HTTP/1.1 connection, whose context only that
+// connection ends (the client went away), registers abort with the
+// connection instead: no child context and no allocation per request.
+func abortOnDone(ctx context.Context, abort func()) (stop func() bool) {
+	if lc, ok := ctx.(*leanContext); ok && lc.l.conn != nil && lc.Context == lc.l.conn.ctx {
+		return lc.l.conn.onAbort(abort)
+	}
+	return context.AfterFunc(ctx, abort)
 }
 
 func isChunked(te []string) bool {
@@ -273,6 +285,24 @@ func (b *h1Body) readLength(p []byte) (int, error) {
 		b.discard()
 	}
 	return n, err
+}
+
+// buffered returns the rest of a Content-Length body when all of it is in
+// the connection's read buffer already (nil otherwise), without consuming
+// it: consume hands the connection back once it is written elsewhere.
+func (b *h1Body) buffered() []byte {
+	if b.done.Load() || b.rc != nil || b.remain <= 0 || int64(b.pc.br.Buffered()) < b.remain {
+		return nil
+	}
+	p, _ := b.pc.br.Peek(int(b.remain))
+	return p
+}
+
+// consume ends a body returned whole by buffered.
+func (b *h1Body) consume() {
+	_, _ = b.pc.br.Discard(int(b.remain))
+	b.remain = 0
+	b.release()
 }
 
 func (b *h1Body) Close() error {
