@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/meshscope/meshscope/bench/loadgen"
+	"github.com/meshscope/meshscope/bench/otlpsink"
 	"github.com/meshscope/meshscope/bench/procstat"
 	"github.com/meshscope/meshscope/bench/report"
 )
@@ -301,11 +302,11 @@ func run(ctx context.Context, o options) (int, error) {
 		return 1, err
 	}
 	defer up.close()
-	sink, err := startSink()
+	sink, err := otlpsink.Start()
 	if err != nil {
 		return 1, err
 	}
-	defer sink.close()
+	defer sink.Close()
 
 	rn := &runner{ctx: ctx, o: o, resetOK: true}
 	var extra []string
@@ -321,7 +322,7 @@ func run(ctx context.Context, o options) (int, error) {
 				return 1, err
 			}
 		}
-		if err := policyBench(ctx, rn, r, base, up.addr, sink.addr, proxyBin, extra); err != nil {
+		if err := policyBench(ctx, rn, r, base, up.addr, sink.Addr, proxyBin, extra); err != nil {
 			return 1, err
 		}
 		r.Note("Latency is from the time each request was due to the last byte of its response (constant rate, corrected for coordinated omission); rounds of %v, the targets taking turns in rotating order. meshscope-proxy runs with metrics+tracing on (exported to an in-process OTLP sink) and its default one core.", o.round)
@@ -382,11 +383,11 @@ func run(ctx context.Context, o options) (int, error) {
 					mx = append([]string{"--pprof", pprofAddr}, extra...)
 				}
 			}
-			t = startMeshscope(ctx, base, proxyBin, up.addr, sink.addr, true, mx)
+			t = startMeshscope(ctx, base, proxyBin, up.addr, sink.Addr, true, mx)
 		case "meshscope-allcores":
-			t = startMeshscopeAllCores(ctx, base, proxyBin, up.addr, sink.addr, extra)
+			t = startMeshscopeAllCores(ctx, base, proxyBin, up.addr, sink.Addr, extra)
 		case "meshscope-off":
-			t = startMeshscope(ctx, base, proxyBin, up.addr, sink.addr, false, extra)
+			t = startMeshscope(ctx, base, proxyBin, up.addr, sink.Addr, false, extra)
 		case "nginx":
 			t = startNginx(ctx, base, up.addr)
 		case "nginx-1w":
@@ -553,7 +554,7 @@ func run(ctx context.Context, o options) (int, error) {
 	oneCoreTargets(r, at1000, closedCells)
 
 	// h2c, gRPC, larger bodies, two hops and the profile.
-	x := &extras{rn: rn, r: r, base: base, up: up, sinkAddr: sink.addr, proxyBin: proxyBin, extra: extra, byKey: map[string]*target{}, nginx1w: nginx1w}
+	x := &extras{rn: rn, r: r, base: base, up: up, sinkAddr: sink.Addr, proxyBin: proxyBin, extra: extra, byKey: map[string]*target{}, nginx1w: nginx1w}
 	defer x.stop()
 	for _, t := range live {
 		x.byKey[t.key] = t
@@ -592,7 +593,7 @@ func run(ctx context.Context, o options) (int, error) {
 		r.Note("The upstream is a separate Go process (1 KB bodies with Content-Length), so the direct baseline crosses a process boundary as real traffic does; each proxy adds one more process hop each way.")
 	}
 	r.Note("Each proxy gets an outbound listener to one upstream with keep-alive connection pools on both sides; nginx runs one worker per core (row “nginx”) and, at 1000 rps and in the closed loop, also one worker (row “1 worker”), HAProxy one thread per core, Caddy uses GOMAXPROCS = cores, meshscope-proxy its default of one core (--max-procs 1, as a sidecar is sized) and, in the closed loop only, also all cores (--max-procs 0, row “all cores”), which the closed-loop target against direct uses. The targets “vs nginx (1 worker)” compare one core with one core: meshscope-proxy --max-procs 1 against nginx worker_processes 1, both at 1000 rps and in the closed loop of the same run. Servers run as unprivileged foreground processes with generated configs.")
-	r.Note("meshscope-proxy with metrics+tracing on exports spans and pushes metrics over OTLP gRPC to an in-process sink that discards them (it received %d spans and %d metric exports in this run); off = --no-tracing --no-metrics, no collector.", sink.spans.Load(), sink.metricExports.Load())
+	r.Note("meshscope-proxy with metrics+tracing on exports spans and pushes metrics over OTLP gRPC to an in-process sink that counts them without decoding (bench/otlpsink; it received %d spans and %d metric exports in this run); off = --no-tracing --no-metrics, no collector.", sink.Spans(), sink.MetricExports())
 	r.Note("Published figures for context (other machines and harnesses): Linkerd2-proxy 17.8–26.3 MB max RSS under load; Istio/Envoy sidecars +2.7 ms p90 / +2.9 ms p99 at 1000 rps with 1 KB and 16 connections through two sidecars (Fortio), about 0.2 vCPU and 60 MB per 1000 rps.")
 	if !rn.resetOK {
 		r.Note("Peak RSS could not be reset per cell (/proc/<pid>/clear_refs not writable): it is the peak since the process started.")
@@ -600,7 +601,7 @@ func run(ctx context.Context, o options) (int, error) {
 		r.Note("Peak RSS is VmHWM of the proxy's processes (summed over nginx's master and workers), reset before each cell; CPU is utime+stime of the same processes during the cell (10 ms resolution, so at 20 rps it is coarse; it includes the proxy's background work such as telemetry export).")
 	}
 	if o.policies == "on" {
-		if err := policyBench(ctx, rn, r, base, up.addr, sink.addr, proxyBin, extra); err != nil {
+		if err := policyBench(ctx, rn, r, base, up.addr, sink.Addr, proxyBin, extra); err != nil {
 			r.Note("The policy-overhead rows were not measured: %v", err)
 		}
 	}

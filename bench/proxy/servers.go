@@ -12,12 +12,9 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
-	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -147,52 +144,6 @@ func (u *upstream) close() {
 		_ = u.proc.Wait()
 	}
 }
-
-// otlpSink is a do-nothing OTLP gRPC collector that counts what it gets,
-// so the proxy's tracing and metric push run as in production without a
-// real collector competing for the CPU.
-type otlpSink struct {
-	colltrace.UnimplementedTraceServiceServer
-	srv           *grpc.Server
-	addr          string
-	spans         atomic.Int64
-	metricExports atomic.Int64
-}
-
-func startSink() (*otlpSink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("otlp sink listen: %w", err)
-	}
-	s := &otlpSink{srv: grpc.NewServer(), addr: ln.Addr().String()}
-	colltrace.RegisterTraceServiceServer(s.srv, s)
-	collmetrics.RegisterMetricsServiceServer(s.srv, metricsService{s: s})
-	go func() { _ = s.srv.Serve(ln) }()
-	return s, nil
-}
-
-func (s *otlpSink) Export(_ context.Context, req *colltrace.ExportTraceServiceRequest) (*colltrace.ExportTraceServiceResponse, error) {
-	var n int64
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			n += int64(len(ss.GetSpans()))
-		}
-	}
-	s.spans.Add(n)
-	return &colltrace.ExportTraceServiceResponse{}, nil
-}
-
-type metricsService struct {
-	collmetrics.UnimplementedMetricsServiceServer
-	s *otlpSink
-}
-
-func (m metricsService) Export(_ context.Context, _ *collmetrics.ExportMetricsServiceRequest) (*collmetrics.ExportMetricsServiceResponse, error) {
-	m.s.metricExports.Add(1)
-	return &collmetrics.ExportMetricsServiceResponse{}, nil
-}
-
-func (s *otlpSink) close() { s.srv.Stop() }
 
 // freePort returns a loopback address that was free a moment ago, for
 // processes that must be told their listen address.

@@ -35,29 +35,12 @@ import (
 	"time"
 
 	"github.com/meshscope/meshscope/bench/loadgen"
+	"github.com/meshscope/meshscope/bench/otlpsink"
 	"github.com/meshscope/meshscope/bench/procstat"
-	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
-	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
-
-type sink struct {
-	colltrace.UnimplementedTraceServiceServer
-}
-
-func (sink) Export(context.Context, *colltrace.ExportTraceServiceRequest) (*colltrace.ExportTraceServiceResponse, error) {
-	return &colltrace.ExportTraceServiceResponse{}, nil
-}
-
-type msink struct {
-	collmetrics.UnimplementedMetricsServiceServer
-}
-
-func (msink) Export(context.Context, *collmetrics.ExportMetricsServiceRequest) (*collmetrics.ExportMetricsServiceResponse, error) {
-	return &collmetrics.ExportMetricsServiceResponse{}, nil
-}
 
 type target struct {
 	name, addr string
@@ -136,14 +119,11 @@ func main() {
 	if *proto == "grpc" {
 		proxyUp = gupLn.Addr().String()
 	}
-	sl, err := net.Listen("tcp", "127.0.0.1:0")
+	sink, err := otlpsink.Start()
 	if err != nil {
-		fail("listen: %v", err)
+		fail("%v", err)
 	}
-	gs := grpc.NewServer()
-	colltrace.RegisterTraceServiceServer(gs, sink{})
-	collmetrics.RegisterMetricsServiceServer(gs, msink{})
-	go gs.Serve(sl)
+	defer sink.Close()
 	dir, _ := os.MkdirTemp("", "h1cpu")
 	var ts []*target
 	for _, b := range strings.Split(*bins, ",") {
@@ -155,7 +135,7 @@ func main() {
 			fail("-bins: %q is not name=path", b)
 		}
 		listen, admin := freePortOrFail(), freePortOrFail()
-		args := []string{"--service", "bench-client", "--admin", admin, "--upstream", listen + "=bench-upstream@" + proxyUp, "--collector", sl.Addr().String()}
+		args := []string{"--service", "bench-client", "--admin", admin, "--upstream", listen + "=bench-upstream@" + proxyUp, "--collector", sink.Addr}
 		if *extra != "" {
 			args = append(args, strings.Fields(*extra)...)
 		}
@@ -276,7 +256,7 @@ http {
 			n := float64(res.Requests) * el.Seconds() / res.Elapsed.Seconds()
 			per := (endCPU - startCPU).Seconds() / n * 1000
 			sums[t.name] = append(sums[t.name], per)
-			fmt.Printf("round %d %-8s %.4f CPU-s/1000 req (%d req, %.0f req/s, err %d, p50 %.3f ms)\n", r, t.name, per, res.Requests, res.Throughput(), res.Errors, float64(res.Latency.Quantile(0.5))/1e6)
+			fmt.Printf("round %d %-8s %.4f CPU-s/1000 req (%d req, %.0f req/s, err %d, p50 %.3f ms, p99 %.3f ms)\n", r, t.name, per, res.Requests, res.Throughput(), res.Errors, float64(res.Latency.Quantile(0.5))/1e6, float64(res.Latency.Quantile(0.99))/1e6)
 		}
 	}
 	for _, t := range ts {
