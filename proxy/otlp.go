@@ -488,17 +488,10 @@ type otlpClient struct {
 // newOTLPClient talks HTTP/2 to endpoint: host:port without TLS, or
 // https://host:port over TLS with tlsCfg's roots (nil = system roots).
 func newOTLPClient(endpoint string, timeout time.Duration, tlsCfg *tls.Config) *otlpClient {
-	d := &net.Dialer{Timeout: timeout}
 	tr := &http.Transport{
-		// Raw socket I/O (rawconn_linux.go): an export does not wake the
-		// runtime's monitor thread of an otherwise idle proxy.
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return rawIO(c), nil
-		},
+		// Raw socket I/O: an export does not wake the runtime's monitor
+		// thread of an otherwise idle proxy.
+		DialContext:     rawDial((&net.Dialer{Timeout: timeout}).DialContext),
 		Protocols:       new(http.Protocols),
 		IdleConnTimeout: time.Minute,
 	}
