@@ -433,14 +433,7 @@ func (t *blockTable) attrs(d *decoder, hashes *[]uint64) []spans.Attr {
 		a := spans.Attr{Type: sa.typ}
 		val := -1
 		var inline []byte
-		switch a.Type {
-		case spans.TypeInt:
-			a.Int = d.varint()
-		case spans.TypeFloat:
-			a.Float = math.Float64frombits(d.u64())
-		case spans.TypeBool:
-			a.Bool = d.u8() == 1
-		default:
+		if !d.scalar(&a) {
 			// 0 and the string inline, or table id + 1
 			if ref := d.uvarint(); ref == 0 {
 				inline = d.bytes(d.count(1))
@@ -654,16 +647,13 @@ func (t *blockTable) body(d *decoder, s *spans.Span, hashes *[]uint64, blk []byt
 			var e spans.Event
 			e.TimeUnixNano = s.StartUnixNano + d.varint()
 			e.Name = t.str(d)
-			if hashes != nil {
-				var discard []uint64
-				t.attrs(d, &discard)
-				continue
-			}
-			e.Attrs = t.attrs(d, nil)
+			e.Attrs = t.extraAttrs(d, hashes != nil)
 			if d.err != nil {
 				return
 			}
-			s.Events[i] = e
+			if hashes == nil {
+				s.Events[i] = e
+			}
 		}
 	} else {
 		s.Events = nil
@@ -677,20 +667,28 @@ func (t *blockTable) body(d *decoder, s *spans.Span, hashes *[]uint64, blk []byt
 			var l spans.Link
 			copy(l.TraceID[:], d.bytes(16))
 			copy(l.SpanID[:], d.bytes(8))
-			if hashes != nil {
-				var discard []uint64
-				t.attrs(d, &discard)
-				continue
-			}
-			l.Attrs = t.attrs(d, nil)
+			l.Attrs = t.extraAttrs(d, hashes != nil)
 			if d.err != nil {
 				return
 			}
-			s.Links[i] = l
+			if hashes == nil {
+				s.Links[i] = l
+			}
 		}
 	} else {
 		s.Links = nil
 	}
+}
+
+// extraAttrs decodes the attributes of an event or a link, or only reads
+// past them (nil) while the span's own attribute hashes are computed.
+func (t *blockTable) extraAttrs(d *decoder, hashing bool) []spans.Attr {
+	if hashing {
+		var discard []uint64
+		t.attrs(d, &discard)
+		return nil
+	}
+	return t.attrs(d, nil)
 }
 
 // attrsHashes appends the hashes of the span attributes read from d, then

@@ -178,18 +178,28 @@ func (d *decoder) attrs() []spans.Attr {
 		a := &out[i]
 		a.Key = d.str()
 		a.Type = spans.ValueType(d.u8())
-		switch a.Type {
-		case spans.TypeInt:
-			a.Int = d.varint()
-		case spans.TypeFloat:
-			a.Float = math.Float64frombits(d.u64())
-		case spans.TypeBool:
-			a.Bool = d.u8() == 1
-		default:
+		if !d.scalar(a) {
 			a.Str = d.str()
 		}
 	}
 	return out
+}
+
+// scalar reads the value of a non-string attribute of type a.Type into a;
+// false (nothing read) when a.Type is a string, whose coding differs
+// between the record formats.
+func (d *decoder) scalar(a *spans.Attr) bool {
+	switch a.Type {
+	case spans.TypeInt:
+		a.Int = d.varint()
+	case spans.TypeFloat:
+		a.Float = math.Float64frombits(d.u64())
+	case spans.TypeBool:
+		a.Bool = d.u8() == 1
+	default:
+		return false
+	}
+	return true
 }
 
 // skipStr skips a string without allocating it.
