@@ -145,13 +145,7 @@ func TestOwnedH1ClientGoneAfterFastRequests(t *testing.T) {
 	cfg := baseConfig("gone")
 	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "app", Addrs: []string{app}}}
 	p := startProxy(t, cfg)
-	c, err := net.Dial("tcp", p.ListenAddrs()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialClient(t, p.ListenAddrs()[0])
 	for i := 0; i < 30; i++ { // spread over more than one watch delay
 		if _, err := io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
 			t.Fatal(err)
@@ -185,15 +179,6 @@ func TestOwnedH1IdleTimeout(t *testing.T) {
 	cfg.IdleTimeout = Duration(400 * time.Millisecond)
 	cfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "app", Addrs: []string{app}}}
 	p := startProxy(t, cfg)
-	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", p.ListenAddrs()[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		return c, bufio.NewReader(c)
-	}
 	get := func(c net.Conn, br *bufio.Reader) error {
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
 			return err
@@ -205,7 +190,7 @@ func TestOwnedH1IdleTimeout(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.Body.Close()
 	}
-	busy, busyR := dial()
+	busy, busyR := dialClient(t, p.ListenAddrs()[0])
 	start := time.Now()
 	for time.Since(start) < 1200*time.Millisecond {
 		if err := get(busy, busyR); err != nil {
@@ -213,7 +198,7 @@ func TestOwnedH1IdleTimeout(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	idle, idleR := dial()
+	idle, idleR := dialClient(t, p.ListenAddrs()[0])
 	if err := get(idle, idleR); err != nil {
 		t.Fatal(err)
 	}
@@ -224,4 +209,17 @@ func TestOwnedH1IdleTimeout(t *testing.T) {
 	if d := time.Since(start); d < 400*time.Millisecond || d > 3*time.Second {
 		t.Errorf("idle connection closed after %v, want 400ms (+ slack)", d.Round(time.Millisecond))
 	}
+}
+
+// dialClient connects a raw client to addr with a 10 s deadline, closed
+// when the test ends.
+func dialClient(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
 }
