@@ -57,6 +57,14 @@ type leanRequest struct {
 
 	mu   sync.Mutex
 	done bool // the round trip returned: 1xx responses no longer reach rw
+
+	// The verbatim response (h1Transport.exchange, appendVerbatimHead):
+	// wanted when the response goes to an owned connection and nothing
+	// between the handler and the transport reads its header map.
+	wantVerbatim bool
+	verbatim     bool          // the response head was taken verbatim
+	head         []byte        // its field lines, as forwarded
+	res          http.Response // the response of a verbatim head
 }
 
 // leanContext is the outgoing request's context: the request's, plus the
@@ -127,6 +135,11 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 	*l = leanRequest{rw: rw, orders: orders}
 	if w, ok := rec.w.(*h1Writer); ok {
 		l.conn = w.c
+		// The header map of the response is read by nothing but
+		// forwardLean when no policy chain wraps the transport.
+		if l.wantVerbatim = orders != nil && h.p.policies == nil && !h.p.noVerbatim; l.wantVerbatim {
+			l.head = w.head
+		}
 	}
 	l.ctx = leanContext{Context: r.Context(), l: l}
 	out := r.WithContext(&l.ctx)
@@ -163,6 +176,24 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 	l.mu.Unlock()
 	if err != nil {
 		h.proxyError(rw, out, err)
+		return
+	}
+	if l.verbatim {
+		w := rec.w.(*h1Writer)
+		w.head = l.head // the scratch buffer, grown
+		var body []byte
+		b, _ := res.Body.(*h1Body)
+		if b != nil {
+			body = b.buffered()
+		}
+		if rec.status == 0 {
+			rec.status = res.StatusCode
+		}
+		w.writeVerbatim(res.StatusCode, l.head, body)
+		rec.bytes += int64(len(body))
+		if b != nil {
+			b.consume() // after the body is in the client's buffer or written
+		}
 		return
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols {

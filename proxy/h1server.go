@@ -794,6 +794,30 @@ func (w *h1Writer) appendHead(code int, autoCL int64) {
 	w.out = append(w.out[:0], b...)
 }
 
+// writeVerbatim writes a response whose field lines (fields, each
+// CRLF-terminated, as appendVerbatimHead forwards them) and whole body
+// are known: the bytes appendHead and reorderHead would write for them,
+// without the header map.
+func (w *h1Writer) writeVerbatim(code int, fields, body []byte) {
+	w.status, w.headWritten = code, true
+	w.cl, w.written = int64(len(body)), int64(len(body))
+	if w.c.l.p.draining.Load() {
+		w.closeAfter = true // as net/http's server during Shutdown
+	}
+	b := append(w.out[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
+	b = append(b, "\r\n"...)
+	b = append(b, fields...)
+	if w.closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	w.out = append(b, "\r\n"...)
+	w.write(w.out)
+	w.write(body)
+}
+
 func appendFieldLine(b []byte, k, v string) []byte {
 	b = append(b, k...)
 	b = append(b, ": "...)

@@ -182,7 +182,20 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	if _, err := pc.br.Peek(1); err != nil {
 		return fail(true, err)
 	}
-	for {
+	// The lean path of an owned client connection takes the commonest
+	// response head verbatim (appendVerbatimHead), without a header map.
+	if lc, ok := ctx.(*leanContext); ok && lc.l.wantVerbatim {
+		var code int
+		var body []byte
+		if lc.l.head, code, body, lc.l.verbatim = appendVerbatimHead(lc.l.head[:0], pc.br, req); lc.l.verbatim {
+			resp = &lc.l.res
+			*resp = http.Response{StatusCode: code, ContentLength: int64(len(body)), Request: req}
+			if len(body) == 0 {
+				resp.Body = http.NoBody
+			}
+		}
+	}
+	for resp == nil {
 		if resp = readResponseHead(pc.br, req); resp == nil {
 			if resp, err = http.ReadResponse(pc.br, req); err != nil {
 				return fail(false, err)
@@ -200,6 +213,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 				return fail(false, err)
 			}
 		}
+		resp = nil
 	}
 	pc.lr.n = math.MaxInt64
 	buffered := resp.Body == http.NoBody || (resp.Body == nil && resp.ContentLength <= int64(pc.br.Buffered()))

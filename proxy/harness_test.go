@@ -150,6 +150,13 @@ type testProxy struct {
 // startProxy validates, builds and runs a proxy until the test ends.
 func startProxy(t *testing.T, cfg Config) *testProxy {
 	t.Helper()
+	return startProxyWith(t, cfg, nil)
+}
+
+// startProxyWith is startProxy with set applied to the proxy before it
+// runs (nil: nothing).
+func startProxyWith(t *testing.T, cfg Config, set func(*Proxy)) *testProxy {
+	t.Helper()
 	if cfg.Admin == "" {
 		cfg.Admin = "127.0.0.1:0"
 	}
@@ -157,6 +164,9 @@ func startProxy(t *testing.T, cfg Config) *testProxy {
 	p, err := New(cfg, reg, testLogger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if set != nil {
+		set(p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// verbatimCorpus holds upstream responses the verbatim head takes, then
+// ones it leaves to the header map path.
+var verbatimCorpus = []fidelityCase{
+	{name: "plain",
+		request:  "GET /a HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"},
+	{name: "names in any case, padded and empty values",
+		request:  "GET /b HTTP/1.1\r\nHost: shop\r\nUser-Agent: curl/8\r\n\r\n",
+		response: "HTTP/1.1 404 Not Found\r\ncontent-length:\t3 \r\nx-trace-ID:  a b  \r\nX-Empty:\r\nETAG:\"v\"\r\n\r\nnah"},
+	{name: "repeated fields between others",
+		request:  "GET /c HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nSet-Cookie: z=1\r\nX-A: 1\r\nSet-Cookie: a=2\r\nContent-Length: 0\r\nset-cookie: m=3\r\n\r\n"},
+	{name: "status without reason, and one without a text",
+		request:  "GET /d HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 503\r\nRetry-After: 1\r\nContent-Length: 4\r\n\r\nbusy"},
+	{name: "unknown status with its own reason",
+		request:  "GET /e HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 299 Fine Really\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "client asks to close",
+		request:  "GET /f HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "body filling most of the buffer",
+		request:  "GET /g HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + strings.Repeat("x", 3000)},
+	// The header map path from here on.
+	{name: "body larger than the buffer",
+		request:  "GET /h HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nContent-Length: 9000\r\n\r\n" + strings.Repeat("y", 9000)},
+	{name: "hop-by-hop fields",
+		request:  "GET /i HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "connection names a field",
+		request:  "GET /j HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nConnection: X-Resp\r\nX-Resp: 1\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "pragma",
+		request:  "GET /k HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nPragma: no-cache\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "chunked",
+		request:  "GET /l HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
+	{name: "head",
+		request:  "HEAD /m HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"},
+	{name: "no content",
+		request:  "GET /n HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 204 No Content\r\nX-Id: 1\r\n\r\n"},
+	{name: "early hints first",
+		request:  "GET /o HTTP/1.1\r\nHost: shop\r\n\r\n",
+		response: "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+}
+
+// verbatimTaken is how many cases at the start of verbatimCorpus the
+// verbatim head takes.
+const verbatimTaken = 7
+
+// TestVerbatimResponseMatchesHeaderMapPath sends each case through an
+// inbound and an outbound proxy with the verbatim response head and
+// through the same proxies without it, and checks that the client reads
+// the same bytes.
+func TestVerbatimResponseMatchesHeaderMapPath(t *testing.T) {
+	app := startRawApp(t)
+	off := func(p *Proxy) { p.noVerbatim = true }
+	icfg := baseConfig("backend")
+	icfg.Inbound = []Inbound{{Listen: "127.0.0.1:0", App: app.addr}}
+	ocfg := baseConfig("frontend")
+	ocfg.Upstreams = []Upstream{{Listen: "127.0.0.1:0", Service: "backend", Addrs: []string{app.addr}}}
+	pairs := [][2]*testProxy{
+		{startProxy(t, icfg), startProxyWith(t, icfg, off)},
+		{startProxy(t, ocfg), startProxyWith(t, ocfg, off)},
+	}
+	for _, fc := range verbatimCorpus {
+		t.Run(fc.name, func(t *testing.T) {
+			for _, pair := range pairs {
+				upOn, on := app.exchange(t, pair[0].ListenAddrs()[0], fc)
+				upOff, off := app.exchange(t, pair[1].ListenAddrs()[0], fc)
+				if on != off {
+					t.Errorf("%s: the client read\n%q\nwith the verbatim head, and\n%q\nwithout", pair[0].cfg.Service, on, off)
+				}
+				if g, w := normalizeMessage(t, upOn, "traceparent"), normalizeMessage(t, upOff, "traceparent"); g != w {
+					t.Errorf("%s: the app read\n%s\nwith the verbatim head, and\n%s\nwithout", pair[0].cfg.Service, g, w)
+				}
+			}
+		})
+	}
+}
+
+// TestAppendVerbatimHead checks which heads the verbatim path takes and
+// what it forwards of them.
+func TestAppendVerbatimHead(t *testing.T) {
+	for i, fc := range verbatimCorpus {
+		t.Run(fc.name, func(t *testing.T) {
+			method, _, _ := strings.Cut(fc.request, " ")
+			head, body, _ := strings.Cut(fc.response, "\r\n\r\n")
+			br := bufio.NewReaderSize(strings.NewReader(fc.response), 4096)
+			if _, err := br.Peek(1); err != nil {
+				t.Fatal(err)
+			}
+			buffered := br.Buffered()
+			prefix := []byte("kept:")
+			out, code, gotBody, ok := appendVerbatimHead(prefix, br, &http.Request{Method: method})
+			if ok != (i < verbatimTaken) {
+				t.Fatalf("taken %v, want %v", ok, i < verbatimTaken)
+			}
+			if !ok {
+				if string(out) != "kept:" || br.Buffered() != buffered {
+					t.Fatalf("declined, but dst is %q and %d of %d bytes are left", out, br.Buffered(), buffered)
+				}
+				return
+			}
+			if string(gotBody) != body {
+				t.Errorf("body %q, want %q", gotBody, body)
+			}
+			if br.Buffered() != buffered-len(head)-4 {
+				t.Errorf("%d bytes left after the head, want the %d of the body", br.Buffered(), buffered-len(head)-4)
+			}
+			if want, _ := strconv.Atoi(fc.response[len("HTTP/1.1 ") : len("HTTP/1.1 ")+3]); code != want {
+				t.Errorf("code %d, want %d", code, want)
+			}
+			var want strings.Builder
+			want.WriteString("kept:")
+			for _, line := range strings.Split(head, "\r\n")[1:] {
+				name, value, _ := strings.Cut(line, ":")
+				want.WriteString(name + ": " + strings.Trim(value, " \t") + "\r\n")
+			}
+			if string(out) != want.String() {
+				t.Errorf("forwarded\n%q\nwant\n%q", out, want.String())
+			}
+		})
+	}
+}
