@@ -137,7 +137,7 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 		l.conn = w.c
 		// The header map of the response is read by nothing but
 		// forwardLean when no policy chain wraps the transport.
-		if l.wantVerbatim = orders != nil && h.p.policies == nil && !h.p.noVerbatim; l.wantVerbatim {
+		if l.wantVerbatim = orders != nil && h.p.policies == nil; l.wantVerbatim {
 			l.head = w.head
 		}
 	}
