@@ -133,6 +133,9 @@ func forwardHost(r *http.Request) string {
 
 // hostOnly strips the port.
 func hostOnly(hostport string) string {
+	if !strings.Contains(hostport, ":") {
+		return hostport // no port (and no error for SplitHostPort to allocate)
+	}
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		return h
 	}
@@ -150,7 +153,13 @@ func isWebSocket(r *http.Request) bool {
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
-	rec := &recorder{w: w}
+	var rec *recorder
+	if hw, ok := w.(*h1Writer); ok {
+		rec = &hw.c.rec // one request at a time per owned connection
+		*rec = recorder{w: w}
+	} else {
+		rec = &recorder{w: w}
+	}
 	lean := h.leanEligible(r) // h1forward.go
 	var orders *headOrders
 	if g := orderKeeperOf(r); g != nil {
