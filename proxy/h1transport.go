@@ -518,12 +518,18 @@ func writeRequestHeadInOrder(bw *bufio.Writer, r *http.Request, names fieldNames
 	if !ok || len(r.Header) > maxFastHeaderKeys || !hasName(names, "Host") || strings.Count(names, "\n") > maxRewriteFields {
 		return false
 	}
+	// The fields met so far, by name as sent (case aside), with their
+	// values and how many of them are written.
 	type use struct {
-		key string
-		n   int // values written
+		name string
+		vv   []string
+		n    int
 	}
 	var usesBuf [maxFastHeaderKeys]use
 	uses := usesBuf[:0]
+	used := func(name string) int {
+		return slices.IndexFunc(uses, func(u use) bool { return strings.EqualFold(u.name, name) })
+	}
 	ua := userAgent(r)
 	hostDone, uaDone := false, false
 	writeRequestLine(bw, method, ruri)
@@ -533,35 +539,30 @@ func writeRequestHeadInOrder(bw *bufio.Writer, r *http.Request, names fieldNames
 		if !isTokenString(name) {
 			continue // the request target heads the names
 		}
-		key := name
-		if !isCanonicalKey(name) {
-			key = textproto.CanonicalMIMEHeaderKey(name)
-		}
 		switch {
-		case key == "Host":
+		case strings.EqualFold(name, "Host"):
 			if !hostDone {
 				writeField(bw, name, host)
 			}
 			hostDone = true
 			continue
-		case key == "User-Agent":
+		case strings.EqualFold(name, "User-Agent"):
 			if !uaDone && ua != "" {
 				writeField(bw, name, ua)
 			}
 			uaDone = true
 			continue
-		case !writtenAsField(key):
+		case strings.EqualFold(name, "Content-Length"), strings.EqualFold(name, "Transfer-Encoding"), strings.EqualFold(name, "Trailer"):
 			continue
 		}
-		vv := r.Header[key]
-		i := slices.IndexFunc(uses, func(u use) bool { return u.key == key })
+		i := used(name)
 		if i < 0 {
-			uses = append(uses, use{key: key})
+			uses = append(uses, use{name: name, vv: headerValues(r.Header, name)})
 			i = len(uses) - 1
 		}
-		if uses[i].n < len(vv) {
-			writeField(bw, name, vv[uses[i].n])
-			uses[i].n++
+		if u := &uses[i]; u.n < len(u.vv) {
+			writeField(bw, name, u.vv[u.n])
+			u.n++
 		}
 	}
 	if !uaDone && ua != "" {
@@ -573,14 +574,14 @@ func writeRequestHeadInOrder(bw *bufio.Writer, r *http.Request, names fieldNames
 		if !writtenAsField(k) {
 			continue
 		}
-		if i := slices.IndexFunc(uses, func(u use) bool { return u.key == k }); i < 0 || uses[i].n < len(vv) {
+		if i := used(k); i < 0 || uses[i].n < len(vv) {
 			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
 		vv := r.Header[k]
-		if i := slices.IndexFunc(uses, func(u use) bool { return u.key == k }); i >= 0 {
+		if i := used(k); i >= 0 {
 			vv = vv[uses[i].n:]
 		}
 		for _, v := range vv {
@@ -589,6 +590,29 @@ func writeRequestHeadInOrder(bw *bufio.Writer, r *http.Request, names fieldNames
 	}
 	bw.WriteString("\r\n")
 	return true
+}
+
+// headerValues is h.Values(name) for a token name, canonicalized on the
+// stack instead of in a new string.
+func headerValues(h http.Header, name string) []string {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return h[textproto.CanonicalMIMEHeaderKey(name)]
+	}
+	b := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	return h[string(b)] // no allocation for a map index
 }
 
 // plainRequestLine checks that r is a bodyless GET or HEAD request that
@@ -649,7 +673,7 @@ func writtenAsField(k string) bool {
 // userAgent is the User-Agent value (*http.Request).Write sends.
 func userAgent(r *http.Request) string {
 	if _, ok := r.Header["User-Agent"]; ok {
-		return r.Header.Get("User-Agent")
+		return firstValue(r.Header, "User-Agent")
 	}
 	return defaultUserAgent
 }
@@ -667,20 +691,6 @@ func writeField(bw *bufio.Writer, name, value string) {
 	bw.WriteString(": ")
 	bw.WriteString(textproto.TrimString(sanitizeHeaderValue(value)))
 	bw.WriteString("\r\n")
-}
-
-// isCanonicalKey reports whether CanonicalMIMEHeaderKey would return name
-// unchanged, for a token.
-func isCanonicalKey(name string) bool {
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return false
-		}
-		upper = c == '-'
-	}
-	return true
 }
 
 func isTokenString(s string) bool {
