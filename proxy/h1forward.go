@@ -133,8 +133,8 @@ func (l *leanRequest) got1xx(code int, header textproto.MIMEHeader) error {
 // to rec; orders is the client's field order, nil when not kept.
 func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOrders) {
 	var rw http.ResponseWriter = rec
-	l := &rec.lean // allocated with the recorder
-	*l = leanRequest{rw: rw, orders: orders}
+	l := &rec.lean // allocated (or reset) with the recorder
+	l.rw, l.orders = rw, orders
 	if w, ok := rec.w.(*h1Writer); ok {
 		l.conn = w.c
 		// The header map of the response is read by nothing but

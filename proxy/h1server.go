@@ -91,8 +91,9 @@ type h1ServerConn struct {
 	// outgoing request is a copy of the request instead of a new one
 	// from WithContext. lctx is set once: goroutines of an earlier
 	// request may still read it.
-	rec  recorder
-	lctx leanContext
+	rec    recorder
+	lctx   leanContext
+	series seriesCache // of the golden metrics
 
 	// Strings of the previous request, reused when the next repeats them
 	// (keep-alive clients send the same heads again and again).

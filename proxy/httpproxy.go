@@ -340,7 +340,12 @@ func (h *httpHandler) finish(r *http.Request, rec *recorder, body *countingBody,
 	}
 	elapsed := time.Since(start)
 	if h.p.metrics != nil {
-		s := h.p.metrics.request(k)
+		var s *requestSeries
+		if hw, ok := rec.w.(*h1Writer); ok {
+			s = hw.c.series.get(h.p.metrics, k)
+		} else {
+			s = h.p.metrics.request(k)
+		}
 		s.requests.Inc()
 		s.duration.Observe(elapsed.Seconds())
 		if n := body.count(); n > 0 {

@@ -157,6 +157,22 @@ func (m *goldenMetrics) request(k *requestKey) *requestSeries {
 	return s
 }
 
+// seriesCache remembers the series of the last label set of one owned
+// connection: its requests mostly repeat it, and then take neither the
+// lock nor the map lookup of request. Series are never deleted, so a
+// remembered one stays current.
+type seriesCache struct {
+	key requestKey
+	s   *requestSeries
+}
+
+func (c *seriesCache) get(m *goldenMetrics, k *requestKey) *requestSeries {
+	if c.s == nil || c.key != *k {
+		c.key, c.s = *k, m.request(k)
+	}
+	return c.s
+}
+
 func (m *goldenMetrics) tcpConn(k peerLabels) *tcpSeries {
 	m.mu.RLock()
 	s := m.tcp[k]
