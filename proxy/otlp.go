@@ -162,9 +162,10 @@ func strLen(s string) int {
 }
 
 // keyValue encodes an opentelemetry.proto.common.v1.KeyValue. Sizes are
-// computed up front (the value is a scalar), so nothing is moved.
-func (p *pbuf) keyValue(field int, kv attribute.KeyValue) {
-	v := kv.Value
+// computed up front (the value is a scalar), so nothing is moved. field is
+// below 16 (a one-byte tag), as are all the KeyValue fields of OTLP.
+func (p *pbuf) keyValue(field int, kv *attribute.KeyValue) {
+	v := &kv.Value
 	var anyLen int // AnyValue's size
 	switch v.Type() {
 	case attribute.STRING:
@@ -180,46 +181,59 @@ func (p *pbuf) keyValue(field int, kv attribute.KeyValue) {
 		p.stringKV(field, string(kv.Key), v.Emit())
 		return
 	}
-	p.tag(field, wireBytes)
-	p.b = binary.AppendUvarint(p.b, uint64(strLen(string(kv.Key))+1+uvarintLen(uint64(anyLen))+anyLen))
-	p.str(1, string(kv.Key))
-	p.tag(2, wireBytes)
-	p.b = binary.AppendUvarint(p.b, uint64(anyLen))
+	b := p.b
+	b = append(b, byte(field<<3|wireBytes))
+	b = binary.AppendUvarint(b, uint64(strLen(string(kv.Key))+1+uvarintLen(uint64(anyLen))+anyLen))
+	b = appendStr(b, 1, string(kv.Key))
+	b = append(b, 2<<3|wireBytes)
+	b = binary.AppendUvarint(b, uint64(anyLen))
 	switch v.Type() {
 	case attribute.BOOL:
-		p.tag(2, wireVarint)
 		if v.AsBool() {
-			p.b = append(p.b, 1)
+			b = append(b, 2<<3|wireVarint, 1)
 		} else {
-			p.b = append(p.b, 0)
+			b = append(b, 2<<3|wireVarint, 0)
 		}
 	case attribute.INT64:
-		p.tag(3, wireVarint)
-		p.b = binary.AppendUvarint(p.b, uint64(v.AsInt64()))
+		b = append(b, 3<<3|wireVarint)
+		b = binary.AppendUvarint(b, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		p.double(4, v.AsFloat64())
+		b = append(b, 4<<3|wireFixed64)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.AsFloat64()))
 	}
+	p.b = b
+}
+
+// appendStr appends string field field (below 16) unless s is "".
+func appendStr(b []byte, field int, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = append(b, byte(field<<3|wireBytes))
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // stringKV encodes a KeyValue with a string value (written even when
-// empty: the oneof is set).
+// empty: the oneof is set); field is below 16.
 func (p *pbuf) stringKV(field int, k, v string) {
 	anyLen := 1 + uvarintLen(uint64(len(v))) + len(v)
-	p.tag(field, wireBytes)
-	p.b = binary.AppendUvarint(p.b, uint64(strLen(k)+1+uvarintLen(uint64(anyLen))+anyLen))
-	p.str(1, k)
-	p.tag(2, wireBytes)
-	p.b = binary.AppendUvarint(p.b, uint64(anyLen))
-	p.tag(1, wireBytes)
-	p.b = binary.AppendUvarint(p.b, uint64(len(v)))
-	p.b = append(p.b, v...)
+	b := p.b
+	b = append(b, byte(field<<3|wireBytes))
+	b = binary.AppendUvarint(b, uint64(strLen(k)+1+uvarintLen(uint64(anyLen))+anyLen))
+	b = appendStr(b, 1, k)
+	b = append(b, 2<<3|wireBytes)
+	b = binary.AppendUvarint(b, uint64(anyLen))
+	b = append(b, 1<<3|wireBytes)
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	p.b = append(b, v...)
 }
 
 // resourceMsg encodes an opentelemetry.proto.resource.v1.Resource.
 func (p *pbuf) resource(field int, attrs []attribute.KeyValue) {
 	start := p.open(field, 1)
-	for _, kv := range attrs {
-		p.keyValue(1, kv)
+	for i := range attrs {
+		p.keyValue(1, &attrs[i])
 	}
 	p.close(start, 1)
 }
@@ -346,16 +360,16 @@ func (p *pbuf) spanOf(s *spanFields) {
 	p.uvarint(6, uint64(s.kind)) // OTel API and OTLP number kinds alike
 	p.fixed64(7, unixNano(s.start))
 	p.fixed64(8, unixNano(s.end))
-	for _, kv := range s.attrs {
-		p.keyValue(9, kv)
+	for i := range s.attrs {
+		p.keyValue(9, &s.attrs[i])
 	}
 	p.uvarint(10, uint64(s.dropped))
 	for _, ev := range s.events {
 		e := p.open(11, 1)
 		p.fixed64(1, unixNano(ev.Time))
 		p.str(2, ev.Name)
-		for _, kv := range ev.Attributes {
-			p.keyValue(3, kv)
+		for i := range ev.Attributes {
+			p.keyValue(3, &ev.Attributes[i])
 		}
 		p.close(e, 1)
 	}
