@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -397,7 +398,13 @@ func (p *pbuf) spanOf(s *spanFields) {
 // gauges, histograms explicit-bucket cumulative histograms; names and label
 // names stay as they are.
 func encodeMetricsRequest(buf []byte, res []attribute.KeyValue, mfs []*dto.MetricFamily, start, now time.Time) []byte {
-	p := &pbuf{b: buf[:0]}
+	return appendMetricsRequest(buf[:0], res, mfs, start, now)
+}
+
+// appendMetricsRequest appends the encoding of encodeMetricsRequest to buf
+// (which may hold a gRPC prefix to fill in later).
+func appendMetricsRequest(buf []byte, res []attribute.KeyValue, mfs []*dto.MetricFamily, start, now time.Time) []byte {
+	p := &pbuf{b: buf}
 	startNs, nowNs := unixNano(start), unixNano(now)
 	p.msg(1, func() { // ResourceMetrics
 		p.resource(1, res)
@@ -657,15 +664,20 @@ func (e *errGRPC) Error() string {
 	return fmt.Sprintf("grpc-status %s: %s", e.code, e.message)
 }
 
-// call sends one length-prefixed message to path and checks grpc-status.
-func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
-	frame := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
-	copy(frame[5:], msg)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(frame))
+// call sends one gRPC message to path and checks grpc-status. frame is
+// the message after grpcPrefix bytes, which call fills in: the message is
+// encoded in place, not copied. frame may be reused once call returns.
+func (c *otlpClient) call(ctx context.Context, path string, frame []byte) error {
+	frame[0] = 0 // not compressed
+	binary.BigEndian.PutUint32(frame[1:grpcPrefix], uint32(len(frame)-grpcPrefix))
+	var bodies frameBodies
+	defer bodies.close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bodies.open(frame))
 	if err != nil {
 		return err
 	}
+	req.ContentLength = int64(len(frame))
+	req.GetBody = func() (io.ReadCloser, error) { return bodies.open(frame), nil }
 	req.Header.Set("Content-Type", "application/grpc+proto")
 	req.Header.Set("Te", "trailers")
 	req.Header.Set("User-Agent", "meshscope-proxy")
@@ -698,6 +710,61 @@ func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
 	return nil
 }
 
+// frameBody is a request body reading a buffer its owner reuses. A
+// RoundTripper may close a request body, and so stop reading it, after
+// RoundTrip has returned; once Close has returned, though, frameBody reads
+// nothing more, so the owner closes it itself before the buffer is reused.
+type frameBody struct {
+	mu     sync.Mutex
+	r      bytes.Reader
+	closed bool
+}
+
+var errFrameReused = errors.New("request body read after the call returned")
+
+func (b *frameBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errFrameReused
+	}
+	return b.r.Read(p)
+}
+
+func (b *frameBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// frameBodies are the bodies of one call: the request's and the ones
+// GetBody makes for a retried request.
+type frameBodies struct {
+	mu     sync.Mutex
+	bodies []*frameBody
+	done   bool // the call returned: new bodies are born closed
+}
+
+func (fb *frameBodies) open(frame []byte) *frameBody {
+	b := &frameBody{}
+	b.r.Reset(frame)
+	fb.mu.Lock()
+	fb.bodies = append(fb.bodies, b)
+	b.closed = fb.done
+	fb.mu.Unlock()
+	return b
+}
+
+func (fb *frameBodies) close() {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.done = true
+	for _, b := range fb.bodies {
+		b.Close()
+	}
+}
+
 func (c *otlpClient) withToken(token string) *otlpClient {
 	c.token = token
 	return c
@@ -716,7 +783,7 @@ func (e *otlpSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace.Rea
 	if len(spans) == 0 {
 		return nil
 	}
-	e.buf = encodeTraceRequest(e.buf, e.res, spans)
+	e.buf = appendTraceRequest(append(e.buf[:0], make([]byte, grpcPrefix)...), e.res, spans)
 	err := e.c.call(ctx, otlpTracePath, e.buf)
 	if cap(e.buf) > 4<<20 {
 		e.buf = nil // do not keep a huge buffer after a burst

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -197,12 +199,48 @@ func TestOTLPClientStatus(t *testing.T) {
 	defer s.Stop()
 	c := newOTLPClient(ln.Addr().String(), time.Second, nil)
 	defer c.close()
-	err = c.call(context.Background(), otlpTracePath, nil)
+	err = c.call(context.Background(), otlpTracePath, make([]byte, grpcPrefix))
 	if err == nil || !strings.Contains(err.Error(), "grpc-status 8: too much ünicode") {
 		t.Errorf("trace: %v", err)
 	}
-	err = c.call(context.Background(), otlpMetricsPath, nil)
+	err = c.call(context.Background(), otlpMetricsPath, make([]byte, grpcPrefix))
 	if err == nil || !strings.Contains(err.Error(), "grpc-status 12") {
 		t.Errorf("metrics on a trace-only server: %v", err)
+	}
+}
+
+// heldBodyTransport answers every call with grpc-status 0 after reading
+// only the gRPC prefix, and keeps the request body, as a RoundTripper may
+// that closes it after returning.
+type heldBodyTransport struct {
+	prefix [grpcPrefix]byte
+	body   io.ReadCloser
+}
+
+func (h *heldBodyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.body = r.Body
+	if _, err := io.ReadFull(r.Body, h.prefix[:]); err != nil {
+		return nil, err
+	}
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Grpc-Status": {"0"}},
+		Body: http.NoBody, Request: r}, nil
+}
+
+// TestOTLPClientFrameReuse: call fills in the gRPC prefix of the frame it
+// is given, and once it returns the transport reads nothing more of the
+// frame (which the exporter then reuses).
+func TestOTLPClientFrameReuse(t *testing.T) {
+	c := newOTLPClient("127.0.0.1:1", time.Second, nil)
+	tr := &heldBodyTransport{}
+	c.hc.Transport = tr
+	frame := append(make([]byte, grpcPrefix), strings.Repeat("m", 300)...)
+	if err := c.call(context.Background(), otlpTracePath, frame); err != nil {
+		t.Fatal(err)
+	}
+	if want := [grpcPrefix]byte{0, 0, 0, 1, 44}; tr.prefix != want {
+		t.Errorf("prefix %v, want %v", tr.prefix, want)
+	}
+	if n, err := tr.body.Read(make([]byte, 10)); n != 0 || err == nil {
+		t.Errorf("body read after the call: %d, %v", n, err)
 	}
 }
