@@ -96,9 +96,12 @@ type hopSpan struct {
 	kind       trace.SpanKind
 	start, end time.Time
 	status     sdktrace.Status
-	n          int
-	attrs      [maxHopAttrs]attribute.KeyValue
 	events     []sdktrace.Event // policy decisions
+	n          int
+	// Last: the exporter reads attrs[:n] and every field above, which so
+	// share cache lines (the span is encoded on another core, a while
+	// after it was recorded).
+	attrs [maxHopAttrs]attribute.KeyValue
 }
 
 var hopSpanPool = sync.Pool{New: func() any { return new(hopSpan) }}
