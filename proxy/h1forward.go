@@ -49,7 +49,8 @@ func (h *httpHandler) leanEligible(r *http.Request) bool {
 
 // leanRequest is the outgoing request of one lean forward.
 type leanRequest struct {
-	ctx    leanContext
+	ctx    leanContext  // the outgoing request's context, unless the request came with one (h1ServerConn.lctx)
+	out    http.Request // the outgoing request, when the request came with its context
 	url    url.URL
 	rw     http.ResponseWriter
 	orders *headOrders   // the client's field order, nil when not kept
@@ -81,9 +82,10 @@ func (c *leanContext) Value(key any) any {
 		if c.l.orders != nil {
 			return c.l.orders
 		}
-		return nil
 	case interimKey:
-		return interimHook(c.l)
+		if c.l.rw != nil { // forwardLean runs
+			return interimHook(c.l)
+		}
 	}
 	return c.Context.Value(key)
 }
@@ -137,12 +139,20 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 		l.conn = w.c
 		// The header map of the response is read by nothing but
 		// forwardLean when no policy chain wraps the transport.
-		if l.wantVerbatim = orders != nil && h.p.policies == nil && !h.p.noVerbatim; l.wantVerbatim {
+		if l.wantVerbatim = orders != nil && h.p.policies == nil; l.wantVerbatim {
 			l.head = w.head
 		}
 	}
-	l.ctx = leanContext{Context: r.Context(), l: l}
-	out := r.WithContext(&l.ctx)
+	var out *http.Request
+	if lc, ok := r.Context().(*leanContext); ok && lc.l == l {
+		// An owned connection's request has this context already: a
+		// copy, not a new request from WithContext.
+		l.out = *r
+		out = &l.out
+	} else {
+		l.ctx = leanContext{Context: r.Context(), l: l}
+		out = r.WithContext(&l.ctx)
+	}
 	l.url = *r.URL
 	out.URL = &l.url
 	// The server read what it needs of the request head before calling

@@ -85,6 +85,14 @@ type h1ServerConn struct {
 	url    url.URL
 	header http.Header
 	w      h1Writer
+	// rec is the recorder of the request being served, reused from
+	// request to request, and lctx the context of every request: ctx,
+	// with what forwardLean adds (leanContext), so that the lean path's
+	// outgoing request is a copy of the request instead of a new one
+	// from WithContext. lctx is set once: goroutines of an earlier
+	// request may still read it.
+	rec  recorder
+	lctx leanContext
 
 	// Strings of the previous request, reused when the next repeats them
 	// (keep-alive clients send the same heads again and again).
@@ -150,6 +158,7 @@ func (l *listener) serveH1(c net.Conn) {
 	base = context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
 	base = context.WithValue(base, h1ConnKey{}, sc)
 	sc.ctx, sc.cancel = context.WithCancel(base)
+	sc.lctx = leanContext{Context: sc.ctx, l: &sc.rec.lean}
 	sc.stopAbort = sc.unregisterAbort
 	sc.w.c = sc
 	l.owned.add(sc)
@@ -355,7 +364,7 @@ func (c *h1ServerConn) parse(head []byte) bool {
 		RemoteAddr: c.remote,
 		RequestURI: c.lastTarget,
 	}
-	c.req = *r.WithContext(c.ctx)
+	c.req = *r.WithContext(&c.lctx)
 	c.messages++
 	return true
 }

@@ -40,6 +40,10 @@ type h1Transport struct {
 	idleTimeout    time.Duration // 0 = no limit
 	maxIdlePerHost int
 	maxIdle        int
+	// mapsOnly turns off the request head written in order at once and
+	// the verbatim response head: every message goes through header maps,
+	// sorted writes and reorderHead (tests compare the two).
+	mapsOnly bool
 
 	mu      sync.Mutex
 	idle    map[string][]*h1Conn
@@ -164,10 +168,22 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		stop()
 		return nil, before, err
 	}
-	armOrder(c, req)
-	if !writeRequestHead(pc.bw, req) {
-		if err := req.Write(pc.bw); err != nil {
-			return fail(true, err)
+	// The request head in the client's field order, written so at once
+	// when it can be; the response's names are recorded for the header
+	// map path (headorder.go), not at all when the response is taken
+	// verbatim.
+	lc, _ := ctx.(*leanContext)
+	wantVerbatim := lc != nil && lc.l.wantVerbatim && !t.mapsOnly
+	oc, _ := c.(*orderConn)
+	if o := headOrdersOf(ctx); o != nil && oc != nil && !t.mapsOnly && writeRequestHeadInOrder(pc.bw, req, o.req) {
+		oc.expectResp(o, wantVerbatim)
+	} else {
+		wantVerbatim = false
+		armOrder(c, req)
+		if !writeRequestHead(pc.bw, req) {
+			if err := req.Write(pc.bw); err != nil {
+				return fail(true, err)
+			}
 		}
 	}
 	if err := pc.bw.Flush(); err != nil {
@@ -184,15 +200,19 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	}
 	// The lean path of an owned client connection takes the commonest
 	// response head verbatim (appendVerbatimHead), without a header map.
-	if lc, ok := ctx.(*leanContext); ok && lc.l.wantVerbatim {
+	if wantVerbatim {
 		var code int
 		var body []byte
 		if lc.l.head, code, body, lc.l.verbatim = appendVerbatimHead(lc.l.head[:0], pc.br, req); lc.l.verbatim {
+			oc.disarm()
 			resp = &lc.l.res
 			*resp = http.Response{StatusCode: code, ContentLength: int64(len(body)), Request: req}
 			if len(body) == 0 {
 				resp.Body = http.NoBody
 			}
+		} else {
+			read, _ := pc.br.Peek(pc.br.Buffered())
+			oc.catchUp(read)
 		}
 	}
 	for resp == nil {
@@ -456,49 +476,14 @@ const maxFastHeaderKeys = 48
 // trace that observes written headers, many headers); the caller then uses
 // (*http.Request).Write.
 func writeRequestHead(bw *bufio.Writer, r *http.Request) bool {
-	method := r.Method
-	switch method {
-	case "":
-		method = http.MethodGet
-	case http.MethodGet, http.MethodHead:
-	default:
+	method, host, ruri, ok := plainRequestLine(r)
+	if !ok {
 		return false
-	}
-	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Trailer != nil || r.Close || r.URL == nil {
-		return false
-	}
-	if (r.Body != nil && r.Body != http.NoBody) || r.GetBody != nil {
-		return false
-	}
-	if tr := httptrace.ContextClientTrace(r.Context()); tr != nil && (tr.WroteHeaderField != nil || tr.WroteRequest != nil || tr.WroteHeaders != nil) {
-		return false
-	}
-	host := r.Host
-	if host == "" {
-		host = r.URL.Host
-	}
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; c >= utf8.RuneSelf || c == '%' {
-			return false // punycode or a zone: the general path
-		}
-	}
-	if !httpguts.ValidHostHeader(host) {
-		return false
-	}
-	if r.URL.Scheme != "http" && r.URL.Scheme != "" {
-		return false
-	}
-	ruri := r.URL.RequestURI()
-	for i := 0; i < len(ruri); i++ {
-		if c := ruri[i]; c < ' ' || c == 0x7f {
-			return false
-		}
 	}
 	var keysBuf [maxFastHeaderKeys]string
 	keys := keysBuf[:0]
 	for k := range r.Header {
-		switch k {
-		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+		if !writtenAsField(k) {
 			continue
 		}
 		if len(keys) == maxFastHeaderKeys {
@@ -508,33 +493,215 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request) bool {
 	}
 	slices.Sort(keys)
 
+	writeRequestLine(bw, method, ruri)
+	writeField(bw, "Host", host)
+	if ua := userAgent(r); ua != "" { // tested before trimming, as net/http does
+		writeField(bw, "User-Agent", ua)
+	}
+	for _, k := range keys {
+		for _, v := range r.Header[k] {
+			writeField(bw, k, v)
+		}
+	}
+	bw.WriteString("\r\n")
+	return true
+}
+
+// writeRequestHeadInOrder writes what writeRequestHead writes, reordered
+// by reorderHead into names (the client's field names as sent, headOrders),
+// in one pass and without sorting: each name takes the next value of its
+// field, in the client's case; the values no name takes (fields the proxy
+// added) follow in writeRequestHead's order. False, with nothing written,
+// where writeRequestHead declines or names has no Host or too many names.
+func writeRequestHeadInOrder(bw *bufio.Writer, r *http.Request, names fieldNames) bool {
+	method, host, ruri, ok := plainRequestLine(r)
+	if !ok || len(r.Header) > maxFastHeaderKeys || !hasName(names, "Host") || strings.Count(names, "\n") > maxRewriteFields {
+		return false
+	}
+	// The fields met so far, by name as sent (case aside), with their
+	// values and how many of them are written.
+	type use struct {
+		name string
+		vv   []string
+		n    int
+	}
+	var usesBuf [maxFastHeaderKeys]use
+	uses := usesBuf[:0]
+	used := func(name string) int {
+		return slices.IndexFunc(uses, func(u use) bool { return strings.EqualFold(u.name, name) })
+	}
+	ua := userAgent(r)
+	hostDone, uaDone := false, false
+	writeRequestLine(bw, method, ruri)
+	for rest := names; rest != ""; {
+		var name string
+		name, rest, _ = strings.Cut(rest, "\n")
+		if !isTokenString(name) {
+			continue // the request target heads the names
+		}
+		switch {
+		case strings.EqualFold(name, "Host"):
+			if !hostDone {
+				writeField(bw, name, host)
+			}
+			hostDone = true
+			continue
+		case strings.EqualFold(name, "User-Agent"):
+			if !uaDone && ua != "" {
+				writeField(bw, name, ua)
+			}
+			uaDone = true
+			continue
+		case strings.EqualFold(name, "Content-Length"), strings.EqualFold(name, "Transfer-Encoding"), strings.EqualFold(name, "Trailer"):
+			continue
+		}
+		i := used(name)
+		if i < 0 {
+			uses = append(uses, use{name: name, vv: headerValues(r.Header, name)})
+			i = len(uses) - 1
+		}
+		if u := &uses[i]; u.n < len(u.vv) {
+			writeField(bw, name, u.vv[u.n])
+			u.n++
+		}
+	}
+	if !uaDone && ua != "" {
+		writeField(bw, "User-Agent", ua)
+	}
+	var keysBuf [maxFastHeaderKeys]string
+	keys := keysBuf[:0]
+	for k, vv := range r.Header {
+		if !writtenAsField(k) {
+			continue
+		}
+		if i := used(k); i < 0 || uses[i].n < len(vv) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		vv := r.Header[k]
+		if i := used(k); i >= 0 {
+			vv = vv[uses[i].n:]
+		}
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	bw.WriteString("\r\n")
+	return true
+}
+
+// headerValues is h.Values(name) for a token name, canonicalized on the
+// stack instead of in a new string.
+func headerValues(h http.Header, name string) []string {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return h[textproto.CanonicalMIMEHeaderKey(name)]
+	}
+	b := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	return h[string(b)] // no allocation for a map index
+}
+
+// plainRequestLine checks that r is a bodyless GET or HEAD request that
+// writeRequestHead can write and returns its request line's parts and Host.
+func plainRequestLine(r *http.Request) (method, host, ruri string, ok bool) {
+	method = r.Method
+	switch method {
+	case "":
+		method = http.MethodGet
+	case http.MethodGet, http.MethodHead:
+	default:
+		return "", "", "", false
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Trailer != nil || r.Close || r.URL == nil {
+		return "", "", "", false
+	}
+	if (r.Body != nil && r.Body != http.NoBody) || r.GetBody != nil {
+		return "", "", "", false
+	}
+	if tr := httptrace.ContextClientTrace(r.Context()); tr != nil && (tr.WroteHeaderField != nil || tr.WroteRequest != nil || tr.WroteHeaders != nil) {
+		return "", "", "", false
+	}
+	host = r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c >= utf8.RuneSelf || c == '%' {
+			return "", "", "", false // punycode or a zone: the general path
+		}
+	}
+	if !httpguts.ValidHostHeader(host) {
+		return "", "", "", false
+	}
+	if r.URL.Scheme != "http" && r.URL.Scheme != "" {
+		return "", "", "", false
+	}
+	ruri = r.URL.RequestURI()
+	for i := 0; i < len(ruri); i++ {
+		if c := ruri[i]; c < ' ' || c == 0x7f {
+			return "", "", "", false
+		}
+	}
+	return method, host, ruri, true
+}
+
+// writtenAsField reports whether writeRequestHead writes the header key k
+// among the sorted fields (Host and User-Agent go first; the framing
+// fields and invalid names are not written).
+func writtenAsField(k string) bool {
+	switch k {
+	case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+		return false
+	}
+	return httpguts.ValidHeaderFieldName(k)
+}
+
+// userAgent is the User-Agent value (*http.Request).Write sends.
+func userAgent(r *http.Request) string {
+	if _, ok := r.Header["User-Agent"]; ok {
+		return firstValue(r.Header, "User-Agent")
+	}
+	return defaultUserAgent
+}
+
+func writeRequestLine(bw *bufio.Writer, method, ruri string) {
 	bw.WriteString(method)
 	bw.WriteByte(' ')
 	bw.WriteString(ruri)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(host)
+	bw.WriteString(" HTTP/1.1\r\n")
+}
+
+// writeField writes one field line as (*http.Request).Write does.
+func writeField(bw *bufio.Writer, name, value string) {
+	bw.WriteString(name)
+	bw.WriteString(": ")
+	bw.WriteString(textproto.TrimString(sanitizeHeaderValue(value)))
 	bw.WriteString("\r\n")
-	ua := defaultUserAgent
-	if _, ok := r.Header["User-Agent"]; ok {
-		ua = r.Header.Get("User-Agent")
+}
+
+func isTokenString(s string) bool {
+	if s == "" {
+		return false
 	}
-	if ua != "" { // tested before trimming, as net/http does
-		bw.WriteString("User-Agent: ")
-		bw.WriteString(textproto.TrimString(sanitizeHeaderValue(ua)))
-		bw.WriteString("\r\n")
-	}
-	for _, k := range keys {
-		if !httpguts.ValidHeaderFieldName(k) {
-			continue // dropped, as net/http does
-		}
-		for _, v := range r.Header[k] {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(textproto.TrimString(sanitizeHeaderValue(v)))
-			bw.WriteString("\r\n")
+	for i := 0; i < len(s); i++ {
+		if !isTchar(s[i]) {
+			return false
 		}
 	}
-	bw.WriteString("\r\n")
 	return true
 }
 

@@ -248,6 +248,7 @@ type orderConn struct {
 
 	mu       sync.Mutex
 	dst      *headOrders // where the next response head's names go; nil = none
+	lazy     bool        // recording waits for catchUp
 	rbuf     []byte
 	lastResp fieldNames // the previous response's names, reused when the next repeats them
 }
@@ -267,8 +268,32 @@ func wrapOrderDial(dial func(ctx context.Context, network, addr string) (net.Con
 // order, the response head's names are stored in o.resp.
 func (c *orderConn) expect(o *headOrders) {
 	c.out.expect(o.req)
+	c.expectResp(o, false)
+}
+
+// expectResp makes c store the next response head's names in o.resp
+// (the request head is written in order already); lazy defers the
+// recording until catchUp, which a response taken verbatim never calls.
+func (c *orderConn) expectResp(o *headOrders, lazy bool) {
 	c.mu.Lock()
-	c.dst, c.rbuf = o, c.rbuf[:0]
+	c.dst, c.lazy, c.rbuf = o, lazy, c.rbuf[:0]
+	c.mu.Unlock()
+}
+
+// catchUp starts a deferred recording with the response bytes read so far.
+func (c *orderConn) catchUp(read []byte) {
+	c.mu.Lock()
+	if c.lazy && c.dst != nil {
+		c.lazy = false
+		c.capture(read)
+	}
+	c.mu.Unlock()
+}
+
+// disarm drops a deferred recording.
+func (c *orderConn) disarm() {
+	c.mu.Lock()
+	c.dst, c.lazy = nil, false
 	c.mu.Unlock()
 }
 
@@ -278,7 +303,7 @@ func (c *orderConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.mu.Lock()
-		if c.dst != nil {
+		if c.dst != nil && !c.lazy {
 			c.capture(p[:n])
 		}
 		c.mu.Unlock()

@@ -133,6 +133,9 @@ func forwardHost(r *http.Request) string {
 
 // hostOnly strips the port.
 func hostOnly(hostport string) string {
+	if !strings.Contains(hostport, ":") {
+		return hostport // no port (and no error for SplitHostPort to allocate)
+	}
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		return h
 	}
@@ -140,17 +143,32 @@ func hostOnly(hostport string) string {
 }
 
 func isGRPC(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
+	ct := firstValue(r.Header, "Content-Type")
 	return strings.HasPrefix(ct, "application/grpc")
 }
 
 func isWebSocket(r *http.Request) bool {
-	return r.ProtoMajor == 1 && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+	return r.ProtoMajor == 1 && strings.EqualFold(firstValue(r.Header, "Upgrade"), "websocket")
+}
+
+// firstValue is h.Get(key) for a key in canonical form, without
+// canonicalizing it again.
+func firstValue(h http.Header, key string) string {
+	if vv := h[key]; len(vv) > 0 {
+		return vv[0]
+	}
+	return ""
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
-	rec := &recorder{w: w}
+	var rec *recorder
+	if hw, ok := w.(*h1Writer); ok {
+		rec = &hw.c.rec // one request at a time per owned connection
+		*rec = recorder{w: w}
+	} else {
+		rec = &recorder{w: w}
+	}
 	lean := h.leanEligible(r) // h1forward.go
 	var orders *headOrders
 	if g := orderKeeperOf(r); g != nil {
@@ -237,7 +255,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if k.route != routeUnmatched {
 				span.add(attribute.String("http.route", k.route))
 			}
-			if ua := r.UserAgent(); ua != "" {
+			if ua := firstValue(r.Header, "User-Agent"); ua != "" {
 				span.add(attribute.String("user_agent.original", ua))
 			}
 			if h.t.kind == "inbound" {

@@ -48,18 +48,15 @@ type Proxy struct {
 	meshState  []string // []string{meshMember}, shared by requests without a tracestate
 
 	transport http.RoundTripper
-	policies  *chain.Engine // nil without --control-plane
-	// noVerbatim turns the verbatim response path (h1forward.go) off, so
-	// tests can compare it with the header map path.
-	noVerbatim bool
-	policyRec  *policy.Recorder // nil without --control-plane
-	fast       *h1Transport     // lean path for bodyless HTTP/1.1 requests
-	h1, h2c    *http.Transport
-	grpc       *http.Transport
-	dialer     *net.Dialer
-	dial       func(ctx context.Context, network, addr string) (net.Conn, error) // dialer, with mTLS to meshed peers
-	errorLog   *log.Logger
-	bufPool    *bufferPool
+	policies  *chain.Engine    // nil without --control-plane
+	policyRec *policy.Recorder // nil without --control-plane
+	fast      *h1Transport     // lean path for bodyless HTTP/1.1 requests
+	h1, h2c   *http.Transport
+	grpc      *http.Transport
+	dialer    *net.Dialer
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // dialer, with mTLS to meshed peers
+	errorLog  *log.Logger
+	bufPool   *bufferPool
 
 	listeners []*listener
 	services  map[string]*target // upstream targets by service name, for the forward proxy
