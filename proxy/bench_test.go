@@ -220,3 +220,59 @@ func BenchmarkSpanQueue(b *testing.B) {
 		runtime.Gosched() // a request yields between spans, letting the loop run
 	}
 }
+
+// benchHopSpans returns n finished hop spans shaped like the proxy's
+// outbound HTTP/1 spans (a remote sampled parent, 13 attributes).
+func benchHopSpans(n int) []sdktrace.ReadOnlySpan {
+	sampler := newHopSampler(1)
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanID:  trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}, TraceFlags: trace.FlagsSampled, Remote: true,
+	})
+	spans := make([]sdktrace.ReadOnlySpan, n)
+	start := time.Unix(1_700_000_000, 0)
+	for i := range spans {
+		s := newHopSpan()
+		s.sc, s.parent, s.kind, s.start = newHopSpanContext(parent, sampler), parent, trace.SpanKindClient, start
+		s.name = "GET /api/items/{id}"
+		s.add(
+			attribute.String("http.request.method", "GET"),
+			attribute.String("url.path", "/api/items/7"),
+			attribute.String("url.scheme", "http"),
+			attribute.String("server.address", "app"),
+			attribute.String("network.protocol.version", "1.1"),
+			attribute.String("mesh.source.service", "web"),
+			attribute.String("mesh.source.version", "v1"),
+			attribute.String("mesh.destination.service", "app"),
+			attribute.String("mesh.destination.version", "unknown"),
+			attribute.String("mesh.direction", "outbound"),
+			attribute.String("mesh.protocol", "http1"),
+			attribute.String("http.route", "/api/items/{id}"),
+			attribute.String("user_agent.original", "Go-http-client/1.1"),
+		)
+		s.add(attribute.Int("http.response.status_code", 200))
+		s.end = start.Add(time.Duration(300+i) * time.Microsecond)
+		spans[i] = s
+	}
+	return spans
+}
+
+// BenchmarkEncodeTraceRequest measures encoding one full export batch (256
+// hop spans) as the span exporter does.
+func BenchmarkEncodeTraceRequest(b *testing.B) {
+	spans := benchHopSpans(256)
+	res := []attribute.KeyValue{
+		attribute.String("service.name", "web"),
+		attribute.String("service.version", "v1"),
+		attribute.String("service.instance.id", "0123456789abcdef"),
+		attribute.String("meshscope.proxy.mode", "sidecar"),
+		attribute.String("telemetry.sdk.name", "meshscope-proxy"),
+		attribute.String("telemetry.sdk.language", "go"),
+	}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = encodeTraceRequest(buf, res, spans)
+	}
+	b.SetBytes(int64(len(buf)))
+}

@@ -20,12 +20,15 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 const (
@@ -34,7 +37,10 @@ const (
 )
 
 // pbuf appends protobuf wire-format fields.
-type pbuf struct{ b []byte }
+type pbuf struct {
+	b       []byte
+	touched int // see hopSpan.touch
+}
 
 const (
 	wireVarint  = 0
@@ -114,59 +120,126 @@ func (p *pbuf) msg(field int, fn func()) {
 	copy(p.b[start:], tmp[:l])
 }
 
-// keyValue encodes an opentelemetry.proto.common.v1.KeyValue.
-func (p *pbuf) keyValue(field int, kv attribute.KeyValue) {
-	p.msg(field, func() {
-		p.str(1, string(kv.Key))
-		p.msg(2, func() { p.anyValue(kv.Value) })
-	})
+// open starts a length-delimited field whose length is not known yet: it
+// writes the tag and reserves room bytes for the length, and returns where
+// the contents start, for close. room is the expected varint size of the
+// length; a wrong guess costs a move of the contents, not correctness.
+// (Unlike msg, this takes no closure: the span path runs it several times
+// per span.)
+func (p *pbuf) open(field, room int) int {
+	p.tag(field, wireBytes)
+	for range room {
+		p.b = append(p.b, 0)
+	}
+	return len(p.b)
 }
 
-func (p *pbuf) anyValue(v attribute.Value) {
+// close writes the length of the field opened at start with room bytes
+// reserved, moving the contents when the length needs another size.
+func (p *pbuf) close(start, room int) {
+	n := len(p.b) - start
+	l := uvarintLen(uint64(n))
+	if l > room {
+		p.b = append(p.b, make([]byte, l-room)...)
+		copy(p.b[start+l-room:], p.b[start:start+n])
+	} else if l < room {
+		copy(p.b[start-room+l:], p.b[start:])
+		p.b = p.b[:len(p.b)-(room-l)]
+	}
+	pos := start - room
+	v := uint64(n)
+	for v >= 0x80 {
+		p.b[pos] = byte(v) | 0x80
+		v >>= 7
+		pos++
+	}
+	p.b[pos] = byte(v)
+}
+
+// strLen is the encoded size of a string field with a one-byte tag
+// (p.str's: nothing for "").
+func strLen(s string) int {
+	if s == "" {
+		return 0
+	}
+	return 1 + uvarintLen(uint64(len(s))) + len(s)
+}
+
+// keyValue encodes an opentelemetry.proto.common.v1.KeyValue. Sizes are
+// computed up front (the value is a scalar), so nothing is moved. field is
+// below 16 (a one-byte tag), as are all the KeyValue fields of OTLP.
+func (p *pbuf) keyValue(field int, kv *attribute.KeyValue) {
+	v := &kv.Value
+	var anyLen int // AnyValue's size
 	switch v.Type() {
 	case attribute.STRING:
-		p.tag(1, wireBytes)
-		s := v.AsString()
-		p.b = binary.AppendUvarint(p.b, uint64(len(s)))
-		p.b = append(p.b, s...)
+		p.stringKV(field, string(kv.Key), v.AsString())
+		return
 	case attribute.BOOL:
-		p.tag(2, wireVarint)
+		anyLen = 2
+	case attribute.INT64:
+		anyLen = 1 + uvarintLen(uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		anyLen = 9
+	default: // slices: as a string rendering, which every backend can show
+		p.stringKV(field, string(kv.Key), v.Emit())
+		return
+	}
+	b := p.b
+	b = append(b, byte(field<<3|wireBytes))
+	b = binary.AppendUvarint(b, uint64(strLen(string(kv.Key))+1+uvarintLen(uint64(anyLen))+anyLen))
+	b = appendStr(b, 1, string(kv.Key))
+	b = append(b, 2<<3|wireBytes)
+	b = binary.AppendUvarint(b, uint64(anyLen))
+	switch v.Type() {
+	case attribute.BOOL:
 		if v.AsBool() {
-			p.b = append(p.b, 1)
+			b = append(b, 2<<3|wireVarint, 1)
 		} else {
-			p.b = append(p.b, 0)
+			b = append(b, 2<<3|wireVarint, 0)
 		}
 	case attribute.INT64:
-		p.tag(3, wireVarint)
-		p.b = binary.AppendUvarint(p.b, uint64(v.AsInt64()))
+		b = append(b, 3<<3|wireVarint)
+		b = binary.AppendUvarint(b, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		p.double(4, v.AsFloat64())
-	default: // slices: as a string rendering, which every backend can show
-		p.tag(1, wireBytes)
-		s := v.Emit()
-		p.b = binary.AppendUvarint(p.b, uint64(len(s)))
-		p.b = append(p.b, s...)
+		b = append(b, 4<<3|wireFixed64)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.AsFloat64()))
 	}
+	p.b = b
 }
 
+// appendStr appends string field field (below 16) unless s is "".
+func appendStr(b []byte, field int, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = append(b, byte(field<<3|wireBytes))
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// stringKV encodes a KeyValue with a string value (written even when
+// empty: the oneof is set); field is below 16.
 func (p *pbuf) stringKV(field int, k, v string) {
-	p.msg(field, func() {
-		p.str(1, k)
-		p.msg(2, func() {
-			p.tag(1, wireBytes)
-			p.b = binary.AppendUvarint(p.b, uint64(len(v)))
-			p.b = append(p.b, v...)
-		})
-	})
+	anyLen := 1 + uvarintLen(uint64(len(v))) + len(v)
+	b := p.b
+	b = append(b, byte(field<<3|wireBytes))
+	b = binary.AppendUvarint(b, uint64(strLen(k)+1+uvarintLen(uint64(anyLen))+anyLen))
+	b = appendStr(b, 1, k)
+	b = append(b, 2<<3|wireBytes)
+	b = binary.AppendUvarint(b, uint64(anyLen))
+	b = append(b, 1<<3|wireBytes)
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	p.b = append(b, v...)
 }
 
 // resourceMsg encodes an opentelemetry.proto.resource.v1.Resource.
 func (p *pbuf) resource(field int, attrs []attribute.KeyValue) {
-	p.msg(field, func() {
-		for _, kv := range attrs {
-			p.keyValue(1, kv)
-		}
-	})
+	start := p.open(field, 1)
+	for i := range attrs {
+		p.keyValue(1, &attrs[i])
+	}
+	p.close(start, 1)
 }
 
 func unixNano(t time.Time) uint64 {
@@ -176,81 +249,156 @@ func unixNano(t time.Time) uint64 {
 	return uint64(t.UnixNano())
 }
 
+// grpcPrefix is the size of a gRPC message's length prefix.
+const grpcPrefix = 5
+
 // encodeTraceRequest encodes an ExportTraceServiceRequest with one resource
 // and one scope per instrumentation scope name.
 func encodeTraceRequest(buf []byte, res []attribute.KeyValue, spans []sdktrace.ReadOnlySpan) []byte {
-	p := &pbuf{b: buf[:0]}
-	p.msg(1, func() { // ResourceSpans
-		p.resource(1, res)
-		done := make([]bool, len(spans))
-		for i := range spans {
-			if done[i] {
+	return appendTraceRequest(buf[:0], res, spans)
+}
+
+// appendTraceRequest appends the encoding of an ExportTraceServiceRequest
+// to buf (which may hold a gRPC prefix to fill in later).
+func appendTraceRequest(buf []byte, res []attribute.KeyValue, spans []sdktrace.ReadOnlySpan) []byte {
+	p := &pbuf{b: buf}
+	// A full batch of hop spans is 16 KiB to 2 MiB: three length bytes.
+	rs := p.open(1, 3) // ResourceSpans
+	p.resource(1, res)
+	var done []bool // spans already written; nil while all so far shared one scope
+	for i := range spans {
+		if done != nil && done[i] {
+			continue
+		}
+		scope := scopeOf(spans[i])
+		ss := p.open(2, 3) // ScopeSpans
+		sc := p.open(1, 1)
+		p.str(1, scope.Name)
+		p.str(2, scope.Version)
+		p.close(sc, 1)
+		for j := i; j < len(spans); j++ {
+			if done != nil && done[j] {
 				continue
 			}
-			scope := spans[i].InstrumentationScope()
-			p.msg(2, func() { // ScopeSpans
-				p.msg(1, func() {
-					p.str(1, scope.Name)
-					p.str(2, scope.Version)
-				})
-				for j := i; j < len(spans); j++ {
-					if !done[j] && spans[j].InstrumentationScope().Name == scope.Name {
-						done[j] = true
-						p.span(spans[j])
+			if j > i && scopeOf(spans[j]).Name != scope.Name {
+				if done == nil { // spans[i:j] are written
+					done = make([]bool, len(spans))
+					for k := i; k < j; k++ {
+						done[k] = true
 					}
 				}
-			})
+				continue
+			}
+			if done != nil {
+				done[j] = true
+			}
+			if j+1 < len(spans) {
+				if h, ok := spans[j+1].(*hopSpan); ok {
+					p.touched += h.touch()
+				}
+			}
+			p.span(spans[j])
 		}
-	})
+		p.close(ss, 3)
+		if done == nil {
+			break // every span shared the scope
+		}
+	}
+	p.close(rs, 3)
 	return p.b
 }
 
+func scopeOf(s sdktrace.ReadOnlySpan) instrumentation.Scope {
+	if _, ok := s.(*hopSpan); ok {
+		return instrumentation.Scope{Name: scopeName}
+	}
+	return s.InstrumentationScope()
+}
+
+// spanFields is what the encoding of a span reads, gathered without the
+// interface calls for the proxy's own hop spans.
+type spanFields struct {
+	sc, parent trace.SpanContext
+	name       string
+	kind       trace.SpanKind
+	start, end time.Time
+	attrs      []attribute.KeyValue
+	dropped    int
+	events     []sdktrace.Event
+	status     sdktrace.Status
+}
+
 func (p *pbuf) span(s sdktrace.ReadOnlySpan) {
-	p.msg(2, func() {
-		sc := s.SpanContext()
-		tid, sid := sc.TraceID(), sc.SpanID()
-		p.bytes(1, tid[:])
-		p.bytes(2, sid[:])
-		p.str(3, sc.TraceState().String())
-		if parent := s.Parent(); parent.IsValid() {
-			psid := parent.SpanID()
-			p.bytes(4, psid[:])
+	if h, ok := s.(*hopSpan); ok {
+		p.spanOf(&spanFields{sc: h.sc, parent: h.parent, name: h.name, kind: h.kind, start: h.start, end: h.end,
+			attrs: h.attrs[:h.n], events: h.events, status: h.status})
+		return
+	}
+	p.spanOf(&spanFields{sc: s.SpanContext(), parent: s.Parent(), name: s.Name(), kind: s.SpanKind(),
+		start: s.StartTime(), end: s.EndTime(), attrs: s.Attributes(), dropped: s.DroppedAttributes(),
+		events: s.Events(), status: s.Status()})
+}
+
+func (p *pbuf) spanOf(s *spanFields) {
+	// A hop span is 128 B to 16 KiB: two length bytes.
+	start := p.open(2, 2)
+	tid, sid := s.sc.TraceID(), s.sc.SpanID()
+	p.bytes(1, tid[:])
+	p.bytes(2, sid[:])
+	if ts := s.sc.TraceState(); ts.Len() > 0 {
+		// Written as TraceState.String renders it, without the string.
+		t := p.open(3, 1)
+		first := true
+		ts.Walk(func(k, v string) bool {
+			if !first {
+				p.b = append(p.b, ',')
+			}
+			first = false
+			p.b = append(p.b, k...)
+			p.b = append(p.b, '=')
+			p.b = append(p.b, v...)
+			return true
+		})
+		p.close(t, 1)
+	}
+	if s.parent.IsValid() {
+		psid := s.parent.SpanID()
+		p.bytes(4, psid[:])
+	}
+	p.str(5, s.name)
+	p.uvarint(6, uint64(s.kind)) // OTel API and OTLP number kinds alike
+	p.fixed64(7, unixNano(s.start))
+	p.fixed64(8, unixNano(s.end))
+	for i := range s.attrs {
+		p.keyValue(9, &s.attrs[i])
+	}
+	p.uvarint(10, uint64(s.dropped))
+	for _, ev := range s.events {
+		e := p.open(11, 1)
+		p.fixed64(1, unixNano(ev.Time))
+		p.str(2, ev.Name)
+		for i := range ev.Attributes {
+			p.keyValue(3, &ev.Attributes[i])
 		}
-		p.str(5, s.Name())
-		p.uvarint(6, uint64(s.SpanKind())) // OTel API and OTLP number kinds alike
-		p.fixed64(7, unixNano(s.StartTime()))
-		p.fixed64(8, unixNano(s.EndTime()))
-		for _, kv := range s.Attributes() {
-			p.keyValue(9, kv)
+		p.close(e, 1)
+	}
+	if st := s.status; st.Code != codes.Unset {
+		m := p.open(15, 1)
+		p.str(2, st.Description)
+		switch st.Code {
+		case codes.Error:
+			p.uvarint(3, 2)
+		case codes.Ok:
+			p.uvarint(3, 1)
 		}
-		p.uvarint(10, uint64(s.DroppedAttributes()))
-		for _, ev := range s.Events() {
-			p.msg(11, func() {
-				p.fixed64(1, unixNano(ev.Time))
-				p.str(2, ev.Name)
-				for _, kv := range ev.Attributes {
-					p.keyValue(3, kv)
-				}
-			})
-		}
-		st := s.Status()
-		if st.Code != codes.Unset {
-			p.msg(15, func() {
-				p.str(2, st.Description)
-				switch st.Code {
-				case codes.Error:
-					p.uvarint(3, 2)
-				case codes.Ok:
-					p.uvarint(3, 1)
-				}
-			})
-		}
-		flags := uint32(sc.TraceFlags()) | 0x100 // HAS_IS_REMOTE
-		if s.Parent().IsRemote() {
-			flags |= 0x200
-		}
-		p.fixed32(16, flags)
-	})
+		p.close(m, 1)
+	}
+	flags := uint32(s.sc.TraceFlags()) | 0x100 // HAS_IS_REMOTE
+	if s.parent.IsRemote() {
+		flags |= 0x200
+	}
+	p.fixed32(16, flags)
+	p.close(start, 2)
 }
 
 // encodeMetricsRequest encodes an ExportMetricsServiceRequest from gathered
@@ -258,7 +406,13 @@ func (p *pbuf) span(s sdktrace.ReadOnlySpan) {
 // gauges, histograms explicit-bucket cumulative histograms; names and label
 // names stay as they are.
 func encodeMetricsRequest(buf []byte, res []attribute.KeyValue, mfs []*dto.MetricFamily, start, now time.Time) []byte {
-	p := &pbuf{b: buf[:0]}
+	return appendMetricsRequest(buf[:0], res, mfs, start, now)
+}
+
+// appendMetricsRequest appends the encoding of encodeMetricsRequest to buf
+// (which may hold a gRPC prefix to fill in later).
+func appendMetricsRequest(buf []byte, res []attribute.KeyValue, mfs []*dto.MetricFamily, start, now time.Time) []byte {
+	p := &pbuf{b: buf}
 	startNs, nowNs := unixNano(start), unixNano(now)
 	p.msg(1, func() { // ResourceMetrics
 		p.resource(1, res)
@@ -518,15 +672,20 @@ func (e *errGRPC) Error() string {
 	return fmt.Sprintf("grpc-status %s: %s", e.code, e.message)
 }
 
-// call sends one length-prefixed message to path and checks grpc-status.
-func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
-	frame := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
-	copy(frame[5:], msg)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(frame))
+// call sends one gRPC message to path and checks grpc-status. frame is
+// the message after grpcPrefix bytes, which call fills in: the message is
+// encoded in place, not copied. frame may be reused once call returns.
+func (c *otlpClient) call(ctx context.Context, path string, frame []byte) error {
+	frame[0] = 0 // not compressed
+	binary.BigEndian.PutUint32(frame[1:grpcPrefix], uint32(len(frame)-grpcPrefix))
+	var bodies frameBodies
+	defer bodies.close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bodies.open(frame))
 	if err != nil {
 		return err
 	}
+	req.ContentLength = int64(len(frame))
+	req.GetBody = func() (io.ReadCloser, error) { return bodies.open(frame), nil }
 	req.Header.Set("Content-Type", "application/grpc+proto")
 	req.Header.Set("Te", "trailers")
 	req.Header.Set("User-Agent", "meshscope-proxy")
@@ -559,6 +718,61 @@ func (c *otlpClient) call(ctx context.Context, path string, msg []byte) error {
 	return nil
 }
 
+// frameBody is a request body reading a buffer its owner reuses. A
+// RoundTripper may close a request body, and so stop reading it, after
+// RoundTrip has returned; once Close has returned, though, frameBody reads
+// nothing more, so the owner closes it itself before the buffer is reused.
+type frameBody struct {
+	mu     sync.Mutex
+	r      bytes.Reader
+	closed bool
+}
+
+var errFrameReused = errors.New("request body read after the call returned")
+
+func (b *frameBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errFrameReused
+	}
+	return b.r.Read(p)
+}
+
+func (b *frameBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// frameBodies are the bodies of one call: the request's and the ones
+// GetBody makes for a retried request.
+type frameBodies struct {
+	mu     sync.Mutex
+	bodies []*frameBody
+	done   bool // the call returned: new bodies are born closed
+}
+
+func (fb *frameBodies) open(frame []byte) *frameBody {
+	b := &frameBody{}
+	b.r.Reset(frame)
+	fb.mu.Lock()
+	fb.bodies = append(fb.bodies, b)
+	b.closed = fb.done
+	fb.mu.Unlock()
+	return b
+}
+
+func (fb *frameBodies) close() {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.done = true
+	for _, b := range fb.bodies {
+		b.Close()
+	}
+}
+
 func (c *otlpClient) withToken(token string) *otlpClient {
 	c.token = token
 	return c
@@ -577,7 +791,7 @@ func (e *otlpSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace.Rea
 	if len(spans) == 0 {
 		return nil
 	}
-	e.buf = encodeTraceRequest(e.buf, e.res, spans)
+	e.buf = appendTraceRequest(append(e.buf[:0], make([]byte, grpcPrefix)...), e.res, spans)
 	err := e.c.call(ctx, otlpTracePath, e.buf)
 	if cap(e.buf) > 4<<20 {
 		e.buf = nil // do not keep a huge buffer after a burst

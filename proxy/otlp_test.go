@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,12 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	grpccodes "google.golang.org/grpc/codes"
@@ -197,12 +202,174 @@ func TestOTLPClientStatus(t *testing.T) {
 	defer s.Stop()
 	c := newOTLPClient(ln.Addr().String(), time.Second, nil)
 	defer c.close()
-	err = c.call(context.Background(), otlpTracePath, nil)
+	err = c.call(context.Background(), otlpTracePath, make([]byte, grpcPrefix))
 	if err == nil || !strings.Contains(err.Error(), "grpc-status 8: too much ünicode") {
 		t.Errorf("trace: %v", err)
 	}
-	err = c.call(context.Background(), otlpMetricsPath, nil)
+	err = c.call(context.Background(), otlpMetricsPath, make([]byte, grpcPrefix))
 	if err == nil || !strings.Contains(err.Error(), "grpc-status 12") {
 		t.Errorf("metrics on a trace-only server: %v", err)
+	}
+}
+
+// heldBodyTransport answers every call with grpc-status 0 after reading
+// only the gRPC prefix, and keeps the request body, as a RoundTripper may
+// that closes it after returning.
+type heldBodyTransport struct {
+	prefix [grpcPrefix]byte
+	body   io.ReadCloser
+}
+
+func (h *heldBodyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.body = r.Body
+	if _, err := io.ReadFull(r.Body, h.prefix[:]); err != nil {
+		return nil, err
+	}
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Grpc-Status": {"0"}},
+		Body: http.NoBody, Request: r}, nil
+}
+
+// TestOTLPClientFrameReuse: call fills in the gRPC prefix of the frame it
+// is given, and once it returns the transport reads nothing more of the
+// frame (which the exporter then reuses).
+func TestOTLPClientFrameReuse(t *testing.T) {
+	c := newOTLPClient("127.0.0.1:1", time.Second, nil)
+	tr := &heldBodyTransport{}
+	c.hc.Transport = tr
+	frame := append(make([]byte, grpcPrefix), strings.Repeat("m", 300)...)
+	if err := c.call(context.Background(), otlpTracePath, frame); err != nil {
+		t.Fatal(err)
+	}
+	if want := [grpcPrefix]byte{0, 0, 0, 1, 44}; tr.prefix != want {
+		t.Errorf("prefix %v, want %v", tr.prefix, want)
+	}
+	if n, err := tr.body.Read(make([]byte, 10)); n != 0 || err == nil {
+		t.Errorf("body read after the call: %d, %v", n, err)
+	}
+}
+
+// wantTraceRequest builds, with the generated OTLP types, the request
+// encodeTraceRequest is to encode: one resource, one scope per scope name
+// in the order of first appearance.
+func wantTraceRequest(res []attribute.KeyValue, spans []sdktrace.ReadOnlySpan) *coltracepb.ExportTraceServiceRequest {
+	kvs := func(attrs []attribute.KeyValue) []*commonpb.KeyValue {
+		var out []*commonpb.KeyValue
+		for _, kv := range attrs {
+			v := &commonpb.AnyValue{}
+			switch kv.Value.Type() {
+			case attribute.STRING:
+				v.Value = &commonpb.AnyValue_StringValue{StringValue: kv.Value.AsString()}
+			case attribute.BOOL:
+				v.Value = &commonpb.AnyValue_BoolValue{BoolValue: kv.Value.AsBool()}
+			case attribute.INT64:
+				v.Value = &commonpb.AnyValue_IntValue{IntValue: kv.Value.AsInt64()}
+			case attribute.FLOAT64:
+				v.Value = &commonpb.AnyValue_DoubleValue{DoubleValue: kv.Value.AsFloat64()}
+			default:
+				v.Value = &commonpb.AnyValue_StringValue{StringValue: kv.Value.Emit()}
+			}
+			out = append(out, &commonpb.KeyValue{Key: string(kv.Key), Value: v})
+		}
+		return out
+	}
+	nanos := func(t time.Time) uint64 {
+		if t.IsZero() {
+			return 0
+		}
+		return uint64(t.UnixNano())
+	}
+	rs := &tracepb.ResourceSpans{Resource: &resourcepb.Resource{Attributes: kvs(res)}}
+	scopes := map[string]*tracepb.ScopeSpans{}
+	for _, s := range spans {
+		scope := s.InstrumentationScope()
+		ss := scopes[scope.Name]
+		if ss == nil {
+			ss = &tracepb.ScopeSpans{Scope: &commonpb.InstrumentationScope{Name: scope.Name, Version: scope.Version}}
+			scopes[scope.Name] = ss
+			rs.ScopeSpans = append(rs.ScopeSpans, ss)
+		}
+		sc := s.SpanContext()
+		tid, sid := sc.TraceID(), sc.SpanID()
+		sp := &tracepb.Span{
+			TraceId: tid[:], SpanId: sid[:], TraceState: sc.TraceState().String(),
+			Name: s.Name(), Kind: tracepb.Span_SpanKind(s.SpanKind()),
+			StartTimeUnixNano: nanos(s.StartTime()), EndTimeUnixNano: nanos(s.EndTime()),
+			Attributes: kvs(s.Attributes()), DroppedAttributesCount: uint32(s.DroppedAttributes()),
+			Flags: uint32(sc.TraceFlags()) | 0x100,
+		}
+		if p := s.Parent(); p.IsValid() {
+			psid := p.SpanID()
+			sp.ParentSpanId = psid[:]
+			if p.IsRemote() {
+				sp.Flags |= 0x200
+			}
+		}
+		for _, ev := range s.Events() {
+			sp.Events = append(sp.Events, &tracepb.Span_Event{TimeUnixNano: nanos(ev.Time), Name: ev.Name, Attributes: kvs(ev.Attributes)})
+		}
+		switch st := s.Status(); st.Code {
+		case codes.Error:
+			sp.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: st.Description}
+		case codes.Ok:
+			sp.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_OK, Message: st.Description}
+		}
+		ss.Spans = append(ss.Spans, sp)
+	}
+	return &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{rs}}
+}
+
+// TestEncodeTraceRequestMatchesProto compares the decoded encoding of hop
+// spans and SDK spans of several scopes, at batch sizes whose messages
+// need one- to three-byte lengths, with the request built from the
+// generated types.
+func TestEncodeTraceRequestMatchesProto(t *testing.T) {
+	ts, err := trace.ParseTraceState("a=b,meshscope=" + strings.Repeat("x", 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spans []sdktrace.ReadOnlySpan
+	for i := range 300 {
+		s := newHopSpan()
+		s.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, byte(i)}, SpanID: trace.SpanID{2, byte(i)},
+			TraceFlags: trace.FlagsSampled})
+		if i%4 == 0 {
+			s.sc = s.sc.WithTraceState(ts)
+		}
+		if i%3 == 0 {
+			s.parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, byte(i)}, SpanID: trace.SpanID{3}, Remote: i%2 == 0})
+		}
+		s.name = strings.Repeat("n", i)
+		s.kind = trace.SpanKind(i % 6)
+		s.start, s.end = time.Unix(100, int64(i)), time.Unix(101, 0)
+		s.add(attribute.String("k", strings.Repeat("v", i*3)), attribute.Int("i", -i), attribute.Int("u", i<<20),
+			attribute.Bool("b", i%2 == 0), attribute.Float64("f", float64(i)/3), attribute.IntSlice("sl", []int{1, i}),
+			attribute.String("", ""), attribute.String(strings.Repeat("K", i), ""))
+		switch i % 5 {
+		case 0:
+			s.setError(strings.Repeat("e", i))
+		case 1:
+			s.status = sdktrace.Status{Code: codes.Ok}
+		}
+		if i%7 == 0 {
+			s.events = []sdktrace.Event{{Name: "ev", Time: time.Unix(5, 0), Attributes: []attribute.KeyValue{attribute.String("x", strings.Repeat("y", i))}},
+				{Name: strings.Repeat("E", i)}}
+		}
+		spans = append(spans, s)
+		if i%13 == 0 {
+			spans = append(spans, tracetest.SpanStub{Name: "stub", SpanContext: s.sc, Parent: s.parent, StartTime: s.start,
+				InstrumentationScope: instrumentation.Scope{Name: []string{"x", "y"}[i%2], Version: "v1"}, DroppedAttributes: i}.Snapshot())
+		}
+	}
+	res := []attribute.KeyValue{attribute.String("service.name", "web"), attribute.String("service.instance.id", strings.Repeat("i", 200))}
+	var buf []byte
+	for _, n := range []int{1, 2, 10, 27, 100, 300, len(spans)} {
+		buf = encodeTraceRequest(buf, res, spans[:n])
+		var got coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(buf, &got); err != nil {
+			t.Fatalf("%d spans: %v", n, err)
+		}
+		if want := wantTraceRequest(res, spans[:n]); !proto.Equal(&got, want) {
+			t.Errorf("%d spans: decoded request differs from the generated one", n)
+		}
 	}
 }

@@ -136,7 +136,7 @@ func (m *metricPusher) push(ctx context.Context) error {
 	if err != nil && len(mfs) == 0 {
 		return err
 	}
-	m.buf = encodeMetricsRequest(m.buf, m.res, mfs, m.start, time.Now())
+	m.buf = appendMetricsRequest(append(m.buf[:0], make([]byte, grpcPrefix)...), m.res, mfs, m.start, time.Now())
 	if err := m.c.call(ctx, otlpMetricsPath, m.buf); err != nil {
 		m.self.exportErrors.WithLabelValues("metrics").Inc()
 		m.self.droppedMetrics.Inc()
