@@ -157,16 +157,3 @@ func (s *hopSpan) DroppedAttributes() int       { return 0 }
 func (s *hopSpan) DroppedLinks() int            { return 0 }
 func (s *hopSpan) DroppedEvents() int           { return 0 }
 func (s *hopSpan) ChildSpanCount() int          { return 0 }
-
-// touch reads s's header and attribute lines so that they are loaded
-// while the span before s is encoded: s was recorded a batch ago, and
-// the encoder reaching its lines one at a time spends most of its time
-// waiting for them. The loads depend on nothing (not even s.n), so they
-// are all in flight together.
-func (s *hopSpan) touch() int {
-	n := s.n + int(s.kind)
-	for i := range s.attrs {
-		n += len(s.attrs[i].Key)
-	}
-	return n
-}

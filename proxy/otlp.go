@@ -37,10 +37,7 @@ const (
 )
 
 // pbuf appends protobuf wire-format fields.
-type pbuf struct {
-	b       []byte
-	touched int // see hopSpan.touch
-}
+type pbuf struct{ b []byte }
 
 const (
 	wireVarint  = 0
@@ -291,11 +288,6 @@ func appendTraceRequest(buf []byte, res []attribute.KeyValue, spans []sdktrace.R
 			}
 			if done != nil {
 				done[j] = true
-			}
-			if j+1 < len(spans) {
-				if h, ok := spans[j+1].(*hopSpan); ok {
-					p.touched += h.touch()
-				}
 			}
 			p.span(spans[j])
 		}
