@@ -82,13 +82,92 @@ func newHopSpanContext(parent trace.SpanContext, s hopSampler) trace.SpanContext
 	})
 }
 
-// maxHopAttrs is the most attributes a hop span carries.
-const maxHopAttrs = 24
+// hopAttr is one of the string attributes most hop spans carry, kept in
+// a field of its own instead of an attribute.KeyValue: a span is written
+// by a request and read by the exporter a batch later, both times with
+// cold caches, so its size is what they pay for.
+type hopAttr uint8
+
+const (
+	attrMethod        hopAttr = iota // http.request.method
+	attrPath                         // url.path
+	attrScheme                       // url.scheme
+	attrServerAddress                // server.address
+	attrProtoVersion                 // network.protocol.version
+	attrSrcService                   // mesh.source.service
+	attrSrcVersion                   // mesh.source.version
+	attrDstService                   // mesh.destination.service
+	attrDstVersion                   // mesh.destination.version
+	attrDirection                    // mesh.direction
+	attrProtocol                     // mesh.protocol
+	attrRoute                        // http.route
+	attrUserAgent                    // user_agent.original
+	attrClientAddress                // client.address
+	numHopAttrs
+)
+
+// key is the attribute's name.
+func (a hopAttr) key() string {
+	switch a {
+	case attrMethod:
+		return "http.request.method"
+	case attrPath:
+		return "url.path"
+	case attrScheme:
+		return "url.scheme"
+	case attrServerAddress:
+		return "server.address"
+	case attrProtoVersion:
+		return "network.protocol.version"
+	case attrSrcService:
+		return "mesh.source.service"
+	case attrSrcVersion:
+		return "mesh.source.version"
+	case attrDstService:
+		return "mesh.destination.service"
+	case attrDstVersion:
+		return "mesh.destination.version"
+	case attrDirection:
+		return "mesh.direction"
+	case attrProtocol:
+		return "mesh.protocol"
+	case attrRoute:
+		return "http.route"
+	case attrUserAgent:
+		return "user_agent.original"
+	case attrClientAddress:
+		return "client.address"
+	}
+	return ""
+}
+
+// hopAttrOf returns the hopAttr named key.
+func hopAttrOf(key attribute.Key) (hopAttr, bool) {
+	for a := range numHopAttrs {
+		if a.key() == string(key) {
+			return a, true
+		}
+	}
+	return 0, false
+}
+
+// maxExtraAttrs is the most other attributes a hop span carries (status,
+// errors, mTLS, policy attempts).
+const maxExtraAttrs = 8
 
 // hopSpan is one finished (or in-progress) hop span. It implements
 // sdktrace.ReadOnlySpan for the exporter; the embedded interface is always
-// nil and only completes the interface's unexported method.
+// nil and only completes the interface's unexported method. Its
+// attributes are the hopAttrs it has, in hopAttr order, then the others
+// in the order they were added; every hopAttr a span has is set before
+// any other attribute is added.
 type hopSpan struct {
+	hopSpanFields
+	extra [maxExtraAttrs]attribute.KeyValue // the other attributes: extra[:n]
+}
+
+// hopSpanFields is the part of a hopSpan cleared as a whole for reuse.
+type hopSpanFields struct {
 	sdktrace.ReadOnlySpan
 
 	sc, parent trace.SpanContext
@@ -97,37 +176,41 @@ type hopSpan struct {
 	start, end time.Time
 	status     sdktrace.Status
 	events     []sdktrace.Event // policy decisions
-	n          int
-	// Last: the exporter reads attrs[:n] and every field above, which so
-	// share cache lines (the span is encoded on another core, a while
-	// after it was recorded).
-	attrs [maxHopAttrs]attribute.KeyValue
+	has        uint16           // bit a: strs[a] is set
+	n          int              // extra attributes
+	strs       [numHopAttrs]string
 }
 
 var hopSpanPool = sync.Pool{New: func() any { return new(hopSpan) }}
 
 func newHopSpan() *hopSpan { return hopSpanPool.Get().(*hopSpan) }
 
-// free returns s to the pool; s must not be used afterwards.
+// free returns s to the pool; s must not be used afterwards. Only what
+// was used is cleared: clearing the whole span would load every line.
 func (s *hopSpan) free() {
-	*s = hopSpan{}
+	clear(s.extra[:s.n])
+	s.hopSpanFields = hopSpanFields{}
 	hopSpanPool.Put(s)
 }
 
-// add appends attributes (beyond maxHopAttrs they are dropped).
-func (s *hopSpan) add(kvs ...attribute.KeyValue) {
-	s.n += copy(s.attrs[s.n:], kvs)
+// setStr sets a string attribute of the fixed set.
+func (s *hopSpan) setStr(a hopAttr, v string) {
+	s.strs[a] = v
+	s.has |= 1 << a
 }
 
-// set replaces the attribute with kv's key, or adds it.
-func (s *hopSpan) set(kv attribute.KeyValue) {
-	for i := range s.attrs[:s.n] {
-		if s.attrs[i].Key == kv.Key {
-			s.attrs[i] = kv
-			return
+// add appends attributes (beyond maxExtraAttrs they are dropped).
+func (s *hopSpan) add(kvs ...attribute.KeyValue) {
+	for _, kv := range kvs {
+		if a, ok := hopAttrOf(kv.Key); ok && kv.Value.Type() == attribute.STRING {
+			s.setStr(a, kv.Value.AsString())
+			continue
+		}
+		if s.n < len(s.extra) {
+			s.extra[s.n] = kv
+			s.n++
 		}
 	}
-	s.add(kv)
 }
 
 func (s *hopSpan) setError(description string) {
@@ -140,7 +223,7 @@ func (s *hopSpan) Parent() trace.SpanContext        { return s.parent }
 func (s *hopSpan) SpanKind() trace.SpanKind         { return s.kind }
 func (s *hopSpan) StartTime() time.Time             { return s.start }
 func (s *hopSpan) EndTime() time.Time               { return s.end }
-func (s *hopSpan) Attributes() []attribute.KeyValue { return s.attrs[:s.n] }
+func (s *hopSpan) Attributes() []attribute.KeyValue { return s.appendAttributes(nil) }
 func (s *hopSpan) Links() []sdktrace.Link           { return nil }
 func (s *hopSpan) Events() []sdktrace.Event         { return s.events }
 func (s *hopSpan) Status() sdktrace.Status          { return s.status }
@@ -157,3 +240,13 @@ func (s *hopSpan) DroppedAttributes() int       { return 0 }
 func (s *hopSpan) DroppedLinks() int            { return 0 }
 func (s *hopSpan) DroppedEvents() int           { return 0 }
 func (s *hopSpan) ChildSpanCount() int          { return 0 }
+
+// appendAttributes appends the span's attributes, in their order, to dst.
+func (s *hopSpan) appendAttributes(dst []attribute.KeyValue) []attribute.KeyValue {
+	for a := range numHopAttrs {
+		if s.has&(1<<a) != 0 {
+			dst = append(dst, attribute.String(a.key(), s.strs[a]))
+		}
+	}
+	return append(dst, s.extra[:s.n]...)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -83,6 +84,7 @@ func TestHopSpanPoolReuse(t *testing.T) {
 	s := newHopSpan()
 	s.name = "GET /x"
 	s.add(attribute.String("k", "v"))
+	s.setStr(attrRoute, "/x")
 	s.setError("boom")
 	s.free()
 	s = newHopSpan()
@@ -92,5 +94,35 @@ func TestHopSpanPoolReuse(t *testing.T) {
 	var ro sdktrace.ReadOnlySpan = s // the exporter's view
 	if ro.InstrumentationScope().Name != scopeName || ro.Events() != nil || ro.DroppedAttributes() != 0 {
 		t.Errorf("read-only view: %+v", ro.InstrumentationScope())
+	}
+}
+
+// TestHopSpanAttributeOrder: a hop span's attributes are its fixed string
+// attributes in hopAttr order (those added through add too), then the
+// others in the order they were added.
+func TestHopSpanAttributeOrder(t *testing.T) {
+	s := newHopSpan()
+	defer s.free()
+	s.setStr(attrProtocol, "http")
+	s.setStr(attrMethod, "GET")
+	s.add(attribute.String("url.path", "/a"), attribute.Int("http.response.status_code", 503))
+	s.setStr(attrServerAddress, "") // set, though empty
+	s.add(attribute.String("error.type", "503"))
+	s.setStr(attrMethod, "HEAD") // replaced in place
+	want := []attribute.KeyValue{
+		attribute.String("http.request.method", "HEAD"),
+		attribute.String("url.path", "/a"),
+		attribute.String("server.address", ""),
+		attribute.String("mesh.protocol", "http"),
+		attribute.Int("http.response.status_code", 503),
+		attribute.String("error.type", "503"),
+	}
+	if got := s.Attributes(); !slices.Equal(got, want) {
+		t.Errorf("attributes\n%v\nwant\n%v", got, want)
+	}
+	for a := range numHopAttrs {
+		if b, ok := hopAttrOf(attribute.Key(a.key())); !ok || b != a {
+			t.Errorf("hopAttrOf(%q) = %v, %v", a.key(), b, ok)
+		}
 	}
 }

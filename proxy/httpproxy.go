@@ -239,27 +239,25 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			span = newHopSpan()
 			span.sc, span.parent, span.kind, span.start = sc, parent, h.t.spanKind, start
 			span.name = h.spanName(r.Method, k.route)
-			span.add(
-				attribute.String("http.request.method", r.Method),
-				attribute.String("url.path", r.URL.Path),
-				attribute.String("url.scheme", schemeOf(r)),
-				attribute.String("server.address", hostOnly(r.Host)),
-				attribute.String("network.protocol.version", protoVersion(r)),
-				attribute.String("mesh.source.service", k.srcService),
-				attribute.String("mesh.source.version", k.srcVersion),
-				attribute.String("mesh.destination.service", k.dstService),
-				attribute.String("mesh.destination.version", k.dstVersion),
-				attribute.String("mesh.direction", k.direction),
-				attribute.String("mesh.protocol", k.protocol),
-			)
+			span.setStr(attrMethod, r.Method)
+			span.setStr(attrPath, r.URL.Path)
+			span.setStr(attrScheme, schemeOf(r))
+			span.setStr(attrServerAddress, hostOnly(r.Host))
+			span.setStr(attrProtoVersion, protoVersion(r))
+			span.setStr(attrSrcService, k.srcService)
+			span.setStr(attrSrcVersion, k.srcVersion)
+			span.setStr(attrDstService, k.dstService)
+			span.setStr(attrDstVersion, k.dstVersion)
+			span.setStr(attrDirection, k.direction)
+			span.setStr(attrProtocol, k.protocol)
 			if k.route != routeUnmatched {
-				span.add(attribute.String("http.route", k.route))
+				span.setStr(attrRoute, k.route)
 			}
 			if ua := firstValue(r.Header, "User-Agent"); ua != "" {
-				span.add(attribute.String("user_agent.original", ua))
+				span.setStr(attrUserAgent, ua)
 			}
 			if h.t.kind == "inbound" {
-				span.add(attribute.String("client.address", hostOnly(r.RemoteAddr)))
+				span.setStr(attrClientAddress, hostOnly(r.RemoteAddr))
 			}
 		}
 		if !p.cfg.Telemetry.NoTraceHeaders {

@@ -314,6 +314,7 @@ type spanFields struct {
 	name       string
 	kind       trace.SpanKind
 	start, end time.Time
+	hop        *hopSpan // its hopAttrs come before attrs
 	attrs      []attribute.KeyValue
 	dropped    int
 	events     []sdktrace.Event
@@ -323,7 +324,7 @@ type spanFields struct {
 func (p *pbuf) span(s sdktrace.ReadOnlySpan) {
 	if h, ok := s.(*hopSpan); ok {
 		p.spanOf(&spanFields{sc: h.sc, parent: h.parent, name: h.name, kind: h.kind, start: h.start, end: h.end,
-			attrs: h.attrs[:h.n], events: h.events, status: h.status})
+			hop: h, attrs: h.extra[:h.n], events: h.events, status: h.status})
 		return
 	}
 	p.spanOf(&spanFields{sc: s.SpanContext(), parent: s.Parent(), name: s.Name(), kind: s.SpanKind(),
@@ -361,6 +362,13 @@ func (p *pbuf) spanOf(s *spanFields) {
 	p.uvarint(6, uint64(s.kind)) // OTel API and OTLP number kinds alike
 	p.fixed64(7, unixNano(s.start))
 	p.fixed64(8, unixNano(s.end))
+	if h := s.hop; h != nil {
+		for a := range numHopAttrs {
+			if h.has&(1<<a) != 0 {
+				p.stringKV(9, a.key(), h.strs[a])
+			}
+		}
+	}
 	for i := range s.attrs {
 		p.keyValue(9, &s.attrs[i])
 	}

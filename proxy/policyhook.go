@@ -34,7 +34,7 @@ func policyFinish(r *http.Request, p *Proxy, k *requestKey, span *hopSpan) {
 	if span == nil {
 		return
 	}
-	span.set(attribute.String("mesh.destination.version", k.dstVersion))
+	span.setStr(attrDstVersion, k.dstVersion)
 	if attempts > 0 {
 		span.add(attribute.Int("mesh.attempts", attempts))
 	}
