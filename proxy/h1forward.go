@@ -162,12 +162,14 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 	if out.Header == nil {
 		out.Header = make(http.Header)
 	}
-	trailers := httpguts.HeaderValuesContainsToken(out.Header["Te"], "trailers")
 	out.Body = nil
 	out.Close = false
-	removeHopByHop(out.Header)
-	if trailers {
-		out.Header.Set("Te", "trailers")
+	if l.conn == nil || l.conn.hopFields { // an owned connection's parse knows there are none
+		trailers := httpguts.HeaderValuesContainsToken(out.Header["Te"], "trailers")
+		removeHopByHop(out.Header)
+		if trailers {
+			out.Header.Set("Te", "trailers")
+		}
 	}
 	// What ReverseProxy's Rewrite mode and newHTTPHandler's Rewrite do:
 	// the forwarded headers and the query stay as the client sent them.

@@ -105,6 +105,9 @@ type h1ServerConn struct {
 	names      []byte
 	lastNames  fieldNames
 	curNames   fieldNames
+	// hopFields: the request has a hop-by-hop field (removeHopByHop has
+	// something to remove; the proxy adds none).
+	hopFields bool
 
 	idle atomic.Bool // waiting for a request (the drain closes idle connections)
 
@@ -287,6 +290,7 @@ func (c *h1ServerConn) parse(head []byte) bool {
 
 	clear(c.header)
 	c.vals = c.vals[:0]
+	c.hopFields = false
 	c.names = append(append(c.names[:0], target...), '\n')
 	h := c.header
 	var host string
@@ -330,6 +334,9 @@ func (c *h1ServerConn) parse(head []byte) bool {
 			if one := [1]string{v}; httpguts.HeaderValuesContainsToken(one[:], "close") {
 				closeConn = true
 			}
+			c.hopFields = true
+		case "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te":
+			c.hopFields = true
 		}
 		c.vals = append(c.vals, v)
 		vv := h[key]

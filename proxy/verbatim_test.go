@@ -134,6 +134,14 @@ func TestVerbatimResponseMatchesHeaderMapPath(t *testing.T) {
 				if g, w := maskTraceValues(upOn), maskTraceValues(upOff); g != w {
 					t.Errorf("%s: the app read\n%q\nwith the verbatim head, and\n%q\nwithout", pair[0].cfg.Service, g, w)
 				}
+				for _, l := range headLines(upOn) {
+					name, value, _ := strings.Cut(l, ":")
+					switch n := strings.ToLower(name); {
+					case n == "te" && strings.TrimSpace(value) == "trailers":
+					case n == "connection", n == "keep-alive", n == "proxy-connection", n == "proxy-authorization", n == "te", n == "x-hop":
+						t.Errorf("%s: the app read the hop-by-hop field %q", pair[0].cfg.Service, l)
+					}
+				}
 			}
 		})
 	}
