@@ -190,47 +190,39 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 		h.proxyError(rw, out, err)
 		return
 	}
-	if l.verbatim {
+	announced := 0
+	if l.verbatim { // no header map: the head as appendVerbatimHead forwarded it
 		w := rec.w.(*h1Writer)
 		w.head = l.head // the scratch buffer, grown
-		var body []byte
-		b, _ := res.Body.(*h1Body)
-		if b != nil {
-			body = b.buffered()
-		}
 		if rec.status == 0 {
 			rec.status = res.StatusCode
 		}
-		w.writeVerbatim(res.StatusCode, l.head, body)
-		rec.bytes += int64(len(body))
-		if b != nil {
-			b.consume() // after the body is in the client's buffer or written
+		w.writeVerbatimHead(res.StatusCode, l.head, res.ContentLength)
+	} else {
+		if res.StatusCode == http.StatusSwitchingProtocols {
+			_ = res.Body.Close()
+			h.proxyError(rw, out, fmt.Errorf("backend tried to switch protocol %q when %q was requested", upgradeOf(res.Header), ""))
+			return
 		}
-		return
-	}
-	if res.StatusCode == http.StatusSwitchingProtocols {
-		_ = res.Body.Close()
-		h.proxyError(rw, out, fmt.Errorf("backend tried to switch protocol %q when %q was requested", upgradeOf(res.Header), ""))
-		return
-	}
-	removeHopByHop(res.Header)
-	dst := rw.Header()
-	for k, vv := range res.Header {
-		if old, ok := dst[k]; ok {
-			dst[k] = append(old, vv...)
-		} else {
-			dst[k] = vv // res is this request's alone
+		removeHopByHop(res.Header)
+		dst := rw.Header()
+		for k, vv := range res.Header {
+			if old, ok := dst[k]; ok {
+				dst[k] = append(old, vv...)
+			} else {
+				dst[k] = vv // res is this request's alone
+			}
 		}
-	}
-	announced := len(res.Trailer)
-	if announced > 0 {
-		keys := make([]string, 0, announced)
-		for k := range res.Trailer {
-			keys = append(keys, k)
+		announced = len(res.Trailer)
+		if announced > 0 {
+			keys := make([]string, 0, announced)
+			for k := range res.Trailer {
+				keys = append(keys, k)
+			}
+			dst.Add("Trailer", strings.Join(keys, ", "))
 		}
-		dst.Add("Trailer", strings.Join(keys, ", "))
+		rw.WriteHeader(res.StatusCode)
 	}
-	rw.WriteHeader(res.StatusCode)
 
 	if err := h.copyLean(rw, res); err != nil {
 		defer res.Body.Close()
@@ -244,7 +236,7 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 	if len(res.Trailer) > 0 {
 		_ = http.NewResponseController(rw).Flush() // forces chunking
 	}
-	dst = rw.Header()
+	dst := rw.Header()
 	if len(res.Trailer) == announced {
 		for k, vv := range res.Trailer {
 			for _, v := range vv {

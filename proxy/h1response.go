@@ -144,47 +144,50 @@ func trimOWSString(s string) string {
 // path without a header map: a final status other than 204 and 304 to a
 // request other than HEAD, exactly one plain Content-Length, no framing,
 // connection, hop-by-hop or Pragma field, field lines that need no
-// folding, and the whole body already in br's buffer. It appends to dst
-// the field lines the proxy forwards, each as "name: value" with the
-// name as the upstream sent it and the value without surrounding spaces
-// and tabs (exactly the lines the header map path writes, in the
-// upstream's order), and consumes the head; body is the rest of the
-// response, still in br's buffer. ok is false, with nothing consumed and
-// dst unchanged, for anything else: the header map path reads it.
-func appendVerbatimHead(dst []byte, br *bufio.Reader, req *http.Request) (out []byte, code int, body []byte, ok bool) {
+// folding, and, for an event stream, the whole body already in br's
+// buffer (the header map path flushes an event stream after every
+// write). It appends to dst the field lines the proxy forwards, each as
+// "name: value" with the name as the upstream sent it and the value
+// without surrounding spaces and tabs (exactly the lines the header map
+// path writes, in the upstream's order), consumes the head and returns
+// the status code and the body's length (the body follows in br). ok is
+// false, with nothing consumed and dst unchanged, for anything else: the
+// header map path reads it.
+func appendVerbatimHead(dst []byte, br *bufio.Reader, req *http.Request) (out []byte, code int, cl int64, ok bool) {
 	if req.Method == http.MethodHead {
-		return dst, 0, nil, false
+		return dst, 0, 0, false
 	}
 	buf, _ := br.Peek(br.Buffered())
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	const statusPrefix = "HTTP/1.1 "
 	if end < len(statusPrefix)+3 || string(buf[:len(statusPrefix)]) != statusPrefix {
-		return dst, 0, nil, false
+		return dst, 0, 0, false
 	}
 	for _, c := range buf[len(statusPrefix) : len(statusPrefix)+3] {
 		if !isDigit(c) {
-			return dst, 0, nil, false
+			return dst, 0, 0, false
 		}
 		code = code*10 + int(c-'0')
 	}
 	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
-		return dst, 0, nil, false
+		return dst, 0, 0, false
 	}
 	lineEnd := bytes.IndexByte(buf[:end+2], '\n')
 	if buf[lineEnd-1] != '\r' || (lineEnd > len(statusPrefix)+4 && buf[len(statusPrefix)+3] != ' ') {
-		return dst, 0, nil, false
+		return dst, 0, 0, false
 	}
 	for _, c := range buf[:lineEnd-1] {
 		if (c < ' ' && c != '\t') || c == 0x7f {
-			return dst, 0, nil, false
+			return dst, 0, 0, false
 		}
 	}
 	start := len(dst)
-	cl := int64(-1)
+	cl = -1
+	eventStream := false
 	for rest := buf[lineEnd+1 : end+2]; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 1 || rest[i-1] != '\r' {
-			return dst[:start], 0, nil, false
+			return dst[:start], 0, 0, false
 		}
 		line := rest[:i-1]
 		rest = rest[i+1:]
@@ -195,44 +198,52 @@ func appendVerbatimHead(dst []byte, br *bufio.Reader, req *http.Request) (out []
 				break
 			}
 			if !isTchar(c) {
-				return dst[:start], 0, nil, false
+				return dst[:start], 0, 0, false
 			}
 		}
 		if colon <= 0 {
-			return dst[:start], 0, nil, false
+			return dst[:start], 0, 0, false
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
 		for _, c := range value {
 			if (c < ' ' && c != '\t') || c == 0x7f {
-				return dst[:start], 0, nil, false
+				return dst[:start], 0, 0, false
 			}
 		}
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
 			if cl >= 0 || len(value) == 0 || len(value) > 18 {
-				return dst[:start], 0, nil, false
+				return dst[:start], 0, 0, false
 			}
 			cl = 0
 			for _, c := range value {
 				if !isDigit(c) {
-					return dst[:start], 0, nil, false
+					return dst[:start], 0, 0, false
 				}
 				cl = cl*10 + int64(c-'0')
 			}
+		case asciiEqualFold(name, "Content-Type"):
+			eventStream = eventStream || hasPrefixFold(value, "text/event-stream")
 		case notVerbatim(name):
-			return dst[:start], 0, nil, false
+			return dst[:start], 0, 0, false
 		}
 		dst = append(dst, name...)
 		dst = append(dst, ": "...)
 		dst = append(dst, value...)
 		dst = append(dst, "\r\n"...)
 	}
-	if cl < 0 || int64(len(buf)-end-4) < cl {
-		return dst[:start], 0, nil, false // no length, or the body is still arriving
+	if cl < 0 || (eventStream && int64(len(buf)-end-4) < cl) {
+		return dst[:start], 0, 0, false // no length, or an event stream still arriving
 	}
-	body = buf[end+4 : end+4+int(cl)]
 	_, _ = br.Discard(end + 4)
-	return dst, code, body, true
+	return dst, code, cl, true
+}
+
+// hasPrefixFold reports whether b starts with prefix, ASCII
+// case-insensitively, after spaces and tabs.
+func hasPrefixFold(b []byte, prefix string) bool {
+	b = trimOWS(b)
+	return len(b) >= len(prefix) && asciiEqualFold(b[:len(prefix)], prefix)
 }
 
 // notVerbatim reports whether a response field rules the verbatim head

@@ -811,13 +811,13 @@ func (w *h1Writer) appendHead(code int, autoCL int64) {
 	w.out = append(w.out[:0], b...)
 }
 
-// writeVerbatim writes a response whose field lines (fields, each
-// CRLF-terminated, as appendVerbatimHead forwards them) and whole body
-// are known: the bytes appendHead and reorderHead would write for them,
-// without the header map.
-func (w *h1Writer) writeVerbatim(code int, fields, body []byte) {
-	w.status, w.headWritten = code, true
-	w.cl, w.written = int64(len(body)), int64(len(body))
+// writeVerbatimHead writes the head of a response whose field lines
+// (fields, each CRLF-terminated, as appendVerbatimHead forwards them)
+// include a Content-Length of cl: the bytes appendHead and reorderHead
+// would write for them, without the header map. The body follows through
+// Write.
+func (w *h1Writer) writeVerbatimHead(code int, fields []byte, cl int64) {
+	w.status, w.headWritten, w.cl = code, true, cl
 	if w.c.l.p.draining.Load() {
 		w.closeAfter = true // as net/http's server during Shutdown
 	}
@@ -832,7 +832,6 @@ func (w *h1Writer) writeVerbatim(code int, fields, body []byte) {
 	}
 	w.out = append(b, "\r\n"...)
 	w.write(w.out)
-	w.write(body)
 }
 
 func appendFieldLine(b []byte, k, v string) []byte {

@@ -202,12 +202,12 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	// response head verbatim (appendVerbatimHead), without a header map.
 	if wantVerbatim {
 		var code int
-		var body []byte
-		if lc.l.head, code, body, lc.l.verbatim = appendVerbatimHead(lc.l.head[:0], pc.br, req); lc.l.verbatim {
+		var cl int64
+		if lc.l.head, code, cl, lc.l.verbatim = appendVerbatimHead(lc.l.head[:0], pc.br, req); lc.l.verbatim {
 			oc.disarm()
 			resp = &lc.l.res
-			*resp = http.Response{StatusCode: code, ContentLength: int64(len(body)), Request: req}
-			if len(body) == 0 {
+			*resp = http.Response{StatusCode: code, ContentLength: cl, Request: req}
+			if cl == 0 {
 				resp.Body = http.NoBody
 			}
 		} else {
