@@ -49,8 +49,7 @@ func (h *httpHandler) leanEligible(r *http.Request) bool {
 
 // leanRequest is the outgoing request of one lean forward.
 type leanRequest struct {
-	ctx    leanContext  // the outgoing request's context, unless the request came with one (h1ServerConn.lctx)
-	out    http.Request // the outgoing request, when the request came with its context
+	ctx    leanContext // the outgoing request's context, unless the request came with one (h1ServerConn.lctx)
 	url    url.URL
 	rw     http.ResponseWriter
 	orders *headOrders   // the client's field order, nil when not kept
@@ -63,9 +62,8 @@ type leanRequest struct {
 	// wanted when the response goes to an owned connection and nothing
 	// between the handler and the transport reads its header map.
 	wantVerbatim bool
-	verbatim     bool          // the response head was taken verbatim
-	head         []byte        // its field lines, as forwarded
-	res          http.Response // the response of a verbatim head
+	verbatim     bool   // the response head was taken verbatim
+	head         []byte // its field lines, as forwarded
 }
 
 // leanContext is the outgoing request's context: the request's, plus the
@@ -147,8 +145,8 @@ func (h *httpHandler) forwardLean(rec *recorder, r *http.Request, orders *headOr
 	if lc, ok := r.Context().(*leanContext); ok && lc.l == l {
 		// An owned connection's request has this context already: a
 		// copy, not a new request from WithContext.
-		l.out = *r
-		out = &l.out
+		l.conn.out = *r
+		out = &l.conn.out
 	} else {
 		l.ctx = leanContext{Context: r.Context(), l: l}
 		out = r.WithContext(&l.ctx)

@@ -94,6 +94,10 @@ type h1ServerConn struct {
 	rec    recorder
 	lctx   leanContext
 	series seriesCache // of the golden metrics
+	// The lean path's outgoing request and its verbatim response, kept
+	// apart from rec: written whole when used, so not cleared with it.
+	out http.Request
+	res http.Response
 
 	// Strings of the previous request, reused when the next repeats them
 	// (keep-alive clients send the same heads again and again).

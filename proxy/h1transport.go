@@ -205,7 +205,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 		var cl int64
 		if lc.l.head, code, cl, lc.l.verbatim = appendVerbatimHead(lc.l.head[:0], pc.br, req); lc.l.verbatim {
 			oc.disarm()
-			resp = &lc.l.res
+			resp = &lc.l.conn.res
 			*resp = http.Response{StatusCode: code, ContentLength: cl, Request: req}
 			if cl == 0 {
 				resp.Body = http.NoBody
