@@ -251,11 +251,10 @@ func hasPrefixFold(b []byte, prefix string) bool {
 // removes, and Pragma (which the header map path pairs with a
 // Cache-Control).
 func notVerbatim(name []byte) bool {
-	for _, s := range [...]string{"Transfer-Encoding", "Trailer", "Connection", "Keep-Alive", "Proxy-Connection",
-		"Proxy-Authenticate", "Proxy-Authorization", "Te", "Upgrade", "Pragma"} {
+	for _, s := range hopHeaders { // the framing and connection fields among them
 		if asciiEqualFold(name, s) {
 			return true
 		}
 	}
-	return false
+	return asciiEqualFold(name, "Pragma")
 }
