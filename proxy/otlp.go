@@ -101,20 +101,9 @@ func (p *pbuf) bytes(field int, b []byte) {
 
 // msg writes a length-delimited sub-message produced by fn.
 func (p *pbuf) msg(field int, fn func()) {
-	p.tag(field, wireBytes)
-	start := len(p.b)
-	p.b = append(p.b, 0)
+	start := p.open(field, 1)
 	fn()
-	n := len(p.b) - start - 1
-	if n < 0x80 {
-		p.b[start] = byte(n)
-		return
-	}
-	var tmp [binary.MaxVarintLen64]byte
-	l := binary.PutUvarint(tmp[:], uint64(n))
-	p.b = append(p.b, tmp[:l-1]...)
-	copy(p.b[start+l:], p.b[start+1:start+1+n])
-	copy(p.b[start:], tmp[:l])
+	p.close(start, 1)
 }
 
 // open starts a length-delimited field whose length is not known yet: it
