@@ -68,14 +68,30 @@ func main() {
 	withNginx := flag.Bool("nginx", true, "")
 	rounds := flag.Int("rounds", 3, "")
 	dur := flag.Duration("dur", 5*time.Second, "")
-	rate := flag.Float64("rate", 1000, "")
+	rate := flag.Float64("rate", 1000, "requests per second; 0 runs a closed loop (each connection sends its next request when the last is answered)")
 	conns := flag.Int("conns", 16, "")
 	attach := flag.String("attach", "", "shell command run during each cell; {pid} {dur} {name} {round} replaced")
 	extra := flag.String("args", "", "extra proxy args")
 	proto := flag.String("proto", "h1", "h1, h2c or grpc")
 	withFloor := flag.Bool("floor", false, "also measure the floor: a minimal Go forwarder with the proxy's socket I/O (floor.go; HTTP/1.1 only)")
 	floorServe := flag.String("floor-serve", "", "internal: serve the floor forwarder, listen=upstream")
+	upProcess := flag.Bool("upstream-process", false, "serve the HTTP upstream from a separate process, as bench/proxy does, instead of inside the load generator's")
+	upServe := flag.String("upstream-serve", "", "internal: serve the HTTP upstream on this address")
 	flag.Parse()
+	body := bytes.Repeat([]byte("x"), 1024)
+	upHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(body)
+	})
+	// HTTP/1.1 and h2c with prior knowledge on one port, as bench/proxy's
+	// upstream.
+	upProtos := new(http.Protocols)
+	upProtos.SetHTTP1(true)
+	upProtos.SetUnencryptedHTTP2(true)
+	if *upServe != "" {
+		srv := &http.Server{Addr: *upServe, Protocols: upProtos, Handler: upHandler}
+		fail("upstream: %v", srv.ListenAndServe())
+	}
 	if *floorServe != "" {
 		listen, up, _ := strings.Cut(*floorServe, "=")
 		if err := serveFloor(listen, up); err != nil {
@@ -89,7 +105,6 @@ func main() {
 	if *withFloor && *proto != "h1" {
 		fail("-floor forwards HTTP/1.1 only")
 	}
-	body := bytes.Repeat([]byte("x"), 1024)
 	if *bins == "" && !*withNginx {
 		fail("nothing to measure: give -bins name=path,... or -nginx")
 	}
@@ -97,17 +112,29 @@ func main() {
 	if err != nil {
 		fail("listen: %v", err)
 	}
-	// HTTP/1.1 and h2c with prior knowledge on one port, as bench/proxy's
-	// upstream.
-	upProtos := new(http.Protocols)
-	upProtos.SetHTTP1(true)
-	upProtos.SetUnencryptedHTTP2(true)
-	upSrv := &http.Server{Protocols: upProtos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(body)
-	})}
+	upSrv := &http.Server{Protocols: upProtos, Handler: upHandler}
 	go upSrv.Serve(upLn)
 	up := upLn.Addr().String()
+	if *upProcess {
+		self, err := os.Executable()
+		if err != nil {
+			fail("upstream: %v", err)
+		}
+		up = freePortOrFail()
+		cmd := exec.Command(self, "-upstream-serve", up)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			fail("start upstream: %v", err)
+		}
+		defer cmd.Process.Kill()
+		for i := 0; i < 100; i++ {
+			if c, err := net.Dial("tcp", up); err == nil {
+				c.Close()
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	gupLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fail("listen: %v", err)
@@ -228,7 +255,11 @@ http {
 			var ac *exec.Cmd
 			done := make(chan *loadgen.Result)
 			go func() {
-				res, err := loadgen.RunConstantRate(context.Background(), cfg)
+				run := loadgen.RunConstantRate
+				if *rate == 0 {
+					run = loadgen.RunClosedLoop
+				}
+				res, err := run(context.Background(), cfg)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, "proxycpu:", t.name, err)
 				}
