@@ -107,8 +107,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	addr := clientAddr(req)
 	ctx := req.Context()
+	var refusedBy *clientConn
 	for attempt := 0; ; attempt++ {
-		cc, err := t.getConn(ctx, addr)
+		cc, err := t.getConn(ctx, addr, refusedBy)
 		if err != nil {
 			clientCloseBody(body)
 			return nil, err
@@ -124,6 +125,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
+		refusedBy = cc
 		if !reclaimed && body != nil {
 			if req.GetBody == nil {
 				return nil, err
@@ -160,9 +162,9 @@ func clientAddr(req *http.Request) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
-// getConn returns a connection to addr with one stream reserved for the
-// caller, dialing one when none has capacity.
-func (t *Transport) getConn(ctx context.Context, addr string) (*clientConn, error) {
+// getConn returns a connection to addr other than avoid with one stream
+// reserved for the caller, dialing one when none has capacity.
+func (t *Transport) getConn(ctx context.Context, addr string, avoid *clientConn) (*clientConn, error) {
 	t.mu.Lock()
 	for {
 		if t.closed {
@@ -178,7 +180,7 @@ func (t *Transport) getConn(ctx context.Context, addr string) (*clientConn, erro
 			t.pools[addr] = p
 		}
 		for _, cc := range p.conns {
-			if cc.reserve() {
+			if cc != avoid && cc.reserve() {
 				t.mu.Unlock()
 				return cc, nil
 			}
