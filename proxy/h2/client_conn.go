@@ -323,10 +323,15 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 
 	cc.wmu.Lock()
 	cc.mu.Lock()
-	if cc.closed || cc.werr != nil {
+	if cc.closed || cc.werr != nil || cc.goAway {
+		// GOAWAY arrived between reserve and here: the stream would be
+		// above the peer's last stream id, so it is refused unsent.
 		cerr := cc.err
 		if cerr == nil {
 			cerr = cc.werr
+		}
+		if cerr == nil {
+			cerr = errors.New("GOAWAY received")
 		}
 		cc.releaseLocked()
 		cc.mu.Unlock()

@@ -534,3 +534,48 @@ func TestClientConcurrentFirstRequestsShareOneDial(t *testing.T) {
 		t.Errorf("%d dials, want 1", d)
 	}
 }
+
+// clientFailingBody returns some bytes, then an error.
+type clientFailingBody struct {
+	sent   bool
+	closed atomic.Bool
+}
+
+func (b *clientFailingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, "partial"), nil
+	}
+	return 0, errors.New("upload broke")
+}
+
+func (b *clientFailingBody) Close() error { b.closed.Store(true); return nil }
+
+func TestClientRequestBodyErrors(t *testing.T) {
+	handlerErr := make(chan error, 1)
+	_, addr := clientTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		handlerErr <- err
+	}))
+	tr, _ := newClientTestTransport(t)
+	body := &clientFailingBody{}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", nil)
+	req.Body = body
+	if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "upload broke") {
+		t.Fatalf("RoundTrip error %v, want the body's error", err)
+	}
+	if err := <-handlerErr; err == nil {
+		t.Error("server read a complete body; want the stream reset")
+	}
+	if !body.closed.Load() {
+		t.Error("request body not closed")
+	}
+
+	// A length that the body does not match is an error, not a hang.
+	req, _ = http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("short"))
+	req.ContentLength = 10
+	if _, err := tr.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "shorter") {
+		t.Fatalf("RoundTrip error %v, want a short body error", err)
+	}
+	<-handlerErr
+}
