@@ -74,6 +74,7 @@ type clientConn struct {
 	henc      *hpack.Encoder
 	hbuf      bytes.Buffer
 	werr      error  // first write error; later writes fail with it
+	sentAway  bool   // GOAWAY written; close does not send another
 	wMaxFrame uint32 // peer's SETTINGS_MAX_FRAME_SIZE, for writers
 
 	mu          sync.Mutex
@@ -211,10 +212,13 @@ func (cc *clientConn) close(err error) {
 		cc.mu.Unlock()
 		return
 	}
-	cc.closeLocked(err)
+	failed := cc.closeLocked(err)
 	cc.mu.Unlock()
+	for _, cs := range failed {
+		cs.stopBody()
+	}
 	if cc.wmu.TryLock() {
-		if cc.werr == nil {
+		if cc.werr == nil && !cc.sentAway {
 			_ = cc.nc.SetWriteDeadline(time.Now().Add(time.Second))
 			if cc.fr.WriteGoAway(0, http2.ErrCodeNo, nil) == nil {
 				_ = cc.bw.Flush()
@@ -227,8 +231,10 @@ func (cc *clientConn) close(err error) {
 	cc.t.removeConn(cc)
 }
 
-// closeLocked marks cc closed and fails its streams (cc.mu held).
-func (cc *clientConn) closeLocked(err error) {
+// closeLocked marks cc closed and fails its streams (cc.mu held), which it
+// returns.
+func (cc *clientConn) closeLocked(err error) []*clientStream {
+	failed := make([]*clientStream, 0, len(cc.streams))
 	cc.closed = true
 	cc.err = err
 	if cc.idleTimer != nil {
@@ -238,8 +244,10 @@ func (cc *clientConn) closeLocked(err error) {
 		cs.failLocked(fmt.Errorf("h2: connection to %s closed: %w", cc.addr, err))
 		cs.removeLocked()
 		cs.wake()
+		failed = append(failed, cs)
 	}
 	cc.cond.Broadcast()
+	return failed
 }
 
 // writeCtl writes control frames and flushes. A write error closes the
@@ -318,6 +326,7 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 		notify:     make(chan struct{}, 1),
 		recvWindow: clientStreamWindow,
 		sendDone:   body == nil,
+		reqBody:    body,
 		isHead:     req.Method == http.MethodHead,
 	}
 

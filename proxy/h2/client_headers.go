@@ -73,12 +73,12 @@ func clientCheckRequest(req *http.Request) error {
 	if req.Method != "" && !httpguts.ValidHeaderFieldName(req.Method) {
 		return fmt.Errorf("h2: invalid method %q", req.Method)
 	}
+	if req.URL.Host == "" {
+		return errors.New("h2: request URL has no host")
+	}
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
-	}
-	if host == "" {
-		return errors.New("h2: request has no host")
 	}
 	if !httpguts.ValidHostHeader(host) {
 		return fmt.Errorf("h2: invalid host %q", host)

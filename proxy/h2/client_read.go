@@ -72,7 +72,10 @@ func (cc *clientConn) readFrames() error {
 // connError sends GOAWAY with the error's code and returns it, for the
 // reader to close the connection.
 func (cc *clientConn) connError(ce clientConnError) error {
-	cc.writeCtl(func(fr *http2.Framer) error { return fr.WriteGoAway(0, ce.code, []byte(ce.msg)) })
+	cc.writeCtl(func(fr *http2.Framer) error {
+		cc.sentAway = true
+		return fr.WriteGoAway(0, ce.code, []byte(ce.msg))
+	})
 	return fmt.Errorf("h2: connection to %s: %w", cc.addr, ce)
 }
 
@@ -94,10 +97,11 @@ func (cc *clientConn) resetStream(id uint32, code http2.ErrCode, err error) {
 		cs.removeLocked()
 	}
 	cc.mu.Unlock()
+	cc.writeRST(id, code, connInc)
 	if cs != nil {
 		cs.wake()
+		cs.stopBody()
 	}
-	cc.writeRST(id, code, connInc)
 }
 
 func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
@@ -295,6 +299,7 @@ func (cc *clientConn) onRSTStream(f *http2.RSTStreamFrame) error {
 	cs.removeLocked()
 	cc.mu.Unlock()
 	cs.wake()
+	cs.stopBody()
 	return nil
 }
 
@@ -366,6 +371,7 @@ func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
 	cc.mu.Unlock()
 	for _, cs := range failed {
 		cs.wake()
+		cs.stopBody()
 	}
 	cc.t.removeConn(cc)
 	if drained {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	"golang.org/x/net/http2"
 )
@@ -18,6 +19,10 @@ type clientStream struct {
 	isHead  bool
 	notify  chan struct{} // capacity 1: state changed (headers, data, end, error)
 	stopCtx func() bool   // unregisters the context watcher
+	reqBody io.ReadCloser // the body the writer copies, nil if none
+	// reqBodyClosed makes closing reqBody happen once, by the writer when
+	// done or by a failure that must unblock the writer's Read.
+	reqBodyClosed atomic.Bool
 
 	resp         *http.Response // final response headers, once received
 	readErr      error          // io.EOF after END_STREAM, or why the stream failed
@@ -44,6 +49,26 @@ func (cs *clientStream) wake() {
 	select {
 	case cs.notify <- struct{}{}:
 	default:
+	}
+}
+
+// closeReqBody closes the request body once.
+func (cs *clientStream) closeReqBody() {
+	if cs.reqBodyClosed.CompareAndSwap(false, true) {
+		_ = cs.reqBody.Close()
+	}
+}
+
+// stopBody closes the request body when the body writer owns it and has
+// not finished, so that a writer blocked in Read (a streaming body) returns
+// once the stream failed. Called without cc.mu: Close may block.
+func (cs *clientStream) stopBody() {
+	cc := cs.cc
+	cc.mu.Lock()
+	stop := cs.reqBody != nil && cs.bodyStarted && !cs.sendDone
+	cc.mu.Unlock()
+	if stop {
+		cs.closeReqBody()
 	}
 }
 
@@ -108,6 +133,7 @@ func (cs *clientStream) abort(err error, code http2.ErrCode) {
 	cc.mu.Unlock()
 	cs.wake()
 	cc.writeRST(cs.id, code, connInc)
+	cs.stopBody()
 }
 
 // writeBody copies the request body into DATA frames, then the trailers,
@@ -127,7 +153,7 @@ func (cs *clientStream) writeBody(body io.ReadCloser, cl int64) {
 	if stopped == nil {
 		err = cs.sendBody(body, cl)
 	}
-	_ = body.Close()
+	cs.closeReqBody()
 	if err != nil {
 		cs.abort(err, http2.ErrCodeCancel)
 	}
@@ -351,6 +377,7 @@ func (b *clientBody) Close() error {
 	switch {
 	case rst:
 		cc.writeRST(cs.id, http2.ErrCodeCancel, connInc)
+		cs.stopBody()
 	case connInc > 0:
 		cc.writeWindowUpdates(0, 0, connInc)
 	}

@@ -579,3 +579,37 @@ func TestClientRequestBodyErrors(t *testing.T) {
 	}
 	<-handlerErr
 }
+
+// TestClientStreamEndUnblocksBodyWriter: when the server answers in full
+// and stops the upload (RST_STREAM NO_ERROR), a request body blocked in
+// Read is closed, so that the body writer does not linger.
+func TestClientStreamEndUnblocksBodyWriter(t *testing.T) {
+	_, addr := clientTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "early answer")
+	}))
+	tr, _ := newClientTestTransport(t)
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", pr)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || string(b) != "early answer" {
+		t.Fatalf("body %q %v", b, err)
+	}
+	defer resp.Body.Close() // not before: closing would reset the stream itself
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := pw.Write([]byte("more")) // blocks until the reader side closes
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("write to the request body: %v, want io.ErrClosedPipe", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("request body still open after the stream ended")
+	}
+}
