@@ -613,3 +613,50 @@ func TestClientStreamEndUnblocksBodyWriter(t *testing.T) {
 		t.Fatal("request body still open after the stream ended")
 	}
 }
+
+// clientWriteCounter counts Write calls on a connection: each is a syscall.
+type clientWriteCounter struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c clientWriteCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestClientOneWritePerBodylessRequest: a GET leaves in a single write (its
+// HEADERS with END_STREAM), and reading a small response writes nothing.
+func TestClientOneWritePerBodylessRequest(t *testing.T) {
+	_, addr := clientTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(make([]byte, 1024))
+	}))
+	var writes atomic.Int32
+	tr := &Transport{Dial: func(ctx context.Context, network, a string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, a)
+		if err != nil {
+			return nil, err
+		}
+		return clientWriteCounter{c, &writes}, nil
+	}}
+	defer tr.Close()
+	get := func() {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	get() // connection setup: preface, SETTINGS, SETTINGS ack
+	before := writes.Load()
+	const n = 20
+	for range n {
+		get()
+	}
+	if got := writes.Load() - before; got != n {
+		t.Fatalf("%d writes for %d GETs, want one each", got, n)
+	}
+}
