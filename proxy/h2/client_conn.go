@@ -349,6 +349,10 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 	}
 	cs.id = cc.nextID
 	cc.nextID += 2
+	if cc.nextID > clientMaxStreamID {
+		// Stream ids used up: drain, then close (releaseLocked).
+		cc.goAway = true
+	}
 	cs.sendWindow = cc.initWindow
 	cc.streams[cs.id] = cs
 	cc.mu.Unlock()
