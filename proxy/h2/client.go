@@ -107,6 +107,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	addr := clientAddr(req)
 	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		clientCloseBody(body)
+		return nil, fmt.Errorf("h2: request to %s: %w", addr, context.Cause(ctx))
+	}
 	var refusedBy *clientConn
 	for attempt := 0; ; attempt++ {
 		cc, err := t.getConn(ctx, addr, refusedBy)
