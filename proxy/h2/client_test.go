@@ -660,3 +660,39 @@ func TestClientOneWritePerBodylessRequest(t *testing.T) {
 		t.Fatalf("%d writes for %d GETs, want one each", got, n)
 	}
 }
+
+// TestClientClosedBodiesReturnConnectionWindow: bytes of responses closed
+// unread go back to the connection window; otherwise a few abandoned
+// responses would exhaust its 1 MiB and stall the connection.
+func TestClientClosedBodiesReturnConnectionWindow(t *testing.T) {
+	written := make(chan struct{}, 1)
+	_, addr := clientTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(make([]byte, 768<<10))
+		w.(http.Flusher).Flush()
+		written <- struct{}{}
+	}))
+	tr, dials := newClientTestTransport(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 6 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-written // most of the response is sent, so mostly buffered unread
+		if i%2 == 0 {
+			_, _ = resp.Body.Read(make([]byte, 1))
+			resp.Body.Close() // abandon most of it
+			continue
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != 768<<10 {
+			t.Fatalf("request %d: read %d bytes: %v", i, n, err)
+		}
+	}
+	if d := dials.n.Load(); d != 1 {
+		t.Errorf("%d dials, want 1", d)
+	}
+}
