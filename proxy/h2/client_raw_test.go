@@ -3,6 +3,7 @@ package h2
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -455,6 +457,60 @@ func TestClientAnswersPingAndSettings(t *testing.T) {
 	tr := &Transport{}
 	defer tr.Close()
 	resp, err := clientRawGet(tr, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// TestClientAppliesWindowSizeChangeToOpenStreams: a stream opened with a
+// zero send window starts sending when SETTINGS_INITIAL_WINDOW_SIZE grows.
+func TestClientAppliesWindowSizeChangeToOpenStreams(t *testing.T) {
+	const size = 1000
+	addr := clientRawServer(t, func(i int, p *clientRawPeer) error {
+		if err := p.settings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+			return err
+		}
+		h, err := clientRawNext[*http2.MetaHeadersFrame](p)
+		if err != nil {
+			return err
+		}
+		if err := p.headers(h.StreamID, true, ":status", "200"); err != nil {
+			return err
+		}
+		h, err = clientRawNext[*http2.MetaHeadersFrame](p)
+		if err != nil {
+			return err
+		}
+		if err := p.settings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: size}); err != nil {
+			return err
+		}
+		got := 0
+		for {
+			d, err := clientRawNext[*http2.DataFrame](p)
+			if err != nil {
+				return err
+			}
+			got += len(d.Data())
+			if got > size {
+				return fmt.Errorf("client sent %d bytes with a window of %d", got, size)
+			}
+			if d.StreamEnded() {
+				return p.headers(h.StreamID, true, ":status", "200")
+			}
+		}
+	})
+	tr := &Transport{}
+	defer tr.Close()
+	resp, err := clientRawGet(tr, addr) // the zero window is in force after this
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/", bytes.NewReader(make([]byte, size)))
+	resp, err = tr.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
