@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshscope/meshscope/control/auth"
+	"github.com/meshscope/meshscope/proxy/h2"
 	"github.com/meshscope/meshscope/proxy/meshtls"
 	"github.com/meshscope/meshscope/proxy/policy"
 	"github.com/meshscope/meshscope/proxy/policy/chain"
@@ -51,8 +52,9 @@ type Proxy struct {
 	policies  *chain.Engine    // nil without --control-plane
 	policyRec *policy.Recorder // nil without --control-plane
 	fast      *h1Transport     // lean path for bodyless HTTP/1.1 requests
-	h1, h2c   *http.Transport
-	grpc      *http.Transport
+	h1        *http.Transport
+	h2c       *h2.Transport // HTTP/2 (h2c) requests other than gRPC
+	grpc      *h2.Transport // gRPC: no response-header timeout
 	dialer    *net.Dialer
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // dialer, with mTLS to meshed peers
 	errorLog  *log.Logger
@@ -153,19 +155,15 @@ func build(cfg Config, reg *prometheus.Registry, logger *slog.Logger) (*Proxy, e
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,
 	}
-	p.h2c = &http.Transport{
-		DialContext:           rawDial(p.dial),
+	p.h2c = &h2.Transport{
+		Dial:                  rawDial(p.dial),
 		IdleConnTimeout:       time.Duration(cfg.IdleTimeout),
 		ResponseHeaderTimeout: time.Duration(cfg.ResponseTimeout),
-		DisableCompression:    true,
-		Protocols:             new(http.Protocols),
 	}
-	p.h2c.Protocols.SetUnencryptedHTTP2(true)
 	// gRPC carries its own deadline (grpc-timeout) and servers may send
 	// response headers only with the first message of a long stream, so the
 	// response-header timeout does not apply to it.
-	p.grpc = p.h2c.Clone()
-	p.grpc.ResponseHeaderTimeout = 0
+	p.grpc = &h2.Transport{Dial: p.h2c.Dial, IdleConnTimeout: p.h2c.IdleConnTimeout}
 	p.fast = newH1Transport(h1dial, time.Duration(cfg.ResponseTimeout), time.Duration(cfg.IdleTimeout), 256, 1024)
 	p.transport = protoSwitch{fast: p.fast, h1: p.h1, h2: p.h2c, grpc: p.grpc}
 	if cfg.ControlPlane != "" {
@@ -403,8 +401,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.fast.CloseIdleConnections()
 	p.h1.CloseIdleConnections()
-	p.h2c.CloseIdleConnections()
-	p.grpc.CloseIdleConnections()
+	_ = p.h2c.Close()
+	_ = p.grpc.Close()
 	if p.policies != nil {
 		p.policies.Close()
 	}
