@@ -99,11 +99,12 @@ func (s *Server) init() {
 	})
 }
 
-func (s *Server) getBuf() []byte {
+func (s *Server) getBuf() *[]byte {
 	if b, ok := s.bufPool.Get().(*[]byte); ok {
-		return (*b)[:0]
+		return b
 	}
-	return make([]byte, 0, 16<<10)
+	b := make([]byte, 0, 16<<10)
+	return &b
 }
 
 func (s *Server) logger() *slog.Logger {

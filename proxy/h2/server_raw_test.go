@@ -50,10 +50,15 @@ func dialRawNoPreface(t testing.TB, addr string) *rawClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	rc := &rawClient{t: t, c: c, fr: http2.NewFramer(c, c)}
+	rc := &rawClient{t: t, c: c}
+	rc.init()
+	return rc
+}
+
+func (rc *rawClient) init() {
+	rc.fr = http2.NewFramer(rc.c, rc.c)
 	rc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	rc.henc = hpack.NewEncoder(&rc.hbuf)
-	return rc
 }
 
 // dialRaw connects and sends the preface and an empty SETTINGS frame.

@@ -195,6 +195,8 @@ type serverResponseWriter struct {
 	contentLength int64 // declared by the handler, -1 if not
 	written       int64
 	buf           []byte
+	bufp          *[]byte  // buf's pool entry
+	autoLength    bool     // send content-length computed at the end
 	trailers      []string // declared through the Trailer header, canonical
 	done          bool
 }
@@ -277,7 +279,8 @@ func (rw *serverResponseWriter) write(n int, p []byte, s string) (int, error) {
 		return n, nil
 	}
 	if rw.buf == nil {
-		rw.buf = rw.st.sc.srv.getBuf()
+		rw.bufp = rw.st.sc.srv.getBuf()
+		rw.buf = (*rw.bufp)[:0]
 	}
 	if len(rw.buf)+n <= cap(rw.buf) {
 		if p != nil {
@@ -339,7 +342,7 @@ func (rw *serverResponseWriter) finish() {
 	}
 	if !rw.sentHeader && rw.bodyAllowed && rw.contentLength < 0 && (rw.written > 0 || !rw.isHead) {
 		if _, ok := rw.header["Content-Length"]; !ok {
-			rw.header["Content-Length"] = []string{strconv.FormatInt(rw.written, 10)}
+			rw.autoLength = true
 			rw.contentLength = rw.written
 		}
 	}
@@ -354,10 +357,10 @@ func (rw *serverResponseWriter) finish() {
 
 func (rw *serverResponseWriter) release() {
 	rw.done = true
-	if rw.buf != nil {
-		b := rw.buf[:0]
-		rw.buf = nil
-		rw.st.sc.srv.bufPool.Put(&b)
+	if rw.bufp != nil {
+		*rw.bufp = rw.buf[:0]
+		rw.st.sc.srv.bufPool.Put(rw.bufp)
+		rw.buf, rw.bufp = nil, nil
 	}
 	rw.st.closeBody()
 }
@@ -412,6 +415,9 @@ func (rw *serverResponseWriter) send(final, flush bool) error {
 		sc.hbuf.Reset()
 		_ = sc.henc.WriteField(hpack.HeaderField{Name: ":status", Value: serverStatusString(rw.status)})
 		rw.encodeFields()
+		if rw.autoLength {
+			_ = sc.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.written, 10)})
+		}
 		if _, ok := rw.header["Date"]; !ok {
 			var b [len(http.TimeFormat)]byte
 			_ = sc.henc.WriteField(hpack.HeaderField{Name: "date", Value: string(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))})
