@@ -23,6 +23,9 @@ import (
 // Shutdown.
 var ErrServerClosed = errors.New("h2: server shut down")
 
+// errServerDrained ends the reader loop gracefully.
+var errServerDrained = errors.New("h2: connection drained")
+
 const (
 	serverPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 	// serverDefaultMaxStreams matches net/http's HTTP/2 server default.
@@ -237,13 +240,15 @@ type serverConn struct {
 	// peerMaxFrame is the client's SETTINGS_MAX_FRAME_SIZE.
 	peerMaxFrame atomic.Uint32
 
-	wmu        sync.Mutex
-	bw         *bufio.Writer
-	wfr        *http2.Framer
-	henc       *hpack.Encoder
-	hbuf       bytes.Buffer
-	werr       error
-	ctlPending bool // control frames written by the reader, not yet flushed
+	wmu  sync.Mutex
+	bw   *bufio.Writer
+	wfr  *http2.Framer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+	werr error
+	// ctlPending is set when control frames (acks, RST_STREAM) wait in bw;
+	// atomic so the reader checks it without taking wmu.
+	ctlPending atomic.Bool
 
 	mu          sync.Mutex
 	streams     map[uint32]*serverStream
@@ -254,8 +259,14 @@ type serverConn struct {
 	peerInitWin int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	recvConnWin int64  // what the client may still send on the connection
 	connUnsent  int64  // consumed bytes not yet returned by WINDOW_UPDATE
-	idleTimer   *time.Timer
-	idleTimeout time.Duration
+	// recentResets remembers the last streams closed by RST_STREAM: frames
+	// the client sent before seeing the reset are ignored rather than
+	// taken as a connection error (RFC 9113 5.1).
+	recentResets [32]uint32
+	resetNext    int
+	handlers     int // running handlers, including those of reset streams
+	idleTimer    *time.Timer
+	idleTimeout  time.Duration
 }
 
 func (s *Server) newConn(ctx context.Context, c net.Conn) *serverConn {
@@ -407,6 +418,10 @@ func (sc *serverConn) serve() error {
 			first = false
 		}
 		if err := sc.processFrame(f); err != nil {
+			if err == errServerDrained {
+				sc.graceful.Store(true)
+				return nil
+			}
 			var ce serverConnError
 			if errors.As(err, &ce) {
 				return sc.connError(ce)
@@ -414,13 +429,6 @@ func (sc *serverConn) serve() error {
 			return err
 		}
 		sc.flushIfIdle()
-		sc.mu.Lock()
-		drained := sc.peerGoAway && len(sc.streams) == 0
-		sc.mu.Unlock()
-		if drained {
-			sc.graceful.Store(true)
-			return nil
-		}
 	}
 }
 
@@ -466,7 +474,7 @@ func (sc *serverConn) startDrain(code http2.ErrCode) {
 // flushLocked writes out the buffer; sc.wmu is held. A write error is
 // sticky and closes the connection.
 func (sc *serverConn) flushLocked() {
-	sc.ctlPending = false
+	sc.ctlPending.Store(false)
 	if sc.werr != nil {
 		return
 	}
@@ -480,11 +488,11 @@ func (sc *serverConn) flushLocked() {
 // frame is already buffered, so acks for a burst of frames share a write
 // and a handler's flush may have carried them already.
 func (sc *serverConn) flushIfIdle() {
-	if sc.br.Buffered() > 0 {
+	if sc.br.Buffered() > 0 || !sc.ctlPending.Load() {
 		return
 	}
 	sc.wmu.Lock()
-	if sc.ctlPending {
+	if sc.ctlPending.Load() {
 		sc.flushLocked()
 	}
 	sc.wmu.Unlock()
@@ -495,7 +503,7 @@ func (sc *serverConn) writeRST(id uint32, code http2.ErrCode, flush bool) {
 	sc.wmu.Lock()
 	if sc.werr == nil {
 		_ = sc.wfr.WriteRSTStream(id, code)
-		sc.ctlPending = true
+		sc.ctlPending.Store(true)
 		if flush {
 			sc.flushLocked()
 		}
@@ -549,7 +557,7 @@ func (sc *serverConn) processFrame(f http2.Frame) error {
 		sc.wmu.Lock()
 		if sc.werr == nil {
 			_ = sc.wfr.WritePing(true, f.Data)
-			sc.ctlPending = true
+			sc.ctlPending.Store(true)
 		}
 		sc.wmu.Unlock()
 		return nil
@@ -566,8 +574,12 @@ func (sc *serverConn) processFrame(f http2.Frame) error {
 	case *http2.GoAwayFrame:
 		sc.mu.Lock()
 		sc.peerGoAway = true
+		idle := len(sc.streams) == 0
 		sc.mu.Unlock()
-		return nil
+		if idle {
+			return errServerDrained
+		}
+		return nil // the last stream to end closes the connection
 	case *http2.PushPromiseFrame:
 		return serverConnError{http2.ErrCodeProtocol, "PUSH_PROMISE from client"}
 	case *http2.ContinuationFrame:
@@ -613,7 +625,7 @@ func (sc *serverConn) onSettings(f *http2.SettingsFrame) error {
 	sc.wmu.Lock()
 	if sc.werr == nil {
 		_ = sc.wfr.WriteSettingsAck()
-		sc.ctlPending = true
+		sc.ctlPending.Store(true)
 	}
 	sc.wmu.Unlock()
 	return nil
@@ -667,6 +679,7 @@ func (sc *serverConn) onData(f *http2.DataFrame) error {
 			return serverConnError{http2.ErrCodeProtocol, "DATA on idle stream"}
 		}
 		inc := sc.returnConnLocked(n)
+		ignore := st == nil && sc.recentlyResetLocked(id)
 		if st != nil {
 			sc.closeStreamLocked(st, errors.New("h2: DATA after END_STREAM"))
 		}
@@ -674,7 +687,9 @@ func (sc *serverConn) onData(f *http2.DataFrame) error {
 		if inc > 0 {
 			sc.writeWindowUpdates(inc, 0, 0)
 		}
-		sc.writeRST(id, http2.ErrCodeStreamClosed, false)
+		if !ignore {
+			sc.writeRST(id, http2.ErrCodeStreamClosed, false)
+		}
 		return nil
 	}
 	if n > st.recvWin {
@@ -749,11 +764,17 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if id <= sc.maxID {
+		reset := sc.recentlyResetLocked(id)
 		sc.mu.Unlock()
+		if reset {
+			return nil
+		}
 		return serverConnError{http2.ErrCodeProtocol, "HEADERS on a closed or lower stream id"}
 	}
 	sc.maxID = id
-	if sc.goingAway || sc.peerGoAway || uint32(len(sc.streams)) >= sc.maxStreams {
+	// Handlers of streams the client reset still count against a multiple
+	// of the limit, so resets cannot pile up goroutines.
+	if sc.goingAway || sc.peerGoAway || uint32(len(sc.streams)) >= sc.maxStreams || sc.handlers >= 2*int(sc.maxStreams) {
 		sc.mu.Unlock()
 		sc.writeRST(id, http2.ErrCodeRefusedStream, false)
 		return nil
@@ -781,6 +802,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		sc.idleTimer.Stop()
 	}
 	sc.streams[id] = st
+	sc.handlers++
 	sc.mu.Unlock()
 	sc.srv.dispatch(st)
 	return nil
@@ -800,7 +822,7 @@ func (sc *serverConn) writeStatusOnly(id uint32, status int, reset bool) {
 	if reset {
 		_ = sc.wfr.WriteRSTStream(id, http2.ErrCodeNo)
 	}
-	sc.ctlPending = true
+	sc.ctlPending.Store(true)
 }
 
 // writeHeaderBlockLocked writes sc.hbuf as HEADERS plus CONTINUATION
@@ -841,7 +863,20 @@ func (sc *serverConn) closeStreamLocked(st *serverStream, err error) {
 	}
 	st.cancel()
 	st.cond.Broadcast()
+	if !st.removed {
+		sc.recentResets[sc.resetNext] = st.id
+		sc.resetNext = (sc.resetNext + 1) % len(sc.recentResets)
+	}
 	sc.removeStreamLocked(st)
+}
+
+func (sc *serverConn) recentlyResetLocked(id uint32) bool {
+	for _, r := range sc.recentResets {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // removeStreamLocked drops st from the open streams and, when the last one

@@ -295,3 +295,31 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 func slogTo(w io.Writer, mu *sync.Mutex) *slog.Logger {
 	return slog.New(slog.NewTextHandler(lockedWriter{mu, w}, nil))
 }
+
+// TestServerFramesAfterEarlyResponse: a handler answers before the request
+// body ends, so the stream is reset with NO_ERROR; DATA and trailers the
+// client had already sent are ignored and the connection stays up.
+func TestServerFramesAfterEarlyResponse(t *testing.T) {
+	env := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("early")) }))
+	rc := dialRaw(t, env.addr)
+	rc.writeHeaders(1, false, ":method", "POST", ":scheme", "http", ":path", "/", ":authority", "a", "trailer", "x-t")
+	got := rc.readUntil(isRST).(*rawRST)
+	if *got != (rawRST{1, http2.ErrCodeNo}) {
+		t.Fatalf("RST %+v, want stream 1 NO_ERROR", got)
+	}
+	rc.fr.WriteData(1, false, []byte("late body"))
+	rc.writeHeaders(1, true, "x-t", "v")
+	rc.writeHeaders(3, true, rawGet...)
+	f := rc.readUntil(func(f any) bool {
+		switch f := f.(type) {
+		case *rawGoAway:
+			return true
+		case *rawHeaders:
+			return f.id == 3
+		}
+		return false
+	})
+	if h, ok := f.(*rawHeaders); !ok || h.fields[":status"] != "200" {
+		t.Errorf("after late frames: %+v", f)
+	}
+}

@@ -98,6 +98,9 @@ func (st *serverStream) run() {
 			rw.abort(http2.ErrCodeInternal)
 		}
 		st.cancel()
+		st.sc.mu.Lock()
+		st.sc.handlers--
+		st.sc.mu.Unlock()
 	}()
 	st.sc.handler.ServeHTTP(rw, st.req)
 	rw.finish()
