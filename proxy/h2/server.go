@@ -169,7 +169,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, sc := range conns {
-		sc.startDrain(http2.ErrCodeNo)
+		// Asynchronous: a connection whose writer is stuck must not hold
+		// up the others or ctx.
+		go sc.startDrain(http2.ErrCodeNo)
 	}
 	for i, sc := range conns {
 		select {

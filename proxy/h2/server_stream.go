@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -33,6 +34,9 @@ type serverStream struct {
 	body   serverBody
 	rw     serverResponseWriter
 	cond   sync.Cond // signals body data, window changes and resets
+	// expectContinue is set for "expect: 100-continue" until the first
+	// body read sends 100 (Continue) or the final header goes out.
+	expectContinue atomic.Bool
 
 	sendWin    int64 // the client's window for our DATA on this stream
 	recvWin    int64 // what the client may still send on this stream
@@ -81,6 +85,9 @@ func (sc *serverConn) newStream(id uint32, head serverRequestHead, endStream boo
 	} else {
 		st.body.st = st
 		req.Body = &st.body
+		if len(head.header["Expect"]) == 1 && strings.EqualFold(head.header["Expect"][0], "100-continue") {
+			st.expectContinue.Store(true)
+		}
 	}
 	st.req = req.WithContext(st.ctx)
 	st.rw = serverResponseWriter{st: st, header: make(http.Header), contentLength: -1}
@@ -112,6 +119,9 @@ type serverBody struct{ st *serverStream }
 func (b *serverBody) Read(p []byte) (int, error) {
 	st := b.st
 	sc := st.sc
+	if st.expectContinue.Load() {
+		st.sendContinue()
+	}
 	sc.mu.Lock()
 	for len(st.buf) == st.roff && st.bodyErr == nil && !st.bodyClosed {
 		st.cond.Wait()
@@ -154,6 +164,21 @@ func (b *serverBody) Read(p []byte) (int, error) {
 		sc.writeWindowUpdates(connInc, st.id, streamInc)
 	}
 	return n, nil
+}
+
+// sendContinue answers "expect: 100-continue" unless the final header
+// was already written (rw.sentHeader only changes under wmu).
+func (st *serverStream) sendContinue() {
+	sc := st.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if !st.expectContinue.Swap(false) || st.rw.sentHeader || sc.werr != nil || st.isReset() != nil {
+		return
+	}
+	sc.hbuf.Reset()
+	_ = sc.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+	sc.writeHeaderBlockLocked(st.id, false)
+	sc.flushLocked()
 }
 
 // Close discards unread data, returning it to the connection window.
@@ -415,6 +440,7 @@ func (rw *serverResponseWriter) send(final, flush bool) error {
 	}
 	if !rw.sentHeader {
 		rw.sentHeader = true
+		rw.st.expectContinue.Store(false)
 		sc.hbuf.Reset()
 		_ = sc.henc.WriteField(hpack.HeaderField{Name: ":status", Value: serverStatusString(rw.status)})
 		rw.encodeFields()

@@ -591,3 +591,26 @@ func TestServerIdleTimeout(t *testing.T) {
 		t.Errorf("ServeConn: %v", err)
 	}
 }
+
+func TestServerExpectContinue(t *testing.T) {
+	env := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	// A long ExpectContinueTimeout: the body goes out only after 100.
+	tr := &http.Transport{Protocols: p, ExpectContinueTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", "http://"+env.addr+"/", strings.NewReader("payload"))
+	req.Header.Set("Expect", "100-continue")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "payload" {
+		t.Errorf("body %q", b)
+	}
+}
