@@ -2,12 +2,14 @@ package h2
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,5 +323,53 @@ func TestServerFramesAfterEarlyResponse(t *testing.T) {
 	})
 	if h, ok := f.(*rawHeaders); !ok || h.fields[":status"] != "200" {
 		t.Errorf("after late frames: %+v", f)
+	}
+}
+
+// countingConn counts Write calls (one per write syscall on a TCP conn).
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestServerOneWritePerResponse: HEADERS and DATA with END_STREAM of a
+// small response leave in a single write.
+func TestServerOneWritePerResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte(strings.Repeat("x", 1024)))
+	})}
+	conns := make(chan *countingConn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		cc := &countingConn{Conn: c}
+		conns <- cc
+		srv.ServeConn(context.Background(), cc)
+	}()
+	defer srv.Shutdown(context.Background())
+	rc := dialRaw(t, ln.Addr().String())
+	cc := <-conns
+	rc.writeHeaders(1, true, rawGet...)
+	rc.readUntil(func(f any) bool { d, ok := f.(*rawData); return ok && d.end })
+	before := cc.writes.Load()
+	for id := uint32(3); id < 23; id += 2 {
+		rc.writeHeaders(id, true, rawGet...)
+		rc.readUntil(func(f any) bool { d, ok := f.(*rawData); return ok && d.end && d.id == id })
+	}
+	if n := cc.writes.Load() - before; n != 10 {
+		t.Errorf("%d writes for 10 responses, want 10", n)
 	}
 }
