@@ -86,6 +86,9 @@ type Server struct {
 	// stop is closed by Shutdown and makes idle workers exit.
 	stop chan struct{}
 
+	// dateCache holds the Date value of the current second.
+	dateCache atomic.Pointer[serverDate]
+
 	// bufPool recycles response body buffers (*[]byte).
 	bufPool sync.Pool
 
@@ -108,6 +111,22 @@ func (s *Server) getBuf() *[]byte {
 	}
 	b := make([]byte, 0, 16<<10)
 	return &b
+}
+
+type serverDate struct {
+	unix  int64
+	value string
+}
+
+// date is the Date field value for now, formatted once per second.
+func (s *Server) date() string {
+	now := time.Now()
+	if d := s.dateCache.Load(); d != nil && d.unix == now.Unix() {
+		return d.value
+	}
+	d := &serverDate{unix: now.Unix(), value: now.UTC().Format(http.TimeFormat)}
+	s.dateCache.Store(d)
+	return d.value
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -374,13 +374,16 @@ func (rw *serverResponseWriter) finish() {
 			rw.contentLength = rw.written
 		}
 	}
-	err := rw.send(true, true)
-	rw.release()
-	if err == nil && rw.bodyAllowed && !rw.isHead && rw.contentLength >= 0 && rw.written != rw.contentLength {
+	if rw.bodyAllowed && !rw.isHead && rw.contentLength >= 0 && rw.written != rw.contentLength {
 		// The body is shorter than the content-length the handler
-		// declared: the client must not take it as complete.
+		// declared: send what there is, then reset instead of END_STREAM
+		// so the client does not take it as complete.
+		_ = rw.send(false, false)
 		rw.abort(http2.ErrCodeInternal)
+		return
 	}
+	_ = rw.send(true, true)
+	rw.release()
 }
 
 func (rw *serverResponseWriter) release() {
@@ -448,8 +451,7 @@ func (rw *serverResponseWriter) send(final, flush bool) error {
 			_ = sc.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(rw.written, 10)})
 		}
 		if _, ok := rw.header["Date"]; !ok {
-			var b [len(http.TimeFormat)]byte
-			_ = sc.henc.WriteField(hpack.HeaderField{Name: "date", Value: string(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))})
+			_ = sc.henc.WriteField(hpack.HeaderField{Name: "date", Value: sc.srv.date()})
 		}
 		if _, ok := rw.header["Content-Type"]; !ok && rw.bodyAllowed && len(body) > 0 && len(rw.header["Content-Encoding"]) == 0 {
 			_ = sc.henc.WriteField(hpack.HeaderField{Name: "content-type", Value: http.DetectContentType(body)})

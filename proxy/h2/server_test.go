@@ -614,3 +614,18 @@ func TestServerExpectContinue(t *testing.T) {
 		t.Errorf("body %q", b)
 	}
 }
+
+func TestServerShortBodyResets(t *testing.T) {
+	env := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		w.Write([]byte("abc"))
+	}))
+	resp, err := h2cClient(t).Get("http://" + env.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, err := io.ReadAll(resp.Body); err == nil {
+		t.Errorf("short body read without error: %q", b)
+	}
+}
