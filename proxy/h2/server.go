@@ -324,7 +324,8 @@ func (s *Server) newConn(ctx context.Context, c net.Conn) *serverConn {
 	if s.MaxHeaderBytes <= 0 {
 		sc.maxHeader = http.DefaultMaxHeaderBytes
 	}
-	if tc, ok := c.(*tls.Conn); ok {
+	// *tls.Conn, or a wrapper that exposes its state (e.g. after a peek).
+	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		cs := tc.ConnectionState()
 		sc.tlsState = &cs
 	}
