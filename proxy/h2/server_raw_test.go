@@ -373,3 +373,66 @@ func TestServerOneWritePerResponse(t *testing.T) {
 		t.Errorf("%d writes for 10 responses, want 10", n)
 	}
 }
+
+// TestServerConnectionWindowAndFrameSize: with a large stream window but
+// the default 65535-byte connection window, exactly that much arrives, in
+// DATA frames no larger than the default maximum frame size, until the
+// client raises the connection window.
+func TestServerConnectionWindowAndFrameSize(t *testing.T) {
+	body := strings.Repeat("c", 100<<10)
+	env := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+	rc := dialRaw(t, env.addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	rc.writeHeaders(1, true, rawGet...)
+	var got []byte
+	readData := func() *rawData {
+		d := rc.readUntil(func(f any) bool { _, ok := f.(*rawData); return ok }).(*rawData)
+		if len(d.data) > 16384 {
+			t.Fatalf("DATA frame of %d bytes, above the default maximum frame size", len(d.data))
+		}
+		got = append(got, d.data...)
+		return d
+	}
+	for len(got) < 65535 {
+		readData()
+	}
+	if len(got) != 65535 {
+		t.Fatalf("%d bytes within the 65535-byte connection window", len(got))
+	}
+	// Nothing more may come until the window grows: a PING round trip
+	// shows the server is idle rather than still sending.
+	rc.fr.WritePing(false, [8]byte{9})
+	rc.readUntil(func(f any) bool {
+		if d, ok := f.(*rawData); ok {
+			t.Fatalf("DATA (%d bytes) beyond the connection window", len(d.data))
+		}
+		p, ok := f.(*http2.PingFrame)
+		return ok && p.IsAck()
+	})
+	rc.fr.WriteWindowUpdate(0, 1<<20)
+	for !readData().end {
+	}
+	if string(got) != body {
+		t.Errorf("got %d bytes, want %d", len(got), len(body))
+	}
+}
+
+// TestServerEnforcesReceiveWindow: a client that sends more than the
+// advertised 1 MiB while the handler reads nothing gets FLOW_CONTROL_ERROR.
+func TestServerEnforcesReceiveWindow(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	env := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	rc := dialRaw(t, env.addr)
+	rc.writeHeaders(1, false, ":method", "POST", ":scheme", "http", ":path", "/", ":authority", "a")
+	chunk := make([]byte, 16384)
+	// The server keeps reading, so these writes do not block.
+	for range serverWindow/len(chunk) + 1 {
+		if err := rc.fr.WriteData(1, false, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rc.readUntil(isGoAway).(*rawGoAway)
+	if got.code != http2.ErrCodeFlowControl {
+		t.Errorf("GOAWAY %v, want FLOW_CONTROL_ERROR", got.code)
+	}
+}
