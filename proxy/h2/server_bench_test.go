@@ -91,3 +91,39 @@ func BenchmarkServerParallel16(b *testing.B) {
 		})
 	})
 }
+
+//go:noinline
+func benchStack(n int) byte {
+	var buf [512]byte
+	buf[n%len(buf)] = byte(n)
+	if n == 0 {
+		return buf[0]
+	}
+	return benchStack(n-1) + buf[3]
+}
+
+// BenchmarkServerDeepStack is BenchmarkServerSequential with a handler that
+// uses about 40 KiB of stack, as the proxy's handlers do: it shows what
+// reusing worker goroutines saves in stack growth.
+func BenchmarkServerDeepStack(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		benchStack(64)
+		w.Write(benchBody)
+	})
+	b.Run("impl=nethttp", func(b *testing.B) {
+		url := "http://" + startNetHTTPH2C(b, h) + "/"
+		c := h2cClient(b)
+		b.ReportAllocs()
+		for range b.N {
+			benchGet(b, c, url)
+		}
+	})
+	b.Run("impl=h2", func(b *testing.B) {
+		url := "http://" + startServer(b, h).addr + "/"
+		c := h2cClient(b)
+		b.ReportAllocs()
+		for range b.N {
+			benchGet(b, c, url)
+		}
+	})
+}
