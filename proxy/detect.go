@@ -21,6 +21,9 @@ func (d detected) String() string {
 
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
+// h2PrefaceHead is the part of the preface that reads as a request head.
+const h2PrefaceHead = "PRI * HTTP/2.0\r\n\r\n"
+
 // maxMethodLen bounds the request-method token the detector waits for.
 const maxMethodLen = 24
 

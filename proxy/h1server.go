@@ -153,9 +153,18 @@ func (l *listener) ownedH1() bool {
 	return l.t.kind == "inbound" || l.t.kind == "outbound"
 }
 
-// serveH1 serves c (plain-text HTTP/1.x detected) until it closes or is
-// handed over to the guard and net/http.
+// serveH1 serves c (plain text, HTTP/1.x or the HTTP/2 preface detected)
+// until it closes: HTTP/1.x in the owned loop (or, for what that loop
+// does not take, the guard and net/http), HTTP/2 in the HTTP/2 server.
 func (l *listener) serveH1(c net.Conn) {
+	if h2c := l.serveOwnedH1(c); h2c != nil {
+		l.serveH2(h2c)
+	}
+}
+
+// serveOwnedH1 runs the owned HTTP/1.1 loop on c; it returns the
+// connection, from its first byte, when that is the HTTP/2 client preface.
+func (l *listener) serveOwnedH1(c net.Conn) (h2c net.Conn) {
 	c = rawIO(c)
 	sc := &h1ServerConn{l: l, c: c, maxHead: l.p.cfg.MaxHeaderBytes, header: make(http.Header)}
 	sc.src = h1Source{sc}
@@ -185,8 +194,12 @@ func (l *listener) serveH1(c net.Conn) {
 		}
 		if !sc.parse(head) {
 			handedOver = true
+			if sc.messages == 0 && string(head) == h2PrefaceHead {
+				sc.setReadDeadline(time.Time{})
+				return &peekedConn{Conn: c, r: sc.br}
+			}
 			sc.handOver()
-			return
+			return nil
 		}
 		sc.br.Discard(len(head)) //nolint:errcheck // the head is buffered
 		if !sc.serve() {

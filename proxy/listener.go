@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshscope/meshscope/proxy/h2"
 )
 
 // listener accepts connections on one address, detects their protocol and
@@ -23,6 +25,7 @@ type listener struct {
 	protocol string
 	t        *target
 	srv      *http.Server
+	h2       *h2.Server // HTTP/2 connections: h2c prior knowledge and TLS with ALPN h2
 	httpLn   *chanListener
 	owned    ownedSet // connections served by the owned HTTP/1.1 loop (h1server.go)
 	// handovers counts owned connections handed to the guard and net/http.
@@ -55,8 +58,27 @@ func (p *Proxy) addListener(flag, addr, protocol string, t *target) error {
 		IdleTimeout:    time.Duration(p.cfg.IdleTimeout),
 		ErrorLog:       p.errorLog,
 	}
+	l.h2 = &h2.Server{
+		Handler:        l.srv.Handler,
+		MaxHeaderBytes: p.cfg.MaxHeaderBytes,
+		IdleTimeout:    time.Duration(p.cfg.IdleTimeout),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ctx = context.WithValue(ctx, http.ServerContextKey, l.srv)
+			ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+			return connContext(ctx, c)
+		},
+		Logger: p.logger,
+	}
 	p.listeners = append(p.listeners, l)
 	return nil
+}
+
+// serveH2 serves c, whose next bytes are the HTTP/2 client preface (h2c
+// with prior knowledge, or TLS after ALPN h2), until it closes.
+func (l *listener) serveH2(c net.Conn) {
+	if err := l.h2.ServeConn(context.Background(), c); err != nil && !errors.Is(err, h2.ErrServerClosed) {
+		l.p.logger.Debug("HTTP/2 connection ended", "client", c.RemoteAddr().String(), "err", err)
+	}
 }
 
 // serve runs the accept loop and the HTTP server until stopAccepting.
@@ -154,8 +176,8 @@ func (l *listener) handleConn(c net.Conn) {
 // header timeout bounds a plain request head.
 const tlsHandshakeTimeout = 30 * time.Second
 
-// serveTLS terminates TLS: HTTP/2 (ALPN h2) goes to net/http as a
-// *tls.Conn, HTTP/1.x through the framing guard like plain text.
+// serveTLS terminates TLS: HTTP/2 (ALPN h2) goes to the HTTP/2 server,
+// HTTP/1.x through the framing guard to net/http like plain text.
 func (l *listener) serveTLS(c net.Conn) {
 	tc := tls.Server(c, l.p.tlsConf)
 	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
@@ -167,7 +189,7 @@ func (l *listener) serveTLS(c net.Conn) {
 		return
 	}
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		l.httpLn.push(tc)
+		l.serveH2(tc)
 		return
 	}
 	g := l.p.limits.guard(tc).(*guardConn)

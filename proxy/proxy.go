@@ -430,6 +430,11 @@ func (p *Proxy) drain() {
 				_ = l.srv.Close()
 			}
 		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = l.h2.Shutdown(ctx) // closes what is left when ctx ends
+		}()
 	}
 	wg.Wait()
 	// Connections accepted before the listeners closed are counted in
