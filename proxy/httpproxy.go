@@ -15,6 +15,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/meshscope/meshscope/proxy/h2"
 )
 
 // Status codes the proxy reports for its own failures.
@@ -89,6 +91,12 @@ func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
 				if v, ok := pr.In.Header[k]; ok {
 					pr.Out.Header[k] = v
 				}
+			}
+			// An HTTP/2 body that arrived whole says so through
+			// ReverseProxy's no-close wrapper, so that proxy/h2's client
+			// sends it with the request headers.
+			if bb, ok := pr.In.Body.(h2.BufferedBody); ok && pr.Out.Body != nil {
+				pr.Out.Body = bufferedOutBody{ReadCloser: pr.Out.Body, in: bb}
 			}
 		},
 		Transport:     p.transport,
@@ -561,3 +569,22 @@ func (b *countingBody) count() int64 {
 }
 
 func (b *countingBody) Close() error { return b.rc.Close() }
+
+// bufferedOutBody is ReverseProxy's outgoing request body (which reads
+// the incoming one and does not close it) with the incoming body's
+// h2.BufferedBody.
+type bufferedOutBody struct {
+	io.ReadCloser
+	in h2.BufferedBody
+}
+
+func (b bufferedOutBody) Buffered() (int, bool) { return b.in.Buffered() }
+
+// Buffered passes on an HTTP/2 request body's h2.BufferedBody, so that a
+// small body that arrived whole still goes upstream with its headers.
+func (b *countingBody) Buffered() (int, bool) {
+	if bb, ok := b.rc.(h2.BufferedBody); ok {
+		return bb.Buffered()
+	}
+	return 0, false
+}

@@ -320,6 +320,12 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 			cl = -1 // net/http: a 0 length with a non-nil Body means unknown
 		}
 	}
+	// A small body that has arrived whole goes out with the headers.
+	inline, err := takeInlineBody(body, cl, len(req.Trailer) > 0, cc.t)
+	if err != nil {
+		return nil, false, err
+	}
+	defer inline.release(cc.t)
 	cs := &clientStream{
 		cc:         cc,
 		req:        req,
@@ -354,10 +360,24 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 		cc.goAway = true
 	}
 	cs.sendWindow = cc.initWindow
+	if inline.ok {
+		if n := int64(len(inline.data)); n <= cs.sendWindow && n <= cc.sendWindow && n <= int64(cc.wMaxFrame) {
+			cs.sendWindow -= n
+			cc.sendWindow -= n
+			cs.bodyStarted, cs.sendDone = true, true
+		} else {
+			body = inline.rest(body) // outside the windows: the body writer sends it
+			cs.reqBody = body
+		}
+	}
 	cc.streams[cs.id] = cs
 	cc.mu.Unlock()
 	cc.encodeRequestHeaders(req, cl)
-	werr := cc.writeHeaderBlock(cs.id, body == nil)
+	sendBody := body != nil && !cs.sendDone
+	werr := cc.writeHeaderBlock(cs.id, !sendBody && len(inline.data) == 0)
+	if werr == nil && !sendBody && len(inline.data) > 0 {
+		werr = cc.fr.WriteData(cs.id, true, inline.data)
+	}
 	if werr == nil {
 		werr = cc.bw.Flush()
 	}
@@ -383,8 +403,11 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 		}
 		cc.mu.Unlock()
 	}
-	if body != nil {
+	switch {
+	case sendBody:
 		go cs.writeBody(body, cl)
+	case body != nil:
+		cs.closeReqBody() // sent whole with the headers
 	}
 
 	var timeout <-chan time.Time

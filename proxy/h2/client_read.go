@@ -178,10 +178,10 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	} else if cs.declaredLen >= 0 && cs.recvLen != cs.declaredLen {
 		err = fmt.Errorf("h2: response body of %d bytes, content-length %d", cs.recvLen, cs.declaredLen)
 	} else {
-		if cs.resp.Trailer == nil {
-			cs.resp.Trailer = make(http.Header, len(f.Fields))
-		}
-		err = clientAddTrailers(cs.resp.Trailer, f.Fields)
+		// Kept aside: the caller may be reading resp.Trailer now; Body's
+		// Read moves them there on its goroutine when it returns io.EOF.
+		cs.trailer = make(http.Header, len(f.Fields))
+		err = clientAddTrailers(cs.trailer, f.Fields)
 	}
 	if err != nil {
 		cc.mu.Unlock()

@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +41,9 @@ type clientStream struct {
 	// bodyReclaimed: RoundTrip took the unread request body back (to retry
 	// or close it); the body writer must not touch it.
 	bodyReclaimed bool
-	bodyClosed    bool // the caller closed the response body
-	removed       bool // no longer in cc.streams; its slot released
+	bodyClosed    bool        // the caller closed the response body
+	trailer       http.Header // received trailers, until Body's Read returns io.EOF
+	removed       bool        // no longer in cc.streams; its slot released
 }
 
 // wake signals a waiting RoundTrip or Body.Read without blocking.
@@ -341,6 +343,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if err := cs.readErr; err != nil {
+			cs.takeTrailerLocked()
 			cc.mu.Unlock()
 			return 0, err
 		}
@@ -354,6 +357,22 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	}
 }
 
+// takeTrailerLocked moves the received trailers into resp.Trailer once
+// the body ended (cc.mu held; on the goroutine reading the body, as
+// net/http does, so that the caller never sees the map change under it).
+func (cs *clientStream) takeTrailerLocked() {
+	if cs.trailer == nil || cs.readErr != io.EOF {
+		return
+	}
+	if cs.resp.Trailer == nil {
+		cs.resp.Trailer = make(http.Header, len(cs.trailer))
+	}
+	for k, vv := range cs.trailer {
+		cs.resp.Trailer[k] = append(cs.resp.Trailer[k], vv...)
+	}
+	cs.trailer = nil
+}
+
 // Close discards unread data; before END_STREAM it resets the stream with
 // CANCEL, which also stops a request body still being sent.
 func (b *clientBody) Close() error {
@@ -365,6 +384,7 @@ func (b *clientBody) Close() error {
 		return nil
 	}
 	cs.bodyClosed = true
+	cs.takeTrailerLocked() // a body read to its end and then closed
 	connInc := cs.discardLocked()
 	rst := !cs.removed
 	if rst {
@@ -382,4 +402,65 @@ func (b *clientBody) Close() error {
 		cc.writeWindowUpdates(0, 0, connInc)
 	}
 	return nil
+}
+
+// BufferedBody is a request body that can tell, without blocking, that
+// all of its bytes have arrived: the request body of this package's
+// Server once the client's END_STREAM is in (a gRPC unary request, a small
+// POST). RoundTrip sends such a body, when it fits one DATA frame and the
+// peer's windows, with the request headers in one write and without a
+// body-writing goroutine.
+type BufferedBody interface {
+	// Buffered reports the bytes left to read and whether they are all
+	// that is left: Reads then return them and io.EOF without waiting.
+	Buffered() (n int, complete bool)
+}
+
+// clientInlineBody bounds a body sent with its headers.
+const clientInlineBody = clientBodyBufSize
+
+// inlineBody is a request body read whole before its headers are written.
+type inlineBody struct {
+	ok   bool
+	data []byte
+	buf  *[]byte // pooled, holds data
+}
+
+// takeInlineBody reads body whole when it is a complete BufferedBody of
+// at most clientInlineBody bytes that agrees with cl and has no trailers
+// to follow; otherwise it reads nothing.
+func takeInlineBody(body io.ReadCloser, cl int64, trailers bool, t *Transport) (inlineBody, error) {
+	bb, ok := body.(BufferedBody)
+	if !ok || trailers {
+		return inlineBody{}, nil
+	}
+	n, complete := bb.Buffered()
+	if !complete || n > clientInlineBody || (cl >= 0 && int64(n) != cl) {
+		return inlineBody{}, nil
+	}
+	ib := inlineBody{ok: true, buf: t.getBodyBuf()}
+	ib.data = (*ib.buf)[:n]
+	if _, err := io.ReadFull(body, ib.data); err != nil {
+		ib.release(t)
+		return inlineBody{}, fmt.Errorf("h2: reading request body: %w", err)
+	}
+	return ib, nil
+}
+
+func (ib *inlineBody) release(t *Transport) {
+	if ib.buf != nil {
+		t.putBodyBuf(ib.buf)
+		ib.buf, ib.data = nil, nil
+	}
+}
+
+// rest returns a body that yields the bytes already read, then closes
+// body when closed.
+func (ib *inlineBody) rest(body io.ReadCloser) io.ReadCloser {
+	return readCloser{Reader: bytes.NewReader(bytes.Clone(ib.data)), Closer: body}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }

@@ -166,6 +166,19 @@ func (b *serverBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Buffered reports the body bytes received and not yet read, and whether
+// they are all there is (END_STREAM arrived, no trailers follow): the
+// client sends such a body with its headers (BufferedBody).
+func (b *serverBody) Buffered() (n int, complete bool) {
+	st := b.st
+	st.sc.mu.Lock()
+	defer st.sc.mu.Unlock()
+	if st.bodyClosed {
+		return 0, false
+	}
+	return len(st.buf) - st.roff, st.remoteDone && st.bodyErr == io.EOF && st.trailerFields == nil && !st.expectContinue.Load()
+}
+
 // sendContinue answers "expect: 100-continue" unless the final header
 // was already written (rw.sentHeader only changes under wmu).
 func (st *serverStream) sendContinue() {
