@@ -95,7 +95,11 @@ func (e *Edge) Handler() http.Handler {
 			pr.Out.Proto, pr.Out.ProtoMajor, pr.Out.ProtoMinor = "HTTP/1.1", 1, 1
 		}
 	}
+	modify := h.rp.ModifyResponse
 	h.rp.ModifyResponse = func(res *http.Response) error {
+		if err := modify(res); err != nil {
+			return err
+		}
 		if d, _ := res.Request.Context().Value(edgeKey{}).(*EdgeDecision); d != nil && d.ModifyResponse != nil {
 			return d.ModifyResponse(res)
 		}

@@ -99,6 +99,10 @@ func (p *Proxy) newHTTPHandler(t *target) *httpHandler {
 				pr.Out.Body = bufferedOutBody{ReadCloser: pr.Out.Body, in: bb}
 			}
 		},
+		ModifyResponse: func(res *http.Response) error {
+			noteUpstreamBody(res)
+			return nil
+		},
 		Transport:     p.transport,
 		FlushInterval: 0, // streaming (unknown length, SSE, gRPC) responses are flushed per write by ReverseProxy
 		ErrorHandler:  h.proxyError,
@@ -301,7 +305,26 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.forwardLean(rec, r, orders)
 		return
 	}
+	if r.ProtoMajor == 2 {
+		// ModifyResponse hands the recorder the upstream's response body.
+		r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
+	}
 	h.rp.ServeHTTP(rec, r)
+}
+
+// recorderKey carries an HTTP/2 request's recorder to ModifyResponse.
+type recorderKey struct{}
+
+// noteUpstreamBody lets the recorder of res's request hold back flushes
+// while res.Body (an HTTP/2 upstream's) has data or its end at hand
+// (recorder.FlushError).
+func noteUpstreamBody(res *http.Response) {
+	if b, ok := res.Body.(interface{ OnWait(func()) }); ok {
+		if rec, _ := res.Request.Context().Value(recorderKey{}).(*recorder); rec != nil {
+			rec.holdFlush = true
+			b.OnWait(rec.flushHeld)
+		}
+	}
 }
 
 // finish records the metrics and ends the span of one request.
@@ -484,6 +507,10 @@ type recorder struct {
 	guard orderKeeper // the client connection, when it keeps field order
 	order headOrders
 	lean  leanRequest // the outgoing request on the lean path (h1forward.go)
+
+	// holdFlush: flushes wait until the upstream's response body is about
+	// to wait for data (noteUpstreamBody); flushPending: one is held.
+	holdFlush, flushPending bool
 }
 
 func (rw *recorder) Header() http.Header { return rw.w.Header() }
@@ -521,7 +548,28 @@ func (rw *recorder) Write(b []byte) (int, error) {
 }
 
 // FlushError implements the flusher http.ResponseController looks for.
-func (rw *recorder) FlushError() error { return http.NewResponseController(rw.w).Flush() }
+// With an HTTP/2 upstream the flush is held until reading the upstream's
+// body would wait (flushHeld), or the handler returns and the end of the
+// stream writes everything: ReverseProxy flushes after each write of a
+// response of unknown length and again before the trailers, and a gRPC
+// reply whose message and trailers are at hand then leaves in one write
+// instead of two, while a stream still gets each message out before the
+// next is awaited.
+func (rw *recorder) FlushError() error {
+	if rw.holdFlush {
+		rw.flushPending = true
+		return nil
+	}
+	return http.NewResponseController(rw.w).Flush()
+}
+
+// flushHeld flushes what a held flush kept back.
+func (rw *recorder) flushHeld() {
+	if rw.flushPending {
+		rw.flushPending = false
+		_ = http.NewResponseController(rw.w).Flush()
+	}
+}
 
 // Flush implements http.Flusher.
 func (rw *recorder) Flush() { _ = rw.FlushError() }

@@ -565,3 +565,50 @@ func TestForwardProxyToMeshService(t *testing.T) {
 		t.Errorf("tunnel body %q", body)
 	}
 }
+
+// TestH2CStreamNotHeldBack: the proxy holds its flushes only while the
+// upstream's next bytes are already there (recorder.FlushError); a message
+// the app flushed reaches the client while the app waits, through two
+// proxies, before the app sends the next one.
+func TestH2CStreamNotHeldBack(t *testing.T) {
+	next := make(chan struct{})
+	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Count")
+		for i := range 3 {
+			fmt.Fprintf(w, "message %d\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Second):
+				return // the client never saw the message: held back
+			}
+		}
+		w.Header().Set("X-Count", "3")
+	}))
+	_, _, addr := meshPair(t, app, "", nil)
+	resp, err := h2cClient().Get("http://" + addr + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("message %d\n", i) {
+			t.Fatalf("message %d: %q, %v", i, line, err)
+		}
+		select {
+		case next <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("message %d arrived only after the app gave up waiting", i)
+		}
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the messages: %q, %v", rest, err)
+	}
+	if resp.Trailer.Get("X-Count") != "3" {
+		t.Errorf("trailer %v", resp.Trailer)
+	}
+}

@@ -43,6 +43,7 @@ type clientStream struct {
 	bodyReclaimed bool
 	bodyClosed    bool        // the caller closed the response body
 	trailer       http.Header // received trailers, until Body's Read returns io.EOF
+	onWait        func()      // clientBody.OnWait; only the reading goroutine uses it
 	removed       bool        // no longer in cc.streams; its slot released
 }
 
@@ -352,10 +353,20 @@ func (b *clientBody) Read(p []byte) (int, error) {
 			return 0, nil
 		}
 		cc.mu.Unlock()
+		if cs.onWait != nil {
+			cs.onWait() // a wake-up meanwhile stays in cs.notify
+		}
 		<-cs.notify
 		cc.mu.Lock()
 	}
 }
+
+// OnWait sets f to run on the reading goroutine each time Read is about
+// to wait for more of the response (set it before the first Read). A
+// proxy that holds back its flushes, so that the last data and the
+// trailers leave in one write, flushes there: nothing it holds waits on
+// the upstream.
+func (b *clientBody) OnWait(f func()) { b.cs.onWait = f }
 
 // takeTrailerLocked moves the received trailers into resp.Trailer once
 // the body ended (cc.mu held; on the goroutine reading the body, as
