@@ -11,62 +11,6 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// clientHopHeader reports whether a lowercase field name is connection-
-// specific (RFC 9113 §8.2.2) and so never sent or accepted on HTTP/2.
-// "te" is handled by the callers: it is allowed with the value "trailers".
-func clientHopHeader(lower string) bool {
-	switch lower {
-	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-		return true
-	}
-	return false
-}
-
-// clientCommonLower maps the canonical form of common request header names
-// to their lowercase wire form, so that encoding them does not allocate.
-// Read-only.
-var clientCommonLower = map[string]string{
-	"Accept":               "accept",
-	"Accept-Encoding":      "accept-encoding",
-	"Accept-Language":      "accept-language",
-	"Authorization":        "authorization",
-	"Cache-Control":        "cache-control",
-	"Content-Encoding":     "content-encoding",
-	"Content-Length":       "content-length",
-	"Content-Type":         "content-type",
-	"Cookie":               "cookie",
-	"Date":                 "date",
-	"Etag":                 "etag",
-	"Grpc-Accept-Encoding": "grpc-accept-encoding",
-	"Grpc-Encoding":        "grpc-encoding",
-	"Grpc-Timeout":         "grpc-timeout",
-	"Host":                 "host",
-	"If-Modified-Since":    "if-modified-since",
-	"If-None-Match":        "if-none-match",
-	"Origin":               "origin",
-	"Referer":              "referer",
-	"Te":                   "te",
-	"Trailer":              "trailer",
-	"Traceparent":          "traceparent",
-	"Tracestate":           "tracestate",
-	"User-Agent":           "user-agent",
-	"X-Forwarded-For":      "x-forwarded-for",
-	"X-Forwarded-Proto":    "x-forwarded-proto",
-	"X-Request-Id":         "x-request-id",
-}
-
-func clientLower(k string) string {
-	if v, ok := clientCommonLower[k]; ok {
-		return v
-	}
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(k)
-		}
-	}
-	return k
-}
-
 // clientCheckRequest rejects requests whose fields could not be encoded
 // validly, before any stream is opened for them.
 func clientCheckRequest(req *http.Request) error {
@@ -152,9 +96,9 @@ func (cc *clientConn) encodeRequestHeaders(req *http.Request, cl int64) {
 	}
 	declareTrailers := len(req.Trailer) > 0
 	for k, vv := range req.Header {
-		name := clientLower(k)
+		name := lowerKey(k)
 		switch {
-		case clientHopHeader(name), name == "host", name == "content-length":
+		case connectionSpecific(name), name == "host", name == "content-length":
 			continue
 		case name == "trailer" && declareTrailers:
 			continue
@@ -175,7 +119,7 @@ func (cc *clientConn) encodeRequestHeaders(req *http.Request, cl int64) {
 			if b.Len() > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString(clientLower(k))
+			b.WriteString(lowerKey(k))
 		}
 		enc.WriteField(hpack.HeaderField{Name: "trailer", Value: b.String()})
 	}
@@ -188,7 +132,7 @@ func (cc *clientConn) encodeRequestHeaders(req *http.Request, cl int64) {
 func (cc *clientConn) encodeTrailers(tr http.Header) {
 	cc.hbuf.Reset()
 	for k, vv := range tr {
-		name := clientLower(k)
+		name := lowerKey(k)
 		for _, v := range vv {
 			cc.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
 		}
@@ -247,7 +191,7 @@ func clientParseResponse(fields []hpack.HeaderField) (*http.Response, error) {
 		if strings.HasPrefix(f.Name, ":") {
 			continue
 		}
-		if clientHopHeader(f.Name) || f.Name == "te" {
+		if connectionSpecific(f.Name) || f.Name == "te" {
 			return nil, fmt.Errorf("h2: connection-specific field %q in a response", f.Name)
 		}
 		key := http.CanonicalHeaderKey(f.Name)
@@ -292,7 +236,7 @@ func clientAddTrailers(tr http.Header, fields []hpack.HeaderField) error {
 		if strings.HasPrefix(f.Name, ":") {
 			return fmt.Errorf("h2: pseudo-header %q in trailers", f.Name)
 		}
-		if clientHopHeader(f.Name) {
+		if connectionSpecific(f.Name) {
 			return fmt.Errorf("h2: connection-specific field %q in trailers", f.Name)
 		}
 		key := http.CanonicalHeaderKey(f.Name)

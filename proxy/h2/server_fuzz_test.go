@@ -37,7 +37,7 @@ func FuzzServerParseRequestHead(f *testing.F) {
 			if k != http.CanonicalHeaderKey(k) {
 				t.Fatalf("non-canonical key %q", k)
 			}
-			if serverConnectionSpecific(strings.ToLower(k)) || k == "Host" {
+			if connectionSpecific(strings.ToLower(k)) || k == "Host" {
 				t.Fatalf("kept field %q", k)
 			}
 		}

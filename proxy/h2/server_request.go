@@ -72,7 +72,7 @@ func serverParseRequestHead(fields []hpack.HeaderField, endStream bool) (serverR
 		if !serverValidFieldName(f.Name) {
 			return h, fmt.Errorf("invalid field name %q", f.Name)
 		}
-		if serverConnectionSpecific(f.Name) {
+		if connectionSpecific(f.Name) {
 			return h, fmt.Errorf("connection-specific field %q", f.Name)
 		}
 		if f.Name == "te" && f.Value != "trailers" {
@@ -82,7 +82,7 @@ func serverParseRequestHead(fields []hpack.HeaderField, endStream bool) (serverR
 			cookies = append(cookies, f.Value)
 			continue
 		}
-		k := serverCanonicalKey(f.Name)
+		k := canonicalKey(f.Name)
 		h.header[k] = append(h.header[k], f.Value)
 	}
 	if len(cookies) > 0 {
@@ -192,7 +192,7 @@ func (sc *serverConn) trailersLocked(st *serverStream, f *http2.MetaHeadersFrame
 			if strings.HasPrefix(hf.Name, ":") || !serverValidFieldName(hf.Name) || !httpguts.ValidHeaderFieldValue(hf.Value) {
 				return fmt.Errorf("invalid trailer field %q", hf.Name)
 			}
-			k := serverCanonicalKey(hf.Name)
+			k := canonicalKey(hf.Name)
 			if !httpguts.ValidTrailerHeader(k) {
 				return fmt.Errorf("forbidden trailer field %q", hf.Name)
 			}
@@ -227,64 +227,4 @@ func serverValidFieldName(name string) bool {
 
 func serverValidMethod(m string) bool {
 	return httpguts.ValidHeaderFieldName(m)
-}
-
-// serverConnectionSpecific reports fields RFC 9113 8.2.2 forbids (name is
-// lowercase). "te" is checked separately since "te: trailers" is allowed.
-func serverConnectionSpecific(name string) bool {
-	switch name {
-	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-		return true
-	}
-	return false
-}
-
-// serverCommonKeys maps common lowercase field names to their canonical
-// form, saving an allocation per field; read-only.
-var serverCommonKeys = func() map[string]string {
-	m := make(map[string]string)
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
-		"Access-Control-Allow-Origin", "Age", "Allow", "Authorization", "Cache-Control",
-		"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-		"Content-Location", "Content-Range", "Content-Type", "Cookie", "Date", "Etag",
-		"Expect", "Expires", "From", "Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Message",
-		"Grpc-Status", "Grpc-Timeout", "Host", "If-Match", "If-Modified-Since", "If-None-Match",
-		"If-Range", "If-Unmodified-Since", "Last-Modified", "Link", "Location", "Max-Forwards",
-		"Origin", "Proxy-Authenticate", "Proxy-Authorization", "Range", "Referer", "Refresh",
-		"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Te", "Trailer",
-		"User-Agent", "Vary", "Via", "Www-Authenticate", "X-Forwarded-For", "X-Forwarded-Proto",
-		"X-Request-Id", "Traceparent", "Tracestate", "Baggage",
-	} {
-		m[strings.ToLower(k)] = k
-	}
-	return m
-}()
-
-// serverLowerKeys is the inverse of serverCommonKeys; read-only.
-var serverLowerKeys = func() map[string]string {
-	m := make(map[string]string, len(serverCommonKeys))
-	for l, k := range serverCommonKeys {
-		m[k] = l
-	}
-	return m
-}()
-
-func serverCanonicalKey(lower string) string {
-	if k, ok := serverCommonKeys[lower]; ok {
-		return k
-	}
-	return http.CanonicalHeaderKey(lower)
-}
-
-func serverLowerKey(k string) string {
-	if l, ok := serverLowerKeys[k]; ok {
-		return l
-	}
-	for i := 0; i < len(k); i++ {
-		if 'A' <= k[i] && k[i] <= 'Z' {
-			return strings.ToLower(k)
-		}
-	}
-	return k
 }

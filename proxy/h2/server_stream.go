@@ -137,7 +137,7 @@ func (b *serverBody) Read(p []byte) (int, error) {
 				st.req.Trailer = make(http.Header)
 			}
 			for _, hf := range st.trailerFields {
-				k := serverCanonicalKey(hf.Name)
+				k := canonicalKey(hf.Name)
 				st.req.Trailer[k] = append(st.req.Trailer[k], hf.Value)
 			}
 			st.trailerFields = nil
@@ -599,7 +599,7 @@ func (rw *serverResponseWriter) collectTrailers() []hpack.HeaderField {
 	for _, k := range rw.trailers {
 		for _, v := range rw.header[k] {
 			if httpguts.ValidHeaderFieldValue(v) {
-				out = append(out, hpack.HeaderField{Name: serverLowerKey(k), Value: v})
+				out = append(out, hpack.HeaderField{Name: lowerKey(k), Value: v})
 			}
 		}
 	}
@@ -629,8 +629,8 @@ func (rw *serverResponseWriter) encodeFields() {
 		if strings.HasPrefix(k, http.TrailerPrefix) || rw.isTrailer(k) {
 			continue
 		}
-		name := serverLowerKey(k)
-		if serverConnectionSpecific(name) || !httpguts.ValidHeaderFieldName(name) {
+		name := lowerKey(k)
+		if connectionSpecific(name) || !httpguts.ValidHeaderFieldName(name) {
 			continue
 		}
 		for _, v := range vv {

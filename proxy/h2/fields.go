@@ -1,0 +1,67 @@
+package h2
+
+import (
+	"net/http"
+	"strings"
+)
+
+// connectionSpecific reports whether a lowercase field name is one RFC
+// 9113 8.2.2 forbids on HTTP/2, in either direction. "te" is left to the
+// callers: "te: trailers" is allowed.
+func connectionSpecific(lower string) bool {
+	switch lower {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+// commonFields are field names common enough that converting them between
+// the canonical form of http.Header and HTTP/2's lowercase should not
+// allocate.
+var commonFields = []string{
+	"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
+	"Access-Control-Allow-Origin", "Age", "Allow", "Authorization", "Baggage", "Cache-Control",
+	"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+	"Content-Location", "Content-Range", "Content-Type", "Cookie", "Date", "Etag",
+	"Expect", "Expires", "From", "Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Message",
+	"Grpc-Status", "Grpc-Timeout", "Host", "If-Match", "If-Modified-Since", "If-None-Match",
+	"If-Range", "If-Unmodified-Since", "Last-Modified", "Link", "Location", "Max-Forwards",
+	"Origin", "Proxy-Authenticate", "Proxy-Authorization", "Range", "Referer", "Refresh",
+	"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Te", "Trailer",
+	"Traceparent", "Tracestate", "User-Agent", "Vary", "Via", "Www-Authenticate",
+	"X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id",
+}
+
+// canonicalOf maps the lowercase form of commonFields to the canonical
+// one, lowerOf the other way; both read-only.
+var canonicalOf, lowerOf = func() (map[string]string, map[string]string) {
+	c := make(map[string]string, len(commonFields))
+	l := make(map[string]string, len(commonFields))
+	for _, k := range commonFields {
+		c[strings.ToLower(k)] = k
+		l[k] = strings.ToLower(k)
+	}
+	return c, l
+}()
+
+// canonicalKey is http.CanonicalHeaderKey of a lowercase field name.
+func canonicalKey(lower string) string {
+	if k, ok := canonicalOf[lower]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(lower)
+}
+
+// lowerKey is the HTTP/2 (lowercase) form of a field name.
+func lowerKey(k string) string {
+	if l, ok := lowerOf[k]; ok {
+		return l
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(k)
+		}
+	}
+	return k
+}
