@@ -305,8 +305,10 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.forwardLean(rec, r, orders)
 		return
 	}
-	if r.ProtoMajor == 2 {
-		// ModifyResponse hands the recorder the upstream's response body.
+	if r.ProtoMajor == 2 && k.protocol == protoGRPC {
+		// ModifyResponse hands the recorder the upstream's response body:
+		// gRPC responses have no length, so ReverseProxy flushes them
+		// after every write (recorder.FlushError).
 		r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
 	}
 	h.rp.ServeHTTP(rec, r)

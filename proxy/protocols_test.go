@@ -566,13 +566,15 @@ func TestForwardProxyToMeshService(t *testing.T) {
 	}
 }
 
-// TestH2CStreamNotHeldBack: the proxy holds its flushes only while the
-// upstream's next bytes are already there (recorder.FlushError); a message
-// the app flushed reaches the client while the app waits, through two
-// proxies, before the app sends the next one.
+// TestH2CStreamNotHeldBack: the proxy holds a gRPC response's flushes only
+// while the upstream's next bytes are already there
+// (recorder.FlushError); a message the app flushed reaches the client
+// while the app waits, through two proxies, before the app sends the next
+// one.
 func TestH2CStreamNotHeldBack(t *testing.T) {
 	next := make(chan struct{})
 	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
 		w.Header().Set("Trailer", "X-Count")
 		for i := range 3 {
 			fmt.Fprintf(w, "message %d\n", i)
@@ -588,7 +590,9 @@ func TestH2CStreamNotHeldBack(t *testing.T) {
 		w.Header().Set("X-Count", "3")
 	}))
 	_, _, addr := meshPair(t, app, "", nil)
-	resp, err := h2cClient().Get("http://" + addr + "/stream")
+	req, _ := http.NewRequest("POST", "http://"+addr+"/stream.Service/Watch", http.NoBody)
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := h2cClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
