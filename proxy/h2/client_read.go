@@ -188,11 +188,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		cc.resetStream(id, http2.ErrCodeProtocol, err)
 		return nil
 	}
-	cs.remoteClosed = true
-	if cs.readErr == nil {
-		cs.readErr = io.EOF
-	}
-	cs.maybeFinishLocked()
+	cs.remoteEndLocked()
 	cc.mu.Unlock()
 	cs.wake()
 	return nil
@@ -263,11 +259,7 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 		cs.rbuf = append(cs.rbuf, data...)
 	}
 	if f.StreamEnded() {
-		cs.remoteClosed = true
-		if cs.readErr == nil {
-			cs.readErr = io.EOF
-		}
-		cs.maybeFinishLocked()
+		cs.remoteEndLocked()
 	}
 	cc.mu.Unlock()
 	cs.wake()

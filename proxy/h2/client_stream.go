@@ -103,6 +103,16 @@ func (cs *clientStream) removeLocked() {
 	cc.releaseLocked()
 }
 
+// remoteEndLocked records the peer's END_STREAM: the body ends with
+// io.EOF unless it already failed (cc.mu held).
+func (cs *clientStream) remoteEndLocked() {
+	cs.remoteClosed = true
+	if cs.readErr == nil {
+		cs.readErr = io.EOF
+	}
+	cs.maybeFinishLocked()
+}
+
 // maybeFinishLocked removes the stream once both directions ended.
 func (cs *clientStream) maybeFinishLocked() {
 	if cs.remoteClosed && cs.sendDone {
