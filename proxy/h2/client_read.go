@@ -86,6 +86,16 @@ func (cc *clientConn) idleStreamLocked(id uint32) bool {
 	return id%2 == 0 || id >= cc.nextID
 }
 
+// unknownStreamLocked answers a frame on stream id, which is not open: a
+// connection PROTOCOL_ERROR when id was never opened, nil (the frame is
+// dropped) for a stream we reset (cc.mu held).
+func (cc *clientConn) unknownStreamLocked(id uint32, frame string) error {
+	if cc.idleStreamLocked(id) {
+		return clientConnError{code: http2.ErrCodeProtocol, msg: fmt.Sprintf("%s on idle stream %d", frame, id)}
+	}
+	return nil
+}
+
 // resetStream fails stream id with err and sends RST_STREAM with code.
 func (cc *clientConn) resetStream(id uint32, code http2.ErrCode, err error) {
 	cc.mu.Lock()
@@ -113,13 +123,10 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	cc.mu.Lock()
 	cs := cc.streams[id]
 	if cs == nil {
-		idle := cc.idleStreamLocked(id)
+		err := cc.unknownStreamLocked(id, "HEADERS")
 		cc.mu.Unlock()
-		if idle {
-			return clientConnError{code: http2.ErrCodeProtocol, msg: fmt.Sprintf("HEADERS on idle stream %d", id)}
-		}
-		// A stream we reset: the Framer kept the HPACK state in step.
-		return nil
+		// nil for a stream we reset: the Framer kept the HPACK state in step.
+		return err
 	}
 	if cs.remoteClosed {
 		cc.mu.Unlock()
@@ -208,9 +215,9 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 	code := http2.ErrCodeProtocol
 	switch {
 	case cs == nil:
-		if cc.idleStreamLocked(id) {
+		if err := cc.unknownStreamLocked(id, "DATA"); err != nil {
 			cc.mu.Unlock()
-			return clientConnError{code: http2.ErrCodeProtocol, msg: fmt.Sprintf("DATA on idle stream %d", id)}
+			return err
 		}
 		// A stream we reset: the bytes still count against the
 		// connection window, so give them back.
@@ -271,12 +278,9 @@ func (cc *clientConn) onRSTStream(f *http2.RSTStreamFrame) error {
 	cc.mu.Lock()
 	cs := cc.streams[id]
 	if cs == nil {
-		idle := cc.idleStreamLocked(id)
+		err := cc.unknownStreamLocked(id, "RST_STREAM")
 		cc.mu.Unlock()
-		if idle {
-			return clientConnError{code: http2.ErrCodeProtocol, msg: fmt.Sprintf("RST_STREAM on idle stream %d", id)}
-		}
-		return nil
+		return err
 	}
 	switch {
 	case f.ErrCode == http2.ErrCodeNo && cs.remoteClosed:
@@ -387,12 +391,9 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	}
 	cs := cc.streams[id]
 	if cs == nil {
-		idle := cc.idleStreamLocked(id)
+		err := cc.unknownStreamLocked(id, "WINDOW_UPDATE")
 		cc.mu.Unlock()
-		if idle {
-			return clientConnError{code: http2.ErrCodeProtocol, msg: fmt.Sprintf("WINDOW_UPDATE on idle stream %d", id)}
-		}
-		return nil
+		return err
 	}
 	cs.sendWindow += inc
 	overflow := cs.sendWindow > clientMaxWindow
