@@ -68,7 +68,17 @@ func BenchmarkOutboundHTTP1Parallel(b *testing.B) {
 	})
 }
 
+// BenchmarkOutboundH2C measures one prior-knowledge HTTP/2 GET through an
+// outbound proxy to an h2c app (client and app costs included).
+func BenchmarkOutboundH2C(b *testing.B) {
+	benchHTTPClient(b, true, false, h2cClient())
+}
+
 func benchHTTP(b *testing.B, viaProxy, noTelemetry bool) {
+	benchHTTPClient(b, viaProxy, noTelemetry, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}})
+}
+
+func benchHTTPClient(b *testing.B, viaProxy, noTelemetry bool, client *http.Client) {
 	t := &testing.T{}
 	payload := strings.Repeat("x", 1024)
 	app := startHTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, payload) }))
@@ -89,7 +99,6 @@ func benchHTTP(b *testing.B, viaProxy, noTelemetry bool) {
 		<-p.Ready()
 		addr = p.ListenAddrs()[0]
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	url := "http://" + addr + "/api/items/7"
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -16,23 +16,22 @@ import (
 )
 
 // The lean forwarding path does for the common sidecar request (an
-// HTTP/1.x GET, HEAD, OPTIONS or TRACE without a body or an upgrade, on an
-// inbound or outbound listener) what httputil.ReverseProxy does, with the
-// same headers, 1xx forwarding, flushing, trailers, errors and aborts, but
-// without ReverseProxy's per-request allocations: the outgoing request's
-// URL and context (with the field orders and the 1xx hook) live in one
-// struct, response headers move
-// into the response map instead of being copied value by value (and the
-// request's into the outgoing request), and
-// Content-Type is parsed only when it may name an event stream. Every
-// other request takes ReverseProxy (httpHandler.rp).
+// HTTP/1.x or HTTP/2 GET, HEAD, OPTIONS or TRACE without a body or an
+// upgrade, on an inbound or outbound listener) what httputil.ReverseProxy
+// does, with the same headers, 1xx forwarding, flushing, trailers, errors
+// and aborts, but without ReverseProxy's per-request allocations: the
+// outgoing request's URL and context (with the field orders and the 1xx
+// hook) live in one struct, response headers move into the response map
+// instead of being copied value by value (and the request's into the
+// outgoing request), and Content-Type is parsed only when it may name an
+// event stream. Every other request takes ReverseProxy (httpHandler.rp).
 
 // leanEligible reports whether r, on listener h, takes the lean path.
 func (h *httpHandler) leanEligible(r *http.Request) bool {
 	if h.t.kind != "inbound" && h.t.kind != "outbound" {
 		return false // forward proxy and gateway rewrite requests in their own way
 	}
-	if r.ProtoMajor != 1 || (r.Body != nil && r.Body != http.NoBody) || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+	if (r.ProtoMajor != 1 && r.ProtoMajor != 2) || (r.Body != nil && r.Body != http.NoBody) || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 		return false
 	}
 	switch r.Method {

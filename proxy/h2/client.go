@@ -65,6 +65,8 @@ type Transport struct {
 
 	// bufPool holds *[]byte request body copy buffers of clientBodyBufSize.
 	bufPool sync.Pool
+	// timers holds stopped response header timers (*time.Timer).
+	timers sync.Pool
 }
 
 // ErrTransportClosed is returned by RoundTrip after Close.
@@ -328,3 +330,20 @@ func (t *Transport) getBodyBuf() *[]byte {
 }
 
 func (t *Transport) putBodyBuf(b *[]byte) { t.bufPool.Put(b) }
+
+// getTimer returns a timer firing after d, reused from an earlier request
+// when one is pooled (a timer costs three allocations).
+func (t *Transport) getTimer(d time.Duration) *time.Timer {
+	if tm, ok := t.timers.Get().(*time.Timer); ok {
+		tm.Reset(d)
+		return tm
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops tm and pools it. Since Go 1.23 a stopped timer's channel
+// holds no stale value, so the next Reset starts clean.
+func (t *Transport) putTimer(tm *time.Timer) {
+	tm.Stop()
+	t.timers.Put(tm)
+}

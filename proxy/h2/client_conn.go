@@ -70,7 +70,8 @@ type clientConn struct {
 	// wmu serializes frame writes. Lock order: wmu before mu.
 	wmu       sync.Mutex
 	bw        *bufio.Writer
-	fr        *http2.Framer // writes under wmu; reads only in readLoop
+	fr        *http2.Framer      // writes under wmu; reads only in readLoop
+	hbr       *headerBlockReader // decodes header blocks read from fr (readLoop)
 	henc      *hpack.Encoder
 	hbuf      bytes.Buffer
 	werr      error  // first write error; later writes fail with it
@@ -116,7 +117,7 @@ func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) 
 	cc.fr.SetReuseFrames()
 	cc.fr.SetMaxReadFrameSize(clientDefaultFrameSize)
 	cc.fr.MaxHeaderListSize = t.maxHeaderBytes()
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	cc.hbr = newHeaderBlockReader(cc.fr, cc.fr.MaxHeaderListSize)
 
 	if _, err := cc.bw.WriteString(http2.ClientPreface); err != nil {
 		return nil, fmt.Errorf("h2: writing preface to %s: %w", addr, err)
@@ -412,8 +413,8 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 
 	var timeout <-chan time.Time
 	if d := cc.t.ResponseHeaderTimeout; d > 0 {
-		tm := time.NewTimer(d)
-		defer tm.Stop()
+		tm := cc.t.getTimer(d)
+		defer cc.t.putTimer(tm)
 		timeout = tm.C
 	}
 	for {

@@ -184,9 +184,7 @@ func clientParseResponse(fields []hpack.HeaderField) (*http.Response, error) {
 		ContentLength: -1,
 		Header:        make(http.Header, nRegular),
 	}
-	// One backing array for the values of all distinct keys.
-	strs := make([]string, nRegular)
-	i := 0
+	hb := newHeaderBuilder(resp.Header, nRegular)
 	for _, f := range fields {
 		if strings.HasPrefix(f.Name, ":") {
 			continue
@@ -194,14 +192,7 @@ func clientParseResponse(fields []hpack.HeaderField) (*http.Response, error) {
 		if connectionSpecific(f.Name) || f.Name == "te" {
 			return nil, fmt.Errorf("h2: connection-specific field %q in a response", f.Name)
 		}
-		key := http.CanonicalHeaderKey(f.Name)
-		if vv, ok := resp.Header[key]; ok {
-			resp.Header[key] = append(vv, f.Value)
-		} else {
-			strs[i] = f.Value
-			resp.Header[key] = strs[i : i+1 : i+1]
-		}
-		i++
+		hb.add(canonicalKey(f.Name), f.Value)
 		if f.Name == "trailer" {
 			for _, t := range strings.Split(f.Value, ",") {
 				t = http.CanonicalHeaderKey(strings.TrimSpace(t))
@@ -239,7 +230,7 @@ func clientAddTrailers(tr http.Header, fields []hpack.HeaderField) error {
 		if connectionSpecific(f.Name) {
 			return fmt.Errorf("h2: connection-specific field %q in trailers", f.Name)
 		}
-		key := http.CanonicalHeaderKey(f.Name)
+		key := canonicalKey(f.Name)
 		tr[key] = append(tr[key], f.Value)
 	}
 	return nil

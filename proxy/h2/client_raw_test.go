@@ -118,6 +118,33 @@ func clientRawNext[T http2.Frame](p *clientRawPeer) (T, error) {
 	}
 }
 
+// awaitRequest sends the server's SETTINGS and returns the stream id of
+// the client's first request.
+func (p *clientRawPeer) awaitRequest() (uint32, error) {
+	if err := p.settings(); err != nil {
+		return 0, err
+	}
+	h, err := clientRawNext[*http2.MetaHeadersFrame](p)
+	if err != nil {
+		return 0, err
+	}
+	return h.StreamID, nil
+}
+
+// reportGoAway flushes what was written, waits for the client's GOAWAY
+// and sends its code to got.
+func (p *clientRawPeer) reportGoAway(got chan<- http2.ErrCode) error {
+	if err := p.flush(); err != nil {
+		return err
+	}
+	g, err := clientRawNext[*http2.GoAwayFrame](p)
+	if err != nil {
+		return err
+	}
+	got <- g.ErrCode
+	return nil
+}
+
 // headers sends a header block of name/value pairs.
 func (p *clientRawPeer) headers(id uint32, end bool, kv ...string) error {
 	p.hbuf.Reset()
@@ -259,15 +286,7 @@ func TestClientFirstFrameMustBeSettings(t *testing.T) {
 		if err := p.fr.WritePing(false, [8]byte{}); err != nil {
 			return err
 		}
-		if err := p.flush(); err != nil {
-			return err
-		}
-		g, err := clientRawNext[*http2.GoAwayFrame](p)
-		if err != nil {
-			return err
-		}
-		got <- g.ErrCode
-		return nil
+		return p.reportGoAway(got)
 	})
 	tr := &Transport{}
 	defer tr.Close()

@@ -19,6 +19,12 @@ func (cc *clientConn) readLoop() {
 func (cc *clientConn) readFrames() error {
 	for {
 		f, err := cc.fr.ReadFrame()
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			var mh *http2.MetaHeadersFrame
+			if mh, err = cc.hbr.read(hf); err == nil {
+				f = mh
+			}
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {

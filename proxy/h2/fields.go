@@ -3,6 +3,8 @@ package h2
 import (
 	"net/http"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // connectionSpecific reports whether a lowercase field name is one RFC
@@ -64,4 +66,44 @@ func lowerKey(k string) string {
 		}
 	}
 	return k
+}
+
+// validWireFieldName reports a non-empty token without uppercase letters,
+// as a field name must be on the wire (RFC 9113 8.2.1).
+func validWireFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return httpguts.ValidHeaderFieldName(name)
+}
+
+// headerBuilder fills a header map with the first value of every name in
+// one backing array, instead of a slice per name.
+type headerBuilder struct {
+	h    http.Header
+	vals []string
+}
+
+// newHeaderBuilder returns a builder for h with room for n values.
+func newHeaderBuilder(h http.Header, n int) headerBuilder {
+	return headerBuilder{h: h, vals: make([]string, 0, n)}
+}
+
+func (b *headerBuilder) add(key, value string) {
+	if vv, ok := b.h[key]; ok {
+		b.h[key] = append(vv, value)
+		return
+	}
+	if len(b.vals) == cap(b.vals) { // more values than announced
+		b.h[key] = []string{value}
+		return
+	}
+	i := len(b.vals)
+	b.vals = append(b.vals, value)
+	b.h[key] = b.vals[i : i+1 : i+1]
 }

@@ -257,6 +257,7 @@ type serverConn struct {
 
 	br  *bufio.Reader
 	rfr *http2.Framer
+	hbr *headerBlockReader // decodes header blocks read from rfr
 
 	// peerMaxFrame is the client's SETTINGS_MAX_FRAME_SIZE.
 	peerMaxFrame atomic.Uint32
@@ -334,8 +335,8 @@ func (s *Server) newConn(ctx context.Context, c net.Conn) *serverConn {
 	sc.rfr = http2.NewFramer(nil, sc.br)
 	sc.rfr.SetMaxReadFrameSize(serverMaxReadFrame)
 	sc.rfr.MaxHeaderListSize = sc.maxHeader
-	sc.rfr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	sc.rfr.SetReuseFrames()
+	sc.hbr = newHeaderBlockReader(sc.rfr, sc.maxHeader)
 	sc.bw = bufio.NewWriterSize(c, serverWriteBuf)
 	sc.wfr = http2.NewFramer(sc.bw, nil)
 	sc.henc = hpack.NewEncoder(&sc.hbuf)
@@ -403,6 +404,12 @@ func (sc *serverConn) serve() error {
 	first := true
 	for {
 		f, err := sc.rfr.ReadFrame()
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			var mh *http2.MetaHeadersFrame
+			if mh, err = sc.hbr.read(hf); err == nil {
+				f = mh
+			}
+		}
 		if err != nil {
 			if sc.closed.Load() {
 				return nil
@@ -605,8 +612,9 @@ func (sc *serverConn) processFrame(f http2.Frame) error {
 	case *http2.PushPromiseFrame:
 		return serverConnError{http2.ErrCodeProtocol, "PUSH_PROMISE from client"}
 	case *http2.ContinuationFrame:
-		// ReadMetaHeaders consumes CONTINUATION frames; one here is out of
-		// sequence (the Framer reports that itself, this is a backstop).
+		// The header block reader consumes CONTINUATION frames; one here
+		// is out of sequence (the Framer reports that itself, this is a
+		// backstop).
 		return serverConnError{http2.ErrCodeProtocol, "unexpected CONTINUATION"}
 	}
 	// PRIORITY and unknown frame types are ignored (RFC 9113 5.3.2, 5.5).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,6 +41,7 @@ func serverParseRequestHead(fields []hpack.HeaderField, endStream bool) (serverR
 		}
 	}
 	h.header = make(http.Header, nregular)
+	hb := newHeaderBuilder(h.header, nregular)
 	var cookies []string
 	for _, f := range fields {
 		if !httpguts.ValidHeaderFieldValue(f.Value) {
@@ -69,7 +71,7 @@ func serverParseRequestHead(fields []hpack.HeaderField, endStream bool) (serverR
 			continue
 		}
 		sawRegular = true
-		if !serverValidFieldName(f.Name) {
+		if !validWireFieldName(f.Name) {
 			return h, fmt.Errorf("invalid field name %q", f.Name)
 		}
 		if connectionSpecific(f.Name) {
@@ -82,8 +84,7 @@ func serverParseRequestHead(fields []hpack.HeaderField, endStream bool) (serverR
 			cookies = append(cookies, f.Value)
 			continue
 		}
-		k := canonicalKey(f.Name)
-		h.header[k] = append(h.header[k], f.Value)
+		hb.add(canonicalKey(f.Name), f.Value)
 	}
 	if len(cookies) > 0 {
 		// RFC 9113 8.2.3: split cookie fields are joined for HTTP/1.1
@@ -189,7 +190,7 @@ func (sc *serverConn) trailersLocked(st *serverStream, f *http2.MetaHeadersFrame
 			return errors.New("request body does not match content-length")
 		}
 		for _, hf := range f.Fields {
-			if strings.HasPrefix(hf.Name, ":") || !serverValidFieldName(hf.Name) || !httpguts.ValidHeaderFieldValue(hf.Value) {
+			if strings.HasPrefix(hf.Name, ":") || !validWireFieldName(hf.Name) || !httpguts.ValidHeaderFieldValue(hf.Value) {
 				return fmt.Errorf("invalid trailer field %q", hf.Name)
 			}
 			k := canonicalKey(hf.Name)
@@ -206,23 +207,9 @@ func (sc *serverConn) trailersLocked(st *serverStream, f *http2.MetaHeadersFrame
 	// The body reader moves them into Request.Trailer on the handler's
 	// goroutine, so a handler may look at the map before EOF without a
 	// race.
-	st.trailerFields = f.Fields
+	st.trailerFields = slices.Clone(f.Fields) // f.Fields is reused for the next block
 	sc.remoteEndLocked(st)
 	return nil
-}
-
-// serverValidFieldName reports a non-empty lowercase token.
-func serverValidFieldName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			return false
-		}
-	}
-	return httpguts.ValidHeaderFieldName(name)
 }
 
 func serverValidMethod(m string) bool {
