@@ -1,8 +1,8 @@
 package proxy
 
 // A small OTLP/gRPC client: spans and metrics are encoded straight to the
-// OTLP protobuf wire format and sent as unary gRPC calls over HTTP/2 prior
-// knowledge with net/http. This keeps the gRPC and protobuf runtimes (and
+// OTLP protobuf wire format and sent as unary gRPC calls over HTTP/2 (prior
+// knowledge, or TLS with ALPN h2) with the proxy's own client. This keeps the gRPC and protobuf runtimes (and
 // several MB of resident memory) out of the sidecar. The encodings are tested
 // against the generated go.opentelemetry.io/proto/otlp types and the calls
 // against a real grpc-go server.
@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshscope/meshscope/proxy/h2"
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -620,35 +621,56 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-// otlpClient sends unary OTLP gRPC calls over HTTP/2 prior knowledge.
+// otlpClient sends unary OTLP gRPC calls over HTTP/2 with the proxy's
+// own client (proxy/h2): no goroutine per call, the connection's reader
+// aside.
 type otlpClient struct {
 	token string // bearer token; "" = none
 	base  string
-	tr    *http.Transport
-	hc    *http.Client
+	rt    http.RoundTripper // an *h2.Transport
 }
 
-// newOTLPClient talks HTTP/2 to endpoint: host:port without TLS, or
-// https://host:port over TLS with tlsCfg's roots (nil = system roots).
+// newOTLPClient talks HTTP/2 to endpoint: host:port by prior knowledge, or
+// https://host:port over TLS (ALPN h2, no HTTP/1 fallback) with tlsCfg's
+// roots (nil = system roots).
 func newOTLPClient(endpoint string, timeout time.Duration, tlsCfg *tls.Config) *otlpClient {
-	tr := &http.Transport{
-		// Raw socket I/O: an export does not wake the runtime's monitor
-		// thread of an otherwise idle proxy.
-		DialContext:     rawDial((&net.Dialer{Timeout: timeout}).DialContext),
-		Protocols:       new(http.Protocols),
-		IdleConnTimeout: time.Minute,
-	}
+	// Raw socket I/O: an export does not wake the runtime's monitor
+	// thread of an otherwise idle proxy.
+	dial := rawDial((&net.Dialer{Timeout: timeout}).DialContext)
 	base := "http://" + endpoint
 	if addr, ok := strings.CutPrefix(endpoint, "https://"); ok {
 		base = "https://" + addr
-		tr.Protocols.SetHTTP2(true) // gRPC: h2 by ALPN, no HTTP/1 fallback
-		if tlsCfg != nil {
-			tr.TLSClientConfig = tlsCfg.Clone()
-		}
-	} else {
-		tr.Protocols.SetUnencryptedHTTP2(true)
+		dial = tlsH2Dial(dial, tlsCfg)
 	}
-	return &otlpClient{base: base, tr: tr, hc: &http.Client{Transport: tr}}
+	return &otlpClient{base: base, rt: &h2.Transport{Dial: dial, IdleConnTimeout: time.Minute}}
+}
+
+// tlsH2Dial wraps dial in a TLS handshake that must agree on HTTP/2.
+func tlsH2Dial(dial func(ctx context.Context, network, addr string) (net.Conn, error), base *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg := &tls.Config{}
+		if base != nil {
+			cfg = base.Clone()
+		}
+		cfg.NextProtos = []string{"h2"}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+			_ = tc.Close()
+			return nil, fmt.Errorf("tls handshake with %s: server did not agree on HTTP/2 (ALPN %q)", addr, p)
+		}
+		return tc, nil
+	}
 }
 
 // errGRPC is a non-OK gRPC status from the collector.
@@ -681,12 +703,8 @@ func (c *otlpClient) call(ctx context.Context, path string, frame []byte) error 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.rt.RoundTrip(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		return fmt.Errorf("otlp %s: %w", path, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -767,7 +785,11 @@ func (c *otlpClient) withToken(token string) *otlpClient {
 	return c
 }
 
-func (c *otlpClient) close() { c.tr.CloseIdleConnections() }
+func (c *otlpClient) close() {
+	if t, ok := c.rt.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
 
 // otlpSpanExporter is an sdktrace.SpanExporter over otlpClient.
 type otlpSpanExporter struct {

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"math"
 	"net"
@@ -25,6 +27,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -212,6 +215,51 @@ func TestOTLPClientStatus(t *testing.T) {
 	}
 }
 
+// TestOTLPClientTLS: an https:// collector is reached over TLS with the
+// given roots and ALPN h2; a TLS server that does not speak HTTP/2 is
+// refused with an error that says so, and an unknown certificate fails.
+func TestOTLPClientTLS(t *testing.T) {
+	certFile, keyFile, pool := writeCert(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	coltracepb.RegisterTraceServiceServer(s, failingCollector{})
+	go func() { _ = s.Serve(ln) }()
+	defer s.Stop()
+
+	c := newOTLPClient("https://"+ln.Addr().String(), time.Second, &tls.Config{RootCAs: pool})
+	defer c.close()
+	err = c.call(context.Background(), otlpTracePath, make([]byte, grpcPrefix))
+	if err == nil || !strings.Contains(err.Error(), "grpc-status 8: too much ünicode") {
+		t.Errorf("over TLS: %v", err)
+	}
+	untrusted := newOTLPClient("https://"+ln.Addr().String(), time.Second, &tls.Config{RootCAs: x509.NewCertPool()})
+	defer untrusted.close()
+	if err := untrusted.call(context.Background(), otlpTracePath, make([]byte, grpcPrefix)); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("unknown certificate: %v", err)
+	}
+
+	// A TLS server without ALPN (an HTTP/1.1 server, for instance).
+	h1ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1 := &http.Server{Handler: http.NotFoundHandler()}
+	go func() { _ = h1.Serve(h1ln) }()
+	defer h1.Close()
+	c1 := newOTLPClient("https://"+h1ln.Addr().String(), time.Second, &tls.Config{RootCAs: pool})
+	defer c1.close()
+	if err := c1.call(context.Background(), otlpTracePath, make([]byte, grpcPrefix)); err == nil || !strings.Contains(err.Error(), "did not agree on HTTP/2") {
+		t.Errorf("HTTP/1-only server: %v", err)
+	}
+}
+
 // heldBodyTransport answers every call with grpc-status 0 after reading
 // only the gRPC prefix, and keeps the request body, as a RoundTripper may
 // that closes it after returning.
@@ -235,7 +283,7 @@ func (h *heldBodyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestOTLPClientFrameReuse(t *testing.T) {
 	c := newOTLPClient("127.0.0.1:1", time.Second, nil)
 	tr := &heldBodyTransport{}
-	c.hc.Transport = tr
+	c.rt = tr
 	frame := append(make([]byte, grpcPrefix), strings.Repeat("m", 300)...)
 	if err := c.call(context.Background(), otlpTracePath, frame); err != nil {
 		t.Fatal(err)
