@@ -109,6 +109,12 @@ func (cc *clientConn) encodeRequestHeaders(req *http.Request, cl int64) {
 			}
 			continue
 		}
+		if perRequestField(name) {
+			for _, v := range vv {
+				appendLiteralField(&cc.hbuf, name, v)
+			}
+			continue
+		}
 		for _, v := range vv {
 			enc.WriteField(hpack.HeaderField{Name: name, Value: v})
 		}

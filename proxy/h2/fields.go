@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 
@@ -106,4 +107,41 @@ func (b *headerBuilder) add(key, value string) {
 	i := len(b.vals)
 	b.vals = append(b.vals, value)
 	b.h[key] = b.vals[i : i+1 : i+1]
+}
+
+// perRequestField reports a field whose value is new with every request
+// (trace context the proxy writes): indexing it in the HPACK dynamic table
+// would only evict entries that repeat.
+func perRequestField(lower string) bool {
+	switch lower {
+	case "traceparent", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid":
+		return true
+	}
+	return false
+}
+
+// appendLiteralField appends name and value as an HPACK literal header
+// field without indexing, new name (RFC 7541 6.2.2): neither side's
+// dynamic table changes. It must follow at least one field written by the
+// encoder, which puts any pending table size update first in the block.
+func appendLiteralField(b *bytes.Buffer, name, value string) {
+	b.WriteByte(0)
+	appendHPACKString(b, name)
+	appendHPACKString(b, value)
+}
+
+// appendHPACKString appends s as an HPACK string literal without Huffman
+// coding: a 7-bit prefix length (RFC 7541 5.1, 5.2), then the bytes.
+func appendHPACKString(b *bytes.Buffer, s string) {
+	n := uint64(len(s))
+	if n < 127 {
+		b.WriteByte(byte(n))
+	} else {
+		b.WriteByte(127)
+		for n -= 127; n >= 128; n >>= 7 {
+			b.WriteByte(byte(n&0x7f | 0x80))
+		}
+		b.WriteByte(byte(n))
+	}
+	b.WriteString(s)
 }

@@ -193,3 +193,32 @@ func FuzzHeaderBlockReader(f *testing.F) {
 		}
 	})
 }
+
+// TestLiteralFieldsDecode: fields the client writes as literals without
+// indexing decode with hpack, lengths at the prefix boundaries included,
+// and leave the peer's dynamic table as it was.
+func TestLiteralFieldsDecode(t *testing.T) {
+	for _, n := range []int{0, 1, 126, 127, 128, 255, 300, 20000} {
+		var b bytes.Buffer
+		enc := hpack.NewEncoder(&b)
+		_ = enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+		value := strings.Repeat("v", n)
+		appendLiteralField(&b, "traceparent", value)
+		_ = enc.WriteField(hpack.HeaderField{Name: "x-after", Value: "1"})
+		var got []hpack.HeaderField
+		dec := hpack.NewDecoder(4096, func(f hpack.HeaderField) { got = append(got, f) })
+		if _, err := dec.Write(b.Bytes()); err != nil {
+			t.Fatalf("length %d: %v", n, err)
+		}
+		if err := dec.Close(); err != nil {
+			t.Fatalf("length %d: %v", n, err)
+		}
+		if len(got) != 3 || got[1].Name != "traceparent" || got[1].Value != value || got[2].Name != "x-after" {
+			t.Fatalf("length %d: decoded %d fields %q", n, len(got), got)
+		}
+		// Only x-after entered the table: the next index past it is empty.
+		if _, err := dec.DecodeFull([]byte{0x80 | 63}); err == nil {
+			t.Fatalf("length %d: the literal entered the dynamic table", n)
+		}
+	}
+}

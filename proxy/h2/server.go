@@ -215,22 +215,27 @@ func (s *Server) dispatch(st *serverStream) {
 	}
 }
 
+// worker runs st, then the streams dispatch hands it, until it has waited
+// serverWorkerIdle for one. Its timer is not moved at every stream: when
+// it fires, the worker exits only if idle long enough, else re-arms it.
 func (s *Server) worker(st *serverStream) {
-	var t *time.Timer
+	t := time.NewTimer(serverWorkerIdle)
+	defer t.Stop()
 	for {
 		st.run()
-		if t == nil {
-			t = time.NewTimer(serverWorkerIdle)
-		} else {
-			t.Reset(serverWorkerIdle)
-		}
-		select {
-		case st = <-s.work:
-		case <-t.C:
-			return
-		case <-s.stop:
-			t.Stop()
-			return
+		idleSince := time.Now()
+		for st = nil; st == nil; {
+			select {
+			case st = <-s.work:
+			case <-t.C:
+				idle := time.Since(idleSince)
+				if idle >= serverWorkerIdle {
+					return
+				}
+				t.Reset(serverWorkerIdle - idle)
+			case <-s.stop:
+				return
+			}
 		}
 	}
 }
@@ -287,8 +292,12 @@ type serverConn struct {
 	recentResets [32]uint32
 	resetNext    int
 	handlers     int // running handlers, including those of reset streams
-	idleTimer    *time.Timer
-	idleTimeout  time.Duration
+	// The idle timer runs from the preface to the end of the connection,
+	// re-armed by onIdle, not moved at every stream: idleSince is when
+	// the last stream ended (or the connection started).
+	idleTimer   *time.Timer
+	idleTimeout time.Duration
+	idleSince   time.Time
 }
 
 func (s *Server) newConn(ctx context.Context, c net.Conn) *serverConn {
@@ -396,7 +405,8 @@ func (sc *serverConn) serve() error {
 	}
 	if sc.idleTimeout > 0 {
 		sc.mu.Lock()
-		if len(sc.streams) == 0 && sc.idleTimer == nil {
+		if sc.idleTimer == nil && !sc.closed.Load() {
+			sc.idleSince = time.Now()
 			sc.idleTimer = time.AfterFunc(sc.idleTimeout, sc.onIdle)
 		}
 		sc.mu.Unlock()
@@ -828,9 +838,6 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		st.cancel()
 		return nil
 	}
-	if len(sc.streams) == 0 && sc.idleTimer != nil {
-		sc.idleTimer.Stop()
-	}
 	sc.streams[id] = st
 	sc.handlers++
 	sc.mu.Unlock()
@@ -932,20 +939,28 @@ func (sc *serverConn) removeStreamLocked(st *serverStream) {
 		}()
 		return
 	}
-	if sc.idleTimeout > 0 && !sc.closed.Load() {
-		if sc.idleTimer == nil {
-			sc.idleTimer = time.AfterFunc(sc.idleTimeout, sc.onIdle)
-		} else {
-			sc.idleTimer.Reset(sc.idleTimeout)
-		}
+	if sc.idleTimer != nil {
+		sc.idleSince = time.Now() // onIdle measures from here
 	}
 }
 
+// onIdle drains the connection once it has had no stream for idleTimeout,
+// else re-arms the timer for when that may be.
 func (sc *serverConn) onIdle() {
 	sc.mu.Lock()
-	idle := len(sc.streams) == 0
-	sc.mu.Unlock()
-	if idle {
-		sc.startDrain(http2.ErrCodeNo)
+	if sc.closed.Load() {
+		sc.mu.Unlock()
+		return
 	}
+	wait := sc.idleTimeout
+	if len(sc.streams) == 0 {
+		wait -= time.Since(sc.idleSince)
+	}
+	if wait > 0 {
+		sc.idleTimer.Reset(wait)
+		sc.mu.Unlock()
+		return
+	}
+	sc.mu.Unlock()
+	sc.startDrain(http2.ErrCodeNo)
 }

@@ -606,6 +606,32 @@ func TestServerIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestServerIdleTimeoutCountsFromLastStream: a stream running longer than
+// the idle timeout keeps the connection; the timeout runs from the end of
+// the last stream.
+func TestServerIdleTimeoutCountsFromLastStream(t *testing.T) {
+	const idle = 100 * time.Millisecond
+	env := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { time.Sleep(2 * idle) }),
+		func(s *Server) { s.IdleTimeout = idle })
+	rc := dialRaw(t, env.addr)
+	rc.writeHeaders(1, true, rawGet...)
+	first := rc.readUntil(func(f any) bool {
+		switch f.(type) {
+		case *rawHeaders, *rawGoAway:
+			return true
+		}
+		return false
+	})
+	if _, ok := first.(*rawHeaders); !ok {
+		t.Fatalf("%T before the response: a running stream must keep the connection", first)
+	}
+	ended := time.Now()
+	rc.readUntil(isGoAway)
+	if d := time.Since(ended); d < idle*8/10 {
+		t.Errorf("GOAWAY %v after the last stream ended, want %v", d, idle)
+	}
+}
+
 func TestServerExpectContinue(t *testing.T) {
 	env := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
