@@ -282,6 +282,8 @@ test('the first paint comes from the HTTP snapshot when the stream does not deli
     const n = Number((/\((\d+)\)/.exec(summary) || [])[1]);
     assert.ok(n > 0, summary);
     await p.locator('.node-list summary').click();
+    // The list renders its items after the toggle event, not at the click.
+    await p.locator('[data-testid=node-list] li').first().waitFor();
     const list = await p.locator('[data-testid=node-list]').textContent();
     for (const s of demoServices) assert.ok(list.includes(s), `node list lacks ${s}`);
     assert.deepEqual(pageProblems, []);
