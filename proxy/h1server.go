@@ -68,7 +68,7 @@ type h1ServerConn struct {
 	c      net.Conn // the accepted connection (its first bytes may sit in a peekedConn)
 	src    h1Source
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     h1Out
 	ctx    context.Context // canceled when the client is gone
 	cancel context.CancelFunc
 	remote string
@@ -169,7 +169,7 @@ func (l *listener) serveOwnedH1(c net.Conn) (h2c net.Conn) {
 	sc := &h1ServerConn{l: l, c: c, maxHead: l.p.cfg.MaxHeaderBytes, header: make(http.Header)}
 	sc.src = h1Source{sc}
 	sc.br = bufio.NewReaderSize(sc.src, h1ReadBuffer)
-	sc.bw = bufio.NewWriterSize(c, 4096)
+	sc.bw = newH1Out(c, h1WriteBuffer)
 	sc.remote = c.RemoteAddr().String()
 	base := context.WithValue(withMeshConn(context.Background(), c), http.ServerContextKey, l.srv)
 	base = context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())

@@ -175,16 +175,23 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	lc, _ := ctx.(*leanContext)
 	wantVerbatim := lc != nil && lc.l.wantVerbatim && !t.mapsOnly
 	oc, _ := c.(*orderConn)
+	headOnly := true // the request is its head: what Flush writes is all of it
 	if o := headOrdersOf(ctx); o != nil && oc != nil && !t.mapsOnly && writeRequestHeadInOrder(pc.bw, req, o.req) {
 		oc.expectResp(o, wantVerbatim)
 	} else {
 		wantVerbatim = false
 		armOrder(c, req)
 		if !writeRequestHead(pc.bw, req) {
+			headOnly = false
 			if err := req.Write(pc.bw); err != nil {
 				return fail(true, err)
 			}
 		}
+	}
+	if d, ok := c.(writeDeferrer); ok && headOnly && (!pc.reused || time.Since(pc.idleAt) < deferWriteIdleMax) {
+		// The head leaves when the response is read (Peek below), from
+		// inside the wait for it: no read that finds nothing yet.
+		d.deferWrite()
 	}
 	if err := pc.bw.Flush(); err != nil {
 		return fail(true, err)
@@ -250,6 +257,23 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Reques
 	}
 	resp.Body = b
 	return resp, false, nil
+}
+
+// deferWriteIdleMax is how long a pooled connection may have been idle
+// for its request head to be written from inside the wait for the
+// response (writeDeferrer). That wait registers with the poller after any
+// close the upstream sent while the connection was idle, so it relies on
+// the reset the write draws from a closed socket; an upstream that
+// half-closes an idle connection and lingers (reading, not answering)
+// draws none. A connection idle longer takes a plain write and read,
+// which sees such a close at once.
+const deferWriteIdleMax = 100 * time.Millisecond
+
+// writeDeferrer holds a connection's writes until its next read, which
+// sends them and waits for the answer without reading first
+// (rawTCPConn.deferWrite).
+type writeDeferrer interface {
+	deferWrite()
 }
 
 // abortOnDone runs abort when ctx ends, as context.AfterFunc does. The

@@ -107,37 +107,14 @@ func TestH1TransportReusesConnections(t *testing.T) {
 	}
 }
 
-// TestH1TransportRetriesStaleConnection: when the upstream closed a pooled
-// connection, the request is retried once on a new one.
-func TestH1TransportRetriesStaleConnection(t *testing.T) {
-	var conns atomic.Int32
-	addr := rawServer(t, func(c net.Conn) {
-		defer c.Close()
-		conns.Add(1)
-		br := bufio.NewReader(c)
-		if _, err := http.ReadRequest(br); err != nil {
-			return
-		}
-		// Answer one request with keep-alive, then close anyway.
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-	})
-	tr := newTestH1Transport(0)
-	defer tr.CloseIdleConnections()
-	for i := 0; i < 3; i++ {
-		resp, err := tr.RoundTrip(newGet(t, context.Background(), "http://"+addr+"/"))
-		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(b) != "ok" {
-			t.Fatalf("request %d: body %q", i, b)
-		}
-		time.Sleep(20 * time.Millisecond) // let the server's close arrive
+// answerOnce reads one request on c and answers it "ok" with keep-alive;
+// false when no request came.
+func answerOnce(c net.Conn) bool {
+	if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+		return false
 	}
-	if n := conns.Load(); n != 3 {
-		t.Errorf("%d connections, want 3", n)
-	}
+	_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	return true
 }
 
 // TestH1TransportInformational: 1xx responses are handed to the client
@@ -460,5 +437,59 @@ func TestH1TransportResponseTimeoutLazyDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d > timeout+deadlineSlack(timeout)+time.Second {
 		t.Errorf("timed out after %v, want about %v", d.Round(time.Millisecond), timeout)
+	}
+}
+
+// TestH1TransportRetriesStaleConnection: a pooled connection the upstream
+// closed is noticed at once and the request retried on a new one. With the
+// proxy's dialer (raw socket I/O, request heads written from inside the
+// wait for the response) that is the reset the write draws when the
+// connection was idle briefly, and the plain read when it was idle longer
+// and the upstream lingers after a half-close (drawing no reset).
+func TestH1TransportRetriesStaleConnection(t *testing.T) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	for _, tc := range []struct {
+		name   string
+		dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+		linger bool
+		idle   time.Duration
+	}{
+		{"plain dialer, closed", d.DialContext, false, 20 * time.Millisecond},
+		{"closed, reused at once", wrapOrderDial(d.DialContext), false, 20 * time.Millisecond},
+		{"half-closed and lingering, reused after the idle limit", wrapOrderDial(d.DialContext), true, deferWriteIdleMax + 50*time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int32
+			addr := rawServer(t, func(c net.Conn) {
+				defer c.Close()
+				conns.Add(1)
+				if answerOnce(c) && tc.linger {
+					_ = c.(*net.TCPConn).CloseWrite()
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					_, _ = io.Copy(io.Discard, c)
+				}
+			})
+			tr := newH1Transport(tc.dial, 5*time.Second, time.Minute, 4, 16)
+			defer tr.CloseIdleConnections()
+			for i := 0; i < 2; i++ {
+				start := time.Now()
+				resp, err := tr.RoundTrip(newGet(t, context.Background(), "http://"+addr+"/"))
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != "ok" {
+					t.Fatalf("request %d: body %q", i, b)
+				}
+				if el := time.Since(start); el > 2*time.Second {
+					t.Fatalf("request %d took %v: the closed pooled connection was noticed late", i, el)
+				}
+				time.Sleep(tc.idle)
+			}
+			if n := conns.Load(); n != 2 {
+				t.Errorf("%d connections, want 2", n)
+			}
+		})
 	}
 }

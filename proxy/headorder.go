@@ -299,6 +299,14 @@ func (c *orderConn) disarm() {
 
 func (c *orderConn) Write(p []byte) (int, error) { return c.out.write(c.Conn, p) }
 
+// deferWrite is the connection's (h1Transport.exchange); a no-op when it
+// has none.
+func (c *orderConn) deferWrite() {
+	if d, ok := c.Conn.(writeDeferrer); ok {
+		d.deferWrite()
+	}
+}
+
 func (c *orderConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {

@@ -511,8 +511,11 @@ type recorder struct {
 	lean  leanRequest // the outgoing request on the lean path (h1forward.go)
 
 	// holdFlush: flushes wait until the upstream's response body is about
-	// to wait for data (noteUpstreamBody); flushPending: one is held.
-	holdFlush, flushPending bool
+	// to wait for data (noteUpstreamBody); flushPending: one is held. The
+	// first flush of a response of unknown length comes from ReverseProxy's
+	// timer goroutine while the body is read: flushPending is atomic.
+	holdFlush    bool
+	flushPending atomic.Bool
 }
 
 func (rw *recorder) Header() http.Header { return rw.w.Header() }
@@ -559,7 +562,7 @@ func (rw *recorder) Write(b []byte) (int, error) {
 // next is awaited.
 func (rw *recorder) FlushError() error {
 	if rw.holdFlush {
-		rw.flushPending = true
+		rw.flushPending.Store(true)
 		return nil
 	}
 	return http.NewResponseController(rw.w).Flush()
@@ -567,8 +570,7 @@ func (rw *recorder) FlushError() error {
 
 // flushHeld flushes what a held flush kept back.
 func (rw *recorder) flushHeld() {
-	if rw.flushPending {
-		rw.flushPending = false
+	if rw.flushPending.Swap(false) {
 		_ = http.NewResponseController(rw.w).Flush()
 	}
 }

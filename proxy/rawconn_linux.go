@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -37,6 +38,18 @@ type rawTCPConn struct {
 	wn      int
 	werr    syscall.Errno
 	writeFn func(uintptr) bool
+
+	// writePair's second slice (under wmu), written after wp in one
+	// writev while both have bytes left.
+	wq  []byte
+	iov [2]syscall.Iovec
+
+	// Set by deferWrite until the next Read: Writes are held and leave
+	// inside that Read's wait in the poller (answerFn), under both locks.
+	deferred     atomic.Bool
+	held         []byte
+	writeBlocked bool // the held bytes met a full socket buffer
+	answerFn     func(uintptr) bool
 }
 
 // maxRawIO caps one read or write system call, as internal/poll does.
@@ -68,6 +81,7 @@ func newRawTCPConn(c *net.TCPConn) *rawTCPConn {
 	r := &rawTCPConn{TCPConn: c, rc: rc}
 	r.readFn = r.readOnce
 	r.writeFn = r.writeSome
+	r.answerFn = r.writeHeldThenRead
 	return r
 }
 
@@ -95,6 +109,9 @@ func (r *rawTCPConn) Read(p []byte) (int, error) {
 	if len(p) > maxRawIO {
 		p = p[:maxRawIO]
 	}
+	if r.deferred.Load() {
+		return r.readAnswer(p)
+	}
 	r.rmu.Lock()
 	r.rp, r.rn, r.rerr = p, 0, 0
 	err := r.rc.Read(r.readFn)
@@ -113,13 +130,26 @@ func (r *rawTCPConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeSome writes wp then wq (nil but in writePair), both in one writev
+// while both have bytes left; wn counts the bytes of both.
 func (r *rawTCPConn) writeSome(fd uintptr) bool {
-	for r.wn < len(r.wp) {
-		p := r.wp[r.wn:]
-		if len(p) > maxRawIO {
-			p = p[:maxRawIO]
+	for total := len(r.wp) + len(r.wq); r.wn < total; {
+		p := r.wp[min(r.wn, len(r.wp)):]
+		q := r.wq[max(0, r.wn-len(r.wp)):]
+		if len(p) == 0 {
+			p, q = q, nil
 		}
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		p = p[:min(len(p), maxRawIO)]
+		q = q[:min(len(q), maxRawIO-len(p))]
+		var n uintptr
+		var e syscall.Errno
+		if len(q) > 0 {
+			r.iov[0].Base, r.iov[0].Len = &p[0], uint64(len(p))
+			r.iov[1].Base, r.iov[1].Len = &q[0], uint64(len(q))
+			n, _, e = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&r.iov[0])), 2)
+		} else {
+			n, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		}
 		switch e {
 		case 0:
 			r.wn += int(n)
@@ -140,6 +170,11 @@ func (r *rawTCPConn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	r.wmu.Lock()
+	if r.deferred.Load() {
+		r.held = append(r.held, p...)
+		r.wmu.Unlock()
+		return len(p), nil
+	}
 	r.wp, r.wn, r.werr = p, 0, 0
 	err := r.rc.Write(r.writeFn)
 	n, errno := r.wn, r.werr
@@ -150,6 +185,93 @@ func (r *rawTCPConn) Write(p []byte) (int, error) {
 	}
 	if errno != 0 {
 		return n, r.opError("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
+}
+
+// writePair writes a then b in one writev system call (more only when the
+// socket's buffer takes part of them), waiting in the poller as Write
+// does; n counts the bytes of both written.
+func (r *rawTCPConn) writePair(a, b []byte) (int, error) {
+	switch {
+	case len(b) == 0:
+		return r.Write(a)
+	case len(a) == 0:
+		return r.Write(b)
+	}
+	r.wmu.Lock()
+	r.wp, r.wq, r.wn, r.werr = a, b, 0, 0
+	err := r.rc.Write(r.writeFn)
+	n, errno := r.wn, r.werr
+	r.wp, r.wq = nil, nil
+	r.iov = [2]syscall.Iovec{}
+	r.wmu.Unlock()
+	if err != nil {
+		return n, r.opError("write", err)
+	}
+	if errno != 0 {
+		return n, r.opError("write", os.NewSyscallError("writev", errno))
+	}
+	return n, nil
+}
+
+// deferWrite holds the writes until the next Read, which sends them once
+// it is registered to wait for the answer and then waits without reading
+// first: a request whose answer is read next costs no read system call
+// that would only find nothing yet (EAGAIN), as a read right after the
+// write does when the peer is another process. An error of the held
+// writes is the Read's. Only for a connection whose writes are followed
+// by a Read of the same goroutine (an upstream request and its response).
+func (r *rawTCPConn) deferWrite() { r.deferred.Store(true) }
+
+// writeHeldThenRead is readAnswer's poller callback: it writes the held
+// bytes (wp) and waits, then reads.
+func (r *rawTCPConn) writeHeldThenRead(fd uintptr) bool {
+	if r.wn < len(r.wp) {
+		if !r.writeSome(fd) {
+			r.writeBlocked = true // the rest waits for room, outside
+			return true
+		}
+		// Written (or failed). Registered for the answer before the
+		// write, so it cannot be missed: wait for it.
+		return r.werr != 0
+	}
+	return r.readOnce(fd)
+}
+
+// readAnswer is Read after deferWrite: the held bytes leave, then the
+// answer is read.
+func (r *rawTCPConn) readAnswer(p []byte) (int, error) {
+	r.rmu.Lock()
+	r.wmu.Lock()
+	r.deferred.Store(false)
+	if len(r.held) == 0 {
+		r.wmu.Unlock()
+		r.rmu.Unlock()
+		return r.Read(p)
+	}
+	r.rp, r.rn, r.rerr = p, 0, 0
+	r.wp, r.wn, r.werr, r.writeBlocked = r.held, 0, 0, false
+	err := r.rc.Read(r.answerFn)
+	n, rerrno, werrno := r.rn, r.rerr, r.werr
+	rest, blocked := r.wp[r.wn:], r.writeBlocked
+	r.rp, r.wp, r.held = nil, nil, r.held[:0] // rest stays valid: nothing is held again before it is written
+	r.wmu.Unlock()
+	r.rmu.Unlock()
+	switch {
+	case werrno != 0:
+		return 0, r.opError("write", os.NewSyscallError("write", werrno))
+	case err != nil:
+		return 0, r.opError("read", err)
+	case blocked:
+		if _, err := r.Write(rest); err != nil {
+			return 0, err
+		}
+		return r.Read(p)
+	case rerrno != 0:
+		return 0, r.opError("read", os.NewSyscallError("read", rerrno))
+	case n == 0:
+		return 0, io.EOF
 	}
 	return n, nil
 }

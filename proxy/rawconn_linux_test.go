@@ -146,3 +146,142 @@ func TestRawIOWrapsPeekedConn(t *testing.T) {
 	}
 	_ = client
 }
+
+func TestRawTCPConnWritePair(t *testing.T) {
+	r, client := rawPair(t)
+	// Both halves larger than the socket buffers: the writev completes
+	// across waits in the poller, then the rest of the second half.
+	a := bytes.Repeat([]byte("a1"), 1<<20)
+	b := bytes.Repeat([]byte("b2"), 1<<20)
+	var got []byte
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		got, _ = io.ReadAll(io.LimitReader(client, int64(len(a)+len(b))))
+	}()
+	if n, err := r.writePair(a, b); n != len(a)+len(b) || err != nil {
+		t.Fatalf("writePair = %d, %v; want %d, nil", n, err, len(a)+len(b))
+	}
+	wg.Wait()
+	if !bytes.Equal(got, append(append([]byte{}, a...), b...)) {
+		t.Fatalf("peer read %d bytes, not a then b", len(got))
+	}
+
+	// Either half empty: the other alone.
+	for _, tc := range []struct{ a, b string }{{"", "only b"}, {"only a", ""}, {"x", "y"}} {
+		if n, err := r.writePair([]byte(tc.a), []byte(tc.b)); n != len(tc.a)+len(tc.b) || err != nil {
+			t.Fatalf("writePair(%q, %q) = %d, %v", tc.a, tc.b, n, err)
+		}
+		buf := make([]byte, len(tc.a)+len(tc.b))
+		if _, err := io.ReadFull(client, buf); err != nil || string(buf) != tc.a+tc.b {
+			t.Fatalf("after writePair(%q, %q) the peer read %q, %v", tc.a, tc.b, buf, err)
+		}
+	}
+
+	// A peer gone: the error names the operation, as Write's.
+	client.Close()
+	var err error
+	for i := 0; i < 100 && err == nil; i++ { // the reset arrives after a write or two
+		_, err = r.writePair([]byte("head"), bytes.Repeat([]byte("x"), 64<<10))
+		time.Sleep(time.Millisecond)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "write" {
+		t.Fatalf("writePair to a closed peer = %v; want a write *net.OpError", err)
+	}
+}
+
+func TestPairWriterOfOwnedConnection(t *testing.T) {
+	r, _ := rawPair(t)
+	if pairWriterOf(r) == nil {
+		t.Fatal("a raw-I/O TCP connection has no pairWriter")
+	}
+	if pairWriterOf(&peekedConn{Conn: r}) == nil {
+		t.Fatal("a peeked raw-I/O TCP connection has no pairWriter")
+	}
+}
+
+func TestRawTCPConnDeferredWrite(t *testing.T) {
+	t.Run("held until the read, then answered", func(t *testing.T) {
+		r, client := rawPair(t)
+		r.deferWrite()
+		if n, err := r.Write([]byte("ping")); n != 4 || err != nil {
+			t.Fatalf("held Write = %d, %v", n, err)
+		}
+		_ = client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, _ := client.Read(make([]byte, 8)); n != 0 {
+			t.Fatalf("the peer read %d bytes before the Read that sends them", n)
+		}
+		_ = client.SetReadDeadline(time.Time{})
+		go func() {
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(client, buf); err == nil && string(buf) == "ping" {
+				client.Write([]byte("pong"))
+			}
+		}()
+		buf := make([]byte, 8)
+		if n, err := r.Read(buf); err != nil || string(buf[:n]) != "pong" {
+			t.Fatalf("Read = %q, %v; want pong", buf[:n], err)
+		}
+		// Back to plain writes.
+		if _, err := r.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, buf[:1]); err != nil || buf[0] != 'x' {
+			t.Fatalf("peer read %q, %v after a plain Write", buf[:1], err)
+		}
+	})
+	t.Run("more than the socket takes", func(t *testing.T) {
+		r, client := rawPair(t)
+		big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+		r.deferWrite()
+		if _, err := r.Write(big); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			got, _ := io.ReadAll(io.LimitReader(client, int64(len(big))))
+			if bytes.Equal(got, big) {
+				client.Write([]byte("all"))
+			}
+		}()
+		buf := make([]byte, 8)
+		if n, err := r.Read(buf); err != nil || string(buf[:n]) != "all" {
+			t.Fatalf("Read = %q, %v; want the peer's answer to all 4 MiB", buf[:n], err)
+		}
+	})
+	t.Run("peer gone before the write", func(t *testing.T) {
+		// A pooled connection the peer closed while it was idle: the
+		// close arrived before the Read registered to wait, and the write
+		// draws a reset, which ends the wait at once.
+		r, client := rawPair(t)
+		client.Close()
+		time.Sleep(20 * time.Millisecond)
+		r.deferWrite()
+		if _, err := r.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.Read(make([]byte, 8))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("Read on a connection the peer closed returned no error")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Read after a held write to a closed peer still waits after 5s")
+		}
+	})
+	t.Run("deadline while waiting", func(t *testing.T) {
+		r, _ := rawPair(t)
+		r.deferWrite()
+		_, _ = r.Write([]byte("no answer"))
+		_ = r.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+		if _, err := r.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read past the deadline = %v; want os.ErrDeadlineExceeded", err)
+		}
+	})
+}

@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -77,10 +78,12 @@ func main() {
 	floorServe := flag.String("floor-serve", "", "internal: serve the floor forwarder, listen=upstream")
 	upProcess := flag.Bool("upstream-process", false, "serve the HTTP upstream from a separate process, as bench/proxy does, instead of inside the load generator's")
 	upServe := flag.String("upstream-serve", "", "internal: serve the HTTP upstream on this address")
+	size := flag.Int("size", 1024, "HTTP response body size in bytes (bench/proxy's 16 KB row: 16384)")
 	flag.Parse()
-	body := bytes.Repeat([]byte("x"), 1024)
+	body := bytes.Repeat([]byte("x"), *size)
 	upHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body))) // as bench/proxy's upstream
 		w.Write(body)
 	})
 	// HTTP/1.1 and h2c with prior knowledge on one port, as bench/proxy's
@@ -121,7 +124,7 @@ func main() {
 			fail("upstream: %v", err)
 		}
 		up = freePortOrFail()
-		cmd := exec.Command(self, "-upstream-serve", up)
+		cmd := exec.Command(self, "-upstream-serve", up, "-size", fmt.Sprint(*size))
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			fail("start upstream: %v", err)
