@@ -175,18 +175,7 @@ func (r *rawTCPConn) Write(p []byte) (int, error) {
 		r.wmu.Unlock()
 		return len(p), nil
 	}
-	r.wp, r.wn, r.werr = p, 0, 0
-	err := r.rc.Write(r.writeFn)
-	n, errno := r.wn, r.werr
-	r.wp = nil
-	r.wmu.Unlock()
-	if err != nil {
-		return n, r.opError("write", err)
-	}
-	if errno != 0 {
-		return n, r.opError("write", os.NewSyscallError("write", errno))
-	}
-	return n, nil
+	return r.writeLocked(p, nil)
 }
 
 // writePair writes a then b in one writev system call (more only when the
@@ -200,7 +189,13 @@ func (r *rawTCPConn) writePair(a, b []byte) (int, error) {
 		return r.Write(b)
 	}
 	r.wmu.Lock()
-	r.wp, r.wq, r.wn, r.werr = a, b, 0, 0
+	return r.writeLocked(a, b)
+}
+
+// writeLocked writes p then q (nil for a plain Write) with writeSome,
+// waiting in the poller, and releases wmu, which the caller holds.
+func (r *rawTCPConn) writeLocked(p, q []byte) (int, error) {
+	r.wp, r.wq, r.wn, r.werr = p, q, 0, 0
 	err := r.rc.Write(r.writeFn)
 	n, errno := r.wn, r.werr
 	r.wp, r.wq = nil, nil
@@ -210,7 +205,7 @@ func (r *rawTCPConn) writePair(a, b []byte) (int, error) {
 		return n, r.opError("write", err)
 	}
 	if errno != 0 {
-		return n, r.opError("write", os.NewSyscallError("writev", errno))
+		return n, r.opError("write", os.NewSyscallError("write", errno))
 	}
 	return n, nil
 }
