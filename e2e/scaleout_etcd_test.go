@@ -282,6 +282,23 @@ func TestScaleOutEtcd(t *testing.T) {
 		t.Fatalf("new leader's meshscope_control_leader = %v (found %v, %v), want 1", v, ok, err)
 	}
 
+	// The new leader takes the rollout over (on its next tick) before the
+	// policy below changes the rollout's route: a route that differs from
+	// the saved state at take-over is set back, as a dead leader's unsaved
+	// write would be, and that would be a second write of the rollout's.
+	poll(t, 10*time.Second, "the new leader's take-over of the rollout", func() (bool, string) {
+		var ro rollout.State
+		if err := getJSON(next.url(rollout.APIPrefix+"/catalog-v2"), &ro); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range ro.Events {
+			if e.Type == rollout.EventResumed && strings.Contains(e.Message, "took the controllers over") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", ro.Events)
+	}, next.proc)
+
 	// The caller is on b now, and a policy applied after the kill reaches it.
 	poll(t, 15*time.Second, "the caller registered at b", func() (bool, string) {
 		var v control.EndpointsView
