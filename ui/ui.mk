@@ -6,6 +6,12 @@
 NPM      ?= npm
 CHROMIUM ?= /usr/bin/chromium
 UI_SRC   := $(shell find ui/web/src -type f 2>/dev/null) ui/web/build.mjs
+# node's test runner, one file at a time. Node 20 applies --test-timeout to
+# each whole file: a file still running after 20 minutes (the browser file
+# takes 1-3) fails, and --test-force-exit ends the runner once the tests are
+# done even if a crashed browser left a handle open, so a stuck browser
+# cannot hold up make test.
+NODE_TEST ?= node --test --test-concurrency=1 --test-timeout=1200000 --test-force-exit
 
 .PHONY: ui-build ui-deps ui-test ui-test-demo ui-screenshots ui-bench
 
@@ -34,16 +40,16 @@ ui-deps:
 # (make test builds it first), the same tests against a real
 # `bin/meshscope demo` on free ports.
 ui-test: ui-build ui-deps
-	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=fixture node --test --test-concurrency=1 test/*.test.mjs
+	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=fixture $(NODE_TEST) test/*.test.mjs
 	@if [ -x $(BIN)/meshscope ]; then \
 	  echo "ui-test: browser tests against $(BIN)/meshscope demo"; \
-	  cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=demo MESHSCOPE_BIN=$(CURDIR)/$(BIN)/meshscope node --test --test-concurrency=1 test/ui.test.mjs; \
+	  cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=demo MESHSCOPE_BIN=$(CURDIR)/$(BIN)/meshscope $(NODE_TEST) test/ui.test.mjs; \
 	else echo "ui-test: $(BIN)/meshscope not built; skipped the browser tests against the demo (make build)"; fi
 
 # Only the browser tests against the real demo (rebuilds first).
 ui-test-demo: ui-deps
 	$(MAKE) build
-	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=demo MESHSCOPE_BIN=$(CURDIR)/$(BIN)/meshscope node --test --test-concurrency=1 test/ui.test.mjs
+	cd ui/web && CHROMIUM=$(CHROMIUM) MESHSCOPE_UI_TARGET=demo MESHSCOPE_BIN=$(CURDIR)/$(BIN)/meshscope $(NODE_TEST) test/ui.test.mjs
 
 # Copies one screenshot per page from the last browser test run into docs/.
 ui-screenshots:

@@ -27,9 +27,9 @@ export async function launch() {
   };
 }
 
-// watchPage records console errors, page errors and CSP violations.
-export function watchPage(page) {
-  const problems = [];
+// watchPage records console errors, page errors and CSP violations in
+// problems (a new array unless one is given) and returns it.
+export function watchPage(page, problems = []) {
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push('console: ' + m.text());
   });

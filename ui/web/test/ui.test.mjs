@@ -1,7 +1,7 @@
 // Browser tests: Debian's Chromium driven by playwright-core against a
 // server (fixture by default; the real `meshscope demo` with
 // MESHSCOPE_UI_TARGET=demo). Screenshots go to ui/test-artifacts/.
-import { test, before, after } from 'node:test';
+import { test, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -22,8 +22,28 @@ before(async () => {
   target = await startTarget({ streamInterval: 700, addNodeAfter: 4 });
   browser = await launch();
   await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: target.url });
+  problems = [];
+  await openPage();
+});
+
+// openPage opens the page the tests share. A crashed renderer fails the test
+// it happened in and is recorded in problems (which the script-errors test
+// asserts empty); the next test gets a new page, so one crash is not reported
+// as the failure of every later test.
+let crashed = false;
+async function openPage() {
   page = await browser.context.newPage();
-  problems = watchPage(page);
+  watchPage(page, problems);
+  page.on('crash', () => {
+    crashed = true;
+    problems.push('crash: the renderer of the shared page crashed');
+  });
+}
+
+beforeEach(async () => {
+  if (!crashed) return;
+  crashed = false;
+  await openPage();
 });
 
 // api reads a JSON API of the target directly (to compare the page with).
@@ -36,7 +56,7 @@ async function api(path) {
 after(async () => {
   if (browser) await browser.close();
   if (target) await target.close();
-});
+}, { timeout: 60000 });
 
 const shot = (name) => page.screenshot({ path: join(artifacts, name + '.png') });
 
@@ -76,7 +96,10 @@ test('the topology renders the demo services with health cues', async () => {
   const labels = await page.evaluate(() => window.meshscope.cy.nodes().map((n) => n.data('label')).join('\n'));
   assert.match(labels, /[✓!✖?] web/);
   assert.match(await page.locator('[data-testid=coverage]').textContent(), /Meshed services/);
-  await page.evaluate(() => window.meshscope.cy.fit(undefined, 30));
+  // The callback returns nothing: cy.fit returns the Cytoscape core, and
+  // serialising that object graph back to the test costs seconds of renderer
+  // time and memory (it once crashed the renderer).
+  await page.evaluate(() => { window.meshscope.cy.fit(undefined, 30); });
   await shot('topology');
 });
 
