@@ -53,6 +53,15 @@ async function api(path) {
   return r.json();
 }
 
+// waitCovered waits (up to a minute) until the target's graph API has data
+// for the last secs seconds, as a demo younger than that has not.
+async function waitCovered(secs) {
+  for (let i = 0; i < 60; i++) {
+    if (!coverageShort((await api(`/api/mesh/graph?window=${secs}s`)).covered_seconds, secs)) return;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 after(async () => {
   if (browser) await browser.close();
   if (target) await target.close();
@@ -335,7 +344,9 @@ test('services: adaptive success rates, replay at a time and over a range, and t
     assert.equal(cells.catalog, '99.983%');
     assert.ok(checked >= 3);
   }
-  // Replay at a time: the API gets at=, and the page says so.
+  // Replay at a time: the API gets at=, and the page says so. The time is
+  // 30 s back, so a young demo must first have data from before it.
+  await waitCovered(45);
   const at = Math.floor(Date.now() / 1000) - 30;
   const replayReq = page.waitForRequest((r) => r.url().includes('/api/mesh/graph?') && new URL(r.url()).searchParams.get('at') === String(at));
   await page.goto(`${target.url}/services?window=5m&at=${at}`);
@@ -363,10 +374,7 @@ test('services: adaptive success rates, replay at a time and over a range, and t
   }
   // A covered window has no note. A demo younger than a minute is not yet
   // covered (the note is then right): wait until the API says it is.
-  for (let i = 0; i < 60; i++) {
-    if (!coverageShort((await api('/api/mesh/graph?window=1m')).covered_seconds, 60)) break;
-    await new Promise((r) => setTimeout(r, 1000));
-  }
+  await waitCovered(60);
   await page.goto(target.url + '/services?window=1m');
   await page.locator('[data-testid=services-table] tbody tr').first().waitFor({ timeout: 20000 });
   assert.equal(await page.locator('[data-testid=coverage-note]').count(), 0, 'a note on a covered window');
