@@ -292,7 +292,7 @@ func TestScaleOutEtcd(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, e := range ro.Events {
-			if e.Type == rollout.EventResumed && strings.Contains(e.Message, "took the controllers over") {
+			if isTakeOver(e) {
 				return true, ""
 			}
 		}
@@ -338,7 +338,7 @@ func TestScaleOutEtcd(t *testing.T) {
 		switch {
 		case e.Type == rollout.EventStarted:
 			started++
-		case e.Type == rollout.EventResumed && strings.Contains(e.Message, "took the controllers over"):
+		case isTakeOver(e):
 			resumed++
 		}
 	}
@@ -349,4 +349,9 @@ func TestScaleOutEtcd(t *testing.T) {
 	if f := failed.Load(); f > 0 || sent.Load() < 50 {
 		t.Errorf("%d of %d requests through the caller failed during the failover (last: %v)", f, sent.Load(), lastErr.Load())
 	}
+}
+
+// isTakeOver reports whether e is a new leader's take-over of a rollout.
+func isTakeOver(e rollout.Event) bool {
+	return e.Type == rollout.EventResumed && strings.Contains(e.Message, "took the controllers over")
 }

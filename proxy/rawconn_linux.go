@@ -205,7 +205,11 @@ func (r *rawTCPConn) writeLocked(p, q []byte) (int, error) {
 		return n, r.opError("write", err)
 	}
 	if errno != 0 {
-		return n, r.opError("write", os.NewSyscallError("write", errno))
+		call := "write"
+		if q != nil {
+			call = "writev"
+		}
+		return n, r.opError("write", os.NewSyscallError(call, errno))
 	}
 	return n, nil
 }

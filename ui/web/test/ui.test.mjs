@@ -17,6 +17,7 @@ const artifacts = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'tes
 mkdirSync(artifacts, { recursive: true });
 
 let target, browser, page, problems;
+let crashed = false; // the shared page's renderer crashed (openPage)
 
 before(async () => {
   target = await startTarget({ streamInterval: 700, addNodeAfter: 4 });
@@ -30,7 +31,6 @@ before(async () => {
 // it happened in and is recorded in problems (which the script-errors test
 // asserts empty); the next test gets a new page, so one crash is not reported
 // as the failure of every later test.
-let crashed = false;
 async function openPage() {
   page = await browser.context.newPage();
   watchPage(page, problems);
