@@ -18,27 +18,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshscope/meshscope/e2e/freeport"
 )
 
-// freeAddrs returns n distinct loopback addresses whose ports are free now.
+// freeAddrs returns n distinct loopback addresses whose ports are free now
+// (see package freeport for why they come from below the ephemeral range).
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().String())
+	addrs, err := freeport.Addrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return addrs
 }
 
 // proc is a binary under test, its output in a log file.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os/exec"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
 	"github.com/meshscope/meshscope/control/wire"
+	"github.com/meshscope/meshscope/e2e/freeport"
 )
 
 // startEtcd runs a one-member etcd (Debian etcd-server) on loopback and
@@ -29,14 +29,9 @@ func startEtcd(t *testing.T) string {
 	if err != nil {
 		t.Skip("etcd not installed (apt-get install etcd-server); skipping the tests against a real etcd")
 	}
-	ports := make([]string, 2)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = ln.Addr().String()
-		_ = ln.Close()
+	ports, err := freeport.Addrs(2)
+	if err != nil {
+		t.Fatal(err)
 	}
 	client, peer := "http://"+ports[0], "http://"+ports[1]
 	var out strings.Builder

@@ -4,14 +4,18 @@ package rulertest
 
 import (
 	"bytes"
-	"net"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshscope/meshscope/e2e/freeport"
 )
 
 // amConfig routes every alert to a receiver that does nothing, grouping fast.
@@ -27,6 +31,12 @@ func StartAlertmanager(t testing.TB) string {
 
 // StartAlertmanagerConfig is StartAlertmanager with the given
 // alertmanager.yml (e.g. a webhook receiver of the test's own).
+//
+// The web port is picked free and released before Alertmanager binds it,
+// so another process's outgoing connection can take it in between; when
+// Alertmanager then exits on "address already in use", it is started again
+// on a new port (three attempts). Its gossip cluster is switched off, so it
+// needs no second port.
 func StartAlertmanagerConfig(t testing.TB, config string) string {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus-alertmanager")
@@ -38,45 +48,66 @@ func StartAlertmanagerConfig(t testing.TB, config string) string {
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	web, cluster := freeAddr(t), freeAddr(t)
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		u, out, err := startAlertmanager(t, bin, cfg, dir)
+		if err == nil {
+			return u
+		}
+		if attempt < attempts && strings.Contains(out, "address already in use") {
+			t.Logf("alertmanager attempt %d: %v; retrying on another port", attempt, err)
+			continue
+		}
+		t.Fatalf("%v:\n%s", err, out)
+	}
+}
+
+// startAlertmanager starts one Alertmanager and waits until it is ready.
+// On error it returns the process's output; the process has then exited
+// or been killed.
+func startAlertmanager(t testing.TB, bin, cfg, dir string) (base, output string, err error) {
+	web := freeAddr(t)
 	var out lockedBuffer
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+dir,
-		"--web.listen-address="+web, "--cluster.listen-address="+cluster)
+		"--web.listen-address="+web, "--cluster.listen-address=")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting alertmanager: %v", err)
+		return "", "", fmt.Errorf("starting alertmanager: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	stop := func() { _ = cmd.Process.Kill(); <-exited }
 	u := "http://" + web
+	// A port taken by a process that does not answer HTTP must not hang the probe.
+	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if resp, err := http.Get(u + "/-/ready"); err == nil {
+		if resp, err := client.Get(u + "/-/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return u
+				t.Cleanup(stop)
+				return u, "", nil
 			}
 		}
 		select {
 		case <-exited:
-			t.Fatalf("alertmanager exited before it was ready:\n%s", out.String())
+			return "", out.String(), errors.New("alertmanager exited before it was ready")
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("alertmanager not ready at %s after 60s:\n%s", u, out.String())
+			stop()
+			return "", out.String(), fmt.Errorf("alertmanager not ready at %s after 60s", u)
 		}
 	}
 }
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs[0]
 }
 
 // lockedBuffer collects the process's output for failure messages.

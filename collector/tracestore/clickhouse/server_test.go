@@ -18,21 +18,12 @@ import (
 
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/collector/tracestore/storetest"
+	"github.com/meshscope/meshscope/e2e/freeport"
 )
 
 // debianServer is Debian's packaged clickhouse-server (18.16): a real old
 // server for the version refusal.
 const debianServer = "/usr/sbin/clickhouse-server"
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startDebianServer runs the packaged server on free loopback ports in a
 // temporary directory and returns its native-protocol address.
@@ -42,11 +33,17 @@ func startDebianServer(t *testing.T) string {
 		t.Skipf("%s not installed (apt-get install clickhouse-server): %v", debianServer, err)
 	}
 	dir := t.TempDir()
-	tcp, httpPort := freePort(t), freePort(t)
+	ports, err := freeport.Addrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ports[0]
+	_, tcpPort, _ := net.SplitHostPort(addr)
+	_, httpPort, _ := net.SplitHostPort(ports[1])
 	config := fmt.Sprintf(`<yandex>
   <logger><level>warning</level><log>%[1]s/server.log</log><errorlog>%[1]s/err.log</errorlog></logger>
-  <tcp_port>%[2]d</tcp_port>
-  <http_port>%[3]d</http_port>
+  <tcp_port>%[2]s</tcp_port>
+  <http_port>%[3]s</http_port>
   <listen_host>127.0.0.1</listen_host>
   <path>%[1]s/data/</path>
   <tmp_path>%[1]s/tmp/</tmp_path>
@@ -55,7 +52,7 @@ func startDebianServer(t *testing.T) string {
   <default_database>default</default_database>
   <mark_cache_size>268435456</mark_cache_size>
 </yandex>
-`, dir, tcp, httpPort)
+`, dir, tcpPort, httpPort)
 	cfgPath := filepath.Join(dir, "config.xml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
@@ -75,7 +72,6 @@ func startDebianServer(t *testing.T) string {
 		_ = cmd.Wait()
 		out.Close()
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", tcp)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
