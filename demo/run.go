@@ -15,6 +15,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // instance is one running demo service with its ports.
@@ -550,23 +552,12 @@ func resolveBinaries(cfg Config) (server, proxy string, err error) {
 	return server, proxy, nil
 }
 
-// freeAddrs returns n distinct loopback addresses with ports free right now.
-// The listeners are held until all n are chosen, so the ports differ.
+// freeAddrs returns n distinct loopback addresses with ports free right
+// now, from below the kernel's ephemeral range (package freeport says why).
 func freeAddrs(n int) ([]string, error) {
-	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	out := make([]string, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("demo: finding a free port: %w", err)
-		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().String())
+	addrs, err := freeport.Addrs(n)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
 	}
-	return out, nil
+	return addrs, nil
 }

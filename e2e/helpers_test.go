@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshscope/meshscope/e2e/freeport"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // freeAddrs returns n distinct loopback addresses whose ports are free now

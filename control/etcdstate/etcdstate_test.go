@@ -18,7 +18,7 @@ import (
 	"github.com/meshscope/meshscope/control/registry"
 	"github.com/meshscope/meshscope/control/store"
 	"github.com/meshscope/meshscope/control/wire"
-	"github.com/meshscope/meshscope/e2e/freeport"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // startEtcd runs a one-member etcd (Debian etcd-server) on loopback and

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshscope/meshscope/e2e/freeport"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // amConfig routes every alert to a receiver that does nothing, grouping fast.

@@ -18,7 +18,7 @@ import (
 
 	"github.com/meshscope/meshscope/collector/tracestore"
 	"github.com/meshscope/meshscope/collector/tracestore/storetest"
-	"github.com/meshscope/meshscope/e2e/freeport"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // debianServer is Debian's packaged clickhouse-server (18.16): a real old
