@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // lockedBuffer collects a child's output safely.
@@ -55,7 +57,11 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		<-release
 		_, _ = io.WriteString(w, "finished")
 	}))
-	listen, admin := freeAddr(t), freeAddr(t)
+	addrs, err := freeport.Addrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen, admin := addrs[0], addrs[1]
 	cmd := exec.Command(bin, "--service", "drainer", "--inbound", listen+"="+app, "--admin", admin, "--drain-timeout", "20s")
 	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs

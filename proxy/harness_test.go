@@ -18,6 +18,8 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // testCollector is a real OTLP gRPC trace+metrics endpoint that keeps what
@@ -286,13 +288,11 @@ func startHTTPApp(t *testing.T, h http.Handler) string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return addrs[0]
 }
 
 // meshPair starts an inbound proxy for service "backend" in front of app

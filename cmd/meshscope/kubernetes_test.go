@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshscope/meshscope/control/auth"
+	"github.com/meshscope/meshscope/demo/freeport"
 	"github.com/meshscope/meshscope/deploy/kubernetes"
 )
 
@@ -81,12 +81,16 @@ func TestKubernetesProbesOnRealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports := map[string]string{}
+	free, err := freeport.Addrs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"server"}
 	for _, a := range c.Args[1:] {
 		name, value, _ := strings.Cut(a, "=")
 		switch name {
 		case "--http", "--otlp-grpc", "--otlp-http":
-			value = freeAddr(t)
+			value, free = free[0], free[1:]
 			ports[name] = value
 		case "--data":
 			value = filepath.Join(dir, "data")
@@ -140,14 +144,4 @@ func TestKubernetesProbesOnRealServer(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("API without a token: %d, want 401", resp.StatusCode)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
