@@ -32,11 +32,11 @@ func StartAlertmanager(t testing.TB) string {
 // StartAlertmanagerConfig is StartAlertmanager with the given
 // alertmanager.yml (e.g. a webhook receiver of the test's own).
 //
-// The web port is picked free and released before Alertmanager binds it,
-// so another process's outgoing connection can take it in between; when
-// Alertmanager then exits on "address already in use", it is started again
-// on a new port (three attempts). Its gossip cluster is switched off, so it
-// needs no second port.
+// The web port is picked free (package freeport) and released before
+// Alertmanager binds it, so another process can still take it in between;
+// when Alertmanager then exits on "address already in use", it is started
+// again on a new port (three attempts). Its gossip cluster is switched
+// off, so it needs no second port.
 func StartAlertmanagerConfig(t testing.TB, config string) string {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus-alertmanager")
