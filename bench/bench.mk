@@ -6,13 +6,14 @@
 #   make bench-render          only re-render docs/BENCHMARKS.md from bench/results/*.json
 #   make bench-deps            install the tools the benchmarks compare against
 #
-# Parts are discovered: any folder bench/<part>/ with a main.go, except render.
+# Parts are discovered: any folder bench/<part>/ with a main.go, except render
+# and proxycpu (a by-hand tool for comparing proxy builds; it writes no results).
 # A part needing extra tools adds a prerequisite to bench-deps in its own .mk:
 #   bench-deps: my-bench-tools
 
 .PHONY: bench-deps bench-render bench-apt
 
-BENCH_PARTS := $(filter-out render,$(patsubst bench/%/main.go,%,$(wildcard bench/*/main.go)))
+BENCH_PARTS := $(filter-out render proxycpu,$(patsubst bench/%/main.go,%,$(wildcard bench/*/main.go)))
 WHAT        ?=
 BENCH_RUN   := $(if $(strip $(WHAT)),$(WHAT),$(BENCH_PARTS))
 BENCH_ARGS  ?=

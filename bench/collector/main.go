@@ -25,7 +25,6 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,6 +40,7 @@ import (
 	"github.com/meshscope/meshscope/bench/loadgen"
 	"github.com/meshscope/meshscope/bench/procstat"
 	"github.com/meshscope/meshscope/bench/report"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 type options struct {
@@ -168,12 +168,11 @@ func (s *server) stop() error {
 }
 
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addrs(1)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a[0]
 }
 
 // launcher starts a system on a data directory, with the same ports on

@@ -49,6 +49,7 @@ import (
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/slo"
 	"github.com/meshscope/meshscope/control/store"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 type options struct {
@@ -430,18 +431,9 @@ func (l *loadGen) allTo(version string, from time.Time) time.Time {
 }
 
 func freeAddrs(n int) []string {
-	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
+	out, err := freeport.Addrs(n)
+	if err != nil {
+		panic(err)
 	}
 	return out
 }

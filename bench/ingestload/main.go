@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,6 +40,7 @@ import (
 	"github.com/meshscope/meshscope/bench/loadgen"
 	"github.com/meshscope/meshscope/bench/procstat"
 	"github.com/meshscope/meshscope/bench/report"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 type options struct {
@@ -183,12 +183,11 @@ func (s *server) stop() {
 }
 
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addrs(1)
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return a[0], nil
 }
 
 func startServer(bin, dir string, boundMiB int64) (*server, error) {

@@ -40,6 +40,7 @@ import (
 	"github.com/meshscope/meshscope/bench/report"
 	"github.com/meshscope/meshscope/control/ca"
 	"github.com/meshscope/meshscope/control/wire"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 var (
@@ -78,12 +79,11 @@ func (p *proc) stop() {
 }
 
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addrs(1)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a[0]
 }
 
 func waitFor(what string, cond func() bool) {

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 // upstreamChildArg, as the first argument, makes the benchmark binary
@@ -148,12 +150,11 @@ func (u *upstream) close() {
 // freePort returns a loopback address that was free a moment ago, for
 // processes that must be told their listen address.
 func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addrs(1)
 	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+		return "", err
 	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
+	return a[0], nil
 }
 
 // waitHTTP polls GET url until it answers 200 or the timeout passes.

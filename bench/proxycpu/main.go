@@ -38,6 +38,7 @@ import (
 	"github.com/meshscope/meshscope/bench/loadgen"
 	"github.com/meshscope/meshscope/bench/otlpsink"
 	"github.com/meshscope/meshscope/bench/procstat"
+	"github.com/meshscope/meshscope/demo/freeport"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -55,13 +56,11 @@ func fail(format string, args ...any) {
 }
 
 func freePortOrFail() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addrs(1)
 	if err != nil {
-		fail("listen: %v", err)
+		fail("%v", err)
 	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
+	return a[0]
 }
 
 func main() {

@@ -312,7 +312,14 @@ func fillSpans(w *embedded.Store, o options, from time.Time, span time.Duration)
 					binary.BigEndian.PutUint64(sp.TraceID[8:], id)
 					binary.BigEndian.PutUint64(sp.SpanID[:], id)
 					start := sec.Add(time.Duration(k) * time.Second / time.Duration(v.rps))
-					dur := time.Duration(4+k%9) * time.Millisecond
+					// Durations vary (8.0–8.4 ms) but not enough to matter:
+					// k runs with the time within each second, so an
+					// interval that cuts a second skews a version's
+					// median; with this spread the skew stays under 5 %,
+					// inside the judge's 10 % tolerance, and a healthy
+					// canary always advances. (4–12 ms let a 2 s interval
+					// read +14 % and hold the canary.)
+					dur := 8*time.Millisecond + time.Duration(k%9)*50*time.Microsecond
 					sp.Service, sp.Name, sp.Kind = svc, "GET /items", spans.KindServer
 					sp.StartUnixNano, sp.EndUnixNano = start.UnixNano(), start.Add(dur).UnixNano()
 					sp.Attrs = []spans.Attr{spans.StringAttr("mesh.direction", "inbound"), spans.StringAttr("http.request.method", "GET")}

@@ -21,7 +21,6 @@ import (
 	"io"
 	"log"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,6 +49,7 @@ import (
 
 	"github.com/meshscope/meshscope/bench/report"
 	"github.com/meshscope/meshscope/collector/metricstore"
+	"github.com/meshscope/meshscope/demo/freeport"
 	"github.com/meshscope/meshscope/topology"
 )
 
@@ -208,12 +208,11 @@ func start(logPath, bin string, readyURL string, args ...string) (*proc, error) 
 }
 
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addrs(1)
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return a[0], nil
 }
 
 func startPrometheus(bin, dir string) (*proc, error) {

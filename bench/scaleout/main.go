@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,6 +33,7 @@ import (
 	"github.com/meshscope/meshscope/control/ca"
 	"github.com/meshscope/meshscope/control/policy"
 	"github.com/meshscope/meshscope/control/wire"
+	"github.com/meshscope/meshscope/demo/freeport"
 )
 
 var (
@@ -166,18 +166,9 @@ func main() {
 }
 
 func freePorts(n int) []string {
-	var lns []net.Listener
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			log.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
+	out, err := freeport.Addrs(n)
+	if err != nil {
+		log.Fatal(err)
 	}
 	return out
 }
