@@ -16,7 +16,7 @@ help:
 	@echo "make test          install test dependencies, then run every test"
 	@echo "make build         build bin/meshscope and bin/meshscope-proxy (and the UI bundle)"
 	@echo "make bench         run every benchmark (WHAT=proxy|collector|topology|query|ui|clickhouse for one)"
-	@echo "make bench-quick   a short sanity run of the benchmarks (< 2 minutes)"
+	@echo "make bench-quick   a short sanity run of every benchmark part (about 15 minutes)"
 
 # Targets the parts add to: TEST_DEPS are installed before tests run,
 # TEST_EXTRA run after the Go tests, BUILD_DEPS run before the Go build,

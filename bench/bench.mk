@@ -2,7 +2,7 @@
 #
 #   make bench                 run every part bench/*/main.go, then render docs/BENCHMARKS.md
 #   make bench WHAT=proxy      run one part (WHAT may list several: WHAT="proxy collector")
-#   make bench-quick           every part with -quick (a < 2 minute sanity run), then render
+#   make bench-quick           every part with -quick (a sanity run, about 15 minutes), then render
 #   make bench-render          only re-render docs/BENCHMARKS.md from bench/results/*.json
 #   make bench-deps            install the tools the benchmarks compare against
 #

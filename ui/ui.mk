@@ -31,6 +31,9 @@ ui/dist/index.html: ui/web/node_modules/.package-lock.json $(UI_SRC)
 
 ui-build: ui/dist/index.html
 
+# bench/ui measures the embedded bundle: make bench builds it first.
+bench-deps: ui-build
+
 # Debian's chromium for the browser tests (root Makefile's apt-install).
 ui-deps:
 	$(call apt-install,chromium)

@@ -1,8 +1,8 @@
 // Command guard benchmarks the guard controller and writes
 // bench/results/guard.json:
 //
-//   - alert-to-traffic-change latency: the real binaries (bin/meshscope,
-//     bin/meshscope-proxy; run `make build` first), inventory v1 and v2
+//   - alert-to-traffic-change latency: the real binaries (meshscope and
+//     meshscope-proxy, built from this checkout, or -bin), inventory v1 and v2
 //     behind inbound proxies and a caller proxy under 200 rps; v2 starts
 //     failing half its requests, the SLO's page alert fires and the
 //     enforced shift guard sends everything to v1. Measured from the
@@ -73,7 +73,7 @@ func run() error {
 	fs.BoolVar(&o.quick, "quick", false, "sanity run: fewer trials")
 	fs.IntVar(&o.trials, "trials", 0, "latency trials (default 20; quick 5)")
 	fs.IntVar(&o.guards, "guards", 1000, "guards for the controller cost")
-	fs.StringVar(&o.bin, "bin", "", "directory of meshscope and meshscope-proxy (default <module>/bin)")
+	fs.StringVar(&o.bin, "bin", "", "directory of meshscope and meshscope-proxy (default: built from this checkout into a temp dir)")
 	fs.StringVar(&o.out, "out", "guard", "results `file`, or the part name for bench/results/guard[.quick].json")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -82,11 +82,12 @@ func run() error {
 		o.trials = map[bool]int{false: 20, true: 5}[o.quick]
 	}
 	if o.bin == "" {
-		root, err := report.ModuleRoot()
+		dir, err := buildBinaries()
 		if err != nil {
 			return err
 		}
-		o.bin = filepath.Join(root, "bin")
+		defer os.RemoveAll(dir)
+		o.bin = dir
 	}
 	r := report.New("guard")
 	r.Title = "Guards: alert-to-traffic-change latency and controller cost"
@@ -179,11 +180,34 @@ func controllerCost(r *report.Result, o options) error {
 	return nil
 }
 
+// buildBinaries builds meshscope and meshscope-proxy from this checkout
+// into a new temp dir, which it returns, so that the part measures the
+// sources it runs from (a stale bin/ would not).
+func buildBinaries() (string, error) {
+	root, err := report.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "meshscope-bench-guard-bin-")
+	if err != nil {
+		return "", err
+	}
+	for _, b := range []string{"meshscope", "meshscope-proxy"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
+		build.Dir, build.Stderr = root, os.Stderr
+		if err := build.Run(); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("building %s: %w", b, err)
+		}
+	}
+	return dir, nil
+}
+
 // latency runs the real binaries and measures alert → traffic change.
 func latency(r *report.Result, o options) error {
 	for _, b := range []string{"meshscope", "meshscope-proxy"} {
 		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
-			return fmt.Errorf("%w (run make build first)", err)
+			return fmt.Errorf("-bin %s: %w", o.bin, err)
 		}
 	}
 	tmp, err := os.MkdirTemp("", "meshscope-bench-guard-")

@@ -38,6 +38,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -235,7 +236,14 @@ type cell struct {
 	cpu     time.Duration
 	peakRSS uint64
 	err     error
+	// rounds are the figures of each merged round, in round order, for
+	// the spread of paired per-round ratios (roundSpread).
+	rounds []roundFigures
 }
+
+// roundFigures are one round's CPU-s per 1000 requests and requests per
+// second.
+type roundFigures struct{ cpuPer1000, rps float64 }
 
 // merge adds one round n into c; a failed round fails the cell.
 func (c *cell) merge(n cell) {
@@ -243,6 +251,7 @@ func (c *cell) merge(n cell) {
 		c.err = n.err
 		return
 	}
+	c.rounds = append(c.rounds, roundFigures{cpuPer1000: n.cpuPer1000(), rps: n.res.Throughput()})
 	c.cpu += n.cpu
 	c.peakRSS = max(c.peakRSS, n.peakRSS)
 	if c.res == nil {
@@ -262,6 +271,40 @@ func (c *cell) merge(n cell) {
 }
 
 func (c cell) ok() bool { return c.err == nil && c.res != nil && c.res.Requests > 0 }
+
+// roundSpread describes how a ratio of a's figure over b's moved within
+// the run: round i of a against round i of b, which were measured next to
+// each other in the same rotation, so a busy moment of the machine falls
+// on both. The target itself is judged on the merged cells; the spread
+// says how far one round's ratio strays from that (the machine's drift).
+// "" unless both cells have the same number of rounds, at least two.
+func roundSpread(a, b cell, figure func(roundFigures) float64) string {
+	if !a.ok() || !b.ok() || len(a.rounds) != len(b.rounds) || len(a.rounds) < 2 {
+		return ""
+	}
+	rs := make([]float64, len(a.rounds))
+	for i := range rs {
+		rs[i] = figure(a.rounds[i]) / figure(b.rounds[i])
+	}
+	slices.Sort(rs)
+	n := len(rs)
+	median := rs[n/2]
+	if n%2 == 0 {
+		median = (rs[n/2-1] + rs[n/2]) / 2
+	}
+	return fmt.Sprintf("paired rounds %s–%s×, median %s× (%d rounds)", report.Num(rs[0]), report.Num(rs[n-1]), report.Num(median), n)
+}
+
+func cpuOf(f roundFigures) float64 { return f.cpuPer1000 }
+func rpsOf(f roundFigures) float64 { return f.rps }
+
+// withSpread appends roundSpread's text to a target note.
+func withSpread(note, spread string) string {
+	if spread == "" {
+		return note
+	}
+	return note + "; " + spread
+}
 
 func (c cell) cpuPer1000() float64 {
 	if !c.ok() {
@@ -908,10 +951,10 @@ func oneCoreTargets(r *report.Result, at1000, closed map[string]cell) {
 		r.AtMost("added p99 over nginx's (1 worker) at 1000 rps", 0.3, overNginx(0.99), "ms"),
 	}
 	if c, n := closed["meshscope"], closed["nginx-1w"]; c.ok() && n.ok() {
-		ts[0].Note = fmt.Sprintf("meshscope-proxy --max-procs 1 %s req/s, nginx worker_processes 1 %s req/s", report.Num(c.res.Throughput()), report.Num(n.res.Throughput()))
+		ts[0].Note = withSpread(fmt.Sprintf("meshscope-proxy --max-procs 1 %s req/s, nginx worker_processes 1 %s req/s", report.Num(c.res.Throughput()), report.Num(n.res.Throughput())), roundSpread(c, n, rpsOf))
 	}
 	if mesh.ok() && ngx.ok() {
-		ts[1].Note = fmt.Sprintf("meshscope-proxy %s s, nginx (1 worker) %s s", report.Num(mesh.cpuPer1000()), report.Num(ngx.cpuPer1000()))
+		ts[1].Note = withSpread(fmt.Sprintf("meshscope-proxy %s s, nginx (1 worker) %s s", report.Num(mesh.cpuPer1000()), report.Num(ngx.cpuPer1000())), roundSpread(mesh, ngx, cpuOf))
 		ts[2].Note = fmt.Sprintf("added p50: meshscope-proxy %s ms, nginx (1 worker) %s ms", signed(addedMS(mesh, direct, 0.5)), signed(addedMS(ngx, direct, 0.5)))
 		ts[3].Note = fmt.Sprintf("added p99: meshscope-proxy %s ms, nginx (1 worker) %s ms", signed(addedMS(mesh, direct, 0.99)), signed(addedMS(ngx, direct, 0.99)))
 	}

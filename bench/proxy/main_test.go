@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -214,6 +215,56 @@ func TestOneCoreTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRoundSpread: merged rounds keep their own figures, and the spread
+// pairs round i of one target with round i of the other.
+func TestRoundSpread(t *testing.T) {
+	merged := func(rounds ...cell) cell {
+		var c cell
+		for _, r := range rounds {
+			c.merge(r)
+		}
+		return c
+	}
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		a, b cell
+		fig  func(roundFigures) float64
+		want string
+	}{
+		{"CPU, three rounds",
+			// a: 0.2, 0.3, 0.1 s per 1000; b: 0.1 each → 2, 3, 1
+			merged(cellAt(1000, ms, 200*ms), cellAt(1000, ms, 300*ms), cellAt(1000, ms, 100*ms)),
+			merged(cellAt(1000, ms, 100*ms), cellAt(1000, ms, 100*ms), cellAt(1000, ms, 100*ms)),
+			cpuOf, "paired rounds 1–3×, median 2× (3 rounds)"},
+		{"throughput, round against round",
+			// a: 1000, 2000 req/s against b: 2000, 1000 → 0.5 and 2
+			// (sorting each side first would give 1 and 1)
+			merged(cellAt(1000, ms, 0), cellAt(2000, ms, 0)),
+			merged(cellAt(2000, ms, 0), cellAt(1000, ms, 0)),
+			rpsOf, "paired rounds 0.5–2×, median 1.25× (2 rounds)"},
+		{"even count takes the middle pair's mean",
+			merged(cellAt(1000, ms, 100*ms), cellAt(1000, ms, 200*ms), cellAt(1000, ms, 400*ms), cellAt(1000, ms, 800*ms)),
+			merged(cellAt(1000, ms, 100*ms), cellAt(1000, ms, 100*ms), cellAt(1000, ms, 100*ms), cellAt(1000, ms, 100*ms)),
+			cpuOf, "paired rounds 1–8×, median 3× (4 rounds)"},
+		{"one round: nothing to spread", merged(cellAt(1000, ms, 0)), merged(cellAt(1000, ms, 0)), rpsOf, ""},
+		{"unequal rounds", merged(cellAt(1000, ms, 0), cellAt(1000, ms, 0)), merged(cellAt(1000, ms, 0)), rpsOf, ""},
+		{"failed cell", merged(cellAt(1000, ms, 0), cellAt(1000, ms, 0)), merged(cellAt(1000, ms, 0), cell{err: errors.New("down")}), rpsOf, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := roundSpread(tt.a, tt.b, tt.fig); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// The merged cell still sums its rounds.
+	c := merged(cellAt(1000, ms, 200*ms), cellAt(3000, ms, 200*ms))
+	if c.res.Requests != 4000 || c.cpu != 400*ms || len(c.rounds) != 2 || c.rounds[1].rps != 3000 {
+		t.Errorf("merged: %d requests, cpu %v, rounds %+v", c.res.Requests, c.cpu, c.rounds)
 	}
 }
 

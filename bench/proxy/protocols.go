@@ -170,7 +170,7 @@ func cpuRatio(a, b cell) float64 {
 func cpuTarget(r *report.Result, name string, limit float64, mesh, nginx cell) {
 	t := r.AtMost(name, limit, cpuRatio(mesh, nginx), "×")
 	if mesh.ok() && nginx.ok() {
-		t.Note = fmt.Sprintf("meshscope-proxy %s s, nginx (1 worker) %s s per 1000 requests", report.Num(mesh.cpuPer1000()), report.Num(nginx.cpuPer1000()))
+		t.Note = withSpread(fmt.Sprintf("meshscope-proxy %s s, nginx (1 worker) %s s per 1000 requests", report.Num(mesh.cpuPer1000()), report.Num(nginx.cpuPer1000())), roundSpread(mesh, nginx, cpuOf))
 	}
 }
 
