@@ -393,14 +393,14 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 
 	ctx := req.Context()
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
-			cs.abort(fmt.Errorf("h2: stream %d: %w", cs.id, context.Cause(ctx)), http2.ErrCodeCancel)
-		})
 		cc.mu.Lock()
-		if cs.removed {
-			stop()
-		} else {
-			cs.stopCtx = stop
+		// A request that arrived on an HTTP/2 server stream is aborted by
+		// that stream when its context ends (no allocation); any other
+		// context through context.AfterFunc.
+		if st := serverStreamOf(ctx); !cs.removed && st != nil && st.watch(cs) {
+			cs.watched = st
+		} else if !cs.removed {
+			cs.stopCtx = context.AfterFunc(ctx, cs.contextEnded)
 		}
 		cc.mu.Unlock()
 	}

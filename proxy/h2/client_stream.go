@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,11 @@ type clientStream struct {
 	req     *http.Request
 	isHead  bool
 	notify  chan struct{} // capacity 1: state changed (headers, data, end, error)
-	stopCtx func() bool   // unregisters the context watcher
+	stopCtx func() bool   // unregisters the context.AfterFunc watcher
+	// watched is the server stream whose request this stream forwards and
+	// which aborts it when that request's context ends (serverStream.watch
+	// instead of context.AfterFunc: no allocation).
+	watched *serverStream
 	reqBody io.ReadCloser // the body the writer copies, nil if none
 	// reqBodyClosed makes closing reqBody happen once, by the writer when
 	// done or by a failure that must unblock the writer's Read.
@@ -99,6 +104,9 @@ func (cs *clientStream) removeLocked() {
 	if cs.stopCtx != nil {
 		cs.stopCtx()
 	}
+	if cs.watched != nil {
+		cs.watched.unwatch(cs)
+	}
 	cc.cond.Broadcast()
 	cc.releaseLocked()
 }
@@ -127,6 +135,11 @@ func (cs *clientStream) discardLocked() uint32 {
 	cc.recvUnacked += int64(len(cs.rbuf) - cs.roff)
 	cs.rbuf, cs.roff = nil, 0
 	return cc.takeConnUpdateLocked()
+}
+
+// contextEnded aborts the stream because its request's context ended.
+func (cs *clientStream) contextEnded() {
+	cs.abort(fmt.Errorf("h2: stream %d: %w", cs.id, context.Cause(cs.req.Context())), http2.ErrCodeCancel)
 }
 
 // abort ends the stream from our side: the caller's context ended, the

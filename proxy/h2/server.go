@@ -157,7 +157,10 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		s.mu.Unlock()
 		close(sc.done)
 	}()
-	stop := context.AfterFunc(ctx, func() { sc.abort(fmt.Errorf("h2: serve: %w", context.Cause(ctx))) })
+	// The connection's context ends with ctx or with whatever ConnContext
+	// derived it from: either ends the connection, and so every stream's
+	// request context (serverStream.end), which client streams watch.
+	stop := context.AfterFunc(sc.baseCtx, func() { sc.abort(fmt.Errorf("h2: serve: %w", context.Cause(sc.baseCtx))) })
 	defer stop()
 	err := sc.serve()
 	sc.abort(err)
@@ -835,7 +838,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	sc.mu.Lock()
 	if sc.closed.Load() {
 		sc.mu.Unlock()
-		st.cancel()
+		st.end()
 		return nil
 	}
 	sc.streams[id] = st
@@ -898,7 +901,7 @@ func (sc *serverConn) closeStreamLocked(st *serverStream, err error) {
 	if st.bodyErr == nil || st.bodyErr == io.EOF && len(st.buf) > st.roff {
 		st.bodyErr = err
 	}
-	st.cancel()
+	st.end()
 	st.cond.Broadcast()
 	if !st.removed {
 		sc.recentResets[sc.resetNext] = st.id

@@ -28,12 +28,15 @@ var (
 type serverStream struct {
 	sc     *serverConn
 	id     uint32
-	ctx    context.Context
+	ctx    streamContext // the request's context
 	cancel context.CancelFunc
-	req    *http.Request
-	body   serverBody
-	rw     serverResponseWriter
-	cond   sync.Cond // signals body data, window changes and resets
+	// watcher is the outgoing client stream that forwards this request,
+	// aborted when the request's context ends (watch).
+	watcher atomic.Pointer[clientStream]
+	req     *http.Request
+	body    serverBody
+	rw      serverResponseWriter
+	cond    sync.Cond // signals body data, window changes and resets
 	// expectContinue is set for "expect: 100-continue" until the first
 	// body read sends 100 (Continue) or the final header goes out.
 	expectContinue atomic.Bool
@@ -58,25 +61,21 @@ type serverStream struct {
 func (sc *serverConn) newStream(id uint32, head serverRequestHead, endStream bool) *serverStream {
 	st := &serverStream{sc: sc, id: id, declLen: head.contentLength}
 	st.cond.L = &sc.mu
-	st.ctx, st.cancel = context.WithCancel(sc.baseCtx)
+	st.ctx.st = st
+	st.ctx.Context, st.cancel = context.WithCancel(sc.baseCtx)
 	sc.mu.Lock()
 	st.sendWin = sc.peerInitWin
 	sc.mu.Unlock()
 	st.recvWin = serverWindow
-	req := &http.Request{
-		Method:        head.method,
-		URL:           head.url,
-		Proto:         "HTTP/2.0",
-		ProtoMajor:    2,
-		ProtoMinor:    0,
-		Header:        head.header,
-		ContentLength: head.contentLength,
-		Host:          head.authority,
-		RemoteAddr:    sc.remoteAddr,
-		RequestURI:    head.requestURI,
-		TLS:           sc.tlsState,
-		Trailer:       head.trailer,
-	}
+	// WithContext of a zero Request on the stack: one Request on the heap,
+	// not a literal and its copy.
+	// (Assigning a whole Request literal would clear its context.)
+	var zero http.Request
+	req := zero.WithContext(&st.ctx)
+	req.Method, req.URL, req.Host, req.RequestURI = head.method, head.url, head.authority, head.requestURI
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+	req.Header, req.Trailer, req.ContentLength = head.header, head.trailer, head.contentLength
+	req.RemoteAddr, req.TLS = sc.remoteAddr, sc.tlsState
 	if endStream {
 		req.Body = http.NoBody
 		req.ContentLength = 0
@@ -89,9 +88,71 @@ func (sc *serverConn) newStream(id uint32, head serverRequestHead, endStream boo
 			st.expectContinue.Store(true)
 		}
 	}
-	st.req = req.WithContext(st.ctx)
+	st.req = req
 	st.rw = serverResponseWriter{st: st, header: make(http.Header), contentLength: -1}
 	return st
+}
+
+// streamContext is a stream's request context: a context.WithCancel
+// child of the connection's that also answers serverStreamKey with its
+// stream, so that a client stream forwarding the request can register
+// with the stream (watch) instead of with context.AfterFunc. It lives in
+// the stream: no allocation of its own.
+type streamContext struct {
+	context.Context
+	st *serverStream
+}
+
+// serverStreamKey is the context key under which a stream's request
+// context returns its *serverStream.
+type serverStreamKey struct{}
+
+func (c *streamContext) Value(key any) any {
+	if _, ok := key.(serverStreamKey); ok {
+		return c.st
+	}
+	return c.Context.Value(key)
+}
+
+// serverStreamOf returns the server stream whose request context ends
+// exactly when ctx does (ctx is that context, or wraps it without a
+// cancellation of its own), nil if there is none.
+func serverStreamOf(ctx context.Context) *serverStream {
+	st, _ := ctx.Value(serverStreamKey{}).(*serverStream)
+	if st == nil || ctx.Done() != st.ctx.Done() {
+		return nil
+	}
+	return st
+}
+
+// watch registers cs to be aborted when st's request context ends, as
+// context.AfterFunc would; false when another client stream is
+// registered already or the context has ended (the caller then uses
+// context.AfterFunc, which runs at once for an ended context).
+func (st *serverStream) watch(cs *clientStream) bool {
+	if !st.watcher.CompareAndSwap(nil, cs) {
+		return false
+	}
+	if st.ctx.Err() != nil && st.watcher.CompareAndSwap(cs, nil) {
+		return false // ended meanwhile, and end did not take cs
+	}
+	return true
+}
+
+// unwatch drops cs's registration; false when end took it already (cs is
+// being aborted).
+func (st *serverStream) unwatch(cs *clientStream) bool {
+	return st.watcher.CompareAndSwap(cs, nil)
+}
+
+// end cancels the request's context and aborts the client stream that
+// watches it, on its own goroutine as context.AfterFunc would (callers
+// may hold sc.mu).
+func (st *serverStream) end() {
+	st.cancel()
+	if cs := st.watcher.Swap(nil); cs != nil {
+		go cs.contextEnded()
+	}
 }
 
 // run serves the stream on the current goroutine.
@@ -104,7 +165,7 @@ func (st *serverStream) run() {
 			}
 			rw.abort(http2.ErrCodeInternal)
 		}
-		st.cancel()
+		st.end()
 		st.sc.mu.Lock()
 		st.sc.handlers--
 		st.sc.mu.Unlock()
