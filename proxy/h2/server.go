@@ -163,6 +163,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	stop := context.AfterFunc(sc.baseCtx, func() { sc.abort(fmt.Errorf("h2: serve: %w", context.Cause(sc.baseCtx))) })
 	defer stop()
 	err := sc.serve()
+	stop() // abort cancels the context itself: no goroutine for that
 	sc.abort(err)
 	_ = c.Close()
 	if sc.graceful.Load() {
