@@ -397,10 +397,12 @@ func (cc *clientConn) roundTrip(req *http.Request, body io.ReadCloser) (resp *ht
 		// A request that arrived on an HTTP/2 server stream is aborted by
 		// that stream when its context ends (no allocation); any other
 		// context through context.AfterFunc.
-		if st := serverStreamOf(ctx); !cs.removed && st != nil && st.watch(cs) {
-			cs.watched = st
-		} else if !cs.removed {
-			cs.stopCtx = context.AfterFunc(ctx, cs.contextEnded)
+		if !cs.removed {
+			if st := serverStreamOf(ctx); st != nil && st.watch(cs) {
+				cs.watched = st
+			} else {
+				cs.stopCtx = context.AfterFunc(ctx, cs.contextEnded)
+			}
 		}
 		cc.mu.Unlock()
 	}
