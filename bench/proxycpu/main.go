@@ -18,6 +18,13 @@
 //
 // -floor adds a minimal Go forwarder with the proxy's socket I/O
 // (floor.go), the floor under the proxy's own per-request work.
+//
+// Each cell's line also gives the CPU per request of the load generator's
+// process (this one: load generator, OTLP sink, and the upstream unless
+// -upstream-process) and of the separate upstream process, so a closed
+// loop shows where a target's throughput went: a target that answers
+// later makes the processes around it pay more per request, not only
+// itself. The summary gives each target's mean req/s next to its CPU.
 package main
 
 import (
@@ -117,6 +124,7 @@ func main() {
 	upSrv := &http.Server{Protocols: upProtos, Handler: upHandler}
 	go upSrv.Serve(upLn)
 	up := upLn.Addr().String()
+	upPid := 0 // the upstream's own process, with -upstream-process
 	if *upProcess {
 		self, err := os.Executable()
 		if err != nil {
@@ -129,6 +137,7 @@ func main() {
 			fail("start upstream: %v", err)
 		}
 		defer cmd.Process.Kill()
+		upPid = cmd.Process.Pid
 		for i := 0; i < 100; i++ {
 			if c, err := net.Dial("tcp", up); err == nil {
 				c.Close()
@@ -244,7 +253,7 @@ http {
 			t.cmd.Wait()
 		}
 	}()
-	sums := map[string][]float64{}
+	sums, rpss := map[string][]float64{}, map[string][]float64{}
 	for r := 1; r <= *rounds; r++ {
 		for _, t := range ts {
 			cfg := loadgen.Config{Addr: t.addr, Host: "bench-upstream", Connections: *conns, Rate: *rate, Duration: *dur, Warmup: 300 * time.Millisecond}
@@ -269,6 +278,7 @@ http {
 			}()
 			time.Sleep(300 * time.Millisecond)
 			startCPU, _ := procstat.CPUTime(t.pid)
+			startSelf, startUp := selfCPU(), upCPU(upPid)
 			t0 := time.Now()
 			if *attach != "" {
 				s := strings.NewReplacer("{pid}", fmt.Sprint(t.pid), "{dur}", fmt.Sprintf("%.1f", dur.Seconds()-0.2), "{name}", t.name, "{round}", fmt.Sprint(r)).Replace(*attach)
@@ -282,6 +292,7 @@ http {
 				continue
 			}
 			endCPU, _ := procstat.CPUTime(t.pid)
+			endSelf, endUp := selfCPU(), upCPU(upPid)
 			el := time.Since(t0)
 			if ac != nil {
 				ac.Wait()
@@ -289,7 +300,12 @@ http {
 			n := float64(res.Requests) * el.Seconds() / res.Elapsed.Seconds()
 			per := (endCPU - startCPU).Seconds() / n * 1000
 			sums[t.name] = append(sums[t.name], per)
-			fmt.Printf("round %d %-8s %.4f CPU-s/1000 req (%d req, %.0f req/s, err %d, p50 %.3f ms, p99 %.3f ms)\n", r, t.name, per, res.Requests, res.Throughput(), res.Errors, float64(res.Latency.Quantile(0.5))/1e6, float64(res.Latency.Quantile(0.99))/1e6)
+			rpss[t.name] = append(rpss[t.name], res.Throughput())
+			around := fmt.Sprintf("load generator %.1f", (endSelf-startSelf).Seconds()/n*1e6)
+			if upPid != 0 {
+				around += fmt.Sprintf(", upstream %.1f", (endUp-startUp).Seconds()/n*1e6)
+			}
+			fmt.Printf("round %d %-8s %.4f CPU-s/1000 req (%d req, %.0f req/s, err %d, p50 %.3f ms, p99 %.3f ms; %s µs CPU/req)\n", r, t.name, per, res.Requests, res.Throughput(), res.Errors, float64(res.Latency.Quantile(0.5))/1e6, float64(res.Latency.Quantile(0.99))/1e6, around)
 		}
 	}
 	for _, t := range ts {
@@ -301,6 +317,36 @@ http {
 		for _, x := range v {
 			s += x
 		}
-		fmt.Printf("%-8s mean %.4f %v\n", t.name, s/float64(len(v)), v)
+		fmt.Printf("%-8s mean %.4f %v, mean %.0f req/s\n", t.name, s/float64(len(v)), v, mean(rpss[t.name]))
 	}
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// selfCPU is this process's own user+system CPU time (its children, the
+// measured servers, are not in it).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// upCPU is the upstream process's CPU time; 0 without one.
+func upCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	d, _ := procstat.CPUTime(pid)
+	return d
 }
