@@ -313,11 +313,7 @@ http {
 		if len(v) == 0 {
 			continue
 		}
-		s := 0.0
-		for _, x := range v {
-			s += x
-		}
-		fmt.Printf("%-8s mean %.4f %v, mean %.0f req/s\n", t.name, s/float64(len(v)), v, mean(rpss[t.name]))
+		fmt.Printf("%-8s mean %.4f %v, mean %.0f req/s\n", t.name, mean(v), v, mean(rpss[t.name]))
 	}
 }
 
