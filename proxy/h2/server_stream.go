@@ -139,10 +139,10 @@ func (st *serverStream) watch(cs *clientStream) bool {
 	return true
 }
 
-// unwatch drops cs's registration; false when end took it already (cs is
+// unwatch drops cs's registration, unless end took it already (cs is
 // being aborted).
-func (st *serverStream) unwatch(cs *clientStream) bool {
-	return st.watcher.CompareAndSwap(cs, nil)
+func (st *serverStream) unwatch(cs *clientStream) {
+	st.watcher.CompareAndSwap(cs, nil)
 }
 
 // end cancels the request's context and aborts the client stream that
