@@ -202,6 +202,16 @@ func BenchmarkRequestHead(b *testing.B) {
 			_ = bw.Flush()
 		}
 	})
+	b.Run("inOrder", func(b *testing.B) { // an owned connection's: the client's field order
+		names := fieldNames("/api/items/7?x=1\nHost\nUser-Agent\nAccept\n")
+		b.ReportAllocs()
+		for b.Loop() {
+			if !writeRequestHeadInOrder(bw, r, names) {
+				b.Fatal("declined")
+			}
+			_ = bw.Flush()
+		}
+	})
 	b.Run("RequestWrite", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

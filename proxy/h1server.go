@@ -347,6 +347,7 @@ func (c *h1ServerConn) parse(head []byte) bool {
 		case "Host":
 			hosts++
 			host = v
+			continue // r.Host, not a header field
 		case "Connection":
 			if one := [1]string{v}; httpguts.HeaderValuesContainsToken(one[:], "close") {
 				closeConn = true
@@ -366,7 +367,6 @@ func (c *h1ServerConn) parse(head []byte) bool {
 	if hosts != 1 || !httpguts.ValidHostHeader(host) {
 		return false // net/http answers 400
 	}
-	delete(h, "Host")
 	if hp, ok := h["Pragma"]; ok && len(hp) > 0 && hp[0] == "no-cache" {
 		if _, ok := h["Cache-Control"]; !ok {
 			h["Cache-Control"] = []string{"no-cache"}
@@ -481,12 +481,11 @@ func (c *h1ServerConn) serve() (keep bool) {
 // startWatch marks a request being served; the listener's scan watches
 // the client once the request has run for h1WatchDelay.
 func (c *h1ServerConn) startWatch() {
+	now := time.Now()
 	c.mu.Lock()
 	c.inRequest = true
 	c.canWatch = c.br.Buffered() == 0 // pipelined bytes: net/http does not watch either
-	if c.canWatch {
-		c.reqStart = time.Now()
-	}
+	c.reqStart = now
 	c.mu.Unlock()
 	if c.canWatch {
 		c.l.owned.requestStarted()

@@ -602,7 +602,9 @@ func writeRequestHeadInOrder(bw *bufio.Writer, r *http.Request, names fieldNames
 			keys = append(keys, k)
 		}
 	}
-	slices.Sort(keys)
+	if len(keys) > 1 {
+		slices.Sort(keys)
+	}
 	for _, k := range keys {
 		vv := r.Header[k]
 		if i := used(k); i >= 0 {
@@ -711,10 +713,31 @@ func writeRequestLine(bw *bufio.Writer, method, ruri string) {
 
 // writeField writes one field line as (*http.Request).Write does.
 func writeField(bw *bufio.Writer, name, value string) {
+	if !plainFieldValue(value) {
+		value = textproto.TrimString(sanitizeHeaderValue(value))
+	}
 	bw.WriteString(name)
 	bw.WriteString(": ")
-	bw.WriteString(textproto.TrimString(sanitizeHeaderValue(value)))
+	bw.WriteString(value)
 	bw.WriteString("\r\n")
+}
+
+// plainFieldValue reports whether v is written as it is: no CR or LF to
+// replace (sanitizeHeaderValue) and no space to trim at either end
+// (textproto.TrimString), the case of nearly every value.
+func plainFieldValue(v string) bool {
+	if v == "" {
+		return true
+	}
+	if isASCIISpace(v[0]) || isASCIISpace(v[len(v)-1]) {
+		return false
+	}
+	return strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0
+}
+
+// isASCIISpace is textproto.TrimString's notion of space.
+func isASCIISpace(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\n' || b == '\r'
 }
 
 func isTokenString(s string) bool {

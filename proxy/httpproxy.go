@@ -175,9 +175,11 @@ func firstValue(h http.Header, key string) string {
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
 	var rec *recorder
+	var start time.Time
 	if hw, ok := w.(*h1Writer); ok {
 		rec = &hw.c.rec // one request at a time per owned connection
 		*rec = recorder{w: w}
+		start = hw.c.reqStart // read as the request began (startWatch)
 	} else {
 		rec = &recorder{w: w}
 	}
@@ -194,7 +196,9 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	start := time.Now()
+	if start.IsZero() {
+		start = time.Now()
+	}
 	p.inflight.Add(1)
 	p.self.inflight.Inc()
 
