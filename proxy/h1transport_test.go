@@ -285,6 +285,10 @@ func TestWriteRequestHeadMatchesRequestWrite(t *testing.T) {
 			"X-B": {"2", "3"}, "Accept": {"*/*"}, "X-A": {" spaced\r\nvalue "}, "Traceparent": {"00-abc-def-01"},
 			"Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}, "Trailer": {"X"}, "Host": {"ignored"},
 		}},
+		{name: "values trimmed and unfolded at either end", method: "GET", url: "http://a/p", fast: true, header: http.Header{
+			"X-Lead": {" a"}, "X-Trail": {"b\t"}, "X-Cr": {"c\rd"}, "X-Lf": {"e\nf"}, "X-Blank": {" \t "}, "X-Empty": {""},
+			"X-Plain": {"g h"}, "X-Crlf-End": {"i\r\n"},
+		}},
 		{name: "user agent kept", method: "GET", url: "http://a/p", fast: true, header: http.Header{"User-Agent": {"curl/8\n"}}},
 		{name: "empty user agent suppressed", method: "GET", url: "http://a/p", fast: true, header: http.Header{"User-Agent": {""}}},
 		{name: "invalid header name dropped", method: "GET", url: "http://a/p", fast: true, header: http.Header{"Bad Name": {"x"}, "Ok": {"y"}}},
