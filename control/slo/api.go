@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
+
+	"github.com/meshscope/meshscope/control/policy"
 )
 
 // APIPrefix starts the SLO API paths.
@@ -40,13 +41,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (m *Manager) list(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	ratios, err := m.recordedRatios(r.Context(), "", now)
+	docs := m.documents()
+	snap, err := m.readSnapshot(r.Context(), docs, "")
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, errorView{err.Error()})
 		return
 	}
-	docs := m.documents()
 	m.mu.RLock()
 	v := ListView{Version: m.version, SLOs: make([]Status, 0, len(docs))}
 	errs := m.errs
@@ -56,7 +56,7 @@ func (m *Manager) list(w http.ResponseWriter, r *http.Request) {
 		if service != "" && d.Service != service {
 			continue
 		}
-		v.SLOs = append(v.SLOs, m.status(r.Context(), d, errs[d.Name], ratios, now))
+		v.SLOs = append(v.SLOs, m.status(r.Context(), d, errs[d.Name], snap))
 	}
 	writeJSON(w, http.StatusOK, v)
 }
@@ -68,13 +68,12 @@ func (m *Manager) get(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorView{"slo " + name + " not found"})
 		return
 	}
-	now := time.Now()
-	ratios, err := m.recordedRatios(r.Context(), name, now)
+	snap, err := m.readSnapshot(r.Context(), []policy.Document{d}, name)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, errorView{err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, m.status(r.Context(), d, genErr, ratios, now))
+	writeJSON(w, http.StatusOK, m.status(r.Context(), d, genErr, snap))
 }
 
 // RulesView answers GET /api/mesh/v1/slos/{name}/rules?format=json.
@@ -118,12 +117,11 @@ func (m *Manager) RemainingBudget(ctx context.Context, name string) (*float64, e
 	if !ok {
 		return nil, fmt.Errorf("slo %s not found", name)
 	}
-	now := time.Now()
-	ratios, err := m.recordedRatios(ctx, name, now)
+	snap, err := m.readSnapshot(ctx, []policy.Document{d}, name)
 	if err != nil {
 		return nil, err
 	}
-	st := m.status(ctx, d, genErr, ratios, now)
+	st := m.status(ctx, d, genErr, snap)
 	if st.State == StateError {
 		return nil, fmt.Errorf("slo %s: %s", name, st.Error)
 	}

@@ -107,8 +107,65 @@ type TracesLink struct {
 	UI string `json:"ui"`
 }
 
-// status computes the status of d at now.
-func (m *Manager) status(ctx context.Context, d policy.Document, genErr error, ratios map[string]map[string]float64, now time.Time) Status {
+// snapshot is what statuses are computed from. It is read in the order
+// that keeps them consistent (readSnapshot): the alerts of the SLO rule
+// groups first, then the clock, then the recorded ratios at that time. A
+// group records its windows before its alerts change state, so every
+// alert seen firing has its windows in the ratios.
+type snapshot struct {
+	now    time.Time
+	rules  map[string]ruleState          // by SLO name
+	ratios map[string]map[string]float64 // by SLO name, then series name
+}
+
+// ruleState is the alerts of one SLO's rule groups and the first rule
+// error among them ("" without one).
+type ruleState struct {
+	alerts []Alert
+	err    string
+}
+
+// readSnapshot reads the snapshot of the SLOs in docs; sloName narrows
+// the ratio query to one SLO ("" reads all).
+func (m *Manager) readSnapshot(ctx context.Context, docs []policy.Document, sloName string) (snapshot, error) {
+	groups := map[string]*rules.Group{}
+	for _, g := range m.ruler.RuleGroups() {
+		groups[g.Name()] = g
+	}
+	snap := snapshot{rules: make(map[string]ruleState, len(docs))}
+	for _, d := range docs {
+		var rs ruleState
+		fast, slow := GroupNames(d.Name)
+		for _, name := range [2]string{fast, slow} {
+			g := groups[name]
+			if g == nil {
+				continue
+			}
+			for _, ar := range g.AlertingRules() {
+				if err := ar.LastError(); err != nil && rs.err == "" {
+					rs.err = fmt.Sprintf("alert %s: %v", ar.Name(), err)
+				}
+				for _, a := range ar.ActiveAlerts() {
+					al := Alert{Severity: a.Labels.Get("severity"), State: a.State.String(), ActiveAt: a.ActiveAt, Value: a.Value, Labels: a.Labels.Map()}
+					if !a.FiredAt.IsZero() {
+						t := a.FiredAt
+						al.FiredAt = &t
+					}
+					rs.alerts = append(rs.alerts, al)
+				}
+			}
+		}
+		snap.rules[d.Name] = rs
+	}
+	snap.now = time.Now()
+	var err error
+	snap.ratios, err = m.recordedRatios(ctx, sloName, snap.now)
+	return snap, err
+}
+
+// status computes the status of d from snap.
+func (m *Manager) status(ctx context.Context, d policy.Document, genErr error, snap snapshot) Status {
+	now := snap.now
 	s := d.SLO()
 	budget := Budget(s.Objective)
 	st := Status{
@@ -125,7 +182,7 @@ func (m *Manager) status(ctx context.Context, d policy.Document, genErr error, r
 		return st
 	}
 	bws := Windows(s.Window.D(), m.opts.EvalInterval)
-	mine := ratios[d.Name]
+	mine := snap.ratios[d.Name]
 	ratio := func(w time.Duration) *float64 {
 		if v, ok := mine[ErrorRatioMetric(w)]; ok && !math.IsNaN(v) {
 			return &v
@@ -165,25 +222,11 @@ func (m *Manager) status(ctx context.Context, d policy.Document, genErr error, r
 		st.State = StateNoData
 	}
 
-	fast, slow := GroupNames(d.Name)
-	for _, g := range m.ruler.RuleGroups() {
-		if g.Name() != fast && g.Name() != slow {
-			continue
-		}
-		for _, ar := range g.AlertingRules() {
-			if err := ar.LastError(); err != nil && st.Error == "" {
-				st.State, st.Error = StateError, fmt.Sprintf("alert %s: %v", ar.Name(), err)
-			}
-			for _, a := range ar.ActiveAlerts() {
-				al := Alert{Severity: a.Labels.Get("severity"), State: a.State.String(), ActiveAt: a.ActiveAt, Value: a.Value, Labels: a.Labels.Map()}
-				if !a.FiredAt.IsZero() {
-					t := a.FiredAt
-					al.FiredAt = &t
-				}
-				st.Alerts = append(st.Alerts, al)
-			}
-		}
+	rs := snap.rules[d.Name]
+	if rs.err != "" && st.Error == "" {
+		st.State, st.Error = StateError, rs.err
 	}
+	st.Alerts = append(st.Alerts, rs.alerts...)
 	for _, a := range st.Alerts {
 		switch {
 		case a.State == rules.StateFiring.String():
