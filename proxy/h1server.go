@@ -117,7 +117,10 @@ type h1ServerConn struct {
 
 	// Client-gone watcher, started by the listener's scan (ownedSet) for a
 	// request served longer than h1WatchDelay.
-	mu        sync.Mutex
+	mu sync.Mutex
+	// reqStart is when the request being served began: the watch's
+	// reference and the handler's start (latency, span). Written by the
+	// serving goroutine under mu; that goroutine also reads it without.
 	reqStart  time.Time
 	inRequest bool
 	canWatch  bool
